@@ -1,0 +1,26 @@
+# The two commands: `make samples` runs qie on samples/, `make test` runs every test.
+# Both install what is missing first.
+
+SWIFT ?= swift
+OUT ?= samples-out
+
+.PHONY: deps build samples test bench clean
+
+deps:
+	@scripts/ensure-deps.sh
+
+build: deps
+	$(SWIFT) build -c release --product qie
+
+samples: build
+	.build/release/qie prepare samples --size 1024x1280 --fit contain --format jpeg --quality 90 --out $(OUT)
+	.build/release/qie probe $(OUT)
+
+test: deps
+	$(SWIFT) test
+
+bench: build
+	scripts/bench-prepare.sh
+
+clean:
+	rm -rf .build $(OUT)

@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "qie",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "QieImaging", targets: ["QieImaging"]),
+        .library(name: "QiePipeline", targets: ["QiePipeline"]),
+        .executable(name: "qie", targets: ["qie"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config.
+        .systemLibrary(
+            name: "CVips", path: "CModules/CVips", pkgConfig: "vips",
+            providers: [.apt(["libvips-dev"]), .brew(["vips"])]),
+        .systemLibrary(
+            name: "CPNG", path: "CModules/CPNG", pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        .systemLibrary(
+            name: "CJPEG", path: "CModules/CJPEG", pkgConfig: "libjpeg",
+            providers: [.apt(["libjpeg-dev"]), .brew(["jpeg-turbo"])]),
+        .systemLibrary(
+            name: "CWebP", path: "CModules/CWebP", pkgConfig: "libwebpmux",
+            providers: [.apt(["libwebp-dev"]), .brew(["webp"])]),
+
+        // C glue Swift cannot express: fixed-argument libvips calls, and
+        // header probes whose libpng/libjpeg errors longjmp inside C only.
+        .target(name: "CVipsShims", dependencies: ["CVips"], path: "CModules/CVipsShims"),
+        .target(
+            name: "CCodecShims", dependencies: ["CPNG", "CJPEG", "CWebP"], path: "CModules/CCodecShims"),
+
+        // The only Swift module that imports C.
+        .target(name: "QieImaging", dependencies: ["CVips", "CVipsShims", "CCodecShims"]),
+        .target(name: "QiePipeline", dependencies: ["QieImaging"]),
+        .executableTarget(
+            name: "qie",
+            dependencies: [
+                "QieImaging", "QiePipeline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "QieImagingTests", dependencies: ["QieImaging"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging"]),
+        .testTarget(name: "QieCLITests", dependencies: ["QieImaging"]),
+    ]
+)

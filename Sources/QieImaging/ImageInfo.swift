@@ -1,0 +1,95 @@
+/// What an image's header says, read without decoding any pixels.
+public struct ImageInfo: Sendable, Equatable, Codable {
+    public var format: ImageFormat
+    /// Stored width and height, before EXIF orientation.
+    public var width: Int
+    public var height: Int
+    /// EXIF orientation, 1 (upright) to 8.
+    public var orientation: Int
+    /// Samples per pixel once decoded (palette images count as RGB or RGBA).
+    public var channels: Int
+    /// Bits per sample as stored.
+    public var bitDepth: Int
+    public var hasAlpha: Bool
+    public var isAnimated: Bool
+    /// Frames (or pages) when the header states them.
+    public var frameCount: Int?
+    /// The colour model as stored: `rgb`, `ycbcr`, `cmyk`, `ycck`, `grey`, `grey+alpha`, `rgba`, `palette`.
+    public var colourModel: String
+    public var hasICCProfile: Bool
+    /// Size of the file or buffer in bytes.
+    public var byteCount: Int
+
+    /// Width and height the way the image is displayed, after EXIF orientation.
+    public var displaySize: PixelSize {
+        orientation >= 5 ? PixelSize(width: height, height: width) : PixelSize(width: width, height: height)
+    }
+
+    /// Millions of pixels (10^6), as providers bill them.
+    public var megapixels: Double { Double(width) * Double(height) / 1_000_000 }
+
+    /// Whether orientation swaps width and height.
+    public var isRotatedQuarterTurn: Bool { orientation >= 5 }
+}
+
+/// A width and height in pixels.
+public struct PixelSize: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
+    public var width: Int
+    public var height: Int
+
+    public init(width: Int, height: Int) {
+        self.width = width
+        self.height = height
+    }
+
+    public var pixelCount: Int { width * height }
+    public var megapixels: Double { Double(width) * Double(height) / 1_000_000 }
+    public var aspectRatio: Double { Double(width) / Double(height) }
+    public var description: String { "\(width)x\(height)" }
+
+    /// Parses `1024x1280`, `1024*1280` or `1024X1280`.
+    public init?(parsing text: String) {
+        let parts = text.split(whereSeparator: { $0 == "x" || $0 == "X" || $0 == "*" })
+        guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]), w > 0, h > 0 else { return nil }
+        self.init(width: w, height: h)
+    }
+}
+
+/// Limits checked from the header, before any pixel is decoded.
+public struct ImageLimits: Sendable, Equatable, Codable {
+    /// Largest accepted image, in millions of pixels (stored width x height / 10^6).
+    public var maxMegapixels: Double
+    /// Longest accepted side in pixels.
+    public var maxSide: Int
+
+    public init(maxMegapixels: Double = 100, maxSide: Int = 16384) {
+        self.maxMegapixels = maxMegapixels
+        self.maxSide = maxSide
+    }
+
+    public static let `default` = ImageLimits()
+
+    /// Throws `.tooLarge` when the header's dimensions are over the limits.
+    public func check(_ info: ImageInfo) throws(ImagingError) {
+        let size = "\(info.width)x\(info.height)"
+        if info.width > maxSide || info.height > maxSide {
+            throw ImagingError(
+                .tooLarge,
+                "\(info.format.displayName) header states \(size) pixels, over the \(maxSide)-pixel limit per side; refused before decoding (raise the limit with --max-side only if you trust this file)"
+            )
+        }
+        if info.megapixels > maxMegapixels {
+            throw ImagingError(
+                .tooLarge,
+                "\(info.format.displayName) header states \(size) pixels (\(formatMegapixels(info.megapixels)) MP), over the \(formatMegapixels(maxMegapixels))-megapixel limit; refused before decoding (raise the limit with --max-megapixels only if you trust this file)"
+            )
+        }
+    }
+}
+
+/// Megapixels for messages: one decimal, or more below 0.1.
+func formatMegapixels(_ value: Double) -> String {
+    if value == value.rounded() { return String(Int(value)) }
+    if value >= 0.1 { return String((value * 10).rounded() / 10) }
+    return String((value * 1000).rounded() / 1000)
+}

@@ -1,0 +1,312 @@
+import Foundation
+internal import CVips
+internal import CVipsShims
+internal import CCodecShims
+
+/// An encoded image with what was done to it.
+public struct PreparedImage: Sendable {
+    /// The encoded bytes.
+    public var data: Data
+    public var format: OutputFormat
+    public var size: PixelSize
+    /// The input's header.
+    public var source: ImageInfo
+    /// The resize, crop and padding applied, in displayed (upright) pixels.
+    public var geometry: ResizeGeometry
+}
+
+/// One-shot processing: header check, shrink-on-load decode, normalisation,
+/// resize with crop or padding, and encoding.
+public enum ImageProcessor {
+    /// Reads, checks, normalises, resizes (when `resize` is given) and encodes a file.
+    public static func prepare(
+        file path: String, resize: ResizeOptions?, encode: EncodeOptions, limits: ImageLimits = .default
+    ) throws(ImagingError) -> PreparedImage {
+        try prepare(file: path, resize: resize, limits: limits) { _ in encode }
+    }
+
+    /// Like `prepare(file:resize:encode:limits:)`, with the encoding chosen from
+    /// the input's header (for example to keep the input's format).
+    public static func prepare(
+        file path: String, resize: ResizeOptions?, limits: ImageLimits = .default,
+        encoding: (ImageInfo) throws(ImagingError) -> EncodeOptions
+    ) throws(ImagingError) -> PreparedImage {
+        do {
+            var source = try FileBytes(path: path, prefix: ImageProbe.headerWindow)
+            return try prepare(&source, resize: resize, limits: limits, encoding: encoding)
+        } catch {
+            throw error.attributed(to: path)
+        }
+    }
+
+    /// Reads, checks, normalises, resizes (when `resize` is given) and encodes bytes.
+    public static func prepare(
+        data: Data, resize: ResizeOptions?, encode: EncodeOptions, limits: ImageLimits = .default
+    ) throws(ImagingError) -> PreparedImage {
+        var source = FileBytes(data: data)
+        return try prepare(&source, resize: resize, limits: limits) { _ in encode }
+    }
+
+    static func prepare(
+        _ source: inout FileBytes, resize: ResizeOptions?, limits: ImageLimits,
+        encoding: (ImageInfo) throws(ImagingError) -> EncodeOptions
+    ) throws(ImagingError) -> PreparedImage {
+        let info = try ImageProbe.probe(&source)
+        let encode = try encoding(info)
+        try encode.validate()
+        try resize?.validate(for: encode.format)
+        try limits.check(info)
+        try source.readAll()
+        let (image, geometry) = try render(source.bytes, info: info, resize: resize)
+        let data = try encodeImage(image, options: encode, sourceFormat: info.format)
+        return PreparedImage(data: data, format: encode.format, size: image.size, source: info, geometry: geometry)
+    }
+
+    /// Decodes to an upright, 8-bit sRGB (or sRGB + alpha) image, resized and
+    /// cropped or padded when `resize` is given. Pixels are computed lazily.
+    static func render(_ bytes: PinnedBytes, info: ImageInfo, resize: ResizeOptions?) throws(ImagingError)
+        -> (VipsImageHandle, ResizeGeometry)
+    {
+        try ImagingRuntime.start()
+        let display = info.displaySize
+        var geometry =
+            resize.map { ResizeGeometry.plan(source: display, target: $0.size, fit: $0.fit, position: $0.position) }
+            ?? ResizeGeometry(fit: .fill, source: display, resized: display, crop: nil, padding: .none, output: display)
+
+        // Shrink-on-load straight to the scaled size, in stored orientation.
+        let stored =
+            info.isRotatedQuarterTurn
+            ? PixelSize(width: geometry.resized.height, height: geometry.resized.width) : geometry.resized
+        var image = try VipsImageHandle.make("decoding the \(info.format.displayName)", kind: .corrupt, keeping: bytes) {
+            out in
+            qie_vips_thumbnail_buffer(
+                bytes.base, bytes.count, Int32(stored.width), Int32(stored.height), Int32(VIPS_FAIL_ON_ERROR.rawValue),
+                out)
+        }
+        image = try exactSize(image, stored)
+        image = try upright(image, orientation: info.orientation)
+        if info.hasICCProfile && info.colourModel != "cmyk" && info.colourModel != "ycck" {
+            // libvips' thumbnail imports CMYK itself; other embedded profiles are
+            // applied here, on the already-scaled pixels. A broken profile is
+            // ignored rather than failing the image.
+            if let imported = try? image.apply("applying the ICC profile", { qie_vips_import_to_srgb($0, $1, nil) }) {
+                image = imported
+            }
+        }
+        image = try eightBitSRGB(image)
+
+        guard let resize else { return (image, geometry) }
+        if let crop = geometry.crop {
+            if resize.position.isContentAware {
+                var left: Int32 = 0, top: Int32 = 0
+                let interesting = resize.position == .attention ? VIPS_INTERESTING_ATTENTION : VIPS_INTERESTING_ENTROPY
+                image = try image.apply("copying for the crop") { qie_vips_copy_memory($0, $1) }
+                image = try image.apply("choosing the \(resize.position.rawValue) crop") {
+                    qie_vips_smartcrop(
+                        $0, $1, Int32(crop.width), Int32(crop.height), Int32(interesting.rawValue), &left, &top)
+                }
+                geometry.crop = PixelRect(x: Int(left), y: Int(top), width: crop.width, height: crop.height)
+            } else {
+                image = try image.apply("cropping") {
+                    qie_vips_extract_area($0, $1, Int32(crop.x), Int32(crop.y), Int32(crop.width), Int32(crop.height))
+                }
+            }
+        }
+        if !geometry.padding.isEmpty {
+            image = try pad(image, geometry: geometry, fill: resize.fill)
+        }
+        return (image, geometry)
+    }
+
+    /// libvips rounds scaled sides itself; trims or extends a stray pixel so the
+    /// size is exactly the planned one.
+    private static func exactSize(_ image: VipsImageHandle, _ size: PixelSize) throws(ImagingError)
+        -> VipsImageHandle
+    {
+        guard image.size != size else { return image }
+        var result = image
+        if result.width > size.width || result.height > size.height {
+            let w = Int32(min(result.width, size.width)), h = Int32(min(result.height, size.height))
+            result = try result.apply("trimming") { qie_vips_extract_area($0, $1, 0, 0, w, h) }
+        }
+        if result.width < size.width || result.height < size.height {
+            result = try result.apply("extending") {
+                qie_vips_embed(
+                    $0, $1, 0, 0, Int32(size.width), Int32(size.height), Int32(VIPS_EXTEND_COPY.rawValue), nil, 0)
+            }
+        }
+        return result
+    }
+
+    /// Applies EXIF orientation so the pixels are upright.
+    private static func upright(_ image: VipsImageHandle, orientation: Int) throws(ImagingError) -> VipsImageHandle {
+        guard orientation != 1 else { return image }
+        // Rotation reads the image out of order: hold the (already scaled) pixels in memory.
+        var result = try image.apply("decoding") { qie_vips_copy_memory($0, $1) }
+        let horizontal = Int32(VIPS_DIRECTION_HORIZONTAL.rawValue)
+        let vertical = Int32(VIPS_DIRECTION_VERTICAL.rawValue)
+        func rotate(_ angle: VipsAngle) throws(ImagingError) {
+            result = try result.apply("rotating") { qie_vips_rot($0, $1, Int32(angle.rawValue)) }
+        }
+        func flip(_ direction: Int32) throws(ImagingError) {
+            result = try result.apply("flipping") { qie_vips_flip($0, $1, direction) }
+        }
+        switch orientation {
+        case 2: try flip(horizontal)
+        case 3: try rotate(VIPS_ANGLE_D180)
+        case 4: try flip(vertical)
+        case 5:
+            try rotate(VIPS_ANGLE_D90)
+            try flip(horizontal)
+        case 6: try rotate(VIPS_ANGLE_D90)
+        case 7:
+            try rotate(VIPS_ANGLE_D90)
+            try flip(vertical)
+        case 8: try rotate(VIPS_ANGLE_D270)
+        default: break
+        }
+        return result
+    }
+
+    /// CMYK, 16-bit, grey and palette images become 8-bit sRGB; alpha is kept.
+    private static func eightBitSRGB(_ image: VipsImageHandle) throws(ImagingError) -> VipsImageHandle {
+        guard !image.isEightBitSRGB else { return image }
+        var result = try image.apply("converting to sRGB") { qie_vips_to_srgb($0, $1) }
+        if result.bitsPerSample != 8 {
+            result = try result.apply("converting to 8 bits") { qie_vips_cast_uchar($0, $1) }
+        }
+        return result
+    }
+
+    private static func pad(_ image: VipsImageHandle, geometry: ResizeGeometry, fill: PaddingFill) throws(ImagingError)
+        -> VipsImageHandle
+    {
+        let output = geometry.output
+        let left = Int32(geometry.padding.left), top = Int32(geometry.padding.top)
+        let width = Int32(output.width), height = Int32(output.height)
+        switch fill {
+        case .colour(let colour):
+            var content = image
+            if !colour.isOpaque && !content.hasAlpha {
+                content = try content.apply("adding alpha") { qie_vips_add_alpha($0, $1) }
+            }
+            var values = [Double(colour.red), Double(colour.green), Double(colour.blue)]
+            if content.hasAlpha { values.append(Double(colour.alpha)) }
+            return try content.apply("padding") { input, out in
+                values.withUnsafeBufferPointer {
+                    qie_vips_embed(
+                        input, out, left, top, width, height, Int32(VIPS_EXTEND_BACKGROUND.rawValue), $0.baseAddress,
+                        Int32($0.count))
+                }
+            }
+        case .edge:
+            return try image.apply("padding with edge pixels") {
+                qie_vips_embed($0, $1, left, top, width, height, Int32(VIPS_EXTEND_COPY.rawValue), nil, 0)
+            }
+        case .blur:
+            // Background: the content scaled to cover the output, centred, blurred.
+            let content = try image.apply("copying for the blurred fill") { qie_vips_copy_memory($0, $1) }
+            let scale = max(Double(output.width) / Double(content.width), Double(output.height) / Double(content.height))
+            var background = try content.apply("scaling the blurred fill") { qie_vips_resize($0, $1, scale, scale) }
+            background = try exactSize(background, PixelSize(width: max(background.width, output.width), height: max(background.height, output.height)))
+            let x = Int32((background.width - output.width) / 2), y = Int32((background.height - output.height) / 2)
+            background = try background.apply("cropping the blurred fill") {
+                qie_vips_extract_area($0, $1, x, y, width, height)
+            }
+            let sigma = max(2.0, Double(max(output.width, output.height)) / 40)
+            background = try background.apply("blurring the fill") { qie_vips_gaussblur($0, $1, sigma) }
+            return try withExtendedLifetime(content) { () throws(ImagingError) -> VipsImageHandle in
+                try background.apply("placing the image on its fill") { base, out in
+                    content.hasAlpha
+                        ? qie_vips_composite_over(base, content.pointer, out, left, top)
+                        : qie_vips_insert(base, content.pointer, out, left, top)
+                }
+            }
+        }
+    }
+
+    /// Encodes with metadata stripped (or only an sRGB profile kept), flattening
+    /// alpha for formats without it. Decoding happens here, so decoder errors
+    /// surface here too and are reported as corrupt input.
+    static func encodeImage(_ image: VipsImageHandle, options: EncodeOptions, sourceFormat: ImageFormat?)
+        throws(ImagingError) -> Data
+    {
+        var image = image
+        if !options.format.supportsAlpha && image.hasAlpha {
+            let c = options.flattenBackground
+            let values = [Double(c.red), Double(c.green), Double(c.blue)]
+            image = try image.apply("flattening alpha") { input, out in
+                values.withUnsafeBufferPointer { qie_vips_flatten(input, out, $0.baseAddress, Int32($0.count)) }
+            }
+        }
+        let keepICC = options.keepICCProfile
+        image = try image.apply("removing metadata") { qie_vips_strip_metadata($0, $1, 0) }
+        let profile: String? = keepICC ? "srgb" : nil
+        let quality = Int32(options.effectiveQuality)
+        let progressive: Int32 = options.progressive ? 1 : 0
+        let lossless: Int32 = options.lossless ? 1 : 0
+        var buffer: UnsafeMutableRawPointer? = nil
+        var length = 0
+        let status: Int32 = withExtendedLifetime(image) {
+            switch options.format {
+            case .jpeg:
+                qie_vips_jpegsave(image.pointer, &buffer, &length, quality, progressive, profile)
+            case .png:
+                qie_vips_pngsave(image.pointer, &buffer, &length, Int32(options.compression ?? 6), progressive, profile)
+            case .webp:
+                qie_vips_webpsave(
+                    image.pointer, &buffer, &length, quality, lossless, Int32(options.effort ?? 4), profile)
+            case .avif:
+                qie_vips_avifsave(image.pointer, &buffer, &length, quality, lossless, Int32(options.effort ?? 4))
+            case .gif:
+                qie_vips_gifsave(image.pointer, &buffer, &length, Int32(options.effort ?? 7), progressive)
+            }
+        }
+        guard status == 0, let buffer else {
+            if let buffer { g_free(buffer) }
+            throw classifyFailure(takeVipsError(), format: options.format, sourceFormat: sourceFormat)
+        }
+        defer { g_free(buffer) }
+        switch options.format {
+        case .webp:
+            return try webpWithoutMetadata(buffer, length, keepICC: keepICC)
+        case .jpeg where keepICC:
+            return MetadataScrub.jpegWithoutAPP1(Data(bytes: buffer, count: length))
+        default:
+            return Data(bytes: buffer, count: length)
+        }
+    }
+
+    /// libvips 8.14's WebP saver writes a rebuilt EXIF chunk even with `strip`;
+    /// remove it (and XMP) so no metadata leaves with the pixels.
+    private static func webpWithoutMetadata(_ buffer: UnsafeMutableRawPointer, _ length: Int, keepICC: Bool)
+        throws(ImagingError) -> Data
+    {
+        var stripped: UnsafeMutablePointer<UInt8>? = nil
+        var strippedLength = 0
+        let status = qie_webp_strip_metadata(
+            buffer.assumingMemoryBound(to: UInt8.self), length, keepICC ? 1 : 0, &stripped, &strippedLength)
+        guard status == 0, let stripped else {
+            throw ImagingError(.processingFailed, "encoding webp failed: the encoded file could not be re-read to strip its metadata")
+        }
+        defer { free(stripped) }
+        return Data(bytes: stripped, count: strippedLength)
+    }
+
+    /// Decoder messages mean the input is damaged; anything else is an encoder failure.
+    private static func classifyFailure(_ message: String, format: OutputFormat, sourceFormat: ImageFormat?)
+        -> ImagingError
+    {
+        let lower = message.lowercased()
+        let decoderWords = [
+            "load", "premature", "truncated", "crc", "corrupt", "read error", "vipsjpeg", "libspng", "libpng",
+            "out of order", "not enough data", "invalid",
+        ]
+        if let sourceFormat, decoderWords.contains(where: lower.contains) {
+            return ImagingError(
+                .corrupt,
+                "corrupt or truncated \(sourceFormat.displayName): \(message); re-export or download it again")
+        }
+        return ImagingError(.processingFailed, "encoding \(format.rawValue) failed: \(message)")
+    }
+}

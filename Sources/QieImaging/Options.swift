@@ -1,0 +1,221 @@
+import Foundation
+
+/// An 8-bit sRGB colour with alpha.
+public struct Colour: Sendable, Equatable, Codable, CustomStringConvertible {
+    public var red: UInt8
+    public var green: UInt8
+    public var blue: UInt8
+    public var alpha: UInt8
+
+    public init(red: UInt8, green: UInt8, blue: UInt8, alpha: UInt8 = 255) {
+        self.red = red
+        self.green = green
+        self.blue = blue
+        self.alpha = alpha
+    }
+
+    public static let white = Colour(red: 255, green: 255, blue: 255)
+    public static let black = Colour(red: 0, green: 0, blue: 0)
+    public static let transparent = Colour(red: 0, green: 0, blue: 0, alpha: 0)
+
+    public var isOpaque: Bool { alpha == 255 }
+
+    public var description: String {
+        let hex = [red, green, blue] + (isOpaque ? [] : [alpha])
+        return "#" + hex.map { String(format: "%02x", $0) }.joined()
+    }
+
+    private static let names: [String: Colour] = [
+        "white": .white, "black": .black, "transparent": .transparent,
+        "grey": Colour(red: 128, green: 128, blue: 128), "gray": Colour(red: 128, green: 128, blue: 128),
+        "red": Colour(red: 255, green: 0, blue: 0), "green": Colour(red: 0, green: 128, blue: 0),
+        "blue": Colour(red: 0, green: 0, blue: 255),
+    ]
+
+    /// Parses `#rgb`, `#rgba`, `#rrggbb`, `#rrggbbaa`, `r,g,b[,a]` (0-255) or a
+    /// name (`white`, `black`, `transparent`, `grey`, `red`, `green`, `blue`).
+    public init(parsing text: String) throws(ImagingError) {
+        let value = text.trimmingCharacters(in: .whitespaces).lowercased()
+        if let named = Colour.names[value] {
+            self = named
+            return
+        }
+        if value.hasPrefix("#") {
+            var digits = Array(value.dropFirst())
+            if digits.count == 3 || digits.count == 4 { digits = digits.flatMap { [$0, $0] } }
+            let bytes = stride(from: 0, to: digits.count, by: 2).compactMap { i -> UInt8? in
+                i + 1 < digits.count ? UInt8(String(digits[i...i + 1]), radix: 16) : nil
+            }
+            if (digits.count == 6 || digits.count == 8) && bytes.count == digits.count / 2 {
+                self.init(red: bytes[0], green: bytes[1], blue: bytes[2], alpha: bytes.count == 4 ? bytes[3] : 255)
+                return
+            }
+        } else {
+            let parts = value.split(separator: ",").map { UInt8($0.trimmingCharacters(in: .whitespaces)) }
+            if parts.count == 3 || parts.count == 4, parts.allSatisfy({ $0 != nil }) {
+                let p = parts.map { $0! }
+                self.init(red: p[0], green: p[1], blue: p[2], alpha: p.count == 4 ? p[3] : 255)
+                return
+            }
+        }
+        throw ImagingError(
+            .invalidOption,
+            "background \"\(text)\" is not a colour: use #rrggbb, #rrggbbaa, r,g,b[,a] or a name such as white, black or transparent"
+        )
+    }
+}
+
+/// What fills the padding added by `contain`.
+public enum PaddingFill: Sendable, Equatable, Codable, CustomStringConvertible {
+    /// A flat colour.
+    case colour(Colour)
+    /// A blurred, enlarged copy of the image itself.
+    case blur
+    /// The image's edge pixels repeated outwards.
+    case edge
+
+    /// Parses `blur`, `edge` or a colour (see `Colour(parsing:)`).
+    public init(parsing text: String) throws(ImagingError) {
+        switch text.lowercased() {
+        case "blur": self = .blur
+        case "edge", "extend", "copy": self = .edge
+        default: self = .colour(try Colour(parsing: text))
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .colour(let colour): colour.description
+        case .blur: "blur"
+        case .edge: "edge"
+        }
+    }
+}
+
+/// A format qie writes.
+public enum OutputFormat: String, Sendable, Codable, CaseIterable {
+    case jpeg, png, webp, avif, gif
+
+    /// Accepts `jpg` and `jpeg`, in any case.
+    public init?(name: String) {
+        let value = name.lowercased()
+        if value == "jpg" {
+            self = .jpeg
+        } else if let format = OutputFormat(rawValue: value) {
+            self = format
+        } else {
+            return nil
+        }
+    }
+
+    public var supportsAlpha: Bool { self != .jpeg }
+    public var fileExtension: String { self == .jpeg ? "jpg" : rawValue }
+    public var mimeType: String { "image/\(rawValue)" }
+}
+
+/// How an image is encoded.
+public struct EncodeOptions: Sendable, Equatable, Codable {
+    public var format: OutputFormat
+    /// 1-100 for JPEG, WebP and AVIF; nil for the format's default (JPEG 90,
+    /// WebP 90, AVIF 60). Ignored by PNG and GIF.
+    public var quality: Int?
+    /// PNG zlib level 0-9 (default 6).
+    public var compression: Int?
+    /// Progressive JPEG, interlaced PNG or GIF.
+    public var progressive: Bool
+    /// Lossless WebP or AVIF.
+    public var lossless: Bool
+    /// Encoder effort: WebP 0-6 (default 4), AVIF 0-9 (default 4), GIF 1-10 (default 7).
+    public var effort: Int?
+    /// Embed an sRGB ICC profile describing the output pixels (JPEG, PNG, WebP;
+    /// AVIF always states sRGB in its colour box, GIF has no profiles). Off by
+    /// default: all metadata (EXIF with GPS, XMP, IPTC, comments, profiles) is
+    /// stripped.
+    public var keepICCProfile: Bool
+    /// What transparent pixels become when the format has no alpha (JPEG).
+    public var flattenBackground: Colour
+
+    public init(
+        format: OutputFormat, quality: Int? = nil, compression: Int? = nil, progressive: Bool = false,
+        lossless: Bool = false, effort: Int? = nil, keepICCProfile: Bool = false,
+        flattenBackground: Colour = .white
+    ) {
+        self.format = format
+        self.quality = quality
+        self.compression = compression
+        self.progressive = progressive
+        self.lossless = lossless
+        self.effort = effort
+        self.keepICCProfile = keepICCProfile
+        self.flattenBackground = flattenBackground
+    }
+
+    var effectiveQuality: Int {
+        quality ?? (format == .avif ? 60 : 90)
+    }
+
+    /// Checks every value before any native code runs.
+    public func validate() throws(ImagingError) {
+        if let quality, !(1...100).contains(quality) {
+            throw ImagingError(.invalidOption, "quality must be an integer from 1 to 100, got \(quality)")
+        }
+        if let compression, !(0...9).contains(compression) {
+            throw ImagingError(.invalidOption, "PNG compression must be an integer from 0 to 9, got \(compression)")
+        }
+        if let effort {
+            let range: ClosedRange<Int> =
+                switch format {
+                case .webp: 0...6
+                case .avif: 0...9
+                case .gif: 1...10
+                default: 0...10
+                }
+            if !range.contains(effort) {
+                throw ImagingError(
+                    .invalidOption,
+                    "effort for \(format.rawValue) must be from \(range.lowerBound) to \(range.upperBound), got \(effort)")
+            }
+        }
+        if lossless && !(format == .webp || format == .avif) {
+            throw ImagingError(
+                .invalidOption, "lossless applies to webp and avif only; \(format.rawValue) is \(format == .png || format == .gif ? "always lossless" : "lossy")")
+        }
+    }
+}
+
+/// A target size and how to reach it.
+public struct ResizeOptions: Sendable, Equatable, Codable {
+    public var size: PixelSize
+    public var fit: Fit
+    public var position: Position
+    /// What fills the padding of `contain`.
+    public var fill: PaddingFill
+
+    public init(size: PixelSize, fit: Fit = .contain, position: Position = .centre, fill: PaddingFill = .colour(.white)) {
+        self.size = size
+        self.fit = fit
+        self.position = position
+        self.fill = fill
+    }
+
+    /// Largest target side accepted.
+    public static let maxSide = 16384
+
+    public func validate(for output: OutputFormat) throws(ImagingError) {
+        if size.width < 1 || size.height < 1 || size.width > Self.maxSide || size.height > Self.maxSide {
+            throw ImagingError(
+                .invalidOption,
+                "size must be from 1x1 to \(Self.maxSide)x\(Self.maxSide) pixels, got \(size.width)x\(size.height)")
+        }
+        if case .colour(let colour) = fill, !colour.isOpaque, !output.supportsAlpha, fit == .contain {
+            throw ImagingError(
+                .invalidOption,
+                "background \(colour) is transparent but \(output.rawValue) has no alpha channel; choose png, webp, avif or gif, or an opaque background"
+            )
+        }
+        if position.isContentAware && fit != .cover {
+            throw ImagingError(
+                .invalidOption, "position \(position.rawValue) chooses a crop, so it needs --fit cover (got \(fit.rawValue))")
+        }
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One input file found on the command line or in a folder.
+public struct InputFile: Sendable, Equatable {
+    /// The path to open.
+    public var path: String
+    /// Where it sits relative to the folder it was found in (its name alone for
+    /// a file given directly); outputs mirror this under the output folder.
+    public var relativePath: String
+    /// Named on the command line rather than found in a folder.
+    public var isExplicit: Bool
+
+    public init(path: String, relativePath: String, isExplicit: Bool) {
+        self.path = path
+        self.relativePath = relativePath
+        self.isExplicit = isExplicit
+    }
+}
+
+/// An argument or folder entry that could not be walked.
+public struct InputProblem: Sendable, Equatable, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "\(DisplayPath.escape(path)): \(reason)" }
+}
+
+/// Expands files and folders (recursively) into input files, in a stable order.
+///
+/// Hidden entries (names starting with ".") inside folders are skipped, as are
+/// the folders in `excluding` (the output folder, so a run never reads its own
+/// outputs). Symbolic links are followed; a folder reached twice (a link
+/// cycle) is walked once.
+public struct InputWalker {
+    public var excluding: [String]
+    public var includeHidden: Bool
+
+    public init(excluding: [String] = [], includeHidden: Bool = false) {
+        self.excluding = excluding
+        self.includeHidden = includeHidden
+    }
+
+    public func walk(_ arguments: [String]) -> (files: [InputFile], problems: [InputProblem]) {
+        var files: [InputFile] = []
+        var problems: [InputProblem] = []
+        var visited = Set<FileIdentity>()
+        let excluded = Set(excluding.compactMap { FileIdentity(path: $0) })
+        var seenFiles = Set<FileIdentity>()
+
+        for argument in arguments {
+            guard let identity = FileIdentity(path: argument), let kind = FileIdentity.kind(of: argument) else {
+                problems.append(InputProblem(path: argument, reason: "no such file or folder"))
+                continue
+            }
+            if kind == .directory {
+                walkFolder(
+                    argument, relative: "", visited: &visited, excluded: excluded, seenFiles: &seenFiles,
+                    files: &files, problems: &problems)
+            } else if seenFiles.insert(identity).inserted {
+                let name = argument.split(separator: "/").last.map(String.init) ?? argument
+                files.append(InputFile(path: argument, relativePath: name, isExplicit: true))
+            }
+        }
+        return (files, problems)
+    }
+
+    private func walkFolder(
+        _ folder: String, relative: String, visited: inout Set<FileIdentity>, excluded: Set<FileIdentity>,
+        seenFiles: inout Set<FileIdentity>, files: inout [InputFile], problems: inout [InputProblem]
+    ) {
+        guard let identity = FileIdentity(path: folder), !excluded.contains(identity) else { return }
+        guard visited.insert(identity).inserted else { return }
+        guard let directory = opendir(folder) else {
+            problems.append(
+                InputProblem(path: folder, reason: "folder cannot be read: \(String(cString: strerror(errno)))"))
+            return
+        }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String? in
+                let bytes = raw.prefix(while: { $0 != 0 })
+                return String(validating: bytes, as: UTF8.self)
+            }
+            guard let name else {
+                let raw = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+                let shown = String(decoding: raw, as: UTF8.self)
+                problems.append(
+                    InputProblem(
+                        path: join(folder, shown),
+                        reason: "file name is not valid UTF-8, so it cannot be mirrored safely; rename it"))
+                continue
+            }
+            if name == "." || name == ".." { continue }
+            if !includeHidden && name.hasPrefix(".") { continue }
+            names.append(name)
+        }
+        closedir(directory)
+        names.sort()
+
+        for name in names {
+            let path = join(folder, name)
+            let relativePath = relative.isEmpty ? name : relative + "/" + name
+            guard let kind = FileIdentity.kind(of: path) else {
+                problems.append(InputProblem(path: path, reason: "broken link or vanished file"))
+                continue
+            }
+            switch kind {
+            case .directory:
+                walkFolder(
+                    path, relative: relativePath, visited: &visited, excluded: excluded, seenFiles: &seenFiles,
+                    files: &files, problems: &problems)
+            case .regular:
+                if let identity = FileIdentity(path: path), seenFiles.insert(identity).inserted {
+                    files.append(InputFile(path: path, relativePath: relativePath, isExplicit: false))
+                }
+            case .other:
+                continue
+            }
+        }
+    }
+
+    private func join(_ folder: String, _ name: String) -> String {
+        folder.hasSuffix("/") ? folder + name : folder + "/" + name
+    }
+}
+
+/// A file's device and inode, to recognise the same file under two names.
+struct FileIdentity: Hashable {
+    let device: UInt64
+    let inode: UInt64
+
+    enum Kind { case regular, directory, other }
+
+    init?(path: String) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+    }
+
+    init(_ status: stat) {
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+    }
+
+    /// The kind of what `path` names, following links; nil if nothing is there.
+    static func kind(of path: String) -> Kind? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        switch status.st_mode & S_IFMT {
+        case S_IFDIR: return .directory
+        case S_IFREG: return .regular
+        default: return .other
+        }
+    }
+}
+
+/// Paths as printed: control characters escaped so one file is one line.
+public enum DisplayPath {
+    public static func escape(_ path: String) -> String {
+        var result = ""
+        for scalar in path.unicodeScalars {
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                result += "\\x" + String(format: "%02X", scalar.value)
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import QieImaging
+import Synchronization
+
+/// Settings of a `prepare` run.
+public struct PrepareSettings: Sendable {
+    /// The target size and fit; nil keeps each image's own size.
+    public var resize: ResizeOptions?
+    /// The output format; nil keeps each input's format (HEIC and TIFF become PNG).
+    public var format: OutputFormat?
+    /// Encoder settings; `format` inside is replaced per file.
+    public var encode: EncodeOptions
+    public var limits: ImageLimits
+    /// Images processed at once; defaults to the number of cores.
+    public var concurrency: Int
+
+    public init(
+        resize: ResizeOptions? = nil, format: OutputFormat? = nil, encode: EncodeOptions = EncodeOptions(format: .png),
+        limits: ImageLimits = .default, concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
+    ) {
+        self.resize = resize
+        self.format = format
+        self.encode = encode
+        self.limits = limits
+        self.concurrency = max(1, concurrency)
+    }
+
+    /// Checks the settings before any file is read. Without a fixed format,
+    /// what depends on each input's format is checked per file.
+    public func validate() throws(ImagingError) {
+        guard let format else { return }
+        var options = encode
+        options.format = format
+        try options.validate()
+        try resize?.validate(for: format)
+    }
+}
+
+/// What happened to one input.
+public struct PrepareResult: Sendable {
+    public enum Outcome: Sendable {
+        case written(path: String, image: PreparedSummary)
+        case failed(reason: String)
+        /// Not an image and not named like one, found while walking a folder.
+        case skipped(reason: String)
+    }
+
+    public var input: InputFile
+    public var outcome: Outcome
+    public var seconds: Double
+}
+
+/// What was written, without the pixels.
+public struct PreparedSummary: Sendable, Codable {
+    public var format: OutputFormat
+    public var size: PixelSize
+    public var byteCount: Int
+    public var source: ImageInfo
+    public var geometry: ResizeGeometry
+}
+
+/// Counts at the end of a run.
+public struct BatchSummary: Sendable, Equatable {
+    public var total = 0
+    public var written = 0
+    public var failed = 0
+    public var skipped = 0
+    /// Not started because the run was interrupted.
+    public var notStarted = 0
+    public var seconds = 0.0
+
+    public var succeeded: Bool { failed == 0 && notStarted == 0 }
+}
+
+/// Stops a run between images (Ctrl-C).
+public final class BatchCancellation: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    public func cancel() { flag.store(true, ordering: .relaxed) }
+    public var isCancelled: Bool { flag.load(ordering: .relaxed) }
+}
+
+/// Prepares a list of inputs into an output folder, several at once.
+public struct PrepareBatch: Sendable {
+    public var inputs: [InputFile]
+    public var output: OutputFolder
+    public var settings: PrepareSettings
+
+    public init(inputs: [InputFile], output: OutputFolder, settings: PrepareSettings) {
+        self.inputs = inputs
+        self.output = output
+        self.settings = settings
+    }
+
+    /// Runs the batch on `settings.concurrency` threads. `report` is called once
+    /// per input, from the worker that finished it, one call at a time.
+    public func run(
+        cancellation: BatchCancellation = BatchCancellation(), report: @escaping @Sendable (PrepareResult) -> Void
+    ) -> BatchSummary {
+        let naming = OutputNaming(inputs)
+        let next = Atomic<Int>(0)
+        let summary = Mutex(BatchSummary())
+        let start = Date()
+        let workers = min(settings.concurrency, max(1, inputs.count))
+
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while !cancellation.isCancelled {
+                let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard index < inputs.count else { break }
+                let result = prepare(inputs[index], naming: naming)
+                summary.withLock { totals in
+                    switch result.outcome {
+                    case .written: totals.written += 1
+                    case .failed: totals.failed += 1
+                    case .skipped: totals.skipped += 1
+                    }
+                    report(result)
+                }
+            }
+            ImagingRuntime.endOfJobOnThisThread()
+        }
+        return summary.withLock { totals in
+            totals.total = inputs.count
+            totals.notStarted = inputs.count - totals.written - totals.failed - totals.skipped
+            totals.seconds = Date().timeIntervalSince(start)
+            return totals
+        }
+    }
+
+    func prepare(_ input: InputFile, naming: OutputNaming) -> PrepareResult {
+        let start = Date()
+        let outcome: PrepareResult.Outcome
+        do {
+            let prepared = try ImageProcessor.prepare(
+                file: input.path, resize: settings.resize, limits: settings.limits
+            ) { info in
+                var encode = settings.encode
+                encode.format = settings.format ?? info.format.defaultOutput
+                return encode
+            }
+            let relative = naming.relativeOutputPath(for: input, format: prepared.format)
+            let written = try output.write(prepared.data, to: relative, protecting: input.path)
+            outcome = .written(
+                path: written,
+                image: PreparedSummary(
+                    format: prepared.format, size: prepared.size, byteCount: prepared.data.count,
+                    source: prepared.source, geometry: prepared.geometry))
+        } catch let error as ImagingError {
+            if !input.isExplicit && error.kind == .notAnImage && !OutputNaming.hasImageExtension(input.path) {
+                outcome = .skipped(reason: "not an image")
+            } else {
+                outcome = .failed(reason: error.reason)
+            }
+        } catch let error as OutputError {
+            outcome = .failed(reason: "cannot write \(DisplayPath.escape(error.path)): \(error.reason)")
+        } catch {
+            outcome = .failed(reason: "\(error)")
+        }
+        return PrepareResult(input: input, outcome: outcome, seconds: Date().timeIntervalSince(start))
+    }
+}

@@ -1,0 +1,215 @@
+import Foundation
+import QieImaging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Receives a batch's results as they finish.
+public protocol BatchReporter: Sendable {
+    func start(total: Int)
+    func report(_ result: PrepareResult)
+    func finish(_ summary: BatchSummary, outputFolder: String)
+}
+
+/// Writes text to standard output or standard error without buffering surprises.
+public struct TextStream: Sendable {
+    let descriptor: Int32
+    public static let standardOutput = TextStream(descriptor: 1)
+    public static let standardError = TextStream(descriptor: 2)
+
+    public var isTerminal: Bool { isatty(descriptor) == 1 }
+
+    public func write(_ text: String) {
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += n
+        }
+        bytes.removeAll()
+    }
+}
+
+enum ReportText {
+    static func written(_ result: PrepareResult, path: String, image: PreparedSummary) -> String {
+        var line =
+            "ok \(DisplayPath.escape(result.input.path)) -> \(DisplayPath.escape(path)) \(image.size) \(image.format.rawValue) \(byteCount(image.byteCount))"
+        let padding = image.geometry.paddingFraction
+        if padding > 0.0005 { line += String(format: " (%.1f%% padding)", padding * 100) }
+        return line
+    }
+
+    static func byteCount(_ bytes: Int) -> String {
+        if bytes < 1024 { return "\(bytes) B" }
+        if bytes < 1024 * 1024 { return String(format: "%.1f KB", Double(bytes) / 1024) }
+        return String(format: "%.1f MB", Double(bytes) / 1_048_576)
+    }
+
+    static func summary(_ summary: BatchSummary, outputFolder: String) -> String {
+        var parts: [String] = []
+        if summary.failed > 0 { parts.append("\(summary.failed) failed") }
+        if summary.skipped > 0 { parts.append("\(summary.skipped) skipped (not images)") }
+        if summary.notStarted > 0 { parts.append("\(summary.notStarted) not started (interrupted)") }
+        let tail = parts.isEmpty ? "" : "; " + parts.joined(separator: ", ")
+        return String(
+            format: "prepared %d of %d files into %@ in %.1f s%@\n", summary.written, summary.total,
+            DisplayPath.escape(outputFolder), summary.seconds, tail)
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "--" }
+        let s = Int(seconds.rounded())
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
+        return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
+    }
+}
+
+/// One plain line per file: successes on standard output, failures on standard error.
+public struct LineReporter: BatchReporter {
+    public init() {}
+    public func start(total: Int) {}
+    public func report(_ result: PrepareResult) {
+        switch result.outcome {
+        case .written(let path, let image):
+            TextStream.standardOutput.write(ReportText.written(result, path: path, image: image) + "\n")
+        case .skipped(let reason):
+            TextStream.standardOutput.write("skipped \(DisplayPath.escape(result.input.path)): \(reason)\n")
+        case .failed(let reason):
+            TextStream.standardError.write("error \(DisplayPath.escape(result.input.path)): \(reason)\n")
+        }
+    }
+    public func finish(_ summary: BatchSummary, outputFolder: String) {
+        TextStream.standardOutput.write(ReportText.summary(summary, outputFolder: outputFolder))
+    }
+}
+
+/// One JSON object per file on standard output; the summary as the last object.
+public struct JSONLinesReporter: BatchReporter {
+    public init() {}
+    public func start(total: Int) {}
+
+    struct Line: Encodable {
+        var input: String
+        var status: String
+        var output: String?
+        var error: String?
+        var seconds: Double
+        var result: PreparedSummary?
+    }
+
+    struct Summary: Encodable {
+        var summary = true
+        var total, written, failed, skipped, notStarted: Int
+        var seconds: Double
+    }
+
+    public func report(_ result: PrepareResult) {
+        var line = Line(input: result.input.path, status: "", seconds: (result.seconds * 1000).rounded() / 1000)
+        switch result.outcome {
+        case .written(let path, let image):
+            line.status = "ok"
+            line.output = path
+            line.result = image
+        case .skipped(let reason):
+            line.status = "skipped"
+            line.error = reason
+        case .failed(let reason):
+            line.status = "failed"
+            line.error = reason
+        }
+        emit(line)
+    }
+
+    public func finish(_ summary: BatchSummary, outputFolder: String) {
+        emit(
+            Summary(
+                total: summary.total, written: summary.written, failed: summary.failed, skipped: summary.skipped,
+                notStarted: summary.notStarted, seconds: (summary.seconds * 1000).rounded() / 1000))
+    }
+
+    private func emit(_ value: some Encodable) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if let data = try? encoder.encode(value) {
+            TextStream.standardOutput.write(String(decoding: data, as: UTF8.self) + "\n")
+        }
+    }
+}
+
+/// A live progress line on a terminal (standard error), with failures printed
+/// above it as they happen.
+public final class TerminalReporter: BatchReporter {
+    private struct State {
+        var total = 0
+        var done = 0
+        var failed = 0
+        var skipped = 0
+        var start = Date()
+        var lastDraw = Date.distantPast
+        var current = ""
+    }
+
+    private let state = Mutex(State())
+    private let stream = TextStream.standardError
+
+    public init() {}
+
+    public func start(total: Int) {
+        state.withLock {
+            $0.total = total
+            $0.start = Date()
+        }
+    }
+
+    public func report(_ result: PrepareResult) {
+        state.withLock { state in
+            state.done += 1
+            state.current = result.input.relativePath
+            var message: String? = nil
+            switch result.outcome {
+            case .failed(let reason):
+                state.failed += 1
+                message = "error \(DisplayPath.escape(result.input.path)): \(reason)"
+            case .skipped:
+                state.skipped += 1
+            case .written:
+                break
+            }
+            let now = Date()
+            if let message {
+                stream.write("\r\u{1B}[2K" + message + "\n")
+            } else if now.timeIntervalSince(state.lastDraw) < 0.1 && state.done < state.total {
+                return
+            }
+            state.lastDraw = now
+            stream.write("\r\u{1B}[2K" + bar(state, now: now))
+        }
+    }
+
+    public func finish(_ summary: BatchSummary, outputFolder: String) {
+        stream.write("\r\u{1B}[2K")
+        TextStream.standardOutput.write(ReportText.summary(summary, outputFolder: outputFolder))
+    }
+
+    private func bar(_ state: State, now: Date) -> String {
+        let width = 24
+        let fraction = state.total == 0 ? 1 : Double(state.done) / Double(state.total)
+        let filled = Int(fraction * Double(width))
+        let elapsed = now.timeIntervalSince(state.start)
+        let rate = elapsed > 0 ? Double(state.done) / elapsed : 0
+        let eta = rate > 0 ? Double(state.total - state.done) / rate : .infinity
+        var line = "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "] "
+        line += "\(state.done)/\(state.total)"
+        if state.failed > 0 { line += " \(state.failed) failed" }
+        line += String(format: " %.1f img/s", rate) + " ETA " + ReportText.duration(eta)
+        let name = DisplayPath.escape(state.current)
+        line += " " + (name.count > 40 ? "…" + name.suffix(39) : name)
+        return line
+    }
+}

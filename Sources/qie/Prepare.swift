@@ -1,0 +1,150 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import QieImaging
+import QiePipeline
+
+struct Prepare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Resize, pad or crop, normalise and re-encode images into an output folder.",
+        discussion: """
+            Inputs are files and folders (walked recursively, hidden files skipped). Each output \
+            mirrors its input's path relative to the folder it was found in, under --out, and is \
+            written atomically; inputs are never overwritten and nothing is written outside --out. \
+            A file that fails is reported with the reason and the batch goes on; the exit status \
+            is 1 if any file failed. EXIF orientation is applied, colour converted to 8-bit sRGB, \
+            and metadata stripped (GPS included).
+            """)
+
+    @Argument(help: "Image files or folders.", completion: .file())
+    var inputs: [String]
+
+    @Option(help: "Output folder (created if missing).", completion: .directory)
+    var out: String
+
+    @Option(help: "Target size WxH, for example 1024x1280. Without it images keep their size.")
+    var size: String?
+
+    @Option(help: "How to reach --size: contain (pad), cover (crop), fill (stretch), inside, outside.")
+    var fit: Fit = .contain
+
+    @Option(
+        help:
+            "Where the image sits when padded or which part a crop keeps: centre, north, northeast, east, southeast, south, southwest, west, northwest; with --fit cover also attention or entropy."
+    )
+    var position: String = "centre"
+
+    @Option(help: "Padding for --fit contain: a colour (#rrggbb, #rrggbbaa, r,g,b[,a], white, transparent...), blur or edge.")
+    var background: String = "white"
+
+    @Option(help: "Output format: jpeg (jpg), png, webp, avif or gif. Default: the input's (HEIC and TIFF become png).")
+    var format: String?
+
+    @Option(help: "Quality 1-100 for jpeg, webp and avif (defaults: 90, 90, 60).")
+    var quality: Int?
+
+    @Option(help: "PNG compression level 0-9.")
+    var compression: Int = 6
+
+    @Option(help: "Encoder effort: webp 0-6, avif 0-9, gif 1-10.")
+    var effort: Int?
+
+    @Flag(help: "Progressive JPEG, interlaced PNG or GIF.")
+    var progressive = false
+
+    @Flag(help: "Lossless webp or avif.")
+    var lossless = false
+
+    @Flag(help: "Embed an sRGB ICC profile (all other metadata is always stripped).")
+    var keepIcc = false
+
+    @Option(help: "Images processed at once (default: the number of cores).")
+    var concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "One JSON object per file (and a summary object) on standard output.")
+    var json = false
+
+    @OptionGroup var limits: LimitOptions
+
+    func validate() throws {
+        if inputs.isEmpty { throw ValidationError("give at least one file or folder to prepare") }
+        if let size, PixelSize(parsing: size) == nil {
+            throw ValidationError("--size must be WxH with positive integers, for example 1024x1280; got \"\(size)\"")
+        }
+        if let format, OutputFormat(name: format) == nil {
+            throw ValidationError("--format must be jpeg, jpg, png, webp, avif or gif; got \"\(format)\"")
+        }
+        if Position(parsing: position) == nil {
+            throw ValidationError(
+                "--position must be one of \(Position.allCases.map(\.rawValue).joined(separator: ", ")); got \"\(position)\"")
+        }
+        if concurrency < 1 { throw ValidationError("--concurrency must be at least 1, got \(concurrency)") }
+        if lossless && format.flatMap(OutputFormat.init(name:)).map({ $0 != .webp && $0 != .avif }) ?? true {
+            throw ValidationError("--lossless needs --format webp or --format avif")
+        }
+        do {
+            try settings().validate()
+        } catch let error as ImagingError {
+            throw ValidationError(error.reason)
+        }
+    }
+
+    func settings() throws -> PrepareSettings {
+        let fill = try PaddingFill(parsing: background)
+        var flatten = Colour.white
+        if case .colour(let colour) = fill, colour.isOpaque { flatten = colour }
+        let resize = size.flatMap(PixelSize.init(parsing:)).map {
+            ResizeOptions(size: $0, fit: fit, position: Position(parsing: position) ?? .centre, fill: fill)
+        }
+        let outputFormat = format.flatMap(OutputFormat.init(name:))
+        let encode = EncodeOptions(
+            format: outputFormat ?? .png, quality: quality, compression: compression, progressive: progressive,
+            lossless: lossless, effort: effort, keepICCProfile: keepIcc, flattenBackground: flatten)
+        return PrepareSettings(
+            resize: resize, format: outputFormat, encode: encode, limits: limits.limits, concurrency: concurrency)
+    }
+
+    func run() throws {
+        let settings = try settings()
+        let folder: OutputFolder
+        do {
+            folder = try OutputFolder(path: out)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let (files, problems) = InputWalker(excluding: [out]).walk(inputs)
+        let reporter: any BatchReporter
+        if json {
+            reporter = JSONLinesReporter()
+        } else if TextStream.standardError.isTerminal {
+            reporter = TerminalReporter()
+        } else {
+            reporter = LineReporter()
+        }
+        for problem in problems {
+            TextStream.standardError.write("error \(problem)\n")
+        }
+
+        let cancellation = BatchCancellation()
+        signal(SIGINT, SIG_IGN)
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        interrupt.setEventHandler {
+            TextStream.standardError.write("\ninterrupted: finishing the images in progress, starting no more\n")
+            cancellation.cancel()
+        }
+        interrupt.resume()
+
+        reporter.start(total: files.count)
+        var summary = PrepareBatch(inputs: files, output: folder, settings: settings)
+            .run(cancellation: cancellation) { reporter.report($0) }
+        summary.failed += problems.count
+        summary.total += problems.count
+        reporter.finish(summary, outputFolder: out)
+        interrupt.cancel()
+
+        if cancellation.isCancelled { throw ExitCode(130) }
+        if !summary.succeeded { throw ExitCode(1) }
+    }
+}
+
+extension Fit: ExpressibleByArgument {}

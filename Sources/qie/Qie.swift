@@ -1,0 +1,30 @@
+import ArgumentParser
+import QieImaging
+
+@main
+struct Qie: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qie",
+        abstract: "Prepare images for hosted Qwen Image Edit endpoints and post-process their results.",
+        version: "0.1.0 (libvips \(ImagingRuntime.libvipsVersion))",
+        subcommands: [Probe.self, Prepare.self]
+    )
+}
+
+/// Header limits shared by every command that reads images.
+struct LimitOptions: ParsableArguments {
+    @Option(help: "Refuse images over this many megapixels, judged from the header before decoding.")
+    var maxMegapixels: Double = ImageLimits.default.maxMegapixels
+
+    @Option(help: "Refuse images with a side longer than this many pixels.")
+    var maxSide: Int = ImageLimits.default.maxSide
+
+    var limits: ImageLimits { ImageLimits(maxMegapixels: maxMegapixels, maxSide: maxSide) }
+
+    func validate() throws {
+        guard maxMegapixels > 0 else {
+            throw ValidationError("--max-megapixels must be positive, got \(maxMegapixels)")
+        }
+        guard maxSide > 0 else { throw ValidationError("--max-side must be positive, got \(maxSide)") }
+    }
+}

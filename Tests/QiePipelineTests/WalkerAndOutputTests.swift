@@ -1,0 +1,110 @@
+import Foundation
+import QieImaging
+import QiePipeline
+import Testing
+
+@Suite("Walking inputs")
+struct InputWalkerTests {
+    @Test("Folders are walked recursively in sorted order; hidden entries and the output folder are skipped")
+    func walk() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        try folder.write("in/b.jpg", Data([1]))
+        try folder.write("in/a.png", Data([1]))
+        try folder.write("in/sub/deeper/c.webp", Data([1]))
+        try folder.write("in/.hidden.jpg", Data([1]))
+        try folder.write("in/.git/config", Data([1]))
+        try folder.write("in/out/old.jpg", Data([1]))
+        let (files, problems) = InputWalker(excluding: [folder.path + "/in/out"]).walk([folder.path + "/in"])
+        #expect(problems.isEmpty)
+        #expect(files.map(\.relativePath) == ["a.png", "b.jpg", "sub/deeper/c.webp"])
+        #expect(files.allSatisfy { !$0.isExplicit })
+    }
+
+    @Test("Missing arguments are problems; the same file twice is listed once; a link cycle ends")
+    func oddities() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let a = try folder.write("in/a.jpg", Data([1]))
+        try FileManager.default.createSymbolicLink(atPath: folder.path + "/in/loop", withDestinationPath: folder.path + "/in")
+        let (files, problems) = InputWalker().walk([a, folder.path + "/in", folder.path + "/nope.jpg"])
+        #expect(files.count == 1)
+        #expect(files.first?.isExplicit == true)
+        #expect(problems.map(\.reason) == ["no such file or folder"])
+    }
+
+    @Test("Names with spaces, unicode and a leading dash are walked as they are")
+    func oddNames() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        for name in ["with space.jpg", "ünïcødé 写真.png", "-dash.jpg"] { try folder.write("in/" + name, Data([1])) }
+        let (files, _) = InputWalker().walk([folder.path + "/in"])
+        #expect(Set(files.map(\.relativePath)) == ["with space.jpg", "ünïcødé 写真.png", "-dash.jpg"])
+    }
+}
+
+@Suite("Writing outputs")
+struct OutputFolderTests {
+    @Test("Writes create folders, replace atomically and leave no temporary files")
+    func atomicWrite() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let out = try OutputFolder(path: folder.path + "/out")
+        try out.write(Data("one".utf8), to: "a/b/c.jpg")
+        try out.write(Data("two".utf8), to: "a/b/c.jpg")
+        #expect(try String(contentsOfFile: folder.path + "/out/a/b/c.jpg", encoding: .utf8) == "two")
+        #expect(folder.listing() == ["out/a/b/c.jpg"])
+    }
+
+    @Test("A symbolic link inside the output folder is never written through")
+    func refusesLinks() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        try FileManager.default.createDirectory(atPath: folder.path + "/elsewhere", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: folder.path + "/out", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: folder.path + "/out/sub", withDestinationPath: folder.path + "/elsewhere")
+        let out = try OutputFolder(path: folder.path + "/out")
+        let error = #expect(throws: OutputError.self) { try out.write(Data("x".utf8), to: "sub/x.jpg") }
+        #expect(error?.reason.contains("is a link") == true)
+        #expect(!folder.exists("elsewhere/x.jpg"))
+
+        // A link at the file's own name is replaced by the file, not followed.
+        try FileManager.default.createSymbolicLink(atPath: folder.path + "/out/y.jpg", withDestinationPath: folder.path + "/elsewhere/y.jpg")
+        try out.write(Data("y".utf8), to: "y.jpg")
+        #expect(!folder.exists("elsewhere/y.jpg"))
+        let attributes = try FileManager.default.attributesOfItem(atPath: folder.path + "/out/y.jpg")
+        #expect(attributes[.type] as? FileAttributeType == .typeRegular)
+    }
+
+    @Test("Paths that climb out of the folder are refused")
+    func refusesDotDot() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let out = try OutputFolder(path: folder.path + "/out")
+        #expect(throws: OutputError.self) { try out.write(Data("x".utf8), to: "../x.jpg") }
+        #expect(!folder.exists("x.jpg"))
+    }
+
+    @Test("The input is never replaced by its own output")
+    func protectsInput() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let input = try folder.write("out/photo.jpg", Data("original".utf8))
+        let out = try OutputFolder(path: folder.path + "/out")
+        let error = #expect(throws: OutputError.self) {
+            try out.write(Data("new".utf8), to: "photo.jpg", protecting: input)
+        }
+        #expect(error?.reason.contains("replace its own input") == true)
+        #expect(try String(contentsOfFile: input, encoding: .utf8) == "original")
+    }
+
+    @Test("Inputs that share a name keep their extension in the output name")
+    func naming() {
+        let inputs = ["a.png", "a.jpg", "b.jpg", "sub/a.jpg", "noext"].map {
+            InputFile(path: $0, relativePath: $0, isExplicit: false)
+        }
+        let naming = OutputNaming(inputs)
+        let names = inputs.map { naming.relativeOutputPath(for: $0, format: .webp) }
+        #expect(names == ["a.png.webp", "a.jpg.webp", "b.webp", "sub/a.webp", "noext.webp"])
+    }
+}
