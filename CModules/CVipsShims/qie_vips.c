@@ -1,6 +1,9 @@
 #include "qie_vips.h"
 
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 /* The formats qie accepts. Every other loader (SVG, PDF, Matlab, FITS,
  * ImageMagick, raw, CSV, ...) stays blocked for the life of the process. */
@@ -77,6 +80,26 @@ int qie_vips_thumbnail_buffer(const void *data, size_t length, int width, int he
                                  NULL);
 }
 
+int qie_vips_jpegload_shrunk(const void *data, size_t length, int shrink, int fail_on, VipsImage **out) {
+    return vips_jpegload_buffer((void *)data, length, out,
+                                "shrink", shrink,
+                                "fail_on", (VipsFailOn)fail_on,
+                                "access", VIPS_ACCESS_SEQUENTIAL,
+                                NULL);
+}
+
+int qie_vips_webpload_scaled(const void *data, size_t length, double scale, int fail_on, VipsImage **out) {
+    return vips_webpload_buffer((void *)data, length, out,
+                                "scale", scale,
+                                "fail_on", (VipsFailOn)fail_on,
+                                "access", VIPS_ACCESS_SEQUENTIAL,
+                                NULL);
+}
+
+int qie_vips_is_cmyk(VipsImage *in) {
+    return vips_image_get_interpretation(in) == VIPS_INTERPRETATION_CMYK;
+}
+
 int qie_vips_import_to_srgb(VipsImage *in, VipsImage **out, const char *fallback_profile) {
     if (fallback_profile != NULL) {
         return vips_icc_transform(in, out, "srgb", "embedded", TRUE, "input_profile", fallback_profile,
@@ -100,6 +123,19 @@ int qie_vips_cast_uchar(VipsImage *in, VipsImage **out) {
 
 int qie_vips_resize(VipsImage *in, VipsImage **out, double hscale, double vscale) {
     return vips_resize(in, out, hscale, "vscale", vscale, NULL);
+}
+
+int qie_vips_premultiply(VipsImage *in, VipsImage **out) {
+    return vips_premultiply(in, out, NULL);
+}
+
+int qie_vips_unpremultiply(VipsImage *in, VipsImage **out) {
+    VipsImage *unpremultiplied = NULL;
+    if (vips_unpremultiply(in, &unpremultiplied, NULL) != 0) return -1;
+    /* unpremultiply gives floats; back to 8 bits. */
+    int result = vips_cast(unpremultiplied, out, VIPS_FORMAT_UCHAR, NULL);
+    g_object_unref(unpremultiplied);
+    return result;
 }
 
 int qie_vips_rot(VipsImage *in, VipsImage **out, int angle) {
@@ -204,9 +240,10 @@ int qie_vips_strip_metadata(VipsImage *in, VipsImage **out, int keep_icc) {
  * profile the image is saved unstripped: the caller has already removed all
  * other metadata, and removes the EXIF block the saver rebuilds. */
 int qie_vips_jpegsave(VipsImage *in, void **buffer, size_t *length, int quality, int progressive,
-                      const char *profile) {
+                      int subsample, const char *profile) {
     return vips_jpegsave_buffer(in, buffer, length,
                                 "Q", quality,
+                                "subsample_mode", subsample ? VIPS_FOREIGN_SUBSAMPLE_ON : VIPS_FOREIGN_SUBSAMPLE_OFF,
                                 "interlace", progressive ? TRUE : FALSE,
                                 "optimize_coding", TRUE,
                                 "strip", profile ? FALSE : TRUE,
@@ -266,4 +303,13 @@ int qie_vips_page_count(VipsImage *in) {
 
 int qie_vips_has_icc(VipsImage *in) {
     return vips_image_get_typeof(in, VIPS_META_ICC_NAME) != 0;
+}
+
+int qie_limit_malloc_arenas(int arenas) {
+#if defined(__GLIBC__)
+    return mallopt(M_ARENA_MAX, arenas) == 1 ? 0 : -1;
+#else
+    (void)arenas;
+    return -1;
+#endif
 }

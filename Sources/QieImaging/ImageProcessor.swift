@@ -57,14 +57,22 @@ public enum ImageProcessor {
         try resize?.validate(for: encode.format)
         try limits.check(info)
         try source.readAll()
-        let (image, geometry) = try render(source.bytes, info: info, resize: resize)
+        let (image, geometry) = try render(
+            source.bytes, info: info, resize: resize,
+            flattenOnto: encode.format.supportsAlpha ? nil : encode.flattenBackground)
         let data = try encodeImage(image, options: encode, sourceFormat: info.format)
         return PreparedImage(data: data, format: encode.format, size: image.size, source: info, geometry: geometry)
     }
 
     /// Decodes to an upright, 8-bit sRGB (or sRGB + alpha) image, resized and
     /// cropped or padded when `resize` is given. Pixels are computed lazily.
-    static func render(_ bytes: PinnedBytes, info: ImageInfo, resize: ResizeOptions?) throws(ImagingError)
+    ///
+    /// With `flattenOnto`, alpha is flattened onto that colour before scaling
+    /// (for outputs without alpha): the same result as flattening afterwards,
+    /// since scaling is linear, but the resize then runs on 8-bit RGB instead of
+    /// premultiplied floats.
+    static func render(_ bytes: PinnedBytes, info: ImageInfo, resize: ResizeOptions?, flattenOnto: Colour? = nil)
+        throws(ImagingError)
         -> (VipsImageHandle, ResizeGeometry)
     {
         try ImagingRuntime.start()
@@ -77,22 +85,10 @@ public enum ImageProcessor {
         let stored =
             info.isRotatedQuarterTurn
             ? PixelSize(width: geometry.resized.height, height: geometry.resized.width) : geometry.resized
-        var image = try VipsImageHandle.make("decoding the \(info.format.displayName)", kind: .corrupt, keeping: bytes) {
-            out in
-            qie_vips_thumbnail_buffer(
-                bytes.base, bytes.count, Int32(stored.width), Int32(stored.height), Int32(VIPS_FAIL_ON_ERROR.rawValue),
-                out)
-        }
+        var image = try load(bytes, info: info, storedSize: stored, flattenOnto: flattenOnto)
         image = try exactSize(image, stored)
         image = try upright(image, orientation: info.orientation)
-        if info.hasICCProfile && info.colourModel != "cmyk" && info.colourModel != "ycck" {
-            // libvips' thumbnail imports CMYK itself; other embedded profiles are
-            // applied here, on the already-scaled pixels. A broken profile is
-            // ignored rather than failing the image.
-            if let imported = try? image.apply("applying the ICC profile", { qie_vips_import_to_srgb($0, $1, nil) }) {
-                image = imported
-            }
-        }
+        image = try importColourProfile(image, info: info)
         image = try eightBitSRGB(image)
 
         guard let resize else { return (image, geometry) }
@@ -116,6 +112,87 @@ public enum ImageProcessor {
             image = try pad(image, geometry: geometry, fill: resize.fill)
         }
         return (image, geometry)
+    }
+
+    private static func flatten(_ image: VipsImageHandle, onto colour: Colour) throws(ImagingError)
+        -> VipsImageHandle
+    {
+        let values = [Double(colour.red), Double(colour.green), Double(colour.blue)]
+        return try image.apply("flattening alpha") { input, out in
+            values.withUnsafeBufferPointer { qie_vips_flatten(input, out, $0.baseAddress, Int32($0.count)) }
+        }
+    }
+
+    /// Decodes straight to `size` (in stored orientation), shrinking on load
+    /// as far as the codec allows while staying at or above the target, as
+    /// sharp does: JPEG through libjpeg's scaled IDCT (1/2, 1/4, 1/8), WebP
+    /// through libwebp's scaler, then one Lanczos resize for the rest. Other
+    /// formats go through libvips' thumbnail pipeline.
+    private static func load(
+        _ bytes: PinnedBytes, info: ImageInfo, storedSize size: PixelSize, flattenOnto: Colour?
+    ) throws(ImagingError) -> VipsImageHandle {
+        let failOn = Int32(VIPS_FAIL_ON_ERROR.rawValue)
+        let what = "decoding the \(info.format.displayName)"
+        var loaded: VipsImageHandle
+        switch info.format {
+        case .jpeg:
+            var shrink: Int32 = 1
+            for candidate: Int32 in [8, 4, 2] {
+                let w = (info.width + Int(candidate) - 1) / Int(candidate)
+                let h = (info.height + Int(candidate) - 1) / Int(candidate)
+                if w >= size.width && h >= size.height {
+                    shrink = candidate
+                    break
+                }
+            }
+            loaded = try VipsImageHandle.make(what, kind: .corrupt, keeping: bytes) {
+                qie_vips_jpegload_shrunk(bytes.base, bytes.count, shrink, failOn, $0)
+            }
+        case .webp where !info.isAnimated:
+            let scale = min(1, max(Double(size.width) / Double(info.width), Double(size.height) / Double(info.height)))
+            loaded = try VipsImageHandle.make(what, kind: .corrupt, keeping: bytes) {
+                qie_vips_webpload_scaled(bytes.base, bytes.count, scale, failOn, $0)
+            }
+        case .png where info.bitDepth <= 8 && ["rgb", "rgba", "palette"].contains(info.colourModel):
+            // No shrink-on-load for PNG; loading directly lets alpha be flattened first.
+            loaded = try VipsImageHandle.make(what, kind: .corrupt, keeping: bytes) {
+                qie_vips_open_buffer(bytes.base, bytes.count, failOn, 1, $0)
+            }
+        default:
+            return try VipsImageHandle.make(what, kind: .corrupt, keeping: bytes) {
+                qie_vips_thumbnail_buffer(
+                    bytes.base, bytes.count, Int32(size.width), Int32(size.height), failOn, $0)
+            }
+        }
+        if let flattenOnto, loaded.hasAlpha, loaded.bands == 4 {
+            loaded = try flatten(loaded, onto: flattenOnto)
+        }
+        guard loaded.size != size else { return loaded }
+        let hscale = Double(size.width) / Double(loaded.width)
+        let vscale = Double(size.height) / Double(loaded.height)
+        if loaded.hasAlpha {
+            // Resize premultiplied so transparent pixels do not bleed their colour.
+            var premultiplied = try loaded.apply("premultiplying alpha") { qie_vips_premultiply($0, $1) }
+            premultiplied = try premultiplied.apply("resizing") { qie_vips_resize($0, $1, hscale, vscale) }
+            return try premultiplied.apply("unpremultiplying alpha") { qie_vips_unpremultiply($0, $1) }
+        }
+        return try loaded.apply("resizing") { qie_vips_resize($0, $1, hscale, vscale) }
+    }
+
+    /// CMYK (with its profile, or libvips' fallback CMYK profile) and images
+    /// with an embedded ICC profile become sRGB. Done after scaling, on fewer
+    /// pixels. A broken profile is ignored rather than failing the image.
+    private static func importColourProfile(_ image: VipsImageHandle, info: ImageInfo) throws(ImagingError)
+        -> VipsImageHandle
+    {
+        if qie_vips_is_cmyk(image.pointer) != 0 {
+            return try image.apply("converting CMYK to sRGB") { qie_vips_import_to_srgb($0, $1, "cmyk") }
+        }
+        // libvips' thumbnail imports CMYK itself and leaves an sRGB profile behind.
+        guard info.hasICCProfile, image.hasICCProfile, info.colourModel != "cmyk", info.colourModel != "ycck" else {
+            return image
+        }
+        return (try? image.apply("applying the ICC profile") { qie_vips_import_to_srgb($0, $1, nil) }) ?? image
     }
 
     /// libvips rounds scaled sides itself; trims or extends a stray pixel so the
@@ -233,11 +310,7 @@ public enum ImageProcessor {
     {
         var image = image
         if !options.format.supportsAlpha && image.hasAlpha {
-            let c = options.flattenBackground
-            let values = [Double(c.red), Double(c.green), Double(c.blue)]
-            image = try image.apply("flattening alpha") { input, out in
-                values.withUnsafeBufferPointer { qie_vips_flatten(input, out, $0.baseAddress, Int32($0.count)) }
-            }
+            image = try flatten(image, onto: options.flattenBackground)
         }
         let keepICC = options.keepICCProfile
         image = try image.apply("removing metadata") { qie_vips_strip_metadata($0, $1, 0) }
@@ -250,7 +323,8 @@ public enum ImageProcessor {
         let status: Int32 = withExtendedLifetime(image) {
             switch options.format {
             case .jpeg:
-                qie_vips_jpegsave(image.pointer, &buffer, &length, quality, progressive, profile)
+                qie_vips_jpegsave(
+                    image.pointer, &buffer, &length, quality, progressive, options.chromaSubsampling ? 1 : 0, profile)
             case .png:
                 qie_vips_pngsave(image.pointer, &buffer, &length, Int32(options.compression ?? 6), progressive, profile)
             case .webp:

@@ -125,6 +125,9 @@ public struct EncodeOptions: Sendable, Equatable, Codable {
     public var progressive: Bool
     /// Lossless WebP or AVIF.
     public var lossless: Bool
+    /// JPEG chroma subsampling: 4:2:0 when true (the default, as in sharp and
+    /// most cameras), 4:4:4 when false.
+    public var chromaSubsampling: Bool
     /// Encoder effort: WebP 0-6 (default 4), AVIF 0-9 (default 4), GIF 1-10 (default 7).
     public var effort: Int?
     /// Embed an sRGB ICC profile describing the output pixels (JPEG, PNG, WebP;
@@ -137,9 +140,10 @@ public struct EncodeOptions: Sendable, Equatable, Codable {
 
     public init(
         format: OutputFormat, quality: Int? = nil, compression: Int? = nil, progressive: Bool = false,
-        lossless: Bool = false, effort: Int? = nil, keepICCProfile: Bool = false,
+        lossless: Bool = false, chromaSubsampling: Bool = true, effort: Int? = nil, keepICCProfile: Bool = false,
         flattenBackground: Colour = .white
     ) {
+        self.chromaSubsampling = chromaSubsampling
         self.format = format
         self.quality = quality
         self.compression = compression

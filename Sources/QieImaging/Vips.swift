@@ -22,6 +22,15 @@ public enum ImagingRuntime {
         }
     }
 
+    /// Caps glibc's malloc arenas for the whole process. glibc gives every
+    /// thread an arena and keeps freed image buffers in each, so a batch on many
+    /// threads holds far more memory than it uses; two arenas measured ~30%
+    /// lower peak memory at the same speed. Call early, before threads start.
+    /// No effect outside glibc.
+    public static func limitMallocArenas(_ count: Int) {
+        _ = qie_limit_malloc_arenas(Int32(max(1, count)))
+    }
+
     /// Frees libvips' per-thread buffers. Call at the end of a job on a thread
     /// that may not run another one soon.
     public static func endOfJobOnThisThread() {

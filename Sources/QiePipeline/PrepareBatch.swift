@@ -98,6 +98,7 @@ public struct PrepareBatch: Sendable {
         cancellation: BatchCancellation = BatchCancellation(), report: @escaping @Sendable (PrepareResult) -> Void
     ) -> BatchSummary {
         let naming = OutputNaming(inputs)
+        let order = largestFirst(inputs)
         let next = Atomic<Int>(0)
         let summary = Mutex(BatchSummary())
         let start = Date()
@@ -105,9 +106,9 @@ public struct PrepareBatch: Sendable {
 
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             while !cancellation.isCancelled {
-                let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard index < inputs.count else { break }
-                let result = prepare(inputs[index], naming: naming)
+                let position = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard position < order.count else { break }
+                let result = prepare(inputs[order[position]], naming: naming)
                 summary.withLock { totals in
                     switch result.outcome {
                     case .written: totals.written += 1
@@ -125,6 +126,16 @@ public struct PrepareBatch: Sendable {
             totals.seconds = Date().timeIntervalSince(start)
             return totals
         }
+    }
+
+    /// Input indices, largest file first: the long jobs start early, so the
+    /// run does not end with one core busy on a big image and the rest idle.
+    private func largestFirst(_ inputs: [InputFile]) -> [Int] {
+        let sizes = inputs.map { input -> Int in
+            var status = stat()
+            return stat(input.path, &status) == 0 ? Int(status.st_size) : 0
+        }
+        return inputs.indices.sorted { sizes[$0] != sizes[$1] ? sizes[$0] > sizes[$1] : $0 < $1 }
     }
 
     func prepare(_ input: InputFile, naming: OutputNaming) -> PrepareResult {

@@ -55,6 +55,9 @@ struct Prepare: ParsableCommand {
     @Flag(help: "Lossless webp or avif.")
     var lossless = false
 
+    @Option(help: "JPEG chroma subsampling: 420 (smaller, faster) or 444 (full colour resolution).")
+    var chroma: String = "420"
+
     @Flag(help: "Embed an sRGB ICC profile (all other metadata is always stripped).")
     var keepIcc = false
 
@@ -78,6 +81,9 @@ struct Prepare: ParsableCommand {
             throw ValidationError(
                 "--position must be one of \(Position.allCases.map(\.rawValue).joined(separator: ", ")); got \"\(position)\"")
         }
+        if chroma != "420" && chroma != "444" {
+            throw ValidationError("--chroma must be 420 or 444; got \"\(chroma)\"")
+        }
         if concurrency < 1 { throw ValidationError("--concurrency must be at least 1, got \(concurrency)") }
         if lossless && format.flatMap(OutputFormat.init(name:)).map({ $0 != .webp && $0 != .avif }) ?? true {
             throw ValidationError("--lossless needs --format webp or --format avif")
@@ -99,7 +105,7 @@ struct Prepare: ParsableCommand {
         let outputFormat = format.flatMap(OutputFormat.init(name:))
         let encode = EncodeOptions(
             format: outputFormat ?? .png, quality: quality, compression: compression, progressive: progressive,
-            lossless: lossless, effort: effort, keepICCProfile: keepIcc, flattenBackground: flatten)
+            lossless: lossless, chromaSubsampling: chroma == "420", effort: effort, keepICCProfile: keepIcc, flattenBackground: flatten)
         return PrepareSettings(
             resize: resize, format: outputFormat, encode: encode, limits: limits.limits, concurrency: concurrency)
     }

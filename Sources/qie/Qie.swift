@@ -9,6 +9,11 @@ struct Qie: ParsableCommand {
         version: "0.1.0 (libvips \(ImagingRuntime.libvipsVersion))",
         subcommands: [Probe.self, Prepare.self]
     )
+
+    static func main() {
+        ImagingRuntime.limitMallocArenas(2)
+        main(nil)
+    }
 }
 
 /// Header limits shared by every command that reads images.

@@ -251,3 +251,35 @@ struct EncodingTests {
         #expect(transparent?.reason.contains("jpeg has no alpha channel") == true)
     }
 }
+
+@Suite("Shrink-on-load with orientation")
+struct ShrinkOnLoadTests {
+    /// A JPEG with an EXIF APP1 segment carrying `orientation`, inserted after SOI.
+    private func withOrientation(_ jpeg: Data, _ orientation: UInt8) -> Data {
+        let tiff: [UInt8] = [0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00, 0x01, 0x00,
+                             0x12, 0x01, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, orientation, 0x00, 0x00, 0x00,
+                             0x00, 0x00, 0x00, 0x00]
+        let payload = Array("Exif".utf8) + [0, 0] + tiff
+        let length = payload.count + 2
+        var bytes = [UInt8](jpeg)
+        bytes.insert(contentsOf: [0xFF, 0xE1, UInt8(length >> 8), UInt8(length & 0xFF)] + payload, at: 2)
+        return Data(bytes)
+    }
+
+    @Test("A large rotated JPEG shrinks on load in stored orientation and comes out upright")
+    func rotatedShrink() throws {
+        // Stored 1600x800: left half red, right half blue. Orientation 6 shows it
+        // 800x1600 with red on top.
+        let stored = try Make.encoded(1600, 800, format: .jpeg) { x, _ in x < 800 ? [255, 0, 0] : [0, 0, 255] }
+        let rotated = withOrientation(stored, 6)
+        let info = try ImageProbe.probe(data: rotated)
+        #expect(info.orientation == 6 && info.displaySize == PixelSize(width: 800, height: 1600))
+        let prepared = try ImageProcessor.prepare(
+            data: rotated, resize: ResizeOptions(size: PixelSize(width: 400, height: 800)), encode: EncodeOptions(format: .png))
+        #expect(prepared.size == PixelSize(width: 400, height: 800))
+        #expect(prepared.geometry.padding == .none)
+        let image = try Image.decode(data: prepared.data)
+        try expectPixel(image, 200, 100, [255, 0, 0], tolerance: 20)
+        try expectPixel(image, 200, 700, [0, 0, 255], tolerance: 20)
+    }
+}

@@ -165,3 +165,59 @@ struct ResizePixelTests {
         #expect(PixelSize(width: info.width, height: info.height) == target)
     }
 }
+
+@Suite("Alpha through resizing")
+struct AlphaResizeTests {
+    /// 200x100: left half fully transparent *red*, right half opaque blue.
+    private func hiddenRed(_ format: OutputFormat) throws -> Data {
+        try Make.encoded(200, 100, channels: 4, format: format) { x, _ in x < 100 ? [255, 0, 0, 0] : [0, 0, 255, 255] }
+    }
+
+    @Test("Transparent colour never bleeds into visible pixels when scaling (premultiplied resize)")
+    func noBleed() throws {
+        let source = try hiddenRed(.png)
+        let prepared = try ImageProcessor.prepare(
+            data: source, resize: ResizeOptions(size: PixelSize(width: 60, height: 30), fit: .fill),
+            encode: EncodeOptions(format: .png))
+        let image = try Image.decode(data: prepared.data)
+        #expect(image.size == PixelSize(width: 60, height: 30))
+        var edgePixels = 0
+        for x in 25..<35 {
+            let pixel = try image.pixel(x: x, y: 15)
+            guard pixel[3] > 0 else { continue }
+            edgePixels += 1
+            #expect(pixel[2] > pixel[0], "visible pixel \(x) carries the hidden red: \(pixel)")
+        }
+        #expect(edgePixels >= 5)
+        #expect(try image.pixel(x: 5, y: 15)[3] == 0)
+
+        let jpeg = try ImageProcessor.prepare(
+            data: source, resize: ResizeOptions(size: PixelSize(width: 60, height: 30), fit: .fill),
+            encode: EncodeOptions(format: .jpeg))
+        try expectPixel(try Image.decode(data: jpeg.data), 5, 15, [255, 255, 255], tolerance: 8)
+    }
+
+    @Test("Flattening before or after scaling gives the same pixels")
+    func flattenOrder() throws {
+        let source = try Make.encoded(300, 200, channels: 4, format: .png) { x, y in
+            [UInt8(x % 256), UInt8(y), 90, UInt8((x + y) % 256)]
+        }
+        let resize = ResizeOptions(size: PixelSize(width: 150, height: 100), fit: .fill)
+        // JPEG flattens while loading; PNG keeps alpha and is flattened here afterwards.
+        let early = try Image.decode(
+            data: ImageProcessor.prepare(
+                data: source, resize: resize, encode: EncodeOptions(format: .jpeg, quality: 100, chromaSubsampling: false)
+            ).data)
+        let late = try Image.decode(
+            data: ImageProcessor.prepare(data: source, resize: resize, encode: EncodeOptions(format: .png)).data)
+        for (x, y) in [(10, 10), (75, 50), (140, 90), (33, 77)] {
+            let a = try early.pixel(x: x, y: y)
+            let p = try late.pixel(x: x, y: y)
+            let alpha = Double(p[3]) / 255
+            let flattened = (0..<3).map { Int((Double(p[$0]) * alpha + 255 * (1 - alpha)).rounded()) }
+            for c in 0..<3 {
+                #expect(abs(Int(a[c]) - flattened[c]) <= 6, "pixel \(x),\(y): \(a) vs flattened \(flattened)")
+            }
+        }
+    }
+}

@@ -32,6 +32,13 @@ int qie_vips_open_buffer(const void *data, size_t length, int fail_on, int seque
 int qie_vips_thumbnail_buffer(const void *data, size_t length, int width, int height, int fail_on,
                               VipsImage **out);
 
+/* Shrink-on-load: JPEG decoded at 1/shrink size (1, 2, 4 or 8) through
+ * libjpeg's scaled IDCT; WebP decoded through libwebp's scaler. Sequential
+ * access, no auto-rotation, no colour conversion. */
+int qie_vips_jpegload_shrunk(const void *data, size_t length, int shrink, int fail_on, VipsImage **out);
+int qie_vips_webpload_scaled(const void *data, size_t length, double scale, int fail_on, VipsImage **out);
+int qie_vips_is_cmyk(VipsImage *in);
+
 /* Converts to sRGB through the embedded ICC profile (or `fallback_profile`,
  * a file or a built-in name such as "cmyk", when there is none). */
 int qie_vips_import_to_srgb(VipsImage *in, VipsImage **out, const char *fallback_profile);
@@ -40,6 +47,9 @@ int qie_vips_copy_memory(VipsImage *in, VipsImage **out);
 int qie_vips_to_srgb(VipsImage *in, VipsImage **out);
 int qie_vips_cast_uchar(VipsImage *in, VipsImage **out);
 int qie_vips_resize(VipsImage *in, VipsImage **out, double hscale, double vscale);
+int qie_vips_premultiply(VipsImage *in, VipsImage **out);
+/* Undoes qie_vips_premultiply, casting back to 8 bits. */
+int qie_vips_unpremultiply(VipsImage *in, VipsImage **out);
 int qie_vips_rot(VipsImage *in, VipsImage **out, int angle);
 int qie_vips_flip(VipsImage *in, VipsImage **out, int direction);
 int qie_vips_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width, int height);
@@ -68,8 +78,9 @@ int qie_vips_strip_metadata(VipsImage *in, VipsImage **out, int keep_icc);
 /* Encoders. Metadata is always stripped; `profile` (NULL for none) names an
  * ICC profile to embed, such as libvips' built-in "srgb". The returned buffer
  * is owned by the caller and freed with g_free(). */
+/* `subsample`: 4:2:0 chroma when set, 4:4:4 otherwise. */
 int qie_vips_jpegsave(VipsImage *in, void **buffer, size_t *length, int quality, int progressive,
-                      const char *profile);
+                      int subsample, const char *profile);
 int qie_vips_pngsave(VipsImage *in, void **buffer, size_t *length, int compression, int progressive,
                      const char *profile);
 int qie_vips_webpsave(VipsImage *in, void **buffer, size_t *length, int quality, int lossless, int effort,
@@ -77,6 +88,9 @@ int qie_vips_webpsave(VipsImage *in, void **buffer, size_t *length, int quality,
 /* Always stripped: AVIF states sRGB in its nclx colour box instead of a profile. */
 int qie_vips_avifsave(VipsImage *in, void **buffer, size_t *length, int quality, int lossless, int effort);
 int qie_vips_gifsave(VipsImage *in, void **buffer, size_t *length, int effort, int progressive);
+
+/* Caps glibc's malloc arenas (M_ARENA_MAX). Returns -1 where unsupported. */
+int qie_limit_malloc_arenas(int arenas);
 
 /* Metadata readers that never fail. */
 int qie_vips_page_count(VipsImage *in);
