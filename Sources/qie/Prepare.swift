@@ -116,7 +116,8 @@ struct Prepare: ParsableCommand {
         do {
             folder = try OutputFolder(path: out)
         } catch {
-            throw ValidationError("\(error)")
+            TextStream.standardError.write("error \(error)\n")
+            throw ExitCode(1)
         }
         let (files, problems) = InputWalker(excluding: [out]).walk(inputs)
         let reporter: any BatchReporter
@@ -135,7 +136,14 @@ struct Prepare: ParsableCommand {
         signal(SIGINT, SIG_IGN)
         let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
         interrupt.setEventHandler {
-            TextStream.standardError.write("\ninterrupted: finishing the images in progress, starting no more\n")
+            if cancellation.isCancelled {
+                // A second Ctrl-C: stop now. Finished outputs are complete files;
+                // an image in progress leaves at most a hidden temporary file.
+                TextStream.standardError.write("\nstopped\n")
+                Foundation.exit(130)
+            }
+            TextStream.standardError.write(
+                "\ninterrupted: finishing the images in progress, starting no more (Ctrl-C again to stop now)\n")
             cancellation.cancel()
         }
         interrupt.resume()
