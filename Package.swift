@@ -7,10 +7,12 @@ let package = Package(
     products: [
         .library(name: "QieImaging", targets: ["QieImaging"]),
         .library(name: "QiePipeline", targets: ["QiePipeline"]),
+        .library(name: "QieProviders", targets: ["QieProviders"]),
         .executable(name: "qie", targets: ["qie"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-extras/swift-extras-base64", from: "1.2.0"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -36,15 +38,23 @@ let package = Package(
         // The only Swift module that imports C.
         .target(name: "QieImaging", dependencies: ["CVips", "CVipsShims", "CCodecShims"]),
         .target(name: "QiePipeline", dependencies: ["QieImaging"]),
+        // Endpoint profiles, size planning, cost and request bodies: no I/O but
+        // reading the image files a body streams.
+        .target(
+            name: "QieProviders",
+            dependencies: ["QieImaging", .product(name: "ExtrasBase64", package: "swift-extras-base64")]),
         .executableTarget(
             name: "qie",
             dependencies: [
-                "QieImaging", "QiePipeline",
+                "QieImaging", "QiePipeline", "QieProviders",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Micro-benchmarks (`swift run -c release qie-bench`); not a test.
+        .executableTarget(name: "qie-bench", dependencies: ["QieProviders", "QieImaging"]),
 
         .testTarget(name: "QieImagingTests", dependencies: ["QieImaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging"]),
+        .testTarget(name: "QieProvidersTests", dependencies: ["QieProviders", "QieImaging"]),
         .testTarget(name: "QieCLITests", dependencies: ["QieImaging"]),
     ]
 )

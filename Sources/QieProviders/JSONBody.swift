@@ -1,0 +1,127 @@
+import Foundation
+import QieImaging
+
+/// An image in a request: a URL the endpoint fetches, or bytes sent inline.
+public enum PayloadImage: Sendable, Equatable {
+    case url(String)
+    /// Encoded image bytes, sent as a data URI or a multipart file part.
+    case bytes(Data, format: OutputFormat, filename: String)
+    /// An encoded image file, read while the body is written (not held in memory).
+    case file(path: String, format: OutputFormat)
+
+    var mimeType: String {
+        switch self {
+        case .url: "application/octet-stream"
+        case .bytes(_, let format, _), .file(_, let format): format.mimeType
+        }
+    }
+
+    var filename: String {
+        switch self {
+        case .url(let url): url.split(separator: "/").last.map(String.init) ?? "image"
+        case .bytes(_, _, let filename): filename
+        case .file(let path, _): path.split(separator: "/").last.map(String.init) ?? "image"
+        }
+    }
+}
+
+/// A JSON value whose object keys keep their order, and whose images are
+/// written as data URIs while the body streams out.
+public indirect enum JSONValue: Sendable, Equatable {
+    case object([(String, JSONValue)])
+    case array([JSONValue])
+    case string(String)
+    case integer(Int)
+    case number(Double)
+    case bool(Bool)
+    case null
+    /// A data URI (`data:image/png;base64,...`) or the URL itself.
+    case image(PayloadImage)
+
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.object(let a), .object(let b)): a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case (.array(let a), .array(let b)): a == b
+        case (.string(let a), .string(let b)): a == b
+        case (.integer(let a), .integer(let b)): a == b
+        case (.number(let a), .number(let b)): a == b
+        case (.bool(let a), .bool(let b)): a == b
+        case (.null, .null): true
+        case (.image(let a), .image(let b)): a == b
+        default: false
+        }
+    }
+
+    /// Writes the value to `sink` in pieces; images are read and encoded in
+    /// chunks, so a body never holds a whole base64 copy of an image.
+    public func write(to sink: inout some ByteSink) throws {
+        switch self {
+        case .object(let members):
+            try sink.append("{")
+            for (index, (key, value)) in members.enumerated() {
+                if index > 0 { try sink.append(",") }
+                try JSONValue.writeString(key, to: &sink)
+                try sink.append(":")
+                try value.write(to: &sink)
+            }
+            try sink.append("}")
+        case .array(let items):
+            try sink.append("[")
+            for (index, item) in items.enumerated() {
+                if index > 0 { try sink.append(",") }
+                try item.write(to: &sink)
+            }
+            try sink.append("]")
+        case .string(let text): try JSONValue.writeString(text, to: &sink)
+        case .integer(let value): try sink.append(String(value))
+        case .number(let value): try sink.append(value.isFinite ? String(value) : "null")
+        case .bool(let value): try sink.append(value ? "true" : "false")
+        case .null: try sink.append("null")
+        case .image(let image):
+            if case .url(let url) = image {
+                try JSONValue.writeString(url, to: &sink)
+            } else {
+                try sink.append("\"data:\(image.mimeType);base64,")
+                try DataURI.writeBase64(of: image, to: &sink)
+                try sink.append("\"")
+            }
+        }
+    }
+
+    static func writeString(_ text: String, to sink: inout some ByteSink) throws {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+        try sink.append(out)
+    }
+}
+
+/// Where a request body is written: memory, a file, a socket.
+public protocol ByteSink {
+    mutating func append(_ bytes: UnsafeRawBufferPointer) throws
+}
+
+extension ByteSink {
+    mutating func append(_ text: String) throws {
+        var text = text
+        try text.withUTF8 { buffer in try append(UnsafeRawBufferPointer(buffer)) }
+    }
+}
+
+/// Collects a body in memory.
+public struct DataSink: ByteSink {
+    public private(set) var data = Data()
+    public init() {}
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) throws { data.append(contentsOf: bytes) }
+}

@@ -1,0 +1,32 @@
+import QieImaging
+
+extension ProviderProfile {
+    /// RunPod public endpoint `qwen-image-edit` (runpod-qwen-image-edit.md).
+    public static let runpodQwenImageEdit = ProviderProfile(
+        id: "runpod-qwen-image-edit",
+        aliases: ["runpod-edit"],
+        provider: "RunPod",
+        model: "qwen-image-edit",
+        document: "runpod-qwen-image-edit.md",
+        baseURL: "https://api.runpod.ai",
+        baseURLVariable: "QIE_RUNPOD_BASE_URL",
+        routes: .init(submit: "/v2/qwen-image-edit/runsync"),
+        auth: .init(header: "Authorization", scheme: "Bearer", keyVariable: "RUNPOD_API_KEY"),
+        images: .init(field: "image", isArray: false, maxCount: 1, inline: .dataURI, accepts: [.jpeg, .png, .webp]),
+        sizes: .followsInput,
+        outputFormat: .init(field: "output_format", spellings: [(.png, "png"), (.jpeg, "jpeg")], defaultFormat: .jpeg),
+        fields: [
+            .init(option: .negativePrompt, name: "negative_prompt", kind: .string, defaultValue: nil),
+            .init(option: .seed, name: "seed", kind: .integer, defaultValue: "-1"),
+            .init(option: .safetyChecker, name: "enable_safety_checker", kind: .boolean, defaultValue: "true"),
+        ],
+        envelope: .inputObject,
+        flow: [.synchronous],
+        result: .url(path: ["output", "image_url"]),
+        pricing: .perOutputMegapixel(0.02, perImageReading: 0.02),
+        notes: [
+            "The document says both $0.02 per image and cost from output megapixels; its example (0.02097152 at 1024x1024) is $0.02 per output megapixel, the reading used here.",
+            "No size field: the output is assumed to follow the input, so inputs are prepared to about 1 megapixel.",
+            "Result URLs expire after 7 days: results are downloaded at once.",
+        ])
+}

@@ -1,0 +1,224 @@
+import Foundation
+import QieImaging
+
+/// A request ready to send: where, which headers, and its body.
+public struct BuiltRequest: Sendable {
+    public var method: String
+    public var url: String
+    /// Headers, the key included; use `redactedHeaders` for anything shown or stored.
+    public var headers: [(String, String)]
+    public var body: RequestBody
+    /// What qie does after the response because the endpoint cannot.
+    public var emulations: [Emulation]
+    /// The output format the request asks the endpoint for.
+    public var nativeFormat: OutputFormat
+    /// The name of the auth header, so it can be hidden.
+    var authHeader: String
+
+    /// Headers with the key replaced by `***`.
+    public var redactedHeaders: [(String, String)] {
+        headers.map { name, value in
+            guard name.lowercased() == authHeader.lowercased() else { return (name, value) }
+            let scheme = value.split(separator: " ").first.map { String($0) + " " } ?? ""
+            return (name, value.contains(" ") ? scheme + "***" : "***")
+        }
+    }
+
+    /// The whole request as text with the key redacted: request line,
+    /// headers, a blank line and the body.
+    public func writeRedacted(to sink: inout some ByteSink) throws {
+        try sink.append("\(method) \(url) HTTP/1.1\r\n")
+        for (name, value) in redactedHeaders { try sink.append("\(name): \(value)\r\n") }
+        try sink.append("\r\n")
+        try body.write(to: &sink)
+    }
+}
+
+/// A request body, written out in pieces.
+public enum RequestBody: Sendable {
+    case json(JSONValue)
+    case multipart(boundary: String, parts: [MultipartPart])
+
+    public var contentType: String {
+        switch self {
+        case .json: "application/json"
+        case .multipart(let boundary, _): "multipart/form-data; boundary=\(boundary)"
+        }
+    }
+
+    public func write(to sink: inout some ByteSink) throws {
+        switch self {
+        case .json(let value):
+            try value.write(to: &sink)
+        case .multipart(let boundary, let parts):
+            for part in parts {
+                try sink.append("--\(boundary)\r\n")
+                switch part {
+                case .field(let name, let value):
+                    try sink.append("Content-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n")
+                case .file(let name, let image):
+                    try sink.append(
+                        "Content-Disposition: form-data; name=\"\(name)\"; filename=\"\(MultipartPart.safeFilename(image.filename))\"\r\nContent-Type: \(image.mimeType)\r\n\r\n"
+                    )
+                    try MultipartPart.writeBytes(of: image, to: &sink)
+                    try sink.append("\r\n")
+                }
+            }
+            try sink.append("--\(boundary)--\r\n")
+        }
+    }
+
+    /// The body in memory (for small bodies and tests).
+    public func data() throws -> Data {
+        var sink = DataSink()
+        try write(to: &sink)
+        return sink.data
+    }
+}
+
+public enum MultipartPart: Sendable {
+    case field(name: String, value: String)
+    case file(name: String, image: PayloadImage)
+
+    static func safeFilename(_ name: String) -> String {
+        String(name.map { $0 == "\"" || $0 == "\r" || $0 == "\n" || $0 == "\\" ? "_" : $0 })
+    }
+
+    static func writeBytes(of image: PayloadImage, to sink: inout some ByteSink) throws {
+        switch image {
+        case .url(let url): try sink.append(url)
+        case .bytes(let data, _, _): try data.withUnsafeBytes { try sink.append($0) }
+        case .file(let path, _):
+            guard let handle = FileHandle(forReadingAtPath: path) else {
+                throw ProvidersError(.invalidOption, "\(path): cannot be read for the request body")
+            }
+            defer { try? handle.close() }
+            while let chunk = try handle.read(upToCount: 256 * 1024), !chunk.isEmpty {
+                try chunk.withUnsafeBytes { try sink.append($0) }
+            }
+        }
+    }
+}
+
+public enum RequestBuilder {
+    /// Builds the documented request for `request` on `profile`, checking every
+    /// option against what the endpoint takes. `apiKey` goes in the auth header
+    /// (nil leaves the header out, for showing a request).
+    public static func build(
+        _ request: EditRequest, plan: SizePlan, for profile: ProviderProfile, apiKey: String?,
+        baseURL: String? = nil, boundary: String = "qie-" + UUID().uuidString
+    ) throws(ProvidersError) -> BuiltRequest {
+        let name = profile.id
+        guard !request.prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw ProvidersError(.invalidOption, "the prompt is empty; say what to change")
+        }
+        guard !request.images.isEmpty else {
+            throw ProvidersError(.invalidOption, "no input image: \(name) needs at least one")
+        }
+        guard request.images.count <= profile.images.maxCount else {
+            throw ProvidersError(
+                .unsupportedOption,
+                "\(name) takes at most \(profile.images.maxCount) input image\(profile.images.maxCount == 1 ? "" : "s"), got \(request.images.count)"
+            )
+        }
+        guard request.numImages >= 1 else {
+            throw ProvidersError(.invalidOption, "--num-images must be at least 1, got \(request.numImages)")
+        }
+
+        var emulations: [Emulation] = []
+        // Output format: the endpoint's own spelling, or a lossless native one converted locally.
+        let wanted = request.outputFormat ?? profile.outputFormat.defaultFormat
+        let native: OutputFormat
+        if profile.outputFormat.spelling(of: wanted) != nil {
+            native = wanted
+        } else {
+            native = profile.outputFormat.formats.contains(.png) ? .png : profile.outputFormat.defaultFormat
+            emulations.append(.convertOutput(from: native, to: wanted))
+        }
+
+        // Options: each must be a field of the endpoint, or emulated.
+        var optionFields: [(String, JSONValue)] = []
+        var topLevel: [(String, JSONValue)] = []
+        for (option, value) in request.setOptions {
+            if let field = profile.field(for: option) {
+                if case .oneOf(let allowed) = field.kind, case .string(let text) = value, !allowed.contains(text) {
+                    throw ProvidersError(
+                        .invalidOption,
+                        "\(name) takes \(field.name) \(allowed.joined(separator: ", ")); got \"\(text)\"")
+                }
+                if option == .callbackURL || option == .metadata, profile.envelope == .inputObject {
+                    topLevel.append((field.name, value))
+                } else {
+                    optionFields.append((field.name, value))
+                }
+            } else if option == .numImages {
+                emulations.append(.repeatRequest(times: request.numImages))
+            } else {
+                let takes = profile.fields.map { "--" + $0.option.rawValue }.joined(separator: ", ")
+                throw ProvidersError(
+                    .unsupportedOption,
+                    "\(name) does not take --\(option.rawValue); it takes \(takes.isEmpty ? "no optional fields" : takes), --format and the size")
+            }
+        }
+        if let compression = request.outputCompression, !(0...100).contains(compression) {
+            throw ProvidersError(.invalidOption, "--output-compression must be 0 to 100, got \(compression)")
+        }
+
+        let images = profile.images
+        let imageValue: JSONValue =
+            images.isArray ? .array(request.images.map { .image($0) }) : .image(request.images[0])
+        let sizeFields = plan.fields.map { ($0.name, JSONValue.string($0.value)) }
+        // Sent when the user chose a format (or one is needed for a local
+        // conversion); otherwise the endpoint's default applies.
+        let sendsFormat = request.outputFormat != nil
+        let formatField: [(String, JSONValue)] =
+            sendsFormat ? [(profile.outputFormat.field, .string(profile.outputFormat.spelling(of: native)!))] : []
+
+        let body: RequestBody
+        switch profile.envelope {
+        case .inputObject:
+            let input: [(String, JSONValue)] =
+                [("prompt", .string(request.prompt)), (images.field, imageValue)] + sizeFields + optionFields
+                + formatField
+            body = .json(.object([("input", .object(input))] + topLevel))
+        case .flatJSON:
+            let fields: [(String, JSONValue)] =
+                [("model", .string(profile.model)), ("prompt", .string(request.prompt)), (images.field, imageValue)]
+                + sizeFields + optionFields + formatField
+            body = .json(.object(fields))
+        case .multipart:
+            var parts: [MultipartPart] = [
+                .field(name: "model", value: profile.model), .field(name: "prompt", value: request.prompt),
+            ]
+            let partName = request.images.count > 1 ? images.field + "[]" : images.field
+            parts += request.images.map { .file(name: partName, image: $0) }
+            parts += plan.fields.map { .field(name: $0.name, value: $0.value) }
+            for (fieldName, value) in optionFields {
+                parts.append(.field(name: fieldName, value: formText(value)))
+            }
+            if sendsFormat {
+                parts.append(.field(name: profile.outputFormat.field, value: profile.outputFormat.spelling(of: native)!))
+            }
+            body = .multipart(boundary: boundary, parts: parts)
+        }
+
+        var headers: [(String, String)] = [("Content-Type", body.contentType), ("Accept", "application/json")]
+        if let apiKey {
+            headers.insert((profile.auth.header, "\(profile.auth.scheme) \(apiKey)"), at: 0)
+        }
+        let base = (baseURL ?? profile.baseURL).hasSuffix("/") ? String((baseURL ?? profile.baseURL).dropLast()) : (baseURL ?? profile.baseURL)
+        return BuiltRequest(
+            method: "POST", url: base + profile.routes.submit, headers: headers, body: body, emulations: emulations,
+            nativeFormat: native, authHeader: profile.auth.header)
+    }
+
+    private static func formText(_ value: JSONValue) -> String {
+        switch value {
+        case .string(let text): text
+        case .integer(let number): String(number)
+        case .number(let number): String(number)
+        case .bool(let flag): flag ? "true" : "false"
+        default: ""
+        }
+    }
+}

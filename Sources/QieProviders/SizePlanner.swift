@@ -1,0 +1,178 @@
+import Foundation
+import QieImaging
+
+/// What size a user asks an endpoint for.
+public enum SizeRequest: Sendable, Equatable {
+    /// Let the planner choose from the input's shape.
+    case automatic
+    /// An exact size.
+    case size(PixelSize)
+    /// An aspect ratio, at the endpoint's default scale.
+    case aspectRatio(AspectRatio)
+    /// A resolution tier (`1K`), optionally with an aspect ratio.
+    case tier(String, aspectRatio: AspectRatio?)
+}
+
+/// A size field as sent in the request, in the endpoint's own spelling.
+public struct SizeField: Sendable, Equatable, Codable {
+    public var name: String
+    public var value: String
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// How one input becomes what an endpoint accepts, and how to undo it.
+public struct SizePlan: Sendable, Equatable, Codable {
+    public var provider: String
+    /// The input as displayed (after EXIF orientation).
+    public var input: PixelSize
+    /// The prepared image sent to the endpoint.
+    public var target: PixelSize
+    /// The size the endpoint is expected to return (pricing uses it).
+    public var expectedOutput: PixelSize
+    public var fit: Fit
+    /// The resize, crop and padding from input to target.
+    public var geometry: ResizeGeometry
+    /// Size fields of the request.
+    public var fields: [SizeField]
+
+    /// Share of the prepared image that is padding.
+    public var paddingFraction: Double { geometry.paddingFraction }
+
+    /// To restore: crop this from a result of `resultSize`, then resize it to `input`.
+    public func restoreCrop(inResultOf resultSize: PixelSize) -> PixelRect {
+        geometry.contentRect(inResultOf: resultSize)
+    }
+}
+
+public enum SizePlanner {
+    /// The area free-size endpoints are planned at: the model's own 1024 x 1024.
+    public static let freeArea = 1024 * 1024
+
+    /// Plans `input` (displayed size) for `profile`.
+    public static func plan(
+        input: PixelSize, for profile: ProviderProfile, request: SizeRequest = .automatic, fit: Fit = .contain,
+        position: Position = .centre
+    ) throws(ProvidersError) -> SizePlan {
+        let (target, output, fields) = try choose(input: input, rule: profile.sizes, request: request, profile: profile)
+        let geometry = ResizeGeometry.plan(source: input, target: target, fit: fit, position: position)
+        return SizePlan(
+            provider: profile.id, input: input, target: target, expectedOutput: output, fit: fit, geometry: geometry,
+            fields: fields)
+    }
+
+    /// About one megapixel at `ratio`, both sides a multiple of 16.
+    public static func freeSize(ratio: Double, area: Int = freeArea) -> PixelSize {
+        let width = (Double(area) * ratio).squareRoot()
+        let height = width / ratio
+        return PixelSize(width: max(16, Int((width / 16).rounded()) * 16), height: max(16, Int((height / 16).rounded()) * 16))
+    }
+
+    /// The candidate closest in shape to `input`: smallest distance of log
+    /// aspect ratios; ties go to the larger area, then to less upscaling.
+    public static func closest<T>(to input: PixelSize, among candidates: [T], size: (T) -> PixelSize) -> T? {
+        let logRatio = log(input.aspectRatio)
+        func key(_ candidate: T) -> (Double, Int, Double) {
+            let s = size(candidate)
+            let distance = (abs(log(s.aspectRatio) - logRatio) * 1e9).rounded() / 1e9
+            let upscale = max(1, min(Double(s.width) / Double(input.width), Double(s.height) / Double(input.height)))
+            return (distance, -s.pixelCount, upscale)
+        }
+        return candidates.min { key($0) < key($1) }
+    }
+
+    private static func choose(input: PixelSize, rule: SizeRule, request: SizeRequest, profile: ProviderProfile)
+        throws(ProvidersError) -> (PixelSize, PixelSize, [SizeField])
+    {
+        let name = profile.id
+        switch rule {
+        case .fixedSizes(let field, let sizes, let separator, _):
+            func spelled(_ s: PixelSize) -> [SizeField] { [SizeField(name: field, value: "\(s.width)\(separator)\(s.height)")] }
+            switch request {
+            case .automatic:
+                let best = closest(to: input, among: sizes) { $0 }!
+                return (best, best, spelled(best))
+            case .size(let size):
+                guard sizes.contains(size) else { throw unsupported(name, "size \(size)", rule) }
+                return (size, size, spelled(size))
+            case .aspectRatio(let ratio):
+                let matching = sizes.filter { abs($0.aspectRatio / ratio.value - 1) < 0.01 }
+                guard let best = matching.max(by: { $0.pixelCount < $1.pixelCount }) else {
+                    throw unsupported(name, "aspect ratio \(ratio)", rule)
+                }
+                return (best, best, spelled(best))
+            case .tier(let tier, _):
+                throw unsupported(name, "resolution \(tier)", rule)
+            }
+        case .aspectRatios(let field, let ratios, _):
+            let chosen: AspectRatio
+            switch request {
+            case .automatic:
+                chosen = closest(to: input, among: ratios) { PixelSize(width: $0.width * 1000, height: $0.height * 1000) }!
+            case .aspectRatio(let ratio):
+                guard let match = ratios.first(where: { abs($0.value / ratio.value - 1) < 1e-9 }) else {
+                    throw unsupported(name, "aspect ratio \(ratio)", rule)
+                }
+                chosen = match
+            case .size(let size):
+                throw unsupported(name, "an exact size (\(size))", rule)
+            case .tier(let tier, _):
+                throw unsupported(name, "resolution \(tier)", rule)
+            }
+            let target = freeSize(ratio: chosen.value)
+            return (target, target, [SizeField(name: field, value: chosen.description)])
+        case .sizeOrTier(let sizeField, let ratioField, let tierField, let table, let maxSide):
+            switch request {
+            case .automatic:
+                let best = closest(to: input, among: table) { $0.size }!
+                return (best.size, best.size, [SizeField(name: sizeField, value: "\(best.size.width)x\(best.size.height)")])
+            case .size(let size):
+                guard (1...maxSide).contains(size.width), (1...maxSide).contains(size.height) else {
+                    throw unsupported(name, "size \(size)", rule)
+                }
+                return (size, size, [SizeField(name: sizeField, value: "\(size.width)x\(size.height)")])
+            case .aspectRatio(let ratio):
+                guard let row = table.first(where: { abs($0.ratio.value / ratio.value - 1) < 1e-9 }) else {
+                    throw unsupported(name, "aspect ratio \(ratio)", rule)
+                }
+                return (row.size, row.size, [SizeField(name: ratioField, value: row.ratio.description)])
+            case .tier(let tier, let ratio):
+                let rows = table.filter { $0.tier.lowercased() == tier.lowercased() }
+                guard !rows.isEmpty else { throw unsupported(name, "resolution \(tier)", rule) }
+                let row: TierSize
+                if let ratio {
+                    guard let match = rows.first(where: { abs($0.ratio.value / ratio.value - 1) < 1e-9 }) else {
+                        throw unsupported(name, "aspect ratio \(ratio) at \(tier)", rule)
+                    }
+                    row = match
+                } else {
+                    row = closest(to: input, among: rows) { $0.size }!
+                }
+                return (
+                    row.size, row.size,
+                    [SizeField(name: ratioField, value: row.ratio.description), SizeField(name: tierField, value: row.tier)]
+                )
+            }
+        case .followsInput:
+            switch request {
+            case .automatic:
+                let target = freeSize(ratio: input.aspectRatio)
+                return (target, target, [])
+            case .size(let size):
+                return (size, size, [])
+            case .aspectRatio(let ratio):
+                let target = freeSize(ratio: ratio.value)
+                return (target, target, [])
+            case .tier(let tier, _):
+                throw unsupported(name, "resolution \(tier)", rule)
+            }
+        }
+    }
+
+    private static func unsupported(_ provider: String, _ what: String, _ rule: SizeRule) -> ProvidersError {
+        ProvidersError(.unsupportedSize, "\(provider) does not take \(what); it accepts \(rule.summary)")
+    }
+}

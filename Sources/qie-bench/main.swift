@@ -1,0 +1,54 @@
+// Micro-benchmarks, not tests: `swift run -c release qie-bench`.
+import ExtrasBase64
+import Foundation
+import QieImaging
+import QieProviders
+
+/// Data-URI encoding throughput of qie's streaming encoder against
+/// Foundation's `base64EncodedString`, on the same buffers, one core.
+func base64Throughput() throws {
+    var generator = SystemRandomNumberGenerator()
+    let sizes = [256 * 1024, 2 * 1024 * 1024, 16 * 1024 * 1024]
+    print("data-URI encoding, one core (MB/s of input; best of 5 rounds)")
+    print("      buffer            qie   swift-extras     Foundation  qie/Foundation")
+    for size in sizes {
+        let data = Data((0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let rounds = max(4, (256 * 1024 * 1024) / size)
+        func best(_ body: () throws -> Int) rethrows -> Double {
+            var fastest = Double.infinity
+            for _ in 0..<5 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                var total = 0
+                for _ in 0..<rounds { total &+= try body() }
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                precondition(total > 0)
+                fastest = min(fastest, seconds)
+            }
+            return Double(size) * Double(rounds) / fastest / 1_000_000
+        }
+        let image = PayloadImage.bytes(data, format: .png, filename: "x.png")
+        let qie = try best {
+            var sink = CountingSink()
+            try JSONValue.image(image).write(to: &sink)
+            return sink.count
+        }
+        let extras = best { ("data:image/png;base64," + Base64.encodeToString(bytes: data)).utf8.count }
+        let foundation = best { ("data:image/png;base64," + data.base64EncodedString()).utf8.count }
+        print(
+            String(
+                format: "%9d KB %9.0f MB/s %9.0f MB/s %9.0f MB/s %10.2fx", size / 1024, qie, extras, foundation,
+                qie / foundation))
+    }
+}
+
+/// Counts bytes without keeping them, so only encoding is timed.
+struct CountingSink: ByteSink {
+    var count = 0
+    var checksum: UInt8 = 0
+    mutating func append(_ bytes: UnsafeRawBufferPointer) throws {
+        count += bytes.count
+        if let last = bytes.last { checksum ^= last }
+    }
+}
+
+try base64Throughput()
