@@ -37,7 +37,7 @@ let package = Package(
 
         // The only Swift module that imports C.
         .target(name: "QieImaging", dependencies: ["CVips", "CVipsShims", "CCodecShims"]),
-        .target(name: "QiePipeline", dependencies: ["QieImaging"]),
+        .target(name: "QiePipeline", dependencies: ["QieImaging", "QieProviders"]),
         // Endpoint profiles, size planning, cost and request bodies: no I/O but
         // reading the image files a body streams.
         .target(
@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(name: "qie-bench", dependencies: ["QieProviders", "QieImaging"]),
 
         .testTarget(name: "QieImagingTests", dependencies: ["QieImaging"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging"]),
+        .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging", "QieProviders"]),
         .testTarget(name: "QieProvidersTests", dependencies: ["QieProviders", "QieImaging"]),
         .testTarget(name: "QieCLITests", dependencies: ["QieImaging"]),
     ]

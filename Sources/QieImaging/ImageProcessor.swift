@@ -31,9 +31,19 @@ public enum ImageProcessor {
         file path: String, resize: ResizeOptions?, limits: ImageLimits = .default,
         encoding: (ImageInfo) throws(ImagingError) -> EncodeOptions
     ) throws(ImagingError) -> PreparedImage {
+        try prepare(file: path, limits: limits) { (info) throws(ImagingError) in (resize, try encoding(info)) }
+    }
+
+    /// Like `prepare(file:resize:encode:limits:)`, with the resize and the
+    /// encoding both chosen from the input's header (for example a size
+    /// planned for an endpoint from the input's shape). The header is read once.
+    public static func prepare(
+        file path: String, limits: ImageLimits = .default,
+        choosing choose: (ImageInfo) throws(ImagingError) -> (ResizeOptions?, EncodeOptions)
+    ) throws(ImagingError) -> PreparedImage {
         do {
             var source = try FileBytes(path: path, prefix: ImageProbe.headerWindow)
-            return try prepare(&source, resize: resize, limits: limits, encoding: encoding)
+            return try prepare(&source, limits: limits, choosing: choose)
         } catch {
             throw error.attributed(to: path)
         }
@@ -44,15 +54,15 @@ public enum ImageProcessor {
         data: Data, resize: ResizeOptions?, encode: EncodeOptions, limits: ImageLimits = .default
     ) throws(ImagingError) -> PreparedImage {
         var source = FileBytes(data: data)
-        return try prepare(&source, resize: resize, limits: limits) { _ in encode }
+        return try prepare(&source, limits: limits) { _ in (resize, encode) }
     }
 
     static func prepare(
-        _ source: inout FileBytes, resize: ResizeOptions?, limits: ImageLimits,
-        encoding: (ImageInfo) throws(ImagingError) -> EncodeOptions
+        _ source: inout FileBytes, limits: ImageLimits,
+        choosing choose: (ImageInfo) throws(ImagingError) -> (ResizeOptions?, EncodeOptions)
     ) throws(ImagingError) -> PreparedImage {
         let info = try ImageProbe.probe(&source)
-        let encode = try encoding(info)
+        let (resize, encode) = try choose(info)
         try encode.validate()
         try resize?.validate(for: encode.format)
         try limits.check(info)

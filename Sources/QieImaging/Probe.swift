@@ -10,8 +10,9 @@ internal import CVipsShims
 /// animation, without decoding pixels.
 public enum ImageProbe {
     /// How much of a file a probe reads first. JPEG, PNG and WebP headers fit in
-    /// it almost always; when they do not, the probe reads the whole file.
-    static let headerWindow = 256 * 1024
+    /// it almost always (EXIF thumbnails and ICC profiles included); when they
+    /// do not, the probe reads the whole file.
+    static let headerWindow = 64 * 1024
 
     /// Probes a file. Reads only the start of JPEG, PNG and WebP files.
     public static func probe(file path: String) throws(ImagingError) -> ImageInfo {

@@ -42,3 +42,14 @@ public struct OutputNaming: Sendable {
         return imageExtensions.contains(name[name.index(after: dot)...].lowercased())
     }
 }
+
+extension InputFile {
+    /// Whether `error` means this file is simply not an image and can be
+    /// skipped quietly: found in a folder, not named like an image, and its
+    /// content is not an image either. Files named on the command line, or
+    /// named like images, are failures instead.
+    public func isSkippable(_ error: Error) -> Bool {
+        guard let error = error as? ImagingError else { return false }
+        return !isExplicit && error.kind == .notAnImage && !OutputNaming.hasImageExtension(path)
+    }
+}

@@ -1,6 +1,32 @@
 import Foundation
 import QieImaging
+import QieProviders
 import Synchronization
+
+/// Preparing for an endpoint: its planned size per image, and optionally the
+/// request each image would be sent in.
+public struct ProviderTarget: Sendable {
+    public var profile: ProviderProfile
+    public var size: SizeRequest
+    public var fit: Fit
+    public var position: Position
+    public var fill: PaddingFill
+    /// When set, each image's request body is written next to it
+    /// (`NAME.request.http`, key redacted), with these options.
+    public var request: EditRequest?
+
+    public init(
+        profile: ProviderProfile, size: SizeRequest = .automatic, fit: Fit = .contain, position: Position = .centre,
+        fill: PaddingFill = .colour(.white), request: EditRequest? = nil
+    ) {
+        self.profile = profile
+        self.size = size
+        self.fit = fit
+        self.position = position
+        self.fill = fill
+        self.request = request
+    }
+}
 
 /// Settings of a `prepare` run.
 public struct PrepareSettings: Sendable {
@@ -13,11 +39,15 @@ public struct PrepareSettings: Sendable {
     public var limits: ImageLimits
     /// Images processed at once; defaults to the number of cores.
     public var concurrency: Int
+    /// Plan sizes for an endpoint instead of `resize`.
+    public var provider: ProviderTarget?
 
     public init(
         resize: ResizeOptions? = nil, format: OutputFormat? = nil, encode: EncodeOptions = EncodeOptions(format: .png),
-        limits: ImageLimits = .default, concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
+        limits: ImageLimits = .default, concurrency: Int = ProcessInfo.processInfo.activeProcessorCount,
+        provider: ProviderTarget? = nil
     ) {
+        self.provider = provider
         self.resize = resize
         self.format = format
         self.encode = encode
@@ -57,6 +87,10 @@ public struct PreparedSummary: Sendable, Codable {
     public var byteCount: Int
     public var source: ImageInfo
     public var geometry: ResizeGeometry
+    /// The endpoint plan, when preparing for one.
+    public var plan: SizePlan?
+    /// The request written next to the image, when asked for.
+    public var requestPath: String?
 }
 
 /// Counts at the end of a run.
@@ -128,6 +162,16 @@ public struct PrepareBatch: Sendable {
         }
     }
 
+    /// Writes the request as it would be sent, key redacted, as `NAME.request.http`.
+    private func writeRequest(_ request: EditRequest, plan: SizePlan, profile: ProviderProfile, next relative: String)
+        throws -> String
+    {
+        let built = try RequestBuilder.build(request, plan: plan, for: profile, apiKey: "***")
+        var sink = DataSink()
+        try built.writeRedacted(to: &sink)
+        return try output.write(sink.data, to: relative + ".request.http")
+    }
+
     /// Input indices, largest file first: the long jobs start early, so the
     /// run does not end with one core busy on a big image and the rest idle.
     private func largestFirst(_ inputs: [InputFile]) -> [Int] {
@@ -142,26 +186,51 @@ public struct PrepareBatch: Sendable {
         let start = Date()
         let outcome: PrepareResult.Outcome
         do {
-            let prepared = try ImageProcessor.prepare(
-                file: input.path, resize: settings.resize, limits: settings.limits
-            ) { info in
+            var plan: SizePlan? = nil
+            let prepared = try ImageProcessor.prepare(file: input.path, limits: settings.limits) {
+                (info) throws(ImagingError) in
                 var encode = settings.encode
                 encode.format = settings.format ?? info.format.defaultOutput
-                return encode
+                guard let target = settings.provider else { return (settings.resize, encode) }
+                let accepts = target.profile.images.accepts
+                if !accepts.contains(encode.format) {
+                    guard settings.format == nil else {
+                        throw ImagingError(
+                            .invalidOption,
+                            "\(target.profile.id) takes \(accepts.map(\.rawValue).joined(separator: ", ")) input images, not \(encode.format.rawValue)")
+                    }
+                    encode.format = .png
+                }
+                do {
+                    let planned = try SizePlanner.plan(
+                        input: info.displaySize, for: target.profile, request: target.size, fit: target.fit,
+                        position: target.position)
+                    plan = planned
+                    return (ResizeOptions(size: planned.target, fit: planned.fit, position: target.position, fill: target.fill), encode)
+                } catch {
+                    throw ImagingError(.invalidOption, "\(error)")
+                }
             }
             let relative = naming.relativeOutputPath(for: input, format: prepared.format)
             let written = try output.write(prepared.data, to: relative, protecting: input.path)
+            var requestPath: String? = nil
+            if let target = settings.provider, var request = target.request, let plan {
+                request.images = [.file(path: written, format: prepared.format)]
+                requestPath = try writeRequest(request, plan: plan, profile: target.profile, next: relative)
+            }
             outcome = .written(
                 path: written,
                 image: PreparedSummary(
                     format: prepared.format, size: prepared.size, byteCount: prepared.data.count,
-                    source: prepared.source, geometry: prepared.geometry))
+                    source: prepared.source, geometry: prepared.geometry, plan: plan, requestPath: requestPath))
         } catch let error as ImagingError {
-            if !input.isExplicit && error.kind == .notAnImage && !OutputNaming.hasImageExtension(input.path) {
+            if input.isSkippable(error) {
                 outcome = .skipped(reason: "not an image")
             } else {
                 outcome = .failed(reason: error.reason)
             }
+        } catch let error as ProvidersError {
+            outcome = .failed(reason: error.message)
         } catch let error as OutputError {
             outcome = .failed(reason: "cannot write \(DisplayPath.escape(error.path)): \(error.reason)")
         } catch {

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import QieImaging
 import QiePipeline
+import QieProviders
 
 struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -69,6 +70,38 @@ struct Prepare: ParsableCommand {
 
     @OptionGroup var limits: LimitOptions
 
+    @Option(
+        help: ArgumentHelp(
+            "Prepare for this endpoint: its planned size per image replaces --size (see `qie providers`).",
+            valueName: "provider"))
+    var provider: String?
+
+    @Option(name: .customLong("aspect-ratio"), help: "With --provider: ask for this aspect ratio (W:H).")
+    var aspectRatio: String?
+
+    @Option(help: "With --provider: ask for this resolution tier (for example 1K).")
+    var resolution: String?
+
+    @Flag(
+        name: .customLong("emit-requests"),
+        help: "With --provider: write each image's request next to it as NAME.request.http, key redacted.")
+    var emitRequests = false
+
+    @Option(help: "With --emit-requests: the edit instruction.")
+    var prompt: String?
+
+    @Option(name: .customLong("negative-prompt"), help: "With --emit-requests: what to keep out.")
+    var negativePrompt: String?
+
+    @Option(help: "With --emit-requests: the seed.")
+    var seed: Int?
+
+    @Option(name: .customLong("num-images"), help: "With --emit-requests: outputs wanted.")
+    var numImages: Int = 1
+
+    @Option(name: .customLong("result-format"), help: "With --emit-requests: the format wanted back (converted locally if the endpoint cannot).")
+    var resultFormat: String?
+
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one file or folder to prepare") }
         if let size, PixelSize(parsing: size) == nil {
@@ -83,6 +116,35 @@ struct Prepare: ParsableCommand {
         }
         if chroma != "420" && chroma != "444" {
             throw ValidationError("--chroma must be 420 or 444; got \"\(chroma)\"")
+        }
+        if provider == nil && (aspectRatio != nil || resolution != nil || emitRequests) {
+            throw ValidationError("--aspect-ratio, --resolution and --emit-requests need --provider")
+        }
+        if emitRequests && (prompt ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--emit-requests needs --prompt: the request carries it")
+        }
+        if let provider {
+            _ = try ProviderOptions.profile(named: provider)
+            _ = try ProviderOptions.sizeRequest(size: size, aspectRatio: aspectRatio, resolution: resolution)
+            if ![Fit.contain, .cover, .fill].contains(fit) {
+                throw ValidationError("--fit for an endpoint must be contain, cover or fill: the endpoint needs its exact size")
+            }
+        }
+        if let resultFormat, OutputFormat(name: resultFormat) == nil {
+            throw ValidationError("--result-format must be jpeg, jpg, png, webp, avif or gif; got \"\(resultFormat)\"")
+        }
+        if let target = try settings().provider {
+            // Check the size asked for and the request's options once, before any image is read.
+            do {
+                let plan = try SizePlanner.plan(
+                    input: PixelSize(width: 1024, height: 1024), for: target.profile, request: target.size, fit: target.fit)
+                if var request = target.request {
+                    request.images = [.url("https://example.invalid/check.png")]
+                    _ = try RequestBuilder.build(request, plan: plan, for: target.profile, apiKey: nil)
+                }
+            } catch {
+                throw ValidationError(error.message)
+            }
         }
         if concurrency < 1 { throw ValidationError("--concurrency must be at least 1, got \(concurrency)") }
         if lossless && format.flatMap(OutputFormat.init(name:)).map({ $0 != .webp && $0 != .avif }) ?? true {
@@ -106,8 +168,22 @@ struct Prepare: ParsableCommand {
         let encode = EncodeOptions(
             format: outputFormat ?? .png, quality: quality, compression: compression, progressive: progressive,
             lossless: lossless, chromaSubsampling: chroma == "420", effort: effort, keepICCProfile: keepIcc, flattenBackground: flatten)
+        var target: ProviderTarget? = nil
+        if let provider {
+            let profile = try ProviderOptions.profile(named: provider)
+            let request =
+                emitRequests
+                ? EditRequest(
+                    prompt: prompt ?? "", images: [], outputFormat: resultFormat.flatMap(OutputFormat.init(name:)),
+                    negativePrompt: negativePrompt, seed: seed, numImages: numImages) : nil
+            target = ProviderTarget(
+                profile: profile,
+                size: try ProviderOptions.sizeRequest(size: size, aspectRatio: aspectRatio, resolution: resolution),
+                fit: fit, position: Position(parsing: position) ?? .centre, fill: fill, request: request)
+        }
         return PrepareSettings(
-            resize: resize, format: outputFormat, encode: encode, limits: limits.limits, concurrency: concurrency)
+            resize: target == nil ? resize : nil, format: outputFormat, encode: encode, limits: limits.limits,
+            concurrency: concurrency, provider: target)
     }
 
     func run() throws {

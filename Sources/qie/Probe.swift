@@ -41,7 +41,7 @@ struct Probe: ParsableCommand {
                     TextStream.standardOutput.write("\(DisplayPath.escape(file.path)): \(describe(info))\n")
                 }
             case .failure(let error):
-                let skip = !file.isExplicit && error.kind == .notAnImage && !OutputNaming.hasImageExtension(file.path)
+                let skip = file.isSkippable(error)
                 if !skip { failed += 1 }
                 if json {
                     let line = ProbeLine(path: file.path, error: error.reason, skipped: skip)

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import QieImaging
+import QiePipeline
+import QieProviders
+
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show, per image, the size an endpoint gets and the resize, padding or crop to reach it.",
+        discussion: "Reads headers only. The restore line says how to undo the plan on the edited result.")
+
+    @Argument(help: "Image files or folders.", completion: .file())
+    var inputs: [String]
+
+    @OptionGroup var endpoint: ProviderOptions
+
+    @Option(help: "Ask for this exact size (WxH) instead of the planned one.")
+    var size: String?
+
+    @Option(help: "contain (pad, default), cover (crop) or fill (stretch).")
+    var fit: Fit = .contain
+
+    @Option(help: "Where the image sits in the padding or which part a crop keeps (see `qie prepare --help`).")
+    var position: String = "centre"
+
+    @Flag(help: "One JSON object per file.")
+    var json = false
+
+    func validate() throws {
+        if inputs.isEmpty { throw ValidationError("give at least one file or folder") }
+        if ![Fit.contain, .cover, .fill].contains(fit) {
+            throw ValidationError("--fit for an endpoint must be contain, cover or fill: the endpoint needs its exact size")
+        }
+        if Position(parsing: position) == nil { throw ValidationError("--position \"\(position)\" is not a position") }
+    }
+
+    func run() throws {
+        let profile = try endpoint.profile()
+        let request = try endpoint.sizeRequest(size: size)
+        let (files, problems) = InputWalker().walk(inputs)
+        for problem in problems { TextStream.standardError.write("error \(problem)\n") }
+        var failed = problems.count
+        var out = LineBuffer()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for (file, result) in endpoint.plans(
+            for: files, size: request, fit: fit, position: Position(parsing: position) ?? .centre, profile: profile)
+        {
+            let path = DisplayPath.escape(file.path)
+            switch result {
+            case .success(let (_, plan)):
+                if json {
+                    let line = PlanLine(path: file.path, plan: plan, paddingFraction: plan.paddingFraction)
+                    out.add(String(decoding: try encoder.encode(line), as: UTF8.self))
+                } else {
+                    out.add("\(path): \(describe(plan))")
+                }
+            case .failure(let error):
+                let skipped = file.isSkippable(error)
+                if !skipped { failed += 1 }
+                out.add(skipped ? "\(path): skipped, not an image" : "\(path): error: \(reason(error))")
+            }
+        }
+        out.flush()
+        if failed > 0 { throw ExitCode(1) }
+    }
+
+    private func describe(_ plan: SizePlan) -> String {
+        let g = plan.geometry
+        var text = "\(plan.input) -> \(plan.target) \(plan.fit.rawValue)"
+        var steps = ["resize to \(g.resized)"]
+        if let crop = g.crop { steps.append("crop \(crop)") }
+        if !g.padding.isEmpty {
+            steps.append("pad top \(g.padding.top) right \(g.padding.right) bottom \(g.padding.bottom) left \(g.padding.left)")
+        }
+        text += " (" + steps.joined(separator: ", ") + String(format: "; %.1f%% padding)", plan.paddingFraction * 100)
+        if !plan.fields.isEmpty {
+            text += "; sends " + plan.fields.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
+        }
+        text += "; restore: crop \(g.contentRect) of a \(plan.target) result, resize to \(plan.input)"
+        return text
+    }
+}
+
+private struct PlanLine: Encodable {
+    var path: String
+    var plan: SizePlan
+    var paddingFraction: Double
+}

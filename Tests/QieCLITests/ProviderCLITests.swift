@@ -1,0 +1,104 @@
+import Foundation
+import QieImaging
+import Testing
+
+private func folder() throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("qie-cli-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+private func writeImage(_ width: Int, _ height: Int, to path: String) throws {
+    let pixels = [UInt8]((0..<(width * height)).flatMap { i in [UInt8(i % 200), 40, 90] })
+    try Image(pixels: pixels, size: PixelSize(width: width, height: height), channels: 3)
+        .encoded(EncodeOptions(format: .jpeg)).write(to: URL(fileURLWithPath: path))
+}
+
+@Suite("qie providers, plan and cost", .serialized)
+struct ProviderCLITests {
+    @Test("qie providers lists every endpoint with its key variable and price")
+    func providers() throws {
+        let run = try QieBinary.run(["providers"])
+        #expect(run.status == 0)
+        for text in [
+            "runpod-qwen-image-edit-2511", "runpod-qwen-image-edit ", "runflow-qwen-image-edit-2511",
+            "oxen-qwen-image-edit-2511", "lumenfall-qwen-image-edit-2511", "$RUNPOD_API_KEY", "$RUNFLOW_API_KEY",
+            "$OXEN_API_KEY", "$LUMENFALL_API_KEY", "$0.02 per image", "$0.03 per output megapixel", "jpeg as \"jpg\"",
+        ] {
+            #expect(run.stdout.contains(text), "missing \(text)")
+        }
+    }
+
+    @Test("qie plan shows target, padding, request field and restore for each image")
+    func plan() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try writeImage(400, 300, to: root + "/a.jpg")
+        let run = try QieBinary.run(["plan", root + "/a.jpg", "--provider", "runpod"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains(
+            "a.jpg: 400x300 -> 1536x1080 contain (resize to 1440x1080, pad top 0 right 48 bottom 0 left 48; 6.2% padding); sends size=1536*1080; restore: crop 1440x1080+48+0 of a 1536x1080 result, resize to 400x300"))
+
+        let refused = try QieBinary.run(["plan", root + "/a.jpg", "--provider", "runpod", "--size", "1000x1000"])
+        #expect(refused.status == 1)
+        #expect(refused.stdout.contains("does not take size 1000x1000; it accepts sizes 1024*1024"))
+    }
+
+    @Test("qie cost prices a folder per file with a total, from headers only")
+    func cost() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try writeImage(800, 1000, to: root + "/p.jpg")
+        try writeImage(1000, 800, to: root + "/l.jpg")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: root + "/broken.jpg"))
+        let runpod = try QieBinary.run(["cost", root, "--provider", "runpod", "--num-images", "2"])
+        #expect(runpod.status == 1)  // broken.jpg
+        #expect(runpod.stderr.contains("broken.jpg: not an image"))
+        let lines = runpod.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasSuffix("l.jpg\t1000x800\t0.80\t1280x1024\t1.31072\t2\t$0.04") })
+        #expect(lines.contains { $0.hasPrefix("total\t2 files") && $0.hasSuffix("\t$0.08") })
+
+        let runflow = try QieBinary.run(["cost", root + "/p.jpg", "--provider", "runflow", "--json"])
+        #expect(runflow.status == 0)
+        let total = try #require(runflow.stdout.split(separator: "\n").last)
+        let object = try JSONSerialization.jsonObject(with: Data(total.utf8)) as? [String: Any]
+        #expect(object?["files"] as? Int == 1)
+
+        let oxen = try QieBinary.run(["cost", root + "/p.jpg", "--provider", "oxen"])
+        #expect(oxen.stdout.contains("\tunknown"))
+        let priced = try QieBinary.run(["cost", root + "/p.jpg", "--provider", "oxen", "--price-per-image", "0.05"])
+        #expect(priced.stdout.contains("$0.05"))
+    }
+
+    @Test("qie prepare --provider writes planned images and redacted requests; secrets never appear")
+    func prepareForProvider() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try writeImage(600, 300, to: root + "/wide.jpg")
+        let process = Process()
+        process.executableURL = QieBinary.url
+        process.arguments = [
+            "prepare", root + "/wide.jpg", "--provider", "lumenfall", "--out", root + "/out", "--emit-requests",
+            "--prompt", "Add snow", "--result-format", "avif",
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["LUMENFALL_API_KEY"] = "lf-SECRET-123"
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(output)")
+        #expect(!output.contains("SECRET"))
+        let info = try ImageProbe.probe(file: root + "/out/wide.jpg")
+        #expect(info.width == 1365 && info.height == 768)
+        let request = String(decoding: try Data(contentsOf: URL(fileURLWithPath: root + "/out/wide.jpg.request.http")), as: UTF8.self)
+        #expect(request.hasPrefix("POST https://api.lumenfall.ai/openai/v1/images/edits HTTP/1.1\r\nAuthorization: Bearer ***\r\n"))
+        #expect(!request.contains("SECRET"))
+        #expect(request.contains("name=\"size\"\r\n\r\n1365x768\r\n"))
+        #expect(request.contains("name=\"output_format\"\r\n\r\navif\r\n"))
+        #expect(request.contains("name=\"image\"; filename=\"wide.jpg\"\r\nContent-Type: image/jpeg"))
+    }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Benchmark: data-URI encoding throughput (qie vs swift-extras-base64 vs
+# Foundation, one core) and `qie cost` over a folder of the corpus copied to
+# COUNT files (default 10,000), in files per second.
+#
+#   scripts/bench-providers.sh
+#
+# The copied folder is kept in ~/.cache/qie-bench-cost-COUNT for later runs
+# (about 14 GB for 10,000 files: real copies, since qie reads a file reached
+# through two links once). Timings are warm-cache, best of 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+count=${COUNT:-10000}
+scripts/ensure-deps.sh hyperfine
+
+corpus=${CORPUS:-$HOME/.cache/image-corpus}
+if [ ! -s "$corpus/MANIFEST.tsv" ]; then
+  "$root/../shared/corpus/fetch-corpus.sh" "$corpus"
+fi
+if ! build=$(swift build -c release --product qie 2>&1 && swift build -c release --product qie-bench 2>&1); then
+  echo "$build" >&2; exit 1
+fi
+
+echo "== data-URI encoding"
+.build/release/qie-bench
+
+folder="$HOME/.cache/qie-bench-cost-$count"
+if [ ! -f "$folder/.complete" ]; then
+  echo "== copying the corpus to $count files in $folder (once)" >&2
+  rm -rf "$folder"; mkdir -p "$folder"
+  mapfile -t images < <(find "$corpus/images" -maxdepth 1 -type f | sort)
+  for ((i = 0; i < count; i++)); do
+    src=${images[$((i % ${#images[@]}))]}
+    cp "$src" "$folder/$(printf '%05d' "$i")-$(basename "$src")"
+  done
+  touch "$folder/.complete"
+fi
+
+echo
+echo "== qie cost over $count files"
+hyperfine --style basic --warmup 1 --runs 3 --export-json /tmp/qie-bench-cost.json \
+  ".build/release/qie cost $folder --provider runpod-qwen-image-edit-2511 >/dev/null" \
+  ".build/release/qie cost $folder --provider runflow --json >/dev/null"
+python3 - "$count" <<'PY'
+import json, sys
+count = int(sys.argv[1])
+for result in json.load(open("/tmp/qie-bench-cost.json"))["results"]:
+    best = result["min"]
+    print(f"{result['command'].split(' --provider ')[1].split()[0]:>32}: {best:.2f} s best, {count / best:,.0f} files/s (target >= 5,000)")
+PY
