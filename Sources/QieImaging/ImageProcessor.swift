@@ -207,7 +207,7 @@ public enum ImageProcessor {
 
     /// libvips rounds scaled sides itself; trims or extends a stray pixel so the
     /// size is exactly the planned one.
-    private static func exactSize(_ image: VipsImageHandle, _ size: PixelSize) throws(ImagingError)
+    static func exactSize(_ image: VipsImageHandle, _ size: PixelSize) throws(ImagingError)
         -> VipsImageHandle
     {
         guard image.size != size else { return image }

@@ -1,0 +1,62 @@
+import Foundation
+internal import CVips
+internal import CVipsShims
+
+/// How an edited result is brought back to the input's shape.
+public enum RestoreMode: String, Sendable, Codable, CaseIterable {
+    /// Crop the padding off and resize to the input's own width and height.
+    case exact
+    /// Crop the padding off and keep the result's scale: only the input's
+    /// aspect ratio is restored.
+    case aspect
+}
+
+extension ImageProcessor {
+    /// Undoes `geometry` on an edited result of any size: the padding added
+    /// before the request is cropped off (scaled to the result's size), then
+    /// the content is resized back to the input's dimensions (`.exact`) or to
+    /// its aspect ratio at the result's scale (`.aspect`). For a `cover` plan
+    /// the part of the input that was cropped away cannot come back: the
+    /// result is restored to the part the request showed.
+    public static func restore(
+        data: Data, geometry: ResizeGeometry, mode: RestoreMode = .exact, encode: EncodeOptions,
+        limits: ImageLimits = .default
+    ) throws(ImagingError) -> PreparedImage {
+        try encode.validate()
+        var source = FileBytes(data: data)
+        let info = try ImageProbe.probe(&source)
+        try limits.check(info)
+        try source.readAll()
+        var (image, _) = try render(source.bytes, info: info, resize: nil)
+        let resultSize = image.size
+        let content = geometry.contentRect(inResultOf: resultSize)
+        if content.size != resultSize || content.x != 0 || content.y != 0 {
+            image = try image.apply("cropping the padding") {
+                qie_vips_extract_area($0, $1, Int32(content.x), Int32(content.y), Int32(content.width), Int32(content.height))
+            }
+        }
+        let shown = geometry.sourceRect.size
+        let target: PixelSize
+        switch mode {
+        case .exact:
+            target = shown
+        case .aspect:
+            // The input's shape at the content's own scale (same pixel count).
+            let scale = (Double(content.width * content.height) / Double(shown.width * shown.height)).squareRoot()
+            target = PixelSize(
+                width: max(1, Int((Double(shown.width) * scale).rounded())),
+                height: max(1, Int((Double(shown.height) * scale).rounded())))
+        }
+        if image.size != target {
+            let hscale = Double(target.width) / Double(image.width)
+            let vscale = Double(target.height) / Double(image.height)
+            image = try image.apply("resizing back") { qie_vips_resize($0, $1, hscale, vscale) }
+            image = try exactSize(image, target)
+        }
+        let encoded = try encodeImage(image, options: encode, sourceFormat: info.format)
+        // The geometry returned is the final resize, from the content cropped out of the result.
+        let resize = ResizeGeometry(
+            fit: .fill, source: content.size, resized: target, crop: nil, padding: .none, output: target)
+        return PreparedImage(data: encoded, format: encode.format, size: target, source: info, geometry: resize)
+    }
+}
