@@ -23,7 +23,7 @@ public enum ProviderCatalog {
 /// The one error type of the providers module.
 public struct ProvidersError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, Codable {
-        case unknownProvider, unsupportedSize, unsupportedOption, invalidOption
+        case unknownProvider, unsupportedSize, unsupportedOption, invalidOption, invalidResponse
     }
 
     public var kind: Kind

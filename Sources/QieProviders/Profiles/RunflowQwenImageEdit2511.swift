@@ -29,7 +29,7 @@ extension ProviderProfile {
         ],
         envelope: .inputObject,
         flow: [.polling, .callback],
-        result: .urlArray(path: ["outputs"], key: "url"),
+        result: .urlArray(path: ["output", "outputs"], key: "url"),
         pricing: .perOutputMegapixel(0.03, perImageReading: nil),
         notes: [
             "Billed on output pixels / 10^6, unrounded (the document says $0.03/megapixel without input or output or rounding); --megapixel-rounding changes it.",

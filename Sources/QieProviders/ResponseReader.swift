@@ -1,0 +1,132 @@
+import ExtrasBase64
+import Foundation
+import QieImaging
+
+/// An edited image as an endpoint returned it.
+public enum ResultImage: Sendable, Equatable {
+    /// A URL to download (at once: some expire).
+    case url(String)
+    /// Image bytes that came inline (a data URI or base64 field).
+    case inline(Data)
+}
+
+/// What a response says about the job.
+public enum ResponseOutcome: Sendable, Equatable {
+    /// Finished: the result images, and the cost the endpoint reported (USD).
+    case completed(images: [ResultImage], reportedCost: Decimal?, requestID: String?)
+    /// Accepted and still running: poll `requestID`.
+    case pending(requestID: String, status: String)
+    /// The endpoint says it failed, with its own words.
+    case failed(message: String, requestID: String?)
+}
+
+/// Reads each endpoint's documented response shapes.
+public enum ResponseReader {
+    /// Interprets a response body from `profile`. `status` is the HTTP status.
+    public static func read(_ body: Data, status: Int, from profile: ProviderProfile) throws(ProvidersError)
+        -> ResponseOutcome
+    {
+        let json = try? JSONSerialization.jsonObject(with: body)
+        guard (200..<300).contains(status) else {
+            return .failed(message: errorMessage(json, body: body, status: status, profile: profile), requestID: nil)
+        }
+        guard let object = json as? [String: Any] else {
+            throw ProvidersError(
+                .invalidResponse,
+                "\(profile.id) answered HTTP \(status) with \(describe(body)) instead of JSON; the endpoint or a proxy in front of it is misbehaving")
+        }
+        let id = (object["id"] ?? object["run_id"] ?? object["generation_id"]).flatMap { $0 as? String }
+        // Oxen's queue answers an enqueue with its generations.
+        if let generations = object["generations"] as? [[String: Any]],
+            let generation = generations.first?["generation_id"] as? String
+        {
+            return .pending(requestID: generation, status: (generations.first?["status"] as? String) ?? "queued")
+        }
+        if let state = (object["status"] as? String)?.lowercased() {
+            switch state {
+            case "failed", "cancelled", "canceled", "error", "timed_out":
+                let message = (object["error"] as? String) ?? (object["error_message"] as? String)
+                    ?? ((object["error"] as? [String: Any])?["message"] as? String) ?? "the job ended as \(state)"
+                return .failed(message: message, requestID: id)
+            case "completed", "succeeded", "success":
+                break
+            default:
+                if let id { return .pending(requestID: id, status: state) }
+            }
+        }
+        let images = try results(object, profile: profile)
+        guard !images.isEmpty else {
+            throw ProvidersError(
+                .invalidResponse, "\(profile.id) reported success but its response has no image at \(profile.result.description)")
+        }
+        let cost = ((object["output"] as? [String: Any])?["cost"] as? NSNumber).map { Decimal(string: $0.stringValue) ?? 0 }
+        return .completed(images: images, reportedCost: cost, requestID: id)
+    }
+
+    private static func results(_ object: [String: Any], profile: ProviderProfile) throws(ProvidersError) -> [ResultImage] {
+        func value(_ path: [String]) -> Any? {
+            var current: Any? = object
+            for key in path { current = (current as? [String: Any])?[key] }
+            return current
+        }
+        switch profile.result {
+        case .url(let path):
+            return try (value(path) as? String).map { text throws(ProvidersError) in [try image(fromURLOrDataURI: text, profile)] } ?? []
+        case .urlArray(let path, let key):
+            var images: [ResultImage] = []
+            for entry in (value(path) as? [[String: Any]]) ?? [] {
+                if let text = entry[key] as? String { images.append(try image(fromURLOrDataURI: text, profile)) }
+            }
+            return images
+        case .openAIData:
+            var images: [ResultImage] = []
+            for entry in (object["data"] as? [[String: Any]]) ?? [] {
+                if let base64 = entry["b64_json"] as? String {
+                    guard let bytes = try? base64.base64decoded() else {
+                        throw ProvidersError(.invalidResponse, "\(profile.id) returned b64_json that is not valid base64")
+                    }
+                    images.append(.inline(Data(bytes)))
+                } else if let url = entry["url"] as? String {
+                    images.append(try image(fromURLOrDataURI: url, profile))
+                }
+            }
+            return images
+        }
+    }
+
+    private static func image(fromURLOrDataURI text: String, _ profile: ProviderProfile) throws(ProvidersError) -> ResultImage {
+        if text.hasPrefix("data:") {
+            guard let decoded = DataURI.decode(text) else {
+                throw ProvidersError(.invalidResponse, "\(profile.id) returned a data URI that is not valid base64")
+            }
+            return .inline(Data(decoded.bytes))
+        }
+        return .url(text)
+    }
+
+    /// The endpoint's own words for an HTTP error, in any of the documented shapes.
+    static func errorMessage(_ json: Any?, body: Data, status: Int, profile: ProviderProfile) -> String {
+        var said: String? = nil
+        if let object = json as? [String: Any] {
+            if let error = object["error"] as? [String: Any] {
+                said = error["message"] as? String
+            } else {
+                said = (object["error"] as? String) ?? (object["error_message"] as? String)
+                    ?? (object["message"] as? String) ?? (object["detail"] as? String)
+            }
+        }
+        let words = said ?? (body.isEmpty ? "an empty body" : describe(body))
+        return "\(profile.id) answered HTTP \(status): \(words)"
+    }
+
+    /// A short, safe description of a non-JSON body.
+    static func describe(_ body: Data) -> String {
+        if body.isEmpty { return "an empty body" }
+        let text = String(decoding: body.prefix(120), as: UTF8.self)
+            .replacingOccurrences(of: "\n", with: " ").trimmingCharacters(in: .whitespaces)
+        if text.lowercased().contains("<html") || text.lowercased().hasPrefix("<!doctype") {
+            return "an HTML page (\"\(text.prefix(60))…\")"
+        }
+        return "\"\(text)\(body.count > 120 ? "…" : "")\""
+    }
+}
