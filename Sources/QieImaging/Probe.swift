@@ -186,7 +186,9 @@ struct FileBytes {
     /// Opens `path` and reads up to `prefix` bytes (everything when nil).
     init(path: String, prefix: Int?) throws(ImagingError) {
         self.path = path
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a named pipe must not wait for a writer; the
+        // type check below then refuses it. Reads of regular files ignore it.
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw FileBytes.openError(errno) }
         defer { close(descriptor) }
         var status = stat()

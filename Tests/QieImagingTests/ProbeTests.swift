@@ -153,6 +153,19 @@ struct ProbeTests {
         #expect(missing?.description == path + ".nope: no such file")
     }
 
+    @Test("A named pipe or a folder is refused at once, without waiting for a writer")
+    func notRegularFiles() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("qie-fifo-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let fifo = folder.appendingPathComponent("pipe.png").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let error = #expect(throws: ImagingError.self) { _ = try ImageProbe.probe(file: fifo) }
+        #expect(error?.reason.contains("not a regular file") == true)
+        let folderError = #expect(throws: ImagingError.self) { _ = try ImageProbe.probe(file: folder.path) }
+        #expect(folderError?.reason == "is a folder, not a file")
+    }
+
     @Test("A truncated header is reported as truncated; a JPEG named .png is a JPEG")
     func truncatedAndMislabelled() throws {
         let jpeg = try Make.solid(64, 64, [0, 0, 255], format: .jpeg)
