@@ -13,6 +13,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-extras/swift-extras-base64", from: "1.2.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -46,8 +49,23 @@ let package = Package(
         .executableTarget(
             name: "qie",
             dependencies: [
-                "QieImaging", "QiePipeline", "QieProviders",
+                "QieImaging", "QiePipeline", "QieProviders", "QieEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        // HTTP: one shared client, retries, downloads.
+        .target(
+            name: "QieClient",
+            dependencies: [
+                "QieImaging", "QieProviders", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]),
+        // A local server speaking the documented wire formats, strictly.
+        .target(
+            name: "QieEmulator",
+            dependencies: [
+                "QieImaging", "QieProviders", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]),
         // Micro-benchmarks (`swift run -c release qie-bench`); not a test.
         .executableTarget(name: "qie-bench", dependencies: ["QieProviders", "QieImaging"]),
@@ -55,6 +73,11 @@ let package = Package(
         .testTarget(name: "QieImagingTests", dependencies: ["QieImaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging", "QieProviders"]),
         .testTarget(name: "QieProvidersTests", dependencies: ["QieProviders", "QieImaging"]),
+        .testTarget(
+            name: "QieClientTests",
+            dependencies: [
+                "QieClient", "QieEmulator", "QieProviders", "QieImaging", .product(name: "NIOCore", package: "swift-nio"),
+            ]),
         .testTarget(name: "QieCLITests", dependencies: ["QieImaging"]),
     ]
 )

@@ -2,17 +2,17 @@ import ArgumentParser
 import QieImaging
 
 @main
-struct Qie: ParsableCommand {
+struct Qie: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qie",
         abstract: "Prepare images for hosted Qwen Image Edit endpoints and post-process their results.",
         version: "0.1.0 (libvips \(ImagingRuntime.libvipsVersion))",
-        subcommands: [Probe.self, Prepare.self, Plan.self, Cost.self, Providers.self]
+        subcommands: [Probe.self, Prepare.self, Plan.self, Cost.self, Providers.self, Emulate.self]
     )
 
-    static func main() {
+    static func main() async {
         ImagingRuntime.limitMallocArenas(2)
-        main(nil)
+        await main(nil)
     }
 }
 

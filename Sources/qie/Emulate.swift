@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import QieEmulator
+import QiePipeline
+import QieProviders
+
+struct Emulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a local server that speaks the synchronous endpoints' wire formats, strictly.",
+        discussion: """
+            Emulates RunPod (both runsync endpoints), Oxen.ai's edit and Lumenfall's OpenAI-style \
+            multipart edit on 127.0.0.1: it rejects what the real endpoint would (wrong or missing \
+            bearer token, unknown field, wrong enum, unsupported size, too many images, wrong content \
+            type) and answers with a real image made from the input at the size the endpoint would \
+            produce. Point a provider at it with its base-URL variable, for example \
+            QIE_RUNPOD_BASE_URL=http://127.0.0.1:8787.
+            """)
+
+    @Option(help: "Port on 127.0.0.1 (0 picks a free one).")
+    var port: Int = 8787
+
+    @Option(name: .customLong("api-key"), help: "The bearer token the emulator accepts.")
+    var apiKey: String = "emulator-key"
+
+    @Option(help: "Seconds added before every answer.")
+    var latency: Double = 0
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, got \(port)") }
+        guard latency >= 0 else { throw ValidationError("--latency must not be negative, got \(latency)") }
+    }
+
+    func run() async throws {
+        let emulator = EditEmulator(apiKey: apiKey, latency: .milliseconds(Int(latency * 1000)))
+        try await emulator.run(port: port) { bound in
+            var lines = ["qie emulator listening on http://127.0.0.1:\(bound) (Ctrl-C to stop)"]
+            for profile in EditEmulator.profiles {
+                lines.append("  \(profile.id): POST \(profile.routes.submit)  (\(profile.baseURLVariable)=http://127.0.0.1:\(bound))")
+            }
+            TextStream.standardOutput.write(lines.joined(separator: "\n") + "\n")
+        }
+    }
+}
