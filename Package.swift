@@ -40,7 +40,7 @@ let package = Package(
 
         // The only Swift module that imports C.
         .target(name: "QieImaging", dependencies: ["CVips", "CVipsShims", "CCodecShims"]),
-        .target(name: "QiePipeline", dependencies: ["QieImaging", "QieProviders"]),
+        .target(name: "QiePipeline", dependencies: ["QieImaging", "QieProviders", "QieClient"]),
         // Endpoint profiles, size planning, cost and request bodies: no I/O but
         // reading the image files a body streams.
         .target(
@@ -49,7 +49,7 @@ let package = Package(
         .executableTarget(
             name: "qie",
             dependencies: [
-                "QieImaging", "QiePipeline", "QieProviders", "QieEmulator",
+                "QieImaging", "QiePipeline", "QieProviders", "QieEmulator", "QieClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // HTTP: one shared client, retries, downloads.
@@ -76,7 +76,8 @@ let package = Package(
         .testTarget(
             name: "QieClientTests",
             dependencies: [
-                "QieClient", "QieEmulator", "QieProviders", "QieImaging", .product(name: "NIOCore", package: "swift-nio"),
+                "QieClient", "QieEmulator", "QieProviders", "QieImaging", "QiePipeline",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]),
         .testTarget(name: "QieCLITests", dependencies: ["QieImaging"]),
     ]

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 internal import CVips
 internal import CVipsShims
 
@@ -8,6 +9,8 @@ public enum ImagingRuntime {
     /// image per core, which measures faster than sharing cores inside each
     /// pipeline. `setThreadsPerImage` changes it.
     private static let started: Bool = qie_vips_start("qie", 1) == 0
+    /// Set once libvips is running: per-thread clean-up must not touch it before.
+    private static let running = Atomic<Bool>(false)
 
     /// Worker threads libvips gives each image pipeline.
     public static func setThreadsPerImage(_ count: Int) throws(ImagingError) {
@@ -20,6 +23,7 @@ public enum ImagingRuntime {
         guard started else {
             throw ImagingError(.processingFailed, "libvips failed to start: \(takeVipsError())")
         }
+        running.store(true, ordering: .releasing)
     }
 
     /// Caps glibc's malloc arenas for the whole process. glibc gives every
@@ -34,6 +38,7 @@ public enum ImagingRuntime {
     /// Frees libvips' per-thread buffers. Call at the end of a job on a thread
     /// that may not run another one soon.
     public static func endOfJobOnThisThread() {
+        guard running.load(ordering: .acquiring) else { return }
         vips_thread_shutdown()
     }
 

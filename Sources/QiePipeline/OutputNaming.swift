@@ -21,7 +21,7 @@ public struct OutputNaming: Sendable {
     }
 
     /// The path without its extension (a leading dot is part of the name).
-    static func stem(_ relative: String) -> String {
+    public static func stem(_ relative: String) -> String {
         let nameStart = relative.lastIndex(of: "/").map { relative.index(after: $0) } ?? relative.startIndex
         guard let dot = relative[nameStart...].lastIndex(of: "."), dot > nameStart else { return relative }
         return String(relative[..<dot])

@@ -102,6 +102,8 @@ public struct BatchSummary: Sendable, Equatable {
     /// Not started because the run was interrupted.
     public var notStarted = 0
     public var seconds = 0.0
+    /// What the run did to each file, for the summary line.
+    public var action = "prepared"
 
     public var succeeded: Bool { failed == 0 && notStarted == 0 }
 }

@@ -57,7 +57,7 @@ enum ReportText {
         if summary.notStarted > 0 { parts.append("\(summary.notStarted) not started (interrupted)") }
         let tail = parts.isEmpty ? "" : "; " + parts.joined(separator: ", ")
         return String(
-            format: "prepared %d of %d files into %@ in %.1f s%@\n", summary.written, summary.total,
+            format: "%@ %d of %d files into %@ in %.1f s%@\n", summary.action, summary.written, summary.total,
             DisplayPath.escape(outputFolder), summary.seconds, tail)
     }
 

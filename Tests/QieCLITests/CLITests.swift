@@ -79,6 +79,18 @@ struct CLITests {
         #expect(Set(everything) == ["out", "out/with space.jpg", "out/nested", "out/nested/ünïcødé 写真.jpg", "out/-dash.jpg"])
     }
 
+    @Test("A folder with no images at all is reported, not a crash")
+    func noImagesAtAll() throws {
+        let root = try makeFolder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try Data("hi".utf8).write(to: URL(fileURLWithPath: root + "/notes.txt"))
+        try Data("hi".utf8).write(to: URL(fileURLWithPath: root + "/fake.png"))
+        let run = try QieBinary.run(["prepare", root, "--size", "64x64", "--out", root + "/out"])
+        #expect(run.status == 1, "exit \(run.status): \(run.stderr)")
+        #expect(run.stdout.contains("prepared 0 of 2 files"))
+        #expect(run.stderr.contains("fake.png: not an image"))
+    }
+
     @Test("A file named with a leading dash is taken as a file after --")
     func leadingDash() throws {
         let root = try makeFolder()
