@@ -96,23 +96,12 @@ public struct EditBatch: Sendable {
             }
             for _ in 0..<settings.concurrency { addNext() }
             while let result = await group.next() {
-                summary.withLock { totals in
-                    switch result.outcome {
-                    case .written: totals.written += 1
-                    case .failed: totals.failed += 1
-                    case .skipped: totals.skipped += 1
-                    }
-                }
+                summary.withLock { $0.record(result.outcome) }
                 report(result)
                 addNext()
             }
         }
-        return summary.withLock { totals in
-            totals.total = inputs.count
-            totals.notStarted = inputs.count - totals.written - totals.failed - totals.skipped
-            totals.seconds = Date().timeIntervalSince(start)
-            return totals
-        }
+        return summary.withLock { $0.close(total: inputs.count, since: start) }
     }
 
     func edit(_ input: InputFile, naming: OutputNaming, client: EditClient) async -> PrepareResult {

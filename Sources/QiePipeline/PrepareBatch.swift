@@ -106,6 +106,23 @@ public struct BatchSummary: Sendable, Equatable {
     public var action = "prepared"
 
     public var succeeded: Bool { failed == 0 && notStarted == 0 }
+
+    /// Counts one finished input.
+    mutating func record(_ outcome: PrepareResult.Outcome) {
+        switch outcome {
+        case .written: written += 1
+        case .failed: failed += 1
+        case .skipped: skipped += 1
+        }
+    }
+
+    /// The totals once a run over `total` inputs, begun at `start`, is over.
+    mutating func close(total: Int, since start: Date) -> BatchSummary {
+        self.total = total
+        notStarted = total - written - failed - skipped
+        seconds = Date().timeIntervalSince(start)
+        return self
+    }
 }
 
 /// Stops a run between images (Ctrl-C).
@@ -146,22 +163,13 @@ public struct PrepareBatch: Sendable {
                 guard position < order.count else { break }
                 let result = prepare(inputs[order[position]], naming: naming)
                 summary.withLock { totals in
-                    switch result.outcome {
-                    case .written: totals.written += 1
-                    case .failed: totals.failed += 1
-                    case .skipped: totals.skipped += 1
-                    }
+                    totals.record(result.outcome)
                     report(result)
                 }
             }
             ImagingRuntime.endOfJobOnThisThread()
         }
-        return summary.withLock { totals in
-            totals.total = inputs.count
-            totals.notStarted = inputs.count - totals.written - totals.failed - totals.skipped
-            totals.seconds = Date().timeIntervalSince(start)
-            return totals
-        }
+        return summary.withLock { $0.close(total: inputs.count, since: start) }
     }
 
     /// Writes the request as it would be sent, key redacted, as `NAME.request.http`.
