@@ -102,3 +102,62 @@ struct ProviderCLITests {
         #expect(request.contains("name=\"image\"; filename=\"wide.jpg\"\r\nContent-Type: image/jpeg"))
     }
 }
+
+@Suite("qie edit and qie emulate", .serialized)
+struct EditCLITests {
+    @Test("qie edit against qie emulate: key from the environment, restored outputs, sidecars; a missing key stops before any work")
+    func editAgainstEmulator() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
+        try writeImage(500, 300, to: root + "/in/a.jpg")
+
+        let emulator = Process()
+        emulator.executableURL = QieBinary.url
+        emulator.arguments = ["emulate", "--port", "0", "--api-key", "cli-key"]
+        let pipe = Pipe()
+        emulator.standardOutput = pipe
+        emulator.standardError = FileHandle.nullDevice
+        try emulator.run()
+        defer { emulator.terminate() }
+        var banner = ""
+        while !banner.contains("\n") {
+            let chunk = pipe.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            banner += String(decoding: chunk, as: UTF8.self)
+        }
+        let address = try #require(banner.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") })
+
+        func edit(key: String?) throws -> (Int32, String) {
+            let process = Process()
+            process.executableURL = QieBinary.url
+            process.arguments = [
+                "edit", root + "/in", "--provider", "runpod", "--prompt", "night", "--out", root + "/out",
+                "--restore", "exact", "--format", "png", "--base-url", String(address),
+            ]
+            var environment = ProcessInfo.processInfo.environment
+            environment["RUNPOD_API_KEY"] = key
+            process.environment = environment
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+
+        let (missingStatus, missing) = try edit(key: nil)
+        #expect(missingStatus == 2)
+        #expect(missing.contains("needs an API key in RUNPOD_API_KEY"))
+        #expect(!FileManager.default.fileExists(atPath: root + "/out/a.png"))
+
+        let (status, text) = try edit(key: "cli-key")
+        #expect(status == 0, "\(text)")
+        #expect(text.contains("edited 1 of 1 files"))
+        #expect(!text.contains("cli-key"))
+        let info = try ImageProbe.probe(file: root + "/out/a.png")
+        #expect(info.width == 500 && info.height == 300 && info.format == .png)
+        #expect(FileManager.default.fileExists(atPath: root + "/out/a.json"))
+    }
+}
