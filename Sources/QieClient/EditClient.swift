@@ -65,11 +65,16 @@ public final class EditClient: Sendable {
     /// Largest response or result accepted.
     public let maxBodyBytes: Int
 
+    /// - Parameter connectionsPerHost: connections kept open to one endpoint;
+    ///   at least the number of requests meant to be in flight at once
+    ///   (AsyncHTTPClient's default of 8 would queue the rest).
     public init(
         retry: RetryPolicy = RetryPolicy(), connectTimeout: TimeAmount = .seconds(10),
-        requestTimeout: TimeAmount = .seconds(300), maxBodyBytes: Int = 100 * 1024 * 1024
+        requestTimeout: TimeAmount = .seconds(300), maxBodyBytes: Int = 100 * 1024 * 1024,
+        connectionsPerHost: Int = 32
     ) {
         var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, connectionsPerHost)
         configuration.timeout = .init(connect: connectTimeout, read: requestTimeout)
         configuration.redirectConfiguration = .follow(max: 5, allowCycles: false)
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)

@@ -90,7 +90,7 @@ public final class EditEmulator: Sendable {
     }
 
     private func submit(_ request: Request, profile: ProviderProfile) async throws -> Response {
-        if latency > .zero { try await Task.sleep(for: latency) }
+        let began = ContinuousClock.now
         let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
         let data = Data(buffer: body)
         let fault = state.withLock { state -> EmulatedFault? in
@@ -98,18 +98,25 @@ public final class EditEmulator: Sendable {
             state.received[profile.id, default: []].append(data)
             return state.faults.isEmpty ? nil : state.faults.removeFirst()
         }
-        if let fault, let response = play(fault, profile: profile) { return response }
+        if let fault, let response = play(fault, profile: profile) {
+            try await Task.sleep(until: began + latency)
+            return response
+        }
 
         guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+            try await Task.sleep(until: began + latency)
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
         }
         do {
             let edit = try EmulatedRequest.parse(data, contentType: request.headers[.contentType] ?? "", profile: profile)
             let port = state.withLock { $0.port }
+            // The images are made off the server's threads, within the latency
+            // (a real endpoint's time includes its work).
+            let outputs = try await Self.render(edit)
+            try await Task.sleep(until: began + latency)
             var urls: [String] = []
             var inline: [Data] = []
-            for _ in 0..<edit.count {
-                let output = try edit.render()
+            for output in outputs {
                 if edit.returnsBase64 {
                     inline.append(output.data)
                 } else {
@@ -121,7 +128,17 @@ public final class EditEmulator: Sendable {
             }
             return success(profile, urls: urls, inline: inline, edit: edit)
         } catch let error as EmulatorRejection {
+            try await Task.sleep(until: began + latency)
             return errorResponse(profile, status: error.status, error.message, param: error.param)
+        }
+    }
+
+    private static func render(_ edit: EmulatedRequest) async throws -> [PreparedImage] {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try (0..<edit.count).map { _ in try edit.render() } })
+                ImagingRuntime.endOfJobOnThisThread()
+            }
         }
     }
 

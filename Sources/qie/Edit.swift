@@ -132,7 +132,7 @@ struct Edit: AsyncParsableCommand {
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
         let reporter: any BatchReporter = json ? JSONLinesReporter() : LineReporter()
         reporter.start(total: files.count)
-        let client = EditClient()
+        let client = EditClient(connectionsPerHost: max(8, concurrency))
         var summary = await EditBatch(inputs: files, output: folder, settings: settings).run(client: client) {
             reporter.report($0)
         }
