@@ -134,12 +134,7 @@ public final class EditEmulator: Sendable {
     }
 
     private static func render(_ edit: EmulatedRequest) async throws -> [PreparedImage] {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try (0..<edit.count).map { _ in try edit.render() } })
-                ImagingRuntime.endOfJobOnThisThread()
-            }
-        }
+        try await ImagingRuntime.offload { try (0..<edit.count).map { _ in try edit.render() } }
     }
 
     private func play(_ fault: EmulatedFault, profile: ProviderProfile) -> Response? {

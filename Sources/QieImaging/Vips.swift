@@ -42,6 +42,18 @@ public enum ImagingRuntime {
         vips_thread_shutdown()
     }
 
+    /// Runs blocking image work on a Dispatch thread, so async callers do not
+    /// hold a cooperative-pool thread during a decode or encode, and frees the
+    /// thread's libvips buffers afterwards.
+    public static func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try work() })
+                endOfJobOnThisThread()
+            }
+        }
+    }
+
     /// The libvips version this build runs against, for `--version`.
     public static var libvipsVersion: String {
         String(cString: vips_version_string())

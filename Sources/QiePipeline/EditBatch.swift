@@ -109,11 +109,11 @@ public struct EditBatch: Sendable {
         let profile = settings.target.profile
         let outcome: PrepareResult.Outcome
         do {
-            let (prepared, plan) = try await Self.offMainPool { try prepare(input.path) }
+            let (prepared, plan) = try await ImagingRuntime.offload { try prepare(input.path) }
             var request = settings.request
             request.images = [.bytes(prepared.data, format: prepared.format, filename: "input.\(prepared.format.fileExtension)")]
             for reference in settings.references {
-                let (ref, _) = try await Self.offMainPool { try prepare(reference, resize: false) }
+                let (ref, _) = try await ImagingRuntime.offload { try prepare(reference, resize: false) }
                 request.images.append(.bytes(ref.data, format: ref.format, filename: "reference.\(ref.format.fileExtension)"))
             }
             let built = try RequestBuilder.build(
@@ -140,7 +140,7 @@ public struct EditBatch: Sendable {
             let stem = OutputNaming.stem(naming.relativeOutputPath(for: input, format: .png))
             var written: [String] = []
             for (index, result) in results.enumerated() {
-                let (data, format) = try await Self.offMainPool { try finish(result, plan: prepared.geometry) }
+                let (data, format) = try await ImagingRuntime.offload { try finish(result, plan: prepared.geometry) }
                 let suffix = results.count > 1 ? "-\(index + 1)" : ""
                 written.append(try output.write(data, to: "\(stem)\(suffix).\(format.fileExtension)", protecting: input.path))
             }
@@ -205,15 +205,5 @@ public struct EditBatch: Sendable {
             return (result, wanted)
         }
         return (try ImageProcessor.prepare(data: result, resize: nil, encode: encode).data, wanted)
-    }
-
-    /// Runs blocking image work off the cooperative pool.
-    private static func offMainPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try work() })
-                ImagingRuntime.endOfJobOnThisThread()
-            }
-        }
     }
 }

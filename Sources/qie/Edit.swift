@@ -90,15 +90,9 @@ struct Edit: AsyncParsableCommand {
             throw ValidationError(
                 "\(profile.id) takes at most \(profile.images.maxCount) image\(profile.images.maxCount == 1 ? "" : "s") per request: the input plus \(profile.images.maxCount - 1) --image")
         }
-        do {
-            let plan = try SizePlanner.plan(
-                input: PixelSize(width: 1024, height: 1024), for: profile, request: try endpoint.sizeRequest(size: size), fit: fit)
-            var check = editRequest()
-            check.images = Array(repeating: .url("https://example.invalid/check.png"), count: references.count + 1)
-            _ = try RequestBuilder.build(check, plan: plan, for: profile, apiKey: nil)
-        } catch let error as ProvidersError {
-            throw ValidationError(error.message)
-        }
+        try checkBeforeReading(
+            profile: profile, size: try endpoint.sizeRequest(size: size), fit: fit, request: editRequest(),
+            imageCount: references.count + 1)
     }
 
     private func editRequest() -> EditRequest {

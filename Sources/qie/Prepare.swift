@@ -134,17 +134,7 @@ struct Prepare: ParsableCommand {
             throw ValidationError("--result-format must be jpeg, jpg, png, webp, avif or gif; got \"\(resultFormat)\"")
         }
         if let target = try settings().provider {
-            // Check the size asked for and the request's options once, before any image is read.
-            do {
-                let plan = try SizePlanner.plan(
-                    input: PixelSize(width: 1024, height: 1024), for: target.profile, request: target.size, fit: target.fit)
-                if var request = target.request {
-                    request.images = [.url("https://example.invalid/check.png")]
-                    _ = try RequestBuilder.build(request, plan: plan, for: target.profile, apiKey: nil)
-                }
-            } catch {
-                throw ValidationError(error.message)
-            }
+            try checkBeforeReading(profile: target.profile, size: target.size, fit: target.fit, request: target.request)
         }
         if concurrency < 1 { throw ValidationError("--concurrency must be at least 1, got \(concurrency)") }
         if lossless && format.flatMap(OutputFormat.init(name:)).map({ $0 != .webp && $0 != .avif }) ?? true {

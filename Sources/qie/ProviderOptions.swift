@@ -72,6 +72,22 @@ struct ProviderOptions: ParsableArguments {
     }
 }
 
+/// Checks, before any image is read, that `profile` takes the size asked for
+/// and, when given, the request's options with `imageCount` images.
+func checkBeforeReading(
+    profile: ProviderProfile, size: SizeRequest, fit: Fit, request: EditRequest?, imageCount: Int = 1
+) throws {
+    do {
+        let plan = try SizePlanner.plan(input: PixelSize(width: 1024, height: 1024), for: profile, request: size, fit: fit)
+        if var request {
+            request.images = Array(repeating: .url("https://example.invalid/check.png"), count: imageCount)
+            _ = try RequestBuilder.build(request, plan: plan, for: profile, apiKey: nil)
+        }
+    } catch {
+        throw ValidationError(error.message)
+    }
+}
+
 /// Buffers output lines and writes them in large pieces.
 struct LineBuffer {
     private var text = ""
