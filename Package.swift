@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -40,7 +42,11 @@ let package = Package(
 
         // The only Swift module that imports C.
         .target(name: "QieImaging", dependencies: ["CVips", "CVipsShims", "CCodecShims"]),
-        .target(name: "QiePipeline", dependencies: ["QieImaging", "QieProviders", "QieClient"]),
+        .target(
+            name: "QiePipeline",
+            dependencies: [
+                "QieImaging", "QieProviders", "QieClient", .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         // Endpoint profiles, size planning, cost and request bodies: no I/O but
         // reading the image files a body streams.
         .target(
@@ -57,6 +63,9 @@ let package = Package(
             name: "QieClient",
             dependencies: [
                 "QieImaging", "QieProviders", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]),
@@ -65,6 +74,9 @@ let package = Package(
             name: "QieEmulator",
             dependencies: [
                 "QieImaging", "QieProviders", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]),
         // Micro-benchmarks (`swift run -c release qie-bench`); not a test.

@@ -15,6 +15,8 @@ public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
         case rejected
         /// The answer could not be read, or the result is not an image.
         case badResponse
+        /// An accepted job did not end within the overall timeout.
+        case timedOut
     }
 
     public var kind: Kind
@@ -56,9 +58,41 @@ public struct RetryPolicy: Sendable {
     }
 }
 
+/// How an accepted job is waited for: polling intervals and the longest wait.
+public struct WaitPolicy: Sendable {
+    /// First pause before polling; later pauses grow by half up to `maxInterval`.
+    public var firstInterval: Double
+    public var maxInterval: Double
+    /// When a callback or event stream is expected, polls are only a fallback
+    /// and wait at least this long.
+    public var fallbackInterval: Double
+    /// Longest time from submission to a terminal answer (the overall timeout).
+    public var timeout: Double
+
+    public init(firstInterval: Double = 1, maxInterval: Double = 10, fallbackInterval: Double = 30, timeout: Double = 1800) {
+        self.firstInterval = max(0.05, firstInterval)
+        self.maxInterval = max(self.firstInterval, maxInterval)
+        self.fallbackInterval = max(self.firstInterval, fallbackInterval)
+        self.timeout = max(0, timeout)
+    }
+}
+
+/// What an edit job came to.
+public struct JobResult: Sendable {
+    public var images: [ResultImage]
+    public var reportedCost: Decimal?
+    public var requestID: String?
+    /// Submissions sent (more than one only after retried failures).
+    public var submissions: Int
+    /// Status polls sent.
+    public var polls: Int
+    /// Whether a callback or event announced the end.
+    public var signalled: Bool
+}
+
 /// Sends edit requests and fetches results over one shared, pooled HTTP client.
 public final class EditClient: Sendable {
-    private let http: HTTPClient
+    let http: HTTPClient
     public let retry: RetryPolicy
     /// Longest wait for one request's answer.
     public let requestTimeout: TimeAmount
@@ -86,43 +120,179 @@ public final class EditClient: Sendable {
     /// Closes the pooled connections. Call once, when done.
     public func shutdown() async throws { try await http.shutdown() }
 
+    private struct Answer {
+        var status: Int
+        var body: Data
+    }
+
+    /// One request with retries on network errors, 5xx and 429 (honouring
+    /// `Retry-After`), never on other 4xx. `until` (polls) keeps retrying up to
+    /// that instant instead of counting attempts.
+    private func exchange(
+        _ request: BuiltRequest, body: Data?, profile: ProviderProfile, what: String,
+        until deadline: ContinuousClock.Instant? = nil, attempts: inout Int
+    ) async throws -> Answer {
+        var tries = 0
+        while true {
+            try Task.checkCancellation()
+            tries += 1
+            attempts += 1
+            var outgoing = HTTPClientRequest(url: request.url)
+            outgoing.method = request.method == "GET" ? .GET : .POST
+            for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
+            if let body { outgoing.body = .bytes(ByteBuffer(data: body)) }
+            var wait: Double? = nil
+            do {
+                let response = try await http.execute(outgoing, timeout: requestTimeout)
+                let status = Int(response.status.code)
+                let data = Data(buffer: try await response.body.collect(upTo: maxBodyBytes))
+                guard RetryPolicy.shouldRetry(status: status) else { return Answer(status: status, body: data) }
+                wait = RetryPolicy.parseRetryAfter(response.headers.first(name: "Retry-After"))
+                let more = deadline.map { ContinuousClock.now < $0 } ?? (tries < retry.maxAttempts)
+                if !more { return Answer(status: status, body: data) }
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                let failure = Self.describe(error)
+                let more = deadline.map { ContinuousClock.now < $0 } ?? (tries < retry.maxAttempts)
+                if !more {
+                    throw ClientError(
+                        kind: .network,
+                        message: "\(profile.id): \(what) got no answer from \(host(request.url)) after \(tries) attempt\(tries == 1 ? "" : "s") (\(failure)); check the network or the base URL")
+                }
+            }
+            var pause = retry.delay(after: min(tries, 16), retryAfter: wait)
+            if let deadline { pause = min(pause, max(0, (deadline - ContinuousClock.now) / .seconds(1))) }
+            try await Task.sleep(for: .seconds(pause))
+        }
+    }
+
     /// Sends a built request and reads the endpoint's answer, retrying network
     /// errors, 5xx and 429 (never other 4xx).
     public func send(_ request: BuiltRequest, to profile: ProviderProfile) async throws -> ResponseOutcome {
-        let body = try request.body.data()
-        var attempt = 0
+        var attempts = 0
+        return try await submit(request, to: profile, attempts: &attempts)
+    }
+
+    private func submit(_ request: BuiltRequest, to profile: ProviderProfile, attempts: inout Int) async throws
+        -> ResponseOutcome
+    {
+        let answer = try await exchange(
+            request, body: try request.body.data(), profile: profile, what: "the request", attempts: &attempts)
+        do {
+            return try ResponseReader.read(answer.body, status: answer.status, from: profile)
+        } catch {
+            throw ClientError(kind: .badResponse, message: error.message)
+        }
+    }
+
+    /// Submits an edit and, when the endpoint accepts it as a job, waits for
+    /// the job's end: by polling, or woken by `signals` (a callback listener or
+    /// an event stream) with polling as the fallback. Once a job id is known
+    /// the job is only ever polled, never submitted again, whatever fails.
+    /// `accepted` is called with the id as soon as it is known (to record it).
+    public func perform(
+        _ request: BuiltRequest, on profile: ProviderProfile, poll: @escaping @Sendable (String) -> BuiltRequest?,
+        policy: WaitPolicy = WaitPolicy(), signals: JobSignals? = nil,
+        accepted: @escaping @Sendable (String) async -> Void = { _ in }
+    ) async throws -> JobResult {
+        let deadline = ContinuousClock.now + .seconds(policy.timeout)
+        var submissions = 0
+        let first = try await submit(request, to: profile, attempts: &submissions)
+        switch first {
+        case .completed(let images, let cost, let id):
+            return JobResult(
+                images: images, reportedCost: cost, requestID: id, submissions: submissions, polls: 0, signalled: false)
+        case .failed(let message, _):
+            throw ClientError(kind: .rejected, message: message)
+        case .pending(let id, let status):
+            await accepted(id)
+            guard let pollRequest = poll(id) else {
+                throw ClientError(
+                    kind: .badResponse,
+                    message: "\(profile.id) answered \(status) for job \(id) and documents no way to ask about it later")
+            }
+            var result = try await wait(
+                for: id, status: status, request: pollRequest, on: profile, policy: policy, signals: signals,
+                deadline: deadline)
+            result.submissions = submissions
+            return result
+        }
+    }
+
+    /// Waits for an accepted job `id` to end, polling `request` (the job's
+    /// status GET). Poll failures are retried until the deadline: the job is
+    /// never given up for lost while it may still finish.
+    public func wait(
+        for id: String, status: String = "submitted", request: BuiltRequest, on profile: ProviderProfile,
+        policy: WaitPolicy = WaitPolicy(), signals: JobSignals? = nil,
+        deadline: ContinuousClock.Instant? = nil
+    ) async throws -> JobResult {
+        let deadline = deadline ?? ContinuousClock.now + .seconds(policy.timeout)
+        var interval = signals == nil ? policy.firstInterval : policy.fallbackInterval
+        var polls = 0
+        var lastStatus = status
+        var signalled = false
         while true {
-            attempt += 1
-            var outgoing = HTTPClientRequest(url: request.url)
-            outgoing.method = .POST
-            for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
-            outgoing.body = .bytes(ByteBuffer(data: body))
-            let status: Int
-            let data: Data
-            let retryAfter: String?
-            do {
-                let response = try await http.execute(outgoing, timeout: requestTimeout)
-                status = Int(response.status.code)
-                retryAfter = response.headers.first(name: "Retry-After")
-                data = Data(buffer: try await response.body.collect(upTo: maxBodyBytes))
-            } catch {
-                guard attempt < retry.maxAttempts else {
-                    throw ClientError(
-                        kind: .network,
-                        message: "\(profile.id): no answer from \(host(request.url)) after \(attempt) attempts (\(error)); check the network or the base URL")
+            let remaining = (deadline - ContinuousClock.now) / .seconds(1)
+            guard remaining > 0 else {
+                throw ClientError(
+                    kind: .timedOut,
+                    message: "\(profile.id): job \(id) was still \(lastStatus) after \(String(format: "%g", policy.timeout)) s; it may yet finish (and be billed): ask for job \(id) again rather than submitting anew")
+            }
+            let pause = min(interval, remaining)
+            if let signals {
+                if let signal = await signals.wait(for: id, upTo: pause) {
+                    signalled = true
+                    if let payload = signal.payload,
+                        let outcome = try? ResponseReader.read(payload, status: 200, from: profile, jobID: id)
+                    {
+                        switch outcome {
+                        case .completed(let images, let cost, _):
+                            return JobResult(
+                                images: images, reportedCost: cost, requestID: id, submissions: 1, polls: polls,
+                                signalled: true)
+                        case .failed(let message, _):
+                            throw ClientError(kind: .rejected, message: "\(profile.id): job \(id) failed: \(message)")
+                        case .pending:
+                            break
+                        }
+                    }
                 }
-                try await Task.sleep(for: .seconds(retry.delay(after: attempt, retryAfter: nil)))
-                continue
+                try Task.checkCancellation()
+            } else {
+                try await Task.sleep(for: .seconds(pause))
             }
-            if RetryPolicy.shouldRetry(status: status), attempt < retry.maxAttempts {
-                let wait = retry.delay(after: attempt, retryAfter: RetryPolicy.parseRetryAfter(retryAfter))
-                try await Task.sleep(for: .seconds(wait))
-                continue
+            var attempts = 0
+            let answer = try await exchange(
+                request, body: nil, profile: profile, what: "asking about job \(id)", until: deadline, attempts: &attempts)
+            polls += attempts
+            if answer.status == 404 {
+                throw ClientError(
+                    kind: .rejected,
+                    message: "\(profile.id): the endpoint no longer knows job \(id) (HTTP 404 when polled)")
             }
+            let outcome: ResponseOutcome
             do {
-                return try ResponseReader.read(data, status: status, from: profile)
+                outcome = try ResponseReader.read(answer.body, status: answer.status, from: profile, jobID: id)
             } catch {
-                throw ClientError(kind: .badResponse, message: error.message)
+                // An unreadable poll answer is another failed poll: keep asking.
+                interval = min(policy.maxInterval, interval * 1.5)
+                continue
+            }
+            switch outcome {
+            case .completed(let images, let cost, _):
+                return JobResult(
+                    images: images, reportedCost: cost, requestID: id, submissions: 1, polls: polls,
+                    signalled: signalled)
+            case .failed(let message, _):
+                if !(200..<300).contains(answer.status) {
+                    throw ClientError(kind: .rejected, message: "\(message) (asking about job \(id))")
+                }
+                throw ClientError(kind: .rejected, message: "\(profile.id): job \(id) failed: \(message)")
+            case .pending(_, let status):
+                lastStatus = status
+                if signals == nil { interval = min(policy.maxInterval, interval * 1.5) }
             }
         }
     }
@@ -173,5 +343,19 @@ public final class EditClient: Sendable {
 
     private func host(_ url: String) -> String {
         URL(string: url)?.host ?? url
+    }
+
+    /// A network error in a few words (AsyncHTTPClient's descriptions are long).
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .connectTimeout: return "connect timeout"
+            case .readTimeout: return "read timeout"
+            case .deadlineExceeded: return "request timeout"
+            case .remoteConnectionClosed: return "connection closed by the server"
+            default: return "\(error)"
+            }
+        }
+        return "\(error)"
     }
 }

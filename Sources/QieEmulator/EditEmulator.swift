@@ -1,11 +1,15 @@
+import AsyncHTTPClient
+import Crypto
 import Foundation
 import Hummingbird
+import Logging
+import NIOCore
 import NIOFoundationCompat
 import QieImaging
 import QieProviders
 import Synchronization
 
-/// A failure the emulator plays instead of answering the next submission.
+/// A failure the emulator plays instead of answering a request normally.
 public enum EmulatedFault: Sendable, Equatable {
     /// An HTTP error status with the endpoint's error shape.
     case status(Int)
@@ -17,49 +21,107 @@ public enum EmulatedFault: Sendable, Equatable {
     case htmlErrorPage
     /// A success whose result URL answers 404 (expired).
     case expiredResult
+    /// The connection is closed in the middle of the answer.
+    case dropConnection
+    /// A synchronous submission is accepted as a job still running (RunPod's
+    /// `IN_PROGRESS` with an id); the job ends later and is found by polling.
+    case acceptedPending
+    /// The job is accepted and then ends failed with this message.
+    case jobFailure(String)
 }
 
-/// A local server that speaks the synchronous documented wire formats
-/// (RunPod `runsync`, Oxen's edit, Lumenfall's multipart edit) strictly: it
-/// rejects what the real endpoint would (wrong or missing bearer token,
-/// unknown field, wrong enum, unsupported size, too many images, wrong
-/// content type) and answers with a real image made from the input at the
-/// size the endpoint would produce.
+/// A local server that speaks every documented wire format strictly: RunPod
+/// `runsync` (both endpoints), Runflow's runs with polling and signed
+/// callbacks, Oxen's synchronous edit, queue and event stream, and
+/// Lumenfall's multipart edit. It rejects what the real endpoint would (wrong
+/// or missing bearer token, unknown field, wrong enum, unsupported size, too
+/// many images, wrong content type) with that endpoint's error shape, and
+/// answers with a real image made from the input at the size the endpoint
+/// would produce, after `latency`.
 public final class EditEmulator: Sendable {
     /// The bearer token every emulated endpoint accepts.
     public let apiKey: String
-    /// Added before every answer.
+    /// Time from submission to result.
     public let latency: Duration
+    /// Runflow's signing secret: callbacks carry `Runflow-Signature` when set.
+    public let signingSecret: String?
 
-    private struct State {
+    struct Job {
+        var profileID: String
+        var status: String
+        var createdAt: Date
+        var completedAt: Date?
+        var urls: [String] = []
+        var dataURIs: [String] = []
+        var error: String?
+        var metadata: Data?
+        var outputSize: PixelSize
+        var seed: Int
+    }
+
+    struct State {
         var files: [String: (Data, String)] = [:]
         var submissions: [String: Int] = [:]
+        var polls: [String: Int] = [:]
         var faults: [EmulatedFault] = []
+        var pollFaults: [EmulatedFault] = []
         var received: [String: [Data]] = [:]
+        var jobs: [String: Job] = [:]
+        var streams: [UUID: AsyncStream<String>.Continuation] = [:]
+        var callbacks: [(status: Int, signature: String?)] = []
         var port = 0
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
-    public init(apiKey: String = "emulator-key", latency: Duration = .zero) {
+    public init(apiKey: String = "emulator-key", latency: Duration = .zero, signingSecret: String? = nil) {
         self.apiKey = apiKey
         self.latency = latency
+        self.signingSecret = signingSecret
     }
 
     /// Queues faults, played one per submission before normal answers resume.
     public func inject(_ faults: [EmulatedFault]) { state.withLock { $0.faults += faults } }
 
+    /// Queues faults played one per status poll.
+    public func injectIntoPolls(_ faults: [EmulatedFault]) { state.withLock { $0.pollFaults += faults } }
+
     /// Submissions received for an endpoint, faults and rejections included.
     public func submissions(to profile: ProviderProfile) -> Int { state.withLock { $0.submissions[profile.id] ?? 0 } }
+
+    /// Status polls received for an endpoint.
+    public func polls(of profile: ProviderProfile) -> Int { state.withLock { $0.polls[profile.id] ?? 0 } }
+
+    /// Jobs created for an endpoint (submissions that were accepted).
+    public func jobs(of profile: ProviderProfile) -> Int { state.withLock { $0.jobs.values.filter { $0.profileID == profile.id }.count } }
 
     /// Request bodies received for an endpoint, in order.
     public func bodies(sentTo profile: ProviderProfile) -> [Data] { state.withLock { $0.received[profile.id] ?? [] } }
 
-    /// The endpoints emulated: those with a synchronous flow.
-    public static var profiles: [ProviderProfile] { ProviderCatalog.all.filter { $0.flow.contains(.synchronous) } }
+    /// Callbacks delivered: the HTTP status each got and the signature sent.
+    public func callbacks() -> [(status: Int, signature: String?)] { state.withLock { $0.callbacks } }
+
+    /// Event streams open now.
+    public var openEventStreams: Int { state.withLock { $0.streams.count } }
+
+    /// Ends every open event stream (as a dropped connection would).
+    public func closeEventStreams() {
+        let streams = state.withLock { state in
+            defer { state.streams = [:] }
+            return Array(state.streams.values)
+        }
+        for stream in streams { stream.finish() }
+    }
+
+    /// The endpoints emulated: all of the catalog.
+    public static var profiles: [ProviderProfile] { ProviderCatalog.all }
 
     /// Serves on 127.0.0.1:`port` (0 picks a free port) until the task is cancelled.
-    public func run(port: Int = 0, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+    /// `logger` receives the server's own messages (none by default).
+    public func run(
+        port: Int = 0, logger: Logger = Logger(label: "qie-emulator", factory: { _ in SwiftLogNoOpLogHandler() }),
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
         let app = Application(
             router: router(),
             configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "qie-emulator"),
@@ -67,15 +129,42 @@ public final class EditEmulator: Sendable {
                 let bound = channel.localAddress?.port ?? port
                 self.state.withLock { $0.port = bound }
                 await onRunning(bound)
-            })
-        try await app.run()
+            },
+            logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.run() }
+            group.addTask { [self] in
+                // Event streams get a comment every 10 s, as proxies expect.
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .seconds(10))
+                    self.broadcast(": keep-alive\n\n")
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+        closeEventStreams()
     }
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
         for profile in Self.profiles {
+            let synchronous = profile.flow.contains(.synchronous)
             router.post(RouterPath(profile.routes.submit)) { [self] request, _ in
-                try await self.submit(request, profile: profile)
+                try await self.submit(request, profile: profile, asJob: !synchronous)
+            }
+            if let enqueue = profile.routes.enqueue {
+                router.post(RouterPath(enqueue)) { [self] request, _ in
+                    try await self.submit(request, profile: profile, asJob: true)
+                }
+            }
+            if let poll = profile.routes.poll {
+                router.get(RouterPath(poll.replacingOccurrences(of: "{id}", with: ":id"))) { [self] request, context in
+                    try await self.poll(request, id: context.parameters.get("id") ?? "", profile: profile)
+                }
+            }
+            if let events = profile.routes.events {
+                router.get(RouterPath(events)) { [self] request, _ in self.events(request, profile: profile) }
             }
         }
         router.get("/files/:name") { [self] _, context in
@@ -89,7 +178,9 @@ public final class EditEmulator: Sendable {
         return router
     }
 
-    private func submit(_ request: Request, profile: ProviderProfile) async throws -> Response {
+    // MARK: Submissions
+
+    private func submit(_ request: Request, profile: ProviderProfile, asJob: Bool) async throws -> Response {
         let began = ContinuousClock.now
         let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
         let data = Data(buffer: body)
@@ -99,43 +190,256 @@ public final class EditEmulator: Sendable {
             return state.faults.isEmpty ? nil : state.faults.removeFirst()
         }
         if let fault, let response = play(fault, profile: profile) {
-            try await Task.sleep(until: began + latency)
+            if !asJob { try await Task.sleep(until: began + latency) }
             return response
         }
-
         guard request.headers[.authorization] == "Bearer \(apiKey)" else {
-            try await Task.sleep(until: began + latency)
+            if !asJob { try await Task.sleep(until: began + latency) }
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
         }
+        let edit: EmulatedRequest
         do {
-            let edit = try EmulatedRequest.parse(data, contentType: request.headers[.contentType] ?? "", profile: profile)
-            let port = state.withLock { $0.port }
-            // The images are made off the server's threads, within the latency
-            // (a real endpoint's time includes its work).
-            let outputs = try await Self.render(edit)
-            try await Task.sleep(until: began + latency)
-            var urls: [String] = []
-            var inline: [Data] = []
-            for output in outputs {
-                if edit.returnsBase64 {
-                    inline.append(output.data)
-                } else {
-                    let name = UUID().uuidString.lowercased() + "." + output.format.fileExtension
-                    let expired = fault == .expiredResult
-                    if !expired { state.withLock { $0.files[name] = (output.data, output.format.mimeType) } }
-                    urls.append("http://127.0.0.1:\(port)/files/\(name)")
-                }
-            }
-            return success(profile, urls: urls, inline: inline, edit: edit)
+            edit = try EmulatedRequest.parse(data, contentType: request.headers[.contentType] ?? "", profile: profile)
         } catch let error as EmulatorRejection {
-            try await Task.sleep(until: began + latency)
+            if !asJob { try await Task.sleep(until: began + latency) }
             return errorResponse(profile, status: error.status, error.message, param: error.param)
         }
+
+        if asJob || fault == .acceptedPending || fault.isJobFailure {
+            let id = startJob(edit, profile: profile, began: began, fault: fault)
+            return acceptance(profile, id: id, edit: edit)
+        }
+        // Synchronous: the images are made off the server's threads, within
+        // the latency (a real endpoint's time includes its work).
+        let outputs = try await Self.render(edit)
+        try await Task.sleep(until: began + latency)
+        let (urls, inline) = publish(outputs, edit: edit, expired: fault == .expiredResult)
+        return success(profile, urls: urls, inline: inline, edit: edit)
     }
 
     private static func render(_ edit: EmulatedRequest) async throws -> [PreparedImage] {
         try await ImagingRuntime.offload { try (0..<edit.count).map { _ in try edit.render() } }
     }
+
+    /// Stores outputs under /files/ (URLs) or keeps them inline.
+    private func publish(_ outputs: [PreparedImage], edit: EmulatedRequest, expired: Bool) -> (urls: [String], inline: [Data]) {
+        let port = state.withLock { $0.port }
+        var urls: [String] = []
+        var inline: [Data] = []
+        for output in outputs {
+            if edit.returnsBase64 {
+                inline.append(output.data)
+            } else if edit.syncMode {
+                urls.append(DataURI.make(output.data, format: output.format))
+            } else {
+                let name = UUID().uuidString.lowercased() + "." + output.format.fileExtension
+                if !expired { state.withLock { $0.files[name] = (output.data, output.format.mimeType) } }
+                urls.append("http://127.0.0.1:\(port)/files/\(name)")
+            }
+        }
+        return (urls, inline)
+    }
+
+    // MARK: Jobs
+
+    private func startJob(_ edit: EmulatedRequest, profile: ProviderProfile, began: ContinuousClock.Instant, fault: EmulatedFault?)
+        -> String
+    {
+        let id: String
+        switch profile.envelope {
+        case .inputObject where profile.flow.contains(.synchronous): id = "sync-" + UUID().uuidString.lowercased()
+        case .inputObject: id = "run_" + UUID().uuidString.lowercased()
+        default: id = "gen_" + UUID().uuidString.lowercased()
+        }
+        let job = Job(
+            profileID: profile.id, status: Self.queuedStatus(profile), createdAt: Date(), metadata: edit.metadata,
+            outputSize: edit.outputSize, seed: Int.random(in: 0..<1_000_000))
+        state.withLock { $0.jobs[id] = job }
+        let failure: String? = if case .jobFailure(let message) = fault { message } else { nil }
+        Task { [self] in
+            var urls: [String] = []
+            var error = failure
+            state.withLock { state in
+                if state.jobs[id]?.status == "queued" { state.jobs[id]?.status = "running" }
+            }
+            if error == nil {
+                do {
+                    let outputs = try await Self.render(edit)
+                    (urls, _) = publish(outputs, edit: edit, expired: fault == .expiredResult)
+                } catch let rejection as EmulatorRejection {
+                    error = rejection.message
+                } catch {}
+            }
+            try? await Task.sleep(until: began + latency)
+            let finished = state.withLock { state -> Job? in
+                guard var job = state.jobs[id] else { return nil }
+                job.status = error == nil ? Self.doneStatus(profile) : Self.failedStatus(profile)
+                job.error = error
+                job.urls = urls
+                job.completedAt = Date()
+                state.jobs[id] = job
+                return job
+            }
+            guard let finished else { return }
+            if let spec = profile.events, spec.completedEvents.first != nil {
+                let payload = jsonData(["generation_id": id, "status": finished.status, "result_url": finished.urls.first ?? NSNull()])
+                broadcast("event: \(spec.completedEvents[0])\ndata: \(String(decoding: payload, as: UTF8.self))\n\n")
+            }
+            if let callback = edit.callbackURL {
+                await deliverCallback(to: callback, job: finished, id: id, profile: profile)
+            }
+        }
+        return id
+    }
+
+    private static func queuedStatus(_ profile: ProviderProfile) -> String {
+        profile.flow.contains(.synchronous) && profile.envelope == .inputObject ? "IN_PROGRESS" : "queued"
+    }
+
+    private static func doneStatus(_ profile: ProviderProfile) -> String {
+        profile.flow.contains(.synchronous) && profile.envelope == .inputObject ? "COMPLETED" : "succeeded"
+    }
+
+    private static func failedStatus(_ profile: ProviderProfile) -> String {
+        profile.flow.contains(.synchronous) && profile.envelope == .inputObject ? "FAILED" : "failed"
+    }
+
+    /// The answer to an accepted submission.
+    private func acceptance(_ profile: ProviderProfile, id: String, edit: EmulatedRequest) -> Response {
+        switch profile.result {
+        case .urlArray:
+            // Runflow: the run as created.
+            return json(
+                ["id": id, "status": "queued", "created_at": Self.timestamp(Date()), "metadata": Self.object(edit.metadata)],
+                status: .created)
+        case .url(let path) where path == ["output", "image_url"]:
+            return json(["id": id, "status": "IN_PROGRESS", "delayTime": 0], status: .ok)
+        default:
+            return json(["generations": [["generation_id": id, "status": "queued"]]], status: .ok)
+        }
+    }
+
+    /// The job as its endpoint describes it when polled (and in callbacks).
+    private func describe(_ job: Job, id: String, profile: ProviderProfile, asCallback: Bool = false) -> [String: Any] {
+        switch profile.result {
+        case .urlArray:
+            let terminal = ["succeeded", "failed", "cancelled"].contains(job.status)
+            let output: Any =
+                job.status == "succeeded"
+                ? [
+                    "outputs": job.urls.map {
+                        ["url": $0, "type": "image", "width": job.outputSize.width, "height": job.outputSize.height]
+                    },
+                    "seed": job.seed, "model_data": [String: Any](), "nsfw_detected": false,
+                    "timing": ["inference_ms": Int(job.completedAt.map { $0.timeIntervalSince(job.createdAt) * 1000 } ?? 0)],
+                ] as [String: Any] : NSNull()
+            var object: [String: Any] = [
+                "status": job.status, "output": output, "created_at": Self.timestamp(job.createdAt),
+                "completed_at": terminal ? Self.timestamp(job.completedAt ?? Date()) : NSNull(),
+                "duration_ms": job.completedAt.map { Int($0.timeIntervalSince(job.createdAt) * 1000) } ?? NSNull(),
+                "metadata": Self.object(job.metadata),
+            ]
+            if asCallback {
+                object["run_id"] = id
+                object["event"] =
+                    job.status == "succeeded" ? "run.completed" : job.status == "failed" ? "run.failed" : "run.cancelled"
+            } else {
+                object["id"] = id
+                object["error"] = job.error ?? NSNull()
+            }
+            return object
+        case .url(let path) where path == ["output", "image_url"]:
+            var object: [String: Any] = ["id": id, "status": job.status]
+            if job.status == "COMPLETED" {
+                let cost = CostEstimator.estimate(ProviderCatalog.all.first { $0.id == job.profileID }!, outputSize: job.outputSize).total ?? 0
+                object["output"] = ["image_url": job.urls.first ?? "", "cost": NSDecimalNumber(decimal: cost)]
+            }
+            if let error = job.error { object["error"] = error }
+            return object
+        default:
+            return [
+                "generation_id": id, "status": job.status, "result_url": job.urls.first ?? NSNull(),
+                "error_message": job.error ?? NSNull(),
+            ]
+        }
+    }
+
+    private func poll(_ request: Request, id: String, profile: ProviderProfile) async throws -> Response {
+        let fault = state.withLock { state -> EmulatedFault? in
+            state.polls[profile.id, default: 0] += 1
+            return state.pollFaults.isEmpty ? nil : state.pollFaults.removeFirst()
+        }
+        if let fault, let response = play(fault, profile: profile) { return response }
+        guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+            return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
+        }
+        guard let job = state.withLock({ $0.jobs[id] }), job.profileID == profile.id else {
+            return errorResponse(profile, status: .notFound, "Not found: no job \(id)")
+        }
+        return json(describe(job, id: id, profile: profile), status: .ok)
+    }
+
+    // MARK: Callbacks and events
+
+    /// POSTs the documented callback payload: 3 attempts with 1 s and 2 s
+    /// pauses, retrying 5xx and network errors only.
+    private func deliverCallback(to url: String, job: Job, id: String, profile: ProviderProfile) async {
+        let body = jsonData(describe(job, id: id, profile: profile, asCallback: true))
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Runflow-Request-Id", value: UUID().uuidString.lowercased())
+        var signature: String? = nil
+        if let signingSecret, !signingSecret.isEmpty {
+            signature = Self.sign(body, secret: signingSecret)
+            request.headers.add(name: "Runflow-Signature", value: signature!)
+        }
+        request.body = .bytes(ByteBuffer(data: body))
+        for attempt in 1...3 {
+            var status = 0
+            do {
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                status = Int(response.status.code)
+                _ = try? await response.body.collect(upTo: 1 << 20)
+            } catch {}
+            state.withLock { $0.callbacks.append((status, signature)) }
+            if status != 0 && status < 500 { return }
+            if attempt < 3 { try? await Task.sleep(for: .seconds(attempt)) }
+        }
+    }
+
+    /// `t=UNIX,v1=HEX`: HMAC-SHA256 over "UNIX.BODY" with the signing secret.
+    static func sign(_ body: Data, secret: String, at time: Date = Date()) -> String {
+        let timestamp = String(Int(time.timeIntervalSince1970))
+        let code = HMAC<SHA256>.authenticationCode(
+            for: Data((timestamp + ".").utf8) + body, using: SymmetricKey(data: Data(secret.utf8)))
+        return "t=\(timestamp),v1=" + Data(code).map { String(format: "%02x", $0) }.joined()
+    }
+
+    private func events(_ request: Request, profile: ProviderProfile) -> Response {
+        guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+            return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
+        }
+        let id = UUID()
+        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        continuation.onTermination = { [self] _ in _ = state.withLock { $0.streams.removeValue(forKey: id) } }
+        state.withLock { $0.streams[id] = continuation }
+        continuation.yield(": connected\n\n")
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                for await text in stream { try await writer.write(ByteBuffer(string: text)) }
+                try await writer.finish(nil)
+            })
+    }
+
+    private func broadcast(_ text: String) {
+        for stream in state.withLock({ Array($0.streams.values) }) { stream.yield(text) }
+    }
+
+    // MARK: Answers
+
+    private struct DroppedConnection: Error {}
 
     private func play(_ fault: EmulatedFault, profile: ProviderProfile) -> Response? {
         switch fault {
@@ -153,7 +457,12 @@ public final class EditEmulator: Sendable {
             return Response(
                 status: .badGateway, headers: [.contentType: "text/html"],
                 body: .init(byteBuffer: ByteBuffer(string: "<html><body><h1>502 Bad Gateway</h1></body></html>")))
-        case .expiredResult:
+        case .dropConnection:
+            // A length is promised and the connection closed before any of it.
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody(contentLength: 4096) { _ in throw DroppedConnection() })
+        case .expiredResult, .acceptedPending, .jobFailure:
             return nil
         }
     }
@@ -195,8 +504,27 @@ public final class EditEmulator: Sendable {
     }
 
     private func json(_ object: [String: Any], status: HTTPResponse.Status) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return Response(
-            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: data)))
+        Response(
+            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: jsonData(object))))
     }
+
+    private func jsonData(_ object: [String: Any]) -> Data {
+        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+    }
+
+    private static func object(_ json: Data?) -> Any {
+        json.flatMap { try? JSONSerialization.jsonObject(with: $0) } ?? NSNull()
+    }
+
+    private static func timestamp(_ date: Date) -> String {
+        date.formatted(.iso8601)
+    }
+}
+
+extension EmulatedFault {
+    var isJobFailure: Bool { if case .jobFailure = self { true } else { false } }
+}
+
+extension Optional where Wrapped == EmulatedFault {
+    var isJobFailure: Bool { self?.isJobFailure ?? false }
 }

@@ -15,13 +15,19 @@ struct EmulatorRejection: Error {
 }
 
 /// A request checked against its endpoint's document.
-struct EmulatedRequest {
+struct EmulatedRequest: Sendable {
     var prompt: String
     var input: Data
     var outputSize: PixelSize
     var format: OutputFormat
     var count: Int
     var returnsBase64: Bool
+    /// Where to POST the job's end (Runflow `callback_url`).
+    var callbackURL: String? = nil
+    /// Returned with the job (Runflow `metadata`), as JSON.
+    var metadata: Data? = nil
+    /// Results as data URIs instead of URLs (Runflow `sync_mode`).
+    var syncMode = false
 
     /// The "edit": the first input image at the endpoint's output size and format.
     func render() throws -> PreparedImage {
@@ -36,6 +42,8 @@ struct EmulatedRequest {
     static func parse(_ body: Data, contentType: String, profile: ProviderProfile) throws -> EmulatedRequest {
         var fields: [String: Any]
         var images: [Data]
+        var callbackURL: String? = nil
+        var metadata: Data? = nil
         switch profile.envelope {
         case .inputObject, .flatJSON:
             guard contentType.lowercased().hasPrefix("application/json") else {
@@ -53,6 +61,17 @@ struct EmulatedRequest {
                     throw EmulatorRejection.bad("Missing required field: input", param: "input")
                 }
                 fields = input
+                if let value = object["callback_url"], !(value is NSNull) {
+                    guard let text = value as? String, let url = URL(string: text), ["http", "https"].contains(url.scheme ?? "")
+                    else { throw EmulatorRejection.bad("callback_url must be an http(s) URL or null", param: "callback_url") }
+                    callbackURL = text
+                }
+                if let value = object["metadata"], !(value is NSNull) {
+                    guard let object = value as? [String: Any] else {
+                        throw EmulatorRejection.bad("metadata must be an object or null", param: "metadata")
+                    }
+                    metadata = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                }
             } else {
                 fields = object
                 guard fields.removeValue(forKey: "model") as? String == profile.model else {
@@ -100,17 +119,21 @@ struct EmulatedRequest {
         // Optional fields: known names, right types, allowed values.
         var count = 1
         var base64 = false
+        var syncMode = false
         for (name, value) in fields {
-            guard let field = profile.fields.first(where: { $0.name == name }) else {
+            let topLevelOnly: Set<EditOption> = profile.envelope == .inputObject ? [.callbackURL, .metadata] : []
+            guard let field = profile.fields.first(where: { $0.name == name && !topLevelOnly.contains($0.option) }) else {
                 throw EmulatorRejection.bad("Unknown field: \(name)", param: name)
             }
             try check(value, field: field, multipart: profile.envelope == .multipart)
             if field.option == .numImages { count = Int("\(value)") ?? 1 }
             if field.option == .responseFormat { base64 = "\(value)" == "b64_json" }
+            if field.option == .syncMode { syncMode = (value as? Bool) ?? ("\(value)" == "true") }
         }
         guard (1...10).contains(count) else { throw EmulatorRejection.bad("n must be from 1 to 10", param: "n") }
         return EmulatedRequest(
-            prompt: prompt, input: images[0], outputSize: outputSize, format: format, count: count, returnsBase64: base64)
+            prompt: prompt, input: images[0], outputSize: outputSize, format: format, count: count, returnsBase64: base64,
+            callbackURL: callbackURL, metadata: metadata, syncMode: syncMode)
     }
 
     private static func jsonImages(_ value: Any?, profile: ProviderProfile) throws -> [Data] {

@@ -29,6 +29,10 @@ public struct ProviderProfile: Sendable {
     public var pricing: PricingRule
     /// What the profile assumes where the document is silent.
     public var notes: [String]
+    /// The documented callback (webhook) for finished asynchronous jobs.
+    public var callback: Callback? = nil
+    /// The documented server-sent events stream for finished asynchronous jobs.
+    public var events: EventStream? = nil
 
     public struct Routes: Sendable {
         /// The request that submits an edit.
@@ -58,7 +62,41 @@ public struct ProviderProfile: Sendable {
     }
 
     public enum Flow: String, Sendable, Codable, CaseIterable {
-        case synchronous, polling, callback, serverSentEvents = "sse"
+        /// One request answered with the result.
+        case synchronous = "sync"
+        /// Submit, then poll the job until it ends.
+        case polling = "poll"
+        /// Submit with a callback URL; the endpoint POSTs the result (polling stays as a fallback).
+        case callback
+        /// Submit, then wait for the job's event on the endpoint's event stream (polling as a fallback).
+        case serverSentEvents = "sse"
+
+        /// Whether the job is submitted and then waited for.
+        public var isAsynchronous: Bool { self != .synchronous }
+    }
+
+    /// The flow used when the user does not choose one: synchronous where the
+    /// endpoint has it, otherwise polling.
+    public var defaultFlow: Flow { flow.contains(.synchronous) ? .synchronous : (flow.first ?? .synchronous) }
+
+    /// A callback the endpoint POSTs when a job reaches a terminal state.
+    public struct Callback: Sendable {
+        /// Header carrying the signature, when the account has a signing secret.
+        public var signatureHeader: String
+        /// Header naming the delivery (sent on every callback).
+        public var deliveryHeader: String
+        /// Environment variable holding the signing secret.
+        public var secretVariable: String
+        /// The payload's job id field.
+        public var idField: String
+    }
+
+    /// A server-sent events stream announcing finished jobs.
+    public struct EventStream: Sendable {
+        /// The event names that mean a job ended.
+        public var completedEvents: [String]
+        /// The data payload's job id field.
+        public var idField: String
     }
 
     public enum ResultLocation: Sendable, Equatable {

@@ -38,16 +38,21 @@ public struct BuiltRequest: Sendable {
 public enum RequestBody: Sendable {
     case json(JSONValue)
     case multipart(boundary: String, parts: [MultipartPart])
+    /// No body (a GET).
+    case empty
 
     public var contentType: String {
         switch self {
         case .json: "application/json"
         case .multipart(let boundary, _): "multipart/form-data; boundary=\(boundary)"
+        case .empty: ""
         }
     }
 
     public func write(to sink: inout some ByteSink) throws {
         switch self {
+        case .empty:
+            break
         case .json(let value):
             try value.write(to: &sink)
         case .multipart(let boundary, let parts):
@@ -104,11 +109,21 @@ public enum RequestBuilder {
     /// Builds the documented request for `request` on `profile`, checking every
     /// option against what the endpoint takes. `apiKey` goes in the auth header
     /// (nil leaves the header out, for showing a request).
+    /// `flow` picks the submit route (Oxen's queue for polling and events).
     public static func build(
         _ request: EditRequest, plan: SizePlan, for profile: ProviderProfile, apiKey: String?,
-        baseURL: String? = nil, boundary: String = "qie-" + UUID().uuidString
+        baseURL: String? = nil, flow: ProviderProfile.Flow? = nil, boundary: String = "qie-" + UUID().uuidString
     ) throws(ProvidersError) -> BuiltRequest {
         let name = profile.id
+        let flow = flow ?? profile.defaultFlow
+        guard profile.flow.contains(flow) else {
+            throw ProvidersError(
+                .unsupportedOption,
+                "\(name) does not offer --flow \(flow.rawValue); it offers \(profile.flow.map(\.rawValue).joined(separator: ", "))")
+        }
+        if flow == .callback, request.callbackURL == nil {
+            throw ProvidersError(.invalidOption, "--flow callback needs --callback-url, the address \(name) will POST to")
+        }
         guard !request.prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw ProvidersError(.invalidOption, "the prompt is empty; say what to change")
         }
@@ -206,10 +221,37 @@ public enum RequestBuilder {
         if let apiKey {
             headers.insert((profile.auth.header, "\(profile.auth.scheme) \(apiKey)"), at: 0)
         }
-        let base = (baseURL ?? profile.baseURL).hasSuffix("/") ? String((baseURL ?? profile.baseURL).dropLast()) : (baseURL ?? profile.baseURL)
+        let route = flow.isAsynchronous ? (profile.routes.enqueue ?? profile.routes.submit) : profile.routes.submit
         return BuiltRequest(
-            method: "POST", url: base + profile.routes.submit, headers: headers, body: body, emulations: emulations,
+            method: "POST", url: base(baseURL, profile) + route, headers: headers, body: body, emulations: emulations,
             nativeFormat: native, authHeader: profile.auth.header)
+    }
+
+    /// The GET that asks about job `id`, or nil when the endpoint documents no polling.
+    public static func poll(id: String, for profile: ProviderProfile, apiKey: String?, baseURL: String? = nil) -> BuiltRequest? {
+        guard let route = profile.routes.poll else { return nil }
+        let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? id
+        var headers: [(String, String)] = [("Accept", "application/json")]
+        if let apiKey { headers.insert((profile.auth.header, "\(profile.auth.scheme) \(apiKey)"), at: 0) }
+        return BuiltRequest(
+            method: "GET", url: base(baseURL, profile) + route.replacingOccurrences(of: "{id}", with: escaped),
+            headers: headers, body: .empty, emulations: [], nativeFormat: profile.outputFormat.defaultFormat,
+            authHeader: profile.auth.header)
+    }
+
+    /// The GET that opens the endpoint's event stream, or nil when it has none.
+    public static func events(for profile: ProviderProfile, apiKey: String?, baseURL: String? = nil) -> BuiltRequest? {
+        guard let route = profile.routes.events else { return nil }
+        var headers: [(String, String)] = [("Accept", "text/event-stream"), ("Cache-Control", "no-cache")]
+        if let apiKey { headers.insert((profile.auth.header, "\(profile.auth.scheme) \(apiKey)"), at: 0) }
+        return BuiltRequest(
+            method: "GET", url: base(baseURL, profile) + route, headers: headers, body: .empty, emulations: [],
+            nativeFormat: profile.outputFormat.defaultFormat, authHeader: profile.auth.header)
+    }
+
+    private static func base(_ baseURL: String?, _ profile: ProviderProfile) -> String {
+        let base = baseURL ?? profile.baseURL
+        return base.hasSuffix("/") ? String(base.dropLast()) : base
     }
 
     private static func formText(_ value: JSONValue) -> String {

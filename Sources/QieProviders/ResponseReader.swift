@@ -22,9 +22,11 @@ public enum ResponseOutcome: Sendable, Equatable {
 
 /// Reads each endpoint's documented response shapes.
 public enum ResponseReader {
-    /// Interprets a response body from `profile`. `status` is the HTTP status.
-    public static func read(_ body: Data, status: Int, from profile: ProviderProfile) throws(ProvidersError)
-        -> ResponseOutcome
+    /// Interprets a response body from `profile`: a submission's answer, a
+    /// poll's or a callback's payload. `status` is the HTTP status; `jobID` the
+    /// id already known when polling (for answers that leave it out).
+    public static func read(_ body: Data, status: Int, from profile: ProviderProfile, jobID: String? = nil)
+        throws(ProvidersError) -> ResponseOutcome
     {
         let json = try? JSONSerialization.jsonObject(with: body)
         guard (200..<300).contains(status) else {
@@ -35,7 +37,7 @@ public enum ResponseReader {
                 .invalidResponse,
                 "\(profile.id) answered HTTP \(status) with \(describe(body)) instead of JSON; the endpoint or a proxy in front of it is misbehaving")
         }
-        let id = (object["id"] ?? object["run_id"] ?? object["generation_id"]).flatMap { $0 as? String }
+        let id = (object["id"] ?? object["run_id"] ?? object["generation_id"]).flatMap { $0 as? String } ?? jobID
         // Oxen's queue answers an enqueue with its generations.
         if let generations = object["generations"] as? [[String: Any]],
             let generation = generations.first?["generation_id"] as? String

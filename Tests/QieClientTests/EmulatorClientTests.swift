@@ -9,9 +9,9 @@ import Testing
 
 /// Runs an emulator on 127.0.0.1 for the body of a test.
 func withEmulator(
-    latency: Duration = .zero, _ body: (EditEmulator, String) async throws -> Void
+    latency: Duration = .zero, signingSecret: String? = nil, _ body: (EditEmulator, String) async throws -> Void
 ) async throws {
-    let emulator = EditEmulator(apiKey: "test-key", latency: latency)
+    let emulator = EditEmulator(apiKey: "test-key", latency: latency, signingSecret: signingSecret)
     let ready = AsyncStream<Int>.makeStream()
     let server = Task { try await emulator.run(port: 0) { port in ready.continuation.yield(port) } }
     var iterator = ready.stream.makeAsyncIterator()
@@ -20,42 +20,27 @@ func withEmulator(
     try await body(emulator, "http://127.0.0.1:\(port)")
 }
 
-private func photo(_ width: Int, _ height: Int) throws -> Data {
+func photo(_ width: Int, _ height: Int) throws -> Data {
     let pixels = [UInt8]((0..<(width * height)).flatMap { i in [UInt8(i % 256), 120, 30] })
     return try Image(pixels: pixels, size: PixelSize(width: width, height: height), channels: 3)
         .encoded(EncodeOptions(format: .jpeg))
 }
 
-private func build(
+func build(
     _ profile: ProviderProfile, base: String, key: String? = "test-key", request: EditRequest? = nil,
-    size: SizeRequest = .automatic
+    size: SizeRequest = .automatic, flow: ProviderProfile.Flow? = nil
 ) throws -> BuiltRequest {
     let input = try photo(400, 300)
     let plan = try SizePlanner.plan(input: PixelSize(width: 400, height: 300), for: profile, request: size)
     let edit = request ?? EditRequest(prompt: "make it blue", images: [.bytes(input, format: .jpeg, filename: "in.jpg")])
-    return try RequestBuilder.build(edit, plan: plan, for: profile, apiKey: key, baseURL: base)
+    return try RequestBuilder.build(edit, plan: plan, for: profile, apiKey: key, baseURL: base, flow: flow)
 }
 
 @Suite("Client against the emulator", .serialized)
 struct EmulatorClientTests {
-    /// A client for one test, shut down afterwards whatever happens.
-    func withClient(
-        connectTimeout: TimeAmount = .seconds(10), _ body: (EditClient) async throws -> Void
-    ) async throws {
-        let client = EditClient(
-            retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.05, maxDelay: 2), connectTimeout: connectTimeout)
-        do {
-            try await body(client)
-        } catch {
-            try await client.shutdown()
-            throw error
-        }
-        try await client.shutdown()
-    }
-
     @Test("Every synchronous endpoint: request accepted, result downloaded, at the endpoint's size")
     func roundTrip() async throws {
-        try await withClient { client in try await withEmulator { emulator, base in
+        try await withTestClient { client in try await withEmulator { emulator, base in
             let cases: [(ProviderProfile, PixelSize, ImageFormat)] = [
                 (.runpodQwenImageEdit2511, PixelSize(width: 1536, height: 1080), .jpeg),
                 (.runpodQwenImageEdit, PixelSize(width: 400, height: 300), .jpeg),
@@ -78,7 +63,7 @@ struct EmulatorClientTests {
 
     @Test("RunPod reports its cost; the body it received is the documented one")
     func runpodCost() async throws {
-        try await withClient { client in try await withEmulator { emulator, base in
+        try await withTestClient { client in try await withEmulator { emulator, base in
             let outcome = try await client.send(try build(.runpodQwenImageEdit2511, base: base), to: .runpodQwenImageEdit2511)
             guard case .completed(_, let cost, let id) = outcome else { Issue.record("\(outcome)"); return }
             #expect(cost == Decimal(string: "0.02"))
@@ -92,7 +77,7 @@ struct EmulatorClientTests {
 
     @Test("Wrong key, unknown size and wrong enum are rejected like the endpoint, and not retried")
     func strictRejections() async throws {
-        try await withClient { client in try await withEmulator { emulator, base in
+        try await withTestClient { client in try await withEmulator { emulator, base in
             let noKey = try await client.send(try build(.runpodQwenImageEdit2511, base: base, key: "wrong"), to: .runpodQwenImageEdit2511)
             #expect(noKey == .failed(
                 message: "runpod-qwen-image-edit-2511 answered HTTP 401: Unauthorized: missing or invalid bearer token", requestID: nil))
@@ -118,7 +103,7 @@ struct EmulatorClientTests {
 
     @Test("5xx and 429 (with Retry-After) are retried; the job then succeeds")
     func retries() async throws {
-        try await withClient { client in try await withEmulator { emulator, base in
+        try await withTestClient { client in try await withEmulator { emulator, base in
             emulator.inject([.status(503), .tooManyRequests(retryAfter: 1)])
             let start = Date()
             let outcome = try await client.send(try build(.runpodQwenImageEdit2511, base: base), to: .runpodQwenImageEdit2511)
@@ -130,7 +115,7 @@ struct EmulatorClientTests {
 
     @Test("Retries give up after the policy's attempts with the endpoint's words")
     func givesUp() async throws {
-        try await withClient { client in try await withEmulator { emulator, base in
+        try await withTestClient { client in try await withEmulator { emulator, base in
             emulator.inject([.status(500), .status(502), .status(503)])
             let outcome = try await client.send(try build(.lumenfallQwenImageEdit2511, base: base), to: .lumenfallQwenImageEdit2511)
             #expect(outcome == .failed(
@@ -141,7 +126,7 @@ struct EmulatorClientTests {
 
     @Test("Malformed JSON, an HTML page and an expired result URL give clear errors")
     func badResponses() async throws {
-        try await withClient { client in try await withEmulator { emulator, base in
+        try await withTestClient { client in try await withEmulator { emulator, base in
             emulator.inject([.malformedJSON])
             await #expect(throws: ClientError.self) {
                 _ = try await client.send(try build(.runpodQwenImageEdit2511, base: base), to: .runpodQwenImageEdit2511)
@@ -161,7 +146,7 @@ struct EmulatorClientTests {
 
     @Test("A refused connection is reported as a network error naming the host")
     func refusedConnection() async throws {
-        try await withClient(connectTimeout: .milliseconds(300)) { client in
+        try await withTestClient(connectTimeout: .milliseconds(300)) { client in
             let error = await #expect(throws: ClientError.self) {
                 _ = try await client.send(try build(.runpodQwenImageEdit2511, base: "http://127.0.0.1:9"), to: .runpodQwenImageEdit2511)
             }

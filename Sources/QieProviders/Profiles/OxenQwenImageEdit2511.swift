@@ -33,5 +33,7 @@ extension ProviderProfile {
             "aspect_ratio defaults to 16:9 at the endpoint, so qie always sends the ratio it planned.",
             "The document does not say how many input images are accepted; 3 is assumed.",
             "No price is published: estimates are unknown unless a price is set.",
-        ])
+            "The synchronous answer and the media_generation_completed payload are not in the document: {generation_id, status, result_url} is assumed for both; after the event qie polls the queue for the result.",
+        ],
+        events: .init(completedEvents: ["media_generation_completed"], idField: "generation_id"))
 }

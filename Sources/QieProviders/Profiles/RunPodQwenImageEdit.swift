@@ -10,7 +10,7 @@ extension ProviderProfile {
         document: "runpod-qwen-image-edit.md",
         baseURL: "https://api.runpod.ai",
         baseURLVariable: "QIE_RUNPOD_BASE_URL",
-        routes: .init(submit: "/v2/qwen-image-edit/runsync"),
+        routes: .init(submit: "/v2/qwen-image-edit/runsync", poll: "/v2/qwen-image-edit/status/{id}"),
         auth: .init(header: "Authorization", scheme: "Bearer", keyVariable: "RUNPOD_API_KEY"),
         images: .init(field: "image", isArray: false, maxCount: 1, inline: .dataURI, accepts: [.jpeg, .png, .webp]),
         sizes: .followsInput,
@@ -28,5 +28,6 @@ extension ProviderProfile {
             "The document says both $0.02 per image and cost from output megapixels; its example (0.02097152 at 1024x1024) is $0.02 per output megapixel, the reading used here.",
             "No size field: the output is assumed to follow the input, so inputs are prepared to about 1 megapixel.",
             "Result URLs expire after 7 days: results are downloaded at once.",
+            "If runsync answers IN_QUEUE or IN_PROGRESS with an id, the job is polled at RunPod's general status route (/v2/ENDPOINT/status/ID, not in the document) instead of being sent again.",
         ])
 }

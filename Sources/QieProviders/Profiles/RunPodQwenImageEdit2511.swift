@@ -10,7 +10,7 @@ extension ProviderProfile {
         document: "runpod-qwen-image-edit-2511.md",
         baseURL: "https://api.runpod.ai",
         baseURLVariable: "QIE_RUNPOD_BASE_URL",
-        routes: .init(submit: "/v2/qwen-image-edit-2511/runsync"),
+        routes: .init(submit: "/v2/qwen-image-edit-2511/runsync", poll: "/v2/qwen-image-edit-2511/status/{id}"),
         auth: .init(header: "Authorization", scheme: "Bearer", keyVariable: "RUNPOD_API_KEY"),
         images: .init(field: "images", isArray: true, maxCount: 3, inline: .dataURI, accepts: [.jpeg, .png, .webp]),
         sizes: .fixedSizes(
@@ -32,5 +32,6 @@ extension ProviderProfile {
         notes: [
             "The document takes image URLs; local files travel as data URIs.",
             "Result URLs expire after 7 days: results are downloaded at once.",
+            "If runsync answers IN_QUEUE or IN_PROGRESS with an id, the job is polled at RunPod's general status route (/v2/ENDPOINT/status/ID, not in the document) instead of being sent again.",
         ])
 }

@@ -36,5 +36,10 @@ extension ProviderProfile {
             "image_size is left out: the document says the output then follows the input, which qie has prepared to the planned size.",
             "The polling route (/v1/runs/{id}) and the maximum of 3 images are not in the document: set QIE_RUNFLOW_BASE_URL to point elsewhere.",
             "output_format has no documented default; png is assumed.",
-        ])
+            "The create and poll answers are not in the document: {id, status} with status queued|running|succeeded|failed|cancelled and, when done, the documented output object, are assumed.",
+            "Runflow-Signature's scheme is not in the document: a hex HMAC-SHA256 of the raw body with the signing secret (RUNFLOW_SIGNING_SECRET), bare, as sha256=HEX, or as t=UNIX,v1=HEX over \"UNIX.BODY\", is assumed.",
+        ],
+        callback: .init(
+            signatureHeader: "Runflow-Signature", deliveryHeader: "Runflow-Request-Id",
+            secretVariable: "RUNFLOW_SIGNING_SECRET", idField: "run_id"))
 }

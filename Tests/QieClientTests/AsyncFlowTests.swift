@@ -1,0 +1,335 @@
+import Foundation
+import Glibc
+import NIOCore
+import QieClient
+import QieEmulator
+import QieImaging
+import QieProviders
+import Synchronization
+import Testing
+
+/// A client for one test, shut down afterwards whatever happens.
+func withTestClient(
+    connectTimeout: TimeAmount = .seconds(10), _ body: (EditClient) async throws -> Void
+) async throws {
+    let client = EditClient(
+        retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.05, maxDelay: 1), connectTimeout: connectTimeout)
+    do {
+        try await body(client)
+    } catch {
+        try await client.shutdown()
+        throw error
+    }
+    try await client.shutdown()
+}
+
+/// A port nothing listens on right now.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw POSIXError(.EADDRINUSE) }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Runs `service` in the background for the body (a listener), cancelled after.
+func whileRunning<T>(
+    _ service: @escaping @Sendable (@escaping @Sendable () -> Void) async throws -> Void,
+    _ body: () async throws -> T
+) async throws -> T {
+    let ready = AsyncStream<Void>.makeStream()
+    let task = Task { try await service { ready.continuation.yield() } }
+    defer { task.cancel() }
+    var iterator = ready.stream.makeAsyncIterator()
+    _ = await iterator.next()
+    return try await body()
+}
+
+/// The first JSON body the emulator received for `profile`.
+func firstBody(_ emulator: EditEmulator, _ profile: ProviderProfile) throws -> [String: Any] {
+    let data = try #require(emulator.bodies(sentTo: profile).first)
+    return try #require(JSONSerialization.jsonObject(with: data) as? [String: Any])
+}
+
+private let fast = WaitPolicy(firstInterval: 0.1, maxInterval: 0.3, fallbackInterval: 20, timeout: 30)
+
+private func poller(_ profile: ProviderProfile, _ base: String, key: String = "test-key") -> @Sendable (String) -> BuiltRequest? {
+    { RequestBuilder.poll(id: $0, for: profile, apiKey: key, baseURL: base) }
+}
+
+@Suite("Asynchronous jobs: polling, callbacks, events, lost jobs", .serialized)
+struct AsyncFlowTests {
+    @Test("Runflow: the run is created once, polled to its end, and its output downloaded at the input's size")
+    func runflowPolling() async throws {
+        try await withTestClient { client in try await withEmulator(latency: .milliseconds(600)) { emulator, base in
+            let profile = ProviderProfile.runflowQwenImageEdit2511
+            let request = try build(profile, base: base, flow: .polling)
+            let ids = Mutex<[String]>([])
+            let job = try await client.perform(
+                request, on: profile, poll: poller(profile, base), policy: fast,
+                accepted: { id in ids.withLock { $0.append(id) } })
+            #expect(emulator.submissions(to: profile) == 1 && emulator.jobs(of: profile) == 1)
+            #expect(emulator.polls(of: profile) >= 1 && job.polls == emulator.polls(of: profile))
+            #expect(job.requestID?.hasPrefix("run_") == true && ids.withLock { $0 } == [job.requestID!])
+            let image = try await client.fetch(try #require(job.images.first), from: profile)
+            let info = try ImageProbe.probe(data: image)
+            // Runflow's output follows the input image (400x300 here); png is the assumed default.
+            #expect(info.width == 400 && info.height == 300 && info.format == .png)
+            // The body is the document's: input object, no callback, nothing unknown.
+            let body = try firstBody(emulator, profile)
+            #expect(Set(body.keys) == ["input"])
+            let input = try #require(body["input"] as? [String: Any])
+            #expect(input["prompt"] as? String == "make it blue")
+            #expect((input["image_urls"] as? [String])?.first?.hasPrefix("data:image/jpeg;base64,") == true)
+        } }
+    }
+
+    @Test("Failed polls are retried and never resubmit: 5xx, 429, HTML, malformed JSON and a dropped connection")
+    func pollFailures() async throws {
+        try await withTestClient { client in try await withEmulator(latency: .milliseconds(300)) { emulator, base in
+            let profile = ProviderProfile.oxenQwenImageEdit2511
+            emulator.injectIntoPolls([
+                .status(503), .dropConnection, .htmlErrorPage, .malformedJSON, .tooManyRequests(retryAfter: 1), .status(500),
+            ])
+            let job = try await client.perform(
+                try build(profile, base: base, flow: .polling), on: profile, poll: poller(profile, base), policy: fast)
+            #expect(emulator.submissions(to: profile) == 1 && emulator.jobs(of: profile) == 1)
+            #expect(job.submissions == 1 && emulator.polls(of: profile) >= 7)
+            let image = try await client.fetch(try #require(job.images.first), from: profile)
+            #expect(try ImageProbe.probe(data: image).format == .png)
+        } }
+    }
+
+    @Test("A dropped connection on submission is retried; the job is made once")
+    func droppedSubmission() async throws {
+        try await withTestClient { client in try await withEmulator { emulator, base in
+            let profile = ProviderProfile.runpodQwenImageEdit2511
+            emulator.inject([.dropConnection])
+            let job = try await client.perform(try build(profile, base: base), on: profile, poll: poller(profile, base))
+            #expect(job.submissions == 2 && emulator.submissions(to: profile) == 2)
+            #expect(job.images.count == 1)
+        } }
+    }
+
+    @Test("RunPod answering IN_PROGRESS: the job is polled at the status route, not sent again")
+    func runpodInProgress() async throws {
+        try await withTestClient { client in try await withEmulator(latency: .milliseconds(400)) { emulator, base in
+            let profile = ProviderProfile.runpodQwenImageEdit2511
+            emulator.inject([.acceptedPending])
+            emulator.injectIntoPolls([.status(502)])
+            let job = try await client.perform(try build(profile, base: base), on: profile, poll: poller(profile, base), policy: fast)
+            #expect(emulator.submissions(to: profile) == 1 && emulator.polls(of: profile) >= 2)
+            #expect(job.reportedCost == Decimal(string: "0.02"))
+            let image = try await client.fetch(try #require(job.images.first), from: profile)
+            #expect(try ImageProbe.probe(data: image).width == 1536)
+        } }
+    }
+
+    @Test("A job that ends failed says which endpoint, which job and what it said")
+    func jobFailure() async throws {
+        try await withTestClient { client in try await withEmulator { emulator, base in
+            let profile = ProviderProfile.oxenQwenImageEdit2511
+            emulator.inject([.jobFailure("content policy: the prompt was refused")])
+            do {
+                _ = try await client.perform(
+                    try build(profile, base: base, flow: .polling), on: profile, poll: poller(profile, base), policy: fast)
+                Issue.record("a failed job was reported as done")
+            } catch let error as ClientError {
+                #expect(error.kind == .rejected)
+                #expect(error.message.hasPrefix("oxen-qwen-image-edit-2511: job gen_"))
+                #expect(error.message.hasSuffix("failed: content policy: the prompt was refused"))
+            }
+            #expect(emulator.submissions(to: profile) == 1)
+        } }
+    }
+
+    @Test("The overall timeout ends the wait with the job's id, without resubmitting")
+    func overallTimeout() async throws {
+        try await withTestClient { client in try await withEmulator(latency: .seconds(5)) { emulator, base in
+            let profile = ProviderProfile.runflowQwenImageEdit2511
+            let policy = WaitPolicy(firstInterval: 0.1, maxInterval: 0.2, timeout: 0.8)
+            do {
+                _ = try await client.perform(
+                    try build(profile, base: base, flow: .polling), on: profile, poll: poller(profile, base), policy: policy)
+                Issue.record("the wait did not time out")
+            } catch let error as ClientError {
+                #expect(error.kind == .timedOut)
+                #expect(error.message.contains("job run_") && error.message.contains("after 0.8 s"))
+                #expect(error.message.contains("rather than submitting anew"))
+            }
+            #expect(emulator.submissions(to: profile) == 1)
+        } }
+    }
+
+    @Test("An unknown job id is reported, not resubmitted")
+    func unknownJob() async throws {
+        try await withTestClient { client in try await withEmulator { emulator, base in
+            let profile = ProviderProfile.runflowQwenImageEdit2511
+            let request = try #require(RequestBuilder.poll(id: "run_gone", for: profile, apiKey: "test-key", baseURL: base))
+            await #expect(throws: ClientError.self) {
+                _ = try await client.wait(for: "run_gone", request: request, on: profile, policy: fast)
+            }
+            do {
+                _ = try await client.wait(for: "run_gone", request: request, on: profile, policy: fast)
+            } catch let error as ClientError {
+                #expect(error.message == "runflow-qwen-image-edit-2511: the endpoint no longer knows job run_gone (HTTP 404 when polled)")
+            }
+            #expect(emulator.submissions(to: profile) == 0)
+        } }
+    }
+
+    /// Submits a Runflow callback job with a listener holding `listenerSecret`
+    /// and an emulator signing with `senderSecret`.
+    private func callbackJob(
+        listenerSecret: String, senderSecret: String, policy: WaitPolicy,
+        check: (JobResult, EditEmulator, EditClient, Int) async throws -> Void
+    ) async throws {
+        try await withTestClient { client in try await withEmulator(latency: .milliseconds(250), signingSecret: senderSecret) { emulator, base in
+            let profile = ProviderProfile.runflowQwenImageEdit2511
+            let port = try freePort()
+            let signals = JobSignals()
+            let listener = CallbackListener(profile: profile, port: port, signingSecret: listenerSecret, signals: signals)
+            try await whileRunning({ ready in try await listener.run { _ in ready() } }) {
+                var edit = EditRequest(prompt: "make it blue", images: [.bytes(try photo(400, 300), format: .jpeg, filename: "in.jpg")])
+                edit.callbackURL = "http://127.0.0.1:\(port)/runflow"
+                edit.metadata = ["file": "in.jpg"]
+                let job = try await client.perform(
+                    try build(profile, base: base, request: edit, flow: .callback), on: profile,
+                    poll: poller(profile, base), policy: policy, signals: signals)
+                // The emulator records a delivery once it has the listener's answer.
+                for _ in 0..<100 where emulator.callbacks().isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+                try await check(job, emulator, client, port)
+            }
+        } }
+    }
+
+    @Test("Runflow callback, signed: the verified payload ends the wait with no poll at all")
+    func signedCallback() async throws {
+        try await callbackJob(listenerSecret: "whsec-test", senderSecret: "whsec-test", policy: fast) { job, emulator, client, port in
+            let profile = ProviderProfile.runflowQwenImageEdit2511
+            #expect(job.signalled && job.polls == 0 && emulator.polls(of: profile) == 0)
+            #expect(try ImageProbe.probe(data: try await client.fetch(try #require(job.images.first), from: profile)).format == .png)
+            let deliveries = emulator.callbacks()
+            #expect(deliveries.count == 1 && deliveries.first?.status == 200)
+            #expect(deliveries.first?.signature?.hasPrefix("t=") == true)
+            let body = try firstBody(emulator, profile)
+            #expect(body["callback_url"] as? String == "http://127.0.0.1:\(port)/runflow")
+            #expect((body["metadata"] as? [String: String]) == ["file": "in.jpg"])
+        }
+    }
+
+    @Test("A callback with a wrong signature is refused (401) and the job is found by polling instead")
+    func forgedCallback() async throws {
+        let policy = WaitPolicy(firstInterval: 0.1, fallbackInterval: 1.5, timeout: 30)
+        try await callbackJob(listenerSecret: "whsec-test", senderSecret: "not-the-secret", policy: policy) { job, emulator, _, _ in
+            #expect(!job.signalled && job.polls >= 1 && job.images.count == 1)
+            #expect(emulator.callbacks().map(\.status) == [401])
+            #expect(emulator.submissions(to: .runflowQwenImageEdit2511) == 1)
+        }
+    }
+
+    @Test("Oxen's event stream wakes the job; one poll fetches the result; a dropped stream reconnects")
+    func serverSentEvents() async throws {
+        try await withTestClient { client in try await withEmulator(latency: .milliseconds(300)) { emulator, base in
+            let profile = ProviderProfile.oxenQwenImageEdit2511
+            let signals = JobSignals()
+            let connections = Atomic<Int>(0)
+            let events = try #require(RequestBuilder.events(for: profile, apiKey: "test-key", baseURL: base))
+            let stream = EventStreamListener(client: client, request: events, profile: profile, signals: signals)
+            try await whileRunning({ ready in
+                await stream.run { connections.add(1, ordering: .relaxed); ready() }
+            }) {
+                let job = try await client.perform(
+                    try build(profile, base: base, flow: .serverSentEvents), on: profile, poll: poller(profile, base),
+                    policy: fast, signals: signals)
+                #expect(job.signalled && job.polls == 1 && emulator.polls(of: profile) == 1)
+                #expect(emulator.bodies(sentTo: profile).count == 1)
+                #expect(job.images.count == 1)
+
+                emulator.closeEventStreams()
+                for _ in 0..<100 where connections.load(ordering: .relaxed) < 2 { try await Task.sleep(for: .milliseconds(50)) }
+                #expect(connections.load(ordering: .relaxed) == 2 && emulator.openEventStreams == 1)
+                let second = try await client.perform(
+                    try build(profile, base: base, flow: .serverSentEvents), on: profile, poll: poller(profile, base),
+                    policy: fast, signals: signals)
+                #expect(second.signalled && second.polls == 1)
+            }
+        } }
+    }
+
+    @Test("sync_mode: Runflow's outputs come back as data URIs and decode to the image")
+    func syncMode() async throws {
+        try await withTestClient { client in try await withEmulator { emulator, base in
+            let profile = ProviderProfile.runflowQwenImageEdit2511
+            var edit = EditRequest(prompt: "make it blue", images: [.bytes(try photo(400, 300), format: .jpeg, filename: "in.jpg")])
+            edit.syncMode = true
+            edit.outputFormat = .webp
+            let job = try await client.perform(
+                try build(profile, base: base, request: edit, flow: .polling), on: profile, poll: poller(profile, base),
+                policy: fast)
+            guard case .inline(let bytes)? = job.images.first else { Issue.record("not inline: \(job.images)"); return }
+            #expect(try ImageProbe.probe(data: bytes).format == .webp)
+            let input = try firstBody(emulator, profile)["input"] as? [String: Any]
+            #expect(input?["sync_mode"] as? Bool == true && input?["output_format"] as? String == "webp")
+        } }
+    }
+}
+
+@Suite("Signatures, event parsing, signals")
+struct NotificationPartsTests {
+    let body = Data(#"{"run_id":"r1","status":"succeeded"}"#.utf8)
+
+    @Test("Runflow-Signature: bare hex, sha256=HEX and t=,v1= (known HMAC-SHA256 values), refused when tampered or stale")
+    func signatures() {
+        let check = CallbackSignature(secret: "s3cret")
+        // Reference values computed with Python's hmac module.
+        let bare = "401f1cf6fc8a8082d8f3f20065be1d033be8eb3548f7295326699113d2bbaddd"
+        let timed = "5e8dcc328cd96c6270270ebe51c6d7b5992cf5bf85b73f548a4b4d765df5151e"
+        let then = Date(timeIntervalSince1970: 1_700_000_000)
+        #expect(check.isValid(bare, body: body))
+        #expect(check.isValid("sha256=" + bare, body: body))
+        #expect(check.isValid("t=1700000000,v1=" + timed, body: body, now: then.addingTimeInterval(60)))
+        #expect(!check.isValid("t=1700000000,v1=" + timed, body: body, now: then.addingTimeInterval(3600)))
+        #expect(!check.isValid(bare, body: body + Data(" ".utf8)))
+        #expect(!check.isValid(String(bare.dropLast()) + "e", body: body))
+        #expect(!check.isValid(nil, body: body))
+        #expect(!CallbackSignature(secret: "other").isValid(bare, body: body))
+        #expect(check.isValid(check.header(for: body), body: body))
+    }
+
+    @Test("Event stream parsing across chunk boundaries, CRLF, comments and multi-line data")
+    func eventParsing() {
+        var parser = EventStreamParser()
+        let text = ": hello\r\n\r\nevent: media_generation_completed\r\ndata: {\"generation_id\":\r\ndata: \"g1\"}\r\n\r\ndata: plain\n\n"
+        var events: [EventStreamParser.Event] = []
+        let bytes = Array(text.utf8)
+        for chunk in stride(from: 0, to: bytes.count, by: 7) {
+            events += parser.feed(bytes[chunk..<min(chunk + 7, bytes.count)])
+        }
+        #expect(events == [
+            .init(name: "media_generation_completed", data: "{\"generation_id\":\n\"g1\"}"),
+            .init(name: "message", data: "plain"),
+        ])
+    }
+
+    @Test("A signal that arrives before its waiter is kept; a wait without one times out with nil")
+    func signals() async {
+        let signals = JobSignals()
+        signals.post("early", JobSignal(payload: body))
+        #expect(await signals.wait(for: "early", upTo: 5) == JobSignal(payload: body))
+        #expect(await signals.wait(for: "never", upTo: 0.05) == nil)
+        async let late = signals.wait(for: "late", upTo: 5)
+        try? await Task.sleep(for: .milliseconds(50))
+        signals.post("late", JobSignal(payload: nil))
+        #expect(await late == JobSignal(payload: nil))
+    }
+}
