@@ -4,8 +4,10 @@ import QieClient
 import QieImaging
 import QiePipeline
 import QieProviders
+import Synchronization
 
 extension RestoreMode: ExpressibleByArgument {}
+extension ProviderProfile.Flow: ExpressibleByArgument {}
 
 struct Edit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,8 +16,11 @@ struct Edit: AsyncParsableCommand {
             Each input is prepared for the endpoint (see `qie plan`), sent with the prompt, and its \
             result downloaded at once, converted to --format if asked, restored with --restore, and \
             written atomically next to a JSON sidecar (endpoint, prompt, seed, request ids, cost, \
-            plan). The key comes from the endpoint's environment variable (see `qie providers`). \
-            Synchronous endpoints only for now: RunPod, Oxen.ai's edit, Lumenfall.
+            plan, input hash, timings). The key comes from the endpoint's environment variable (see \
+            `qie providers`). --flow chooses how results come back where an endpoint offers several: \
+            sync (one request), poll (submit, then ask until done), callback (Runflow POSTs to \
+            --callback-url; a local listener receives it, verified with RUNFLOW_SIGNING_SECRET when set) \
+            or sse (Oxen's event stream). An accepted job is only ever polled, never sent again.
             """)
 
     @Argument(help: "Image files or folders.", completion: .file())
@@ -65,6 +70,31 @@ struct Edit: AsyncParsableCommand {
     @Option(name: .customLong("base-url"), help: "Send to this address instead (for example `qie emulate`).")
     var baseURL: String?
 
+    @Option(help: "How results come back: sync, poll, callback or sse (default: sync where offered, else poll).")
+    var flow: ProviderProfile.Flow?
+
+    @Option(name: .customLong("callback-url"), help: "With --flow callback: the public address the endpoint POSTs to.")
+    var callbackURL: String?
+
+    @Option(
+        name: .customLong("callback-listen"),
+        help: "With --flow callback: HOST:PORT the local listener binds (default: the callback URL's, when it is local).")
+    var callbackListen: String?
+
+    @Option(help: "Longest wait for one edit, from submission to result, in seconds.")
+    var timeout: Double = 1800
+
+    @Option(name: .customLong("request-timeout"), help: "Longest wait for one HTTP answer, in seconds.")
+    var requestTimeout: Double = 300
+
+    @Option(name: .customLong("connect-timeout"), help: "Longest wait to connect, in seconds.")
+    var connectTimeout: Double = 10
+
+    @Option(name: .customLong("poll-interval"), help: "First pause between status polls, in seconds (grows to 10).")
+    var pollInterval: Double = 1
+
+    @OptionGroup var fields: EndpointFieldOptions
+
     @Flag(help: "One JSON object per file and a summary object.")
     var json = false
 
@@ -82,21 +112,65 @@ struct Edit: AsyncParsableCommand {
             throw ValidationError("--quality must be an integer from 1 to 100, got \(quality)")
         }
         if concurrency < 1 { throw ValidationError("--concurrency must be at least 1, got \(concurrency)") }
+        for (name, value) in [("--timeout", timeout), ("--request-timeout", requestTimeout), ("--connect-timeout", connectTimeout), ("--poll-interval", pollInterval)]
+        where !(value > 0) {
+            throw ValidationError("\(name) must be a positive number of seconds, got \(value)")
+        }
         if ![Fit.contain, .cover, .fill].contains(fit) {
             throw ValidationError("--fit for an endpoint must be contain, cover or fill: the endpoint needs its exact size")
         }
         let profile = try endpoint.profile()
+        let flow = flow ?? profile.defaultFlow
+        if !profile.flow.contains(flow) {
+            throw ValidationError(
+                "\(profile.id) does not offer --flow \(flow.rawValue); it offers \(profile.flow.map(\.rawValue).joined(separator: ", "))")
+        }
+        if flow == .callback {
+            guard callbackURL != nil else {
+                throw ValidationError("--flow callback needs --callback-url, the address \(profile.id) will POST to")
+            }
+            _ = try listenAddress()
+        } else if callbackURL != nil || callbackListen != nil {
+            throw ValidationError("--callback-url and --callback-listen go with --flow callback")
+        }
         if references.count + 1 > profile.images.maxCount {
             throw ValidationError(
                 "\(profile.id) takes at most \(profile.images.maxCount) image\(profile.images.maxCount == 1 ? "" : "s") per request: the input plus \(profile.images.maxCount - 1) --image")
         }
         try checkBeforeReading(
-            profile: profile, size: try endpoint.sizeRequest(size: size), fit: fit, request: editRequest(),
+            profile: profile, size: try endpoint.sizeRequest(size: size), fit: fit, request: try editRequest(),
             imageCount: references.count + 1)
     }
 
-    private func editRequest() -> EditRequest {
-        EditRequest(prompt: prompt, images: [], outputFormat: nil, negativePrompt: negativePrompt, seed: seed, numImages: numImages)
+    private func editRequest() throws -> EditRequest {
+        var request = EditRequest(
+            prompt: prompt, images: [], outputFormat: format.flatMap(OutputFormat.init(name:)),
+            negativePrompt: negativePrompt, seed: seed, numImages: numImages)
+        request.callbackURL = callbackURL
+        try fields.apply(to: &request)
+        return request
+    }
+
+    /// Where the callback listener binds: --callback-listen, or the callback
+    /// URL's own host and port when it is a local address.
+    private func listenAddress() throws -> (host: String, port: Int) {
+        if let callbackListen {
+            let parts = callbackListen.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count >= 2, let port = Int(parts.last!), (1...65535).contains(port) else {
+                throw ValidationError("--callback-listen must be HOST:PORT, for example 0.0.0.0:8788; got \"\(callbackListen)\"")
+            }
+            return (parts.dropLast().joined(separator: ":"), port)
+        }
+        guard let callbackURL, let url = URL(string: callbackURL), let host = url.host,
+            ["http", "https"].contains(url.scheme ?? "")
+        else {
+            throw ValidationError("--callback-url must be an http(s) URL, got \"\(callbackURL ?? "")\"")
+        }
+        guard ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) else {
+            throw ValidationError(
+                "--callback-url \(callbackURL) is not a local address: say where to listen with --callback-listen HOST:PORT (the URL must reach it, for example through a tunnel)")
+        }
+        return (host == "localhost" ? "127.0.0.1" : host, url.port ?? (url.scheme == "https" ? 443 : 80))
     }
 
     func run() async throws {
@@ -118,22 +192,64 @@ struct Edit: AsyncParsableCommand {
             profile: profile, size: try endpoint.sizeRequest(size: size), fit: fit, position: .centre,
             fill: try PaddingFill(parsing: background))
         let settings = EditSettings(
-            target: target, request: editRequest(), references: references,
+            target: target, request: try editRequest(), references: references,
             outputFormat: format.flatMap(OutputFormat.init(name:)), quality: quality, restore: restore,
             limits: limits.limits, concurrency: concurrency,
-            baseURL: baseURL ?? environment[profile.baseURLVariable], apiKey: key)
+            baseURL: baseURL ?? environment[profile.baseURLVariable], apiKey: key, flow: flow,
+            wait: WaitPolicy(firstInterval: pollInterval, timeout: timeout),
+            callbackListen: (flow == .callback) ? try listenAddress() : nil,
+            signingSecret: profile.callback.flatMap { environment[$0.secretVariable] })
         let (files, problems) = InputWalker(excluding: [out]).walk(inputs)
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
         let reporter: any BatchReporter = json ? JSONLinesReporter() : LineReporter()
+
+        // Ctrl-C: start no more edits and let those in flight finish (their
+        // jobs may already be paid for); a second Ctrl-C stops at once and
+        // names the accepted jobs whose results were not fetched.
+        let cancellation = BatchCancellation()
+        let inFlight = Mutex<[String: String]>([:])
+        signal(SIGINT, SIG_IGN)
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        interrupt.setEventHandler {
+            if cancellation.isCancelled {
+                let jobs = inFlight.withLock { $0 }
+                var lines = ["\nstopped"]
+                for (path, id) in jobs.sorted(by: { $0.key < $1.key }) {
+                    lines.append("  \(DisplayPath.escape(path)): job \(id) at \(profile.id) was accepted; its result was not fetched")
+                }
+                TextStream.standardError.write(lines.joined(separator: "\n") + "\n")
+                Foundation.exit(130)
+            }
+            TextStream.standardError.write(
+                "\ninterrupted: finishing the edits in flight, starting no more (Ctrl-C again to stop now)\n")
+            cancellation.cancel()
+        }
+        interrupt.resume()
+
         reporter.start(total: files.count)
-        let client = EditClient(connectionsPerHost: max(8, concurrency))
-        var summary = await EditBatch(inputs: files, output: folder, settings: settings).run(client: client) {
-            reporter.report($0)
+        let client = EditClient(
+            connectTimeout: .milliseconds(Int64(connectTimeout * 1000)),
+            requestTimeout: .milliseconds(Int64(requestTimeout * 1000)), connectionsPerHost: max(8, concurrency))
+        var summary: BatchSummary
+        do {
+            summary = try await EditBatch(inputs: files, output: folder, settings: settings).run(
+                client: client, cancellation: cancellation,
+                accepted: { input, id in inFlight.withLock { $0[input.path] = id } },
+                report: { result in
+                    inFlight.withLock { _ = $0.removeValue(forKey: result.input.path) }
+                    reporter.report(result)
+                })
+        } catch {
+            try? await client.shutdown()
+            TextStream.standardError.write("error: \(error)\n")
+            throw ExitCode(1)
         }
         try? await client.shutdown()
+        interrupt.cancel()
         summary.failed += problems.count
         summary.total += problems.count
         reporter.finish(summary, outputFolder: out)
+        if cancellation.isCancelled { throw ExitCode(130) }
         if !summary.succeeded { throw ExitCode(1) }
     }
 }

@@ -6,14 +6,15 @@ import QieProviders
 
 struct Emulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a local server that speaks the synchronous endpoints' wire formats, strictly.",
+        abstract: "Run a local server that speaks every endpoint's wire format, strictly.",
         discussion: """
-            Emulates RunPod (both runsync endpoints), Oxen.ai's edit and Lumenfall's OpenAI-style \
-            multipart edit on 127.0.0.1: it rejects what the real endpoint would (wrong or missing \
-            bearer token, unknown field, wrong enum, unsupported size, too many images, wrong content \
-            type) and answers with a real image made from the input at the size the endpoint would \
-            produce. Point a provider at it with its base-URL variable, for example \
-            QIE_RUNPOD_BASE_URL=http://127.0.0.1:8787.
+            Emulates RunPod (both runsync endpoints and the status route), Runflow's runs (create, \
+            poll, callbacks signed with RUNFLOW_SIGNING_SECRET when it is set), Oxen.ai's edit, queue \
+            and event stream, and Lumenfall's OpenAI-style multipart edit on 127.0.0.1: it rejects what \
+            the real endpoint would (wrong or missing bearer token, unknown field, wrong enum, \
+            unsupported size, too many images, wrong content type) and answers with a real image made \
+            from the input at the size the endpoint would produce, after --latency. Point a provider at \
+            it with --base-url or its base-URL variable, for example QIE_RUNPOD_BASE_URL=http://127.0.0.1:8787.
             """)
 
     @Option(help: "Port on 127.0.0.1 (0 picks a free one).")
@@ -22,7 +23,7 @@ struct Emulate: AsyncParsableCommand {
     @Option(name: .customLong("api-key"), help: "The bearer token the emulator accepts.")
     var apiKey: String = "emulator-key"
 
-    @Option(help: "Seconds added before every answer.")
+    @Option(help: "Seconds from submission to result.")
     var latency: Double = 0
 
     func validate() throws {
@@ -31,12 +32,21 @@ struct Emulate: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let emulator = EditEmulator(apiKey: apiKey, latency: .milliseconds(Int(latency * 1000)))
+        let secret = ProcessInfo.processInfo.environment["RUNFLOW_SIGNING_SECRET"]
+        let emulator = EditEmulator(
+            apiKey: apiKey, latency: .milliseconds(Int(latency * 1000)), signingSecret: secret)
         try await emulator.run(port: port) { bound in
             var lines = ["qie emulator listening on http://127.0.0.1:\(bound) (Ctrl-C to stop)"]
             for profile in EditEmulator.profiles {
-                lines.append("  \(profile.id): POST \(profile.routes.submit)  (\(profile.baseURLVariable)=http://127.0.0.1:\(bound))")
+                let routes = profile.routes
+                var paths = ["POST \(routes.submit)"]
+                if let enqueue = routes.enqueue { paths.append("POST \(enqueue)") }
+                if let poll = routes.poll { paths.append("GET \(poll)") }
+                if let events = routes.events { paths.append("GET \(events)") }
+                lines.append("  \(profile.id): \(paths.joined(separator: ", "))")
+                lines.append("      \(profile.baseURLVariable)=http://127.0.0.1:\(bound)")
             }
+            if secret?.isEmpty == false { lines.append("callbacks are signed with RUNFLOW_SIGNING_SECRET") }
             TextStream.standardOutput.write(lines.joined(separator: "\n") + "\n")
         }
     }

@@ -103,6 +103,61 @@ struct ProviderCLITests {
     }
 }
 
+/// `qie emulate` running in the background for a test.
+final class EmulatorProcess {
+    let process = Process()
+    let address: String
+
+    init(environment extra: [String: String] = [:], latency: Double = 0) throws {
+        process.executableURL = QieBinary.url
+        process.arguments = ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency)]
+        process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var banner = ""
+        while !banner.contains("\n") {
+            let chunk = pipe.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            banner += String(decoding: chunk, as: UTF8.self)
+        }
+        address = String(try #require(banner.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") }))
+    }
+
+    deinit { process.terminate() }
+}
+
+/// Runs `qie` with extra environment variables; output and errors together.
+func runQie(_ arguments: [String], environment extra: [String: String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = QieBinary.url
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    for (name, value) in extra { environment[name] = value }
+    process.environment = environment
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
+}
+
+/// A local port free at the time of asking (bound and released by Python).
+func freeLocalPort() throws -> Int {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"]
+    let output = Pipe()
+    process.standardOutput = output
+    try process.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+}
+
 @Suite("qie edit and qie emulate", .serialized)
 struct EditCLITests {
     @Test("qie edit against qie emulate: key from the environment, restored outputs, sidecars; a missing key stops before any work")
@@ -112,39 +167,13 @@ struct EditCLITests {
         try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
         try writeImage(500, 300, to: root + "/in/a.jpg")
 
-        let emulator = Process()
-        emulator.executableURL = QieBinary.url
-        emulator.arguments = ["emulate", "--port", "0", "--api-key", "cli-key"]
-        let pipe = Pipe()
-        emulator.standardOutput = pipe
-        emulator.standardError = FileHandle.nullDevice
-        try emulator.run()
-        defer { emulator.terminate() }
-        var banner = ""
-        while !banner.contains("\n") {
-            let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            banner += String(decoding: chunk, as: UTF8.self)
-        }
-        let address = try #require(banner.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") })
-
+        let emulator = try EmulatorProcess()
         func edit(key: String?) throws -> (Int32, String) {
-            let process = Process()
-            process.executableURL = QieBinary.url
-            process.arguments = [
-                "edit", root + "/in", "--provider", "runpod", "--prompt", "night", "--out", root + "/out",
-                "--restore", "exact", "--format", "png", "--base-url", String(address),
-            ]
-            var environment = ProcessInfo.processInfo.environment
-            environment["RUNPOD_API_KEY"] = key
-            process.environment = environment
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text)
+            try runQie(
+                [
+                    "edit", root + "/in", "--provider", "runpod", "--prompt", "night", "--out", root + "/out",
+                    "--restore", "exact", "--format", "png", "--base-url", emulator.address,
+                ], environment: key.map { ["RUNPOD_API_KEY": $0] } ?? [:])
         }
 
         let (missingStatus, missing) = try edit(key: nil)
@@ -159,5 +188,76 @@ struct EditCLITests {
         let info = try ImageProbe.probe(file: root + "/out/a.png")
         #expect(info.width == 500 && info.height == 300 && info.format == .png)
         #expect(FileManager.default.fileExists(atPath: root + "/out/a.json"))
+    }
+
+    @Test(
+        "Every endpoint and flow end to end: the requested format, the input's exact size, a sidecar with flow, job ids and hash",
+        arguments: [
+            ("runpod-qwen-image-edit-2511", ["--format", "webp"], "webp"),
+            ("runpod-qwen-image-edit", ["--format", "avif", "--negative-prompt", "blur"], "avif"),
+            ("runflow", ["--flow", "poll", "--format", "jpeg", "--quality", "80", "--seed", "7"], "jpeg"),
+            ("runflow", ["--flow", "callback", "--format", "png", "--metadata", "batch=cli"], "png"),
+            ("oxen", ["--format", "jpg"], "jpeg"),
+            ("oxen", ["--flow", "sse", "--format", "gif"], "gif"),
+            ("lumenfall", ["--response-format", "b64_json", "--format", "avif", "--num-images", "2"], "avif"),
+        ])
+    func everyEndpoint(provider: String, options: [String], format: String) throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
+        try writeImage(640, 360, to: root + "/in/wide.jpg")
+        try writeImage(300, 450, to: root + "/in/tall.jpg")
+        let secret = "whsec-cli-test"
+        let emulator = try EmulatorProcess(environment: ["RUNFLOW_SIGNING_SECRET": secret], latency: 0.3)
+        var arguments = [
+            "edit", root + "/in", "--provider", provider, "--prompt", "make it dusk", "--out", root + "/out",
+            "--restore", "exact", "--base-url", emulator.address, "--poll-interval", "0.1",
+        ] + options
+        if options.contains("callback") {
+            arguments += ["--callback-url", "http://127.0.0.1:\(try freeLocalPort())/runflow"]
+        }
+        let keys = ["RUNPOD_API_KEY", "RUNFLOW_API_KEY", "OXEN_API_KEY", "LUMENFALL_API_KEY"]
+        var environment = Dictionary(uniqueKeysWithValues: keys.map { ($0, "cli-key") })
+        environment["RUNFLOW_SIGNING_SECRET"] = secret
+        let (status, output) = try runQie(arguments, environment: environment)
+        #expect(status == 0, "\(output)")
+        #expect(!output.contains("cli-key") && !output.contains(secret))
+        let ext = format == "jpeg" ? "jpg" : format
+        let copies = options.contains("--num-images") ? ["-1", "-2"] : [""]
+        for (name, width, height) in [("wide", 640, 360), ("tall", 300, 450)] {
+            for copy in copies {
+                let info = try ImageProbe.probe(file: root + "/out/\(name)\(copy).\(ext)")
+                #expect(info.format.rawValue == format && info.width == width && info.height == height, "\(name)\(copy)")
+            }
+            let sidecarData = try Data(contentsOf: URL(fileURLWithPath: root + "/out/\(name).json"))
+            let sidecar = try #require(JSONSerialization.jsonObject(with: sidecarData) as? [String: Any])
+            #expect((sidecar["endpoint"] as? String)?.hasPrefix(provider) == true)
+            #expect(sidecar["prompt"] as? String == "make it dusk" && sidecar["restored"] as? String == "exact")
+            #expect((sidecar["inputSHA256"] as? String)?.count == 64)
+            #expect((sidecar["requestIDs"] as? [String])?.isEmpty == false || provider == "lumenfall")
+            #expect(sidecar["submissions"] as? Int == copies.count || provider == "lumenfall")
+            if let flow = options.firstIndex(of: "--flow").map({ options[$0 + 1] }) {
+                #expect(sidecar["flow"] as? String == flow)
+            }
+            #expect(!String(decoding: sidecarData, as: UTF8.self).contains("cli-key"))
+        }
+    }
+
+    @Test("qie edit refuses a flow the endpoint lacks and a callback flow without a URL, before any work")
+    func flowChecks() throws {
+        let (status, output) = try runQie(
+            ["edit", "/nonexistent", "--provider", "lumenfall", "--prompt", "x", "--out", "/tmp/none", "--flow", "poll"],
+            environment: [:])
+        #expect(status == 64 && output.contains("lumenfall-qwen-image-edit-2511 does not offer --flow poll; it offers sync"))
+        let (callbackStatus, callback) = try runQie(
+            ["edit", "/nonexistent", "--provider", "runflow", "--prompt", "x", "--out", "/tmp/none", "--flow", "callback"],
+            environment: [:])
+        #expect(callbackStatus == 64 && callback.contains("--flow callback needs --callback-url"))
+        let (remoteStatus, remote) = try runQie(
+            [
+                "edit", "/nonexistent", "--provider", "runflow", "--prompt", "x", "--out", "/tmp/none", "--flow", "callback",
+                "--callback-url", "https://hooks.example.com/qie",
+            ], environment: [:])
+        #expect(remoteStatus == 64 && remote.contains("say where to listen with --callback-listen HOST:PORT"))
     }
 }

@@ -7,6 +7,19 @@ import QieProviders
 import Synchronization
 import Testing
 
+/// The hash as coreutils' sha256sum computes it (an independent implementation).
+func sha256sum(_ path: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+    process.arguments = [path]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: output, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
+}
+
 @Suite("Editing a folder against the emulator", .serialized)
 struct EditBatchTests {
     private func folder() throws -> String {
@@ -25,16 +38,17 @@ struct EditBatchTests {
 
     private func run(
         _ root: String, profile: ProviderProfile, key: String, restore: RestoreMode?, format: OutputFormat?,
-        base: String, numImages: Int = 1
+        base: String, numImages: Int = 1, flow: ProviderProfile.Flow? = nil
     ) async throws -> (BatchSummary, [PrepareResult]) {
         let (files, _) = InputWalker().walk([root + "/in"])
         let settings = EditSettings(
             target: ProviderTarget(profile: profile),
             request: EditRequest(prompt: "make it night", images: [], seed: 42, numImages: numImages),
-            outputFormat: format, restore: restore, concurrency: 2, baseURL: base, apiKey: key)
+            outputFormat: format, restore: restore, concurrency: 2, baseURL: base, apiKey: key, flow: flow,
+            wait: WaitPolicy(firstInterval: 0.1, maxInterval: 0.5, fallbackInterval: 5, timeout: 60))
         let client = EditClient(retry: RetryPolicy(maxAttempts: 2, baseDelay: 0.01))
         let results = Mutex<[PrepareResult]>([])
-        let summary = await EditBatch(inputs: files, output: try OutputFolder(path: root + "/out"), settings: settings)
+        let summary = try await EditBatch(inputs: files, output: try OutputFolder(path: root + "/out"), settings: settings)
             .run(client: client) { result in results.withLock { $0.append(result) } }
         try await client.shutdown()
         return (summary, results.withLock { $0 })
@@ -63,6 +77,10 @@ struct EditBatchTests {
             #expect(sidecar?["reportedCostUSD"] as? String == "0.02")
             #expect((sidecar?["requestIDs"] as? [String])?.first?.hasPrefix("sync-") == true)
             #expect(!(String(decoding: try Data(contentsOf: URL(fileURLWithPath: root + "/out/wide.json")), as: UTF8.self)).contains("test-key"))
+            #expect(sidecar?["inputSHA256"] as? String == (try sha256sum(root + "/in/wide.jpg")))
+            #expect(sidecar?["flow"] as? String == "sync" && sidecar?["submissions"] as? Int == 1)
+            let timings = sidecar?["timings"] as? [String: Double]
+            #expect(timings.map { ["prepare", "endpoint", "fetch", "finish", "total"].allSatisfy($0.keys.contains) } == true)
             let failure = results.first { $0.input.relativePath == "broken.jpg" }
             guard case .failed(let reason) = failure?.outcome else { Issue.record("broken.jpg did not fail"); return }
             #expect(reason.contains("not an image"))

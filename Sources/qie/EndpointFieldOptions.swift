@@ -1,0 +1,50 @@
+import ArgumentParser
+import QieProviders
+
+/// The endpoint-specific request fields, each sent only where the endpoint
+/// documents it (otherwise refused with what the endpoint takes).
+struct EndpointFieldOptions: ParsableArguments {
+    @Flag(
+        name: .customLong("sync-mode"), inversion: .prefixedNo,
+        help: "Ask for results inline as data URIs (Runflow, Lumenfall sync_mode).")
+    var syncMode: Bool?
+
+    @Option(name: .customLong("response-format"), help: "url or b64_json (Lumenfall response_format).")
+    var responseFormat: String?
+
+    @Option(name: .customLong("output-compression"), help: "0-100 for lossy formats (Lumenfall output_compression).")
+    var outputCompression: Int?
+
+    @Option(name: .customLong("guidance-scale"), help: "Guidance scale (Runflow guidance_scale, Lumenfall cfg_scale).")
+    var guidanceScale: Double?
+
+    @Option(help: "Inference steps (num_inference_steps).")
+    var steps: Int?
+
+    @Option(help: "Acceleration: none, regular or high (Runflow, Lumenfall).")
+    var acceleration: String?
+
+    @Flag(
+        name: .customLong("safety-checker"), inversion: .prefixedNo,
+        help: "Turn the endpoint's safety checker on or off (enable_safety_checker).")
+    var safetyChecker: Bool?
+
+    @Option(help: "KEY=VALUE attached to the job (Runflow metadata); repeat for several.")
+    var metadata: [String] = []
+
+    func apply(to request: inout EditRequest) throws {
+        request.syncMode = syncMode
+        request.responseFormat = responseFormat
+        request.outputCompression = outputCompression
+        request.guidanceScale = guidanceScale
+        request.inferenceSteps = steps
+        request.acceleration = acceleration
+        request.safetyChecker = safetyChecker
+        for entry in metadata {
+            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
+                throw ValidationError("--metadata must be KEY=VALUE, got \"\(entry)\"")
+            }
+            request.metadata[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+        }
+    }
+}
