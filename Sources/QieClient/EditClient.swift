@@ -88,6 +88,17 @@ public struct JobResult: Sendable {
     public var polls: Int
     /// Whether a callback or event announced the end.
     public var signalled: Bool
+
+    public init(
+        images: [ResultImage], reportedCost: Decimal?, requestID: String?, submissions: Int, polls: Int, signalled: Bool
+    ) {
+        self.images = images
+        self.reportedCost = reportedCost
+        self.requestID = requestID
+        self.submissions = submissions
+        self.polls = polls
+        self.signalled = signalled
+    }
 }
 
 /// Sends edit requests and fetches results over one shared, pooled HTTP client.

@@ -74,10 +74,17 @@ public final class EditEmulator: Sendable {
 
     let state = Mutex(State())
 
-    public init(apiKey: String = "emulator-key", latency: Duration = .zero, signingSecret: String? = nil) {
+    /// Called with one line per request answered (`POST /path -> 201`).
+    let requestLog: (@Sendable (String) -> Void)?
+
+    public init(
+        apiKey: String = "emulator-key", latency: Duration = .zero, signingSecret: String? = nil,
+        requestLog: (@Sendable (String) -> Void)? = nil
+    ) {
         self.apiKey = apiKey
         self.latency = latency
         self.signingSecret = signingSecret
+        self.requestLog = requestLog
     }
 
     /// Queues faults, played one per submission before normal answers resume.
@@ -148,6 +155,7 @@ public final class EditEmulator: Sendable {
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
+        if let requestLog { router.add(middleware: RequestLine(write: requestLog)) }
         for profile in Self.profiles {
             let synchronous = profile.flow.contains(.synchronous)
             router.post(RouterPath(profile.routes.submit)) { [self] request, _ in
@@ -518,6 +526,22 @@ public final class EditEmulator: Sendable {
 
     private static func timestamp(_ date: Date) -> String {
         date.formatted(.iso8601)
+    }
+}
+
+/// Writes one line per answered request: method, path, status, and the time
+/// the emulator took (its own work and latency, before the body is sent).
+struct RequestLine<Context: RequestContext>: RouterMiddleware {
+    let write: @Sendable (String) -> Void
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        let start = ContinuousClock.now
+        let response = try await next(request, context)
+        let elapsed = (ContinuousClock.now - start) / .milliseconds(1)
+        write("\(request.method) \(request.uri.path) -> \(response.status.code) (\(String(format: "%.2f", elapsed)) ms)")
+        return response
     }
 }
 

@@ -31,6 +31,17 @@ public struct EditSettings: Sendable {
     public var callbackListen: (host: String, port: Int)?
     /// With the callback flow: the secret callbacks are signed with (from the environment).
     public var signingSecret: String?
+    /// Prompts (and seeds, references) per image; the run's request fills the gaps.
+    public var prompts = PromptManifest()
+    /// Prices for estimates and the budget (the endpoint's own unless overridden).
+    public var price = PriceOverride()
+    public var rounding = MegapixelRounding.none
+    /// Stop submitting before spent + in flight would pass this (USD).
+    public var maxCost: Decimal?
+    /// Jobs that failed in an earlier run are tried again only with this.
+    public var retryFailed = false
+    /// Submissions per second to the endpoint, at most.
+    public var rate: Double?
 
     public init(
         target: ProviderTarget, request: EditRequest, references: [String] = [], outputFormat: OutputFormat? = nil,
@@ -63,6 +74,8 @@ struct EditFailure: Error, CustomStringConvertible {
 
 /// What one edit produced, as written next to the outputs.
 public struct EditRecord: Sendable, Codable {
+    /// The job's key in the ledger (input content, endpoint and result-changing options).
+    public var job: String
     public var endpoint: String
     public var model: String
     public var prompt: String
@@ -108,15 +121,17 @@ public struct EditBatch: Sendable {
         self.settings = settings
     }
 
-    /// Runs with at most `settings.concurrency` edits in flight; `report` is
-    /// called once per input.
-    /// Runs with at most `settings.concurrency` edits in flight; `report` is
-    /// called once per input, `accepted` whenever an endpoint accepts a job
-    /// (with its id, before waiting for it). With the callback or events flow,
-    /// the listener runs for the length of the batch.
+    /// Runs with at most `settings.concurrency` jobs in flight; `report` is
+    /// called once per job (an input, or one copy of it when requests are
+    /// repeated), `accepted` whenever an endpoint accepts a job (with its id,
+    /// once it is in the ledger). With `ledger`, jobs done in an earlier run are
+    /// not done again, and accepted jobs are polled, not resubmitted. With the
+    /// callback or events flow, the listener runs for the length of the batch.
     public func run(
-        client: EditClient, cancellation: BatchCancellation = BatchCancellation(),
+        client: EditClient, ledger: Ledger? = nil, budget: Budget? = nil,
+        cancellation: BatchCancellation = BatchCancellation(),
         accepted: @escaping @Sendable (InputFile, String) -> Void = { _, _ in },
+        started: @escaping @Sendable (InputFile) -> Void = { _ in },
         report: @escaping @Sendable (PrepareResult) -> Void
     ) async throws -> BatchSummary {
         let start = Date()
@@ -127,6 +142,8 @@ public struct EditBatch: Sendable {
         let profile = settings.target.profile
         let signals: JobSignals? = settings.flow == .callback || settings.flow == .serverSentEvents ? JobSignals() : nil
         let listener = try listener(client: client, signals: signals)
+        let limiter = settings.rate.map { RateLimiter(perSecond: $0) }
+        let jobs = jobs()
         try await withThrowingTaskGroup(of: Void.self) { services in
             if let listener {
                 let (ready, readiness) = AsyncStream<Result<Void, any Error>>.makeStream()
@@ -149,15 +166,17 @@ public struct EditBatch: Sendable {
                     break
                 }
             }
+            let context = JobContext(
+                naming: naming, client: client, ledger: ledger, budget: budget, limiter: limiter, signals: signals,
+                cancellation: cancellation)
             await withTaskGroup(of: PrepareResult.self) { group in
                 var next = 0
                 func addNext() {
-                    guard next < inputs.count, !cancellation.isCancelled else { return }
-                    let input = inputs[next]
+                    guard next < jobs.count, !cancellation.isCancelled, budget?.wasReached != true else { return }
+                    let job = jobs[next]
                     next += 1
-                    group.addTask {
-                        await edit(input, naming: naming, client: client, signals: signals) { accepted(input, $0) }
-                    }
+                    started(job.input)
+                    group.addTask { await edit(job, context) { accepted(job.input, $0) } }
                 }
                 for _ in 0..<settings.concurrency { addNext() }
                 while let result = await group.next() {
@@ -165,10 +184,22 @@ public struct EditBatch: Sendable {
                     report(result)
                     addNext()
                 }
+                // The budget stopped the run: the jobs never started are held too.
+                if budget?.wasReached == true { summary.withLock { $0.held += jobs.count - next } }
             }
             services.cancelAll()
         }
-        return summary.withLock { $0.close(total: inputs.count, since: start) }
+        return summary.withLock { $0.close(total: jobs.count, since: start) }
+    }
+
+    /// The jobs of the batch: each input once, or once per copy when the
+    /// endpoint has no field for several outputs and requests are repeated.
+    public func jobs() -> [EditJob] {
+        let profile = settings.target.profile
+        let copies = profile.field(for: .numImages) == nil ? max(1, settings.request.numImages) : 1
+        return inputs.flatMap { input in
+            (0..<copies).map { index in EditJob(input: input, copy: copies == 1 ? 0 : index + 1) }
+        }
     }
 
     /// The callback listener or event-stream reader the flow needs, as a
@@ -202,91 +233,6 @@ public struct EditBatch: Sendable {
         }
     }
 
-    func edit(
-        _ input: InputFile, naming: OutputNaming, client: EditClient, signals: JobSignals?,
-        accepted: @escaping @Sendable (String) -> Void
-    ) async -> PrepareResult {
-        let start = Date()
-        let profile = settings.target.profile
-        let outcome: PrepareResult.Outcome
-        do {
-            let (prepared, plan, digest) = try await ImagingRuntime.offload {
-                let (prepared, plan) = try prepare(input.path)
-                return (prepared, plan, try Self.sha256(of: input.path))
-            }
-            let prepareSeconds = Date().timeIntervalSince(start)
-            var request = settings.request
-            request.images = [.bytes(prepared.data, format: prepared.format, filename: "input.\(prepared.format.fileExtension)")]
-            for reference in settings.references {
-                let (ref, _) = try await ImagingRuntime.offload { try prepare(reference, resize: false) }
-                request.images.append(.bytes(ref.data, format: ref.format, filename: "reference.\(ref.format.fileExtension)"))
-            }
-            let built = try RequestBuilder.build(
-                request, plan: plan, for: profile, apiKey: settings.apiKey, baseURL: settings.baseURL, flow: settings.flow)
-            let repeats = built.emulations.compactMap { if case .repeatRequest(let n) = $0 { n } else { nil } }.first ?? 1
-
-            var results: [Data] = []
-            var ids: [String] = []
-            var reported: Decimal? = nil
-            var submissions = 0
-            var polls = 0
-            var endpointSeconds = 0.0
-            var fetchSeconds = 0.0
-            let (apiKey, baseURL) = (settings.apiKey, settings.baseURL)
-            for _ in 0..<repeats {
-                let sent = Date()
-                let job = try await client.perform(
-                    built, on: profile, poll: { RequestBuilder.poll(id: $0, for: profile, apiKey: apiKey, baseURL: baseURL) },
-                    policy: settings.wait, signals: signals, accepted: { accepted($0) })
-                endpointSeconds += Date().timeIntervalSince(sent)
-                submissions += job.submissions
-                polls += job.polls
-                if let id = job.requestID { ids.append(id) }
-                if let cost = job.reportedCost { reported = (reported ?? 0) + cost }
-                let fetching = Date()
-                for image in job.images { results.append(try await client.fetch(image, from: profile)) }
-                fetchSeconds += Date().timeIntervalSince(fetching)
-            }
-
-            let finishing = Date()
-            let stem = OutputNaming.stem(naming.relativeOutputPath(for: input, format: .png))
-            var written: [String] = []
-            for (index, result) in results.enumerated() {
-                let (data, format) = try await ImagingRuntime.offload { try finish(result, plan: prepared.geometry) }
-                let suffix = results.count > 1 ? "-\(index + 1)" : ""
-                written.append(try output.write(data, to: "\(stem)\(suffix).\(format.fileExtension)", protecting: input.path))
-            }
-            let estimate = CostEstimator.estimate(profile, outputSize: plan.expectedOutput, images: settings.request.numImages)
-            let finishSeconds = Date().timeIntervalSince(finishing)
-            let record = EditRecord(
-                endpoint: profile.id, model: profile.model, prompt: settings.request.prompt, seed: settings.request.seed,
-                input: input.path, inputSHA256: digest, outputs: written, requestIDs: ids, flow: settings.flow,
-                submissions: submissions, polls: polls, reportedCostUSD: reported.map { "\($0)" },
-                estimatedCostUSD: estimate.total.map { "\($0)" },
-                timings: .init(
-                    prepare: prepareSeconds, endpoint: endpointSeconds, fetch: fetchSeconds, finish: finishSeconds,
-                    total: Date().timeIntervalSince(start)),
-                plan: plan, restored: settings.restore)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            try output.write(try encoder.encode(record), to: stem + ".json")
-            let first = try ImageProbe.probe(file: written[0])
-            outcome = .written(
-                path: written[0],
-                image: PreparedSummary(
-                    format: OutputFormat(name: first.format.rawValue) ?? .png, size: first.displaySize,
-                    byteCount: first.byteCount, source: prepared.source, geometry: prepared.geometry, plan: plan,
-                    requestPath: nil))
-        } catch let error as ImagingError {
-            outcome = input.isSkippable(error) ? .skipped(reason: "not an image") : .failed(reason: error.reason)
-        } catch let error as OutputError {
-            outcome = .failed(reason: "cannot write \(DisplayPath.escape(error.path)): \(error.reason)")
-        } catch {
-            outcome = .failed(reason: "\(error)")
-        }
-        return PrepareResult(input: input, outcome: outcome, seconds: Date().timeIntervalSince(start))
-    }
-
     /// SHA-256 of a file's bytes, read in 1 MB pieces, as hex.
     static func sha256(of path: String) throws -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else {
@@ -299,7 +245,7 @@ public struct EditBatch: Sendable {
     }
 
     /// Prepares an input (planned for the endpoint) or a reference (only normalised).
-    private func prepare(_ path: String, resize: Bool = true) throws -> (PreparedImage, SizePlan) {
+    func prepare(_ path: String, resize: Bool = true) throws -> (PreparedImage, SizePlan) {
         let target = settings.target
         var plan: SizePlan? = nil
         let prepared = try ImageProcessor.prepare(file: path, limits: settings.limits) { (info) throws(ImagingError) in
@@ -322,7 +268,7 @@ public struct EditBatch: Sendable {
     }
 
     /// Restores and/or converts a result to what the user asked for.
-    private func finish(_ result: Data, plan geometry: ResizeGeometry) throws -> (Data, OutputFormat) {
+    func finish(_ result: Data, plan geometry: ResizeGeometry) throws -> (Data, OutputFormat) {
         let info = try ImageProbe.probe(data: result)
         let wanted = settings.outputFormat ?? OutputFormat(name: info.format.rawValue) ?? .png
         let encode = EncodeOptions(format: wanted, quality: settings.quality)

@@ -73,11 +73,17 @@ public struct PrepareResult: Sendable {
         case failed(reason: String)
         /// Not an image and not named like one, found while walking a folder.
         case skipped(reason: String)
+        /// Done in an earlier run (the ledger says so); its first output.
+        case earlier(path: String)
+        /// Not sent: the budget would be passed.
+        case held(reason: String)
     }
 
     public var input: InputFile
     public var outcome: Outcome
     public var seconds: Double
+    /// Money this item cost (reported, else estimated), for edits.
+    public var cost: Decimal? = nil
 }
 
 /// What was written, without the pixels.
@@ -99,13 +105,17 @@ public struct BatchSummary: Sendable, Equatable {
     public var written = 0
     public var failed = 0
     public var skipped = 0
+    /// Done in an earlier run.
+    public var earlier = 0
+    /// Not sent because of the budget.
+    public var held = 0
     /// Not started because the run was interrupted.
     public var notStarted = 0
     public var seconds = 0.0
     /// What the run did to each file, for the summary line.
     public var action = "prepared"
 
-    public var succeeded: Bool { failed == 0 && notStarted == 0 }
+    public var succeeded: Bool { failed == 0 && notStarted == 0 && held == 0 }
 
     /// Counts one finished input.
     mutating func record(_ outcome: PrepareResult.Outcome) {
@@ -113,13 +123,15 @@ public struct BatchSummary: Sendable, Equatable {
         case .written: written += 1
         case .failed: failed += 1
         case .skipped: skipped += 1
+        case .earlier: earlier += 1
+        case .held: held += 1
         }
     }
 
     /// The totals once a run over `total` inputs, begun at `start`, is over.
     mutating func close(total: Int, since start: Date) -> BatchSummary {
         self.total = total
-        notStarted = total - written - failed - skipped
+        notStarted = total - written - failed - skipped - earlier - held
         seconds = Date().timeIntervalSince(start)
         return self
     }

@@ -8,8 +8,20 @@ import Glibc
 /// Receives a batch's results as they finish.
 public protocol BatchReporter: Sendable {
     func start(total: Int)
+    /// An item began (for counts of work in flight).
+    func started(_ input: InputFile)
     func report(_ result: PrepareResult)
     func finish(_ summary: BatchSummary, outputFolder: String)
+}
+
+extension BatchReporter {
+    public func started(_ input: InputFile) {}
+}
+
+/// JSON lines when asked, a live bar on a terminal, plain lines otherwise.
+public func progressReporter(json: Bool) -> any BatchReporter {
+    if json { return JSONLinesReporter() }
+    return TextStream.standardError.isTerminal ? TerminalReporter() : LineReporter()
 }
 
 /// Writes text to standard output or standard error without buffering surprises.
@@ -54,6 +66,8 @@ enum ReportText {
         var parts: [String] = []
         if summary.failed > 0 { parts.append("\(summary.failed) failed") }
         if summary.skipped > 0 { parts.append("\(summary.skipped) skipped (not images)") }
+        if summary.earlier > 0 { parts.append("\(summary.earlier) done in an earlier run") }
+        if summary.held > 0 { parts.append("\(summary.held) held back by --max-cost") }
         if summary.notStarted > 0 { parts.append("\(summary.notStarted) not started (interrupted)") }
         let tail = parts.isEmpty ? "" : "; " + parts.joined(separator: ", ")
         return String(
@@ -80,6 +94,10 @@ public struct LineReporter: BatchReporter {
             TextStream.standardOutput.write(ReportText.written(result, path: path, image: image) + "\n")
         case .skipped(let reason):
             TextStream.standardOutput.write("skipped \(DisplayPath.escape(result.input.path)): \(reason)\n")
+        case .earlier(let path):
+            TextStream.standardOutput.write("done \(DisplayPath.escape(result.input.path)) -> \(DisplayPath.escape(path)) (earlier run)\n")
+        case .held(let reason):
+            TextStream.standardError.write("held \(DisplayPath.escape(result.input.path)): \(reason)\n")
         case .failed(let reason):
             TextStream.standardError.write("error \(DisplayPath.escape(result.input.path)): \(reason)\n")
         }
@@ -105,7 +123,7 @@ public struct JSONLinesReporter: BatchReporter {
 
     struct Summary: Encodable {
         var summary = true
-        var total, written, failed, skipped, notStarted: Int
+        var total, written, failed, skipped, earlier, held, notStarted: Int
         var seconds: Double
     }
 
@@ -119,6 +137,12 @@ public struct JSONLinesReporter: BatchReporter {
         case .skipped(let reason):
             line.status = "skipped"
             line.error = reason
+        case .earlier(let path):
+            line.status = "earlier"
+            line.output = path
+        case .held(let reason):
+            line.status = "held"
+            line.error = reason
         case .failed(let reason):
             line.status = "failed"
             line.error = reason
@@ -130,7 +154,7 @@ public struct JSONLinesReporter: BatchReporter {
         emit(
             Summary(
                 total: summary.total, written: summary.written, failed: summary.failed, skipped: summary.skipped,
-                notStarted: summary.notStarted, seconds: (summary.seconds * 1000).rounded() / 1000))
+                earlier: summary.earlier, held: summary.held, notStarted: summary.notStarted, seconds: (summary.seconds * 1000).rounded() / 1000))
     }
 
     private func emit(_ value: some Encodable) {
@@ -150,6 +174,9 @@ public final class TerminalReporter: BatchReporter {
         var done = 0
         var failed = 0
         var skipped = 0
+        var inFlight = 0
+        var spent: Decimal = 0
+        var priced = false
         var start = Date()
         var lastDraw = Date.distantPast
         var current = ""
@@ -167,16 +194,27 @@ public final class TerminalReporter: BatchReporter {
         }
     }
 
+    public func started(_ input: InputFile) {
+        state.withLock { $0.inFlight += 1 }
+    }
+
     public func report(_ result: PrepareResult) {
         state.withLock { state in
             state.done += 1
+            state.inFlight = max(0, state.inFlight - 1)
+            if let cost = result.cost {
+                state.spent += cost
+                state.priced = true
+            }
             state.current = result.input.relativePath
             var message: String? = nil
             switch result.outcome {
             case .failed(let reason):
                 state.failed += 1
                 message = "error \(DisplayPath.escape(result.input.path)): \(reason)"
-            case .skipped:
+            case .held(let reason):
+                message = "held \(DisplayPath.escape(result.input.path)): \(reason)"
+            case .skipped, .earlier:
                 state.skipped += 1
             case .written:
                 break
@@ -207,6 +245,8 @@ public final class TerminalReporter: BatchReporter {
         var line = "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "] "
         line += "\(state.done)/\(state.total)"
         if state.failed > 0 { line += " \(state.failed) failed" }
+        if state.inFlight > 0 { line += " \(state.inFlight) in flight" }
+        if state.priced { line += " $\(state.spent)" }
         line += String(format: " %.1f img/s", rate) + " ETA " + ReportText.duration(eta)
         let name = DisplayPath.escape(state.current)
         line += " " + (name.count > 40 ? "…" + name.suffix(39) : name)

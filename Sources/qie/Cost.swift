@@ -23,14 +23,7 @@ struct Cost: ParsableCommand {
     @Option(name: .customLong("num-images"), help: "Outputs per input image.")
     var numImages: Int = 1
 
-    @Option(name: .customLong("price-per-image"), help: "Your price in USD per output image (overrides the endpoint's).")
-    var pricePerImage: String?
-
-    @Option(name: .customLong("price-per-megapixel"), help: "Your price in USD per output megapixel.")
-    var pricePerMegapixel: String?
-
-    @Option(name: .customLong("megapixel-rounding"), help: "How billed megapixels round: none, hundredth or whole.")
-    var rounding: String = "none"
+    @OptionGroup var price: PriceOptions
 
     @Flag(help: "One JSON object per file and a total object.")
     var json = false
@@ -38,23 +31,13 @@ struct Cost: ParsableCommand {
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one file or folder") }
         if numImages < 1 { throw ValidationError("--num-images must be at least 1, got \(numImages)") }
-        if MegapixelRounding(rawValue: rounding) == nil {
-            throw ValidationError("--megapixel-rounding must be none, hundredth or whole; got \"\(rounding)\"")
-        }
-        for (name, value) in [("--price-per-image", pricePerImage), ("--price-per-megapixel", pricePerMegapixel)] {
-            if let value, Decimal(string: value).map({ $0 >= 0 }) != true {
-                throw ValidationError("\(name) must be a price in USD such as 0.02; got \"\(value)\"")
-            }
-        }
     }
 
     func run() throws {
         let profile = try endpoint.profile()
         let request = try endpoint.sizeRequest(size: size)
-        let override = PriceOverride(
-            perImage: pricePerImage.flatMap { Decimal(string: $0) },
-            perMegapixel: pricePerMegapixel.flatMap { Decimal(string: $0) })
-        let rounding = MegapixelRounding(rawValue: rounding) ?? .none
+        let override = price.override
+        let rounding = price.megapixelRounding
         let (files, problems) = InputWalker().walk(inputs)
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
 

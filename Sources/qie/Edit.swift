@@ -28,8 +28,25 @@ struct Edit: AsyncParsableCommand {
 
     @OptionGroup var endpoint: ProviderOptions
 
-    @Option(help: "The edit instruction.")
-    var prompt: String
+    @Option(help: "The edit instruction (for every image without a --manifest row or a NAME.txt next to it).")
+    var prompt: String?
+
+    @Option(help: "Prompts per image: CSV with a header (file,prompt[,seed,negative_prompt,images]) or JSON Lines.")
+    var manifest: String?
+
+    @Flag(name: .customLong("dry-run"), help: "Print the plan and the estimated cost; send nothing.")
+    var dryRun = false
+
+    @Option(name: .customLong("max-cost"), help: "Stop sending before spent + in flight would pass this many USD.")
+    var maxCost: String?
+
+    @Option(help: "Submissions per second to the endpoint, at most.")
+    var rate: Double?
+
+    @Flag(name: .customLong("retry-failed"), help: "Try again the jobs that failed in an earlier run into --out.")
+    var retryFailed = false
+
+    @OptionGroup var price: PriceOptions
 
     @Option(help: "Output folder (created if missing).", completion: .directory)
     var out: String
@@ -102,9 +119,13 @@ struct Edit: AsyncParsableCommand {
 
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one file or folder to edit") }
-        if prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        if let prompt, prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw ValidationError("--prompt is empty; say what to change")
         }
+        if let maxCost, Decimal(string: maxCost).map({ $0 > 0 }) != true {
+            throw ValidationError("--max-cost must be a positive amount in USD such as 5 or 12.50; got \"\(maxCost)\"")
+        }
+        if let rate, !(rate > 0) { throw ValidationError("--rate must be a positive number of requests per second, got \(rate)") }
         if let format, OutputFormat(name: format) == nil {
             throw ValidationError("--format must be jpeg, jpg, png, webp, avif or gif; got \"\(format)\"")
         }
@@ -137,14 +158,23 @@ struct Edit: AsyncParsableCommand {
             throw ValidationError(
                 "\(profile.id) takes at most \(profile.images.maxCount) image\(profile.images.maxCount == 1 ? "" : "s") per request: the input plus \(profile.images.maxCount - 1) --image")
         }
+        var check = try editRequest()
+        if check.prompt.isEmpty { check.prompt = "-" }
         try checkBeforeReading(
-            profile: profile, size: try endpoint.sizeRequest(size: size), fit: fit, request: try editRequest(),
+            profile: profile, size: try endpoint.sizeRequest(size: size), fit: fit, request: check,
             imageCount: references.count + 1)
+        if maxCost != nil {
+            let unit = CostEstimator.estimate(profile, outputSize: PixelSize(width: 1024, height: 1024), override: price.override)
+            if unit.total == nil {
+                throw ValidationError(
+                    "--max-cost needs a price: \(profile.id) publishes none; set --price-per-image or --price-per-megapixel")
+            }
+        }
     }
 
     private func editRequest() throws -> EditRequest {
         var request = EditRequest(
-            prompt: prompt, images: [], outputFormat: format.flatMap(OutputFormat.init(name:)),
+            prompt: prompt ?? "", images: [], outputFormat: format.flatMap(OutputFormat.init(name:)),
             negativePrompt: negativePrompt, seed: seed, numImages: numImages)
         request.callbackURL = callbackURL
         try fields.apply(to: &request)
@@ -176,22 +206,50 @@ struct Edit: AsyncParsableCommand {
     func run() async throws {
         let profile = try endpoint.profile()
         let environment = ProcessInfo.processInfo.environment
+        let prompts: PromptManifest
+        do {
+            prompts = try manifest.map { try PromptManifest(file: $0) } ?? PromptManifest()
+        } catch {
+            TextStream.standardError.write("error: manifest \(error)\n")
+            throw ExitCode(2)
+        }
+        let target = ProviderTarget(
+            profile: profile, size: try endpoint.sizeRequest(size: size), fit: fit, position: .centre,
+            fill: try PaddingFill(parsing: background))
+        var (files, problems) = InputWalker(excluding: [out] + (manifest.map { [$0] } ?? [])).walk(inputs)
+        // NAME.txt next to NAME.jpg is that image's prompt, not an input.
+        let imageStems = Set(files.filter { !$0.path.hasSuffix(".txt") }.map { ($0.path as NSString).deletingPathExtension })
+        files.removeAll { $0.path.hasSuffix(".txt") && imageStems.contains(($0.path as NSString).deletingPathExtension) }
+        if prompt == nil, manifest == nil, !files.contains(where: { prompts.request(for: $0.path) != nil }) {
+            TextStream.standardError.write(
+                "error: no prompt: give --prompt, a --manifest, or a text file NAME.txt next to each image\n")
+            throw ExitCode(2)
+        }
+        if dryRun {
+            try dryRunReport(files: files, problems: problems, target: target, prompts: prompts)
+            return
+        }
+
         guard let key = environment[profile.auth.keyVariable], !key.isEmpty else {
             TextStream.standardError.write(
                 "error: \(profile.id) needs an API key in \(profile.auth.keyVariable) (read from the environment only)\n")
             throw ExitCode(2)
         }
         let folder: OutputFolder
+        let ledger: Ledger
         do {
             folder = try OutputFolder(path: out)
+            ledger = try Ledger(folder: out)
+            // `qie resume` runs the recorded command again and records nothing new.
+            let invoked = Array(CommandLine.arguments.dropFirst())
+            if invoked.first == "edit" {
+                try ledger.recordRun(arguments: invoked, directory: FileManager.default.currentDirectoryPath)
+            }
         } catch {
             TextStream.standardError.write("error \(error)\n")
             throw ExitCode(1)
         }
-        let target = ProviderTarget(
-            profile: profile, size: try endpoint.sizeRequest(size: size), fit: fit, position: .centre,
-            fill: try PaddingFill(parsing: background))
-        let settings = EditSettings(
+        var settings = EditSettings(
             target: target, request: try editRequest(), references: references,
             outputFormat: format.flatMap(OutputFormat.init(name:)), quality: quality, restore: restore,
             limits: limits.limits, concurrency: concurrency,
@@ -199,9 +257,21 @@ struct Edit: AsyncParsableCommand {
             wait: WaitPolicy(firstInterval: pollInterval, timeout: timeout),
             callbackListen: (flow == .callback) ? try listenAddress() : nil,
             signingSecret: profile.callback.flatMap { environment[$0.secretVariable] })
-        let (files, problems) = InputWalker(excluding: [out]).walk(inputs)
+        settings.prompts = prompts
+        settings.price = price.override
+        settings.rounding = price.megapixelRounding
+        settings.retryFailed = retryFailed
+        settings.rate = rate
+        var budget: Budget? = nil
+        if let maxCost = maxCost.flatMap({ Decimal(string: $0) }) {
+            // What earlier runs into this folder spent or have in flight counts too.
+            let committed = try ledger.jobs(in: [.completed, .submitted]).reduce(Decimal(0)) { sum, job in
+                sum + ((job.reportedCost ?? job.estimatedCost).flatMap { Decimal(string: $0) } ?? 0)
+            }
+            budget = Budget(limit: maxCost, spent: committed)
+        }
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
-        let reporter: any BatchReporter = json ? JSONLinesReporter() : LineReporter()
+        let reporter = progressReporter(json: json)
 
         // Ctrl-C: start no more edits and let those in flight finish (their
         // jobs may already be paid for); a second Ctrl-C stops at once and
@@ -217,6 +287,7 @@ struct Edit: AsyncParsableCommand {
                 for (path, id) in jobs.sorted(by: { $0.key < $1.key }) {
                     lines.append("  \(DisplayPath.escape(path)): job \(id) at \(profile.id) was accepted; its result was not fetched")
                 }
+                if !jobs.isEmpty { lines.append("run the same command again (or qie resume \(out)) to pick them up") }
                 TextStream.standardError.write(lines.joined(separator: "\n") + "\n")
                 Foundation.exit(130)
             }
@@ -226,15 +297,17 @@ struct Edit: AsyncParsableCommand {
         }
         interrupt.resume()
 
-        reporter.start(total: files.count)
+        let batch = EditBatch(inputs: files, output: folder, settings: settings)
+        reporter.start(total: batch.jobs().count)
         let client = EditClient(
             connectTimeout: .milliseconds(Int64(connectTimeout * 1000)),
             requestTimeout: .milliseconds(Int64(requestTimeout * 1000)), connectionsPerHost: max(8, concurrency))
         var summary: BatchSummary
         do {
-            summary = try await EditBatch(inputs: files, output: folder, settings: settings).run(
-                client: client, cancellation: cancellation,
+            summary = try await batch.run(
+                client: client, ledger: ledger, budget: budget, cancellation: cancellation,
                 accepted: { input, id in inFlight.withLock { $0[input.path] = id } },
+                started: { reporter.started($0) },
                 report: { result in
                     inFlight.withLock { _ = $0.removeValue(forKey: result.input.path) }
                     reporter.report(result)
@@ -249,7 +322,47 @@ struct Edit: AsyncParsableCommand {
         summary.failed += problems.count
         summary.total += problems.count
         reporter.finish(summary, outputFolder: out)
+        if let budget, budget.wasReached {
+            TextStream.standardError.write(
+                "stopped sending at --max-cost $\(budget.limit): $\(budget.spent) spent; run again with a higher --max-cost to go on\n")
+        }
         if cancellation.isCancelled { throw ExitCode(130) }
         if !summary.succeeded { throw ExitCode(1) }
+    }
+
+    /// --dry-run: each file's plan and estimate, and the total, from headers only.
+    private func dryRunReport(files: [InputFile], problems: [InputProblem], target: ProviderTarget, prompts: PromptManifest) throws {
+        let profile = target.profile
+        let copies = profile.field(for: .numImages) == nil ? numImages : 1
+        let perRequest = profile.field(for: .numImages) == nil ? 1 : numImages
+        var out = LineBuffer()
+        var total = Decimal(0)
+        var unpriced = 0
+        var planned = 0
+        var failed = problems.count
+        for problem in problems { TextStream.standardError.write("error \(problem)\n") }
+        for (file, result) in endpoint.plans(for: files, size: target.size, fit: fit, position: target.position, profile: profile) {
+            switch result {
+            case .failure(let error):
+                if let error = error as? ImagingError, file.isSkippable(error) { continue }
+                failed += 1
+                TextStream.standardError.write("error \(DisplayPath.escape(file.path)): \(reason(error))\n")
+            case .success(let (_, plan)):
+                planned += 1
+                let estimate = CostEstimator.estimate(
+                    profile, outputSize: plan.expectedOutput, images: perRequest, override: price.override,
+                    rounding: price.megapixelRounding)
+                let each = estimate.total.map { $0 * Decimal(copies) }
+                if let each { total += each } else { unpriced += 1 }
+                let asked = prompts.request(for: file.path)?.prompt ?? prompt ?? "(no prompt)"
+                out.add(
+                    "would edit \(DisplayPath.escape(file.path)): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(each.map { "~$\($0)" } ?? "price unknown") \"\(asked.prefix(60))\"")
+            }
+        }
+        let money = unpriced == planned && planned > 0 ? "unknown (no price for \(profile.id); set --price-per-image)" : "$\(total)"
+        out.add(
+            "dry run: \(planned * copies) request\(planned * copies == 1 ? "" : "s") for \(planned) image\(planned == 1 ? "" : "s") on \(profile.id), estimated \(money)\(unpriced > 0 && unpriced < planned ? " (\(unpriced) unpriced)" : ""); nothing sent")
+        out.flush()
+        if failed > 0 { throw ExitCode(1) }
     }
 }

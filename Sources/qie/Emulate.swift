@@ -26,6 +26,9 @@ struct Emulate: AsyncParsableCommand {
     @Option(help: "Seconds from submission to result.")
     var latency: Double = 0
 
+    @Flag(name: .customLong("log-requests"), help: "Print one line per request answered (method, path, status, time taken).")
+    var logRequests = false
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, got \(port)") }
         guard latency >= 0 else { throw ValidationError("--latency must not be negative, got \(latency)") }
@@ -33,8 +36,10 @@ struct Emulate: AsyncParsableCommand {
 
     func run() async throws {
         let secret = ProcessInfo.processInfo.environment["RUNFLOW_SIGNING_SECRET"]
+        var log: (@Sendable (String) -> Void)? = nil
+        if logRequests { log = { @Sendable line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) } }
         let emulator = EditEmulator(
-            apiKey: apiKey, latency: .milliseconds(Int(latency * 1000)), signingSecret: secret)
+            apiKey: apiKey, latency: .milliseconds(Int(latency * 1000)), signingSecret: secret, requestLog: log)
         try await emulator.run(port: port) { bound in
             var lines = ["qie emulator listening on http://127.0.0.1:\(bound) (Ctrl-C to stop)"]
             for profile in EditEmulator.profiles {

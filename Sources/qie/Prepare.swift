@@ -186,14 +186,7 @@ struct Prepare: ParsableCommand {
             throw ExitCode(1)
         }
         let (files, problems) = InputWalker(excluding: [out]).walk(inputs)
-        let reporter: any BatchReporter
-        if json {
-            reporter = JSONLinesReporter()
-        } else if TextStream.standardError.isTerminal {
-            reporter = TerminalReporter()
-        } else {
-            reporter = LineReporter()
-        }
+        let reporter = progressReporter(json: json)
         for problem in problems {
             TextStream.standardError.write("error \(problem)\n")
         }

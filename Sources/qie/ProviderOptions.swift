@@ -72,6 +72,37 @@ struct ProviderOptions: ParsableArguments {
     }
 }
 
+/// Prices set by the user, for endpoints that publish none or to override them.
+struct PriceOptions: ParsableArguments {
+    @Option(name: .customLong("price-per-image"), help: "Your price in USD per output image (overrides the endpoint's).")
+    var pricePerImage: String?
+
+    @Option(name: .customLong("price-per-megapixel"), help: "Your price in USD per output megapixel.")
+    var pricePerMegapixel: String?
+
+    @Option(name: .customLong("megapixel-rounding"), help: "How billed megapixels round: none, hundredth or whole.")
+    var rounding: String = "none"
+
+    func validate() throws {
+        if MegapixelRounding(rawValue: rounding) == nil {
+            throw ValidationError("--megapixel-rounding must be none, hundredth or whole; got \"\(rounding)\"")
+        }
+        for (name, value) in [("--price-per-image", pricePerImage), ("--price-per-megapixel", pricePerMegapixel)] {
+            if let value, Decimal(string: value).map({ $0 >= 0 }) != true {
+                throw ValidationError("\(name) must be a price in USD such as 0.02; got \"\(value)\"")
+            }
+        }
+    }
+
+    var override: PriceOverride {
+        PriceOverride(
+            perImage: pricePerImage.flatMap { Decimal(string: $0) },
+            perMegapixel: pricePerMegapixel.flatMap { Decimal(string: $0) })
+    }
+
+    var megapixelRounding: MegapixelRounding { MegapixelRounding(rawValue: rounding) ?? .none }
+}
+
 /// Checks, before any image is read, that `profile` takes the size asked for
 /// and, when given, the request's options with `imageCount` images.
 func checkBeforeReading(

@@ -7,7 +7,9 @@ struct Qie: AsyncParsableCommand {
         commandName: "qie",
         abstract: "Prepare images for hosted Qwen Image Edit endpoints and post-process their results.",
         version: "0.1.0 (libvips \(ImagingRuntime.libvipsVersion))",
-        subcommands: [Probe.self, Prepare.self, Plan.self, Cost.self, Providers.self, Edit.self, Emulate.self]
+        subcommands: [
+            Probe.self, Prepare.self, Plan.self, Cost.self, Providers.self, Edit.self, Resume.self, Status.self, Emulate.self,
+        ]
     )
 
     static func main() async {

@@ -105,12 +105,19 @@ struct ProviderCLITests {
 
 /// `qie emulate` running in the background for a test.
 final class EmulatorProcess {
+    /// What the emulator printed, filled by a reader thread.
+    private final class Log: @unchecked Sendable {
+        let lock = NSLock()
+        var text = ""
+    }
+
     let process = Process()
     let address: String
+    private let log = Log()
 
     init(environment extra: [String: String] = [:], latency: Double = 0) throws {
         process.executableURL = QieBinary.url
-        process.arguments = ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency)]
+        process.arguments = ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency), "--log-requests"]
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -123,9 +130,33 @@ final class EmulatorProcess {
             banner += String(decoding: chunk, as: UTF8.self)
         }
         address = String(try #require(banner.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") }))
+        let handle = pipe.fileHandleForReading
+        Thread.detachNewThread { [log] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                log.lock.withLock { log.text += String(decoding: chunk, as: UTF8.self) }
+            }
+        }
     }
 
-    deinit { process.terminate() }
+    /// Lines of the emulator's request log containing `text`.
+    func count(of text: String) -> Int { log.lock.withLock { log.text.components(separatedBy: text).count - 1 } }
+
+    /// Waits (up to `seconds`) until the emulator's request log has `count` lines containing `text`.
+    func waitForLog(_ text: String, count: Int = 1, seconds: Double = 30) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if self.count(of: text) >= count { return true }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
+    }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
 }
 
 /// Runs `qie` with extra environment variables; output and errors together.
@@ -259,5 +290,119 @@ struct EditCLITests {
                 "--callback-url", "https://hooks.example.com/qie",
             ], environment: [:])
         #expect(remoteStatus == 64 && remote.contains("say where to listen with --callback-listen HOST:PORT"))
+    }
+
+    @Test("Ctrl-C lets the edit in flight finish and starts no more; a second Ctrl-C names the accepted job left behind")
+    func interrupt() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
+        for name in ["a", "b", "c"] { try writeImage(320, 240, to: root + "/in/\(name).jpg") }
+        let emulator = try EmulatorProcess(latency: 2)
+
+        func start(_ out: String) throws -> (Process, Pipe) {
+            let process = Process()
+            process.executableURL = QieBinary.url
+            process.arguments = [
+                "edit", root + "/in", "--provider", "runflow", "--prompt", "x", "--out", root + out, "--concurrency", "1",
+                "--base-url", emulator.address, "--poll-interval", "0.2",
+            ]
+            process.environment = ProcessInfo.processInfo.environment.merging(["RUNFLOW_API_KEY": "cli-key"]) { $1 }
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            return (process, pipe)
+        }
+
+        let submitted = "POST /v1/models/alibaba/qwen-image-edit-2511/runs -> 201"
+        let (gentle, gentleOutput) = try start("/once")
+        #expect(emulator.waitForLog(submitted))
+        kill(gentle.processIdentifier, SIGINT)
+        let text = String(decoding: gentleOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        gentle.waitUntilExit()
+        #expect(gentle.terminationStatus == 130, "\(text)")
+        #expect(text.contains("interrupted: finishing the edits in flight"))
+        let written = try FileManager.default.contentsOfDirectory(atPath: root + "/once").filter { $0.hasSuffix(".png") }
+        #expect(written == ["a.png"], "\(text)")
+
+        let (hard, hardOutput) = try start("/twice")
+        #expect(emulator.waitForLog(submitted, count: 2))
+        kill(hard.processIdentifier, SIGINT)
+        Thread.sleep(forTimeInterval: 0.2)
+        kill(hard.processIdentifier, SIGINT)
+        let stopped = String(decoding: hardOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        hard.waitUntilExit()
+        #expect(hard.terminationStatus == 130)
+        #expect(stopped.contains("a.jpg: job run_") && stopped.contains("was accepted; its result was not fetched"), "\(stopped)")
+    }
+
+    @Test("Killed with SIGKILL at random moments, then resumed: every image done once, no accepted job sent twice")
+    func killAndResume() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
+        let count = 24
+        for index in 1...count { try writeImage(96 + index, 64, to: root + "/in/img-\(index).jpg") }
+        let emulator = try EmulatorProcess(latency: 0.4)
+        let arguments = [
+            "edit", root + "/in", "--provider", "runflow", "--prompt", "night", "--out", root + "/out",
+            "--concurrency", "4", "--base-url", emulator.address, "--poll-interval", "0.1", "--restore", "exact",
+        ]
+        let environment = ProcessInfo.processInfo.environment.merging(["RUNFLOW_API_KEY": "cli-key"]) { $1 }
+
+        /// The ledger's jobs as `qie status --json` reports them.
+        func jobs() throws -> [[String: Any]] {
+            let status = try QieBinary.run(["status", root + "/out", "--json"])
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+            return try #require(object["jobs"] as? [[String: Any]])
+        }
+
+        var recordedIDs: [String: String] = [:]  // job key -> request id seen at a kill
+        var uncertain = 0  // jobs counted as sent but with no id yet when killed
+        var caughtInFlight = 0  // accepted jobs not yet finished when killed
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<4 {
+            let process = Process()
+            process.executableURL = QieBinary.url
+            process.arguments = arguments
+            process.environment = environment
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            Thread.sleep(forTimeInterval: Double.random(in: 0.4...1.6, using: &generator))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            #expect(process.terminationReason == .uncaughtSignal)
+            for job in try jobs() {
+                let key = job["key"] as? String ?? ""
+                if job["state"] as? String == "submitted" { caughtInFlight += 1 }
+                if let id = job["requestID"] as? String {
+                    if let earlier = recordedIDs[key] { #expect(earlier == id, "job \(key) changed its request id") }
+                    recordedIDs[key] = id
+                } else if job["state"] as? String == "prepared", (job["attempts"] as? Int ?? 0) > 0 {
+                    uncertain += 1
+                }
+            }
+        }
+        #expect(caughtInFlight > 0, "no kill landed while a job was in flight")
+        let (status, output) = try runQie(["resume", root + "/out"], environment: ["RUNFLOW_API_KEY": "cli-key"])
+        #expect(status == 0, "\(output)")
+
+        let final = try jobs()
+        #expect(final.count == count && final.allSatisfy { $0["state"] as? String == "completed" })
+        for job in final {
+            let key = job["key"] as? String ?? ""
+            if let earlier = recordedIDs[key] { #expect(job["requestID"] as? String == earlier, "job \(key) was sent again") }
+        }
+        for index in 1...count {
+            let info = try ImageProbe.probe(file: root + "/out/img-\(index).png")
+            #expect(info.width == 96 + index && info.height == 64)
+        }
+        // The emulator's own count: one accepted submission per job, plus at
+        // most one for each job killed between sending and hearing its id.
+        #expect(emulator.waitForLog("-> 201", count: count, seconds: 5))
+        let submissions = emulator.count(of: "POST /v1/models/alibaba/qwen-image-edit-2511/runs -> 201")
+        #expect(submissions >= count && submissions <= count + uncertain, "\(submissions) submissions, \(uncertain) uncertain")
     }
 }

@@ -9,18 +9,20 @@ import Synchronization
 import Testing
 
 /// A client for one test, shut down afterwards whatever happens.
-func withTestClient(
-    connectTimeout: TimeAmount = .seconds(10), _ body: (EditClient) async throws -> Void
-) async throws {
+@discardableResult
+func withTestClient<T: Sendable>(
+    connectTimeout: TimeAmount = .seconds(10), _ body: (EditClient) async throws -> T
+) async throws -> T {
     let client = EditClient(
         retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.05, maxDelay: 1), connectTimeout: connectTimeout)
     do {
-        try await body(client)
+        let value = try await body(client)
+        try await client.shutdown()
+        return value
     } catch {
         try await client.shutdown()
         throw error
     }
-    try await client.shutdown()
 }
 
 /// A port nothing listens on right now.

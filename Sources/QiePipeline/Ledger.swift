@@ -1,0 +1,232 @@
+import Foundation
+import GRDB
+
+/// Where a job stands. Every move is committed before the next step starts.
+public enum JobState: String, Sendable, Codable, CaseIterable {
+    /// Known, nothing done yet (or prepared and interrupted before sending).
+    case pending
+    /// Prepared and about to be sent; a job found here on resume was never
+    /// accepted as far as anyone knows, and is sent again.
+    case prepared
+    /// Accepted by the endpoint: its request id (and for synchronous endpoints
+    /// its result URLs) are recorded, so it is only ever polled or fetched again.
+    case submitted
+    /// Results written.
+    case completed
+    /// Ended with an error (retried only with --retry-failed).
+    case failed
+}
+
+/// One row of the ledger: one paid request (one input, one copy).
+public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "jobs"
+
+    public var id: Int64?
+    /// The job's identity: the input's content, the endpoint and every option
+    /// that changes the result (see `JobKey`).
+    public var key: String
+    public var inputPath: String
+    public var inputSHA256: String
+    public var inputSize: Int64
+    public var inputModified: Double
+    /// 0 for a single request, 1... for repeated requests (`--num-images` emulated).
+    public var copy: Int
+    public var endpoint: String
+    public var prompt: String
+    /// The options that change the result, as canonical JSON.
+    public var options: String
+    public var state: JobState
+    public var requestID: String?
+    /// Result URLs (JSON array) a synchronous answer gave, fetched on resume.
+    public var resultURLs: String?
+    /// Submissions sent for this job, over all runs.
+    public var attempts: Int
+    /// Output files (JSON array).
+    public var outputs: String?
+    /// USD, as decimal text.
+    public var estimatedCost: String?
+    public var reportedCost: String?
+    public var error: String?
+    public var createdAt: Double
+    public var updatedAt: Double
+
+    public var outputPaths: [String] { outputs.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? [] }
+    public var resultURLList: [String] {
+        resultURLs.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+/// A run of `qie edit` into the folder: its arguments, to resume it.
+public struct LedgerRun: Sendable, Codable, Equatable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "runs"
+    public var id: Int64?
+    /// The command's arguments (never a key: keys come from the environment).
+    public var arguments: String
+    public var directory: String
+    public var startedAt: Double
+
+    public var argumentList: [String] { (try? JSONDecoder().decode([String].self, from: Data(arguments.utf8))) ?? [] }
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+/// Counts and money over the ledger.
+public struct LedgerSummary: Sendable, Codable, Equatable {
+    public var jobs = 0
+    public var byState: [String: Int] = [:]
+    /// Reported where the endpoint reported, estimated otherwise; completed jobs only.
+    public var spentUSD: Decimal = 0
+    /// Jobs whose cost is unknown (no price for the endpoint).
+    public var unpriced = 0
+    public var submissions = 0
+}
+
+/// The run ledger: a SQLite file in the output folder (WAL journal), one row
+/// per job. It survives a killed process: each state change is its own
+/// committed transaction, and SQLite's journal makes a half-written change
+/// vanish rather than corrupt the file.
+public final class Ledger: Sendable {
+    /// The file's name inside the output folder (hidden, so folder walks skip it).
+    public static let fileName = ".qie-ledger.sqlite"
+
+    public let path: String
+    private let database: DatabaseQueue
+
+    /// Opens (creating if needed) the ledger of `folder`.
+    public init(folder: String) throws {
+        path = (folder as NSString).appendingPathComponent(Self.fileName)
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            // WAL: a commit is one append; NORMAL sync is durable against a
+            // killed process (not against power loss, like the outputs).
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        database = try DatabaseQueue(path: path, configuration: configuration)
+        try Self.migrator.migrate(database)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "runs") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("arguments", .text).notNull()
+                t.column("directory", .text).notNull()
+                t.column("startedAt", .double).notNull()
+            }
+            try db.create(table: "jobs") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("key", .text).notNull().unique()
+                t.column("inputPath", .text).notNull()
+                t.column("inputSHA256", .text).notNull()
+                t.column("inputSize", .integer).notNull()
+                t.column("inputModified", .double).notNull()
+                t.column("copy", .integer).notNull()
+                t.column("endpoint", .text).notNull()
+                t.column("prompt", .text).notNull()
+                t.column("options", .text).notNull()
+                t.column("state", .text).notNull().indexed()
+                t.column("requestID", .text)
+                t.column("resultURLs", .text)
+                t.column("attempts", .integer).notNull()
+                t.column("outputs", .text)
+                t.column("estimatedCost", .text)
+                t.column("reportedCost", .text)
+                t.column("error", .text)
+                t.column("createdAt", .double).notNull()
+                t.column("updatedAt", .double).notNull()
+            }
+            try db.create(index: "jobs_by_input", on: "jobs", columns: ["inputPath", "inputSize", "inputModified"])
+        }
+        return migrator
+    }
+
+    // MARK: Runs
+
+    @discardableResult
+    public func recordRun(arguments: [String], directory: String) throws -> LedgerRun {
+        let text = String(decoding: try JSONEncoder().encode(arguments), as: UTF8.self)
+        var run = LedgerRun(id: nil, arguments: text, directory: directory, startedAt: Date().timeIntervalSince1970)
+        try database.write { db in try run.insert(db) }
+        return run
+    }
+
+    /// The newest run, to resume.
+    public func lastRun() throws -> LedgerRun? {
+        try database.read { db in try LedgerRun.order(Column("id").desc).fetchOne(db) }
+    }
+
+    // MARK: Jobs
+
+    /// The job with `key`, registering it as pending if it is new.
+    public func register(_ job: LedgerJob) throws -> LedgerJob {
+        try database.write { db in
+            if let existing = try LedgerJob.filter(Column("key") == job.key).fetchOne(db) { return existing }
+            var inserted = job
+            inserted.state = .pending
+            inserted.createdAt = Date().timeIntervalSince1970
+            inserted.updatedAt = inserted.createdAt
+            try inserted.insert(db)
+            return inserted
+        }
+    }
+
+    /// The content hash recorded for a file unchanged since (same path, size
+    /// and modification time), so unchanged inputs are not read twice.
+    public func knownHash(path: String, size: Int64, modified: Double) throws -> String? {
+        try database.read { db in
+            try String.fetchOne(
+                db, sql: "SELECT inputSHA256 FROM jobs WHERE inputPath = ? AND inputSize = ? AND inputModified = ? LIMIT 1",
+                arguments: [path, size, modified])
+        }
+    }
+
+    public func job(id: Int64) throws -> LedgerJob? { try database.read { db in try LedgerJob.fetchOne(db, key: id) } }
+
+    public func jobs(in states: [JobState]? = nil) throws -> [LedgerJob] {
+        try database.read { db in
+            var request = LedgerJob.order(Column("id"))
+            if let states { request = request.filter(states.map(\.rawValue).contains(Column("state"))) }
+            return try request.fetchAll(db)
+        }
+    }
+
+    /// Applies `change` to job `id` and commits it.
+    @discardableResult
+    public func update(_ id: Int64, _ change: (inout LedgerJob) -> Void) throws -> LedgerJob {
+        try database.write { db in
+            guard var job = try LedgerJob.fetchOne(db, key: id) else {
+                throw DatabaseError(message: "no job \(id) in the ledger")
+            }
+            change(&job)
+            job.updatedAt = Date().timeIntervalSince1970
+            try job.update(db)
+            return job
+        }
+    }
+
+    /// Removes job `id` (an input that turned out not to be an image).
+    public func forget(_ id: Int64) throws {
+        _ = try database.write { db in try LedgerJob.deleteOne(db, key: id) }
+    }
+
+    public func summary() throws -> LedgerSummary {
+        var summary = LedgerSummary()
+        for job in try jobs() {
+            summary.jobs += 1
+            summary.byState[job.state.rawValue, default: 0] += 1
+            summary.submissions += job.attempts
+            if job.state == .completed {
+                if let cost = (job.reportedCost ?? job.estimatedCost).flatMap({ Decimal(string: $0) }) {
+                    summary.spentUSD += cost
+                } else {
+                    summary.unpriced += 1
+                }
+            }
+        }
+        return summary
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import SwiftCSV
+
+/// What one input is asked, when it differs from the run's defaults.
+public struct InputRequest: Sendable, Equatable {
+    public var prompt: String
+    public var seed: Int?
+    public var negativePrompt: String?
+    /// Reference images sent after the input (absolute paths); nil keeps the run's `--image`s.
+    public var references: [String]?
+
+    public init(prompt: String, seed: Int? = nil, negativePrompt: String? = nil, references: [String]? = nil) {
+        self.prompt = prompt
+        self.seed = seed
+        self.negativePrompt = negativePrompt
+        self.references = references
+    }
+}
+
+/// Prompts per image: a manifest (CSV with a header row, or JSON Lines) with
+/// the columns `file`, `prompt` and optionally `seed`, `negative_prompt` and
+/// `images` (reference images: a JSON array, or paths separated by `;` in
+/// CSV). Paths are relative to the manifest's folder. Without a manifest row,
+/// a text file next to the image with the same name (`photo.txt` for
+/// `photo.jpg`) gives its prompt.
+public struct PromptManifest: Sendable {
+    /// Requests by the input's absolute, standardised path.
+    public private(set) var requests: [String: InputRequest] = [:]
+    public let path: String?
+
+    public init() { path = nil }
+
+    /// Reads a manifest; errors name the file, the line and what is wrong.
+    public init(file: String) throws(ManifestError) {
+        path = file
+        let folder = (Self.absolute(file) as NSString).deletingLastPathComponent
+        let rows: [(line: Int, fields: [String: Any])]
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ManifestError(file: file, line: nil, "cannot be read")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw ManifestError(file: file, line: nil, "is not UTF-8 text") }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.hasPrefix("{") {
+            var parsed: [(Int, [String: Any])] = []
+            for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let row = line.trimmingCharacters(in: .whitespaces)
+                if row.isEmpty { continue }
+                guard let object = try? JSONSerialization.jsonObject(with: Data(row.utf8)) as? [String: Any] else {
+                    throw ManifestError(file: file, line: index + 1, "is not a JSON object")
+                }
+                parsed.append((index + 1, object))
+            }
+            rows = parsed
+        } else {
+            let csv: CSV<Named>
+            do {
+                csv = try CSV<Named>(string: text, delimiter: .comma, loadColumns: false)
+            } catch {
+                throw ManifestError(file: file, line: nil, "is not valid CSV: \(error)")
+            }
+            guard csv.header.contains("file"), csv.header.contains("prompt") else {
+                throw ManifestError(file: file, line: 1, "needs a header row with file and prompt columns (got \(csv.header.joined(separator: ",")))")
+            }
+            rows = csv.rows.enumerated().map { ($0.offset + 2, $0.element as [String: Any]) }
+        }
+        for (line, fields) in rows {
+            guard let name = (fields["file"] as? String)?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
+                throw ManifestError(file: file, line: line, "has no file")
+            }
+            guard let prompt = (fields["prompt"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines), !prompt.isEmpty else {
+                throw ManifestError(file: file, line: line, "has no prompt for \(name)")
+            }
+            var request = InputRequest(prompt: prompt)
+            switch fields["seed"] {
+            case let number as Int: request.seed = number
+            case let text as String where !text.trimmingCharacters(in: .whitespaces).isEmpty:
+                guard let seed = Int(text.trimmingCharacters(in: .whitespaces)) else {
+                    throw ManifestError(file: file, line: line, "has a seed that is not an integer: \(text)")
+                }
+                request.seed = seed
+            default: break
+            }
+            if let negative = fields["negative_prompt"] as? String, !negative.isEmpty { request.negativePrompt = negative }
+            var references: [String]? = nil
+            if let list = fields["images"] as? [String] {
+                references = list
+            } else if let text = fields["images"] as? String, !text.trimmingCharacters(in: .whitespaces).isEmpty {
+                references = text.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            }
+            request.references = references?.map { Self.absolute($0, relativeTo: folder) }
+            let key = Self.absolute(name, relativeTo: folder)
+            if requests[key] != nil { throw ManifestError(file: file, line: line, "names \(name) a second time") }
+            requests[key] = request
+        }
+    }
+
+    /// Adds another manifest's rows (its rows win for the same image).
+    public mutating func merge(_ other: PromptManifest) {
+        requests.merge(other.requests) { _, theirs in theirs }
+    }
+
+    /// The request for an input: its manifest row, else its `NAME.txt`, else nil.
+    public func request(for path: String) -> InputRequest? {
+        if let row = requests[Self.absolute(path)] { return row }
+        let text = ((path as NSString).deletingPathExtension) + ".txt"
+        guard path != text, let data = FileManager.default.contents(atPath: text),
+            let prompt = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
+            !prompt.isEmpty
+        else { return nil }
+        return InputRequest(prompt: prompt)
+    }
+
+    static func absolute(_ path: String, relativeTo folder: String? = nil) -> String {
+        let base = folder ?? FileManager.default.currentDirectoryPath
+        let full = path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
+        return (full as NSString).standardizingPath
+    }
+}
+
+/// A manifest that cannot be used, with where and why.
+public struct ManifestError: Error, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    public var reason: String
+
+    init(file: String, line: Int?, _ reason: String) {
+        self.file = file
+        self.line = line
+        self.reason = reason
+    }
+
+    public var description: String {
+        "\(DisplayPath.escape(file))\(line.map { ":\($0)" } ?? "") \(reason)"
+    }
+}
