@@ -17,6 +17,7 @@ samples: build
 	.build/release/qie probe $(OUT)
 
 test: deps
+	@scripts/ensure-deps.sh chromium python3
 	$(SWIFT) test
 
 bench: build

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building qie needs, if it is missing: the C libraries (with
-# their pkg-config files) from Debian/Ubuntu packages. Swift packages come
+# their pkg-config files) from Debian/Ubuntu packages, and the tools named as
+# arguments (benchmarks' reference tools; chromium and python3 for the tests). Swift packages come
 # through Package.swift. Safe to run again: it installs nothing when all is there.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ pkg-config --exists vips 2>/dev/null || missing+=(libvips-dev)
 pkg-config --exists libpng 2>/dev/null || missing+=(libpng-dev)
 pkg-config --exists libjpeg 2>/dev/null || missing+=(libjpeg-dev)
 pkg-config --exists libwebpmux 2>/dev/null || missing+=(libwebp-dev)
+pkg-config --exists sqlite3 2>/dev/null || missing+=(libsqlite3-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 for tool in "$@"; do
   case "$tool" in
@@ -16,6 +18,8 @@ for tool in "$@"; do
     convert) dpkg -s imagemagick >/dev/null 2>&1 || missing+=(imagemagick) ;;
     hyperfine) command -v hyperfine >/dev/null 2>&1 || missing+=(hyperfine) ;;
     time) [ -x /usr/bin/time ] || missing+=(time) ;;
+    chromium) [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
+    python3) command -v python3 >/dev/null 2>&1 || missing+=(python3) ;;
   esac
 done
 

@@ -236,6 +236,18 @@ extension EditBatch {
                 let suffix = results.count > 1 ? "-\(index + 1)" : ""
                 written.append(try output.write(encoded, to: "\(stem)\(suffix).\(format.fileExtension)", protecting: input.path))
             }
+            if let jobID, ledger != nil, let first = written.first {
+                // Contact-sheet thumbnails of the input and of what was written;
+                // a failure here costs only the picture.
+                let names = RunReport.thumbnailNames(job: jobID)
+                let thumbnails = try? await ImagingRuntime.offload {
+                    (try RunReport.thumbnail(file: input.path), try RunReport.thumbnail(file: first))
+                }
+                if let (before, after) = thumbnails {
+                    _ = try? output.write(before, to: names.before)
+                    _ = try? output.write(after, to: names.after)
+                }
+            }
             let finishSeconds = Date().timeIntervalSince(finishing)
             let sidecar = EditRecord(
                 job: key, endpoint: profile.id, model: profile.model, prompt: asked.prompt, seed: asked.seed,

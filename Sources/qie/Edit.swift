@@ -322,6 +322,12 @@ struct Edit: AsyncParsableCommand {
         summary.failed += problems.count
         summary.total += problems.count
         reporter.finish(summary, outputFolder: out)
+        do {
+            try RunReport(ledger: ledger, folder: out).write(to: folder)
+            if !json { TextStream.standardOutput.write("report: \((out as NSString).appendingPathComponent(RunReport.htmlName))\n") }
+        } catch {
+            TextStream.standardError.write("error: cannot write the report: \(error)\n")
+        }
         if let budget, budget.wasReached {
             TextStream.standardError.write(
                 "stopped sending at --max-cost $\(budget.limit): $\(budget.spent) spent; run again with a higher --max-cost to go on\n")

@@ -405,4 +405,68 @@ struct EditCLITests {
         let submissions = emulator.count(of: "POST /v1/models/alibaba/qwen-image-edit-2511/runs -> 201")
         #expect(submissions >= count && submissions <= count + uncertain, "\(submissions) submissions, \(uncertain) uncertain")
     }
+
+    @Test("report.html opens in headless Chromium and shows each before/after pair")
+    func reportScreenshot() throws {
+        let chromium = "/usr/bin/chromium"
+        try #require(
+            FileManager.default.isExecutableFile(atPath: chromium),
+            "Chromium is needed to look at the report: scripts/ensure-deps.sh chromium (make test runs it)")
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
+        let colours: [(String, [UInt8])] = [("red", [230, 30, 30]), ("green", [30, 190, 60]), ("blue", [40, 60, 220])]
+        for (name, rgb) in colours {
+            let pixels = [UInt8]((0..<(300 * 200)).flatMap { _ in rgb })
+            try Image(pixels: pixels, size: PixelSize(width: 300, height: 200), channels: 3)
+                .encoded(EncodeOptions(format: .png)).write(to: URL(fileURLWithPath: root + "/in/\(name).png"))
+        }
+        let emulator = try EmulatorProcess()
+        let (status, output) = try runQie(
+            [
+                "edit", root + "/in", "--provider", "runpod", "--prompt", "keep the colour", "--out", root + "/out",
+                "--restore", "exact", "--base-url", emulator.address, "--concurrency", "1",
+            ], environment: ["RUNPOD_API_KEY": "cli-key"])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("report: \(root)/out/report.html"))
+        let report = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/out/report.json"))) as? [String: Any])
+        let entries = try #require(report["entries"] as? [[String: Any]])
+        #expect(entries.count == 3 && entries.allSatisfy { $0["before"] is String && $0["after"] is String })
+        // Small thumbnails, not the full images.
+        for entry in entries {
+            let thumb = try ImageProbe.probe(file: root + "/out/" + (entry["after"] as? String ?? ""))
+            #expect(max(thumb.width, thumb.height) <= 256)
+        }
+
+        let shot = root + "/shot.png"
+        let browser = Process()
+        browser.executableURL = URL(fileURLWithPath: chromium)
+        browser.arguments = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--allow-file-access-from-files",
+            "--user-data-dir=" + root + "/chromium-profile", "--window-size=1000,700", "--screenshot=" + shot,
+            "file://" + root + "/out/report.html",
+        ]
+        browser.standardOutput = FileHandle.nullDevice
+        browser.standardError = FileHandle.nullDevice
+        try browser.run()
+        browser.waitUntilExit()
+        let image = try Image.decode(file: shot)
+        #expect(image.width == 1000 && image.height == 700)
+        // Count each colour in the "before" column and in the "after" column.
+        var seen: [String: (before: Int, after: Int)] = [:]
+        for y in stride(from: 0, to: image.height, by: 4) {
+            for x in stride(from: 0, to: 460, by: 4) {
+                let pixel = try image.pixel(x: x, y: y)
+                for (name, rgb) in colours
+                where zip(pixel, rgb).allSatisfy({ abs(Int($0) - Int($1)) < 40 }) {
+                    if x < 231 { seen[name, default: (0, 0)].before += 1 } else { seen[name, default: (0, 0)].after += 1 }
+                }
+            }
+        }
+        // A 200x133 thumbnail sampled every 4 pixels is about 1,600 samples.
+        for (name, _) in colours {
+            #expect((seen[name]?.before ?? 0) > 1_000 && (seen[name]?.after ?? 0) > 1_000, "\(name): \(String(describing: seen[name]))")
+        }
+    }
 }

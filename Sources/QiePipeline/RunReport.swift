@@ -1,0 +1,173 @@
+import Foundation
+import QieImaging
+
+/// `report.html` and `report.json` in the output folder: every job of the
+/// ledger, with before / after thumbnails (small JPEGs in `report-thumbs/`,
+/// made as each job finishes), prompt, endpoint, cost and error. The page is
+/// one static file with relative links: it opens in a browser without a server.
+public struct RunReport: Sendable, Encodable {
+    public static let htmlName = "report.html"
+    public static let jsonName = "report.json"
+    public static let thumbnailFolder = "report-thumbs"
+    /// Longest side of a thumbnail, in pixels.
+    public static let thumbnailSide = 256
+
+    public struct Entry: Sendable, Codable, Equatable {
+        public var input: String
+        public var outputs: [String]
+        public var state: String
+        public var endpoint: String
+        public var prompt: String
+        public var requestID: String?
+        public var costUSD: String?
+        /// Whether the cost is the endpoint's own figure (else an estimate).
+        public var costReported: Bool
+        public var error: String?
+        /// Relative to the output folder.
+        public var before: String?
+        public var after: String?
+    }
+
+    public struct Totals: Sendable, Codable, Equatable {
+        public var jobs: Int
+        public var byState: [String: Int]
+        public var spentUSD: String
+        public var unpriced: Int
+        public var submissions: Int
+    }
+
+    public var totals: Totals
+    public var entries: [Entry]
+    public var generated: Date
+    /// The output folder, absolute; links under it are written relative.
+    private let base: String
+
+    private enum CodingKeys: String, CodingKey { case totals, entries, generated }
+
+    /// The report of `ledger`, whose thumbnails live under `folder`.
+    public init(ledger: Ledger, folder: String) throws {
+        let summary = try ledger.summary()
+        totals = Totals(
+            jobs: summary.jobs, byState: summary.byState, spentUSD: "\(summary.spentUSD)", unpriced: summary.unpriced,
+            submissions: summary.submissions)
+        generated = Date()
+        base = PromptManifest.absolute(folder)
+        entries = try ledger.jobs().map { job in
+            let names = Self.thumbnailNames(job: job.id ?? 0)
+            func existing(_ name: String) -> String? {
+                FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent(name)) ? name : nil
+            }
+            return Entry(
+                input: job.inputPath, outputs: job.outputPaths, state: job.state.rawValue, endpoint: job.endpoint,
+                prompt: job.prompt, requestID: job.requestID, costUSD: job.reportedCost ?? job.estimatedCost,
+                costReported: job.reportedCost != nil, error: job.error, before: existing(names.before),
+                after: existing(names.after))
+        }
+    }
+
+    /// Where a job's thumbnails go, relative to the output folder.
+    public static func thumbnailNames(job: Int64) -> (before: String, after: String) {
+        ("\(thumbnailFolder)/\(job)-before.jpg", "\(thumbnailFolder)/\(job)-after.jpg")
+    }
+
+    /// A small JPEG of an image (file or bytes), for the contact sheet.
+    public static func thumbnail(file: String) throws -> Data {
+        try ImageProcessor.prepare(file: file, resize: thumbnailResize, encode: thumbnailEncode).data
+    }
+
+    public static func thumbnail(data: Data) throws -> Data {
+        try ImageProcessor.prepare(data: data, resize: thumbnailResize, encode: thumbnailEncode).data
+    }
+
+    private static let thumbnailResize = ResizeOptions(
+        size: PixelSize(width: thumbnailSide, height: thumbnailSide), fit: .inside, fill: .colour(.white))
+    private static let thumbnailEncode = EncodeOptions(format: .jpeg, quality: 80)
+
+    /// Writes both files atomically into `output`.
+    public func write(to output: OutputFolder) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        try output.write(try encoder.encode(self), to: Self.jsonName)
+        try output.write(Data(html().utf8), to: Self.htmlName)
+    }
+
+    /// The contact sheet.
+    public func html() -> String {
+        let states = totals.byState.sorted { $0.key < $1.key }.map { "\($0.value) \(escape($0.key))" }.joined(separator: ", ")
+        var page = """
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8">
+            <meta name="viewport" content="width=device-width, initial-scale=1">
+            <title>qie report</title>
+            <style>
+            body { font: 14px/1.4 system-ui, sans-serif; margin: 16px; color: #222; background: #fafafa; }
+            h1 { font-size: 18px; margin: 0 0 4px; }
+            .totals { color: #555; margin-bottom: 12px; }
+            .job { display: flex; gap: 12px; align-items: flex-start; background: #fff; border: 1px solid #ddd;
+                   border-radius: 6px; padding: 8px; margin-bottom: 8px; }
+            .job.failed { border-color: #d33; }
+            figure { margin: 0; text-align: center; font-size: 11px; color: #777; }
+            figure img { display: block; width: 200px; height: 150px; object-fit: contain; background: #eee; }
+            .none { width: 200px; height: 150px; background: #eee; display: flex; align-items: center;
+                    justify-content: center; color: #999; }
+            .meta { flex: 1; min-width: 0; word-wrap: break-word; }
+            .meta .name { font-weight: 600; }
+            .error { color: #b00; }
+            .state { display: inline-block; padding: 0 6px; border-radius: 3px; background: #eee; font-size: 12px; }
+            </style></head><body>
+            <h1>qie report</h1>
+            <div class="totals">\(totals.jobs) job\(totals.jobs == 1 ? "" : "s"): \(states) &middot; spent $\(escape(totals.spentUSD))\
+            \(totals.unpriced > 0 ? " (+ \(totals.unpriced) unpriced)" : "") &middot; \(totals.submissions) submission\(totals.submissions == 1 ? "" : "s")</div>
+
+            """
+        for entry in entries {
+            page += "<div class=\"job \(escape(entry.state))\">"
+            page += figure(entry.before, caption: "before")
+            page += figure(entry.after, caption: "after")
+            page += "<div class=\"meta\"><div class=\"name\">\(escape(entry.input))</div>"
+            page += "<div><span class=\"state\">\(escape(entry.state))</span> \(escape(entry.endpoint))"
+            if let cost = entry.costUSD { page += " &middot; $\(escape(cost))\(entry.costReported ? "" : " (estimated)")" }
+            if let id = entry.requestID { page += " &middot; job \(escape(id))" }
+            page += "</div><div>\(escape(entry.prompt))</div>"
+            for output in entry.outputs {
+                page += "<div><a href=\"\(escape(link(output)))\">\(escape((output as NSString).lastPathComponent))</a></div>"
+            }
+            if let error = entry.error { page += "<div class=\"error\">\(escape(error))</div>" }
+            page += "</div></div>\n"
+        }
+        page += "</body></html>\n"
+        return page
+    }
+
+    private func figure(_ path: String?, caption: String) -> String {
+        guard let path else { return "<figure><div class=\"none\">no image</div>\(caption)</figure>" }
+        // Thumbnails are named relative to the report's folder already.
+        let source = path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? path
+        return "<figure><img src=\"\(escape(source))\" alt=\"\(caption)\" loading=\"lazy\">\(caption)</figure>"
+    }
+
+    /// A link that works from the report's folder: relative under it, a file URL elsewhere.
+    private func link(_ path: String) -> String {
+        let absolute = PromptManifest.absolute(path)
+        let inside = absolute.hasPrefix(base + "/") ? String(absolute.dropFirst(base.count + 1)) : nil
+        let target = inside ?? absolute
+        let encoded = target.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? target
+        return inside == nil ? "file://" + encoded : encoded
+    }
+
+    private func escape(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+}
