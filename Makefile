@@ -15,6 +15,7 @@ build: deps
 samples: build
 	.build/release/qie prepare samples --size 1024x1280 --fit contain --format jpeg --quality 90 --out $(OUT)
 	.build/release/qie probe $(OUT)
+	scripts/edit-samples.sh $(OUT)/edited
 
 test: deps
 	@scripts/ensure-deps.sh chromium python3

@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "QieImaging", targets: ["QieImaging"]),
         .library(name: "QiePipeline", targets: ["QiePipeline"]),
         .library(name: "QieProviders", targets: ["QieProviders"]),
+        .library(name: "QieClient", targets: ["QieClient"]),
+        .library(name: "QieEmulator", targets: ["QieEmulator"]),
         .executable(name: "qie", targets: ["qie"]),
     ],
     dependencies: [
@@ -83,7 +85,7 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]),
         // Micro-benchmarks (`swift run -c release qie-bench`); not a test.
-        .executableTarget(name: "qie-bench", dependencies: ["QieProviders", "QieImaging"]),
+        .executableTarget(name: "qie-bench", dependencies: ["QieProviders", "QieImaging", "QiePipeline"]),
 
         .testTarget(name: "QieImagingTests", dependencies: ["QieImaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging", "QieProviders"]),

@@ -95,9 +95,6 @@ extension EditBatch {
         var jobID: Int64? = nil
         var reservation: Decimal? = nil
         let acceptedID = Mutex<String?>(nil)
-        func record(_ change: (inout LedgerJob) -> Void) throws {
-            if let jobID, let ledger { try ledger.update(jobID, change) }
-        }
         let outcome: PrepareResult.Outcome
         var cost: Decimal? = nil
         do {
@@ -116,10 +113,9 @@ extension EditBatch {
             if let ledger {
                 let registered = try ledger.register(
                     LedgerJob(
-                        id: nil, key: key, inputPath: input.path, inputSHA256: identity.sha256, inputSize: identity.size,
+                        key: key, inputPath: input.path, inputSHA256: identity.sha256, inputSize: identity.size,
                         inputModified: identity.modified, copy: job.copy, endpoint: profile.id, prompt: asked.prompt,
-                        options: options, state: .pending, requestID: nil, resultURLs: nil, attempts: 0, outputs: nil,
-                        estimatedCost: nil, reportedCost: nil, error: nil, createdAt: 0, updatedAt: 0))
+                        options: options))
                 row = registered
                 jobID = registered.id
                 switch registered.state {
@@ -174,11 +170,6 @@ extension EditBatch {
                     }
                     reservation = estimate
                 }
-                try record {
-                    $0.state = .prepared
-                    $0.estimatedCost = estimate.map { "\($0)" }
-                    $0.error = nil
-                }
                 var request = settings.request
                 request.prompt = asked.prompt
                 request.seed = asked.seed
@@ -193,30 +184,23 @@ extension EditBatch {
                     request, plan: plan, for: profile, apiKey: settings.apiKey, baseURL: settings.baseURL, flow: settings.flow)
                 try await context.limiter?.wait()
                 // Counted before sending: a kill during the request still shows the attempt.
-                try record { $0.attempts += 1 }
+                if let jobID { try ledger?.markSending(jobID, estimatedCost: estimate.map { "\($0)" }) }
                 let (apiKey, baseURL, rowID) = (settings.apiKey, settings.baseURL, jobID)
                 result = try await context.client.perform(
                     built, on: profile, poll: { RequestBuilder.poll(id: $0, for: profile, apiKey: apiKey, baseURL: baseURL) },
                     policy: settings.wait, signals: context.signals,
                     accepted: { id in
                         acceptedID.withLock { $0 = id }
-                        if let rowID, let ledger {
-                            _ = try? ledger.update(rowID) {
-                                $0.state = .submitted
-                                $0.requestID = id
-                            }
-                        }
+                        if let rowID { try? ledger?.markSubmitted(rowID, requestID: id) }
                         accepted(id)
                     })
                 let urls = result.images.compactMap { if case .url(let url) = $0 { url } else { nil } }
                 let resultID = result.requestID
                 if let resultID { acceptedID.withLock { $0 = resultID } }
-                try record {
-                    $0.attempts += max(0, result.submissions - 1)
-                    $0.state = .submitted
-                    $0.requestID = resultID ?? $0.requestID
-                    $0.resultURLs = urls.isEmpty ? nil : String(decoding: (try? JSONEncoder().encode(urls)) ?? Data(), as: UTF8.self)
-                    $0.reportedCost = result.reportedCost.map { "\($0)" }
+                if let jobID {
+                    try ledger?.markSubmitted(
+                        jobID, requestID: resultID, resultURLs: urls, reportedCost: result.reportedCost.map { "\($0)" },
+                        extraAttempts: max(0, result.submissions - 1))
                 }
                 if resultID != nil { accepted(resultID!) }
             }
@@ -262,12 +246,7 @@ extension EditBatch {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try output.write(try encoder.encode(sidecar), to: stem + ".json")
-            try self.record(jobID, ledger) {
-                $0.state = .completed
-                $0.outputs = String(decoding: (try? JSONEncoder().encode(written)) ?? Data(), as: UTF8.self)
-                $0.reportedCost = result.reportedCost.map { "\($0)" } ?? $0.reportedCost
-                $0.error = nil
-            }
+            if let jobID { try ledger?.markCompleted(jobID, outputs: written, reportedCost: result.reportedCost.map { "\($0)" }) }
             if let reservation { context.budget?.settle(reservation, actual: result.reportedCost ?? reservation) }
             reservation = nil
             cost = result.reportedCost ?? estimate
@@ -302,18 +281,11 @@ extension EditBatch {
                 // Not an image: nothing to remember.
                 try? ledger?.forget(jobID)
             } else {
-                try? self.record(jobID, ledger) {
-                    if !mayFinish { $0.state = .failed }
-                    $0.error = reason
-                }
+                if let jobID { try? ledger?.markError(jobID, reason, failed: !mayFinish) }
             }
             if let reservation { context.budget?.settle(reservation, actual: acceptedJob == nil ? nil : reservation) }
             outcome = skip ? .skipped(reason: reason) : .failed(reason: reason)
         }
         return PrepareResult(input: input, outcome: outcome, seconds: Date().timeIntervalSince(start), cost: cost)
-    }
-
-    private func record(_ id: Int64?, _ ledger: Ledger?, _ change: (inout LedgerJob) -> Void) throws {
-        if let id, let ledger { try ledger.update(id, change) }
     }
 }

@@ -50,6 +50,26 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
     public var createdAt: Double
     public var updatedAt: Double
 
+    /// A new job, pending, as `Ledger.register` takes it.
+    public init(
+        key: String, inputPath: String, inputSHA256: String, inputSize: Int64, inputModified: Double, copy: Int,
+        endpoint: String, prompt: String, options: String
+    ) {
+        self.key = key
+        self.inputPath = inputPath
+        self.inputSHA256 = inputSHA256
+        self.inputSize = inputSize
+        self.inputModified = inputModified
+        self.copy = copy
+        self.endpoint = endpoint
+        self.prompt = prompt
+        self.options = options
+        state = .pending
+        attempts = 0
+        createdAt = 0
+        updatedAt = 0
+    }
+
     public var outputPaths: [String] { outputs.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? [] }
     public var resultURLList: [String] {
         resultURLs.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
@@ -213,20 +233,89 @@ public final class Ledger: Sendable {
         _ = try database.write { db in try LedgerJob.deleteOne(db, key: id) }
     }
 
+    // MARK: Moves (one UPDATE each, no read)
+
+    /// About to send: prepared, with its estimate, one more attempt counted.
+    public func markSending(_ id: Int64, estimatedCost: String?) throws {
+        try execute(
+            "UPDATE jobs SET state = 'prepared', estimatedCost = ?, error = NULL, attempts = attempts + 1, updatedAt = ? WHERE id = ?",
+            [estimatedCost, Date().timeIntervalSince1970, id])
+    }
+
+    /// Accepted: the endpoint's id, and for a synchronous answer its result
+    /// URLs and cost; `extraAttempts` counts submissions retried by the client.
+    public func markSubmitted(
+        _ id: Int64, requestID: String?, resultURLs: [String] = [], reportedCost: String? = nil, extraAttempts: Int = 0
+    ) throws {
+        let urls = resultURLs.isEmpty ? nil : String(decoding: try JSONEncoder().encode(resultURLs), as: UTF8.self)
+        try execute(
+            """
+            UPDATE jobs SET state = 'submitted', requestID = COALESCE(?, requestID), resultURLs = COALESCE(?, resultURLs),
+            reportedCost = COALESCE(?, reportedCost), attempts = attempts + ?, updatedAt = ? WHERE id = ?
+            """, [requestID, urls, reportedCost, extraAttempts, Date().timeIntervalSince1970, id])
+    }
+
+    /// Done: its outputs, and the endpoint's cost when it reported one.
+    public func markCompleted(_ id: Int64, outputs: [String], reportedCost: String?) throws {
+        let list = String(decoding: try JSONEncoder().encode(outputs), as: UTF8.self)
+        try execute(
+            """
+            UPDATE jobs SET state = 'completed', outputs = ?, reportedCost = COALESCE(?, reportedCost), error = NULL,
+            updatedAt = ? WHERE id = ?
+            """, [list, reportedCost, Date().timeIntervalSince1970, id])
+    }
+
+    /// Ended with `error`; an accepted job that may still finish keeps its
+    /// state (`failed: false`) so the next run asks about it again.
+    public func markError(_ id: Int64, _ error: String, failed: Bool) throws {
+        try execute(
+            "UPDATE jobs SET state = CASE WHEN ? THEN 'failed' ELSE state END, error = ?, updatedAt = ? WHERE id = ?",
+            [failed, error, Date().timeIntervalSince1970, id])
+    }
+
+    private func execute(_ sql: String, _ arguments: StatementArguments) throws {
+        try database.write { db in
+            try db.cachedStatement(sql: sql).execute(arguments: arguments)
+        }
+    }
+
+    /// Calls `body` with each job in order, one row in memory at a time.
+    public func forEachJob(_ body: (LedgerJob) throws -> Void) throws {
+        try database.read { db in
+            let cursor = try LedgerJob.order(Column("id")).fetchCursor(db)
+            while let job = try cursor.next() { try body(job) }
+        }
+    }
+
+    /// Money of completed jobs (reported, else estimated) plus, with
+    /// `includingSubmitted`, the estimates of jobs accepted and not yet done.
+    public func committedCost(includingSubmitted: Bool) throws -> (total: Decimal, unpriced: Int) {
+        try database.read { db in
+            let states = includingSubmitted ? "('completed', 'submitted')" : "('completed')"
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT COALESCE(reportedCost, estimatedCost) FROM jobs WHERE state IN \(states)")
+            var total = Decimal(0)
+            var unpriced = 0
+            while let row = try rows.next() {
+                if let text: String = row[0], let cost = Decimal(string: text) { total += cost } else { unpriced += 1 }
+            }
+            return (total, unpriced)
+        }
+    }
+
     public func summary() throws -> LedgerSummary {
         var summary = LedgerSummary()
-        for job in try jobs() {
-            summary.jobs += 1
-            summary.byState[job.state.rawValue, default: 0] += 1
-            summary.submissions += job.attempts
-            if job.state == .completed {
-                if let cost = (job.reportedCost ?? job.estimatedCost).flatMap({ Decimal(string: $0) }) {
-                    summary.spentUSD += cost
-                } else {
-                    summary.unpriced += 1
-                }
+        try database.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT state, COUNT(*), SUM(attempts) FROM jobs GROUP BY state")
+            for row in rows {
+                let state: String = row[0]
+                let count: Int = row[1]
+                summary.byState[state] = count
+                summary.jobs += count
+                summary.submissions += (row[2] as Int?) ?? 0
             }
         }
+        (summary.spentUSD, summary.unpriced) = try committedCost(includingSubmitted: false)
         return summary
     }
 }

@@ -44,6 +44,15 @@ public final class OutputFolder: Sendable {
     public func write(_ data: Data, to relativePath: String, protecting input: String? = nil) throws(OutputError)
         -> String
     {
+        try write(to: relativePath, protecting: input) { file in try file.append(data) }
+    }
+
+    /// Writes a file produced piece by piece (never whole in memory), with the
+    /// same guarantees as `write(_:to:protecting:)`.
+    @discardableResult
+    public func write(
+        to relativePath: String, protecting input: String? = nil, _ produce: (inout StreamedFile) throws -> Void
+    ) throws(OutputError) -> String {
         let full = path.hasSuffix("/") ? path + relativePath : path + "/" + relativePath
         let components = relativePath.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         guard let fileName = components.last,
@@ -85,17 +94,14 @@ public final class OutputFolder: Sendable {
         let fd = openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw OutputError(path: full, reason: posixReason("cannot create a temporary file")) }
         var failure: String? = nil
-        data.withUnsafeBytes { raw in
-            var written = 0
-            while written < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = posixReason("writing failed")
-                    return
-                }
-                written += n
-            }
+        var file = StreamedFile(descriptor: fd)
+        do {
+            try produce(&file)
+            try file.flush()
+        } catch let error as OutputError {
+            failure = error.reason
+        } catch {
+            failure = "\(error)"
         }
         if close(fd) != 0 && failure == nil { failure = posixReason("writing failed") }
         if failure == nil && renameat(directory, temporary, directory, fileName) != 0 {
@@ -112,5 +118,50 @@ public final class OutputFolder: Sendable {
         let code = errno
         let hint = code == ENOSPC ? " (disk full)" : code == EACCES ? " (check the folder's permissions)" : ""
         return "\(what): \(String(cString: strerror(code)))\(hint)"
+    }
+}
+
+/// A file being written by `OutputFolder.write(to:protecting:_:)`, buffered
+/// in 64 KB pieces.
+public struct StreamedFile {
+    let descriptor: Int32
+    private var buffer: [UInt8] = []
+
+    init(descriptor: Int32) {
+        self.descriptor = descriptor
+        buffer.reserveCapacity(64 * 1024)
+    }
+
+    public mutating func append(_ text: String) throws {
+        buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 64 * 1024 { try flush() }
+    }
+
+    public mutating func append(_ data: Data) throws {
+        if data.count >= 64 * 1024 {
+            try flush()
+            try data.withUnsafeBytes { try writeAll($0) }
+        } else {
+            buffer.append(contentsOf: data)
+            if buffer.count >= 64 * 1024 { try flush() }
+        }
+    }
+
+    mutating func flush() throws {
+        guard !buffer.isEmpty else { return }
+        try buffer.withUnsafeBytes { try writeAll($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ raw: UnsafeRawBufferPointer) throws {
+        var written = 0
+        while written < raw.count {
+            let n = Glibc.write(descriptor, raw.baseAddress! + written, raw.count - written)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw OutputError(path: "", reason: "writing failed: \(String(cString: strerror(errno)))")
+            }
+            written += n
+        }
     }
 }

@@ -119,6 +119,8 @@ public struct JSONLinesReporter: BatchReporter {
         var error: String?
         var seconds: Double
         var result: PreparedSummary?
+        /// USD, reported by the endpoint or estimated (edits).
+        var costUSD: String?
     }
 
     struct Summary: Encodable {
@@ -129,6 +131,7 @@ public struct JSONLinesReporter: BatchReporter {
 
     public func report(_ result: PrepareResult) {
         var line = Line(input: result.input.path, status: "", seconds: (result.seconds * 1000).rounded() / 1000)
+        line.costUSD = result.cost.map { "\($0)" }
         switch result.outcome {
         case .written(let path, let image):
             line.status = "ok"

@@ -5,7 +5,7 @@ import QieImaging
 /// ledger, with before / after thumbnails (small JPEGs in `report-thumbs/`,
 /// made as each job finishes), prompt, endpoint, cost and error. The page is
 /// one static file with relative links: it opens in a browser without a server.
-public struct RunReport: Sendable, Encodable {
+public struct RunReport: Sendable {
     public static let htmlName = "report.html"
     public static let jsonName = "report.json"
     public static let thumbnailFolder = "report-thumbs"
@@ -36,32 +36,38 @@ public struct RunReport: Sendable, Encodable {
         public var submissions: Int
     }
 
-    public var totals: Totals
-    public var entries: [Entry]
-    public var generated: Date
+    public let ledger: Ledger
     /// The output folder, absolute; links under it are written relative.
     private let base: String
-
-    private enum CodingKeys: String, CodingKey { case totals, entries, generated }
+    private let folder: String
 
     /// The report of `ledger`, whose thumbnails live under `folder`.
-    public init(ledger: Ledger, folder: String) throws {
+    public init(ledger: Ledger, folder: String) {
+        self.ledger = ledger
+        self.folder = folder
+        base = PromptManifest.absolute(folder)
+    }
+
+    public func totals() throws -> Totals {
         let summary = try ledger.summary()
-        totals = Totals(
+        return Totals(
             jobs: summary.jobs, byState: summary.byState, spentUSD: "\(summary.spentUSD)", unpriced: summary.unpriced,
             submissions: summary.submissions)
-        generated = Date()
-        base = PromptManifest.absolute(folder)
-        entries = try ledger.jobs().map { job in
+    }
+
+    /// Each job as an entry, one at a time.
+    public func forEachEntry(_ body: (Entry) throws -> Void) throws {
+        try ledger.forEachJob { job in
             let names = Self.thumbnailNames(job: job.id ?? 0)
             func existing(_ name: String) -> String? {
                 FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent(name)) ? name : nil
             }
-            return Entry(
-                input: job.inputPath, outputs: job.outputPaths, state: job.state.rawValue, endpoint: job.endpoint,
-                prompt: job.prompt, requestID: job.requestID, costUSD: job.reportedCost ?? job.estimatedCost,
-                costReported: job.reportedCost != nil, error: job.error, before: existing(names.before),
-                after: existing(names.after))
+            try body(
+                Entry(
+                    input: job.inputPath, outputs: job.outputPaths, state: job.state.rawValue, endpoint: job.endpoint,
+                    prompt: job.prompt, requestID: job.requestID, costUSD: job.reportedCost ?? job.estimatedCost,
+                    costReported: job.reportedCost != nil, error: job.error, before: existing(names.before),
+                    after: existing(names.after)))
         }
     }
 
@@ -83,19 +89,42 @@ public struct RunReport: Sendable, Encodable {
         size: PixelSize(width: thumbnailSide, height: thumbnailSide), fit: .inside, fill: .colour(.white))
     private static let thumbnailEncode = EncodeOptions(format: .jpeg, quality: 80)
 
-    /// Writes both files atomically into `output`.
+    /// Writes both files atomically into `output`, streaming: memory stays
+    /// the same whatever the number of jobs.
     public func write(to output: OutputFolder) throws {
+        let totals = try totals()
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        try output.write(try encoder.encode(self), to: Self.jsonName)
-        try output.write(Data(html().utf8), to: Self.htmlName)
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let generated = Date().formatted(.iso8601)
+        try output.write(to: Self.jsonName) { file in
+            try file.append("{\"generated\":\"\(generated)\",\"totals\":")
+            try file.append(try encoder.encode(totals))
+            try file.append(",\"entries\":[")
+            var first = true
+            try forEachEntry { entry in
+                try file.append(first ? "\n" : ",\n")
+                first = false
+                try file.append(try encoder.encode(entry))
+            }
+            try file.append("\n]}\n")
+        }
+        try output.write(to: Self.htmlName) { file in
+            try file.append(header(totals))
+            try forEachEntry { entry in try file.append(html(entry)) }
+            try file.append("</body></html>\n")
+        }
     }
 
-    /// The contact sheet.
-    public func html() -> String {
+    /// The contact sheet, whole (for small runs and tests).
+    public func html() throws -> String {
+        var page = header(try totals())
+        try forEachEntry { page += html($0) }
+        return page + "</body></html>\n"
+    }
+
+    private func header(_ totals: Totals) -> String {
         let states = totals.byState.sorted { $0.key < $1.key }.map { "\($0.value) \(escape($0.key))" }.joined(separator: ", ")
-        var page = """
+        return """
             <!doctype html>
             <html lang="en"><head><meta charset="utf-8">
             <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -121,23 +150,22 @@ public struct RunReport: Sendable, Encodable {
             \(totals.unpriced > 0 ? " (+ \(totals.unpriced) unpriced)" : "") &middot; \(totals.submissions) submission\(totals.submissions == 1 ? "" : "s")</div>
 
             """
-        for entry in entries {
-            page += "<div class=\"job \(escape(entry.state))\">"
-            page += figure(entry.before, caption: "before")
-            page += figure(entry.after, caption: "after")
-            page += "<div class=\"meta\"><div class=\"name\">\(escape(entry.input))</div>"
-            page += "<div><span class=\"state\">\(escape(entry.state))</span> \(escape(entry.endpoint))"
-            if let cost = entry.costUSD { page += " &middot; $\(escape(cost))\(entry.costReported ? "" : " (estimated)")" }
-            if let id = entry.requestID { page += " &middot; job \(escape(id))" }
-            page += "</div><div>\(escape(entry.prompt))</div>"
-            for output in entry.outputs {
-                page += "<div><a href=\"\(escape(link(output)))\">\(escape((output as NSString).lastPathComponent))</a></div>"
-            }
-            if let error = entry.error { page += "<div class=\"error\">\(escape(error))</div>" }
-            page += "</div></div>\n"
+    }
+
+    private func html(_ entry: Entry) -> String {
+        var page = "<div class=\"job \(escape(entry.state))\">"
+        page += figure(entry.before, caption: "before")
+        page += figure(entry.after, caption: "after")
+        page += "<div class=\"meta\"><div class=\"name\">\(escape(entry.input))</div>"
+        page += "<div><span class=\"state\">\(escape(entry.state))</span> \(escape(entry.endpoint))"
+        if let cost = entry.costUSD { page += " &middot; $\(escape(cost))\(entry.costReported ? "" : " (estimated)")" }
+        if let id = entry.requestID { page += " &middot; job \(escape(id))" }
+        page += "</div><div>\(escape(entry.prompt))</div>"
+        for output in entry.outputs {
+            page += "<div><a href=\"\(escape(link(output)))\">\(escape((output as NSString).lastPathComponent))</a></div>"
         }
-        page += "</body></html>\n"
-        return page
+        if let error = entry.error { page += "<div class=\"error\">\(escape(error))</div>" }
+        return page + "</div></div>\n"
     }
 
     private func figure(_ path: String?, caption: String) -> String {

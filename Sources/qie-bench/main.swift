@@ -2,6 +2,7 @@
 import ExtrasBase64
 import Foundation
 import QieImaging
+import QiePipeline
 import QieProviders
 
 /// Data-URI encoding throughput of qie's streaming encoder against
@@ -51,4 +52,34 @@ struct CountingSink: ByteSink {
     }
 }
 
-try base64Throughput()
+/// The ledger's cost per job: the four committed moves a job makes in a run
+/// (registered, about to be sent with its attempt counted, submitted with its
+/// id, completed),
+/// on a real SQLite file, one job after another.
+func ledgerOverhead(jobs: Int) throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("qie-bench-ledger-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let ledger = try Ledger(folder: folder)
+    let start = DispatchTime.now().uptimeNanoseconds
+    for index in 0..<jobs {
+        let job = try ledger.register(
+            LedgerJob(
+                key: "key-\(index)", inputPath: "/photos/\(index).jpg", inputSHA256: String(repeating: "a", count: 64),
+                inputSize: 1_000_000, inputModified: 1.0, copy: 0, endpoint: "runflow-qwen-image-edit-2511",
+                prompt: "make it night", options: "{}"))
+        let id = job.id!
+        try ledger.markSending(id, estimatedCost: "0.0315")
+        try ledger.markSubmitted(id, requestID: "run_\(index)")
+        try ledger.markCompleted(id, outputs: ["/out/\(index).png"], reportedCost: nil)
+    }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    print(String(format: "ledger: %d jobs x 4 committed moves in %.2f s = %.3f ms per job", jobs, seconds, seconds / Double(jobs) * 1000))
+}
+
+switch CommandLine.arguments.dropFirst().first {
+case "ledger":
+    try ledgerOverhead(jobs: Int(CommandLine.arguments.dropFirst(2).first ?? "") ?? 5000)
+default:
+    try base64Throughput()
+}

@@ -265,10 +265,7 @@ struct Edit: AsyncParsableCommand {
         var budget: Budget? = nil
         if let maxCost = maxCost.flatMap({ Decimal(string: $0) }) {
             // What earlier runs into this folder spent or have in flight counts too.
-            let committed = try ledger.jobs(in: [.completed, .submitted]).reduce(Decimal(0)) { sum, job in
-                sum + ((job.reportedCost ?? job.estimatedCost).flatMap { Decimal(string: $0) } ?? 0)
-            }
-            budget = Budget(limit: maxCost, spent: committed)
+            budget = Budget(limit: maxCost, spent: try ledger.committedCost(includingSubmitted: true).total)
         }
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
         let reporter = progressReporter(json: json)

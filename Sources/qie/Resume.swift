@@ -44,7 +44,7 @@ struct Resume: AsyncParsableCommand {
             TextStream.standardError.write("error: cannot go back to \(DisplayPath.escape(run.directory)), where the run started\n")
             throw ExitCode(1)
         }
-        var edit = try Edit.parse(arguments)
+        let edit = try Edit.parse(arguments)
         try await edit.run()
     }
 }
@@ -62,8 +62,8 @@ struct Status: ParsableCommand {
     func run() throws {
         let ledger = try openLedger(folder)
         let summary = try ledger.summary()
-        let jobs = try ledger.jobs()
         if json {
+            let jobs = try ledger.jobs()
             struct Output: Encodable {
                 var summary: LedgerSummary
                 var jobs: [LedgerJob]
@@ -78,11 +78,12 @@ struct Status: ParsableCommand {
         out.add("\(summary.jobs) job\(summary.jobs == 1 ? "" : "s") in \(DisplayPath.escape(folder)): \(states.joined(separator: ", "))")
         out.add(
             "spent: $\(summary.spentUSD)\(summary.unpriced > 0 ? " (+ \(summary.unpriced) unpriced)" : "") over \(summary.submissions) submission\(summary.submissions == 1 ? "" : "s")")
-        for job in jobs where job.state == .submitted {
-            out.add("in flight: \(DisplayPath.escape(job.inputPath)): job \(job.requestID ?? "?") at \(job.endpoint)")
-        }
-        for job in jobs where job.state == .failed {
-            out.add("failed: \(DisplayPath.escape(job.inputPath)): \(job.error ?? "no reason recorded")")
+        try ledger.forEachJob { job in
+            if job.state == .submitted {
+                out.add("in flight: \(DisplayPath.escape(job.inputPath)): job \(job.requestID ?? "?") at \(job.endpoint)")
+            } else if job.state == .failed {
+                out.add("failed: \(DisplayPath.escape(job.inputPath)): \(job.error ?? "no reason recorded")")
+            }
         }
         if let run = try ledger.lastRun() {
             out.add("last run: qie \(run.argumentList.joined(separator: " "))")

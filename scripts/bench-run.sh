@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmark for folder runs (not a test):
+#  1. ledger overhead per job: the five committed moves of a job on a real
+#     SQLite file (qie-bench ledger);
+#  2. a 10,000-image dry run (plan and cost only) of `qie edit --dry-run`,
+#     beside `qie cost` on the same folder, in one hyperfine run;
+#  3. memory across a run: peak RSS of `qie edit` against `qie emulate` (no
+#     latency) over 1,000 and 10,000 small images, with the ledger, sidecars,
+#     thumbnails and report. Lumenfall takes any WxH, so the images stay at
+#     64x48 both ways: the run's own machinery is measured, not 1 MP codecs.
+# Needs the corpus for 2 (../shared/corpus/fetch-corpus.sh), copied once to
+# ~/.cache/qie-bench-cost-10000 as scripts/bench-providers.sh does.
+# Arguments pick parts: ledger, dry, memory (default: all three).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-deps.sh hyperfine time
+if ! build=$(swift build -c release --product qie 2>&1 && swift build -c release --product qie-bench 2>&1); then
+  echo "$build" >&2; exit 1
+fi
+qie=.build/release/qie
+work=$(mktemp -d "${TMPDIR:-/tmp}/qie-bench-run.XXXXXX")
+cleanup() { kill "${emulator:-0}" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+parts=" ${*:-ledger dry memory} "
+if [[ $parts == *" ledger "* ]]; then
+echo "== 1. ledger overhead"
+.build/release/qie-bench ledger 5000
+fi
+
+if [[ $parts == *" dry "* ]]; then
+echo
+echo "== 2. dry run over 10,000 images"
+corpus=${CORPUS:-$HOME/.cache/image-corpus}
+folder="$HOME/.cache/qie-bench-cost-10000"
+if [ ! -f "$folder/.complete" ]; then
+  [ -d "$corpus/images" ] || ../shared/corpus/fetch-corpus.sh "$corpus" >&2
+  rm -rf "$folder"; mkdir -p "$folder"
+  mapfile -t images < <(find "$corpus/images" -maxdepth 1 -type f | sort)
+  for ((i = 0; i < 10000; i++)); do
+    src=${images[$((i % ${#images[@]}))]}
+    cp "$src" "$folder/$(printf '%05d' "$i")-$(basename "$src")"
+  done
+  touch "$folder/.complete"
+fi
+hyperfine --style basic --warmup 1 --runs 3 \
+  "$qie edit $folder --provider runflow --prompt 'make it night' --out $work/dry --dry-run >/dev/null" \
+  "$qie cost $folder --provider runflow >/dev/null"
+fi
+
+[[ $parts == *" memory "* ]] || exit 0
+echo
+echo "== 3. peak memory, 1,000 and 10,000 edits (64x48 images, no latency)"
+mkdir -p "$work/img"
+python3 - "$work/img" <<'PY'
+import sys
+from PIL import Image
+Image.new("RGB", (64, 48), (200, 90, 40)).save(sys.argv[1] + "/seed.jpg", quality=90)
+PY
+for n in 1000 10000; do
+  mkdir -p "$work/in-$n"
+  for ((i = 0; i < n; i++)); do cp "$work/img/seed.jpg" "$work/in-$n/$(printf '%05d' "$i").jpg"; done
+done
+"$qie" emulate --port 0 --api-key bench-key >"$work/emulator.out" 2>/dev/null &
+emulator=$!
+for _ in $(seq 50); do grep -q "listening" "$work/emulator.out" 2>/dev/null && break; sleep 0.1; done
+base=$(grep -o "http://127.0.0.1:[0-9]*" "$work/emulator.out" | head -1)
+for n in 1000 10000; do
+  start=$(date +%s.%N)
+  LUMENFALL_API_KEY=bench-key /usr/bin/time -f "%M" -o "$work/rss-$n" "$qie" edit "$work/in-$n" --provider lumenfall \
+    --size 64x48 --prompt bench --out "$work/out-$n" --concurrency 8 --base-url "$base" >/dev/null
+  end=$(date +%s.%N)
+  python3 -c "import sys; print(f'{sys.argv[1]:>6} edits: {float(sys.argv[3]) - float(sys.argv[2]):.1f} s, peak RSS {int(sys.argv[4]) / 1024:.1f} MB')" \
+    "$n" "$start" "$end" "$(cat "$work/rss-$n")"
+done
+python3 -c "import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); print(f'peak RSS 10,000 / 1,000 = {b / a:.2f} (target within 20%)')" \
+  "$(cat "$work/rss-1000")" "$(cat "$work/rss-10000")"
