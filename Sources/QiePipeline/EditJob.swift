@@ -142,13 +142,14 @@ extension EditBatch {
             let prepareSeconds = Date().timeIntervalSince(start)
             let sent = Date()
             var result: JobResult
-            if let row, row.state == .submitted, let id = row.requestID {
+            if let row, row.state == .submitted, row.requestID != nil || !row.resultURLList.isEmpty {
                 // Accepted in an earlier run: fetch what it answered, or ask about it.
+                let id = row.requestID ?? "(no id)"
                 acceptedID.withLock { $0 = id }
                 if !row.resultURLList.isEmpty {
                     result = JobResult(
                         images: row.resultURLList.map { .url($0) }, reportedCost: row.reportedCost.flatMap { Decimal(string: $0) },
-                        requestID: id, submissions: 0, polls: 0, signalled: false)
+                        requestID: row.requestID, submissions: 0, polls: 0, signalled: false)
                 } else {
                     guard let poll = RequestBuilder.poll(id: id, for: profile, apiKey: settings.apiKey, baseURL: settings.baseURL)
                     else { throw EditFailure(message: "\(profile.id) documents no way to ask about job \(id)") }

@@ -61,6 +61,28 @@ struct LedgerTests {
         }
     }
 
+    @Test("A job killed after its answer came back is fetched from the recorded URL on resume, not sent again")
+    func resumeFromRecordedURLs() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(200, 150, to: root + "/in/a.jpg")
+        try await withEmulator { emulator, base in
+            for profile in [ProviderProfile.runpodQwenImageEdit2511, .lumenfallQwenImageEdit2511] {
+                let (_, _, ledger) = try await run(root, base: base, profile: profile)
+                let job = try #require(try ledger.jobs().first { $0.endpoint == profile.id })
+                #expect(!job.resultURLList.isEmpty)
+                // As if killed between hearing the answer and writing the result:
+                try ledger.update(job.id!) { $0.state = .submitted }
+                try FileManager.default.removeItem(atPath: job.outputPaths[0])
+                let (again, _, _) = try await run(root, base: base, profile: profile)
+                #expect(again.written == 1, "\(profile.id)")
+                #expect(emulator.submissions(to: profile) == 1, "\(profile.id)")
+                #expect(FileManager.default.fileExists(atPath: job.outputPaths[0]))
+                #expect(try ledger.jobs().first { $0.endpoint == profile.id }?.state == .completed)
+            }
+        }
+    }
+
     @Test("--max-cost: no job is sent that would pass the budget; the rest are held, not failed")
     func budget() async throws {
         let root = try folder()
