@@ -319,3 +319,35 @@ public final class Ledger: Sendable {
         return summary
     }
 }
+
+/// Held by the one run writing into an output folder, so two runs never work
+/// (and pay) on the same jobs at once. The system releases it when the
+/// process ends, however it ends, so a killed run never leaves it behind.
+public final class RunLock: Sendable {
+    public static let fileName = ".qie-lock"
+    private let descriptor: Int32
+
+    /// Takes the folder's lock, or says which process holds it.
+    public init(folder: String) throws {
+        let path = (folder as NSString).appendingPathComponent(Self.fileName)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else {
+            throw OutputError(path: path, reason: "cannot open the run lock: \(String(cString: strerror(errno)))")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            var holder = [UInt8](repeating: 0, count: 32)
+            let count = pread(fd, &holder, holder.count, 0)
+            close(fd)
+            let pid = String(decoding: holder.prefix(max(0, count)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw OutputError(
+                path: folder,
+                reason: "another qie edit\(pid.isEmpty ? "" : " (process \(pid))") is writing into this folder; wait for it to end or stop it, then run again")
+        }
+        let pid = "\(getpid())\n"
+        _ = ftruncate(fd, 0)
+        _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+        descriptor = fd
+    }
+
+    deinit { close(descriptor) }
+}

@@ -237,8 +237,10 @@ struct Edit: AsyncParsableCommand {
         }
         let folder: OutputFolder
         let ledger: Ledger
+        let lock: RunLock
         do {
             folder = try OutputFolder(path: out)
+            lock = try RunLock(folder: out)
             ledger = try Ledger(folder: out)
             // `qie resume` runs the recorded command again and records nothing new.
             let invoked = Array(CommandLine.arguments.dropFirst())
@@ -325,6 +327,7 @@ struct Edit: AsyncParsableCommand {
         } catch {
             TextStream.standardError.write("error: cannot write the report: \(error)\n")
         }
+        withExtendedLifetime(lock) {}
         if let budget, budget.wasReached {
             TextStream.standardError.write(
                 "stopped sending at --max-cost $\(budget.limit): $\(budget.spent) spent; run again with a higher --max-cost to go on\n")

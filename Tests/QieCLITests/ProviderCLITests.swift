@@ -337,6 +337,35 @@ struct EditCLITests {
         #expect(stopped.contains("a.jpg: job run_") && stopped.contains("was accepted; its result was not fetched"), "\(stopped)")
     }
 
+    @Test("A second run into the same folder is refused while the first is running, and allowed once it was killed")
+    func oneRunPerFolder() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
+        try writeImage(120, 90, to: root + "/in/a.jpg")
+        let emulator = try EmulatorProcess(latency: 3)
+        let arguments = [
+            "edit", root + "/in", "--provider", "runflow", "--prompt", "x", "--out", root + "/out",
+            "--base-url", emulator.address, "--poll-interval", "0.2",
+        ]
+        let first = Process()
+        first.executableURL = QieBinary.url
+        first.arguments = arguments
+        first.environment = ProcessInfo.processInfo.environment.merging(["RUNFLOW_API_KEY": "cli-key"]) { $1 }
+        first.standardOutput = FileHandle.nullDevice
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        #expect(emulator.waitForLog("POST /v1/models/alibaba/qwen-image-edit-2511/runs -> 201"))
+        let (status, output) = try runQie(arguments, environment: ["RUNFLOW_API_KEY": "cli-key"])
+        #expect(status == 1)
+        #expect(output.contains("another qie edit (process \(first.processIdentifier)) is writing into this folder"), "\(output)")
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let (after, text) = try runQie(arguments, environment: ["RUNFLOW_API_KEY": "cli-key"])
+        #expect(after == 0, "\(text)")
+        #expect(emulator.count(of: "POST /v1/models/alibaba/qwen-image-edit-2511/runs -> 201") == 1)
+    }
+
     @Test("Killed with SIGKILL at random moments, then resumed: every image done once, no accepted job sent twice")
     func killAndResume() throws {
         let root = try folder()
