@@ -20,7 +20,10 @@ struct Edit: AsyncParsableCommand {
             `qie providers`). --flow chooses how results come back where an endpoint offers several: \
             sync (one request), poll (submit, then ask until done), callback (Runflow POSTs to \
             --callback-url; a local listener receives it, verified with RUNFLOW_SIGNING_SECRET when set) \
-            or sse (Oxen's event stream). An accepted job is only ever polled, never sent again.
+            or sse (Oxen's event stream). An accepted job is only ever polled, never sent again. \
+            A ledger in --out records every job: running the same command again (or `qie resume \
+            OUT`) skips finished jobs and picks up accepted ones; `qie status OUT` summarises it, and \
+            OUT/report.html shows before/after pairs.
             """)
 
     @Argument(help: "Image files or folders.", completion: .file())
