@@ -82,7 +82,7 @@ public struct JobResult: Sendable {
     public var images: [ResultImage]
     public var reportedCost: Decimal?
     public var requestID: String?
-    /// Submissions sent (more than one only after retried failures).
+    /// Submissions sent by this call (more than one only after retried failures; 0 when only waited for).
     public var submissions: Int
     /// Status polls sent.
     public var polls: Int
@@ -261,7 +261,7 @@ public final class EditClient: Sendable {
                         switch outcome {
                         case .completed(let images, let cost, _):
                             return JobResult(
-                                images: images, reportedCost: cost, requestID: id, submissions: 1, polls: polls,
+                                images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls,
                                 signalled: true)
                         case .failed(let message, _):
                             throw ClientError(kind: .rejected, message: "\(profile.id): job \(id) failed: \(message)")
@@ -294,7 +294,7 @@ public final class EditClient: Sendable {
             switch outcome {
             case .completed(let images, let cost, _):
                 return JobResult(
-                    images: images, reportedCost: cost, requestID: id, submissions: 1, polls: polls,
+                    images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls,
                     signalled: signalled)
             case .failed(let message, _):
                 if !(200..<300).contains(answer.status) {

@@ -155,7 +155,6 @@ extension EditBatch {
                     else { throw EditFailure(message: "\(profile.id) documents no way to ask about job \(id)") }
                     result = try await context.client.wait(
                         for: id, request: poll, on: profile, policy: settings.wait, signals: context.signals)
-                    result.submissions = 0
                 }
             } else {
                 if let budget = context.budget {
