@@ -159,18 +159,23 @@ final class EmulatorProcess {
     }
 }
 
-/// Runs `qie` with extra environment variables; output and errors together.
-func runQie(_ arguments: [String], environment extra: [String: String]) throws -> (status: Int32, output: String) {
+/// Starts `qie` in the background with extra environment variables; output
+/// and errors go together to `output`, or nowhere.
+func startQie(_ arguments: [String], environment extra: [String: String], output: Pipe? = nil) throws -> Process {
     let process = Process()
     process.executableURL = QieBinary.url
     process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    for (name, value) in extra { environment[name] = value }
-    process.environment = environment
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
+    process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+    process.standardOutput = output ?? FileHandle.nullDevice
+    process.standardError = output ?? FileHandle.nullDevice
     try process.run()
+    return process
+}
+
+/// Runs `qie` with extra environment variables; output and errors together.
+func runQie(_ arguments: [String], environment extra: [String: String]) throws -> (status: Int32, output: String) {
+    let output = Pipe()
+    let process = try startQie(arguments, environment: extra, output: output)
     let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     return (process.terminationStatus, text)
@@ -301,17 +306,12 @@ struct EditCLITests {
         let emulator = try EmulatorProcess(latency: 2)
 
         func start(_ out: String) throws -> (Process, Pipe) {
-            let process = Process()
-            process.executableURL = QieBinary.url
-            process.arguments = [
-                "edit", root + "/in", "--provider", "runflow", "--prompt", "x", "--out", root + out, "--concurrency", "1",
-                "--base-url", emulator.address, "--poll-interval", "0.2",
-            ]
-            process.environment = ProcessInfo.processInfo.environment.merging(["RUNFLOW_API_KEY": "cli-key"]) { $1 }
             let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
+            let process = try startQie(
+                [
+                    "edit", root + "/in", "--provider", "runflow", "--prompt", "x", "--out", root + out, "--concurrency",
+                    "1", "--base-url", emulator.address, "--poll-interval", "0.2",
+                ], environment: ["RUNFLOW_API_KEY": "cli-key"], output: pipe)
             return (process, pipe)
         }
 
@@ -348,13 +348,7 @@ struct EditCLITests {
             "edit", root + "/in", "--provider", "runflow", "--prompt", "x", "--out", root + "/out",
             "--base-url", emulator.address, "--poll-interval", "0.2",
         ]
-        let first = Process()
-        first.executableURL = QieBinary.url
-        first.arguments = arguments
-        first.environment = ProcessInfo.processInfo.environment.merging(["RUNFLOW_API_KEY": "cli-key"]) { $1 }
-        first.standardOutput = FileHandle.nullDevice
-        first.standardError = FileHandle.nullDevice
-        try first.run()
+        let first = try startQie(arguments, environment: ["RUNFLOW_API_KEY": "cli-key"])
         #expect(emulator.waitForLog("POST /v1/models/alibaba/qwen-image-edit-2511/runs -> 201"))
         let (status, output) = try runQie(arguments, environment: ["RUNFLOW_API_KEY": "cli-key"])
         #expect(status == 1)
@@ -378,7 +372,6 @@ struct EditCLITests {
             "edit", root + "/in", "--provider", "runflow", "--prompt", "night", "--out", root + "/out",
             "--concurrency", "4", "--base-url", emulator.address, "--poll-interval", "0.1", "--restore", "exact",
         ]
-        let environment = ProcessInfo.processInfo.environment.merging(["RUNFLOW_API_KEY": "cli-key"]) { $1 }
 
         /// The ledger's jobs as `qie status --json` reports them.
         func jobs() throws -> [[String: Any]] {
@@ -392,13 +385,7 @@ struct EditCLITests {
         var caughtInFlight = 0  // accepted jobs not yet finished when killed
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<4 {
-            let process = Process()
-            process.executableURL = QieBinary.url
-            process.arguments = arguments
-            process.environment = environment
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            let process = try startQie(arguments, environment: ["RUNFLOW_API_KEY": "cli-key"])
             Thread.sleep(forTimeInterval: Double.random(in: 0.4...1.6, using: &generator))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
