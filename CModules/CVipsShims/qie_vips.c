@@ -13,7 +13,7 @@ static const char *const allowed_loaders[] = {
 };
 
 /* libvips reports recoverable oddities (odd EXIF units, extra bytes) as GLib
- * warnings on stderr. A failing image is reported through the error buffer;
+ * warnings on stderr. A failing image is reported through its failure record;
  * warnings about images that decode would only clutter a batch's output. */
 static void drop_warning(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data) {
     (void)domain;
@@ -22,8 +22,93 @@ static void drop_warning(const gchar *domain, GLogLevelFlags level, const gchar 
     (void)data;
 }
 
+/* This thread's last failure. Swift reads it on the same thread right after
+ * the failing call, so a job never sees another job's failure in it. */
+static _Thread_local qie_vips_error last_error;
+
+/* libvips' error buffer is one for the whole process, and a lazy decode writes
+ * to it from a worker thread in the middle of a save, so two failures at the
+ * same moment can end up in one copy. Every wrapper holds `calls` as a reader
+ * from its libvips call until its failure is moved out; qie_vips_decodes()
+ * holds it as the writer, so while it decodes, the buffer can only receive its
+ * own input's text. GRWLock lets new readers overtake a waiting writer, which
+ * starves it while jobs keep overlapping; the writer therefore holds
+ * `turnstile` while it waits, and every wrapper passes through it first.
+ * (Static GLib locks need no initialisation.) */
+static GRWLock calls;
+static GMutex turnstile;
+
+static void remember(qie_stage stage, const char *operation, const char *message) {
+    last_error.stage = stage;
+    g_strlcpy(last_error.operation, operation, sizeof(last_error.operation));
+    g_strlcpy(last_error.message, message, sizeof(last_error.message));
+}
+
+/* Moves libvips' error text into this thread's record. */
+static void capture(qie_stage stage, const char *operation) {
+    /* Copies and clears in one step, under libvips' own lock. */
+    char *text = vips_error_buffer_copy();
+    gchar **lines = g_strsplit(text != NULL ? text : "", "\n", -1);
+    GString *kept = g_string_new(NULL);
+    for (int i = 0; lines[i] != NULL; i++) {
+        const char *line = g_strstrip(lines[i]);
+        gboolean repeated = FALSE;
+        for (int j = 0; j < i && !repeated; j++) repeated = strcmp(lines[j], line) == 0;
+        /* A saver whose input failed adds "unable to write to ..." after the
+         * input's own reason, which says more. */
+        if (*line == '\0' || repeated || strstr(line, "unable to write to") != NULL) continue;
+        if (kept->len > 0) g_string_append(kept, "; ");
+        g_string_append(kept, line);
+    }
+    remember(stage, operation, kept->str);
+    g_string_free(kept, TRUE);
+    g_strfreev(lines);
+    g_free(text);
+}
+
+static void enter(void) {
+    g_mutex_lock(&turnstile);
+    g_mutex_unlock(&turnstile);
+    g_rw_lock_reader_lock(&calls);
+}
+
+/* Ends a wrapper begun with enter(): records a failure, then lets a waiting
+ * decoder check run. Returns `status`. */
+static int leave(int status, qie_stage stage, const char *operation) {
+    if (status != 0) capture(stage, operation);
+    g_rw_lock_reader_unlock(&calls);
+    return status;
+}
+
+int qie_vips_last_error(qie_vips_error *out) {
+    *out = last_error;
+    memset(&last_error, 0, sizeof(last_error));
+    return out->stage == QIE_STAGE_NONE ? -1 : 0;
+}
+
+int qie_vips_decodes(const void *data, size_t length, int fail_on) {
+    g_mutex_lock(&turnstile);
+    g_rw_lock_writer_lock(&calls);
+    /* Each wrapper has moved its own failure out before letting go of `calls`:
+     * anything still here came from outside them and is not this input's. */
+    vips_error_clear();
+    VipsImage *image = vips_image_new_from_buffer(data, length, "",
+                                                  "access", VIPS_ACCESS_SEQUENTIAL,
+                                                  "fail_on", (VipsFailOn)fail_on, NULL);
+    const char *operation = image != NULL ? "avg" : "new_from_buffer";
+    double average = 0;
+    int status = image != NULL && vips_avg(image, &average, NULL) == 0 ? 0 : -1;
+    if (image != NULL) g_object_unref(image);
+    if (status != 0) capture(QIE_STAGE_LOAD, operation);
+    g_rw_lock_writer_unlock(&calls);
+    g_mutex_unlock(&turnstile);
+    return status;
+}
+
 static GOnce start_once = G_ONCE_INIT;
 static int start_result = -1;
+/* Why start-up failed, for every caller: only the first one ran it. */
+static char start_failure[sizeof(last_error.message)];
 
 typedef struct {
     const char *program_name;
@@ -33,6 +118,8 @@ typedef struct {
 static gpointer start_vips(gpointer data) {
     start_arguments *arguments = (start_arguments *)data;
     if (VIPS_INIT(arguments->program_name ? arguments->program_name : "qie") != 0) {
+        capture(QIE_STAGE_START, "init");
+        g_strlcpy(start_failure, last_error.message, sizeof(start_failure));
         start_result = -1;
         return NULL;
     }
@@ -54,14 +141,16 @@ static gpointer start_vips(gpointer data) {
 int qie_vips_start(const char *program_name, int worker_threads) {
     start_arguments arguments = {program_name, worker_threads};
     g_once(&start_once, start_vips, &arguments);
+    if (start_result != 0) remember(QIE_STAGE_START, "init", start_failure);
     return start_result;
 }
 
 int qie_vips_open_buffer(const void *data, size_t length, int fail_on, int sequential, VipsImage **out) {
+    enter();
     *out = vips_image_new_from_buffer(data, length, "",
                                       "access", sequential ? VIPS_ACCESS_SEQUENTIAL : VIPS_ACCESS_RANDOM,
                                       "fail_on", (VipsFailOn)fail_on, NULL);
-    return *out ? 0 : -1;
+    return leave(*out ? 0 : -1, QIE_STAGE_LOAD, "new_from_buffer");
 }
 
 int qie_vips_thumbnail_buffer(const void *data, size_t length, int width, int height, int fail_on,
@@ -71,29 +160,35 @@ int qie_vips_thumbnail_buffer(const void *data, size_t length, int width, int he
     const char *nick = vips_enum_nick(VIPS_TYPE_FAIL_ON, fail_on);
     char options[64];
     g_snprintf(options, sizeof(options), "[fail_on=%s]", nick ? nick : "none");
-    return vips_thumbnail_buffer((void *)data, length, out, width,
-                                 "height", height,
-                                 "size", VIPS_SIZE_FORCE,
-                                 "no_rotate", TRUE,
-                                 "fail_on", (VipsFailOn)fail_on,
-                                 "option_string", options,
-                                 NULL);
+    enter();
+    int status = vips_thumbnail_buffer((void *)data, length, out, width,
+                                       "height", height,
+                                       "size", VIPS_SIZE_FORCE,
+                                       "no_rotate", TRUE,
+                                       "fail_on", (VipsFailOn)fail_on,
+                                       "option_string", options,
+                                       NULL);
+    return leave(status, QIE_STAGE_LOAD, "thumbnail_buffer");
 }
 
 int qie_vips_jpegload_shrunk(const void *data, size_t length, int shrink, int fail_on, VipsImage **out) {
-    return vips_jpegload_buffer((void *)data, length, out,
-                                "shrink", shrink,
-                                "fail_on", (VipsFailOn)fail_on,
-                                "access", VIPS_ACCESS_SEQUENTIAL,
-                                NULL);
+    enter();
+    int status = vips_jpegload_buffer((void *)data, length, out,
+                                      "shrink", shrink,
+                                      "fail_on", (VipsFailOn)fail_on,
+                                      "access", VIPS_ACCESS_SEQUENTIAL,
+                                      NULL);
+    return leave(status, QIE_STAGE_LOAD, "jpegload_buffer");
 }
 
 int qie_vips_webpload_scaled(const void *data, size_t length, double scale, int fail_on, VipsImage **out) {
-    return vips_webpload_buffer((void *)data, length, out,
-                                "scale", scale,
-                                "fail_on", (VipsFailOn)fail_on,
-                                "access", VIPS_ACCESS_SEQUENTIAL,
-                                NULL);
+    enter();
+    int status = vips_webpload_buffer((void *)data, length, out,
+                                      "scale", scale,
+                                      "fail_on", (VipsFailOn)fail_on,
+                                      "access", VIPS_ACCESS_SEQUENTIAL,
+                                      NULL);
+    return leave(status, QIE_STAGE_LOAD, "webpload_buffer");
 }
 
 int qie_vips_is_cmyk(VipsImage *in) {
@@ -101,128 +196,155 @@ int qie_vips_is_cmyk(VipsImage *in) {
 }
 
 int qie_vips_import_to_srgb(VipsImage *in, VipsImage **out, const char *fallback_profile) {
-    if (fallback_profile != NULL) {
-        return vips_icc_transform(in, out, "srgb", "embedded", TRUE, "input_profile", fallback_profile,
-                                  "intent", VIPS_INTENT_RELATIVE, NULL);
-    }
-    return vips_icc_transform(in, out, "srgb", "embedded", TRUE, "intent", VIPS_INTENT_RELATIVE, NULL);
+    enter();
+    int status = fallback_profile != NULL
+                     ? vips_icc_transform(in, out, "srgb", "embedded", TRUE, "input_profile", fallback_profile,
+                                          "intent", VIPS_INTENT_RELATIVE, NULL)
+                     : vips_icc_transform(in, out, "srgb", "embedded", TRUE, "intent", VIPS_INTENT_RELATIVE, NULL);
+    return leave(status, QIE_STAGE_TRANSFORM, "icc_transform");
 }
 
 int qie_vips_copy_memory(VipsImage *in, VipsImage **out) {
+    enter();
     *out = vips_image_copy_memory(in);
-    return *out ? 0 : -1;
+    return leave(*out ? 0 : -1, QIE_STAGE_TRANSFORM, "copy_memory");
 }
 
 int qie_vips_to_srgb(VipsImage *in, VipsImage **out) {
-    return vips_colourspace(in, out, VIPS_INTERPRETATION_sRGB, NULL);
+    enter();
+    return leave(vips_colourspace(in, out, VIPS_INTERPRETATION_sRGB, NULL), QIE_STAGE_TRANSFORM, "colourspace");
 }
 
 int qie_vips_cast_uchar(VipsImage *in, VipsImage **out) {
-    return vips_cast(in, out, VIPS_FORMAT_UCHAR, NULL);
+    enter();
+    return leave(vips_cast(in, out, VIPS_FORMAT_UCHAR, NULL), QIE_STAGE_TRANSFORM, "cast");
 }
 
 int qie_vips_resize(VipsImage *in, VipsImage **out, double hscale, double vscale) {
-    return vips_resize(in, out, hscale, "vscale", vscale, NULL);
+    enter();
+    return leave(vips_resize(in, out, hscale, "vscale", vscale, NULL), QIE_STAGE_TRANSFORM, "resize");
 }
 
 int qie_vips_premultiply(VipsImage *in, VipsImage **out) {
-    return vips_premultiply(in, out, NULL);
+    enter();
+    return leave(vips_premultiply(in, out, NULL), QIE_STAGE_TRANSFORM, "premultiply");
 }
 
 int qie_vips_unpremultiply(VipsImage *in, VipsImage **out) {
+    enter();
     VipsImage *unpremultiplied = NULL;
-    if (vips_unpremultiply(in, &unpremultiplied, NULL) != 0) return -1;
-    /* unpremultiply gives floats; back to 8 bits. */
-    int result = vips_cast(unpremultiplied, out, VIPS_FORMAT_UCHAR, NULL);
-    g_object_unref(unpremultiplied);
-    return result;
+    int status = vips_unpremultiply(in, &unpremultiplied, NULL);
+    if (status == 0) {
+        /* unpremultiply gives floats; back to 8 bits. */
+        status = vips_cast(unpremultiplied, out, VIPS_FORMAT_UCHAR, NULL);
+        g_object_unref(unpremultiplied);
+    }
+    return leave(status, QIE_STAGE_TRANSFORM, "unpremultiply");
 }
 
 int qie_vips_rot(VipsImage *in, VipsImage **out, int angle) {
-    return vips_rot(in, out, (VipsAngle)angle, NULL);
+    enter();
+    return leave(vips_rot(in, out, (VipsAngle)angle, NULL), QIE_STAGE_TRANSFORM, "rot");
 }
 
 int qie_vips_flip(VipsImage *in, VipsImage **out, int direction) {
-    return vips_flip(in, out, (VipsDirection)direction, NULL);
+    enter();
+    return leave(vips_flip(in, out, (VipsDirection)direction, NULL), QIE_STAGE_TRANSFORM, "flip");
 }
 
 int qie_vips_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width, int height) {
-    return vips_extract_area(in, out, left, top, width, height, NULL);
+    enter();
+    return leave(vips_extract_area(in, out, left, top, width, height, NULL), QIE_STAGE_TRANSFORM, "extract_area");
 }
 
 int qie_vips_smartcrop(VipsImage *in, VipsImage **out, int width, int height, int interesting, int *left,
                        int *top) {
-    if (vips_smartcrop(in, out, width, height, "interesting", (VipsInteresting)interesting, NULL) != 0) {
-        return -1;
+    enter();
+    int status = vips_smartcrop(in, out, width, height, "interesting", (VipsInteresting)interesting, NULL);
+    if (status == 0) {
+        /* The crop is an extract_area: its origin is recorded as a negative offset. */
+        *left = -vips_image_get_xoffset(*out);
+        *top = -vips_image_get_yoffset(*out);
     }
-    /* The crop is an extract_area: its origin is recorded as a negative offset. */
-    *left = -vips_image_get_xoffset(*out);
-    *top = -vips_image_get_yoffset(*out);
-    return 0;
+    return leave(status, QIE_STAGE_TRANSFORM, "smartcrop");
 }
 
 int qie_vips_embed(VipsImage *in, VipsImage **out, int x, int y, int width, int height, int extend,
                    const double *background, int n) {
+    enter();
+    int status;
     if (extend == VIPS_EXTEND_BACKGROUND && background != NULL && n > 0) {
         VipsArrayDouble *array = vips_array_double_new(background, n);
-        int result = vips_embed(in, out, x, y, width, height,
-                                "extend", VIPS_EXTEND_BACKGROUND, "background", array, NULL);
+        status = vips_embed(in, out, x, y, width, height,
+                            "extend", VIPS_EXTEND_BACKGROUND, "background", array, NULL);
         vips_area_unref(VIPS_AREA(array));
-        return result;
+    } else {
+        status = vips_embed(in, out, x, y, width, height, "extend", (VipsExtend)extend, NULL);
     }
-    return vips_embed(in, out, x, y, width, height, "extend", (VipsExtend)extend, NULL);
+    return leave(status, QIE_STAGE_TRANSFORM, "embed");
 }
 
 int qie_vips_flatten(VipsImage *in, VipsImage **out, const double *background, int n) {
+    enter();
     VipsArrayDouble *array = vips_array_double_new(background, n);
-    int result = vips_flatten(in, out, "background", array, NULL);
+    int status = vips_flatten(in, out, "background", array, NULL);
     vips_area_unref(VIPS_AREA(array));
-    return result;
+    return leave(status, QIE_STAGE_TRANSFORM, "flatten");
 }
 
 int qie_vips_add_alpha(VipsImage *in, VipsImage **out) {
-    return vips_bandjoin_const1(in, out, 255.0, NULL);
+    enter();
+    return leave(vips_bandjoin_const1(in, out, 255.0, NULL), QIE_STAGE_TRANSFORM, "bandjoin_const");
 }
 
 int qie_vips_gaussblur(VipsImage *in, VipsImage **out, double sigma) {
-    return vips_gaussblur(in, out, sigma, NULL);
+    enter();
+    return leave(vips_gaussblur(in, out, sigma, NULL), QIE_STAGE_TRANSFORM, "gaussblur");
 }
 
 int qie_vips_composite_over(VipsImage *base, VipsImage *overlay, VipsImage **out, int x, int y) {
-    return vips_composite2(base, overlay, out, VIPS_BLEND_MODE_OVER, "x", x, "y", y, NULL);
+    enter();
+    return leave(vips_composite2(base, overlay, out, VIPS_BLEND_MODE_OVER, "x", x, "y", y, NULL), QIE_STAGE_TRANSFORM, "composite2");
 }
 
 int qie_vips_insert(VipsImage *main, VipsImage *sub, VipsImage **out, int x, int y) {
-    return vips_insert(main, sub, out, x, y, NULL);
+    enter();
+    return leave(vips_insert(main, sub, out, x, y, NULL), QIE_STAGE_TRANSFORM, "insert");
 }
 
 int qie_vips_from_pixels(const uint8_t *pixels, size_t length, int width, int height, int bands,
                          VipsImage **out) {
     if (width <= 0 || height <= 0 || bands < 1 || bands > 4 ||
         (size_t)width * (size_t)height * (size_t)bands != length) {
-        vips_error("qie", "pixel buffer of %zu bytes does not hold %dx%d pixels of %d bands", length, width,
-                   height, bands);
+        char message[128];
+        g_snprintf(message, sizeof(message), "pixel buffer of %zu bytes does not hold %dx%d pixels of %d bands",
+                   length, width, height, bands);
+        remember(QIE_STAGE_TRANSFORM, "new_from_memory", message);
         return -1;
     }
+    enter();
     *out = vips_image_new_from_memory_copy(pixels, length, width, height, bands, VIPS_FORMAT_UCHAR);
-    if (*out == NULL) return -1;
-    (*out)->Type = bands >= 3 ? VIPS_INTERPRETATION_sRGB : VIPS_INTERPRETATION_B_W;
-    return 0;
+    if (*out != NULL) (*out)->Type = bands >= 3 ? VIPS_INTERPRETATION_sRGB : VIPS_INTERPRETATION_B_W;
+    return leave(*out != NULL ? 0 : -1, QIE_STAGE_TRANSFORM, "new_from_memory");
 }
 
 int qie_vips_getpoint(VipsImage *in, int x, int y, double *values, int capacity, int *count) {
+    enter();
     double *vector = NULL;
     int n = 0;
-    if (vips_getpoint(in, &vector, &n, x, y, NULL) != 0) return -1;
-    int copied = n < capacity ? n : capacity;
-    memcpy(values, vector, (size_t)copied * sizeof(double));
-    *count = copied;
-    g_free(vector);
-    return 0;
+    int status = vips_getpoint(in, &vector, &n, x, y, NULL);
+    if (status == 0) {
+        int copied = n < capacity ? n : capacity;
+        memcpy(values, vector, (size_t)copied * sizeof(double));
+        *count = copied;
+        g_free(vector);
+    }
+    return leave(status, QIE_STAGE_TRANSFORM, "getpoint");
 }
 
 int qie_vips_strip_metadata(VipsImage *in, VipsImage **out, int keep_icc) {
-    if (vips_copy(in, out, NULL) != 0) return -1;
+    enter();
+    if (vips_copy(in, out, NULL) != 0) return leave(-1, QIE_STAGE_TRANSFORM, "copy");
     gchar **fields = vips_image_get_fields(*out);
     for (int i = 0; fields[i] != NULL; i++) {
         const char *name = fields[i];
@@ -232,7 +354,7 @@ int qie_vips_strip_metadata(VipsImage *in, VipsImage **out, int keep_icc) {
         vips_image_remove(*out, name);
     }
     g_strfreev(fields);
-    return 0;
+    return leave(0, QIE_STAGE_TRANSFORM, "copy");
 }
 
 /* `profile` (NULL for none) names an ICC profile to embed, such as libvips'
@@ -241,61 +363,73 @@ int qie_vips_strip_metadata(VipsImage *in, VipsImage **out, int keep_icc) {
  * other metadata, and removes the EXIF block the saver rebuilds. */
 int qie_vips_jpegsave(VipsImage *in, void **buffer, size_t *length, int quality, int progressive,
                       int subsample, const char *profile) {
-    return vips_jpegsave_buffer(in, buffer, length,
-                                "Q", quality,
-                                "subsample_mode", subsample ? VIPS_FOREIGN_SUBSAMPLE_ON : VIPS_FOREIGN_SUBSAMPLE_OFF,
-                                "interlace", progressive ? TRUE : FALSE,
-                                "optimize_coding", TRUE,
-                                "strip", profile ? FALSE : TRUE,
-                                "profile", profile,
-                                NULL);
+    enter();
+    int status = vips_jpegsave_buffer(in, buffer, length,
+                                      "Q", quality,
+                                      "subsample_mode", subsample ? VIPS_FOREIGN_SUBSAMPLE_ON : VIPS_FOREIGN_SUBSAMPLE_OFF,
+                                      "interlace", progressive ? TRUE : FALSE,
+                                      "optimize_coding", TRUE,
+                                      "strip", profile ? FALSE : TRUE,
+                                      "profile", profile,
+                                      NULL);
+    return leave(status, QIE_STAGE_SAVE, "jpegsave_buffer");
 }
 
 int qie_vips_pngsave(VipsImage *in, void **buffer, size_t *length, int compression, int progressive,
                      const char *profile) {
-    return vips_pngsave_buffer(in, buffer, length,
-                               "compression", compression,
-                               "interlace", progressive ? TRUE : FALSE,
-                               "strip", profile ? FALSE : TRUE,
-                               "profile", profile,
-                               NULL);
+    enter();
+    int status = vips_pngsave_buffer(in, buffer, length,
+                                     "compression", compression,
+                                     "interlace", progressive ? TRUE : FALSE,
+                                     "strip", profile ? FALSE : TRUE,
+                                     "profile", profile,
+                                     NULL);
+    return leave(status, QIE_STAGE_SAVE, "pngsave_buffer");
 }
 
 int qie_vips_webpsave(VipsImage *in, void **buffer, size_t *length, int quality, int lossless, int effort,
                       const char *profile) {
-    return vips_webpsave_buffer(in, buffer, length,
-                                "Q", quality,
-                                "lossless", lossless ? TRUE : FALSE,
-                                "effort", effort,
-                                "strip", profile ? FALSE : TRUE,
-                                "profile", profile,
-                                NULL);
+    enter();
+    int status = vips_webpsave_buffer(in, buffer, length,
+                                      "Q", quality,
+                                      "lossless", lossless ? TRUE : FALSE,
+                                      "effort", effort,
+                                      "strip", profile ? FALSE : TRUE,
+                                      "profile", profile,
+                                      NULL);
+    return leave(status, QIE_STAGE_SAVE, "webpsave_buffer");
 }
 
 /* AVIF declares its colour space in an nclx box (sRGB here), so it is always
  * saved stripped: libheif would otherwise add a rebuilt EXIF item. */
 int qie_vips_avifsave(VipsImage *in, void **buffer, size_t *length, int quality, int lossless, int effort) {
-    return vips_heifsave_buffer(in, buffer, length,
-                                "Q", quality,
-                                "lossless", lossless ? TRUE : FALSE,
-                                "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1,
-                                "effort", effort,
-                                "strip", TRUE,
-                                NULL);
+    enter();
+    int status = vips_heifsave_buffer(in, buffer, length,
+                                      "Q", quality,
+                                      "lossless", lossless ? TRUE : FALSE,
+                                      "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1,
+                                      "effort", effort,
+                                      "strip", TRUE,
+                                      NULL);
+    return leave(status, QIE_STAGE_SAVE, "heifsave_buffer");
 }
 
 int qie_vips_gifsave(VipsImage *in, void **buffer, size_t *length, int effort, int progressive) {
-    return vips_gifsave_buffer(in, buffer, length,
-                               "effort", effort,
-                               "interlace", progressive ? TRUE : FALSE,
-                               "strip", TRUE,
-                               NULL);
+    enter();
+    int status = vips_gifsave_buffer(in, buffer, length,
+                                     "effort", effort,
+                                     "interlace", progressive ? TRUE : FALSE,
+                                     "strip", TRUE,
+                                     NULL);
+    return leave(status, QIE_STAGE_SAVE, "gifsave_buffer");
 }
 
 int qie_vips_page_count(VipsImage *in) {
     int pages = 1;
-    if (vips_image_get_typeof(in, VIPS_META_N_PAGES) && vips_image_get_int(in, VIPS_META_N_PAGES, &pages) != 0) {
-        vips_error_clear();
+    /* The type is checked first: a failing getter would add text to the
+     * process-wide error buffer, where another job's failure could pick it up. */
+    if (vips_image_get_typeof(in, VIPS_META_N_PAGES) != G_TYPE_INT ||
+        vips_image_get_int(in, VIPS_META_N_PAGES, &pages) != 0) {
         return 1;
     }
     return pages > 0 ? pages : 1;

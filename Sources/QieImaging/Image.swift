@@ -38,7 +38,7 @@ public final class Image {
         try source.readAll()
         let (handle, _) = try ImageProcessor.render(source.bytes, info: info, resize: nil)
         // Decode now, so damage is reported here rather than on first pixel access.
-        let decoded = try handle.apply("decoding the \(info.format.displayName)") { qie_vips_copy_memory($0, $1) }
+        let decoded = try handle.inMemory("decoding the \(info.format.displayName)")
         return Image(handle: decoded, info: info)
     }
 
@@ -54,7 +54,7 @@ public final class Image {
                 buffer.baseAddress, buffer.count, Int32(size.width), Int32(size.height), Int32(channels), &created)
         }
         guard status == 0, let created else {
-            throw ImagingError(.invalidOption, "creating an image from pixels failed: \(takeVipsError())")
+            throw VipsFailure.take().error("creating an image from pixels", kind: .invalidOption)
         }
         var handle = VipsImageHandle(taking: created, keeping: nil)
         if channels < 3 {
@@ -83,7 +83,7 @@ public final class Image {
             }
         }
         guard status == 0 else {
-            throw ImagingError(.processingFailed, "reading pixel \(x),\(y) failed: \(takeVipsError())")
+            throw VipsFailure.take().error("reading pixel \(x),\(y)", computingPixelsOf: handle.source)
         }
         return values.prefix(Int(count)).map { UInt8(clamping: Int($0.rounded())) }
     }
@@ -91,6 +91,6 @@ public final class Image {
     /// Encodes the image.
     public func encoded(_ options: EncodeOptions) throws(ImagingError) -> Data {
         try options.validate()
-        return try ImageProcessor.encodeImage(handle, options: options, sourceFormat: info?.format)
+        return try ImageProcessor.encodeImage(handle, options: options)
     }
 }

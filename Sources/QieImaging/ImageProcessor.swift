@@ -70,7 +70,7 @@ public enum ImageProcessor {
         let (image, geometry) = try render(
             source.bytes, info: info, resize: resize,
             flattenOnto: encode.format.supportsAlpha ? nil : encode.flattenBackground)
-        let data = try encodeImage(image, options: encode, sourceFormat: info.format)
+        let data = try encodeImage(image, options: encode)
         return PreparedImage(data: data, format: encode.format, size: image.size, source: info, geometry: geometry)
     }
 
@@ -95,7 +95,8 @@ public enum ImageProcessor {
         let stored =
             info.isRotatedQuarterTurn
             ? PixelSize(width: geometry.resized.height, height: geometry.resized.width) : geometry.resized
-        var image = try load(bytes, info: info, storedSize: stored, flattenOnto: flattenOnto)
+        let source = EncodedSource(bytes: bytes, format: info.format)
+        var image = try load(source, info: info, storedSize: stored, flattenOnto: flattenOnto)
         image = try exactSize(image, stored)
         image = try upright(image, orientation: info.orientation)
         image = try importColourProfile(image, info: info)
@@ -106,7 +107,7 @@ public enum ImageProcessor {
             if resize.position.isContentAware {
                 var left: Int32 = 0, top: Int32 = 0
                 let interesting = resize.position == .attention ? VIPS_INTERESTING_ATTENTION : VIPS_INTERESTING_ENTROPY
-                image = try image.apply("copying for the crop") { qie_vips_copy_memory($0, $1) }
+                image = try image.inMemory("copying for the crop")
                 image = try image.apply("choosing the \(resize.position.rawValue) crop") {
                     qie_vips_smartcrop(
                         $0, $1, Int32(crop.width), Int32(crop.height), Int32(interesting.rawValue), &left, &top)
@@ -139,9 +140,9 @@ public enum ImageProcessor {
     /// through libwebp's scaler, then one Lanczos resize for the rest. Other
     /// formats go through libvips' thumbnail pipeline.
     private static func load(
-        _ bytes: PinnedBytes, info: ImageInfo, storedSize size: PixelSize, flattenOnto: Colour?
+        _ source: EncodedSource, info: ImageInfo, storedSize size: PixelSize, flattenOnto: Colour?
     ) throws(ImagingError) -> VipsImageHandle {
-        let failOn = Int32(VIPS_FAIL_ON_ERROR.rawValue)
+        let bytes = source.bytes, failOn = source.failOn
         let what = "decoding the \(info.format.displayName)"
         var loaded: VipsImageHandle
         switch info.format {
@@ -155,21 +156,21 @@ public enum ImageProcessor {
                     break
                 }
             }
-            loaded = try VipsImageHandle.make(what, kind: .corrupt, keeping: bytes) {
+            loaded = try VipsImageHandle.make(what, keeping: source) {
                 qie_vips_jpegload_shrunk(bytes.base, bytes.count, shrink, failOn, $0)
             }
         case .webp where !info.isAnimated:
             let scale = min(1, max(Double(size.width) / Double(info.width), Double(size.height) / Double(info.height)))
-            loaded = try VipsImageHandle.make(what, kind: .corrupt, keeping: bytes) {
+            loaded = try VipsImageHandle.make(what, keeping: source) {
                 qie_vips_webpload_scaled(bytes.base, bytes.count, scale, failOn, $0)
             }
         case .png where info.bitDepth <= 8 && ["rgb", "rgba", "palette"].contains(info.colourModel):
             // No shrink-on-load for PNG; loading directly lets alpha be flattened first.
-            loaded = try VipsImageHandle.make(what, kind: .corrupt, keeping: bytes) {
+            loaded = try VipsImageHandle.make(what, keeping: source) {
                 qie_vips_open_buffer(bytes.base, bytes.count, failOn, 1, $0)
             }
         default:
-            return try VipsImageHandle.make(what, kind: .corrupt, keeping: bytes) {
+            return try VipsImageHandle.make(what, keeping: source) {
                 qie_vips_thumbnail_buffer(
                     bytes.base, bytes.count, Int32(size.width), Int32(size.height), failOn, $0)
             }
@@ -229,7 +230,7 @@ public enum ImageProcessor {
     private static func upright(_ image: VipsImageHandle, orientation: Int) throws(ImagingError) -> VipsImageHandle {
         guard orientation != 1 else { return image }
         // Rotation reads the image out of order: hold the (already scaled) pixels in memory.
-        var result = try image.apply("decoding") { qie_vips_copy_memory($0, $1) }
+        var result = try image.inMemory("decoding")
         let horizontal = Int32(VIPS_DIRECTION_HORIZONTAL.rawValue)
         let vertical = Int32(VIPS_DIRECTION_VERTICAL.rawValue)
         func rotate(_ angle: VipsAngle) throws(ImagingError) {
@@ -292,7 +293,7 @@ public enum ImageProcessor {
             }
         case .blur:
             // Background: the content scaled to cover the output, centred, blurred.
-            let content = try image.apply("copying for the blurred fill") { qie_vips_copy_memory($0, $1) }
+            let content = try image.inMemory("copying for the blurred fill")
             let scale = max(Double(output.width) / Double(content.width), Double(output.height) / Double(content.height))
             var background = try content.apply("scaling the blurred fill") { qie_vips_resize($0, $1, scale, scale) }
             background = try exactSize(background, PixelSize(width: max(background.width, output.width), height: max(background.height, output.height)))
@@ -313,11 +314,10 @@ public enum ImageProcessor {
     }
 
     /// Encodes with metadata stripped (or only an sRGB profile kept), flattening
-    /// alpha for formats without it. Decoding happens here, so decoder errors
-    /// surface here too and are reported as corrupt input.
-    static func encodeImage(_ image: VipsImageHandle, options: EncodeOptions, sourceFormat: ImageFormat?)
-        throws(ImagingError) -> Data
-    {
+    /// alpha for formats without it. Decoding happens here, so a damaged input
+    /// fails here too: it is reported as corrupt (stage `.load`) when the input
+    /// does not decode on its own, and as an encoder failure otherwise.
+    static func encodeImage(_ image: VipsImageHandle, options: EncodeOptions) throws(ImagingError) -> Data {
         var image = image
         if !options.format.supportsAlpha && image.hasAlpha {
             image = try flatten(image, onto: options.flattenBackground)
@@ -347,8 +347,9 @@ public enum ImageProcessor {
             }
         }
         guard status == 0, let buffer else {
+            let failure = VipsFailure.take()
             if let buffer { g_free(buffer) }
-            throw classifyFailure(takeVipsError(), format: options.format, sourceFormat: sourceFormat)
+            throw failure.error("encoding \(options.format.rawValue)", computingPixelsOf: image.source)
         }
         defer { g_free(buffer) }
         switch options.format {
@@ -371,26 +372,11 @@ public enum ImageProcessor {
         let status = qie_webp_strip_metadata(
             buffer.assumingMemoryBound(to: UInt8.self), length, keepICC ? 1 : 0, &stripped, &strippedLength)
         guard status == 0, let stripped else {
-            throw ImagingError(.processingFailed, "encoding webp failed: the encoded file could not be re-read to strip its metadata")
+            throw ImagingError(
+                .processingFailed, "encoding webp failed: the encoded file could not be re-read to strip its metadata",
+                stage: .save)
         }
         defer { free(stripped) }
         return Data(bytes: stripped, count: strippedLength)
-    }
-
-    /// Decoder messages mean the input is damaged; anything else is an encoder failure.
-    private static func classifyFailure(_ message: String, format: OutputFormat, sourceFormat: ImageFormat?)
-        -> ImagingError
-    {
-        let lower = message.lowercased()
-        let decoderWords = [
-            "load", "premature", "truncated", "crc", "corrupt", "read error", "vipsjpeg", "libspng", "libpng",
-            "out of order", "not enough data", "invalid",
-        ]
-        if let sourceFormat, decoderWords.contains(where: lower.contains) {
-            return ImagingError(
-                .corrupt,
-                "corrupt or truncated \(sourceFormat.displayName): \(message); re-export or download it again")
-        }
-        return ImagingError(.processingFailed, "encoding \(format.rawValue) failed: \(message)")
     }
 }

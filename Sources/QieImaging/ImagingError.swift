@@ -23,16 +23,38 @@ public struct ImagingError: Error, Sendable, Equatable, CustomStringConvertible 
         case unreadable
     }
 
+    /// The step of image work that failed.
+    public enum Stage: String, Sendable, Equatable, Codable {
+        /// libvips itself did not start; no image was involved.
+        case start
+        /// Decoding the input: its header or its pixels are damaged. Lazy
+        /// decoding means this can be found while encoding; the stage says
+        /// what failed, not when.
+        case load
+        /// An operation between decoding and encoding (resize, crop, colour
+        /// conversion, ...).
+        case transform
+        /// The encoder, with an input that decodes.
+        case save
+    }
+
     public let kind: Kind
     /// What went wrong and what to do, without the file name.
     public let reason: String
     /// The file concerned, when the input came from one.
     public var file: String?
+    /// Which step of decoding, processing or encoding failed: `.load` for a
+    /// damaged input (every `.corrupt` error), `.save` for an encoder failure.
+    /// Nil for errors found before any image work (an unreadable or empty
+    /// file, a refused format, limits, options).
+    public let stage: Stage?
 
-    public init(_ kind: Kind, _ reason: String, file: String? = nil) {
+    /// An error of `kind`; `stage` says which step of image work failed, when one did.
+    public init(_ kind: Kind, _ reason: String, file: String? = nil, stage: Stage? = nil) {
         self.kind = kind
         self.reason = reason
         self.file = file
+        self.stage = stage
     }
 
     public var description: String {

@@ -52,14 +52,12 @@ public enum ImageProbe {
                 case QIE_PROBE_NEED_MORE_DATA:
                     throw ImagingError(
                         .corrupt,
-                        "truncated \(format.displayName): the file ends inside its header (\(source.totalSize) bytes); re-export or download it again"
-                    )
+                        "truncated \(format.displayName): the file ends inside its header (\(source.totalSize) bytes); re-export or download it again",
+                        stage: .load)
                 default:
-                    let reason = withUnsafeBytes(of: header.error) { raw in
-                        String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                    }
                     throw ImagingError(
-                        .corrupt, "corrupt \(format.displayName): \(reason); re-export or download it again")
+                        .corrupt, "corrupt \(format.displayName): \(cString(in: header.error)); re-export or download it again",
+                        stage: .load)
                 }
             }
         case .gif, .avif, .heic, .tiff:
@@ -92,8 +90,9 @@ public enum ImageProbe {
     /// decoded here.
     private static func probeWithVips(_ data: PinnedBytes, format: ImageFormat) throws(ImagingError) -> ImageInfo {
         try ImagingRuntime.start()
-        let image = try VipsImageHandle.make("reading the \(format.displayName) header", kind: .corrupt, keeping: data) {
-            out in qie_vips_open_buffer(data.base, data.count, Int32(VIPS_FAIL_ON_ERROR.rawValue), 1, out)
+        let source = EncodedSource(bytes: data, format: format)
+        let image = try VipsImageHandle.make("reading the \(format.displayName) header", keeping: source) {
+            out in qie_vips_open_buffer(data.base, data.count, source.failOn, 1, out)
         }
         let pages = image.pageCount
         return ImageInfo(

@@ -53,7 +53,7 @@ extension ImageProcessor {
             image = try image.apply("resizing back") { qie_vips_resize($0, $1, hscale, vscale) }
             image = try exactSize(image, target)
         }
-        let encoded = try encodeImage(image, options: encode, sourceFormat: info.format)
+        let encoded = try encodeImage(image, options: encode)
         // The geometry returned is the final resize, from the content cropped out of the result.
         let resize = ResizeGeometry(
             fit: .fill, source: content.size, resized: target, crop: nil, padding: .none, output: target)

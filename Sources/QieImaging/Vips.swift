@@ -7,8 +7,9 @@ internal import CVipsShims
 public enum ImagingRuntime {
     /// libvips starts with one worker thread per image pipeline: qie runs one
     /// image per core, which measures faster than sharing cores inside each
-    /// pipeline. `setThreadsPerImage` changes it.
-    private static let started: Bool = qie_vips_start("qie", 1) == 0
+    /// pipeline. `setThreadsPerImage` changes it. Holds why libvips did not
+    /// start (nil when it did), taken on the thread that ran the start-up.
+    private static let startFailure: VipsFailure? = qie_vips_start("qie", 1) == 0 ? nil : VipsFailure.take()
     /// Set once libvips is running: per-thread clean-up must not touch it before.
     private static let running = Atomic<Bool>(false)
 
@@ -20,8 +21,8 @@ public enum ImagingRuntime {
 
     /// Starts libvips (once). Throws when libvips cannot start.
     static func start() throws(ImagingError) {
-        guard started else {
-            throw ImagingError(.processingFailed, "libvips failed to start: \(takeVipsError())")
+        if let startFailure {
+            throw ImagingError(.processingFailed, "libvips failed to start: \(startFailure.message)", stage: .start)
         }
         running.store(true, ordering: .releasing)
     }
@@ -60,28 +61,86 @@ public enum ImagingRuntime {
     }
 }
 
-/// Reads and clears libvips' error buffer (atomically: concurrent jobs do not
-/// receive each other's messages once taken).
-func takeVipsError() -> String {
-    guard let copy = vips_error_buffer_copy() else { return "unknown libvips error" }
-    defer { g_free(copy) }
-    // Drop the saver's echo of the loader's failure; keep each line once.
-    var lines: [String] = []
-    for line in String(cString: copy).split(separator: "\n") {
-        let text = line.trimmingCharacters(in: .whitespaces)
-        if text.isEmpty || text.contains("unable to write to") || lines.contains(text) { continue }
-        lines.append(text)
+/// A failed `qie_vips_*` call, as the shim recorded it on this thread.
+struct VipsFailure {
+    /// Nil only when the shim recorded nothing, which a failing wrapper never does.
+    let stage: ImagingError.Stage?
+    /// The libvips operation, such as `pngsave_buffer`.
+    let operation: String
+    /// libvips' reason, cleaned by the shim.
+    let message: String
+
+    /// Takes this thread's record. Call right after the failing call, before
+    /// any other `qie_vips_*` call on the thread.
+    static func take() -> VipsFailure {
+        var record = qie_vips_error()
+        guard qie_vips_last_error(&record) == 0 else {
+            return VipsFailure(stage: nil, operation: "", message: "unknown libvips error")
+        }
+        let stage: ImagingError.Stage? =
+            switch record.stage {
+            case QIE_STAGE_START: .start
+            case QIE_STAGE_LOAD: .load
+            case QIE_STAGE_TRANSFORM: .transform
+            case QIE_STAGE_SAVE: .save
+            default: nil
+            }
+        let operation = cString(in: record.operation)
+        let message = cString(in: record.message)
+        return VipsFailure(
+            stage: stage, operation: operation,
+            message: message.isEmpty ? "unknown libvips error in \(operation)" : message)
     }
-    return lines.isEmpty ? "unknown libvips error" : lines.joined(separator: "; ")
+
+    /// The error for `what` failing. A loader that fails has found the input
+    /// damaged: that is `.corrupt` whatever `kind` the caller expects.
+    func error(_ what: String, kind: ImagingError.Kind = .processingFailed) -> ImagingError {
+        ImagingError(stage == .load ? .corrupt : kind, "\(what) failed: \(message)", stage: stage)
+    }
+
+    /// The error for `what` failing while it computed pixels (a save, a copy to
+    /// memory, a pixel read). libvips decodes lazily, so the input may be what
+    /// failed: when the image reads `source` and it does not decode on its
+    /// own, the input is corrupt and the decoder's message says why.
+    func error(_ what: String, computingPixelsOf source: EncodedSource?) -> ImagingError {
+        source?.decodeFailure() ?? error(what)
+    }
+}
+
+/// The text of a fixed-size C `char` array, up to its first NUL.
+func cString<Tuple>(in array: Tuple) -> String {
+    withUnsafeBytes(of: array) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+}
+
+/// Encoded bytes that images read lazily, with what they were found to be.
+struct EncodedSource {
+    let bytes: PinnedBytes
+    let format: ImageFormat
+    /// What libvips' loaders stop at: errors, not warnings. The decode check
+    /// uses the same, so it fails exactly when the pipeline's loader does.
+    let failOn = Int32(VIPS_FAIL_ON_ERROR.rawValue)
+
+    /// Nil when the bytes decode on their own; otherwise the `.corrupt`
+    /// error with the decoder's message. Decodes the whole input again, so it
+    /// belongs on failure paths only.
+    func decodeFailure() -> ImagingError? {
+        let status = withExtendedLifetime(bytes) { qie_vips_decodes(bytes.base, bytes.count, failOn) }
+        guard status != 0 else { return nil }
+        let failure = VipsFailure.take()
+        return ImagingError(
+            .corrupt,
+            "corrupt or truncated \(format.displayName): \(failure.message); re-export or download it again",
+            stage: .load)
+    }
 }
 
 /// Owns one reference to a libvips image and drops it when released.
 final class VipsImageHandle {
     let pointer: UnsafeMutablePointer<VipsImage>
     /// The encoded bytes this image (or one it derives from) reads lazily.
-    private let source: PinnedBytes?
+    let source: EncodedSource?
 
-    init(taking pointer: UnsafeMutablePointer<VipsImage>, keeping source: PinnedBytes?) {
+    init(taking pointer: UnsafeMutablePointer<VipsImage>, keeping source: EncodedSource?) {
         self.pointer = pointer
         self.source = source
     }
@@ -128,17 +187,27 @@ final class VipsImageHandle {
         }
     }
 
-    /// Runs one libvips operation producing an image; failure becomes an
-    /// `ImagingError` of `kind` with libvips' message.
+    /// Runs one `qie_vips_*` call producing an image; failure becomes an
+    /// `ImagingError` typed by the stage the shim recorded (a failing loader
+    /// means a corrupt input), with libvips' message.
     static func make(
-        _ what: String, kind: ImagingError.Kind = .processingFailed, keeping source: PinnedBytes?,
+        _ what: String, keeping source: EncodedSource?,
         _ body: (UnsafeMutablePointer<UnsafeMutablePointer<VipsImage>?>) -> Int32
+    ) throws(ImagingError) -> VipsImageHandle {
+        try make(keeping: source, body) { $0.error(what) }
+    }
+
+    private static func make(
+        keeping source: EncodedSource?, _ body: (UnsafeMutablePointer<UnsafeMutablePointer<VipsImage>?>) -> Int32,
+        failed: (VipsFailure) -> ImagingError
     ) throws(ImagingError) -> VipsImageHandle {
         var out: UnsafeMutablePointer<VipsImage>? = nil
         let status = body(&out)
         guard status == 0, let image = out else {
+            // Taken before anything else can run a wrapper on this thread.
+            let failure = VipsFailure.take()
             if let image = out { g_object_unref(UnsafeMutableRawPointer(image)) }
-            throw ImagingError(kind, "\(what) failed: \(takeVipsError())")
+            throw failed(failure)
         }
         return VipsImageHandle(taking: image, keeping: source)
     }
@@ -149,6 +218,16 @@ final class VipsImageHandle {
     ) throws(ImagingError) -> VipsImageHandle {
         try withExtendedLifetime(self) { () throws(ImagingError) -> VipsImageHandle in
             try VipsImageHandle.make(what, keeping: source) { out in operation(pointer, out) }
+        }
+    }
+
+    /// Computes every pixel now and holds them in memory. This is where a lazy
+    /// decode meets damage in the input, which is then reported as such.
+    func inMemory(_ what: String) throws(ImagingError) -> VipsImageHandle {
+        try withExtendedLifetime(self) { () throws(ImagingError) -> VipsImageHandle in
+            try VipsImageHandle.make(keeping: source, { qie_vips_copy_memory(pointer, $0) }) {
+                $0.error(what, computingPixelsOf: source)
+            }
         }
     }
 }

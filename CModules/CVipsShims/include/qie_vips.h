@@ -3,8 +3,11 @@
  *
  * libvips operations take NULL-terminated variadic option lists, which Swift
  * cannot call. Each wrapper here passes exactly the options qie sets and
- * nothing else. All return 0 on success and -1 on failure, with the reason in
- * libvips' error buffer (read it with vips_error_buffer_copy()).
+ * nothing else. All return 0 on success and -1 on failure. On failure the
+ * wrapper moves libvips' error text into this thread's failure record, tagged
+ * with the wrapper's stage and operation: read it with qie_vips_last_error() on
+ * the same thread, right after the call. libvips' own error buffer is shared by
+ * every thread, so nothing else should read it.
  */
 #ifndef QIE_VIPS_H
 #define QIE_VIPS_H
@@ -16,6 +19,45 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Where a failure happened. Each wrapper states its own: loaders LOAD, savers
+ * SAVE, everything in between TRANSFORM. A save can still fail because of the
+ * input: libvips decodes lazily, while later operations pull pixels (see
+ * qie_vips_decodes()). */
+typedef enum {
+    QIE_STAGE_NONE = 0,      /* no failure recorded on this thread */
+    QIE_STAGE_START = 1,     /* libvips itself did not start */
+    QIE_STAGE_LOAD = 2,      /* a loader: the input did not decode */
+    QIE_STAGE_TRANSFORM = 3, /* an operation between loading and saving */
+    QIE_STAGE_SAVE = 4,      /* a saver */
+} qie_stage;
+
+/* One failure of a qie_vips_* call. `message` is libvips' text with the
+ * saver's echo of an earlier failure ("unable to write to ...") and repeated
+ * lines dropped, the rest joined with "; "; empty when libvips gave none.
+ * The stage is exact. The text is moved out at the failing call, but libvips
+ * writes it to its one process-wide buffer first, so a failure on another
+ * thread in the same instant can still mix into it or take it; only
+ * qie_vips_decodes() records a message that is certainly its input's own. */
+typedef struct {
+    qie_stage stage;
+    char operation[32];
+    char message[1024];
+} qie_vips_error;
+
+/* Moves this thread's last failure into `out`, leaving no failure recorded.
+ * Returns 0 when there was one, -1 when none was recorded (out->stage is then
+ * QIE_STAGE_NONE). */
+int qie_vips_last_error(qie_vips_error *out);
+
+/* Whether `data` decodes on its own: opens a fresh loader on the bytes with
+ * `fail_on` (a VipsFailOn) and sequential access, and reads every pixel of the
+ * first page through a streaming average, so memory stays small. Returns 0
+ * when it decodes; -1 when it does not, with the decoder's message recorded at
+ * QIE_STAGE_LOAD. Meant for the failure path only: it waits until no other
+ * qie_vips_* call is running and holds them off while it decodes, so the
+ * message recorded is this input's alone. */
+int qie_vips_decodes(const void *data, size_t length, int fail_on);
 
 /* Starts libvips once per process: blocks every loader except the formats qie
  * accepts, disables the operation cache (each job is independent) and sets
@@ -92,7 +134,7 @@ int qie_vips_gifsave(VipsImage *in, void **buffer, size_t *length, int effort, i
 /* Caps glibc's malloc arenas (M_ARENA_MAX). Returns -1 where unsupported. */
 int qie_limit_malloc_arenas(int arenas);
 
-/* Metadata readers that never fail. */
+/* Metadata readers that never fail (and never touch the error buffer). */
 int qie_vips_page_count(VipsImage *in);
 int qie_vips_has_icc(VipsImage *in);
 
