@@ -1,14 +1,24 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Modules by job; arrows point down only (see README "Modules"):
+//   qie (command line) -> QiePipeline -> QieReport, QieStore, QieWebhooks, QieClient,
+//   QieProviders, QieImaging, QieFiles -> QieCore (C-free values).
+// Only QieImaging imports libvips; QieProviders (planning, cost, request
+// bodies) and QieClient (HTTP) never link it.
 let package = Package(
     name: "qie",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
+        .library(name: "QieCore", targets: ["QieCore"]),
+        .library(name: "QieFiles", targets: ["QieFiles"]),
         .library(name: "QieImaging", targets: ["QieImaging"]),
-        .library(name: "QiePipeline", targets: ["QiePipeline"]),
         .library(name: "QieProviders", targets: ["QieProviders"]),
         .library(name: "QieClient", targets: ["QieClient"]),
+        .library(name: "QieWebhooks", targets: ["QieWebhooks"]),
+        .library(name: "QieStore", targets: ["QieStore"]),
+        .library(name: "QieReport", targets: ["QieReport"]),
+        .library(name: "QiePipeline", targets: ["QiePipeline"]),
         .library(name: "QieEmulator", targets: ["QieEmulator"]),
         .executable(name: "qie", targets: ["qie"]),
     ],
@@ -22,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swiftcsv/SwiftCSV", from: "0.10.0"),
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -44,35 +55,48 @@ let package = Package(
         .target(
             name: "CCodecShims", dependencies: ["CPNG", "CJPEG", "CWebP"], path: "CModules/CCodecShims"),
 
-        // The only Swift module that imports C.
-        .target(name: "QieImaging", dependencies: ["CVips", "CVipsShims", "CCodecShims"]),
-        .target(
-            name: "QiePipeline",
-            dependencies: [
-                "QieImaging", "QieProviders", "QieClient", .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "SwiftCSV", package: "SwiftCSV"),
-            ]),
+        // Sizes, fit, positions, formats, geometry, settings: plain values, no C, no I/O.
+        .target(name: "QieCore"),
+        // Folders in, folders out: input walking, atomic writes that never
+        // follow links, the run lock; the one file of system calls.
+        .target(name: "QieFiles"),
+        // The only Swift module that imports C: probe, decode, resize, encode, restore.
+        .target(name: "QieImaging", dependencies: ["QieCore", "QieFiles", "CVips", "CVipsShims", "CCodecShims"]),
         // Endpoint profiles, size planning, cost and request bodies: no I/O but
-        // reading the image files a body streams.
+        // reading the images a body streams; no libvips.
         .target(
             name: "QieProviders",
-            dependencies: ["QieImaging", .product(name: "ExtrasBase64", package: "swift-extras-base64")]),
-        .executableTarget(
-            name: "qie",
-            dependencies: [
-                "QieImaging", "QiePipeline", "QieProviders", "QieEmulator", "QieClient",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
-        // HTTP: one shared client, retries, downloads.
+            dependencies: ["QieCore", .product(name: "ExtrasBase64", package: "swift-extras-base64")]),
+        // HTTP to the endpoints: one pooled client, retries, polling, the event
+        // stream, downloads.
         .target(
             name: "QieClient",
             dependencies: [
-                "QieImaging", "QieProviders", .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                "QieProviders", .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]),
+        // The local listener for endpoint callbacks (webhooks), a server of its own.
+        .target(
+            name: "QieWebhooks",
+            dependencies: [
+                "QieClient", "QieProviders", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]),
+        // The run ledger on SQLite.
+        .target(name: "QieStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        // report.html / report.json and their thumbnails.
+        .target(name: "QieReport", dependencies: ["QieStore", "QieFiles", "QieImaging"]),
+        // The edit path: one edit in memory, and edit runs over folders.
+        .target(
+            name: "QiePipeline",
+            dependencies: [
+                "QieCore", "QieFiles", "QieImaging", "QieProviders", "QieClient", "QieWebhooks", "QieStore",
+                "QieReport", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftCSV", package: "SwiftCSV"),
             ]),
         // A local server speaking the documented wire formats, strictly.
         .target(
@@ -84,18 +108,32 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]),
+        // The command line: parse, build a configuration, call the library, render.
+        .executableTarget(
+            name: "qie",
+            dependencies: [
+                "QiePipeline", "QieEmulator", "QieFiles",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         // Micro-benchmarks (`swift run -c release qie-bench`); not a test.
-        .executableTarget(name: "qie-bench", dependencies: ["QieProviders", "QieImaging", "QiePipeline"]),
+        .executableTarget(
+            name: "qie-bench",
+            dependencies: [
+                "QieProviders", "QieImaging", "QiePipeline", "QieClient", "QieStore",
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
 
+        .testTarget(name: "QieCoreTests", dependencies: ["QieCore"]),
         .testTarget(name: "QieImagingTests", dependencies: ["QieImaging"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging", "QieProviders"]),
+        .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging", "QieProviders", "QieFiles"]),
         .testTarget(name: "QieProvidersTests", dependencies: ["QieProviders", "QieImaging"]),
         .testTarget(
             name: "QieClientTests",
             dependencies: [
-                "QieClient", "QieEmulator", "QieProviders", "QieImaging", "QiePipeline",
-                .product(name: "NIOCore", package: "swift-nio"),
-            ]),
+                "QieClient", "QieWebhooks", "QieEmulator", "QieProviders", "QieImaging", "QiePipeline", "QieStore",
+                "QieFiles", "QieReport", .product(name: "NIOCore", package: "swift-nio"),
+            ], resources: [.copy("Fixtures")]),
         .testTarget(name: "QieCLITests", dependencies: ["QieImaging"]),
     ]
 )

@@ -2,12 +2,12 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOFoundationCompat
-import QieImaging
 import QieProviders
 
 /// The one error type of the client module. Messages name the endpoint and
 /// say what it said; they never contain a key.
 public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of failure it is.
     public enum Kind: String, Sendable {
         /// The connection failed or timed out, after every retry.
         case network
@@ -19,8 +19,28 @@ public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
         case timedOut
     }
 
+    /// What kind of failure it is.
     public var kind: Kind
+    /// What happened, in the endpoint's own words where it gave some.
     public var message: String
+    /// The endpoint concerned (its profile id), when known.
+    public var endpoint: String?
+    /// The job the endpoint accepted, when it got that far: it may still be
+    /// billed, so it must be asked about rather than submitted again.
+    public var jobID: String?
+    /// The last HTTP status the endpoint answered with, when it answered.
+    public var status: Int?
+
+    /// A failure of `kind` described by `message`.
+    public init(kind: Kind, message: String, endpoint: String? = nil, jobID: String? = nil, status: Int? = nil) {
+        self.kind = kind
+        self.message = message
+        self.endpoint = endpoint
+        self.jobID = jobID
+        self.status = status
+    }
+
+    /// The message.
     public var description: String { message }
 }
 
@@ -136,14 +156,29 @@ public final class EditClient: Sendable {
         var body: Data
     }
 
-    /// One request with retries on network errors, 5xx and 429 (honouring
-    /// `Retry-After`), never on other 4xx. `until` (polls) keeps retrying up to
-    /// that instant instead of counting attempts.
+    /// How long a request keeps being retried.
+    private enum Persistence {
+        /// At most the policy's attempts (submissions and downloads).
+        case attempts
+        /// Until this instant (polls of an accepted job, which must not be given up early).
+        case until(ContinuousClock.Instant)
+    }
+
+    /// The one retry loop for submissions, polls and downloads: network
+    /// errors, 5xx and 429 are tried again with exponential backoff and full
+    /// jitter (honouring `Retry-After`), other answers are returned as they
+    /// are. The body is streamed from its source on every attempt.
     private func exchange(
-        _ request: BuiltRequest, body: Data?, profile: ProviderProfile, what: String,
-        until deadline: ContinuousClock.Instant? = nil, attempts: inout Int
+        _ request: BuiltRequest, profile: ProviderProfile, what: String, persistence: Persistence = .attempts,
+        attempts: inout Int
     ) async throws -> Answer {
         var tries = 0
+        func more() -> Bool {
+            switch persistence {
+            case .attempts: tries < retry.maxAttempts
+            case .until(let deadline): ContinuousClock.now < deadline
+            }
+        }
         while true {
             try Task.checkCancellation()
             tries += 1
@@ -151,7 +186,7 @@ public final class EditClient: Sendable {
             var outgoing = HTTPClientRequest(url: request.url)
             outgoing.method = request.method == "GET" ? .GET : .POST
             for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
-            if let body { outgoing.body = .bytes(ByteBuffer(data: body)) }
+            if case .empty = request.body {} else { outgoing.body = try Self.streamed(request.body) }
             var wait: Double? = nil
             do {
                 let response = try await http.execute(outgoing, timeout: requestTimeout)
@@ -159,23 +194,34 @@ public final class EditClient: Sendable {
                 let data = Data(buffer: try await response.body.collect(upTo: maxBodyBytes))
                 guard RetryPolicy.shouldRetry(status: status) else { return Answer(status: status, body: data) }
                 wait = RetryPolicy.parseRetryAfter(response.headers.first(name: "Retry-After"))
-                let more = deadline.map { ContinuousClock.now < $0 } ?? (tries < retry.maxAttempts)
-                if !more { return Answer(status: status, body: data) }
+                if !more() { return Answer(status: status, body: data) }
             } catch is CancellationError {
                 throw CancellationError()
+            } catch let error as ProvidersError {
+                // The body could not be produced (an input file vanished): no retry helps.
+                throw ClientError(kind: .badResponse, message: "\(profile.id): \(what): \(error.message)", endpoint: profile.id)
             } catch {
-                let failure = Self.describe(error)
-                let more = deadline.map { ContinuousClock.now < $0 } ?? (tries < retry.maxAttempts)
-                if !more {
+                if !more() {
                     throw ClientError(
                         kind: .network,
-                        message: "\(profile.id): \(what) got no answer from \(host(request.url)) after \(tries) attempt\(tries == 1 ? "" : "s") (\(failure)); check the network or the base URL")
+                        message: "\(profile.id): \(what) got no answer from \(host(request.url)) after \(tries) attempt\(tries == 1 ? "" : "s") (\(Self.describe(error))); check the network or the base URL",
+                        endpoint: profile.id)
                 }
             }
             var pause = retry.delay(after: min(tries, 16), retryAfter: wait)
-            if let deadline { pause = min(pause, max(0, (deadline - ContinuousClock.now) / .seconds(1))) }
+            if case .until(let deadline) = persistence {
+                pause = min(pause, max(0, (deadline - ContinuousClock.now) / .seconds(1)))
+            }
             try await Task.sleep(for: .seconds(pause))
         }
+    }
+
+    /// The body as AsyncHTTPClient's streamed body: read from its images'
+    /// bytes or files and base64-encoded chunk by chunk as the socket takes
+    /// it, with its exact length (computed without encoding) as Content-Length.
+    static func streamed(_ body: RequestBody) throws -> HTTPClientRequest.Body {
+        let length = try body.contentLength()
+        return .stream(BodyChunks(reader: try body.reader()), length: .known(Int64(length)))
     }
 
     /// Sends a built request and reads the endpoint's answer, retrying network
@@ -188,12 +234,11 @@ public final class EditClient: Sendable {
     private func submit(_ request: BuiltRequest, to profile: ProviderProfile, attempts: inout Int) async throws
         -> ResponseOutcome
     {
-        let answer = try await exchange(
-            request, body: try request.body.data(), profile: profile, what: "the request", attempts: &attempts)
+        let answer = try await exchange(request, profile: profile, what: "the request", attempts: &attempts)
         do {
             return try ResponseReader.read(answer.body, status: answer.status, from: profile)
         } catch {
-            throw ClientError(kind: .badResponse, message: error.message)
+            throw ClientError(kind: .badResponse, message: error.message, endpoint: profile.id, status: answer.status)
         }
     }
 
@@ -276,7 +321,8 @@ public final class EditClient: Sendable {
             }
             var attempts = 0
             let answer = try await exchange(
-                request, body: nil, profile: profile, what: "asking about job \(id)", until: deadline, attempts: &attempts)
+                request, profile: profile, what: "asking about job \(id)", persistence: .until(deadline),
+                attempts: &attempts)
             polls += attempts
             if answer.status == 404 {
                 throw ClientError(
@@ -309,47 +355,36 @@ public final class EditClient: Sendable {
     }
 
     /// The bytes of a result, downloaded at once (some URLs expire) or decoded
-    /// from inline data, and checked to be an image.
+    /// from inline data, and checked to be an image. Downloads send no key.
     public func fetch(_ result: ResultImage, from profile: ProviderProfile) async throws -> Data {
         let data: Data
         switch result {
         case .inline(let bytes):
             data = bytes
         case .url(let url):
-            var attempt = 0
-            while true {
-                attempt += 1
-                do {
-                    let response = try await http.execute(HTTPClientRequest(url: url), timeout: requestTimeout)
-                    let status = Int(response.status.code)
-                    let body = Data(buffer: try await response.body.collect(upTo: maxBodyBytes))
-                    if RetryPolicy.shouldRetry(status: status), attempt < retry.maxAttempts {
-                        try await Task.sleep(for: .seconds(retry.delay(after: attempt, retryAfter: nil)))
-                        continue
-                    }
-                    guard (200..<300).contains(status) else {
-                        throw ClientError(
-                            kind: .badResponse,
-                            message: "\(profile.id): the result at \(url) answered HTTP \(status)\(status == 404 || status == 403 ? " (expired or removed)" : "")")
-                    }
-                    data = body
-                    break
-                } catch let error as ClientError {
-                    throw error
-                } catch {
-                    guard attempt < retry.maxAttempts else {
-                        throw ClientError(kind: .network, message: "\(profile.id): downloading \(url) failed: \(error)")
-                    }
-                    try await Task.sleep(for: .seconds(retry.delay(after: attempt, retryAfter: nil)))
-                }
+            let download = RequestBuilder.download(url)
+            var attempts = 0
+            let answer = try await exchange(download, profile: profile, what: "downloading \(url)", attempts: &attempts)
+            guard (200..<300).contains(answer.status) else {
+                throw ClientError(
+                    kind: .badResponse,
+                    message: "\(profile.id): the result at \(url) answered HTTP \(answer.status)\(answer.status == 404 || answer.status == 403 ? " (expired or removed)" : "")",
+                    endpoint: profile.id, status: answer.status)
             }
+            data = answer.body
         }
-        do {
-            _ = try ImageProbe.probe(data: data)
-        } catch {
-            throw ClientError(kind: .badResponse, message: "\(profile.id): the result is not an image: \(error.reason)")
+        let sniffed = data.withUnsafeBytes { FormatSniffer.sniff(UnsafeRawBufferPointer(rebasing: $0.prefix(FormatSniffer.window))) }
+        switch sniffed {
+        case .image:
+            return data
+        case .refused(let name, _):
+            throw ClientError(kind: .badResponse, message: "\(profile.id): the result is \(name), not an image", endpoint: profile.id)
+        case .unknown:
+            let excerpt = data.withUnsafeBytes { FormatSniffer.excerpt($0) }
+            throw ClientError(
+                kind: .badResponse,
+                message: "\(profile.id): the result is not an image (\(data.isEmpty ? "empty" : excerpt))", endpoint: profile.id)
         }
-        return data
     }
 
     private func host(_ url: String) -> String {
@@ -369,4 +404,28 @@ public final class EditClient: Sendable {
         }
         return "\(error)"
     }
+}
+
+/// A request body as AsyncHTTPClient streams it: each element is the next
+/// chunk of the body, produced when the connection asks for it.
+struct BodyChunks: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    /// The reader is used by one iterator, on one task at a time: AsyncHTTPClient
+    /// pulls a streamed body sequentially, so it is never shared between threads.
+    nonisolated(unsafe) let reader: RequestBodyReader
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var reader: RequestBodyReader
+        var allocator = ByteBufferAllocator()
+
+        mutating func next() async throws -> ByteBuffer? {
+            var buffer = allocator.buffer(capacity: 256 * 1024)
+            let count = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 256 * 1024) { raw in
+                try reader.read(into: raw)
+            }
+            return count == 0 ? nil : buffer
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(reader: reader) }
 }

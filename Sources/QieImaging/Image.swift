@@ -90,7 +90,7 @@ public final class Image {
 
     /// Encodes the image.
     public func encoded(_ options: EncodeOptions) throws(ImagingError) -> Data {
-        try options.validate()
+        try options.checked()
         return try ImageProcessor.encodeImage(handle, options: options)
     }
 }

@@ -63,8 +63,8 @@ public enum ImageProcessor {
     ) throws(ImagingError) -> PreparedImage {
         let info = try ImageProbe.probe(&source)
         let (resize, encode) = try choose(info)
-        try encode.validate()
-        try resize?.validate(for: encode.format)
+        try encode.checked()
+        try resize?.checked(for: encode.format)
         try limits.check(info)
         try source.readAll()
         let (image, geometry) = try render(

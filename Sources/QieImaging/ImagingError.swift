@@ -3,7 +3,7 @@
 /// Every message says what was found and what to do about it. `file` names the
 /// input when there is one; `description` puts it first, so a batch can print
 /// the error as it is.
-public struct ImagingError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct ImagingError: SettingNamingError, Sendable, Equatable {
     public enum Kind: String, Sendable, Equatable, Codable {
         /// The file or buffer holds no bytes.
         case empty
@@ -48,18 +48,39 @@ public struct ImagingError: Error, Sendable, Equatable, CustomStringConvertible 
     /// Nil for errors found before any image work (an unreadable or empty
     /// file, a refused format, limits, options).
     public let stage: Stage?
+    /// What the user can change about it, naming the setting concerned
+    /// (for example the limit that refused the file); shown after the reason.
+    public var hint: Phrase?
+    /// The setting whose value was refused, for `.invalidOption` errors.
+    public var setting: SettingError?
 
-    /// An error of `kind`; `stage` says which step of image work failed, when one did.
-    public init(_ kind: Kind, _ reason: String, file: String? = nil, stage: Stage? = nil) {
+    /// An error of `kind`; `reason` says what was found and what to do;
+    /// `stage` says which step of image work failed, when one did.
+    public init(_ kind: Kind, _ reason: String, file: String? = nil, stage: Stage? = nil, hint: Phrase? = nil) {
         self.kind = kind
         self.reason = reason
         self.file = file
         self.stage = stage
+        self.hint = hint
     }
 
-    public var description: String {
-        if let file { return "\(file): \(reason)" }
-        return reason
+    /// An `.invalidOption` error for a refused setting.
+    public init(_ setting: SettingError, file: String? = nil) {
+        self.init(.invalidOption, setting.description, file: file)
+        self.setting = setting
+    }
+
+    /// The reason and its hint, without the file name, settings spelled by `naming`.
+    public func reason(naming: (Setting) -> String) -> String {
+        if let setting { return setting.message(naming: naming) }
+        return reason + (hint.map { " (\($0.rendered(naming: naming)))" } ?? "")
+    }
+
+    /// The file (when known), the reason and its hint.
+    public func message(naming: (Setting) -> String) -> String {
+        let text = reason(naming: naming)
+        if let file { return "\(file): \(text)" }
+        return text
     }
 
     /// The same error, attributed to `file` unless it already names one.

@@ -1,7 +1,5 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
+import QieFiles
 internal import CCodecShims
 internal import CVips
 internal import CVipsShims
@@ -185,20 +183,28 @@ struct FileBytes {
     /// Opens `path` and reads up to `prefix` bytes (everything when nil).
     init(path: String, prefix: Int?) throws(ImagingError) {
         self.path = path
-        // O_NONBLOCK: opening a named pipe must not wait for a writer; the
-        // type check below then refuses it. Reads of regular files ignore it.
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else { throw FileBytes.openError(errno) }
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw FileBytes.openError(errno) }
-        if (status.st_mode & S_IFMT) == S_IFDIR {
+        // Opening a named pipe must not wait for a writer; the type check
+        // below then refuses it.
+        let descriptor: Int32
+        let status: Platform.Status
+        do {
+            descriptor = try Platform.openForReading(path)
+        } catch {
+            throw FileBytes.openError(error)
+        }
+        defer { Platform.close(descriptor) }
+        do {
+            status = try Platform.status(of: descriptor)
+        } catch {
+            throw FileBytes.openError(error)
+        }
+        if status.kind == .directory {
             throw ImagingError(.unreadable, "is a folder, not a file")
         }
-        guard (status.st_mode & S_IFMT) == S_IFREG else {
+        guard status.kind == .regular else {
             throw ImagingError(.unreadable, "is not a regular file (device, pipe or socket); copy the image to a file")
         }
-        let size = Int(status.st_size)
+        let size = Int(status.size)
         totalSize = size
         let wanted = prefix.map { min($0, size) } ?? size
         bytes = try FileBytes.read(descriptor, count: wanted)
@@ -213,10 +219,11 @@ struct FileBytes {
         let bytes = PinnedBytes(capacity: count)
         var filled = 0
         while filled < count {
-            let n = Glibc.read(descriptor, bytes.base + filled, count - filled)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw openError(errno)
+            let n: Int
+            do {
+                n = try Platform.read(descriptor, into: UnsafeMutableRawBufferPointer(start: bytes.base + filled, count: count - filled))
+            } catch {
+                throw openError(error)
             }
             if n == 0 { break }
             filled += n
@@ -224,12 +231,9 @@ struct FileBytes {
         return filled < count ? bytes.truncated(to: filled) : bytes
     }
 
-    static func openError(_ code: Int32) -> ImagingError {
-        let reason = String(cString: strerror(code))
-        switch code {
-        case ENOENT: return ImagingError(.unreadable, "no such file")
-        case EACCES, EPERM: return ImagingError(.unreadable, "permission denied (\(reason)); check the file's permissions")
-        default: return ImagingError(.unreadable, "cannot be read: \(reason)")
-        }
+    static func openError(_ error: PlatformError) -> ImagingError {
+        if error.isMissing { return ImagingError(.unreadable, "no such file") }
+        if error.isDenied { return ImagingError(.unreadable, "permission denied (\(error.text)); check the file's permissions") }
+        return ImagingError(.unreadable, "cannot be read: \(error.text)")
     }
 }

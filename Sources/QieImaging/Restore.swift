@@ -22,7 +22,7 @@ extension ImageProcessor {
         data: Data, geometry: ResizeGeometry, mode: RestoreMode = .exact, encode: EncodeOptions,
         limits: ImageLimits = .default
     ) throws(ImagingError) -> PreparedImage {
-        try encode.validate()
+        try encode.checked()
         var source = FileBytes(data: data)
         let info = try ImageProbe.probe(&source)
         try limits.check(info)

@@ -1,11 +1,44 @@
 import Foundation
 import Synchronization
 
-/// `--max-cost`: money spent plus money in flight never goes past the limit.
-/// A job reserves its estimate before it is sent; the reservation becomes
+/// Where an edit reserves its estimated cost before anything is sent, and
+/// settles it afterwards. `Budget` is the in-process one; a shared store can
+/// implement the same two calls.
+public protocol EditBudget: Sendable {
+    /// Reserves `estimate` USD; a refusal (and no reservation) when it would
+    /// pass the limit.
+    func reserve(_ estimate: Decimal) -> BudgetRefusal?
+    /// A reserved edit ended: it cost `actual` (nil: nothing, it was never accepted).
+    func settle(_ estimate: Decimal, actual: Decimal?)
+}
+
+/// Why a budget refused an edit: the limit, what is spent and in flight, and
+/// what the edit would have added.
+public struct BudgetRefusal: Sendable, Equatable, Codable {
+    /// The limit, USD.
+    public var limit: Decimal
+    /// Spent so far, USD.
+    public var spent: Decimal
+    /// Reserved by edits in flight, USD.
+    public var inFlight: Decimal
+    /// The refused edit's estimate, USD.
+    public var estimate: Decimal
+
+    /// A refusal with these amounts.
+    public init(limit: Decimal, spent: Decimal, inFlight: Decimal, estimate: Decimal) {
+        self.limit = limit
+        self.spent = spent
+        self.inFlight = inFlight
+        self.estimate = estimate
+    }
+}
+
+/// A spending limit: money spent plus money in flight never goes past it.
+/// An edit reserves its estimate before it is sent; the reservation becomes
 /// spending when it completes (the reported cost replacing the estimate) and
-/// is released when the job fails before being accepted.
-public final class Budget: Sendable {
+/// is released when it fails before being accepted.
+public final class Budget: EditBudget {
+    /// The limit, USD.
     public let limit: Decimal
     private struct State {
         var spent: Decimal
@@ -21,15 +54,15 @@ public final class Budget: Sendable {
         self.state = Mutex(State(spent: spent))
     }
 
-    /// Reserves `estimate`; false (and no reservation) when it would pass the limit.
-    public func reserve(_ estimate: Decimal) -> Bool {
+    /// Reserves `estimate`; a refusal (and no reservation) when it would pass the limit.
+    public func reserve(_ estimate: Decimal) -> BudgetRefusal? {
         state.withLock { state in
             guard state.spent + state.inFlight + estimate <= limit else {
                 state.refused = true
-                return false
+                return BudgetRefusal(limit: limit, spent: state.spent, inFlight: state.inFlight, estimate: estimate)
             }
             state.inFlight += estimate
-            return true
+            return nil
         }
     }
 
@@ -41,18 +74,20 @@ public final class Budget: Sendable {
         }
     }
 
+    /// Spent so far, USD.
     public var spent: Decimal { state.withLock { $0.spent } }
+    /// Reserved by edits in flight, USD.
     public var inFlight: Decimal { state.withLock { $0.inFlight } }
     /// Whether a job was held back by the limit.
     public var wasReached: Bool { state.withLock { $0.refused } }
 }
 
-/// `--rate`: at most `perSecond` submissions a second to one endpoint,
-/// spaced evenly.
+/// At most `perSecond` submissions a second to one endpoint, spaced evenly.
 public final class RateLimiter: Sendable {
     private let interval: Duration
     private let next = Mutex(ContinuousClock.now)
 
+    /// A limiter letting `perSecond` submissions through each second.
     public init(perSecond: Double) {
         interval = .nanoseconds(Int64(1_000_000_000 / max(0.001, perSecond)))
     }

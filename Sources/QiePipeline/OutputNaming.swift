@@ -1,3 +1,4 @@
+import QieFiles
 import QieImaging
 
 /// Output names: the input's relative path with the output format's

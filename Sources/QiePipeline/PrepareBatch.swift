@@ -1,4 +1,5 @@
 import Foundation
+import QieFiles
 import QieImaging
 import QieProviders
 import Synchronization
@@ -57,7 +58,7 @@ public struct PrepareSettings: Sendable {
 
     /// Checks the settings before any file is read. Without a fixed format,
     /// what depends on each input's format is checked per file.
-    public func validate() throws(ImagingError) {
+    public func validate() throws(SettingError) {
         guard let format else { return }
         var options = encode
         options.format = format
@@ -68,58 +69,100 @@ public struct PrepareSettings: Sendable {
 
 /// What happened to one input.
 public struct PrepareResult: Sendable {
+    /// How a file ended.
     public enum Outcome: Sendable {
+        /// Written to `path`.
         case written(path: String, image: PreparedSummary)
-        case failed(reason: String)
+        /// Not written: why.
+        case failed(EditError)
         /// Not an image and not named like one, found while walking a folder.
-        case skipped(reason: String)
-        /// Done in an earlier run (the ledger says so); its first output.
-        case earlier(path: String)
-        /// Not sent: the budget would be passed.
-        case held(reason: String)
+        case skipped
     }
 
+    /// What one item of a batch came to, for counting.
+    public enum Kind: Sendable {
+        case written, failed, skipped, earlier, held
+    }
+
+    /// The input.
     public var input: InputFile
+    /// How it ended.
     public var outcome: Outcome
+    /// Seconds it took.
     public var seconds: Double
-    /// Money this item cost (reported, else estimated), for edits.
-    public var cost: Decimal? = nil
+
+    /// Its kind, for the batch's counts.
+    public var kind: Kind {
+        switch outcome {
+        case .written: .written
+        case .failed: .failed
+        case .skipped: .skipped
+        }
+    }
 }
 
 /// What was written, without the pixels.
 public struct PreparedSummary: Sendable, Codable {
+    /// The format written.
     public var format: OutputFormat
+    /// The size written.
     public var size: PixelSize
+    /// Bytes written.
     public var byteCount: Int
+    /// The input's header.
     public var source: ImageInfo
+    /// The resize, crop and padding applied.
     public var geometry: ResizeGeometry
     /// The endpoint plan, when preparing for one.
     public var plan: SizePlan?
     /// The request written next to the image, when asked for.
     public var requestPath: String?
+
+    /// A summary of an image written.
+    public init(
+        format: OutputFormat, size: PixelSize, byteCount: Int, source: ImageInfo, geometry: ResizeGeometry,
+        plan: SizePlan? = nil, requestPath: String? = nil
+    ) {
+        self.format = format
+        self.size = size
+        self.byteCount = byteCount
+        self.source = source
+        self.geometry = geometry
+        self.plan = plan
+        self.requestPath = requestPath
+    }
 }
 
 /// Counts at the end of a run.
 public struct BatchSummary: Sendable, Equatable {
+    /// Items in the batch (jobs, or files for prepare), input problems included.
     public var total = 0
+    /// Written.
     public var written = 0
+    /// Failed (input problems included).
     public var failed = 0
+    /// Not images, found in folders.
     public var skipped = 0
     /// Done in an earlier run.
     public var earlier = 0
     /// Not sent because of the budget.
     public var held = 0
-    /// Not started because the run was interrupted.
+    /// Not started because the run was stopped.
     public var notStarted = 0
+    /// Seconds the run took.
     public var seconds = 0.0
-    /// What the run did to each file, for the summary line.
+    /// What the run did to each file, for the summary line ("prepared", "edited").
     public var action = "prepared"
 
+    /// An empty summary.
+    public init() {}
+
+    /// Whether every item was written or done earlier.
     public var succeeded: Bool { failed == 0 && notStarted == 0 && held == 0 }
 
-    /// Counts one finished input.
-    mutating func record(_ outcome: PrepareResult.Outcome) {
-        switch outcome {
+    /// Counts one finished item.
+    mutating func record(_ kind: PrepareResult.Kind) {
+        switch kind {
         case .written: written += 1
         case .failed: failed += 1
         case .skipped: skipped += 1
@@ -128,7 +171,7 @@ public struct BatchSummary: Sendable, Equatable {
         }
     }
 
-    /// The totals once a run over `total` inputs, begun at `start`, is over.
+    /// The totals once a run over `total` items, begun at `start`, is over.
     mutating func close(total: Int, since start: Date) -> BatchSummary {
         self.total = total
         notStarted = total - written - failed - skipped - earlier - held
@@ -175,7 +218,7 @@ public struct PrepareBatch: Sendable {
                 guard position < order.count else { break }
                 let result = prepare(inputs[order[position]], naming: naming)
                 summary.withLock { totals in
-                    totals.record(result.outcome)
+                    totals.record(result.kind)
                     report(result)
                 }
             }
@@ -198,8 +241,7 @@ public struct PrepareBatch: Sendable {
     /// run does not end with one core busy on a big image and the rest idle.
     private func largestFirst(_ inputs: [InputFile]) -> [Int] {
         let sizes = inputs.map { input -> Int in
-            var status = stat()
-            return stat(input.path, &status) == 0 ? Int(status.st_size) : 0
+            ((try? FileManager.default.attributesOfItem(atPath: input.path))?[.size] as? NSNumber)?.intValue ?? 0
         }
         return inputs.indices.sorted { sizes[$0] != sizes[$1] ? sizes[$0] > sizes[$1] : $0 < $1 }
     }
@@ -218,19 +260,20 @@ public struct PrepareBatch: Sendable {
                 if !accepts.contains(encode.format) {
                     guard settings.format == nil else {
                         throw ImagingError(
-                            .invalidOption,
-                            "\(target.profile.id) takes \(accepts.map(\.rawValue).joined(separator: ", ")) input images, not \(encode.format.rawValue)")
+                            SettingError(
+                                .format, value: encode.format.rawValue,
+                                .notOffered(by: target.profile.id, offered: accepts.map(\.rawValue))))
                     }
                     encode.format = .png
                 }
-                do {
+                do throws(ProvidersError) {
                     let planned = try SizePlanner.plan(
                         input: info.displaySize, for: target.profile, request: target.size, fit: target.fit,
                         position: target.position)
                     plan = planned
                     return (ResizeOptions(size: planned.target, fit: planned.fit, position: target.position, fill: target.fill), encode)
                 } catch {
-                    throw ImagingError(.invalidOption, "\(error)")
+                    throw ImagingError(error.setting ?? SettingError(.size, .explained("\(error.message)")))
                 }
             }
             let relative = naming.relativeOutputPath(for: input, format: prepared.format)
@@ -245,18 +288,13 @@ public struct PrepareBatch: Sendable {
                 image: PreparedSummary(
                     format: prepared.format, size: prepared.size, byteCount: prepared.data.count,
                     source: prepared.source, geometry: prepared.geometry, plan: plan, requestPath: requestPath))
-        } catch let error as ImagingError {
-            if input.isSkippable(error) {
-                outcome = .skipped(reason: "not an image")
-            } else {
-                outcome = .failed(reason: error.reason)
-            }
-        } catch let error as ProvidersError {
-            outcome = .failed(reason: error.message)
-        } catch let error as OutputError {
-            outcome = .failed(reason: "cannot write \(DisplayPath.escape(error.path)): \(error.reason)")
         } catch {
-            outcome = .failed(reason: "\(error)")
+            let failure = EditError.wrapping(error)
+            if case .input(let imaging) = failure, input.isSkippable(imaging) {
+                outcome = .skipped
+            } else {
+                outcome = .failed(failure)
+            }
         }
         return PrepareResult(input: input, outcome: outcome, seconds: Date().timeIntervalSince(start))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import QieFiles
 import QieImaging
 import Synchronization
 

@@ -1,4 +1,5 @@
 import Foundation
+import QieFiles
 import SwiftCSV
 
 /// What one input is asked, when it differs from the run's defaults.
@@ -110,7 +111,15 @@ public struct PromptManifest: Sendable {
         return InputRequest(prompt: prompt)
     }
 
-    static func absolute(_ path: String, relativeTo folder: String? = nil) -> String {
+    /// A test for the text files among `files` that give an image its prompt
+    /// (`NAME.txt` next to `NAME.jpg`): they are prompts, not inputs.
+    public static func isPromptFile(among files: [InputFile]) -> @Sendable (InputFile) -> Bool {
+        let imageStems = Set(files.filter { !$0.path.hasSuffix(".txt") }.map { ($0.path as NSString).deletingPathExtension })
+        return { $0.path.hasSuffix(".txt") && imageStems.contains(($0.path as NSString).deletingPathExtension) }
+    }
+
+    /// `path` made absolute (against `folder`, else the current directory) and standardised.
+    public static func absolute(_ path: String, relativeTo folder: String? = nil) -> String {
         let base = folder ?? FileManager.default.currentDirectoryPath
         let full = path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
         return (full as NSString).standardizingPath
@@ -118,7 +127,7 @@ public struct PromptManifest: Sendable {
 }
 
 /// A manifest that cannot be used, with where and why.
-public struct ManifestError: Error, CustomStringConvertible {
+public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
     public var file: String
     public var line: Int?
     public var reason: String

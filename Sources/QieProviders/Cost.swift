@@ -1,5 +1,5 @@
 import Foundation
-import QieImaging
+import QieCore
 
 /// How fractional megapixels are billed, where a document does not say.
 public enum MegapixelRounding: String, Sendable, Codable, CaseIterable {
@@ -27,7 +27,7 @@ public enum MegapixelRounding: String, Sendable, Codable, CaseIterable {
 }
 
 /// A price the user sets for endpoints without one (or to override one).
-public struct PriceOverride: Sendable, Equatable {
+public struct PriceOverride: Sendable, Equatable, Codable {
     public var perImage: Decimal?
     public var perMegapixel: Decimal?
 

@@ -1,5 +1,5 @@
 import Foundation
-import QieImaging
+import QieCore
 
 /// What a user asks of an edit, independent of any endpoint.
 public struct EditRequest: Sendable {

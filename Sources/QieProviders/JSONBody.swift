@@ -1,5 +1,5 @@
 import Foundation
-import QieImaging
+import QieCore
 
 /// An image in a request: a URL the endpoint fetches, or bytes sent inline.
 public enum PayloadImage: Sendable, Equatable {
@@ -82,7 +82,7 @@ public indirect enum JSONValue: Sendable, Equatable {
                 try JSONValue.writeString(url, to: &sink)
             } else {
                 try sink.append("\"data:\(image.mimeType);base64,")
-                try DataURI.writeBase64(of: image, to: &sink)
+                try sink.appendImage(image, as: .base64)
                 try sink.append("\"")
             }
         }
@@ -107,21 +107,64 @@ public indirect enum JSONValue: Sendable, Equatable {
     }
 }
 
-/// Where a request body is written: memory, a file, a socket.
+/// How an image's bytes appear in a body.
+public enum PayloadEncoding: Sendable, Equatable {
+    /// Base64 (the payload of a data URI in JSON).
+    case base64
+    /// The bytes as they are (a multipart file part).
+    case raw
+}
+
+/// Where a request body is written: memory, a file, a counter, a stream.
 public protocol ByteSink {
+    /// Appends bytes.
     mutating func append(_ bytes: UnsafeRawBufferPointer) throws
+    /// Appends an image's bytes encoded as `encoding`. The default reads the
+    /// image in chunks and appends each one encoded; sinks that only count, or
+    /// that defer the image to when the body is streamed, do less.
+    mutating func appendImage(_ image: PayloadImage, as encoding: PayloadEncoding) throws
 }
 
 extension ByteSink {
+    /// Appends text as UTF-8.
     mutating func append(_ text: String) throws {
         var text = text
         try text.withUTF8 { buffer in try append(UnsafeRawBufferPointer(buffer)) }
+    }
+
+    /// Reads the image chunk by chunk and appends each chunk encoded.
+    public mutating func appendImage(_ image: PayloadImage, as encoding: PayloadEncoding) throws {
+        var reader = try PayloadImageReader(image, encoding: encoding)
+        var buffer = [UInt8](repeating: 0, count: PayloadImageReader.chunkSize)
+        while true {
+            let count = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
+            if count == 0 { break }
+            try buffer.withUnsafeBytes { try append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        }
     }
 }
 
 /// Collects a body in memory.
 public struct DataSink: ByteSink {
+    /// The bytes written so far.
     public private(set) var data = Data()
+    /// An empty sink.
     public init() {}
+    /// Appends bytes.
     public mutating func append(_ bytes: UnsafeRawBufferPointer) throws { data.append(contentsOf: bytes) }
+}
+
+/// Counts a body's bytes without producing them: images are sized from
+/// their byte count or file size, never read or encoded.
+public struct CountingSink: ByteSink {
+    /// Bytes counted so far.
+    public private(set) var count = 0
+    /// A sink at zero.
+    public init() {}
+    /// Counts bytes.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) throws { count += bytes.count }
+    /// Counts an image's encoded length from its size.
+    public mutating func appendImage(_ image: PayloadImage, as encoding: PayloadEncoding) throws {
+        count += try PayloadImageReader.encodedLength(of: image, as: encoding)
+    }
 }

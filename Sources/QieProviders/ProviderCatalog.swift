@@ -13,26 +13,52 @@ public enum ProviderCatalog {
     public static func profile(named name: String) throws(ProvidersError) -> ProviderProfile {
         let key = name.lowercased()
         if let profile = all.first(where: { $0.id == key || $0.aliases.contains(key) }) { return profile }
+        let choices = all.map { ([$0.id] + $0.aliases).joined(separator: " | ") }.joined(separator: ", ")
         throw ProvidersError(
             .unknownProvider,
-            "unknown provider \"\(name)\"; choose one of: "
-                + all.map { ([$0.id] + $0.aliases).joined(separator: " | ") }.joined(separator: ", "))
+            SettingError(.endpoint, value: SettingError.quoted(name), .explained("is not an endpoint qie knows; choose one of: \(choices)")))
     }
 }
 
 /// The one error type of the providers module.
-public struct ProvidersError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct ProvidersError: SettingNamingError, Sendable, Equatable {
+    /// What kind of problem it is.
     public enum Kind: String, Sendable, Codable {
-        case unknownProvider, unsupportedSize, unsupportedOption, invalidOption, invalidResponse
+        /// No endpoint has that id or alias.
+        case unknownProvider
+        /// The endpoint does not take the size, aspect ratio or tier asked for.
+        case unsupportedSize
+        /// The endpoint has no field for an option.
+        case unsupportedOption
+        /// An option's value is malformed or out of range.
+        case invalidOption
+        /// An answer could not be read.
+        case invalidResponse
     }
 
+    /// What kind of problem it is.
     public var kind: Kind
+    /// The message in plain words (settings named in words).
     public var message: String
+    /// The setting concerned and its value, for option errors: front ends
+    /// word the message with their own spelling of the setting.
+    public var setting: SettingError?
 
+    /// An error of `kind` with a message in plain words.
     public init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
     }
 
-    public var description: String { message }
+    /// An error about a setting.
+    public init(_ kind: Kind, _ setting: SettingError) {
+        self.kind = kind
+        self.message = setting.description
+        self.setting = setting
+    }
+
+    /// The message with settings spelled by `naming`.
+    public func message(naming: (Setting) -> String) -> String {
+        setting?.message(naming: naming) ?? message
+    }
 }

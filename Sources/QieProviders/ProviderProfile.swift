@@ -1,4 +1,4 @@
-import QieImaging
+import QieCore
 
 /// Everything qie knows about one hosted edit endpoint, as data, from its
 /// published document. One file per endpoint in `Profiles/`.
@@ -174,4 +174,22 @@ public enum EditOption: String, Sendable, CaseIterable, Codable {
     case acceleration
     case responseFormat = "response-format"
     case outputCompression = "output-compression"
+
+    /// The setting this option is.
+    public var setting: Setting {
+        switch self {
+        case .negativePrompt: .negativePrompt
+        case .seed: .seed
+        case .numImages: .numImages
+        case .syncMode: .syncMode
+        case .callbackURL: .callbackURL
+        case .metadata: .metadata
+        case .safetyChecker: .safetyChecker
+        case .guidanceScale: .guidanceScale
+        case .inferenceSteps: .inferenceSteps
+        case .acceleration: .acceleration
+        case .responseFormat: .responseFormat
+        case .outputCompression: .outputCompression
+        }
+    }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import QieImaging
+import QieCore
 
 /// A request ready to send: where, which headers, and its body.
 public struct BuiltRequest: Sendable {
@@ -65,7 +65,7 @@ public enum RequestBody: Sendable {
                     try sink.append(
                         "Content-Disposition: form-data; name=\"\(name)\"; filename=\"\(MultipartPart.safeFilename(image.filename))\"\r\nContent-Type: \(image.mimeType)\r\n\r\n"
                     )
-                    try MultipartPart.writeBytes(of: image, to: &sink)
+                    try sink.appendImage(image, as: .raw)
                     try sink.append("\r\n")
                 }
             }
@@ -73,11 +73,29 @@ public enum RequestBody: Sendable {
         }
     }
 
-    /// The body in memory (for small bodies and tests).
+    /// The body in memory (for small bodies and tests; sending streams it).
     public func data() throws -> Data {
         var sink = DataSink()
         try write(to: &sink)
         return sink.data
+    }
+
+    /// The body's length in bytes, computed without reading or encoding any
+    /// image (from byte counts and file sizes).
+    public func contentLength() throws -> Int {
+        var sink = CountingSink()
+        try write(to: &sink)
+        return sink.count
+    }
+
+    /// A new reader over the body, which produces it piece by piece: images
+    /// are read from memory or disk and base64-encoded as they are read, so
+    /// the whole body never exists at once. Each call starts from the
+    /// beginning (a retried request streams the body again).
+    public func reader() throws -> RequestBodyReader {
+        var sink = SegmentSink()
+        try write(to: &sink)
+        return RequestBodyReader(segments: sink.finish())
     }
 }
 
@@ -87,21 +105,6 @@ public enum MultipartPart: Sendable {
 
     static func safeFilename(_ name: String) -> String {
         String(name.map { $0 == "\"" || $0 == "\r" || $0 == "\n" || $0 == "\\" ? "_" : $0 })
-    }
-
-    static func writeBytes(of image: PayloadImage, to sink: inout some ByteSink) throws {
-        switch image {
-        case .url(let url): try sink.append(url)
-        case .bytes(let data, _, _): try data.withUnsafeBytes { try sink.append($0) }
-        case .file(let path, _):
-            guard let handle = FileHandle(forReadingAtPath: path) else {
-                throw ProvidersError(.invalidOption, "\(path): cannot be read for the request body")
-            }
-            defer { try? handle.close() }
-            while let chunk = try handle.read(upToCount: 256 * 1024), !chunk.isEmpty {
-                try chunk.withUnsafeBytes { try sink.append($0) }
-            }
-        }
     }
 }
 
@@ -119,13 +122,15 @@ public enum RequestBuilder {
         guard profile.flow.contains(flow) else {
             throw ProvidersError(
                 .unsupportedOption,
-                "\(name) does not offer --flow \(flow.rawValue); it offers \(profile.flow.map(\.rawValue).joined(separator: ", "))")
+                SettingError(.flow, value: flow.rawValue, .notOffered(by: name, offered: profile.flow.map(\.rawValue))))
         }
         if flow == .callback, request.callbackURL == nil {
-            throw ProvidersError(.invalidOption, "--flow callback needs --callback-url, the address \(name) will POST to")
+            throw ProvidersError(
+                .invalidOption,
+                SettingError(.flow, value: flow.rawValue, .needs([.callbackURL], why: "the address \(name) will POST to")))
         }
         guard !request.prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw ProvidersError(.invalidOption, "the prompt is empty; say what to change")
+            throw ProvidersError(.invalidOption, SettingError(.prompt, .explained("is empty; say what to change")))
         }
         guard !request.images.isEmpty else {
             throw ProvidersError(.invalidOption, "no input image: \(name) needs at least one")
@@ -137,7 +142,8 @@ public enum RequestBuilder {
             )
         }
         guard request.numImages >= 1 else {
-            throw ProvidersError(.invalidOption, "--num-images must be at least 1, got \(request.numImages)")
+            throw ProvidersError(
+                .invalidOption, SettingError(.numImages, value: String(request.numImages), .invalid(expected: "at least 1")))
         }
 
         var emulations: [Emulation] = []
@@ -159,7 +165,7 @@ public enum RequestBuilder {
                 if case .oneOf(let allowed) = field.kind, case .string(let text) = value, !allowed.contains(text) {
                     throw ProvidersError(
                         .invalidOption,
-                        "\(name) takes \(field.name) \(allowed.joined(separator: ", ")); got \"\(text)\"")
+                        SettingError(option.setting, value: SettingError.quoted(text), .notOffered(by: name, offered: allowed)))
                 }
                 if option == .callbackURL || option == .metadata, profile.envelope == .inputObject {
                     topLevel.append((field.name, value))
@@ -169,14 +175,15 @@ public enum RequestBuilder {
             } else if option == .numImages {
                 emulations.append(.repeatRequest(times: request.numImages))
             } else {
-                let takes = profile.fields.map { "--" + $0.option.rawValue }.joined(separator: ", ")
                 throw ProvidersError(
                     .unsupportedOption,
-                    "\(name) does not take --\(option.rawValue); it takes \(takes.isEmpty ? "no optional fields" : takes), --format and the size")
+                    SettingError(option.setting, .notTaken(by: name, takes: profile.fields.map(\.option.setting))))
             }
         }
         if let compression = request.outputCompression, !(0...100).contains(compression) {
-            throw ProvidersError(.invalidOption, "--output-compression must be 0 to 100, got \(compression)")
+            throw ProvidersError(
+                .invalidOption,
+                SettingError(.outputCompression, value: String(compression), .invalid(expected: "from 0 to 100")))
         }
 
         let images = profile.images
@@ -237,6 +244,13 @@ public enum RequestBuilder {
             method: "GET", url: base(baseURL, profile) + route.replacingOccurrences(of: "{id}", with: escaped),
             headers: headers, body: .empty, emulations: [], nativeFormat: profile.outputFormat.defaultFormat,
             authHeader: profile.auth.header)
+    }
+
+    /// A plain GET of a result URL: no key and no endpoint headers (a result
+    /// host is not the endpoint and never sees the key).
+    public static func download(_ url: String) -> BuiltRequest {
+        BuiltRequest(
+            method: "GET", url: url, headers: [], body: .empty, emulations: [], nativeFormat: .png, authHeader: "")
     }
 
     /// The GET that opens the endpoint's event stream, or nil when it has none.

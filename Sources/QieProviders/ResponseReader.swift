@@ -1,6 +1,6 @@
 import ExtrasBase64
 import Foundation
-import QieImaging
+import QieCore
 
 /// An edited image as an endpoint returned it.
 public enum ResultImage: Sendable, Equatable {

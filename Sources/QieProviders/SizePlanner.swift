@@ -1,8 +1,8 @@
 import Foundation
-import QieImaging
+import QieCore
 
 /// What size a user asks an endpoint for.
-public enum SizeRequest: Sendable, Equatable {
+public enum SizeRequest: Sendable, Equatable, Codable {
     /// Let the planner choose from the input's shape.
     case automatic
     /// An exact size.
@@ -96,16 +96,16 @@ public enum SizePlanner {
                 let best = closest(to: input, among: sizes) { $0 }!
                 return (best, best, spelled(best))
             case .size(let size):
-                guard sizes.contains(size) else { throw unsupported(name, "size \(size)", rule) }
+                guard sizes.contains(size) else { throw unsupported(name, "size \(size)", rule, .size) }
                 return (size, size, spelled(size))
             case .aspectRatio(let ratio):
                 let matching = sizes.filter { abs($0.aspectRatio / ratio.value - 1) < 0.01 }
                 guard let best = matching.max(by: { $0.pixelCount < $1.pixelCount }) else {
-                    throw unsupported(name, "aspect ratio \(ratio)", rule)
+                    throw unsupported(name, "aspect ratio \(ratio)", rule, .aspectRatio)
                 }
                 return (best, best, spelled(best))
             case .tier(let tier, _):
-                throw unsupported(name, "resolution \(tier)", rule)
+                throw unsupported(name, "resolution \(tier)", rule, .resolution)
             }
         case .aspectRatios(let field, let ratios, _):
             let chosen: AspectRatio
@@ -114,13 +114,13 @@ public enum SizePlanner {
                 chosen = closest(to: input, among: ratios) { PixelSize(width: $0.width * 1000, height: $0.height * 1000) }!
             case .aspectRatio(let ratio):
                 guard let match = ratios.first(where: { abs($0.value / ratio.value - 1) < 1e-9 }) else {
-                    throw unsupported(name, "aspect ratio \(ratio)", rule)
+                    throw unsupported(name, "aspect ratio \(ratio)", rule, .aspectRatio)
                 }
                 chosen = match
             case .size(let size):
-                throw unsupported(name, "an exact size (\(size))", rule)
+                throw unsupported(name, "an exact size (\(size))", rule, .size)
             case .tier(let tier, _):
-                throw unsupported(name, "resolution \(tier)", rule)
+                throw unsupported(name, "resolution \(tier)", rule, .resolution)
             }
             let target = freeSize(ratio: chosen.value)
             return (target, target, [SizeField(name: field, value: chosen.description)])
@@ -131,21 +131,21 @@ public enum SizePlanner {
                 return (best.size, best.size, [SizeField(name: sizeField, value: "\(best.size.width)x\(best.size.height)")])
             case .size(let size):
                 guard (1...maxSide).contains(size.width), (1...maxSide).contains(size.height) else {
-                    throw unsupported(name, "size \(size)", rule)
+                    throw unsupported(name, "size \(size)", rule, .size)
                 }
                 return (size, size, [SizeField(name: sizeField, value: "\(size.width)x\(size.height)")])
             case .aspectRatio(let ratio):
                 guard let row = table.first(where: { abs($0.ratio.value / ratio.value - 1) < 1e-9 }) else {
-                    throw unsupported(name, "aspect ratio \(ratio)", rule)
+                    throw unsupported(name, "aspect ratio \(ratio)", rule, .aspectRatio)
                 }
                 return (row.size, row.size, [SizeField(name: ratioField, value: row.ratio.description)])
             case .tier(let tier, let ratio):
                 let rows = table.filter { $0.tier.lowercased() == tier.lowercased() }
-                guard !rows.isEmpty else { throw unsupported(name, "resolution \(tier)", rule) }
+                guard !rows.isEmpty else { throw unsupported(name, "resolution \(tier)", rule, .resolution) }
                 let row: TierSize
                 if let ratio {
                     guard let match = rows.first(where: { abs($0.ratio.value / ratio.value - 1) < 1e-9 }) else {
-                        throw unsupported(name, "aspect ratio \(ratio) at \(tier)", rule)
+                        throw unsupported(name, "aspect ratio \(ratio) at \(tier)", rule, .aspectRatio)
                     }
                     row = match
                 } else {
@@ -167,12 +167,60 @@ public enum SizePlanner {
                 let target = freeSize(ratio: ratio.value)
                 return (target, target, [])
             case .tier(let tier, _):
-                throw unsupported(name, "resolution \(tier)", rule)
+                throw unsupported(name, "resolution \(tier)", rule, .resolution)
             }
         }
     }
 
-    private static func unsupported(_ provider: String, _ what: String, _ rule: SizeRule) -> ProvidersError {
-        ProvidersError(.unsupportedSize, "\(provider) does not take \(what); it accepts \(rule.summary)")
+    private static func unsupported(_ provider: String, _ what: String, _ rule: SizeRule, _ setting: Setting) -> ProvidersError {
+        ProvidersError(
+            .unsupportedSize,
+            SettingError(setting, value: nil, .notAccepted(by: provider, what: what, accepts: rule.summary)))
+    }
+}
+
+extension SizeRequest {
+    /// The size asked for, from its three spellings (each nil when not given):
+    /// `WxH` (also `W*H`), an aspect ratio `W:H`, a resolution tier such as
+    /// `1K` (optionally with an aspect ratio). An exact size excludes the other two.
+    public init(size: String?, aspectRatio: String?, resolution: String?) throws(SettingError) {
+        var ratio: AspectRatio? = nil
+        if let aspectRatio {
+            guard let parsed = AspectRatio(parsing: aspectRatio) else {
+                throw SettingError(
+                    .aspectRatio, value: SettingError.quoted(aspectRatio), .invalid(expected: "W:H, for example 16:9"))
+            }
+            ratio = parsed
+        }
+        if let size {
+            guard let parsed = PixelSize(parsing: size) else {
+                throw SettingError(
+                    .size, value: SettingError.quoted(size),
+                    .invalid(expected: "WxH with positive integers, for example 1024x1280"))
+            }
+            guard ratio == nil, resolution == nil else {
+                throw SettingError(
+                    .size,
+                    .explained("sets both shape and scale: leave out \(setting: .aspectRatio) and \(setting: .resolution)"))
+            }
+            self = .size(parsed)
+            return
+        }
+        if let resolution {
+            self = .tier(resolution, aspectRatio: ratio)
+        } else if let ratio {
+            self = .aspectRatio(ratio)
+        } else {
+            self = .automatic
+        }
+    }
+
+    /// The setting that carries this request (for messages about it).
+    var setting: Setting {
+        switch self {
+        case .automatic, .size: .size
+        case .aspectRatio: .aspectRatio
+        case .tier: .resolution
+        }
     }
 }

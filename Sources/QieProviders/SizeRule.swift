@@ -1,5 +1,5 @@
 import Foundation
-import QieImaging
+import QieCore
 
 /// A width:height ratio such as `16:9`.
 public struct AspectRatio: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
@@ -82,7 +82,7 @@ public enum PricingRule: Sendable, Equatable {
         case .perImage(let price): "$\(price) per image"
         case .perOutputMegapixel(let price, let alternative):
             "$\(price) per output megapixel" + (alternative.map { " (or $\($0) per image, another reading)" } ?? "")
-        case .unpublished: "not published (set --price-per-image or --price-per-megapixel)"
+        case .unpublished: "not published"
         }
     }
 }

@@ -3,6 +3,7 @@ import ExtrasBase64
 import Foundation
 import QieImaging
 import QiePipeline
+import QieStore
 import QieProviders
 
 /// Data-URI encoding throughput of qie's streaming encoder against
@@ -29,7 +30,7 @@ func base64Throughput() throws {
         }
         let image = PayloadImage.bytes(data, format: .png, filename: "x.png")
         let qie = try best {
-            var sink = CountingSink()
+            var sink = ChecksumSink()
             try JSONValue.image(image).write(to: &sink)
             return sink.count
         }
@@ -43,7 +44,7 @@ func base64Throughput() throws {
 }
 
 /// Counts bytes without keeping them, so only encoding is timed.
-struct CountingSink: ByteSink {
+struct ChecksumSink: ByteSink {
     var count = 0
     var checksum: UInt8 = 0
     mutating func append(_ bytes: UnsafeRawBufferPointer) throws {

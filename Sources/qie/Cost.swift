@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import QieImaging
 import QiePipeline
+import QieFiles
 import QieProviders
 
 struct Cost: ParsableCommand {
@@ -35,9 +36,10 @@ struct Cost: ParsableCommand {
 
     func run() throws {
         let profile = try endpoint.profile()
-        let request = try endpoint.sizeRequest(size: size)
-        let override = price.override
-        let rounding = price.megapixelRounding
+        var options = EditOptions(endpoint: endpoint.provider)
+        options.size = try endpoint.sizeRequest(size: size)
+        let override = try price.override()
+        let rounding = try price.megapixelRounding()
         let (files, problems) = InputWalker().walk(inputs)
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
 
@@ -51,9 +53,10 @@ struct Cost: ParsableCommand {
         if !json {
             out.add("file\tinput\tinput MP\toutput\toutput MP\timages\tcost (USD)")
         }
-        for (file, result) in endpoint.plans(for: files, size: request, fit: .contain, position: .centre, profile: profile) {
+        for item in try Flags.validating({ try options.plan(files) }) {
+            let file = item.input
             let path = DisplayPath.escape(file.path)
-            switch result {
+            switch item.plan {
             case .success(let (info, plan)):
                 let estimate = CostEstimator.estimate(
                     profile, outputSize: plan.expectedOutput, images: numImages, override: override, rounding: rounding)
@@ -71,14 +74,14 @@ struct Cost: ParsableCommand {
                     )
                 }
             case .failure(let error):
-                let skipped = file.isSkippable(error)
-                if !skipped {
+                if !item.skipped {
                     failed += 1
                     TextStream.standardError.write("error \(path): \(reason(error))\n")
                 }
             }
         }
-        let rule = CostEstimator.estimate(profile, outputSize: PixelSize(width: 1, height: 1), override: override).rule
+        let estimate = CostEstimator.estimate(profile, outputSize: PixelSize(width: 1, height: 1), override: override)
+        let rule = profile.pricing == .unpublished && estimate.total == nil ? priceSummary(profile.pricing) : estimate.rule
         let totalText = unknown == priced && priced > 0 ? "unknown" : "$\(total)" + (unknown > 0 ? " + \(unknown) unknown" : "")
         if json {
             out.add(

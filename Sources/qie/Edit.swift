@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import QieClient
+import QieFiles
 import QieImaging
 import QiePipeline
 import QieProviders
@@ -121,257 +121,199 @@ struct Edit: AsyncParsableCommand {
     @OptionGroup var limits: LimitOptions
 
     func validate() throws {
-        if inputs.isEmpty { throw ValidationError("give at least one file or folder to edit") }
-        if let prompt, prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            throw ValidationError("--prompt is empty; say what to change")
-        }
-        if let maxCost, Decimal(string: maxCost).map({ $0 > 0 }) != true {
-            throw ValidationError("--max-cost must be a positive amount in USD such as 5 or 12.50; got \"\(maxCost)\"")
-        }
-        if let rate, !(rate > 0) { throw ValidationError("--rate must be a positive number of requests per second, got \(rate)") }
-        if let format, OutputFormat(name: format) == nil {
-            throw ValidationError("--format must be jpeg, jpg, png, webp, avif or gif; got \"\(format)\"")
-        }
-        if let quality, !(1...100).contains(quality) {
-            throw ValidationError("--quality must be an integer from 1 to 100, got \(quality)")
-        }
-        if concurrency < 1 { throw ValidationError("--concurrency must be at least 1, got \(concurrency)") }
-        for (name, value) in [("--timeout", timeout), ("--request-timeout", requestTimeout), ("--connect-timeout", connectTimeout), ("--poll-interval", pollInterval)]
-        where !(value > 0) {
-            throw ValidationError("\(name) must be a positive number of seconds, got \(value)")
-        }
-        if ![Fit.contain, .cover, .fill].contains(fit) {
-            throw ValidationError("--fit for an endpoint must be contain, cover or fill: the endpoint needs its exact size")
-        }
-        let profile = try endpoint.profile()
-        let flow = flow ?? profile.defaultFlow
-        if !profile.flow.contains(flow) {
-            throw ValidationError(
-                "\(profile.id) does not offer --flow \(flow.rawValue); it offers \(profile.flow.map(\.rawValue).joined(separator: ", "))")
-        }
-        if flow == .callback {
-            guard callbackURL != nil else {
-                throw ValidationError("--flow callback needs --callback-url, the address \(profile.id) will POST to")
-            }
-            _ = try listenAddress()
-        } else if callbackURL != nil || callbackListen != nil {
-            throw ValidationError("--callback-url and --callback-listen go with --flow callback")
-        }
-        if references.count + 1 > profile.images.maxCount {
-            throw ValidationError(
-                "\(profile.id) takes at most \(profile.images.maxCount) image\(profile.images.maxCount == 1 ? "" : "s") per request: the input plus \(profile.images.maxCount - 1) --image")
-        }
-        var check = try editRequest()
-        if check.prompt.isEmpty { check.prompt = "-" }
-        try checkBeforeReading(
-            profile: profile, size: try endpoint.sizeRequest(size: size), fit: fit, request: check,
-            imageCount: references.count + 1)
-        if maxCost != nil {
-            let unit = CostEstimator.estimate(profile, outputSize: PixelSize(width: 1024, height: 1024), override: price.override)
-            if unit.total == nil {
-                throw ValidationError(
-                    "--max-cost needs a price: \(profile.id) publishes none; set --price-per-image or --price-per-megapixel")
-            }
-        }
+        try Flags.validating { try configuration(in: FileManager.default.currentDirectoryPath).validate() }
     }
 
-    private func editRequest() throws -> EditRequest {
-        var request = EditRequest(
-            prompt: prompt ?? "", images: [], outputFormat: format.flatMap(OutputFormat.init(name:)),
-            negativePrompt: negativePrompt, seed: seed, numImages: numImages)
-        request.callbackURL = callbackURL
-        try fields.apply(to: &request)
-        return request
-    }
+    /// The run these arguments ask for, with relative paths resolved against `directory`.
+    func configuration(in directory: String) throws -> EditRunConfiguration {
+        var options = EditOptions(endpoint: endpoint.provider)
+        options.size = try endpoint.sizeRequest(size: size)
+        options.fit = fit
+        options.background = try Flags.validating { try PaddingFill(parsing: background) }
+        options.prompt = prompt
+        options.negativePrompt = negativePrompt
+        options.seed = seed
+        options.numImages = numImages
+        options.fields = try fields.fields()
+        options.format = try format.map { text in try Flags.validating { try OutputFormat(parsing: text) } }
+        options.quality = quality
+        options.restore = restore
+        options.limits = limits.limits
+        options.flow = flow
+        if callbackURL != nil || callbackListen != nil {
+            options.callback = CallbackOptions(url: callbackURL ?? "", listen: callbackListen)
+        }
+        options.timeouts.connect = connectTimeout
+        options.timeouts.request = requestTimeout
+        options.timeouts.overall = timeout
+        options.timeouts.pollInterval = pollInterval
+        options.baseURL = baseURL
+        options.price = try price.override()
+        options.rounding = try price.megapixelRounding()
 
-    /// Where the callback listener binds: --callback-listen, or the callback
-    /// URL's own host and port when it is a local address.
-    private func listenAddress() throws -> (host: String, port: Int) {
-        if let callbackListen {
-            let parts = callbackListen.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count >= 2, let port = Int(parts.last!), (1...65535).contains(port) else {
-                throw ValidationError("--callback-listen must be HOST:PORT, for example 0.0.0.0:8788; got \"\(callbackListen)\"")
-            }
-            return (parts.dropLast().joined(separator: ":"), port)
-        }
-        guard let callbackURL, let url = URL(string: callbackURL), let host = url.host,
-            ["http", "https"].contains(url.scheme ?? "")
-        else {
-            throw ValidationError("--callback-url must be an http(s) URL, got \"\(callbackURL ?? "")\"")
-        }
-        guard ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) else {
-            throw ValidationError(
-                "--callback-url \(callbackURL) is not a local address: say where to listen with --callback-listen HOST:PORT (the URL must reach it, for example through a tunnel)")
-        }
-        return (host == "localhost" ? "127.0.0.1" : host, url.port ?? (url.scheme == "https" ? 443 : 80))
+        var run = EditRunConfiguration(inputs: inputs, output: out, options: options, workingDirectory: directory)
+        run.manifest = manifest
+        run.references = references
+        run.concurrency = concurrency
+        run.rate = rate
+        run.maxCost = try maxCost.map { text in try Flags.validating { try Decimal(usd: text, for: .maxCost, positive: true) } }
+        run.retryFailed = retryFailed
+        return run
     }
 
     func run() async throws {
-        let profile = try endpoint.profile()
-        let environment = ProcessInfo.processInfo.environment
-        let prompts: PromptManifest
-        do {
-            prompts = try manifest.map { try PromptManifest(file: $0) } ?? PromptManifest()
-        } catch {
-            TextStream.standardError.write("error: manifest \(error)\n")
-            throw ExitCode(2)
-        }
-        let target = ProviderTarget(
-            profile: profile, size: try endpoint.sizeRequest(size: size), fit: fit, position: .centre,
-            fill: try PaddingFill(parsing: background))
-        var (files, problems) = InputWalker(excluding: [out] + (manifest.map { [$0] } ?? [])).walk(inputs)
-        // NAME.txt next to NAME.jpg is that image's prompt, not an input.
-        let imageStems = Set(files.filter { !$0.path.hasSuffix(".txt") }.map { ($0.path as NSString).deletingPathExtension })
-        files.removeAll { $0.path.hasSuffix(".txt") && imageStems.contains(($0.path as NSString).deletingPathExtension) }
-        if prompt == nil, manifest == nil, !files.contains(where: { prompts.request(for: $0.path) != nil }) {
-            TextStream.standardError.write(
-                "error: no prompt: give --prompt, a --manifest, or a text file NAME.txt next to each image\n")
-            throw ExitCode(2)
-        }
+        var configuration = try configuration(in: FileManager.default.currentDirectoryPath)
+        configuration.commandLine = Array(CommandLine.arguments.dropFirst())
+        let run = EditRun(configuration)
         if dryRun {
-            try dryRunReport(files: files, problems: problems, target: target, prompts: prompts)
+            try dryRunReport(run)
             return
         }
+        try await Edit.execute(run, json: json)
+    }
 
-        guard let key = environment[profile.auth.keyVariable], !key.isEmpty else {
-            TextStream.standardError.write(
-                "error: \(profile.id) needs an API key in \(profile.auth.keyVariable) (read from the environment only)\n")
-            throw ExitCode(2)
-        }
-        let folder: OutputFolder
-        let ledger: Ledger
-        let lock: RunLock
-        do {
-            folder = try OutputFolder(path: out)
-            lock = try RunLock(folder: out)
-            ledger = try Ledger(folder: out)
-            // `qie resume` runs the recorded command again and records nothing new.
-            let invoked = Array(CommandLine.arguments.dropFirst())
-            if invoked.first == "edit" {
-                try ledger.recordRun(arguments: invoked, directory: FileManager.default.currentDirectoryPath)
-            }
-        } catch {
-            TextStream.standardError.write("error \(error)\n")
-            throw ExitCode(1)
-        }
-        var settings = EditSettings(
-            target: target, request: try editRequest(), references: references,
-            outputFormat: format.flatMap(OutputFormat.init(name:)), quality: quality, restore: restore,
-            limits: limits.limits, concurrency: concurrency,
-            baseURL: baseURL ?? environment[profile.baseURLVariable], apiKey: key, flow: flow,
-            wait: WaitPolicy(firstInterval: pollInterval, timeout: timeout),
-            callbackListen: (flow == .callback) ? try listenAddress() : nil,
-            signingSecret: profile.callback.flatMap { environment[$0.secretVariable] })
-        settings.prompts = prompts
-        settings.price = price.override
-        settings.rounding = price.megapixelRounding
-        settings.retryFailed = retryFailed
-        settings.rate = rate
-        var budget: Budget? = nil
-        if let maxCost = maxCost.flatMap({ Decimal(string: $0) }) {
-            // What earlier runs into this folder spent or have in flight counts too.
-            budget = Budget(limit: maxCost, spent: try ledger.committedCost(includingSubmitted: true).total)
-        }
-        for problem in problems { TextStream.standardError.write("error \(problem)\n") }
-        let reporter = progressReporter(json: json)
-
-        // Ctrl-C: start no more edits and let those in flight finish (their
-        // jobs may already be paid for); a second Ctrl-C stops at once and
-        // names the accepted jobs whose results were not fetched.
-        let cancellation = BatchCancellation()
-        let inFlight = Mutex<[String: String]>([:])
-        signal(SIGINT, SIG_IGN)
-        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        interrupt.setEventHandler {
-            if cancellation.isCancelled {
-                let jobs = inFlight.withLock { $0 }
+    /// Runs `run`, rendering its events: a progress line on a terminal, plain
+    /// lines, or JSON lines. Ctrl-C starts no more edits and lets those in
+    /// flight finish (their jobs may already be paid for); a second Ctrl-C
+    /// stops at once and names the accepted jobs whose results were not fetched.
+    static func execute(_ run: EditRun, json: Bool) async throws {
+        let configuration = run.configuration
+        let out = configuration.output
+        let progress = EditProgress(reporter: progressReporter(json: json), endpoint: configuration.options.endpoint)
+        let stop = BatchCancellation()
+        let interrupt = Terminal.onInterrupt {
+            if stop.isCancelled {
+                let jobs = progress.accepted()
                 var lines = ["\nstopped"]
-                for (path, id) in jobs.sorted(by: { $0.key < $1.key }) {
-                    lines.append("  \(DisplayPath.escape(path)): job \(id) at \(profile.id) was accepted; its result was not fetched")
+                for (path, job) in jobs {
+                    lines.append("  \(DisplayPath.escape(path)): job \(job.id) at \(job.endpoint) was accepted; its result was not fetched")
                 }
                 if !jobs.isEmpty { lines.append("run the same command again (or qie resume \(out)) to pick them up") }
                 TextStream.standardError.write(lines.joined(separator: "\n") + "\n")
-                Foundation.exit(130)
+                Terminal.exitNow(130)
             }
             TextStream.standardError.write(
                 "\ninterrupted: finishing the edits in flight, starting no more (Ctrl-C again to stop now)\n")
-            cancellation.cancel()
+            stop.cancel()
         }
-        interrupt.resume()
+        defer { interrupt.cancel() }
 
-        let batch = EditBatch(inputs: files, output: folder, settings: settings)
-        reporter.start(total: batch.jobs().count)
-        let client = EditClient(
-            connectTimeout: .milliseconds(Int64(connectTimeout * 1000)),
-            requestTimeout: .milliseconds(Int64(requestTimeout * 1000)), connectionsPerHost: max(8, concurrency))
-        var summary: BatchSummary
+        let summary: EditRunSummary
         do {
-            summary = try await batch.run(
-                client: client, ledger: ledger, budget: budget, cancellation: cancellation,
-                accepted: { input, id in inFlight.withLock { $0[input.path] = id } },
-                started: { reporter.started($0) },
-                report: { result in
-                    inFlight.withLock { _ = $0.removeValue(forKey: result.input.path) }
-                    reporter.report(result)
-                })
+            summary = try await run.run(stop: stop) { progress.render($0) }
         } catch {
-            try? await client.shutdown()
-            TextStream.standardError.write("error: \(error)\n")
-            throw ExitCode(1)
+            TextStream.standardError.write("error: \(error.message(naming: Flags.name))\n")
+            switch error {
+            case .noPrompts, .missingKey, .manifest, .setting: throw ExitCode(2)
+            default: throw ExitCode(1)
+            }
         }
-        try? await client.shutdown()
-        interrupt.cancel()
-        summary.failed += problems.count
-        summary.total += problems.count
-        reporter.finish(summary, outputFolder: out)
-        do {
-            try RunReport(ledger: ledger, folder: out).write(to: folder)
-            if !json { TextStream.standardOutput.write("report: \((out as NSString).appendingPathComponent(RunReport.htmlName))\n") }
-        } catch {
-            TextStream.standardError.write("error: cannot write the report: \(error)\n")
+        let reporter = progress.reporter
+        reporter.finish(summary.batch, outputFolder: out)
+        if let report = summary.report, !json { TextStream.standardOutput.write("report: \(DisplayPath.escape(report))\n") }
+        if let reportError = summary.reportError {
+            TextStream.standardError.write("error: cannot write the report: \(reportError)\n")
         }
-        withExtendedLifetime(lock) {}
-        if let budget, budget.wasReached {
+        if let budget = summary.budget {
             TextStream.standardError.write(
                 "stopped sending at --max-cost $\(budget.limit): $\(budget.spent) spent; run again with a higher --max-cost to go on\n")
         }
-        if cancellation.isCancelled { throw ExitCode(130) }
+        if summary.stopped { throw ExitCode(130) }
         if !summary.succeeded { throw ExitCode(1) }
     }
 
     /// --dry-run: each file's plan and estimate, and the total, from headers only.
-    private func dryRunReport(files: [InputFile], problems: [InputProblem], target: ProviderTarget, prompts: PromptManifest) throws {
-        let profile = target.profile
-        let copies = profile.field(for: .numImages) == nil ? numImages : 1
-        let perRequest = profile.field(for: .numImages) == nil ? 1 : numImages
+    private func dryRunReport(_ run: EditRun) throws {
+        let estimate: EditEstimate
+        do {
+            estimate = try run.estimate()
+        } catch {
+            TextStream.standardError.write("error: \(error.message(naming: Flags.name))\n")
+            throw ExitCode(2)
+        }
         var out = LineBuffer()
-        var total = Decimal(0)
-        var unpriced = 0
-        var planned = 0
-        var failed = problems.count
-        for problem in problems { TextStream.standardError.write("error \(problem)\n") }
-        for (file, result) in endpoint.plans(for: files, size: target.size, fit: fit, position: target.position, profile: profile) {
-            switch result {
+        for problem in estimate.problems { TextStream.standardError.write("error \(problem)\n") }
+        for item in estimate.items where !item.skipped {
+            let path = DisplayPath.escape(item.input.path)
+            switch item.plan {
             case .failure(let error):
-                if let error = error as? ImagingError, file.isSkippable(error) { continue }
-                failed += 1
-                TextStream.standardError.write("error \(DisplayPath.escape(file.path)): \(reason(error))\n")
-            case .success(let (_, plan)):
-                planned += 1
-                let estimate = CostEstimator.estimate(
-                    profile, outputSize: plan.expectedOutput, images: perRequest, override: price.override,
-                    rounding: price.megapixelRounding)
-                let each = estimate.total.map { $0 * Decimal(copies) }
-                if let each { total += each } else { unpriced += 1 }
-                let asked = prompts.request(for: file.path)?.prompt ?? prompt ?? "(no prompt)"
+                TextStream.standardError.write("error \(path): \(error.reason(naming: Flags.name))\n")
+            case .success(let plan):
+                let copies = item.requests
+                let asked = item.prompt ?? "(no prompt)"
                 out.add(
-                    "would edit \(DisplayPath.escape(file.path)): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(each.map { "~$\($0)" } ?? "price unknown") \"\(asked.prefix(60))\"")
+                    "would edit \(path): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(item.cost.map { "~$\($0)" } ?? "price unknown") \"\(asked.prefix(60))\""
+                )
             }
         }
-        let money = unpriced == planned && planned > 0 ? "unknown (no price for \(profile.id); set --price-per-image)" : "$\(total)"
+        let planned = estimate.planned
+        let requests = estimate.requests
+        let unpriced = estimate.unpriced
+        let money =
+            unpriced == planned && planned > 0
+            ? "unknown (no price for \(estimate.endpoint); set --price-per-image)" : "$\(estimate.total)"
         out.add(
-            "dry run: \(planned * copies) request\(planned * copies == 1 ? "" : "s") for \(planned) image\(planned == 1 ? "" : "s") on \(profile.id), estimated \(money)\(unpriced > 0 && unpriced < planned ? " (\(unpriced) unpriced)" : ""); nothing sent")
+            "dry run: \(requests) request\(requests == 1 ? "" : "s") for \(planned) image\(planned == 1 ? "" : "s") on \(estimate.endpoint), estimated \(money)\(unpriced > 0 && unpriced < planned ? " (\(unpriced) unpriced)" : ""); nothing sent"
+        )
         out.flush()
-        if failed > 0 { throw ExitCode(1) }
+        if estimate.failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Renders a run's events through a reporter, and keeps what Ctrl-C needs:
+/// the jobs an endpoint accepted whose results are not fetched yet.
+final class EditProgress: Sendable {
+    let reporter: any BatchReporter
+    private let endpoint: String
+    private let inFlight = Mutex<[String: (endpoint: String, id: String)]>([:])
+    private let started = Mutex<[String: Date]>([:])
+
+    init(reporter: any BatchReporter, endpoint: String) {
+        self.reporter = reporter
+        self.endpoint = endpoint
+    }
+
+    /// Accepted jobs whose results were not fetched, by input path.
+    func accepted() -> [(String, (endpoint: String, id: String))] {
+        inFlight.withLock { $0 }.sorted { $0.key < $1.key }
+    }
+
+    func render(_ event: EditRunEvent) {
+        switch event {
+        case .started(let total, _):
+            reporter.start(total: total)
+        case .inputProblem(let problem):
+            TextStream.standardError.write("error \(problem)\n")
+        case .jobStarted(let job):
+            started.withLock { $0[Self.key(job)] = Date() }
+            reporter.started(job.input)
+        case .sent(let job, let id):
+            inFlight.withLock { $0[job.input.path] = (endpoint, id) }
+        case .done(let job, let output):
+            let result = output.result
+            let first = result.images[0]
+            let image = PreparedSummary(
+                format: first.format, size: first.size, byteCount: first.data.count, source: result.source,
+                geometry: result.plan.geometry, plan: result.plan)
+            finished(job, .written(path: output.paths[0], image: image), cost: result.cost)
+        case .earlier(let job, let output):
+            finished(job, .earlier(path: output))
+        case .skipped(let job):
+            finished(job, .skipped)
+        case .held(let job, let error):
+            finished(job, .held(error.reason(naming: Flags.name)))
+        case .failed(let job, let error):
+            finished(job, .failed(error.reason(naming: Flags.name)))
+        case .cost(_, _, let spent):
+            reporter.spent(spent)
+        }
+    }
+
+    private static func key(_ job: EditJob) -> String { job.input.path + (job.copy > 0 ? "#\(job.copy)" : "") }
+
+    private func finished(_ job: EditJob, _ status: ItemReport.Status, cost: Decimal? = nil) {
+        inFlight.withLock { _ = $0.removeValue(forKey: job.input.path) }
+        let seconds = started.withLock { $0.removeValue(forKey: Self.key(job)) }.map { Date().timeIntervalSince($0) } ?? 0
+        reporter.report(ItemReport(input: job.input, status: status, seconds: seconds, cost: cost))
     }
 }

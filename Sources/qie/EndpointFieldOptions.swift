@@ -1,5 +1,5 @@
 import ArgumentParser
-import QieProviders
+import QiePipeline
 
 /// The endpoint-specific request fields, each sent only where the endpoint
 /// documents it (otherwise refused with what the endpoint takes).
@@ -32,19 +32,22 @@ struct EndpointFieldOptions: ParsableArguments {
     @Option(help: "KEY=VALUE attached to the job (Runflow metadata); repeat for several.")
     var metadata: [String] = []
 
-    func apply(to request: inout EditRequest) throws {
-        request.syncMode = syncMode
-        request.responseFormat = responseFormat
-        request.outputCompression = outputCompression
-        request.guidanceScale = guidanceScale
-        request.inferenceSteps = steps
-        request.acceleration = acceleration
-        request.safetyChecker = safetyChecker
+    /// The fields as the library takes them.
+    func fields() throws -> EndpointFields {
+        var fields = EndpointFields()
+        fields.syncMode = syncMode
+        fields.responseFormat = responseFormat
+        fields.outputCompression = outputCompression
+        fields.guidanceScale = guidanceScale
+        fields.inferenceSteps = steps
+        fields.acceleration = acceleration
+        fields.safetyChecker = safetyChecker
         for entry in metadata {
             guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
                 throw ValidationError("--metadata must be KEY=VALUE, got \"\(entry)\"")
             }
-            request.metadata[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+            fields.metadata[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
         }
+        return fields
     }
 }

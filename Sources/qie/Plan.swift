@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import QieImaging
 import QiePipeline
+import QieFiles
 import QieProviders
 
 struct Plan: ParsableCommand {
@@ -35,19 +36,20 @@ struct Plan: ParsableCommand {
     }
 
     func run() throws {
-        let profile = try endpoint.profile()
-        let request = try endpoint.sizeRequest(size: size)
+        var options = EditOptions(endpoint: endpoint.provider)
+        options.size = try endpoint.sizeRequest(size: size)
+        options.fit = fit
+        options.position = Position(parsing: position) ?? .centre
         let (files, problems) = InputWalker().walk(inputs)
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
         var failed = problems.count
         var out = LineBuffer()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        for (file, result) in endpoint.plans(
-            for: files, size: request, fit: fit, position: Position(parsing: position) ?? .centre, profile: profile)
-        {
+        for item in try Flags.validating({ try options.plan(files) }) {
+            let file = item.input
             let path = DisplayPath.escape(file.path)
-            switch result {
+            switch item.plan {
             case .success(let (_, plan)):
                 if json {
                     let line = PlanLine(path: file.path, plan: plan, paddingFraction: plan.paddingFraction)
@@ -56,7 +58,7 @@ struct Plan: ParsableCommand {
                     out.add("\(path): \(describe(plan))")
                 }
             case .failure(let error):
-                let skipped = file.isSkippable(error)
+                let skipped = item.skipped
                 if !skipped { failed += 1 }
                 out.add(skipped ? "\(path): skipped, not an image" : "\(path): error: \(reason(error))")
             }

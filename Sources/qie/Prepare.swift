@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import QieImaging
 import QiePipeline
+import QieFiles
 import QieProviders
 
 struct Prepare: ParsableCommand {
@@ -134,21 +135,29 @@ struct Prepare: ParsableCommand {
             throw ValidationError("--result-format must be jpeg, jpg, png, webp, avif or gif; got \"\(resultFormat)\"")
         }
         if let target = try settings().provider {
-            try checkBeforeReading(profile: target.profile, size: target.size, fit: target.fit, request: target.request)
+            // What the endpoint would refuse (size, fields) is refused before any image is read.
+            var options = EditOptions(endpoint: target.profile.id)
+            options.size = target.size
+            options.fit = target.fit
+            if let request = target.request {
+                options.prompt = request.prompt
+                options.negativePrompt = request.negativePrompt
+                options.seed = request.seed
+                options.numImages = request.numImages
+                options.format = request.outputFormat
+            }
+            try Flags.validating { try options.validate() }
         }
         if concurrency < 1 { throw ValidationError("--concurrency must be at least 1, got \(concurrency)") }
         if lossless && format.flatMap(OutputFormat.init(name:)).map({ $0 != .webp && $0 != .avif }) ?? true {
             throw ValidationError("--lossless needs --format webp or --format avif")
         }
-        do {
-            try settings().validate()
-        } catch let error as ImagingError {
-            throw ValidationError(error.reason)
-        }
+        let settings = try settings()
+        try Flags.validating { try settings.validate() }
     }
 
     func settings() throws -> PrepareSettings {
-        let fill = try PaddingFill(parsing: background)
+        let fill = try Flags.validating { try PaddingFill(parsing: background) }
         var flatten = Colour.white
         if case .colour(let colour) = fill, colour.isOpaque { flatten = colour }
         let resize = size.flatMap(PixelSize.init(parsing:)).map {
@@ -192,24 +201,21 @@ struct Prepare: ParsableCommand {
         }
 
         let cancellation = BatchCancellation()
-        signal(SIGINT, SIG_IGN)
-        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        interrupt.setEventHandler {
+        let interrupt = Terminal.onInterrupt {
             if cancellation.isCancelled {
                 // A second Ctrl-C: stop now. Finished outputs are complete files;
                 // an image in progress leaves at most a hidden temporary file.
                 TextStream.standardError.write("\nstopped\n")
-                Foundation.exit(130)
+                Terminal.exitNow(130)
             }
             TextStream.standardError.write(
                 "\ninterrupted: finishing the images in progress, starting no more (Ctrl-C again to stop now)\n")
             cancellation.cancel()
         }
-        interrupt.resume()
 
         reporter.start(total: files.count)
         var summary = PrepareBatch(inputs: files, output: folder, settings: settings)
-            .run(cancellation: cancellation) { reporter.report($0) }
+            .run(cancellation: cancellation) { reporter.report(ItemReport($0)) }
         summary.failed += problems.count
         summary.total += problems.count
         reporter.finish(summary, outputFolder: out)

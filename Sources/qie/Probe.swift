@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import QieImaging
+import QieFiles
 import QiePipeline
 
 struct Probe: ParsableCommand {

@@ -18,11 +18,7 @@ struct ProviderOptions: ParsableArguments {
     func profile() throws -> ProviderProfile { try ProviderOptions.profile(named: provider) }
 
     static func profile(named name: String) throws -> ProviderProfile {
-        do {
-            return try ProviderCatalog.profile(named: name)
-        } catch {
-            throw ValidationError(error.message)
-        }
+        try Flags.validating { try ProviderCatalog.profile(named: name) }
     }
 
     func sizeRequest(size: String?) throws -> SizeRequest {
@@ -30,45 +26,7 @@ struct ProviderOptions: ParsableArguments {
     }
 
     static func sizeRequest(size: String?, aspectRatio: String?, resolution: String?) throws -> SizeRequest {
-        var ratio: AspectRatio? = nil
-        if let aspectRatio {
-            guard let parsed = AspectRatio(parsing: aspectRatio) else {
-                throw ValidationError("--aspect-ratio must be W:H, for example 16:9; got \"\(aspectRatio)\"")
-            }
-            ratio = parsed
-        }
-        if let size {
-            guard let parsed = PixelSize(parsing: size) else {
-                throw ValidationError("--size must be WxH with positive integers, for example 1024x1280; got \"\(size)\"")
-            }
-            guard ratio == nil, resolution == nil else {
-                throw ValidationError("--size sets both shape and scale: leave out --aspect-ratio and --resolution")
-            }
-            return .size(parsed)
-        }
-        if let resolution { return .tier(resolution, aspectRatio: ratio) }
-        if let ratio { return .aspectRatio(ratio) }
-        return .automatic
-    }
-
-    /// Plans each input, reporting what cannot be planned.
-    func plans(for files: [InputFile], size: SizeRequest, fit: Fit, position: Position, profile: ProviderProfile)
-        -> [(InputFile, Result<(ImageInfo, SizePlan), Error>)]
-    {
-        let results = ProbeBatch(files: files).run()
-        return zip(files, results).map { file, result in
-            switch result {
-            case .failure(let error): return (file, .failure(error))
-            case .success(let info):
-                do {
-                    let plan = try SizePlanner.plan(
-                        input: info.displaySize, for: profile, request: size, fit: fit, position: position)
-                    return (file, .success((info, plan)))
-                } catch {
-                    return (file, .failure(error))
-                }
-            }
-        }
+        try Flags.validating { try SizeRequest(size: size, aspectRatio: aspectRatio, resolution: resolution) }
     }
 }
 
@@ -84,63 +42,36 @@ struct PriceOptions: ParsableArguments {
     var rounding: String = "none"
 
     func validate() throws {
-        if MegapixelRounding(rawValue: rounding) == nil {
-            throw ValidationError("--megapixel-rounding must be none, hundredth or whole; got \"\(rounding)\"")
-        }
-        for (name, value) in [("--price-per-image", pricePerImage), ("--price-per-megapixel", pricePerMegapixel)] {
-            if let value, Decimal(string: value).map({ $0 >= 0 }) != true {
-                throw ValidationError("\(name) must be a price in USD such as 0.02; got \"\(value)\"")
-            }
+        _ = try override()
+        _ = try megapixelRounding()
+    }
+
+    func override() throws -> PriceOverride {
+        try Flags.validating {
+            PriceOverride(
+                perImage: try pricePerImage.map { try Decimal(usd: $0, for: .pricePerImage) },
+                perMegapixel: try pricePerMegapixel.map { try Decimal(usd: $0, for: .pricePerMegapixel) })
         }
     }
 
-    var override: PriceOverride {
-        PriceOverride(
-            perImage: pricePerImage.flatMap { Decimal(string: $0) },
-            perMegapixel: pricePerMegapixel.flatMap { Decimal(string: $0) })
-    }
-
-    var megapixelRounding: MegapixelRounding { MegapixelRounding(rawValue: rounding) ?? .none }
-}
-
-/// Checks, before any image is read, that `profile` takes the size asked for
-/// and, when given, the request's options with `imageCount` images.
-func checkBeforeReading(
-    profile: ProviderProfile, size: SizeRequest, fit: Fit, request: EditRequest?, imageCount: Int = 1
-) throws {
-    do {
-        let plan = try SizePlanner.plan(input: PixelSize(width: 1024, height: 1024), for: profile, request: size, fit: fit)
-        if var request {
-            request.images = Array(repeating: .url("https://example.invalid/check.png"), count: imageCount)
-            _ = try RequestBuilder.build(request, plan: plan, for: profile, apiKey: nil)
+    func megapixelRounding() throws -> MegapixelRounding {
+        guard let value = MegapixelRounding(rawValue: rounding) else {
+            throw Flags.validation(
+                SettingError(.megapixelRounding, value: SettingError.quoted(rounding), .invalid(expected: "none, hundredth or whole")))
         }
-    } catch {
-        throw ValidationError(error.message)
+        return value
     }
 }
 
-/// Buffers output lines and writes them in large pieces.
-struct LineBuffer {
-    private var text = ""
-    private let stream: TextStream
-
-    init(_ stream: TextStream = .standardOutput) { self.stream = stream }
-
-    mutating func add(_ line: String) {
-        text += line
-        text += "\n"
-        if text.utf8.count > 64 * 1024 { flush() }
-    }
-
-    mutating func flush() {
-        stream.write(text)
-        text = ""
-    }
+func reason(_ error: any Error) -> String {
+    if let error = error as? EditError { return error.reason(naming: Flags.name) }
+    if let error = error as? ImagingError { return error.reason(naming: Flags.name) }
+    return Flags.message(error)
 }
 
-func reason(_ error: Error) -> String {
-    if let error = error as? ImagingError { return error.reason }
-    return "\(error)"
+/// The price rule in words, with what to set where the endpoint publishes none.
+func priceSummary(_ rule: PricingRule) -> String {
+    rule == .unpublished ? "\(rule.summary) (set --price-per-image or --price-per-megapixel)" : rule.summary
 }
 
 struct Providers: ParsableCommand {
@@ -167,7 +98,7 @@ struct Providers: ParsableCommand {
             let options = profile.fields.map { "--\($0.option.rawValue) (\($0.name)\($0.defaultValue.map { ", default " + $0 } ?? ""))" }
             out.add("  options:  \(options.isEmpty ? "none" : options.joined(separator: ", "))")
             out.add("  flow:     \(profile.flow.map(\.rawValue).joined(separator: ", ")); result at \(profile.result.description)")
-            out.add("  price:    \(profile.pricing.summary)")
+            out.add("  price:    \(priceSummary(profile.pricing))")
             for note in profile.notes { out.add("  note:     \(note)") }
             out.add("")
         }

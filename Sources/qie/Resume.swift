@@ -1,11 +1,13 @@
 import ArgumentParser
 import Foundation
+import QieFiles
 import QiePipeline
+import QieStore
 
 /// Opens an output folder's ledger, or says why not.
 private func openLedger(_ folder: String) throws -> Ledger {
     guard FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent(Ledger.fileName)) else {
-        TextStream.standardError.write("error: \(DisplayPath.escape(folder)) has no qie ledger: it is not the --out of a qie edit run\n")
+        TextStream.standardError.write("error: \(EditError.noLedger(folder: folder).message(naming: Flags.name))\n")
         throw ExitCode(2)
     }
     do {
@@ -20,10 +22,10 @@ struct Resume: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the last qie edit into a folder again: finished jobs are skipped, accepted ones polled.",
         discussion: """
-            Reads the command from the folder's ledger and runs it again from the directory it was \
-            started in. Jobs done are not redone; jobs an endpoint accepted are asked about, never sent \
-            again; jobs that failed are tried again only with --retry-failed. Keys still come from the \
-            environment.
+            Reads the run's configuration from the folder's ledger and runs it again (relative paths \
+            are resolved against the directory it was started in). Jobs done are not redone; jobs an \
+            endpoint accepted are asked about, never sent again; jobs that failed are tried again only \
+            with --retry-failed. Keys still come from the environment.
             """)
 
     @Argument(help: "The output folder of an earlier qie edit.", completion: .directory)
@@ -32,20 +34,36 @@ struct Resume: AsyncParsableCommand {
     @Flag(name: .customLong("retry-failed"), help: "Also try again the jobs that failed.")
     var retryFailed = false
 
+    @Flag(help: "One JSON object per file and a summary object.")
+    var json = false
+
     func run() async throws {
-        let ledger = try openLedger(folder)
-        guard let run = try ledger.lastRun(), var arguments = Optional(run.argumentList), arguments.first == "edit" else {
+        var run: EditRun
+        do {
+            run = try EditRun.resume(folder: folder)
+        } catch .legacyRun(_, let arguments, let directory) {
+            // A ledger from before runs stored their configuration records the
+            // command line: it is read as the command line it is.
+            run = try legacy(arguments, directory: directory)
+        } catch {
+            TextStream.standardError.write("error: \(error.message(naming: Flags.name))\n")
+            if case .noLedger = error { throw ExitCode(2) }
+            throw ExitCode(1)
+        }
+        if retryFailed { run.configuration.retryFailed = true }
+        try await Edit.execute(run, json: json || run.configuration.commandLine?.contains("--json") == true)
+    }
+
+    private func legacy(_ arguments: [String], directory: String) throws -> EditRun {
+        guard arguments.first == "edit" else {
             TextStream.standardError.write("error: the ledger in \(DisplayPath.escape(folder)) records no qie edit command\n")
             throw ExitCode(2)
         }
-        arguments.removeFirst()
-        if retryFailed, !arguments.contains("--retry-failed") { arguments.append("--retry-failed") }
-        guard FileManager.default.changeCurrentDirectoryPath(run.directory) else {
-            TextStream.standardError.write("error: cannot go back to \(DisplayPath.escape(run.directory)), where the run started\n")
-            throw ExitCode(1)
-        }
-        let edit = try Edit.parse(arguments)
-        try await edit.run()
+        let edit = try Edit.parse(Array(arguments.dropFirst()))
+        var configuration = try edit.configuration(in: directory)
+        configuration.commandLine = arguments
+        try Flags.validating { try configuration.validate() }
+        return EditRun(configuration)
     }
 }
 
@@ -86,7 +104,8 @@ struct Status: ParsableCommand {
             }
         }
         if let run = try ledger.lastRun() {
-            out.add("last run: qie \(run.argumentList.joined(separator: " "))")
+            let arguments = run.argumentList
+            out.add(arguments.isEmpty ? "last run: started from the library (qie resume runs it again)" : "last run: qie \(arguments.joined(separator: " "))")
         }
         out.flush()
     }

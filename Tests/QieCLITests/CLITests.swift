@@ -129,8 +129,8 @@ struct CLITests {
         let cases: [([String], String)] = [
             (["prepare", "x.jpg", "--out", "o", "--size", "10xx"], "--size must be WxH"),
             (["prepare", "x.jpg", "--out", "o", "--format", "bmp"], "--format must be jpeg, jpg, png, webp, avif or gif"),
-            (["prepare", "x.jpg", "--out", "o", "--quality", "101", "--format", "jpeg"], "quality must be an integer from 1 to 100, got 101"),
-            (["prepare", "x.jpg", "--out", "o", "--background", "plaid"], "background \"plaid\" is not a colour"),
+            (["prepare", "x.jpg", "--out", "o", "--quality", "101", "--format", "jpeg"], "--quality must be an integer from 1 to 100; got 101"),
+            (["prepare", "x.jpg", "--out", "o", "--background", "plaid"], "--background must be a colour: #rrggbb"),
             (["prepare", "x.jpg", "--out", "o", "--fit", "squash"], "squash"),
         ]
         for (arguments, message) in cases {

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import NIOCore
 import QieClient
+import QieWebhooks
 import QieEmulator
 import QieImaging
 import QieProviders

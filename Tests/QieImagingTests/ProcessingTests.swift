@@ -230,17 +230,19 @@ struct EncodingTests {
     @Test("Out-of-range options are refused before any work, with the value in the message")
     func invalidOptions() throws {
         let source = try Make.solid(8, 8, [1, 2, 3], format: .png)
-        let cases: [(EncodeOptions, String)] = [
-            (EncodeOptions(format: .jpeg, quality: 0), "quality must be an integer from 1 to 100, got 0"),
-            (EncodeOptions(format: .png, compression: 12), "from 0 to 9, got 12"),
-            (EncodeOptions(format: .jpeg, lossless: true), "lossless applies to webp and avif only"),
-            (EncodeOptions(format: .webp, effort: 9), "effort for webp must be from 0 to 6, got 9"),
+        let cases: [(EncodeOptions, Setting, String)] = [
+            (EncodeOptions(format: .jpeg, quality: 0), .quality, "quality must be an integer from 1 to 100; got 0"),
+            (EncodeOptions(format: .png, compression: 12), .compression, "from 0 to 9; got 12"),
+            (EncodeOptions(format: .jpeg, lossless: true), .lossless, "lossless applies to webp and avif only"),
+            (EncodeOptions(format: .webp, effort: 9), .effort, "effort must be from 0 to 6 for webp; got 9"),
         ]
-        for (options, message) in cases {
+        for (options, setting, message) in cases {
             let error = #expect(throws: ImagingError.self) {
                 _ = try ImageProcessor.prepare(data: source, resize: nil, encode: options)
             }
             #expect(error?.kind == .invalidOption)
+            // The refused setting is data, so a front end can name it its own way.
+            #expect(error?.setting?.setting == setting)
             #expect(error?.reason.contains(message) == true, "\(error?.reason ?? "") should contain \(message)")
         }
         let transparent = #expect(throws: ImagingError.self) {

@@ -39,7 +39,7 @@ struct PrepareBatchTests {
         }
         let failures = results.withLock { all in
             all.compactMap { result -> (String, String)? in
-                if case .failed(let reason) = result.outcome { return (result.input.relativePath, reason) }
+                if case .failed(let error) = result.outcome { return (result.input.relativePath, error.description) }
                 return nil
             }
         }.sorted { $0.0 < $1.0 }
@@ -47,6 +47,13 @@ struct PrepareBatchTests {
         #expect(failures[0].1.contains("truncated PNG") || failures[0].1.contains("corrupt"))
         #expect(failures[1].1.contains("empty"))
         #expect(failures[2].1.contains("not an image"))
+        // The failure is data: a damaged input, typed by the stage that found it.
+        let cut = results.withLock { $0.first { $0.input.relativePath == "cut.png" } }
+        guard case .failed(.input(let error))? = cut?.outcome else {
+            Issue.record("cut.png did not fail as a damaged input")
+            return
+        }
+        #expect(error.kind == .corrupt && error.stage == .load)
     }
 
     @Test("Without --format each input keeps its format; HEIC and TIFF would become PNG")

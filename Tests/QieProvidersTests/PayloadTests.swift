@@ -143,28 +143,36 @@ struct GoldenBodyTests {
 
 @Suite("Options an endpoint does not take")
 struct RefusedOptionTests {
-    @Test("Refused with the option and what the endpoint takes")
+    @Test("Refused with the option and what the endpoint takes, as data a front end words its own way")
     func refused() throws {
         let image = PayloadImage.url("https://example.com/a.png")
-        let cases: [(ProviderProfile, EditRequest, String)] = [
+        let flag = { (setting: Setting) in "--" + setting.rawValue.replacing(/[A-Z]/) { "-" + $0.output.lowercased() } }
+        let cases: [(ProviderProfile, EditRequest, SettingError?, String)] = [
             (.runpodQwenImageEdit2511, EditRequest(prompt: "p", images: [image], negativePrompt: "blur"),
+             SettingError(.negativePrompt, .notTaken(by: "runpod-qwen-image-edit-2511", takes: [.seed])),
              "runpod-qwen-image-edit-2511 does not take --negative-prompt; it takes --seed, --format and the size"),
-            (.runpodQwenImageEdit, EditRequest(prompt: "p", images: [image, image]),
+            (.runpodQwenImageEdit, EditRequest(prompt: "p", images: [image, image]), nil,
              "runpod-qwen-image-edit takes at most 1 input image, got 2"),
-            (.oxenQwenImageEdit2511, EditRequest(prompt: "p", images: [image], callbackURL: "https://x"),
-             "oxen-qwen-image-edit-2511 does not take --callback-url"),
+            (.oxenQwenImageEdit2511, EditRequest(prompt: "p", images: [image], callbackURL: "https://x"), nil,
+             "oxen-qwen-image-edit-2511 does not take --callback-u-r-l"),
             (.runflowQwenImageEdit2511, EditRequest(prompt: "p", images: [image], acceleration: "turbo"),
-             "runflow-qwen-image-edit-2511 takes acceleration none, regular, high; got \"turbo\""),
-            (.runpodQwenImageEdit2511, EditRequest(prompt: "  ", images: [image]), "the prompt is empty"),
+             SettingError(.acceleration, value: "\"turbo\"", .notOffered(by: "runflow-qwen-image-edit-2511", offered: ["none", "regular", "high"])),
+             "runflow-qwen-image-edit-2511 does not offer --acceleration \"turbo\"; it offers none, regular, high"),
+            (.runpodQwenImageEdit2511, EditRequest(prompt: "  ", images: [image]), nil, "--prompt is empty"),
             (.lumenfallQwenImageEdit2511, EditRequest(prompt: "p", images: [image], outputCompression: 120),
-             "--output-compression must be 0 to 100, got 120"),
+             SettingError(.outputCompression, value: "120", .invalid(expected: "from 0 to 100")),
+             "--output-compression must be from 0 to 100; got 120"),
         ]
-        for (profile, request, message) in cases {
+        for (profile, request, setting, message) in cases {
             let plan = try SizePlanner.plan(input: PixelSize(width: 800, height: 600), for: profile)
             let error = #expect(throws: ProvidersError.self) {
                 try RequestBuilder.build(request, plan: plan, for: profile, apiKey: nil)
             }
-            #expect(error?.message.contains(message) == true, "\(error?.message ?? "no error") should contain \(message)")
+            if let setting { #expect(error?.setting == setting) }
+            let worded = error?.message(naming: flag) ?? "no error"
+            #expect(worded.contains(message), "\(worded) should contain \(message)")
+            // The library's own wording never spells a front end's flag.
+            #expect(error?.description.contains("--") == false, "\(error?.description ?? "")")
         }
     }
 

@@ -1,4 +1,4 @@
-import QieImaging
+import QieCore
 
 extension ProviderProfile {
     /// Lumenfall's OpenAI-compatible `qwen-image-edit-2511` (lumenfall-qwen-image-edit-2511.md).

@@ -1,4 +1,4 @@
-import QieImaging
+import QieCore
 
 extension ProviderProfile {
     /// Oxen.ai `qwen-image-edit-2511` (oxen-qwen-image-edit-2511.md).

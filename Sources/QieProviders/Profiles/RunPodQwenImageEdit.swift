@@ -1,4 +1,4 @@
-import QieImaging
+import QieCore
 
 extension ProviderProfile {
     /// RunPod public endpoint `qwen-image-edit` (runpod-qwen-image-edit.md).

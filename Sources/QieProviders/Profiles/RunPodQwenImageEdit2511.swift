@@ -1,4 +1,4 @@
-import QieImaging
+import QieCore
 
 extension ProviderProfile {
     /// RunPod public endpoint `qwen-image-edit-2511` (runpod-qwen-image-edit-2511.md).

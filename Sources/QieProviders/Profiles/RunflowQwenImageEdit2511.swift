@@ -1,4 +1,4 @@
-import QieImaging
+import QieCore
 
 extension ProviderProfile {
     /// Runflow `alibaba/qwen-image-edit-2511` (runflow-qwen-image-edit-2511.md).
@@ -32,7 +32,7 @@ extension ProviderProfile {
         result: .urlArray(path: ["output", "outputs"], key: "url"),
         pricing: .perOutputMegapixel(0.03, perImageReading: nil),
         notes: [
-            "Billed on output pixels / 10^6, unrounded (the document says $0.03/megapixel without input or output or rounding); --megapixel-rounding changes it.",
+            "Billed on output pixels / 10^6, unrounded (the document says $0.03/megapixel without input or output or rounding); the megapixel rounding setting changes it.",
             "image_size is left out: the document says the output then follows the input, which qie has prepared to the planned size.",
             "The polling route (/v1/runs/{id}) and the maximum of 3 images are not in the document: set QIE_RUNFLOW_BASE_URL to point elsewhere.",
             "output_format has no documented default; png is assumed.",

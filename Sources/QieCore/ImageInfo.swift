@@ -20,6 +20,25 @@ public struct ImageInfo: Sendable, Equatable, Codable {
     /// Size of the file or buffer in bytes.
     public var byteCount: Int
 
+    /// A header as read from a file or buffer.
+    public init(
+        format: ImageFormat, width: Int, height: Int, orientation: Int, channels: Int, bitDepth: Int, hasAlpha: Bool,
+        isAnimated: Bool, frameCount: Int?, colourModel: String, hasICCProfile: Bool, byteCount: Int
+    ) {
+        self.format = format
+        self.width = width
+        self.height = height
+        self.orientation = orientation
+        self.channels = channels
+        self.bitDepth = bitDepth
+        self.hasAlpha = hasAlpha
+        self.isAnimated = isAnimated
+        self.frameCount = frameCount
+        self.colourModel = colourModel
+        self.hasICCProfile = hasICCProfile
+        self.byteCount = byteCount
+    }
+
     /// Width and height the way the image is displayed, after EXIF orientation.
     public var displaySize: PixelSize {
         orientation >= 5 ? PixelSize(width: height, height: width) : PixelSize(width: width, height: height)
@@ -68,27 +87,10 @@ public struct ImageLimits: Sendable, Equatable, Codable {
     }
 
     public static let `default` = ImageLimits()
-
-    /// Throws `.tooLarge` when the header's dimensions are over the limits.
-    public func check(_ info: ImageInfo) throws(ImagingError) {
-        let size = "\(info.width)x\(info.height)"
-        if info.width > maxSide || info.height > maxSide {
-            throw ImagingError(
-                .tooLarge,
-                "\(info.format.displayName) header states \(size) pixels, over the \(maxSide)-pixel limit per side; refused before decoding (raise the limit with --max-side only if you trust this file)"
-            )
-        }
-        if info.megapixels > maxMegapixels {
-            throw ImagingError(
-                .tooLarge,
-                "\(info.format.displayName) header states \(size) pixels (\(formatMegapixels(info.megapixels)) MP), over the \(formatMegapixels(maxMegapixels))-megapixel limit; refused before decoding (raise the limit with --max-megapixels only if you trust this file)"
-            )
-        }
-    }
 }
 
 /// Megapixels for messages: one decimal, or more below 0.1.
-func formatMegapixels(_ value: Double) -> String {
+package func formatMegapixels(_ value: Double) -> String {
     if value == value.rounded() { return String(Int(value)) }
     if value >= 0.1 { return String((value * 10).rounded() / 10) }
     return String((value * 1000).rounded() / 1000)

@@ -1,5 +1,7 @@
 import Foundation
+import QieFiles
 import QieImaging
+import QieStore
 
 /// `report.html` and `report.json` in the output folder: every job of the
 /// ledger, with before / after thumbnails (small JPEGs in `report-thumbs/`,
@@ -45,7 +47,7 @@ public struct RunReport: Sendable {
     public init(ledger: Ledger, folder: String) {
         self.ledger = ledger
         self.folder = folder
-        base = PromptManifest.absolute(folder)
+        base = Self.absolute(folder)
     }
 
     public func totals() throws -> Totals {
@@ -177,11 +179,17 @@ public struct RunReport: Sendable {
 
     /// A link that works from the report's folder: relative under it, a file URL elsewhere.
     private func link(_ path: String) -> String {
-        let absolute = PromptManifest.absolute(path)
+        let absolute = Self.absolute(path)
         let inside = absolute.hasPrefix(base + "/") ? String(absolute.dropFirst(base.count + 1)) : nil
         let target = inside ?? absolute
         let encoded = target.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? target
         return inside == nil ? "file://" + encoded : encoded
+    }
+
+    /// `path` made absolute against the current directory, standardised.
+    private static func absolute(_ path: String) -> String {
+        let full = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+        return (full as NSString).standardizingPath
     }
 
     private func escape(_ text: String) -> String {

@@ -1,12 +1,19 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Why a file could not be written.
 public struct OutputError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The file or folder that could not be written.
     public var path: String
+    /// Why, and what to do.
     public var reason: String
+
+    /// A failure to write `path`.
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+
+    /// The path (escaped for one line) and the reason.
     public var description: String { "\(DisplayPath.escape(path)): \(reason)" }
 }
 
@@ -21,18 +28,20 @@ public final class OutputFolder: Sendable {
     /// Opens (creating it if needed) the output folder.
     public init(path: String) throws(OutputError) {
         self.path = path
-        if mkdir(path, 0o755) != 0 && errno != EEXIST {
-            throw OutputError(path: path, reason: "cannot create the output folder: \(String(cString: strerror(errno)))")
+        do {
+            try Platform.makeFolder(path)
+        } catch {
+            throw OutputError(path: path, reason: "cannot create the output folder: \(error.text)")
         }
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw OutputError(path: path, reason: "cannot open the output folder: \(String(cString: strerror(errno)))")
+        do {
+            descriptor = try Platform.openFolder(path)
+        } catch {
+            throw OutputError(path: path, reason: "cannot open the output folder: \(error.text)")
         }
-        descriptor = fd
     }
 
     deinit {
-        close(descriptor)
+        Platform.close(descriptor)
     }
 
     /// Writes `data` at `relativePath` (slash-separated) atomically.
@@ -60,39 +69,47 @@ public final class OutputFolder: Sendable {
         else {
             throw OutputError(path: full, reason: "output name is empty or leaves the output folder")
         }
-        var directory = dup(descriptor)
-        guard directory >= 0 else { throw OutputError(path: full, reason: posixReason("cannot open the output folder")) }
-        defer { close(directory) }
+        var directory: Int32
+        do {
+            directory = try Platform.duplicate(descriptor)
+        } catch {
+            throw OutputError(path: full, reason: Self.reason("cannot open the output folder", error))
+        }
+        defer { Platform.close(directory) }
 
         for component in components.dropLast() {
-            if mkdirat(directory, component, 0o755) != 0 && errno != EEXIST {
-                throw OutputError(path: full, reason: posixReason("cannot create folder \"\(component)\""))
+            do {
+                try Platform.makeFolder(in: directory, component)
+            } catch {
+                throw OutputError(path: full, reason: Self.reason("cannot create folder \"\(component)\"", error))
             }
-            let next = openat(directory, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            guard next >= 0 else {
+            let next: Int32
+            do {
+                next = try Platform.openFolder(in: directory, component)
+            } catch {
                 let reason =
-                    errno == ELOOP || errno == ENOTDIR
+                    error.isLinkOrNotFolder
                     ? "\"\(component)\" in the output folder is a link or a file, not a folder; nothing is written through links"
-                    : posixReason("cannot open folder \"\(component)\"")
+                    : Self.reason("cannot open folder \"\(component)\"", error)
                 throw OutputError(path: full, reason: reason)
             }
-            close(directory)
+            Platform.close(directory)
             directory = next
         }
 
-        if let input {
-            var inputStatus = stat()
-            var targetStatus = stat()
-            if stat(input, &inputStatus) == 0, fstatat(directory, fileName, &targetStatus, 0) == 0,
-                FileIdentity(inputStatus) == FileIdentity(targetStatus)
-            {
-                throw OutputError(path: full, reason: "the output would replace its own input; choose another --out")
-            }
+        if let input, let inputStatus = Platform.status(input), let targetStatus = Platform.status(in: directory, fileName),
+            FileIdentity(inputStatus) == FileIdentity(targetStatus)
+        {
+            throw OutputError(path: full, reason: "the output would replace its own input; choose another output folder")
         }
 
-        let temporary = ".\(fileName).qie-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
-        let fd = openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw OutputError(path: full, reason: posixReason("cannot create a temporary file")) }
+        let temporary = ".\(fileName).qie-\(Platform.processID)-\(UInt32.random(in: 0...UInt32.max)).tmp"
+        let fd: Int32
+        do {
+            fd = try Platform.createNew(in: directory, temporary)
+        } catch {
+            throw OutputError(path: full, reason: Self.reason("cannot create a temporary file", error))
+        }
         var failure: String? = nil
         var file = StreamedFile(descriptor: fd)
         do {
@@ -103,21 +120,24 @@ public final class OutputFolder: Sendable {
         } catch {
             failure = "\(error)"
         }
-        if close(fd) != 0 && failure == nil { failure = posixReason("writing failed") }
-        if failure == nil && renameat(directory, temporary, directory, fileName) != 0 {
-            failure = posixReason("cannot move the finished file into place")
+        if !Platform.close(fd) && failure == nil { failure = Self.reason("writing failed", .last) }
+        if failure == nil {
+            do {
+                try Platform.rename(in: directory, temporary, to: fileName)
+            } catch {
+                failure = Self.reason("cannot move the finished file into place", error)
+            }
         }
         if let failure {
-            unlinkat(directory, temporary, 0)
+            Platform.remove(in: directory, temporary)
             throw OutputError(path: full, reason: failure)
         }
         return full
     }
 
-    private func posixReason(_ what: String) -> String {
-        let code = errno
-        let hint = code == ENOSPC ? " (disk full)" : code == EACCES ? " (check the folder's permissions)" : ""
-        return "\(what): \(String(cString: strerror(code)))\(hint)"
+    private static func reason(_ what: String, _ error: PlatformError) -> String {
+        let hint = error.isDiskFull ? " (disk full)" : error.isDenied ? " (check the folder's permissions)" : ""
+        return "\(what): \(error.text)\(hint)"
     }
 }
 
@@ -154,14 +174,10 @@ public struct StreamedFile {
     }
 
     private func writeAll(_ raw: UnsafeRawBufferPointer) throws {
-        var written = 0
-        while written < raw.count {
-            let n = Glibc.write(descriptor, raw.baseAddress! + written, raw.count - written)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw OutputError(path: "", reason: "writing failed: \(String(cString: strerror(errno)))")
-            }
-            written += n
+        do {
+            try Platform.write(descriptor, raw)
+        } catch {
+            throw OutputError(path: "", reason: "writing failed: \(error.text)")
         }
     }
 }

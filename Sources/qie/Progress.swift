@@ -1,56 +1,69 @@
 import Foundation
-import QieImaging
+import QieFiles
+import QiePipeline
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// Receives a batch's results as they finish.
-public protocol BatchReporter: Sendable {
+/// One finished item of a batch (a prepared file, an edit job), as the
+/// command line reports it.
+struct ItemReport: Sendable {
+    enum Status: Sendable {
+        case written(path: String, image: PreparedSummary)
+        case earlier(path: String)
+        case skipped
+        case held(String)
+        case failed(String)
+    }
+
+    var input: InputFile
+    var status: Status
+    var seconds: Double
+    /// USD, reported by the endpoint or estimated (edits).
+    var cost: Decimal?
+
+    init(input: InputFile, status: Status, seconds: Double, cost: Decimal? = nil) {
+        self.input = input
+        self.status = status
+        self.seconds = seconds
+        self.cost = cost
+    }
+
+    init(_ result: PrepareResult) {
+        let status: Status =
+            switch result.outcome {
+            case .written(let path, let image): .written(path: path, image: image)
+            case .skipped: .skipped
+            case .failed(let error): .failed(error.reason(naming: Flags.name))
+            }
+        self.init(input: result.input, status: status, seconds: result.seconds)
+    }
+}
+
+/// Receives a batch's items as they finish.
+protocol BatchReporter: Sendable {
     func start(total: Int)
     /// An item began (for counts of work in flight).
     func started(_ input: InputFile)
-    func report(_ result: PrepareResult)
+    func report(_ item: ItemReport)
+    /// Money spent so far (edits).
+    func spent(_ total: Decimal)
     func finish(_ summary: BatchSummary, outputFolder: String)
 }
 
 extension BatchReporter {
-    public func started(_ input: InputFile) {}
+    func started(_ input: InputFile) {}
+    func spent(_ total: Decimal) {}
 }
 
 /// JSON lines when asked, a live bar on a terminal, plain lines otherwise.
-public func progressReporter(json: Bool) -> any BatchReporter {
+func progressReporter(json: Bool) -> any BatchReporter {
     if json { return JSONLinesReporter() }
     return TextStream.standardError.isTerminal ? TerminalReporter() : LineReporter()
 }
 
-/// Writes text to standard output or standard error without buffering surprises.
-public struct TextStream: Sendable {
-    let descriptor: Int32
-    public static let standardOutput = TextStream(descriptor: 1)
-    public static let standardError = TextStream(descriptor: 2)
-
-    public var isTerminal: Bool { isatty(descriptor) == 1 }
-
-    public func write(_ text: String) {
-        var bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            offset += n
-        }
-        bytes.removeAll()
-    }
-}
-
 enum ReportText {
-    static func written(_ result: PrepareResult, path: String, image: PreparedSummary) -> String {
+    static func written(_ item: ItemReport, path: String, image: PreparedSummary) -> String {
         var line =
-            "ok \(DisplayPath.escape(result.input.path)) -> \(DisplayPath.escape(path)) \(image.size) \(image.format.rawValue) \(byteCount(image.byteCount))"
+            "ok \(DisplayPath.escape(item.input.path)) -> \(DisplayPath.escape(path)) \(image.size) \(image.format.rawValue) \(byteCount(image.byteCount))"
         let padding = image.geometry.paddingFraction
         if padding > 0.0005 { line += String(format: " (%.1f%% padding)", padding * 100) }
         return line
@@ -85,33 +98,30 @@ enum ReportText {
 }
 
 /// One plain line per file: successes on standard output, failures on standard error.
-public struct LineReporter: BatchReporter {
-    public init() {}
-    public func start(total: Int) {}
-    public func report(_ result: PrepareResult) {
-        switch result.outcome {
-        case .written(let path, let image):
-            TextStream.standardOutput.write(ReportText.written(result, path: path, image: image) + "\n")
-        case .skipped(let reason):
-            TextStream.standardOutput.write("skipped \(DisplayPath.escape(result.input.path)): \(reason)\n")
-        case .earlier(let path):
-            TextStream.standardOutput.write("done \(DisplayPath.escape(result.input.path)) -> \(DisplayPath.escape(path)) (earlier run)\n")
+struct LineReporter: BatchReporter {
+    func start(total: Int) {}
+    func report(_ item: ItemReport) {
+        let path = DisplayPath.escape(item.input.path)
+        switch item.status {
+        case .written(let output, let image):
+            TextStream.standardOutput.write(ReportText.written(item, path: output, image: image) + "\n")
+        case .skipped:
+            TextStream.standardOutput.write("skipped \(path): not an image\n")
+        case .earlier(let output):
+            TextStream.standardOutput.write("done \(path) -> \(DisplayPath.escape(output)) (earlier run)\n")
         case .held(let reason):
-            TextStream.standardError.write("held \(DisplayPath.escape(result.input.path)): \(reason)\n")
+            TextStream.standardError.write("held \(path): \(reason)\n")
         case .failed(let reason):
-            TextStream.standardError.write("error \(DisplayPath.escape(result.input.path)): \(reason)\n")
+            TextStream.standardError.write("error \(path): \(reason)\n")
         }
     }
-    public func finish(_ summary: BatchSummary, outputFolder: String) {
+    func finish(_ summary: BatchSummary, outputFolder: String) {
         TextStream.standardOutput.write(ReportText.summary(summary, outputFolder: outputFolder))
     }
 }
 
 /// One JSON object per file on standard output; the summary as the last object.
-public struct JSONLinesReporter: BatchReporter {
-    public init() {}
-    public func start(total: Int) {}
-
+struct JSONLinesReporter: BatchReporter {
     struct Line: Encodable {
         var input: String
         var status: String
@@ -129,17 +139,19 @@ public struct JSONLinesReporter: BatchReporter {
         var seconds: Double
     }
 
-    public func report(_ result: PrepareResult) {
-        var line = Line(input: result.input.path, status: "", seconds: (result.seconds * 1000).rounded() / 1000)
-        line.costUSD = result.cost.map { "\($0)" }
-        switch result.outcome {
+    func start(total: Int) {}
+
+    func report(_ item: ItemReport) {
+        var line = Line(input: item.input.path, status: "", seconds: (item.seconds * 1000).rounded() / 1000)
+        line.costUSD = item.cost.map { "\($0)" }
+        switch item.status {
         case .written(let path, let image):
             line.status = "ok"
             line.output = path
             line.result = image
-        case .skipped(let reason):
+        case .skipped:
             line.status = "skipped"
-            line.error = reason
+            line.error = "not an image"
         case .earlier(let path):
             line.status = "earlier"
             line.output = path
@@ -153,11 +165,12 @@ public struct JSONLinesReporter: BatchReporter {
         emit(line)
     }
 
-    public func finish(_ summary: BatchSummary, outputFolder: String) {
+    func finish(_ summary: BatchSummary, outputFolder: String) {
         emit(
             Summary(
                 total: summary.total, written: summary.written, failed: summary.failed, skipped: summary.skipped,
-                earlier: summary.earlier, held: summary.held, notStarted: summary.notStarted, seconds: (summary.seconds * 1000).rounded() / 1000))
+                earlier: summary.earlier, held: summary.held, notStarted: summary.notStarted,
+                seconds: (summary.seconds * 1000).rounded() / 1000))
     }
 
     private func emit(_ value: some Encodable) {
@@ -171,15 +184,13 @@ public struct JSONLinesReporter: BatchReporter {
 
 /// A live progress line on a terminal (standard error), with failures printed
 /// above it as they happen.
-public final class TerminalReporter: BatchReporter {
+final class TerminalReporter: BatchReporter {
     private struct State {
         var total = 0
         var done = 0
         var failed = 0
-        var skipped = 0
         var inFlight = 0
-        var spent: Decimal = 0
-        var priced = false
+        var spent: Decimal?
         var start = Date()
         var lastDraw = Date.distantPast
         var current = ""
@@ -188,38 +199,34 @@ public final class TerminalReporter: BatchReporter {
     private let state = Mutex(State())
     private let stream = TextStream.standardError
 
-    public init() {}
-
-    public func start(total: Int) {
+    func start(total: Int) {
         state.withLock {
             $0.total = total
             $0.start = Date()
         }
     }
 
-    public func started(_ input: InputFile) {
+    func started(_ input: InputFile) {
         state.withLock { $0.inFlight += 1 }
     }
 
-    public func report(_ result: PrepareResult) {
+    func spent(_ total: Decimal) {
+        state.withLock { $0.spent = total }
+    }
+
+    func report(_ item: ItemReport) {
         state.withLock { state in
             state.done += 1
             state.inFlight = max(0, state.inFlight - 1)
-            if let cost = result.cost {
-                state.spent += cost
-                state.priced = true
-            }
-            state.current = result.input.relativePath
+            state.current = item.input.relativePath
             var message: String? = nil
-            switch result.outcome {
+            switch item.status {
             case .failed(let reason):
                 state.failed += 1
-                message = "error \(DisplayPath.escape(result.input.path)): \(reason)"
+                message = "error \(DisplayPath.escape(item.input.path)): \(reason)"
             case .held(let reason):
-                message = "held \(DisplayPath.escape(result.input.path)): \(reason)"
-            case .skipped, .earlier:
-                state.skipped += 1
-            case .written:
+                message = "held \(DisplayPath.escape(item.input.path)): \(reason)"
+            case .skipped, .earlier, .written:
                 break
             }
             let now = Date()
@@ -233,7 +240,7 @@ public final class TerminalReporter: BatchReporter {
         }
     }
 
-    public func finish(_ summary: BatchSummary, outputFolder: String) {
+    func finish(_ summary: BatchSummary, outputFolder: String) {
         stream.write("\r\u{1B}[2K")
         TextStream.standardOutput.write(ReportText.summary(summary, outputFolder: outputFolder))
     }
@@ -249,10 +256,29 @@ public final class TerminalReporter: BatchReporter {
         line += "\(state.done)/\(state.total)"
         if state.failed > 0 { line += " \(state.failed) failed" }
         if state.inFlight > 0 { line += " \(state.inFlight) in flight" }
-        if state.priced { line += " $\(state.spent)" }
+        if let spent = state.spent { line += " $\(spent)" }
         line += String(format: " %.1f img/s", rate) + " ETA " + ReportText.duration(eta)
         let name = DisplayPath.escape(state.current)
         line += " " + (name.count > 40 ? "…" + name.suffix(39) : name)
         return line
+    }
+}
+
+/// Buffers output lines and writes them in large pieces.
+struct LineBuffer {
+    private var text = ""
+    private let stream: TextStream
+
+    init(_ stream: TextStream = .standardOutput) { self.stream = stream }
+
+    mutating func add(_ line: String) {
+        text += line
+        text += "\n"
+        if text.utf8.count > 64 * 1024 { flush() }
+    }
+
+    mutating func flush() {
+        stream.write(text)
+        text = ""
     }
 }

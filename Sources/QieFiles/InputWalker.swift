@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// One input file found on the command line or in a folder.
 public struct InputFile: Sendable, Equatable {
@@ -72,31 +69,25 @@ public struct InputWalker {
     ) {
         guard let identity = FileIdentity(path: folder), !excluded.contains(identity) else { return }
         guard visited.insert(identity).inserted else { return }
-        guard let directory = opendir(folder) else {
-            problems.append(
-                InputProblem(path: folder, reason: "folder cannot be read: \(String(cString: strerror(errno)))"))
+        let entries: [[UInt8]]
+        do {
+            entries = try Platform.entries(of: folder)
+        } catch {
+            problems.append(InputProblem(path: folder, reason: "folder cannot be read: \(error.text)"))
             return
         }
         var names: [String] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String? in
-                let bytes = raw.prefix(while: { $0 != 0 })
-                return String(validating: bytes, as: UTF8.self)
-            }
-            guard let name else {
-                let raw = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
-                let shown = String(decoding: raw, as: UTF8.self)
+        for raw in entries {
+            guard let name = String(validating: raw, as: UTF8.self) else {
                 problems.append(
                     InputProblem(
-                        path: join(folder, shown),
+                        path: join(folder, String(decoding: raw, as: UTF8.self)),
                         reason: "file name is not valid UTF-8, so it cannot be mirrored safely; rename it"))
                 continue
             }
-            if name == "." || name == ".." { continue }
             if !includeHidden && name.hasPrefix(".") { continue }
             names.append(name)
         }
-        closedir(directory)
         names.sort()
 
         for name in names {
@@ -127,32 +118,30 @@ public struct InputWalker {
 }
 
 /// A file's device and inode, to recognise the same file under two names.
-struct FileIdentity: Hashable {
+package struct FileIdentity: Hashable, Sendable {
     let device: UInt64
     let inode: UInt64
 
-    enum Kind { case regular, directory, other }
+    package enum Kind { case regular, directory, other }
 
-    init?(path: String) {
-        var status = stat()
-        guard stat(path, &status) == 0 else { return nil }
-        device = UInt64(status.st_dev)
-        inode = UInt64(status.st_ino)
+    /// The identity of what `path` names, following links; nil if nothing is there.
+    package init?(path: String) {
+        guard let status = Platform.status(path) else { return nil }
+        self.init(status)
     }
 
-    init(_ status: stat) {
-        device = UInt64(status.st_dev)
-        inode = UInt64(status.st_ino)
+    package init(_ status: Platform.Status) {
+        device = status.device
+        inode = status.inode
     }
 
     /// The kind of what `path` names, following links; nil if nothing is there.
-    static func kind(of path: String) -> Kind? {
-        var status = stat()
-        guard stat(path, &status) == 0 else { return nil }
-        switch status.st_mode & S_IFMT {
-        case S_IFDIR: return .directory
-        case S_IFREG: return .regular
-        default: return .other
+    package static func kind(of path: String) -> Kind? {
+        switch Platform.status(path)?.kind {
+        case .directory?: .directory
+        case .regular?: .regular
+        case .other?: .other
+        case nil: nil
         }
     }
 }

@@ -39,10 +39,10 @@ public enum Position: String, Sendable, Codable, CaseIterable {
     }
 
     /// Whether the crop is decided by libvips from the pixels.
-    var isContentAware: Bool { self == .attention || self == .entropy }
+    package var isContentAware: Bool { self == .attention || self == .entropy }
 
     /// Horizontal and vertical placement: 0 = start, 1 = middle, 2 = end.
-    var anchors: (x: Int, y: Int) {
+    package var anchors: (x: Int, y: Int) {
         switch self {
         case .centre, .attention, .entropy: (1, 1)
         case .north: (1, 0)
@@ -108,6 +108,16 @@ public struct ResizeGeometry: Sendable, Equatable, Codable {
     public var padding: Padding
     /// The final size.
     public var output: PixelSize
+
+    /// A geometry with these steps (usually made by `plan(source:target:fit:position:)`).
+    public init(fit: Fit, source: PixelSize, resized: PixelSize, crop: PixelRect?, padding: Padding, output: PixelSize) {
+        self.fit = fit
+        self.source = source
+        self.resized = resized
+        self.crop = crop
+        self.padding = padding
+        self.output = output
+    }
 
     public var scaleX: Double { Double(resized.width) / Double(source.width) }
     public var scaleY: Double { Double(resized.height) / Double(source.height) }

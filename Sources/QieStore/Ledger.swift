@@ -78,17 +78,43 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
-/// A run of `qie edit` into the folder: its arguments, to resume it.
+/// A run into the folder: its stored configuration (to resume it), and the
+/// command line it was started with, for people.
 public struct LedgerRun: Sendable, Codable, Equatable, FetchableRecord, MutablePersistableRecord {
+    /// The table's name.
     public static let databaseTableName = "runs"
+    /// The row id.
     public var id: Int64?
-    /// The command's arguments (never a key: keys come from the environment).
+    /// The command line's arguments as a JSON array (never a key: keys come
+    /// from the environment); `[]` when the run was not started from one.
     public var arguments: String
+    /// The working directory the run's relative paths are resolved against.
     public var directory: String
+    /// When it started, seconds since 1970.
     public var startedAt: Double
+    /// The run's configuration as JSON; nil in ledgers written before
+    /// configurations were stored (those record only the arguments).
+    public var configuration: String?
+    /// The configuration's format version.
+    public var configurationVersion: Int?
 
+    /// The command line's arguments.
     public var argumentList: [String] { (try? JSONDecoder().decode([String].self, from: Data(arguments.utf8))) ?? [] }
+    /// Keeps the row id after an insert.
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+/// A ledger that cannot be used.
+public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Written by a newer qie, with a layout this one does not know.
+    case newer(path: String)
+
+    /// What is wrong and what to do.
+    public var description: String {
+        switch self {
+        case .newer(let path): "\(path) was written by a newer qie; use that version (or a new output folder)"
+        }
+    }
 }
 
 /// Counts and money over the ledger.
@@ -116,6 +142,7 @@ public final class Ledger: Sendable {
     /// Opens (creating if needed) the ledger of `folder`.
     public init(folder: String) throws {
         path = (folder as NSString).appendingPathComponent(Self.fileName)
+        guard !Self.isNewer(path) else { throw LedgerError.newer(path: path) }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
@@ -126,6 +153,13 @@ public final class Ledger: Sendable {
         }
         database = try DatabaseQueue(path: path, configuration: configuration)
         try Self.migrator.migrate(database)
+    }
+
+    /// Whether the ledger at `path` was written by a newer qie (it has
+    /// migrations this one does not know).
+    private static func isNewer(_ path: String) -> Bool {
+        guard FileManager.default.fileExists(atPath: path), let queue = try? DatabaseQueue(path: path) else { return false }
+        return (try? queue.read { db in try migrator.hasBeenSuperseded(db) }) ?? false
     }
 
     private static var migrator: DatabaseMigrator {
@@ -161,15 +195,27 @@ public final class Ledger: Sendable {
             }
             try db.create(index: "jobs_by_input", on: "jobs", columns: ["inputPath", "inputSize", "inputModified"])
         }
+        // Runs store their configuration, so a run resumes from data rather
+        // than by parsing a command line again.
+        migrator.registerMigration("v2") { db in
+            try db.alter(table: "runs") { t in
+                t.add(column: "configuration", .text)
+                t.add(column: "configurationVersion", .integer)
+            }
+        }
         return migrator
     }
 
     // MARK: Runs
 
+    /// Records a run: its configuration (JSON, format `version`), the
+    /// directory its paths are relative to, and the command line it came from.
     @discardableResult
-    public func recordRun(arguments: [String], directory: String) throws -> LedgerRun {
+    public func recordRun(configuration: String?, version: Int?, arguments: [String], directory: String) throws -> LedgerRun {
         let text = String(decoding: try JSONEncoder().encode(arguments), as: UTF8.self)
-        var run = LedgerRun(id: nil, arguments: text, directory: directory, startedAt: Date().timeIntervalSince1970)
+        var run = LedgerRun(
+            id: nil, arguments: text, directory: directory, startedAt: Date().timeIntervalSince1970,
+            configuration: configuration, configurationVersion: version)
         try database.write { db in try run.insert(db) }
         return run
     }
@@ -318,36 +364,4 @@ public final class Ledger: Sendable {
         (summary.spentUSD, summary.unpriced) = try committedCost(includingSubmitted: false)
         return summary
     }
-}
-
-/// Held by the one run writing into an output folder, so two runs never work
-/// (and pay) on the same jobs at once. The system releases it when the
-/// process ends, however it ends, so a killed run never leaves it behind.
-public final class RunLock: Sendable {
-    public static let fileName = ".qie-lock"
-    private let descriptor: Int32
-
-    /// Takes the folder's lock, or says which process holds it.
-    public init(folder: String) throws {
-        let path = (folder as NSString).appendingPathComponent(Self.fileName)
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else {
-            throw OutputError(path: path, reason: "cannot open the run lock: \(String(cString: strerror(errno)))")
-        }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            var holder = [UInt8](repeating: 0, count: 32)
-            let count = pread(fd, &holder, holder.count, 0)
-            close(fd)
-            let pid = String(decoding: holder.prefix(max(0, count)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw OutputError(
-                path: folder,
-                reason: "another qie edit\(pid.isEmpty ? "" : " (process \(pid))") is writing into this folder; wait for it to end or stop it, then run again")
-        }
-        let pid = "\(getpid())\n"
-        _ = ftruncate(fd, 0)
-        _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
-        descriptor = fd
-    }
-
-    deinit { close(descriptor) }
 }

@@ -30,22 +30,22 @@ public enum ImageFormat: String, Sendable, Codable, CaseIterable {
         }
     }
 
-    static let acceptedList = "JPEG, PNG, WebP, GIF, AVIF, HEIC or TIFF"
+    package static let acceptedList = "JPEG, PNG, WebP, GIF, AVIF, HEIC or TIFF"
 }
 
 /// What the first bytes of a file say it is.
-enum SniffedContent: Equatable {
+package enum SniffedContent: Equatable {
     case image(ImageFormat)
     /// Recognised, and refused: `name` is the format, `advice` what to do.
     case refused(name: String, advice: String)
     case unknown
 }
 
-enum FormatSniffer {
+package enum FormatSniffer {
     /// How many leading bytes `sniff` looks at, at most.
-    static let window = 1024
+    package static let window = 1024
 
-    static func sniff(_ bytes: UnsafeRawBufferPointer) -> SniffedContent {
+    package static func sniff(_ bytes: UnsafeRawBufferPointer) -> SniffedContent {
         let b = bytes
         func starts(_ prefix: [UInt8], at offset: Int = 0) -> Bool {
             guard b.count >= offset + prefix.count else { return false }
@@ -136,7 +136,7 @@ enum FormatSniffer {
     }
 
     /// A short, printable excerpt of unrecognised content for error messages.
-    static func excerpt(_ b: UnsafeRawBufferPointer) -> String {
+    package static func excerpt(_ b: UnsafeRawBufferPointer) -> String {
         let head = b.prefix(16)
         let printable = head.allSatisfy { ($0 >= 0x20 && $0 < 0x7F) || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
         if printable {

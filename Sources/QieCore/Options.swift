@@ -34,7 +34,7 @@ public struct Colour: Sendable, Equatable, Codable, CustomStringConvertible {
 
     /// Parses `#rgb`, `#rgba`, `#rrggbb`, `#rrggbbaa`, `r,g,b[,a]` (0-255) or a
     /// name (`white`, `black`, `transparent`, `grey`, `red`, `green`, `blue`).
-    public init(parsing text: String) throws(ImagingError) {
+    public init(parsing text: String) throws(SettingError) {
         let value = text.trimmingCharacters(in: .whitespaces).lowercased()
         if let named = Colour.names[value] {
             self = named
@@ -58,10 +58,9 @@ public struct Colour: Sendable, Equatable, Codable, CustomStringConvertible {
                 return
             }
         }
-        throw ImagingError(
-            .invalidOption,
-            "background \"\(text)\" is not a colour: use #rrggbb, #rrggbbaa, r,g,b[,a] or a name such as white, black or transparent"
-        )
+        throw SettingError(
+            .background, value: SettingError.quoted(text),
+            .invalid(expected: "a colour: #rrggbb, #rrggbbaa, r,g,b[,a] or a name such as white, black or transparent"))
     }
 }
 
@@ -75,7 +74,7 @@ public enum PaddingFill: Sendable, Equatable, Codable, CustomStringConvertible {
     case edge
 
     /// Parses `blur`, `edge` or a colour (see `Colour(parsing:)`).
-    public init(parsing text: String) throws(ImagingError) {
+    public init(parsing text: String) throws(SettingError) {
         switch text.lowercased() {
         case "blur": self = .blur
         case "edge", "extend", "copy": self = .edge
@@ -154,17 +153,17 @@ public struct EncodeOptions: Sendable, Equatable, Codable {
         self.flattenBackground = flattenBackground
     }
 
-    var effectiveQuality: Int {
+    package var effectiveQuality: Int {
         quality ?? (format == .avif ? 60 : 90)
     }
 
     /// Checks every value before any native code runs.
-    public func validate() throws(ImagingError) {
+    public func validate() throws(SettingError) {
         if let quality, !(1...100).contains(quality) {
-            throw ImagingError(.invalidOption, "quality must be an integer from 1 to 100, got \(quality)")
+            throw SettingError(.quality, value: String(quality), .invalid(expected: "an integer from 1 to 100"))
         }
         if let compression, !(0...9).contains(compression) {
-            throw ImagingError(.invalidOption, "PNG compression must be an integer from 0 to 9, got \(compression)")
+            throw SettingError(.compression, value: String(compression), .invalid(expected: "a PNG zlib level from 0 to 9"))
         }
         if let effort {
             let range: ClosedRange<Int> =
@@ -175,14 +174,16 @@ public struct EncodeOptions: Sendable, Equatable, Codable {
                 default: 0...10
                 }
             if !range.contains(effort) {
-                throw ImagingError(
-                    .invalidOption,
-                    "effort for \(format.rawValue) must be from \(range.lowerBound) to \(range.upperBound), got \(effort)")
+                throw SettingError(
+                    .effort, value: String(effort),
+                    .invalid(expected: "from \(range.lowerBound) to \(range.upperBound) for \(format.rawValue)"))
             }
         }
         if lossless && !(format == .webp || format == .avif) {
-            throw ImagingError(
-                .invalidOption, "lossless applies to webp and avif only; \(format.rawValue) is \(format == .png || format == .gif ? "always lossless" : "lossy")")
+            throw SettingError(
+                .lossless,
+                .explained(
+                    "applies to webp and avif only; \(format.rawValue) is \(format == .png || format == .gif ? "always lossless" : "lossy")"))
         }
     }
 }
@@ -205,21 +206,23 @@ public struct ResizeOptions: Sendable, Equatable, Codable {
     /// Largest target side accepted.
     public static let maxSide = 16384
 
-    public func validate(for output: OutputFormat) throws(ImagingError) {
+    public func validate(for output: OutputFormat) throws(SettingError) {
         if size.width < 1 || size.height < 1 || size.width > Self.maxSide || size.height > Self.maxSide {
-            throw ImagingError(
-                .invalidOption,
-                "size must be from 1x1 to \(Self.maxSide)x\(Self.maxSide) pixels, got \(size.width)x\(size.height)")
+            throw SettingError(
+                .size, value: "\(size.width)x\(size.height)",
+                .invalid(expected: "from 1x1 to \(Self.maxSide)x\(Self.maxSide) pixels"))
         }
         if case .colour(let colour) = fill, !colour.isOpaque, !output.supportsAlpha, fit == .contain {
-            throw ImagingError(
-                .invalidOption,
-                "background \(colour) is transparent but \(output.rawValue) has no alpha channel; choose png, webp, avif or gif, or an opaque background"
-            )
+            throw SettingError(
+                .background, value: colour.description,
+                .explained(
+                    "is transparent but \(output.rawValue) has no alpha channel; choose png, webp, avif or gif, or an opaque background"
+                ))
         }
         if position.isContentAware && fit != .cover {
-            throw ImagingError(
-                .invalidOption, "position \(position.rawValue) chooses a crop, so it needs --fit cover (got \(fit.rawValue))")
+            throw SettingError(
+                .position, value: position.rawValue,
+                .explained("chooses a crop, so it needs \(setting: .fit) cover (got \(fit.rawValue))"))
         }
     }
 }

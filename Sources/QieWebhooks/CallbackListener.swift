@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOFoundationCompat
+import QieClient
 import QieProviders
 
 /// Checks a callback's signature header: a hex HMAC-SHA256 of the raw body

@@ -1,0 +1,110 @@
+import Foundation
+import QieClient
+import QieFiles
+import QieImaging
+import QieProviders
+
+/// Why an edit (or an edit run) did not complete, as data. Each case keeps
+/// the error of the layer it came from; messages name settings through
+/// `message(naming:)`, so the command line can say `--max-cost` and the
+/// gateway a request field.
+public enum EditError: SettingNamingError, Sendable {
+    /// A setting cannot be used.
+    case setting(SettingError)
+    /// No prompt for an input; `textFile` names the `NAME.txt` that would give one.
+    case noPrompt(textFile: String?)
+    /// The endpoint's key variable is unset or empty.
+    case missingKey(endpoint: String, variable: String)
+    /// The input or a reference cannot be read, is not an image, or is damaged.
+    case input(ImagingError)
+    /// The endpoint's result could not be converted or restored.
+    case result(ImagingError)
+    /// The request could not be built for the endpoint.
+    case request(ProvidersError)
+    /// The endpoint refused the request, the job failed, timed out, or the
+    /// network failed after every retry.
+    case endpoint(ClientError)
+    /// An output could not be written.
+    case output(OutputError)
+    /// Sending would pass the budget; nothing was sent.
+    case overBudget(BudgetRefusal)
+    /// A budget is set but the endpoint publishes no price and none was set.
+    case unpriced(endpoint: String)
+    /// The job failed in an earlier run and failed jobs are not retried.
+    case failedEarlier(reason: String)
+    /// The callback listener or event stream could not start.
+    case listener(endpoint: String, flow: ProviderProfile.Flow, reason: String)
+    /// The run's ledger could not be read or written.
+    case ledger(String)
+    /// The edit was stopped (cancelled) before it finished.
+    case stopped
+    /// No prompt anywhere for a run: no default prompt, no manifest, no `NAME.txt`.
+    case noPrompts
+    /// The prompt manifest cannot be used.
+    case manifest(ManifestError)
+    /// The folder has no ledger: it is not the output of an edit run.
+    case noLedger(folder: String)
+    /// The folder's ledger records no run.
+    case noRun(folder: String)
+    /// The ledger was written before runs stored their configuration: it
+    /// holds only the command line (`arguments`, run from `directory`).
+    case legacyRun(folder: String, arguments: [String], directory: String)
+    /// The ledger's run was stored by a newer qie, in configuration format `version`.
+    case newerRun(folder: String, version: Int)
+
+    /// The message without the input's file name (for lines that name it already).
+    public func reason(naming: (Setting) -> String) -> String {
+        switch self {
+        case .setting(let error): error.message(naming: naming)
+        case .noPrompt(let textFile):
+            textFile.map { "no prompt: give \(naming(.prompt)), a \(naming(.manifest)) row or a text file \($0) next to it" }
+                ?? "no prompt: give \(naming(.prompt))"
+        case .missingKey(let endpoint, let variable):
+            "\(endpoint) needs an API key in \(variable) (read from the environment only)"
+        case .input(let error): error.kind == .notAnImage && error.reason.isEmpty ? "not an image" : error.reason(naming: naming)
+        case .result(let error): "the result could not be finished: \(error.reason(naming: naming))"
+        case .request(let error): error.message(naming: naming)
+        case .endpoint(let error): error.message
+        case .output(let error): "cannot write \(DisplayPath.escape(error.path)): \(error.reason)"
+        case .overBudget(let refusal):
+            "not sent: it would pass \(naming(.maxCost)) $\(refusal.limit) ($\(refusal.spent) spent, $\(refusal.inFlight) in flight, this edit ~$\(refusal.estimate))"
+        case .unpriced(let endpoint):
+            "\(naming(.maxCost)) needs a price: \(endpoint) publishes none (set \(naming(.pricePerImage)) or \(naming(.pricePerMegapixel)))"
+        case .failedEarlier(let reason):
+            "failed in an earlier run: \(reason) (\(naming(.retryFailed)) tries again)"
+        case .listener(let endpoint, let flow, let reason): "\(endpoint): cannot start the \(flow.rawValue) listener: \(reason)"
+        case .ledger(let reason): "the run ledger: \(reason)"
+        case .stopped: "stopped"
+        case .noPrompts:
+            "no prompt: give \(naming(.prompt)), a \(naming(.manifest)), or a text file NAME.txt next to each image"
+        case .manifest(let error): "manifest \(error)"
+        case .noLedger(let folder): "\(DisplayPath.escape(folder)) has no qie ledger: it is not the output folder of an edit run"
+        case .noRun(let folder): "the ledger in \(DisplayPath.escape(folder)) records no edit run"
+        case .legacyRun(let folder, _, _):
+            "the ledger in \(DisplayPath.escape(folder)) was written by an earlier qie and records only the command line; run that command again (finished jobs are still skipped)"
+        case .newerRun(let folder, let version):
+            "the ledger in \(DisplayPath.escape(folder)) stores a run in format \(version), newer than this qie reads (\(EditRunConfiguration.currentVersion)); use a newer qie"
+        }
+    }
+
+    /// The message, with the input's file name where the error knows it.
+    public func message(naming: (Setting) -> String) -> String {
+        if case .input(let error) = self, let file = error.file { return "\(DisplayPath.escape(file)): \(reason(naming: naming))" }
+        return reason(naming: naming)
+    }
+
+    /// The same failure seen from an edit: errors of the layers below are
+    /// wrapped in their case (an imaging error is the input's).
+    static func wrapping(_ error: any Error) -> EditError {
+        switch error {
+        case let error as EditError: error
+        case let error as SettingError: .setting(error)
+        case let error as ImagingError: .input(error)
+        case let error as ProvidersError: error.setting.map(EditError.setting) ?? .request(error)
+        case let error as ClientError: .endpoint(error)
+        case let error as OutputError: .output(error)
+        case is CancellationError: .stopped
+        default: .ledger("\(error)")
+        }
+    }
+}

@@ -1,0 +1,437 @@
+import Foundation
+import QieClient
+import QieFiles
+import QieImaging
+import QieProviders
+import QieReport
+import QieStore
+import Synchronization
+
+/// An edit run over files and folders, as a value: what to edit, where the
+/// results go, what every edit asks (`EditOptions`), and how the run sends
+/// and spends. Stored in the output folder's ledger when the run starts, so
+/// `EditRun.resume(folder:)` runs it again from data. Keys are never part of it.
+public struct EditRunConfiguration: Sendable, Codable, Equatable {
+    /// The format version written with the configuration.
+    public static let currentVersion = 1
+
+    /// This configuration's format version.
+    public var version = Self.currentVersion
+    /// Image files and folders (walked recursively, hidden entries skipped).
+    public var inputs: [String]
+    /// The output folder (created if missing); it holds the ledger and the report.
+    public var output: String
+    /// What relative paths (inputs, output, manifest, references) are relative to.
+    public var workingDirectory: String
+    /// What each edit asks.
+    public var options: EditOptions
+    /// Prompts per image: CSV with a header (`file,prompt[,seed,negative_prompt,images]`) or JSON Lines.
+    public var manifest: String?
+    /// Reference images sent after each input.
+    public var references: [String] = []
+    /// Edits in flight at once.
+    public var concurrency = 4
+    /// Submissions per second to the endpoint, at most.
+    public var rate: Double?
+    /// Stop sending before spent + in flight (this run's and earlier runs'
+    /// into the same folder) would pass this many USD.
+    public var maxCost: Decimal?
+    /// Try again the jobs that failed in an earlier run.
+    public var retryFailed = false
+    /// The command line the run was started with, for people reading the
+    /// ledger (never used to resume).
+    public var commandLine: [String]?
+
+    /// A run of `inputs` into `output`, with paths relative to `workingDirectory`.
+    public init(
+        inputs: [String], output: String, options: EditOptions,
+        workingDirectory: String = FileManager.default.currentDirectoryPath
+    ) {
+        self.inputs = inputs
+        self.output = output
+        self.options = options
+        self.workingDirectory = workingDirectory
+    }
+
+    /// Checks every setting before anything is read or sent.
+    public func validate() throws(SettingError) {
+        if inputs.isEmpty {
+            throw SettingError(.inputs, .missing(hint: "give at least one file or folder to edit"))
+        }
+        if output.isEmpty { throw SettingError(.output, .missing(hint: "give the folder results go to")) }
+        if concurrency < 1 { throw SettingError(.concurrency, value: String(concurrency), .invalid(expected: "at least 1")) }
+        if let rate, !(rate > 0) {
+            throw SettingError(.rate, value: "\(rate)", .invalid(expected: "a positive number of requests per second"))
+        }
+        try options.validate(imageCount: references.count + 1)
+        if let maxCost {
+            guard maxCost > 0 else {
+                throw SettingError(.maxCost, value: "\(maxCost)", .invalid(expected: "a positive amount in USD such as 5 or 12.50"))
+            }
+            let profile = try options.profile()
+            let unit = CostEstimator.estimate(profile, outputSize: PixelSize(width: 1024, height: 1024), override: options.price)
+            if unit.total == nil {
+                throw SettingError(
+                    .maxCost, .needs([.pricePerImage, .pricePerMegapixel], why: "\(profile.id) publishes no price"))
+            }
+        }
+    }
+
+    /// `path` resolved against the working directory (unchanged when it is
+    /// absolute, or when the working directory is the current one, so paths
+    /// are shown as they were given).
+    public func resolve(_ path: String) -> String {
+        if path.hasPrefix("/") || workingDirectory == FileManager.default.currentDirectoryPath { return path }
+        return (workingDirectory as NSString).appendingPathComponent(path)
+    }
+}
+
+/// One paid request of a folder run: an input, or one copy of it when the
+/// endpoint has no count field and requests are repeated.
+public struct EditJob: Sendable, Equatable {
+    /// The input.
+    public var input: InputFile
+    /// 0 for the only request of an input; 1... for repeated requests.
+    public var copy: Int
+
+    /// The job for `input`'s copy `copy`.
+    public init(input: InputFile, copy: Int) {
+        self.input = input
+        self.copy = copy
+    }
+}
+
+/// What a finished job wrote.
+public struct EditJobOutput: Sendable {
+    /// The files written (one per result), then the sidecar.
+    public var paths: [String]
+    /// The sidecar (`NAME.json`).
+    public var sidecar: String
+    /// The edit's result (images, plan, ids, cost, timings).
+    public var result: EditResult
+}
+
+/// What happens during a run, in order, as typed values: front ends render
+/// them (a progress line, plain lines, JSON lines).
+public enum EditRunEvent: Sendable {
+    /// The run starts `total` jobs on `endpoint`.
+    case started(total: Int, endpoint: String)
+    /// An argument or folder entry could not be walked (the run goes on).
+    case inputProblem(InputProblem)
+    /// A job began.
+    case jobStarted(EditJob)
+    /// The endpoint accepted a job's request as `jobID` (it may now be billed).
+    case sent(EditJob, jobID: String)
+    /// A job's results are written.
+    case done(EditJob, EditJobOutput)
+    /// A job was done in an earlier run; `output` is its first output.
+    case earlier(EditJob, output: String)
+    /// An input found in a folder is not an image (and not named like one): skipped.
+    case skipped(EditJob)
+    /// A job was not sent: the budget would be passed.
+    case held(EditJob, EditError)
+    /// A job failed (the run goes on).
+    case failed(EditJob, EditError)
+    /// A job cost `amount` USD (reported, else estimated); `spent` is the run's total so far.
+    case cost(EditJob, amount: Decimal, spent: Decimal)
+}
+
+/// How a run ended.
+public struct EditRunSummary: Sendable {
+    /// Counts of jobs by outcome, and the run's length.
+    public var batch: BatchSummary
+    /// Input problems found while walking (counted as failed in `batch`).
+    public var inputProblems: Int
+    /// Money this run spent (reported, else estimated), USD; nil when nothing was priced.
+    public var spent: Decimal?
+    /// The budget stopped sending.
+    public var budget: (limit: Decimal, spent: Decimal)?
+    /// The run was stopped before every job started.
+    public var stopped: Bool
+    /// The report's page, when it was written.
+    public var report: String?
+    /// Why the report could not be written.
+    public var reportError: String?
+
+    /// Whether every job ended written or done earlier.
+    public var succeeded: Bool { batch.succeeded }
+}
+
+/// The plan and estimated cost of one file of a run, from its header.
+public struct EditEstimateItem: Sendable {
+    /// The file.
+    public var input: InputFile
+    /// Its plan, or why it cannot be planned.
+    public var plan: Result<SizePlan, EditError>
+    /// Requests it needs (repeated requests where the endpoint has no count field).
+    public var requests: Int
+    /// Its estimated cost, USD (all requests); nil when unpriced or unplanned.
+    public var cost: Decimal?
+    /// The prompt it would be sent with, when it has one.
+    public var prompt: String?
+    /// Not an image and not named like one (found in a folder): not counted.
+    public var skipped: Bool
+}
+
+/// What a run would do and cost, from headers only.
+public struct EditEstimate: Sendable {
+    /// The endpoint.
+    public var endpoint: String
+    /// Each file, in order.
+    public var items: [EditEstimateItem]
+    /// Arguments or folder entries that could not be walked.
+    public var problems: [InputProblem]
+    /// Files planned.
+    public var planned: Int { items.filter { !$0.skipped && (try? $0.plan.get()) != nil }.count }
+    /// Files that cannot be edited.
+    public var failed: Int { items.filter { !$0.skipped && (try? $0.plan.get()) == nil }.count + problems.count }
+    /// Requests the run would send.
+    public var requests: Int { items.filter { !$0.skipped && (try? $0.plan.get()) != nil }.reduce(0) { $0 + $1.requests } }
+    /// Planned files with no price.
+    public var unpriced: Int { items.filter { !$0.skipped && (try? $0.plan.get()) != nil && $0.cost == nil }.count }
+    /// The estimated total of the priced files, USD.
+    public var total: Decimal { items.compactMap(\.cost).reduce(0, +) }
+}
+
+/// A folder run: every input prepared, sent, fetched, converted, restored and
+/// written next to a JSON sidecar, with a ledger in the output folder so a
+/// run killed at any moment resumes without redoing or paying twice.
+///
+/// ```swift
+/// var options = EditOptions(endpoint: "runpod")
+/// options.prompt = "Make it night"
+/// options.restore = .exact
+/// let run = EditRun(EditRunConfiguration(inputs: ["photos"], output: "night", options: options))
+/// try run.configuration.validate()
+/// let summary = try await run.run { event in print(event) }
+/// ```
+public struct EditRun: Sendable {
+    /// What the run does.
+    public var configuration: EditRunConfiguration
+
+    /// A run of `configuration`.
+    public init(_ configuration: EditRunConfiguration) { self.configuration = configuration }
+
+    /// The run last started into `folder`, from the configuration its ledger
+    /// stored. Throws `EditError.noLedger` when the folder has none,
+    /// `.legacyRun` for a ledger written before configurations were stored
+    /// (it holds the command line instead), `.newerRun` for one from a newer qie.
+    public static func resume(folder: String) throws(EditError) -> EditRun {
+        guard FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent(Ledger.fileName)) else {
+            throw .noLedger(folder: folder)
+        }
+        let run: LedgerRun?
+        do {
+            run = try Ledger(folder: folder).lastRun()
+        } catch {
+            throw .ledger("\(error)")
+        }
+        guard let run else { throw .noRun(folder: folder) }
+        guard let text = run.configuration, let version = run.configurationVersion else {
+            throw .legacyRun(folder: folder, arguments: run.argumentList, directory: run.directory)
+        }
+        guard version <= EditRunConfiguration.currentVersion else { throw .newerRun(folder: folder, version: version) }
+        do {
+            return EditRun(try JSONDecoder().decode(EditRunConfiguration.self, from: Data(text.utf8)))
+        } catch {
+            throw .ledger("the stored configuration cannot be read: \(error)")
+        }
+    }
+
+    /// What a run starts from, checked: the endpoint, the prompts and the
+    /// files (the output folder and the manifest excluded from the walk, and
+    /// the text files that give an image its prompt, `NAME.txt` next to
+    /// `NAME.jpg`, taken out).
+    private func start() throws(EditError)
+        -> (profile: ProviderProfile, prompts: PromptManifest, files: [InputFile], problems: [InputProblem])
+    {
+        let config = configuration
+        let profile: ProviderProfile
+        do throws(SettingError) {
+            try config.validate()
+            profile = try config.options.profile()
+        } catch {
+            throw .setting(error)
+        }
+        let prompts = try prompts()
+        var excluded = [config.resolve(config.output)]
+        if let manifest = config.manifest { excluded.append(config.resolve(manifest)) }
+        var (files, problems) = InputWalker(excluding: excluded).walk(config.inputs.map(config.resolve))
+        files.removeAll(where: PromptManifest.isPromptFile(among: files))
+        return (profile, prompts, files, problems)
+    }
+
+    /// The prompts per image: the manifest's rows (and `NAME.txt` files).
+    func prompts() throws(EditError) -> PromptManifest {
+        guard let manifest = configuration.manifest else { return PromptManifest() }
+        do {
+            return try PromptManifest(file: configuration.resolve(manifest))
+        } catch {
+            throw .manifest(error)
+        }
+    }
+
+    /// Each file's plan and estimated cost, and the total, from headers only:
+    /// nothing is sent and no key is needed.
+    public func estimate() throws(EditError) -> EditEstimate {
+        let options = configuration.options
+        let (profile, prompts, files, problems) = try start()
+        let requests = options.requestsPerInput(on: profile)
+        let planned: [PlannedInput]
+        do { planned = try options.plan(files) } catch { throw .setting(error) }
+        let items = planned.map { item in
+            let prompt = prompts.request(for: item.input.path)?.prompt ?? options.prompt
+            let plan = item.plan.map(\.plan)
+            let cost = (try? plan.get()).flatMap { options.estimate($0, on: profile).total.map { $0 * Decimal(requests) } }
+            return EditEstimateItem(
+                input: item.input, plan: plan, requests: requests, cost: cost, prompt: prompt, skipped: item.skipped)
+        }
+        return EditEstimate(endpoint: profile.id, items: items, problems: problems)
+    }
+
+    /// Runs: owns the output folder's lock, the ledger (the configuration is
+    /// recorded first), a budget seeded with what earlier runs into the folder
+    /// spent or have in flight, the HTTP client and the listener for as long
+    /// as the run lasts, and writes `report.html` / `report.json` at the end.
+    /// Jobs done in an earlier run are not done again; jobs an endpoint
+    /// accepted are asked about, never sent again. `stop` stops starting new
+    /// jobs (those in flight finish). Keys come from `environment`.
+    public func run(
+        environment: [String: String] = ProcessInfo.processInfo.environment, stop: BatchCancellation = BatchCancellation(),
+        events: @escaping @Sendable (EditRunEvent) -> Void = { _ in }
+    ) async throws(EditError) -> EditRunSummary {
+        let config = configuration
+        let options = config.options
+        let (profile, prompts, files, problems) = try start()
+        if options.prompt == nil, config.manifest == nil, !files.contains(where: { prompts.request(for: $0.path) != nil }) {
+            throw .noPrompts
+        }
+        _ = try EndpointAccess(profile: profile, options: options, environment: environment)
+
+        let outputPath = config.resolve(config.output)
+        let folder: OutputFolder
+        let ledger: Ledger
+        let lock: RunLock
+        do {
+            folder = try OutputFolder(path: outputPath)
+            lock = try RunLock(folder: outputPath)
+        } catch {
+            throw .output(error)
+        }
+        do {
+            ledger = try Ledger(folder: outputPath)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try ledger.recordRun(
+                configuration: String(decoding: try encoder.encode(config), as: UTF8.self),
+                version: EditRunConfiguration.currentVersion, arguments: config.commandLine ?? [],
+                directory: config.workingDirectory)
+        } catch {
+            throw .ledger("\(error)")
+        }
+        let budget: Budget?
+        do {
+            // What earlier runs into this folder spent or have in flight counts too.
+            budget = try config.maxCost.map { Budget(limit: $0, spent: try ledger.committedCost(includingSubmitted: true).total) }
+        } catch {
+            throw .ledger("\(error)")
+        }
+        let jobs = Self.jobs(of: files, options: options, profile: profile)
+        let context = RunContext(
+            configuration: config, profile: profile, prompts: prompts, naming: OutputNaming(files), folder: folder,
+            ledger: ledger, budget: budget, limiter: config.rate.map { RateLimiter(perSecond: $0) }, events: events)
+        events(.started(total: jobs.count, endpoint: profile.id))
+        for problem in problems { events(.inputProblem(problem)) }
+
+        let start = Date()
+        var initial = BatchSummary()
+        initial.action = "edited"
+        let summary = Mutex(initial)
+        let spent = Mutex<Decimal?>(nil)
+        do {
+            try await Editor.with(options, environment: environment, connections: config.concurrency) { editor in
+                await withTaskGroup(of: (EditJob, JobOutcome).self) { group in
+                    var next = 0
+                    func addNext() {
+                        guard next < jobs.count, !stop.isCancelled, budget?.wasReached != true else { return }
+                        let job = jobs[next]
+                        next += 1
+                        events(.jobStarted(job))
+                        group.addTask { (job, await context.process(job, editor: editor)) }
+                    }
+                    for _ in 0..<config.concurrency { addNext() }
+                    while let (job, outcome) = await group.next() {
+                        summary.withLock { $0.record(outcome.kind) }
+                        if let cost = outcome.cost {
+                            let total = spent.withLock { total in
+                                let sum = (total ?? 0) + cost
+                                total = sum
+                                return sum
+                            }
+                            events(.cost(job, amount: cost, spent: total))
+                        }
+                        addNext()
+                    }
+                    // The budget stopped the run: the jobs never started are held too.
+                    if budget?.wasReached == true { summary.withLock { $0.held += jobs.count - next } }
+                }
+            }
+        } catch {
+            throw EditError.wrapping(error)
+        }
+        var batch = summary.withLock { $0.close(total: jobs.count, since: start) }
+        batch.failed += problems.count
+        batch.total += problems.count
+        var result = EditRunSummary(
+            batch: batch, inputProblems: problems.count, spent: spent.withLock { $0 },
+            budget: budget.flatMap { $0.wasReached ? (limit: $0.limit, spent: $0.spent) : nil }, stopped: stop.isCancelled,
+            report: nil, reportError: nil)
+        do {
+            try RunReport(ledger: ledger, folder: outputPath).write(to: folder)
+            result.report = (outputPath as NSString).appendingPathComponent(RunReport.htmlName)
+        } catch {
+            result.reportError = "\(error)"
+        }
+        withExtendedLifetime(lock) {}
+        return result
+    }
+
+    /// The jobs of a run: each input once, or once per copy when the endpoint
+    /// has no count field and requests are repeated.
+    static func jobs(of files: [InputFile], options: EditOptions, profile: ProviderProfile) -> [EditJob] {
+        let copies = options.requestsPerInput(on: profile)
+        return files.flatMap { input in
+            (0..<copies).map { index in EditJob(input: input, copy: copies == 1 ? 0 : index + 1) }
+        }
+    }
+}
+
+/// An input's header and plan for an endpoint, or why it has none.
+public struct PlannedInput: Sendable {
+    /// The file.
+    public var input: InputFile
+    /// Its header and plan.
+    public var plan: Result<(info: ImageInfo, plan: SizePlan), EditError>
+    /// Not an image and not named like one (found in a folder): to be skipped, not failed.
+    public var skipped: Bool
+}
+
+extension EditOptions {
+    /// Plans each file for the endpoint from its header alone (several at
+    /// once), in order: what `qie plan`, `qie cost` and a dry run show.
+    public func plan(_ files: [InputFile]) throws(SettingError) -> [PlannedInput] {
+        let profile = try profile()
+        return zip(files, ProbeBatch(files: files).run()).map { file, probe in
+            switch probe {
+            case .failure(let error):
+                return PlannedInput(input: file, plan: .failure(.input(error)), skipped: file.isSkippable(error))
+            case .success(let info):
+                do {
+                    return PlannedInput(input: file, plan: .success((info, try plan(info.displaySize, on: profile))), skipped: false)
+                } catch {
+                    return PlannedInput(input: file, plan: .failure(EditError.wrapping(error)), skipped: false)
+                }
+            }
+        }
+    }
+}

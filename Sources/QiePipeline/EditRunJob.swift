@@ -1,0 +1,315 @@
+import Crypto
+import Foundation
+import QieClient
+import QieFiles
+import QieImaging
+import QieProviders
+import QieReport
+import QieStore
+import Synchronization
+
+/// What a finished job was, for the run's counts and money.
+struct JobOutcome: Sendable {
+    var kind: PrepareResult.Kind
+    var cost: Decimal?
+}
+
+/// What the jobs of one run share.
+struct RunContext: Sendable {
+    var configuration: EditRunConfiguration
+    var profile: ProviderProfile
+    var prompts: PromptManifest
+    var naming: OutputNaming
+    var folder: OutputFolder
+    var ledger: Ledger
+    var budget: Budget?
+    var limiter: RateLimiter?
+    var events: @Sendable (EditRunEvent) -> Void
+
+    /// What `input` is asked: its manifest row or `NAME.txt`, else the run's prompt.
+    func request(for input: InputFile) -> InputRequest? {
+        let options = configuration.options
+        if let own = prompts.request(for: input.path) {
+            var request = own
+            request.seed = own.seed ?? options.seed
+            request.negativePrompt = own.negativePrompt ?? options.negativePrompt
+            return request
+        }
+        guard let prompt = options.prompt, !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return nil }
+        return InputRequest(prompt: prompt, seed: options.seed, negativePrompt: options.negativePrompt)
+    }
+
+    /// Runs one job through the ledger's states around the edit path:
+    /// register (or find it done), prepare, reserve, record the attempt, send
+    /// (or pick up what an earlier run had accepted), record the id and the
+    /// answer, fetch, finish, write, record completion. Each move is committed
+    /// before the next irreversible step.
+    func process(_ job: EditJob, editor: Editor) async -> JobOutcome {
+        let input = job.input
+        let ledger = self.ledger
+        let events = self.events
+        var rowID: Int64? = nil
+        let acceptedID = Mutex<String?>(nil)
+        do {
+            guard let asked = request(for: input) else {
+                throw EditError.noPrompt(textFile: OutputNaming.stem((input.relativePath as NSString).lastPathComponent) + ".txt")
+            }
+            let identity = try await ImagingRuntime.offload { try Self.identify(input.path, ledger: ledger) }
+            let references = asked.references ?? configuration.references.map(configuration.resolve)
+            var referenceHashes: [String] = []
+            for reference in references {
+                referenceHashes.append(try await ImagingRuntime.offload { try Self.identify(reference, ledger: nil).sha256 })
+            }
+            let (key, identityText) = JobKey.make(
+                inputPath: input.path, inputSHA256: identity.sha256, copy: job.copy, request: asked,
+                references: referenceHashes, configuration: configuration, profile: profile)
+            let row = try ledger.register(
+                LedgerJob(
+                    key: key, inputPath: input.path, inputSHA256: identity.sha256, inputSize: identity.size,
+                    inputModified: identity.modified, copy: job.copy, endpoint: profile.id, prompt: asked.prompt,
+                    options: identityText))
+            rowID = row.id
+            switch row.state {
+            case .completed:
+                let output = row.outputPaths.first ?? ""
+                events(.earlier(job, output: output))
+                return JobOutcome(kind: .earlier, cost: nil)
+            case .failed where !configuration.retryFailed:
+                let error = EditError.failedEarlier(reason: row.error ?? "no reason recorded")
+                events(.failed(job, error))
+                return JobOutcome(kind: .failed, cost: nil)
+            default:
+                break
+            }
+
+            // Picked up where an earlier run left it: fetch what the endpoint
+            // answered, or ask about the job it accepted.
+            var hooks = EditHooks(budget: budget)
+            if row.state == .submitted, row.requestID != nil || !row.resultURLList.isEmpty {
+                if !row.resultURLList.isEmpty {
+                    hooks.resume = .fetch(
+                        results: row.resultURLList, reportedCost: row.reportedCost.flatMap { Decimal(string: $0) },
+                        jobID: row.requestID)
+                } else if let id = row.requestID {
+                    hooks.resume = .poll(jobID: id)
+                }
+                if let id = row.requestID { acceptedID.withLock { $0 = id } }
+            }
+            let limiter = self.limiter
+            let jobRow = row.id
+            hooks.willSend = { _, estimate in
+                try await limiter?.wait()
+                // Counted before sending: a kill during the request still shows the attempt.
+                if let jobRow { try ledger.markSending(jobRow, estimatedCost: estimate.map { "\($0)" }) }
+            }
+            hooks.accepted = { _, id in
+                acceptedID.withLock { $0 = id }
+                if let jobRow { try? ledger.markSubmitted(jobRow, requestID: id) }
+                events(.sent(job, jobID: id))
+            }
+            hooks.answered = { _, answer in
+                let urls = answer.images.compactMap { if case .url(let url) = $0 { url } else { nil } }
+                let before = acceptedID.withLock { value in
+                    defer { if let id = answer.requestID { value = id } }
+                    return value
+                }
+                if let jobRow {
+                    try ledger.markSubmitted(
+                        jobRow, requestID: answer.requestID, resultURLs: urls, reportedCost: answer.reportedCost.map { "\($0)" },
+                        extraAttempts: max(0, answer.submissions - 1))
+                }
+                // A synchronous answer names its job only now.
+                if before == nil, let id = answer.requestID { events(.sent(job, jobID: id)) }
+            }
+
+            var options = configuration.options
+            options.numImages = options.imagesPerRequest(on: profile)
+            if job.copy > 0 { options.numImages = 1 }
+            let edit = EditInput(
+                image: .file(input.path), references: references.map { .file($0) }, prompt: asked.prompt, seed: asked.seed,
+                negativePrompt: asked.negativePrompt)
+            let result = try await editor.edit(edit, options: options, hooks: hooks)
+            let output = try await write(result, for: job, key: key, inputSHA256: identity.sha256, rowID: row.id)
+            if let jobRow {
+                try ledger.markCompleted(jobRow, outputs: output.paths, reportedCost: result.reportedCost.map { "\($0)" })
+            }
+            events(.done(job, output))
+            return JobOutcome(kind: .written, cost: result.cost)
+        } catch {
+            let failure = EditError.wrapping(error)
+            let accepted = acceptedID.withLock { $0 }
+            if case .input(let imaging) = failure, input.isSkippable(imaging) {
+                // Not an image: nothing to remember.
+                if let rowID { try? ledger.forget(rowID) }
+                events(.skipped(job))
+                return JobOutcome(kind: .skipped, cost: nil)
+            }
+            if case .overBudget = failure {
+                events(.held(job, failure))
+                return JobOutcome(kind: .held, cost: nil)
+            }
+            // An accepted job that may still finish (or whose result may still
+            // be fetched) stays submitted: the next run asks about it again.
+            let mayFinish: Bool
+            switch failure {
+            case .endpoint(let client): mayFinish = accepted != nil && (client.kind == .network || client.kind == .timedOut)
+            case .stopped: mayFinish = accepted != nil
+            default: mayFinish = false
+            }
+            if let rowID { try? ledger.markError(rowID, failure.reason(naming: \.name), failed: !mayFinish) }
+            events(.failed(job, failure))
+            return JobOutcome(kind: .failed, cost: nil)
+        }
+    }
+
+    /// Writes a job's results, thumbnails for the report and its sidecar.
+    private func write(_ result: EditResult, for job: EditJob, key: String, inputSHA256: String, rowID: Int64?) async throws
+        -> EditJobOutput
+    {
+        let input = job.input
+        let stem = OutputNaming.stem(naming.relativeOutputPath(for: input, format: .png)) + (job.copy > 0 ? "-\(job.copy)" : "")
+        var written: [String] = []
+        for (index, image) in result.images.enumerated() {
+            let suffix = result.images.count > 1 ? "-\(index + 1)" : ""
+            written.append(try folder.write(image.data, to: "\(stem)\(suffix).\(image.format.fileExtension)", protecting: input.path))
+        }
+        if let rowID, let first = result.images.first {
+            // Contact-sheet thumbnails of the input and of what was written;
+            // a failure here costs only the picture.
+            let names = RunReport.thumbnailNames(job: rowID)
+            let thumbnails = try? await ImagingRuntime.offload {
+                (try RunReport.thumbnail(file: input.path), try RunReport.thumbnail(data: first.data))
+            }
+            if let (before, after) = thumbnails {
+                _ = try? folder.write(before, to: names.before)
+                _ = try? folder.write(after, to: names.after)
+            }
+        }
+        let record = EditRecord(result, job: key, input: input.path, inputSHA256: inputSHA256, outputs: written)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let sidecar = try folder.write(try encoder.encode(record), to: stem + ".json")
+        return EditJobOutput(paths: written, sidecar: sidecar, result: result)
+    }
+
+    /// The content hash of a file: the ledger's, when the file is unchanged
+    /// since (same size and modification time), else read and hashed.
+    static func identify(_ path: String, ledger: Ledger?) throws -> (sha256: String, size: Int64, modified: Double) {
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
+        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        if let known = try ledger?.knownHash(path: path, size: size, modified: modified) { return (known, size, modified) }
+        return (try sha256(of: path), size, modified)
+    }
+
+    /// SHA-256 of a file's bytes, read in 1 MB pieces, as hex.
+    static func sha256(of path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw ImagingError(.unreadable, "cannot be opened to hash it", file: path)
+        }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// A job's identity: the input (its absolute path and its content), the
+/// endpoint and every option that changes the result. The same key in a later
+/// run is the same job (done, or to be picked up); an edited file, a changed
+/// prompt, seed, size or output option is a new one. Two files with the same
+/// content are two jobs: each gets its own output. The text of each option is
+/// fixed: ledgers written by earlier versions keep matching.
+enum JobKey {
+    static func make(
+        inputPath: String, inputSHA256: String, copy: Int, request: InputRequest, references: [String],
+        configuration: EditRunConfiguration, profile: ProviderProfile
+    ) -> (key: String, options: String) {
+        let asked = configuration.options
+        var options: [String: String] = [
+            "endpoint": profile.id, "model": profile.model, "prompt": request.prompt, "size": asked.size.jobKeySpelling,
+            "fit": asked.fit.rawValue, "position": asked.position.rawValue, "fill": asked.background.description,
+            "numImages": String(asked.numImages), "copy": String(copy), "references": references.joined(separator: ","),
+        ]
+        options["seed"] = request.seed.map(String.init)
+        options["negativePrompt"] = request.negativePrompt
+        options["format"] = asked.format?.rawValue
+        options["quality"] = asked.quality.map(String.init)
+        options["restore"] = asked.restore?.rawValue
+        options.merge(asked.fields.identity) { _, field in field }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let text = String(decoding: (try? encoder.encode(options)) ?? Data(), as: UTF8.self)
+        let absolute = PromptManifest.absolute(inputPath)
+        let digest = SHA256.hash(data: Data((absolute + "\n" + inputSHA256 + "\n" + text).utf8))
+        return (digest.map { String(format: "%02x", $0) }.joined(), text)
+    }
+}
+
+extension SizeRequest {
+    /// The size request as a run's job keys spell it. Fixed text, so ledgers
+    /// written by any version keep matching the same settings.
+    public var jobKeySpelling: String {
+        switch self {
+        case .automatic: "automatic"
+        case .size(let pixels): "size(\(pixels))"
+        case .aspectRatio(let ratio): "aspectRatio(\(ratio))"
+        case .tier(let tier, let ratio): "tier(\"\(tier)\", aspectRatio: \(ratio.map { "Optional(\($0))" } ?? "nil"))"
+        }
+    }
+}
+
+/// What one edit produced, as written next to its outputs (`NAME.json`).
+public struct EditRecord: Sendable, Codable {
+    /// The job's key in the ledger (input content, endpoint and result-changing options).
+    public var job: String
+    /// The endpoint (profile id) and its model.
+    public var endpoint: String
+    public var model: String
+    /// The prompt and seed sent.
+    public var prompt: String
+    public var seed: Int?
+    /// The input file.
+    public var input: String
+    /// SHA-256 of the input file's bytes, hex.
+    public var inputSHA256: String
+    /// The files written.
+    public var outputs: [String]
+    /// The endpoint's ids for the requests.
+    public var requestIDs: [String]
+    /// How results came back.
+    public var flow: ProviderProfile.Flow
+    /// Submissions sent and status polls made, over all requests.
+    public var submissions: Int
+    public var polls: Int
+    /// The cost the endpoint reported and the estimate, USD.
+    public var reportedCostUSD: String?
+    public var estimatedCostUSD: String?
+    /// Seconds per step.
+    public var timings: EditTimings
+    /// How the input was sized for the endpoint.
+    public var plan: SizePlan
+    /// The restore applied.
+    public var restored: RestoreMode?
+
+    /// The record of `result` for job `key`.
+    public init(_ result: EditResult, job key: String, input: String, inputSHA256: String, outputs: [String]) {
+        job = key
+        endpoint = result.endpoint
+        model = result.model
+        prompt = result.prompt
+        seed = result.seed
+        self.input = input
+        self.inputSHA256 = inputSHA256
+        self.outputs = outputs
+        requestIDs = result.requestIDs
+        flow = result.flow
+        submissions = result.submissions
+        polls = result.polls
+        reportedCostUSD = result.reportedCost.map { "\($0)" }
+        estimatedCostUSD = result.estimatedCost.map { "\($0)" }
+        timings = result.timings
+        plan = result.plan
+        restored = result.restored
+    }
+}

@@ -1,0 +1,543 @@
+import Foundation
+import QieClient
+import QieImaging
+import QieProviders
+import QieWebhooks
+import Synchronization
+
+/// Where an image comes from.
+public enum ImageSource: Sendable, Equatable {
+    /// A file on disk (read when it is prepared).
+    case file(String)
+    /// Encoded image bytes held in memory.
+    case data(Data)
+}
+
+/// One edit's inputs: the image to edit, reference images sent after it, and
+/// what to ask where it differs from the `EditOptions`.
+public struct EditInput: Sendable {
+    /// The image to edit: planned for the endpoint, padded or cropped.
+    public var image: ImageSource
+    /// Images sent after it, normalised but not resized.
+    public var references: [ImageSource]
+    /// The instruction; nil takes the options' prompt.
+    public var prompt: String?
+    /// The seed; nil takes the options' seed.
+    public var seed: Int?
+    /// What to keep out; nil takes the options' negative prompt.
+    public var negativePrompt: String?
+
+    /// An input; nil fields take the options' values.
+    public init(
+        image: ImageSource, references: [ImageSource] = [], prompt: String? = nil, seed: Int? = nil,
+        negativePrompt: String? = nil
+    ) {
+        self.image = image
+        self.references = references
+        self.prompt = prompt
+        self.seed = seed
+        self.negativePrompt = negativePrompt
+    }
+}
+
+/// An edited image, converted and restored as asked.
+public struct EditedImage: Sendable, Codable, Equatable {
+    /// The encoded bytes.
+    public var data: Data
+    /// Their format.
+    public var format: OutputFormat
+    /// Their size in pixels.
+    public var size: PixelSize
+
+    /// An image of `format` and `size`.
+    public init(data: Data, format: OutputFormat, size: PixelSize) {
+        self.data = data
+        self.format = format
+        self.size = size
+    }
+}
+
+/// Seconds spent in each step of an edit.
+public struct EditTimings: Sendable, Codable, Equatable {
+    /// Reading and preparing the inputs.
+    public var prepare: Double = 0
+    /// From the first submission to the last answer (the endpoint's time and the waits).
+    public var endpoint: Double = 0
+    /// Downloading or decoding the results.
+    public var fetch: Double = 0
+    /// Converting and restoring.
+    public var finish: Double = 0
+    /// The whole edit.
+    public var total: Double = 0
+
+    /// All zero.
+    public init() {}
+}
+
+/// What one edit produced: the images, and what was done and paid to get them.
+public struct EditResult: Sendable, Codable {
+    /// The results, already converted and restored.
+    public var images: [EditedImage]
+    /// The endpoint (profile id) and its model.
+    public var endpoint: String
+    public var model: String
+    /// The prompt and seed sent.
+    public var prompt: String
+    public var seed: Int?
+    /// The input's header.
+    public var source: ImageInfo
+    /// How the input was sized for the endpoint, and how to undo it.
+    public var plan: SizePlan
+    /// The restore applied to the results, if any.
+    public var restored: RestoreMode?
+    /// How results came back.
+    public var flow: ProviderProfile.Flow
+    /// The endpoint's ids for the requests (where it gave them).
+    public var requestIDs: [String]
+    /// Submissions sent and status polls made, over all requests.
+    public var submissions: Int
+    public var polls: Int
+    /// The estimate before sending and the cost the endpoint reported (USD).
+    public var estimatedCost: Decimal?
+    public var reportedCost: Decimal?
+    /// Seconds per step.
+    public var timings: EditTimings
+
+    /// What the edit cost: the endpoint's figure where it reported one, else the estimate.
+    public var cost: Decimal? { reportedCost ?? estimatedCost }
+}
+
+/// Where an edit picks up a request the endpoint accepted earlier, instead of
+/// sending it again (a folder run resumed from its ledger).
+public enum EditResumePoint: Sendable, Equatable {
+    /// Ask the endpoint about job `jobID` until it ends.
+    case poll(jobID: String)
+    /// Fetch results the endpoint already gave.
+    case fetch(results: [String], reportedCost: Decimal?, jobID: String?)
+}
+
+/// Calls an edit makes at the moments that matter for money, so a caller can
+/// record them before anything irreversible happens, and optional stores for
+/// budgets and idempotency. Every hook is optional.
+public struct EditHooks: Sendable {
+    /// Reserves the estimate before sending; an edit it refuses throws
+    /// `EditError.overBudget` and sends nothing.
+    public var budget: (any EditBudget)?
+    /// Makes a retried edit with the same key return the first one's result
+    /// without calling the endpoint again.
+    public var idempotency: (store: any IdempotencyStore, key: String)?
+    /// Picks up an accepted request instead of sending it.
+    public var resume: EditResumePoint?
+    /// Just before request `index` is sent (to count the attempt, to wait for a rate limit).
+    public var willSend: (@Sendable (_ index: Int, _ estimate: Decimal?) async throws -> Void)?
+    /// The endpoint accepted request `index` as job `id` (it may now be billed).
+    public var accepted: (@Sendable (_ index: Int, _ id: String) async -> Void)?
+    /// The endpoint answered request `index` with its results, before they are fetched.
+    public var answered: (@Sendable (_ index: Int, _ answer: JobResult) async throws -> Void)?
+
+    /// No hooks.
+    public init(
+        budget: (any EditBudget)? = nil, idempotency: (store: any IdempotencyStore, key: String)? = nil,
+        resume: EditResumePoint? = nil
+    ) {
+        self.budget = budget
+        self.idempotency = idempotency
+        self.resume = resume
+    }
+}
+
+/// The key and address an endpoint is called with, from the environment.
+struct EndpointAccess: Sendable {
+    var apiKey: String
+    var baseURL: String?
+    var signingSecret: String?
+
+    /// The key from the profile's variable (refused when unset or empty), the
+    /// base URL from the options or the profile's base-URL variable.
+    init(profile: ProviderProfile, options: EditOptions, environment: [String: String]) throws(EditError) {
+        guard let key = environment[profile.auth.keyVariable], !key.isEmpty else {
+            throw .missingKey(endpoint: profile.id, variable: profile.auth.keyVariable)
+        }
+        apiKey = key
+        baseURL = options.baseURL ?? environment[profile.baseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
+        signingSecret = profile.callback.flatMap { environment[$0.secretVariable] }
+    }
+}
+
+/// The edit path: prepare -> send -> wait -> fetch -> convert -> restore, for
+/// images in memory or in files, with no folder or ledger. Folder runs
+/// (`EditRun`) and the gateway drive this same path.
+///
+/// Make one with `Editor.with(_:environment:connections:_:)`, which owns the
+/// HTTP client and, for the callback and event-stream flows, the listener,
+/// for as long as the closure runs.
+public final class Editor: Sendable {
+    /// The options edits use unless a call gives its own.
+    public let options: EditOptions
+    /// The HTTP client (one pool for every edit).
+    public let client: EditClient
+    private let environment: [String: String]
+    private let signals: JobSignals?
+
+    private init(options: EditOptions, client: EditClient, environment: [String: String], signals: JobSignals?) {
+        self.options = options
+        self.client = client
+        self.environment = environment
+        self.signals = signals
+    }
+
+    /// Runs `body` with an editor for `options`: the HTTP client keeps
+    /// `connections` connections per endpoint (at least the edits meant to be
+    /// in flight at once), and with the callback or event-stream flow the
+    /// listener runs (and is ready) before `body` starts. Everything is
+    /// closed when `body` returns or throws. Keys come from `environment`.
+    public static func with<T: Sendable>(
+        _ options: EditOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
+        connections: Int = 8, _ body: @Sendable (Editor) async throws -> T
+    ) async throws -> T {
+        let profile: ProviderProfile
+        do { profile = try options.profile() } catch { throw EditError.setting(error) }
+        let flow = options.resolvedFlow(for: profile)
+        let client = EditClient(
+            connectTimeout: .milliseconds(Int64(options.timeouts.connect * 1000)),
+            requestTimeout: .milliseconds(Int64(options.timeouts.request * 1000)), connectionsPerHost: max(8, connections))
+        let signals: JobSignals? = flow == .callback || flow == .serverSentEvents ? JobSignals() : nil
+        let editor = Editor(options: options, client: client, environment: environment, signals: signals)
+        do {
+            let listener = try signals.map { try editor.listener(profile: profile, flow: flow, signals: $0) } ?? nil
+            let result = try await withThrowingTaskGroup(of: Void.self) { services in
+                if let listener {
+                    let (ready, readiness) = AsyncStream<Result<Void, any Error>>.makeStream()
+                    services.addTask {
+                        do {
+                            try await listener { readiness.yield(.success(())) }
+                        } catch {
+                            readiness.yield(.failure(error))
+                        }
+                        readiness.finish()
+                    }
+                    // Send nothing before the listener is up.
+                    var iterator = ready.makeAsyncIterator()
+                    switch await iterator.next() {
+                    case .failure(let error)?:
+                        throw EditError.listener(endpoint: profile.id, flow: flow, reason: "\(error)")
+                    case nil:
+                        throw EditError.listener(endpoint: profile.id, flow: flow, reason: "it stopped at once")
+                    case .success?:
+                        break
+                    }
+                }
+                defer { services.cancelAll() }
+                return try await body(editor)
+            }
+            try? await client.shutdown()
+            return result
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    /// The callback listener or event-stream reader `flow` needs, as a
+    /// function that runs until cancelled and calls its argument once ready.
+    private func listener(profile: ProviderProfile, flow: ProviderProfile.Flow, signals: JobSignals) throws(EditError)
+        -> (@Sendable (@escaping @Sendable () -> Void) async throws -> Void)?
+    {
+        switch flow {
+        case .callback:
+            let address: (host: String, port: Int)
+            do throws(SettingError) {
+                guard let callback = options.callback else {
+                    throw SettingError(.flow, value: flow.rawValue, .needs([.callbackURL], why: nil))
+                }
+                address = try callback.listenAddress()
+            } catch {
+                throw .setting(error)
+            }
+            let secret = profile.callback.flatMap { environment[$0.secretVariable] }
+            let listener = CallbackListener(
+                profile: profile, host: address.host, port: address.port, signingSecret: secret, signals: signals)
+            return { ready in try await listener.run { _ in ready() } }
+        case .serverSentEvents:
+            let access = try EndpointAccess(profile: profile, options: options, environment: environment)
+            guard let request = RequestBuilder.events(for: profile, apiKey: access.apiKey, baseURL: access.baseURL) else {
+                throw .listener(endpoint: profile.id, flow: flow, reason: "the endpoint has no event stream")
+            }
+            let stream = EventStreamListener(client: client, request: request, profile: profile, signals: signals)
+            // Jobs are polled as a fallback, so an unreachable stream does not
+            // hold edits up: it is ready as soon as it is trying.
+            return { ready in
+                ready()
+                await stream.run()
+            }
+        default:
+            return nil
+        }
+    }
+
+    /// Edits one input: prepares it (and its references) for the endpoint,
+    /// reserves the estimate with the budget, sends the request (or as many
+    /// as `numImages` needs where the endpoint has no count field, in
+    /// parallel), waits for the results, downloads them at once, converts and
+    /// restores them. Once the endpoint has given a job id, the job is only
+    /// ever asked about, never sent again. Throws `EditError`.
+    public func edit(_ input: EditInput, options: EditOptions? = nil, hooks: EditHooks = EditHooks()) async throws
+        -> EditResult
+    {
+        let options = options ?? self.options
+        if let (store, key) = hooks.idempotency {
+            switch try await store.claim(key) {
+            case .finished(let result):
+                return result
+            case .failed(let message):
+                throw EditError.endpoint(ClientError(kind: .rejected, message: message))
+            case .claimed:
+                break
+            }
+            let charged = Mutex(false)
+            var tracked = hooks
+            tracked.idempotency = nil
+            let accepted = hooks.accepted
+            tracked.accepted = { index, id in
+                charged.withLock { $0 = true }
+                await accepted?(index, id)
+            }
+            let willSend = hooks.willSend
+            tracked.willSend = { index, estimate in
+                charged.withLock { $0 = true }
+                try await willSend?(index, estimate)
+            }
+            do {
+                let result = try await perform(input, options: options, hooks: tracked)
+                await store.finish(key, .finished(result))
+                return result
+            } catch {
+                let failure = EditError.wrapping(error)
+                // A request that reached the endpoint may be billed: its retry
+                // gets this answer, not a second request.
+                if charged.withLock({ $0 }) {
+                    await store.finish(key, .failed(failure.description))
+                } else {
+                    await store.release(key)
+                }
+                throw failure
+            }
+        }
+        do {
+            return try await perform(input, options: options, hooks: hooks)
+        } catch {
+            throw EditError.wrapping(error)
+        }
+    }
+
+    /// What the stages share for one edit.
+    private struct Context: Sendable {
+        var profile: ProviderProfile
+        var options: EditOptions
+        var access: EndpointAccess
+        var flow: ProviderProfile.Flow
+    }
+
+    private func perform(_ input: EditInput, options: EditOptions, hooks: EditHooks) async throws -> EditResult {
+        let start = Date()
+        var timings = EditTimings()
+        let profile: ProviderProfile
+        do { profile = try options.profile() } catch { throw EditError.setting(error) }
+        let context = Context(
+            profile: profile, options: options,
+            access: try EndpointAccess(profile: profile, options: options, environment: environment),
+            flow: options.resolvedFlow(for: profile))
+        guard let prompt = (input.prompt ?? options.prompt).flatMap({ $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : $0 })
+        else { throw EditError.noPrompt(textFile: nil) }
+        let seed = input.seed ?? options.seed
+        let negativePrompt = input.negativePrompt ?? options.negativePrompt
+
+        // Prepare: the input planned for the endpoint, references normalised.
+        let prepared = try await Self.prepare(input, context: context)
+        timings.prepare = Date().timeIntervalSince(start)
+        let requests = options.requestsPerInput(on: profile)
+        let estimate = options.estimate(prepared.plan, on: profile).total
+
+        // Money: reserve before anything is sent.
+        var reservation: Decimal? = nil
+        if let budget = hooks.budget, hooks.resume == nil {
+            guard let estimate else { throw EditError.unpriced(endpoint: profile.id) }
+            let total = estimate * Decimal(requests)
+            if let refusal = budget.reserve(total) { throw EditError.overBudget(refusal) }
+            reservation = total
+        }
+        let accepted = Mutex(false)
+        var tracked = hooks
+        let onAccepted = hooks.accepted
+        tracked.accepted = { index, id in
+            accepted.withLock { $0 = true }
+            await onAccepted?(index, id)
+        }
+        do {
+            // Send (or pick up) every request, and wait for each to end.
+            let sent = Date()
+            var request = options.editRequest(prompt: prompt, seed: seed, negativePrompt: negativePrompt, profile: profile)
+            request.images = prepared.payload
+            let built = try RequestBuilder.build(
+                request, plan: prepared.plan, for: profile, apiKey: context.access.apiKey, baseURL: context.access.baseURL,
+                flow: context.flow)
+            let requestHooks = tracked
+            let answers = try await withThrowingTaskGroup(of: (Int, JobResult).self) { group in
+                for index in 0..<requests {
+                    group.addTask {
+                        (index, try await self.submit(built, index: index, estimate: estimate, context: context, hooks: requestHooks))
+                    }
+                }
+                var answers = [JobResult?](repeating: nil, count: requests)
+                for try await (index, answer) in group { answers[index] = answer }
+                return answers.compactMap { $0 }
+            }
+            timings.endpoint = Date().timeIntervalSince(sent)
+
+            // Fetch every result at once (some URLs expire).
+            let fetching = Date()
+            var results: [Data] = []
+            for answer in answers {
+                for image in answer.images { results.append(try await client.fetch(image, from: profile)) }
+            }
+            timings.fetch = Date().timeIntervalSince(fetching)
+
+            // Convert and restore on the local cores.
+            let finishing = Date()
+            var images: [EditedImage] = []
+            for data in results {
+                let geometry = prepared.geometry
+                images.append(try await ImagingRuntime.offload { try Self.finish(data, geometry: geometry, options: options) })
+            }
+            timings.finish = Date().timeIntervalSince(finishing)
+            timings.total = Date().timeIntervalSince(start)
+
+            let reported = answers.compactMap(\.reportedCost)
+            let result = EditResult(
+                images: images, endpoint: profile.id, model: profile.model, prompt: prompt, seed: seed,
+                source: prepared.source, plan: prepared.plan, restored: options.restore, flow: context.flow,
+                requestIDs: answers.compactMap(\.requestID), submissions: answers.reduce(0) { $0 + $1.submissions },
+                polls: answers.reduce(0) { $0 + $1.polls }, estimatedCost: estimate.map { $0 * Decimal(requests) },
+                reportedCost: reported.count == answers.count && !reported.isEmpty ? reported.reduce(0, +) : nil,
+                timings: timings)
+            if let reservation { hooks.budget?.settle(reservation, actual: result.reportedCost ?? reservation) }
+            return result
+        } catch {
+            // An accepted request may still be billed: its reservation stays spent.
+            if let reservation { hooks.budget?.settle(reservation, actual: accepted.withLock { $0 } ? reservation : nil) }
+            throw error
+        }
+    }
+
+    /// One request: sent (after `willSend`) and waited for, or picked up
+    /// where an earlier run left it.
+    private func submit(_ built: BuiltRequest, index: Int, estimate: Decimal?, context: Context, hooks: EditHooks)
+        async throws -> JobResult
+    {
+        let profile = context.profile
+        let access = context.access
+        switch hooks.resume {
+        case .fetch(let urls, let cost, let id)?:
+            return JobResult(
+                images: urls.map { .url($0) }, reportedCost: cost, requestID: id, submissions: 0, polls: 0, signalled: false)
+        case .poll(let id)?:
+            await hooks.accepted?(index, id)
+            guard let poll = RequestBuilder.poll(id: id, for: profile, apiKey: access.apiKey, baseURL: access.baseURL) else {
+                throw ClientError(
+                    kind: .rejected, message: "\(profile.id) documents no way to ask about job \(id)", endpoint: profile.id,
+                    jobID: id)
+            }
+            return try await client.wait(
+                for: id, request: poll, on: profile, policy: context.options.waitPolicy, signals: signals)
+        case nil:
+            try await hooks.willSend?(index, estimate)
+            let accepted = hooks.accepted
+            let answer = try await client.perform(
+                built, on: profile,
+                poll: { RequestBuilder.poll(id: $0, for: profile, apiKey: access.apiKey, baseURL: access.baseURL) },
+                policy: context.options.waitPolicy, signals: signals, accepted: { id in await accepted?(index, id) })
+            try await hooks.answered?(index, answer)
+            return answer
+        }
+    }
+
+    /// The prepared input: its bytes as sent, plan and geometry, header, and
+    /// the payload images (input first, then references).
+    private struct Prepared: Sendable {
+        var plan: SizePlan
+        var geometry: ResizeGeometry
+        var source: ImageInfo
+        var payload: [PayloadImage]
+    }
+
+    private static func prepare(_ input: EditInput, context: Context) async throws -> Prepared {
+        let (main, plan) = try await ImagingRuntime.offload { try Self.prepare(input.image, context: context, plan: true) }
+        var payload: [PayloadImage] = [
+            .bytes(main.data, format: main.format, filename: "input.\(main.format.fileExtension)")
+        ]
+        for reference in input.references {
+            let (prepared, _) = try await ImagingRuntime.offload { try Self.prepare(reference, context: context, plan: false) }
+            payload.append(
+                .bytes(prepared.data, format: prepared.format, filename: "reference.\(prepared.format.fileExtension)"))
+        }
+        guard let plan else { throw EditError.request(ProvidersError(.invalidOption, "no size plan for the input")) }
+        return Prepared(plan: plan, geometry: main.geometry, source: main.source, payload: payload)
+    }
+
+    /// Prepares an input (planned for the endpoint) or a reference (only
+    /// normalised), in a format the endpoint decodes.
+    private static func prepare(_ source: ImageSource, context: Context, plan: Bool) throws -> (PreparedImage, SizePlan?) {
+        let options = context.options
+        let profile = context.profile
+        var planned: SizePlan? = nil
+        var refusal: ProvidersError? = nil
+        let choose: (ImageInfo) throws(ImagingError) -> (ResizeOptions?, EncodeOptions) = { info throws(ImagingError) in
+            let accepts = profile.images.accepts
+            let format = accepts.contains(info.format.defaultOutput) ? info.format.defaultOutput : .png
+            let encode = EncodeOptions(format: format, quality: format == .png ? nil : 95)
+            guard plan else { return (nil, encode) }
+            do throws(ProvidersError) {
+                let sized = try options.plan(info.displaySize, on: profile)
+                planned = sized
+                return (
+                    ResizeOptions(size: sized.target, fit: sized.fit, position: options.position, fill: options.background),
+                    encode
+                )
+            } catch {
+                refusal = error
+                throw ImagingError(.invalidOption, error.message)
+            }
+        }
+        do throws(ImagingError) {
+            let prepared: PreparedImage
+            switch source {
+            case .file(let path): prepared = try ImageProcessor.prepare(file: path, limits: options.limits, choosing: choose)
+            case .data(let data): prepared = try ImageProcessor.prepare(data: data, limits: options.limits, choosing: choose)
+            }
+            return (prepared, planned)
+        } catch {
+            if let refusal { throw EditError.request(refusal) }
+            throw EditError.input(error)
+        }
+    }
+
+    /// Converts and/or restores a result to what the options ask for.
+    private static func finish(_ result: Data, geometry: ResizeGeometry, options: EditOptions) throws -> EditedImage {
+        do {
+            let info = try ImageProbe.probe(data: result)
+            let wanted = options.format ?? OutputFormat(name: info.format.rawValue) ?? .png
+            let encode = EncodeOptions(format: wanted, quality: options.quality)
+            if let mode = options.restore {
+                let restored = try ImageProcessor.restore(data: result, geometry: geometry, mode: mode, encode: encode)
+                return EditedImage(data: restored.data, format: wanted, size: restored.size)
+            }
+            if wanted.rawValue == info.format.rawValue && options.quality == nil {
+                return EditedImage(data: result, format: wanted, size: info.displaySize)
+            }
+            let converted = try ImageProcessor.prepare(data: result, resize: nil, encode: encode)
+            return EditedImage(data: converted.data, format: wanted, size: converted.size)
+        } catch {
+            throw EditError.result(error)
+        }
+    }
+}

@@ -1,0 +1,450 @@
+import Foundation
+import QieEmulator
+import QiePipeline
+import QieStore
+import Synchronization
+import Testing
+
+@Suite("Folder runs in process: results, ledger, resume, budgets, prompts per image", .serialized)
+struct EditRunTests {
+    @Test("Each input is edited once, restored to its own size, converted, and described in a sidecar")
+    func editAndRestore() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(400, 300, to: root + "/in/wide.jpg")
+        try write(300, 500, to: root + "/in/sub/tall.jpg")
+        try Data("broken".utf8).write(to: URL(fileURLWithPath: root + "/in/broken.jpg"))
+        try await withEmulator { emulator, base in
+            var options = testOptions(.runpodQwenImageEdit2511, base: base)
+            options.seed = 42
+            options.restore = .exact
+            options.format = .png
+            let run = try await runFolder(root, options: options)
+            let summary = run.summary.batch
+            #expect(summary.written == 2 && summary.failed == 1 && summary.action == "edited")
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
+            let wide = try ImageProbe.probe(file: root + "/out/wide.png")
+            #expect(wide.format == .png && wide.width == 400 && wide.height == 300)
+            let tall = try ImageProbe.probe(file: root + "/out/sub/tall.png")
+            #expect(tall.width == 300 && tall.height == 500)
+            let text = try Data(contentsOf: URL(fileURLWithPath: root + "/out/wide.json"))
+            let sidecar = try JSONSerialization.jsonObject(with: text) as? [String: Any]
+            #expect(sidecar?["endpoint"] as? String == "runpod-qwen-image-edit-2511")
+            #expect(sidecar?["prompt"] as? String == "make it night")
+            #expect(sidecar?["seed"] as? Int == 42)
+            #expect(sidecar?["reportedCostUSD"] as? String == "0.02")
+            #expect((sidecar?["requestIDs"] as? [String])?.first?.hasPrefix("sync-") == true)
+            #expect(!String(decoding: text, as: UTF8.self).contains("test-key"))
+            #expect(sidecar?["inputSHA256"] as? String == (try sha256sum(root + "/in/wide.jpg")))
+            #expect(sidecar?["flow"] as? String == "sync" && sidecar?["submissions"] as? Int == 1)
+            let timings = sidecar?["timings"] as? [String: Double]
+            #expect(timings.map { ["prepare", "endpoint", "fetch", "finish", "total"].allSatisfy($0.keys.contains) } == true)
+            // The failure is data: the damaged input, at the stage that found it.
+            let broken = run.events.compactMap { event -> EditError? in
+                if case .failed(let job, let error) = event, job.input.relativePath == "broken.jpg" { return error }
+                return nil
+            }
+            guard case .input(let error)? = broken.first else { Issue.record("broken.jpg did not fail as an input"); return }
+            #expect(error.kind == .notAnImage)
+            #expect(run.failures["broken.jpg"]?.contains("not an image") == true)
+            #expect(run.summary.report == root + "/out/report.html")
+        }
+    }
+
+    @Test("Events: started, each job started, sent with its id, done, cost with the running total")
+    func events() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for name in ["a", "b"] { try write(200, 150, to: root + "/in/\(name).jpg") }
+        try await withEmulator { _, base in
+            let run = try await runFolder(root, options: testOptions(.runflowQwenImageEdit2511, base: base)) { $0.concurrency = 1 }
+            guard case .started(let total, let endpoint)? = run.events.first else { Issue.record("no started event"); return }
+            #expect(total == 2 && endpoint == "runflow-qwen-image-edit-2511")
+            var order: [String] = []
+            var spent: [Decimal] = []
+            for event in run.events {
+                switch event {
+                case .jobStarted(let job): order.append("start \(job.input.relativePath)")
+                case .sent(let job, let id):
+                    #expect(id.hasPrefix("run_"))
+                    order.append("sent \(job.input.relativePath)")
+                case .done(let job, let output):
+                    #expect(output.paths.count == 1 && output.sidecar.hasSuffix(".json"))
+                    order.append("done \(job.input.relativePath)")
+                case .cost(_, let amount, let total):
+                    #expect(amount > 0)
+                    spent.append(total)
+                default: break
+                }
+            }
+            #expect(order == ["start a.jpg", "sent a.jpg", "done a.jpg", "start b.jpg", "sent b.jpg", "done b.jpg"])
+            #expect(spent.count == 2 && spent[1] == spent[0] * 2 && run.summary.spent == spent[1])
+        }
+    }
+
+    @Test("num_images where the endpoint has no such field repeats the request; a wrong key fails each file clearly")
+    func repeatsAndRejections() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(256, 256, to: root + "/in/a.jpg")
+        try await withEmulator { emulator, base in
+            var options = testOptions(.runpodQwenImageEdit, base: base)
+            options.numImages = 2
+            options.format = .avif
+            let run = try await runFolder(root, options: options)
+            // Each repeated request is a job of its own.
+            #expect(run.summary.batch.written == 2 && run.summary.batch.total == 2)
+            #expect(emulator.submissions(to: .runpodQwenImageEdit) == 2)
+            #expect(try ImageProbe.probe(file: root + "/out/a-1.avif").format == .avif)
+            #expect(try ImageProbe.probe(file: root + "/out/a-2.avif").format == .avif)
+
+            let rejected = try await runFolder(
+                root, options: testOptions(.lumenfallQwenImageEdit2511, base: base), environment: testEnvironment(key: "sk-WRONG"))
+            #expect(rejected.summary.batch.failed == 1)
+            #expect(
+                rejected.failures["a.jpg"]
+                    == "lumenfall-qwen-image-edit-2511 answered HTTP 401: Unauthorized: missing or invalid bearer token")
+        }
+    }
+
+    @Test("A second run does nothing again; a changed prompt, seed or output format makes new jobs")
+    func rerunsAndChanges() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for name in ["a", "b", "c"] { try write(200, 150, to: root + "/in/\(name).jpg") }
+        try await withEmulator { emulator, base in
+            let profile = ProviderProfile.runpodQwenImageEdit2511
+            var options = testOptions(profile, base: base)
+            options.seed = 1
+            let first = try await runFolder(root, options: options)
+            #expect(first.summary.batch.written == 3 && emulator.submissions(to: profile) == 3)
+
+            let again = try await runFolder(root, options: options)
+            #expect(again.summary.batch.earlier == 3 && again.summary.batch.written == 0 && again.summary.succeeded)
+            #expect(emulator.submissions(to: profile) == 3)
+            guard case .earlier(_, let path)? = again.events.first(where: { if case .earlier = $0 { true } else { false } }) else {
+                Issue.record("not reported as earlier")
+                return
+            }
+            #expect(path.hasPrefix(root + "/out/"))
+
+            options.prompt = "make it snow"
+            _ = try await runFolder(root, options: options)
+            #expect(emulator.submissions(to: profile) == 6)
+            options.seed = 2
+            _ = try await runFolder(root, options: options)
+            #expect(emulator.submissions(to: profile) == 9)
+            options.format = .webp
+            _ = try await runFolder(root, options: options)
+            #expect(emulator.submissions(to: profile) == 12)
+            let jobs = try Ledger(folder: root + "/out").jobs()
+            #expect(jobs.count == 12 && jobs.allSatisfy { $0.state == .completed && $0.attempts == 1 })
+            #expect(Set(jobs.map(\.key)).count == 12)
+        }
+    }
+
+    @Test("A job killed after its answer came back is fetched from the recorded URL on resume, not sent again")
+    func resumeFromRecordedURLs() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(200, 150, to: root + "/in/a.jpg")
+        try await withEmulator { emulator, base in
+            for profile in [ProviderProfile.runpodQwenImageEdit2511, .lumenfallQwenImageEdit2511] {
+                _ = try await runFolder(root, options: testOptions(profile, base: base))
+                let ledger = try Ledger(folder: root + "/out")
+                let job = try #require(try ledger.jobs().first { $0.endpoint == profile.id })
+                #expect(!job.resultURLList.isEmpty)
+                // As if killed between hearing the answer and writing the result:
+                try ledger.update(job.id!) { $0.state = .submitted }
+                try FileManager.default.removeItem(atPath: job.outputPaths[0])
+                let again = try await runFolder(root, options: testOptions(profile, base: base))
+                #expect(again.summary.batch.written == 1, "\(profile.id)")
+                #expect(emulator.submissions(to: profile) == 1, "\(profile.id)")
+                #expect(FileManager.default.fileExists(atPath: job.outputPaths[0]))
+                #expect(try ledger.jobs().first { $0.endpoint == profile.id }?.state == .completed)
+            }
+        }
+    }
+
+    @Test("A budget: no job is sent that would pass it; the rest are held, not failed")
+    func budget() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for index in 1...5 { try write(120, 90, to: root + "/in/\(index).jpg") }
+        try await withEmulator { emulator, base in
+            // $0.02 per image: $0.05 pays for two, never a third.
+            let run = try await runFolder(root, options: testOptions(.runpodQwenImageEdit2511, base: base)) {
+                $0.maxCost = Decimal(string: "0.05")
+                $0.concurrency = 1
+            }
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
+            let batch = run.summary.batch
+            #expect(batch.written == 2 && batch.held == 3 && batch.failed == 0 && !run.summary.succeeded)
+            let held = run.events.compactMap { if case .held(_, let error) = $0 { error } else { nil } }
+            guard held.count == 1, case .overBudget(let refusal) = held[0] else { Issue.record("\(held)"); return }
+            #expect(refusal == BudgetRefusal(limit: Decimal(string: "0.05")!, spent: Decimal(string: "0.04")!, inFlight: 0, estimate: Decimal(string: "0.02")!))
+            #expect(held[0].description.contains("would pass maxCost $0.05 ($0.04 spent"))
+            #expect(run.summary.budget?.limit == Decimal(string: "0.05"))
+            #expect(try Ledger(folder: root + "/out").summary().spentUSD == Decimal(string: "0.04"))
+        }
+    }
+
+    @Test("The ledger records states, request ids, costs and the run's configuration, and never the key")
+    func ledgerContents() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(300, 200, to: root + "/in/photo.jpg")
+        try await withEmulator { _, base in
+            _ = try await runFolder(root, options: testOptions(.runflowQwenImageEdit2511, base: base))
+            let ledger = try Ledger(folder: root + "/out")
+            let job = try #require(try ledger.jobs().first)
+            #expect(job.state == .completed && job.requestID?.hasPrefix("run_") == true && job.attempts == 1)
+            #expect(job.inputSHA256 == (try sha256sum(root + "/in/photo.jpg")))
+            #expect(job.estimatedCost != nil && job.outputPaths == [root + "/out/photo.png"])
+            let run = try #require(try ledger.lastRun())
+            #expect(run.configurationVersion == EditRunConfiguration.currentVersion)
+            #expect(run.configuration?.contains("\"endpoint\":\"runflow-qwen-image-edit-2511\"") == true)
+            for file in try FileManager.default.contentsOfDirectory(atPath: root + "/out") where file.hasPrefix(".qie-ledger") {
+                let bytes = try Data(contentsOf: URL(fileURLWithPath: root + "/out/" + file))
+                #expect(bytes.range(of: Data("test-key".utf8)) == nil, "\(file)")
+            }
+        }
+    }
+
+    @Test("resume(folder:) reads the stored configuration back and runs it: nothing is sent again")
+    func resumeFromConfiguration() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(200, 150, to: root + "/in/a.jpg")
+        try await withEmulator { emulator, base in
+            var options = testOptions(.runpodQwenImageEdit2511, base: base)
+            options.size = .size(PixelSize(width: 1024, height: 1024))
+            options.restore = .exact
+            options.fields.safetyChecker = nil
+            let first = try await runFolder(root, options: options) { $0.maxCost = 3 }
+            #expect(first.summary.batch.written == 1)
+            let resumed = try EditRun.resume(folder: root + "/out")
+            #expect(resumed.configuration.options == options)
+            #expect(resumed.configuration.maxCost == 3 && resumed.configuration.inputs == [root + "/in"])
+            let summary = try await resumed.run(environment: testEnvironment())
+            #expect(summary.batch.earlier == 1 && emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+
+            // A folder without a ledger, and a ledger from a newer qie, are refused with what to do.
+            #expect(throws: EditError.self) { try EditRun.resume(folder: root + "/in") }
+            let ledger = try Ledger(folder: root + "/out")
+            try ledger.recordRun(configuration: "{}", version: EditRunConfiguration.currentVersion + 1, arguments: [], directory: root)
+            do {
+                _ = try EditRun.resume(folder: root + "/out")
+                Issue.record("a newer configuration was accepted")
+            } catch let error as EditError {
+                guard case .newerRun(_, let version) = error else { Issue.record("\(error)"); return }
+                #expect(version == EditRunConfiguration.currentVersion + 1)
+                #expect(error.description.contains("use a newer qie"))
+            }
+        }
+    }
+
+    @Test("A ledger written before configurations were stored: resume says so; the same settings find every job done")
+    func legacyLedger() async throws {
+        // The fixture was written by qie before this change, from /tmp/qie-legacy
+        // (job keys hold the inputs' absolute paths), with three runs:
+        //   qie edit in --provider runpod --size 1024x1024 --seed 7 --format webp --restore exact --prompt "Make it dusk" --out out
+        //   qie edit in --provider runpod-edit --num-images 2 --negative-prompt blur --prompt "Make it snow" --background black --out out
+        //   qie edit in --provider runflow --guidance-scale 4 --aspect-ratio 16:9 --prompt "Add a moon" --out out
+        let root = "/tmp/qie-legacy"
+        let fixture = try #require(Bundle.module.path(forResource: "Fixtures/legacy-ledger", ofType: nil))
+        try? FileManager.default.removeItem(atPath: root)
+        try FileManager.default.createDirectory(atPath: root + "/out", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: fixture + "/in", toPath: root + "/in")
+        try FileManager.default.copyItem(atPath: fixture + "/ledger.sqlite", toPath: root + "/out/" + Ledger.fileName)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+
+        do {
+            _ = try EditRun.resume(folder: root + "/out")
+            Issue.record("a legacy ledger resumed without its configuration")
+        } catch {
+            guard case .legacyRun(_, let arguments, let directory) = error else { Issue.record("\(error)"); return }
+            #expect(arguments.first == "edit" && arguments.contains("runflow") && directory == root)
+            #expect(error.description.contains("run that command again"))
+        }
+        try await withEmulator { emulator, base in
+            func run(_ endpoint: String, _ configure: (inout EditOptions) -> Void) async throws -> EditRunSummary {
+                var options = EditOptions(endpoint: endpoint)
+                options.baseURL = base
+                configure(&options)
+                let configuration = EditRunConfiguration(inputs: ["in"], output: "out", options: options, workingDirectory: root)
+                return try await EditRun(configuration).run(environment: testEnvironment())
+            }
+            let first = try await run("runpod") {
+                $0.size = .size(PixelSize(width: 1024, height: 1024))
+                $0.seed = 7
+                $0.format = .webp
+                $0.restore = .exact
+                $0.prompt = "Make it dusk"
+            }
+            let second = try await run("runpod-edit") {
+                $0.numImages = 2
+                $0.negativePrompt = "blur"
+                $0.prompt = "Make it snow"
+                $0.background = .colour(.black)
+            }
+            let third = try await run("runflow") {
+                $0.fields.guidanceScale = 4
+                $0.size = .aspectRatio(AspectRatio(16, 9))
+                $0.prompt = "Add a moon"
+            }
+            #expect(first.batch.earlier == 2 && second.batch.earlier == 4 && third.batch.earlier == 2)
+            for profile in ProviderCatalog.all { #expect(emulator.submissions(to: profile) == 0, "\(profile.id)") }
+        }
+    }
+
+    @Test("Job keys spell sizes as earlier versions did, so their ledgers keep matching")
+    func sizeIdentity() {
+        let sizes: [SizeRequest] = [
+            .automatic, .size(PixelSize(width: 1024, height: 1280)), .aspectRatio(AspectRatio(16, 9)),
+            .tier("1K", aspectRatio: AspectRatio(4, 3)), .tier("2K", aspectRatio: nil),
+        ]
+        for size in sizes { #expect(size.jobKeySpelling == "\(size)") }
+    }
+
+    @Test("Prompts per image from a JSON Lines manifest with references, a CSV manifest, and NAME.txt")
+    func prompts() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(160, 120, to: root + "/in/one.jpg")
+        try write(160, 120, to: root + "/in/two.jpg")
+        try write(160, 120, to: root + "/in/three.jpg")
+        try write(100, 100, to: root + "/refs/logo.jpg", colour: (10, 250))
+        try Data("add a red hat\n".utf8).write(to: URL(fileURLWithPath: root + "/in/three.txt"))
+        let csv = root + "/prompts.csv"
+        try Data("file,prompt,seed\nin/one.jpg,\"make it winter, with snow\",7\n".utf8).write(to: URL(fileURLWithPath: csv))
+        let jsonl = root + "/prompts.jsonl"
+        try Data(
+            (#"{"file": "in/one.jpg", "prompt": "make it winter, with snow", "seed": 7}"# + "\n"
+                + #"{"file": "in/two.jpg", "prompt": "put the logo on the wall", "images": ["refs/logo.jpg"]}"#).utf8
+        ).write(to: URL(fileURLWithPath: jsonl))
+        let manifest = try PromptManifest(file: csv)
+        let lines = try PromptManifest(file: jsonl)
+        #expect(manifest.request(for: root + "/in/one.jpg") == InputRequest(prompt: "make it winter, with snow", seed: 7))
+        #expect(lines.request(for: root + "/in/two.jpg")?.references == [root + "/refs/logo.jpg"])
+        #expect(manifest.request(for: root + "/in/three.jpg")?.prompt == "add a red hat")
+
+        try await withEmulator { emulator, base in
+            let profile = ProviderProfile.runpodQwenImageEdit2511
+            let run = try await runFolder(root, options: testOptions(profile, base: base, prompt: nil)) { $0.manifest = jsonl }
+            // three.txt is not an image: it is three.jpg's prompt, nothing is sent for it.
+            #expect(run.summary.batch.written == 3 && run.summary.batch.total == 3)
+            var sent: [String: (Int?, Int)] = [:]
+            for body in emulator.bodies(sentTo: profile) {
+                let input = try #require((try JSONSerialization.jsonObject(with: body) as? [String: Any])?["input"] as? [String: Any])
+                sent[input["prompt"] as? String ?? ""] = (input["seed"] as? Int, (input["images"] as? [String])?.count ?? 0)
+            }
+            #expect(sent["make it winter, with snow"]?.0 == 7 && sent["make it winter, with snow"]?.1 == 1)
+            #expect(sent["put the logo on the wall"]?.1 == 2)
+            #expect(sent["add a red hat"]?.1 == 1)
+        }
+    }
+
+    @Test("Without any prompt the run stops before any work, and a file without one fails with what to give")
+    func missingPrompts() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(160, 120, to: root + "/in/one.jpg")
+        try write(160, 120, to: root + "/in/two.jpg")
+        try Data("add a hat".utf8).write(to: URL(fileURLWithPath: root + "/in/two.txt"))
+        try await withEmulator { emulator, base in
+            let options = testOptions(.runpodQwenImageEdit2511, base: base, prompt: nil)
+            let run = try await runFolder(root, options: options)
+            #expect(run.summary.batch.written == 1 && run.summary.batch.failed == 1)
+            #expect(run.failures["one.jpg"] == "no prompt: give prompt, a manifest row or a text file one.txt next to it")
+            try FileManager.default.removeItem(atPath: root + "/in/two.txt")
+            await #expect(throws: EditError.self) { _ = try await runFolder(root, options: options) }
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+        }
+    }
+
+    @Test("Manifest errors name the file and the line")
+    func manifestErrors() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let cases: [(String, String, String)] = [
+            ("a.csv", "name,text\nx.jpg,hello\n", "a.csv:1 needs a header row with file and prompt columns"),
+            ("b.csv", "file,prompt,seed\nx.jpg,hello,seven\n", "b.csv:2 has a seed that is not an integer: seven"),
+            ("c.jsonl", "{\"file\": \"x.jpg\", \"prompt\": \"a\"}\nnot json\n", "c.jsonl:2 is not a JSON object"),
+            ("d.csv", "file,prompt\nx.jpg,\n", "d.csv:2 has no prompt for x.jpg"),
+            ("e.csv", "file,prompt\nx.jpg,a\nx.jpg,b\n", "e.csv:3 names x.jpg a second time"),
+        ]
+        for (name, text, expected) in cases {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: root + "/" + name))
+            do {
+                _ = try PromptManifest(file: root + "/" + name)
+                Issue.record("\(name) was accepted")
+            } catch {
+                #expect(error.description.contains(expected), "\(error.description)")
+            }
+        }
+    }
+
+    @Test("estimate(): each file's plan and cost and the total, from headers, with no key and nothing sent")
+    func estimate() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(400, 300, to: root + "/in/a.jpg")
+        try write(300, 400, to: root + "/in/b.jpg")
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: root + "/in/notes.md"))
+        var options = EditOptions(endpoint: "runpod-edit")
+        options.prompt = "make it night"
+        options.numImages = 3
+        let configuration = EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: options)
+        let estimate = try EditRun(configuration).estimate()
+        #expect(estimate.planned == 2 && estimate.requests == 6 && estimate.failed == 0)
+        #expect(estimate.items.filter(\.skipped).map(\.input.relativePath) == ["notes.md"])
+        let a = try #require(estimate.items.first { $0.input.relativePath == "a.jpg" })
+        let plan = try a.plan.get()
+        // $0.02 per output megapixel, three requests.
+        let megapixels = Decimal(plan.expectedOutput.width * plan.expectedOutput.height) / 1_000_000
+        #expect(a.cost == megapixels * Decimal(string: "0.02")! * 3)
+        #expect(estimate.total == estimate.items.compactMap(\.cost).reduce(0, +))
+        #expect(!FileManager.default.fileExists(atPath: root + "/out"))
+    }
+
+    @Test("validate() refuses with typed data that names settings, never a front end's flags")
+    func validation() throws {
+        var options = EditOptions(endpoint: "oxen")
+        options.prompt = "x"
+        var configuration = EditRunConfiguration(inputs: ["in"], output: "out", options: options)
+        configuration.maxCost = 5
+        #expect(throws: SettingError(.maxCost, .needs([.pricePerImage, .pricePerMegapixel], why: "oxen-qwen-image-edit-2511 publishes no price"))) {
+            try configuration.validate()
+        }
+        configuration.maxCost = nil
+        configuration.options.flow = .callback
+        #expect(throws: SettingError(.flow, value: "callback", .notOffered(by: "oxen-qwen-image-edit-2511", offered: ["sync", "poll", "sse"]))) {
+            try configuration.validate()
+        }
+        configuration.options = EditOptions(endpoint: "runpod")
+        configuration.options.negativePrompt = "blur"
+        do {
+            try configuration.validate()
+            Issue.record("a field the endpoint lacks was accepted")
+        } catch {
+            #expect(error.setting == .negativePrompt)
+            #expect(error.description == "runpod-qwen-image-edit-2511 does not take negativePrompt; it takes seed, format and the size")
+            #expect(!error.description.contains("--"))
+        }
+        configuration.options = EditOptions(endpoint: "runpod-edit")
+        configuration.references = ["ref.png"]
+        #expect(throws: SettingError.self) { try configuration.validate() }
+        configuration.references = []
+        configuration.options.size = .size(PixelSize(width: 10, height: 10))
+        configuration.options = EditOptions(endpoint: "runpod")
+        configuration.options.size = .size(PixelSize(width: 1000, height: 1000))
+        do {
+            try configuration.validate()
+            Issue.record("an unsupported size was accepted")
+        } catch {
+            #expect(error.setting == .size)
+            #expect(error.description.hasPrefix("runpod-qwen-image-edit-2511 does not take size 1000x1000; it accepts sizes 1024*1024"))
+        }
+    }
+}
