@@ -122,6 +122,8 @@ let package = Package(
                 "QieProviders", "QieImaging", "QiePipeline", "QieClient", "QieStore",
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
 
         .testTarget(name: "QieCoreTests", dependencies: ["QieCore"]),

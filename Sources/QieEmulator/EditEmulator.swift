@@ -62,6 +62,8 @@ public final class EditEmulator: Sendable {
     struct State {
         var files: [String: (Data, String)] = [:]
         var submissions: [String: Int] = [:]
+        var submitting: [String: Int] = [:]
+        var mostSubmitting: [String: Int] = [:]
         var polls: [String: Int] = [:]
         var faults: [EmulatedFault] = []
         var pollFaults: [EmulatedFault] = []
@@ -95,6 +97,12 @@ public final class EditEmulator: Sendable {
 
     /// Submissions received for an endpoint, faults and rejections included.
     public func submissions(to profile: ProviderProfile) -> Int { state.withLock { $0.submissions[profile.id] ?? 0 } }
+
+    /// The most submissions to `profile` that were being answered at the same
+    /// moment (1 when a client sent them one after another).
+    public func mostConcurrentSubmissions(to profile: ProviderProfile) -> Int {
+        state.withLock { $0.mostSubmitting[profile.id] ?? 0 }
+    }
 
     /// Status polls received for an endpoint.
     public func polls(of profile: ProviderProfile) -> Int { state.withLock { $0.polls[profile.id] ?? 0 } }
@@ -192,8 +200,11 @@ public final class EditEmulator: Sendable {
         let began = ContinuousClock.now
         let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
         let data = Data(buffer: body)
+        defer { state.withLock { $0.submitting[profile.id, default: 1] -= 1 } }
         let fault = state.withLock { state -> EmulatedFault? in
             state.submissions[profile.id, default: 0] += 1
+            state.submitting[profile.id, default: 0] += 1
+            state.mostSubmitting[profile.id] = max(state.mostSubmitting[profile.id] ?? 0, state.submitting[profile.id] ?? 0)
             state.received[profile.id, default: []].append(data)
             return state.faults.isEmpty ? nil : state.faults.removeFirst()
         }

@@ -1,4 +1,5 @@
 // Micro-benchmarks, not tests: `swift run -c release qie-bench`.
+import AsyncHTTPClient
 import ExtrasBase64
 import Foundation
 import QieImaging
@@ -81,6 +82,11 @@ func ledgerOverhead(jobs: Int) throws {
 switch CommandLine.arguments.dropFirst().first {
 case "ledger":
     try ledgerOverhead(jobs: Int(CommandLine.arguments.dropFirst(2).first ?? "") ?? 5000)
+case "stream":
+    try streamingMemory(inputMegabytes: Int(CommandLine.arguments.dropFirst(2).first ?? "") ?? 20)
+case "stream-once":
+    let arguments = Array(CommandLine.arguments.dropFirst(2))
+    try await streamOnce(buffered: arguments.first == "buffered", inputMegabytes: Int(arguments.dropFirst().first ?? "") ?? 20)
 default:
     try base64Throughput()
 }
