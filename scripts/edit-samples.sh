@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-samples-out/edited}
-qie=.build/release/qie
+qie=${QIE:-.build/release/qie}
 log=$(mktemp)
 "$qie" emulate --port 0 --api-key samples-key --latency 0.5 >"$log" 2>&1 &
 emulator=$!
