@@ -448,3 +448,65 @@ struct EditRunTests {
         }
     }
 }
+
+@Suite("Every endpoint and flow through a folder run, in process")
+struct EditRunFlowTests {
+    @Test(
+        "The requested format, the input's exact size, a sidecar with flow, job ids and hash",
+        arguments: [
+            ("runpod-qwen-image-edit-2511", OutputFormat.webp, nil, 1),
+            ("runpod-qwen-image-edit", .avif, nil, 1),
+            ("runflow", .jpeg, ProviderProfile.Flow.polling, 1),
+            ("runflow", .png, .callback, 1),
+            ("oxen", .jpeg, nil, 1),
+            ("oxen", .gif, .polling, 1),
+            ("oxen", .gif, .serverSentEvents, 1),
+            ("lumenfall", .avif, nil, 2),
+        ] as [(String, OutputFormat, ProviderProfile.Flow?, Int)])
+    func everyEndpoint(endpoint: String, format: OutputFormat, flow: ProviderProfile.Flow?, images: Int) async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(640, 360, to: root + "/in/wide.jpg")
+        try write(300, 450, to: root + "/in/tall.jpg")
+        let secret = "whsec-run-test"
+        try await withEmulator(latency: .milliseconds(300), signingSecret: secret) { emulator, base in
+            var options = EditOptions(endpoint: endpoint)
+            options.prompt = "make it dusk"
+            options.baseURL = base
+            options.restore = .exact
+            options.format = format
+            options.flow = flow
+            options.numImages = images
+            options.timeouts.pollInterval = 0.1
+            if flow == .callback { options.callback = CallbackOptions(url: "http://127.0.0.1:\(try freePort())/runflow") }
+            if endpoint == "lumenfall" { options.fields.responseFormat = "b64_json" }
+            var environment = testEnvironment(key: "run-key")
+            environment["RUNFLOW_SIGNING_SECRET"] = secret
+            let profile = try ProviderCatalog.profile(named: endpoint)
+            let emulatorKey = "test-key"
+            environment[profile.auth.keyVariable] = emulatorKey
+            let run = try await runFolder(root, options: options, environment: environment)
+            #expect(run.summary.succeeded, "\(run.failures)")
+            let copies = profile.field(for: .numImages) == nil && images > 1 ? (1...images).map { "-\($0)" } : [""]
+            let results = profile.field(for: .numImages) != nil && images > 1 ? (1...images).map { "-\($0)" } : [""]
+            for (name, width, height) in [("wide", 640, 360), ("tall", 300, 450)] {
+                for copy in copies {
+                    for result in results {
+                        let info = try ImageProbe.probe(file: root + "/out/\(name)\(copy)\(result).\(format.fileExtension)")
+                        #expect(info.format.rawValue == format.rawValue && info.displaySize == PixelSize(width: width, height: height))
+                    }
+                    let data = try Data(contentsOf: URL(fileURLWithPath: root + "/out/\(name)\(copy).json"))
+                    let sidecar = try #require(JSONSerialization.jsonObject(with: data) as? [String: Any])
+                    #expect(sidecar["endpoint"] as? String == profile.id)
+                    #expect(sidecar["flow"] as? String == (flow ?? profile.defaultFlow).rawValue)
+                    #expect(sidecar["restored"] as? String == "exact" && (sidecar["inputSHA256"] as? String)?.count == 64)
+                    #expect(sidecar["submissions"] as? Int == 1)
+                    #expect((sidecar["requestIDs"] as? [String])?.isEmpty == false || endpoint == "lumenfall")
+                    #expect(!String(decoding: data, as: UTF8.self).contains(emulatorKey))
+                }
+            }
+            #expect(emulator.submissions(to: profile) == 2 * copies.count)
+            if flow == .callback { #expect(emulator.callbacks().allSatisfy { $0.status == 200 } && !emulator.callbacks().isEmpty) }
+        }
+    }
+}
