@@ -56,7 +56,8 @@ print(f"runpod sync, 64 edits, 4 s latency, concurrency 16: {latency_run:.2f} s 
 poll_run = t5 - t4
 print(f"runflow poll, 64 edits, 4 s latency, concurrency 16: {poll_run:.2f} s = {poll_run / 16:.3f}x the ideal 16 s ({polls} polls)")
 
-sidecars = [json.load(open(p)) for p in glob.glob(f"{work}/out2/*.json")]
+# Sidecars only: the run's report.json sits in the same folder.
+sidecars = [s for s in (json.load(open(p)) for p in glob.glob(f"{work}/out2/*.json")) if "timings" in s]
 server = [float(m.group(1)) for m in re.finditer(r"\((\d+\.\d+) ms\)", open(f"{work}/emulator-nolatency.out").read())]
 client = sum(s["timings"]["endpoint"] + s["timings"]["fetch"] for s in sidecars) * 1000
 overhead = (client - sum(server)) / len(sidecars)
