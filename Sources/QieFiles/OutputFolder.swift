@@ -22,6 +22,7 @@ public struct OutputError: Error, Sendable, Equatable, CustomStringConvertible {
 /// and each file is written to a temporary name and renamed into place, so a
 /// reader (or a crash) never sees half a file.
 public final class OutputFolder: Sendable {
+    /// The folder's path, as given.
     public let path: String
     private let descriptor: Int32
 
@@ -152,11 +153,13 @@ public struct StreamedFile {
         buffer.reserveCapacity(64 * 1024)
     }
 
+    /// Appends `text` as UTF-8.
     public mutating func append(_ text: String) throws {
         buffer.append(contentsOf: text.utf8)
         if buffer.count >= 64 * 1024 { try flush() }
     }
 
+    /// Appends `data`.
     public mutating func append(_ data: Data) throws {
         if data.count >= 64 * 1024 {
             try flush()
