@@ -142,9 +142,16 @@ public final class EditClient: Sendable {
     /// Largest response or result accepted.
     public let maxBodyBytes: Int
 
-    /// - Parameter connectionsPerHost: connections kept open to one endpoint;
-    ///   at least the number of requests meant to be in flight at once
-    ///   (AsyncHTTPClient's default of 8 would queue the rest).
+    /// A client with its own connection pool.
+    ///
+    /// - Parameters:
+    ///   - retry: when requests are tried again.
+    ///   - connectTimeout: longest wait to connect.
+    ///   - requestTimeout: longest wait for one request's answer.
+    ///   - maxBodyBytes: largest response or result accepted.
+    ///   - connectionsPerHost: connections kept open to one endpoint;
+    ///     at least the number of requests meant to be in flight at once
+    ///     (AsyncHTTPClient's default of 8 would queue the rest).
     public init(
         retry: RetryPolicy = RetryPolicy(), connectTimeout: TimeAmount = .seconds(10),
         requestTimeout: TimeAmount = .seconds(300), maxBodyBytes: Int = 100 * 1024 * 1024,

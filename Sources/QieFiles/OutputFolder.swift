@@ -47,8 +47,11 @@ public final class OutputFolder: Sendable {
 
     /// Writes `data` at `relativePath` (slash-separated) atomically.
     ///
-    /// - Parameter protecting: a file that must not be replaced (the input):
-    ///   if the destination is that file, nothing is written.
+    /// - Parameters:
+    ///   - data: the file's bytes.
+    ///   - relativePath: where it goes, relative to the folder.
+    ///   - input: a file that must not be replaced (the input):
+    ///     if the destination is that file, nothing is written.
     /// - Returns: the full path written.
     @discardableResult
     public func write(_ data: Data, to relativePath: String, protecting input: String? = nil) throws(OutputError)
