@@ -4,7 +4,7 @@
 SWIFT ?= swift
 OUT ?= samples-out
 
-.PHONY: deps build samples test bench clean
+.PHONY: deps build samples test bench docs clean
 
 deps:
 	@scripts/ensure-deps.sh
@@ -23,6 +23,18 @@ test: deps
 
 bench: build
 	scripts/bench-prepare.sh
+
+# DocC documentation of the library products: one combined archive,
+# $(DOCS)/qie.doccarchive, whose modules link to each other. It is built for
+# static hosting: serve the folder with any web server.
+DOCS ?= .build/docs
+LIBRARIES = QieCore QieFiles QieImaging QieProviders QieClient QieWebhooks QieStore QieReport QiePipeline QieEmulator
+
+docs: deps
+	mkdir -p $(DOCS)
+	$(SWIFT) package --allow-writing-to-directory $(DOCS) generate-documentation \
+		$(addprefix --target ,$(LIBRARIES)) --enable-experimental-combined-documentation \
+		--output-path $(DOCS)/qie.doccarchive
 
 clean:
 	rm -rf .build $(OUT)
