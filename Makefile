@@ -6,7 +6,7 @@ SWIFT ?= swift
 OUT ?= samples-out
 QIE = .build/debug/qie
 
-.PHONY: deps samples test release bench clean
+.PHONY: deps samples test release bench docs clean
 
 deps:
 	@scripts/ensure-deps.sh
@@ -29,6 +29,18 @@ release: deps
 
 bench: deps
 	scripts/bench-prepare.sh
+
+# DocC documentation of the library products: one combined archive,
+# $(DOCS)/qie.doccarchive, whose modules link to each other. It is built for
+# static hosting: serve the folder with any web server.
+DOCS ?= .build/docs
+LIBRARIES = QieCore QieFiles QieImaging QieProviders QieClient QieWebhooks QieStore QieReport QiePipeline QieEmulator
+
+docs: deps
+	mkdir -p $(DOCS)
+	$(SWIFT) package --allow-writing-to-directory $(DOCS) generate-documentation \
+		$(addprefix --target ,$(LIBRARIES)) --enable-experimental-combined-documentation \
+		--output-path $(DOCS)/qie.doccarchive
 
 clean:
 	rm -rf .build $(OUT)

@@ -47,16 +47,21 @@ public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
 /// When to try again and how long to wait: exponential backoff with full
 /// jitter, honouring `Retry-After`; on network errors, 5xx and 429 only.
 public struct RetryPolicy: Sendable {
+    /// The most times one request is sent, the first included (at least 1).
     public var maxAttempts: Int
+    /// Seconds of the first backoff ceiling; each retry doubles it.
     public var baseDelay: Double
+    /// The longest wait between attempts, in seconds, `Retry-After` included.
     public var maxDelay: Double
 
+    /// A policy of `maxAttempts` tries with backoff from `baseDelay` up to `maxDelay` seconds.
     public init(maxAttempts: Int = 4, baseDelay: Double = 0.5, maxDelay: Double = 20) {
         self.maxAttempts = max(1, maxAttempts)
         self.baseDelay = baseDelay
         self.maxDelay = maxDelay
     }
 
+    /// Whether an answer with HTTP `status` is worth trying again (429 and 5xx).
     public static func shouldRetry(status: Int) -> Bool { status == 429 || (500...599).contains(status) }
 
     /// Seconds to wait before attempt `attempt + 1` (attempt counts from 1).
@@ -82,6 +87,7 @@ public struct RetryPolicy: Sendable {
 public struct WaitPolicy: Sendable {
     /// First pause before polling; later pauses grow by half up to `maxInterval`.
     public var firstInterval: Double
+    /// The longest pause between polls, in seconds.
     public var maxInterval: Double
     /// When a callback or event stream is expected, polls are only a fallback
     /// and wait at least this long.
@@ -89,6 +95,7 @@ public struct WaitPolicy: Sendable {
     /// Longest time from submission to a terminal answer (the overall timeout).
     public var timeout: Double
 
+    /// A wait policy; intervals and the timeout are in seconds.
     public init(firstInterval: Double = 1, maxInterval: Double = 10, fallbackInterval: Double = 30, timeout: Double = 1800) {
         self.firstInterval = max(0.05, firstInterval)
         self.maxInterval = max(self.firstInterval, maxInterval)
@@ -99,8 +106,11 @@ public struct WaitPolicy: Sendable {
 
 /// What an edit job came to.
 public struct JobResult: Sendable {
+    /// The result images, as URLs or inline bytes.
     public var images: [ResultImage]
+    /// The cost the endpoint reported, in USD, when it reported one.
     public var reportedCost: Decimal?
+    /// The endpoint's id for the job, when it gave one.
     public var requestID: String?
     /// Submissions sent by this call (more than one only after retried failures; 0 when only waited for).
     public var submissions: Int
@@ -109,6 +119,7 @@ public struct JobResult: Sendable {
     /// Whether a callback or event announced the end.
     public var signalled: Bool
 
+    /// A job's outcome with these counts.
     public init(
         images: [ResultImage], reportedCost: Decimal?, requestID: String?, submissions: Int, polls: Int, signalled: Bool
     ) {
@@ -124,15 +135,23 @@ public struct JobResult: Sendable {
 /// Sends edit requests and fetches results over one shared, pooled HTTP client.
 public final class EditClient: Sendable {
     let http: HTTPClient
+    /// When requests are tried again.
     public let retry: RetryPolicy
     /// Longest wait for one request's answer.
     public let requestTimeout: TimeAmount
     /// Largest response or result accepted.
     public let maxBodyBytes: Int
 
-    /// - Parameter connectionsPerHost: connections kept open to one endpoint;
-    ///   at least the number of requests meant to be in flight at once
-    ///   (AsyncHTTPClient's default of 8 would queue the rest).
+    /// A client with its own connection pool.
+    ///
+    /// - Parameters:
+    ///   - retry: when requests are tried again.
+    ///   - connectTimeout: longest wait to connect.
+    ///   - requestTimeout: longest wait for one request's answer.
+    ///   - maxBodyBytes: largest response or result accepted.
+    ///   - connectionsPerHost: connections kept open to one endpoint;
+    ///     at least the number of requests meant to be in flight at once
+    ///     (AsyncHTTPClient's default of 8 would queue the rest).
     public init(
         retry: RetryPolicy = RetryPolicy(), connectTimeout: TimeAmount = .seconds(10),
         requestTimeout: TimeAmount = .seconds(300), maxBodyBytes: Int = 100 * 1024 * 1024,

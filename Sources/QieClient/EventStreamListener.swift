@@ -7,10 +7,14 @@ import QieProviders
 /// chunks: `event:` and `data:` fields, comments and blank-line dispatch, with
 /// `\n`, `\r\n` or `\r` line ends.
 public struct EventStreamParser: Sendable {
+    /// One dispatched event.
     public struct Event: Sendable, Equatable {
+        /// The `event:` field, or `message` when the event had none.
         public var name: String
+        /// The `data:` lines, joined with newlines.
         public var data: String
 
+        /// An event named `name` carrying `data`.
         public init(name: String, data: String) {
             self.name = name
             self.data = data
@@ -24,6 +28,7 @@ public struct EventStreamParser: Sendable {
     /// Longest line kept (a misbehaving stream cannot grow memory without end).
     private let maxLine: Int
 
+    /// A parser that keeps at most `maxLine` bytes of any one line.
     public init(maxLine: Int = 1 << 20) { self.maxLine = maxLine }
 
     /// Feeds bytes; returns the events they complete.
@@ -80,11 +85,15 @@ public struct EventStreamParser: Sendable {
 /// its result. Reconnects with backoff when the stream drops, so a lost
 /// stream only slows jobs down to their polling interval.
 public struct EventStreamListener: Sendable {
+    /// The endpoint whose stream is read.
     public let profile: ProviderProfile
+    /// The GET that opens the stream.
     public let request: BuiltRequest
+    /// Where job-ended signals are posted.
     public let signals: JobSignals
     private let client: EditClient
 
+    /// A listener that opens `request` with `client` and posts to `signals`.
     public init(client: EditClient, request: BuiltRequest, profile: ProviderProfile, signals: JobSignals) {
         self.client = client
         self.request = request

@@ -9,6 +9,7 @@ public struct JobSignal: Sendable, Equatable {
     /// polled for its result.
     public var payload: Data?
 
+    /// A signal, with the job's final answer when a verified source sent it.
     public init(payload: Data?) { self.payload = payload }
 }
 
@@ -33,6 +34,7 @@ public final class JobSignals: Sendable {
     private let state = Mutex(State())
     private let capacity: Int
 
+    /// Signal routing that keeps up to `capacity` signals nobody waits for yet.
     public init(capacity: Int = 4096) { self.capacity = max(1, capacity) }
 
     /// Delivers a signal for job `id`: to its waiters, or kept for later.

@@ -18,7 +18,10 @@ public enum Fit: String, Sendable, Codable, CaseIterable {
 /// cropped (`cover`). `attention` and `entropy` choose the crop from the image
 /// content and act as `centre` for padding.
 public enum Position: String, Sendable, Codable, CaseIterable {
+    /// The middle, or one of the eight compass points (`north` is the top edge, `northeast` the top right corner).
     case centre, north, northeast, east, southeast, south, southwest, west, northwest
+    /// Crops for `cover` that libvips chooses from the pixels: `attention` keeps
+    /// what most likely draws the eye, `entropy` the most detailed part.
     case attention, entropy
 
     /// Accepts sharp's spellings too: `center`, `top`, `right top`, `left-bottom`, ...
@@ -59,11 +62,16 @@ public enum Position: String, Sendable, Codable, CaseIterable {
 
 /// A rectangle in pixels.
 public struct PixelRect: Sendable, Equatable, Codable, CustomStringConvertible {
+    /// Left edge, in pixels from the left of the image.
     public var x: Int
+    /// Top edge, in pixels from the top of the image.
     public var y: Int
+    /// Width in pixels.
     public var width: Int
+    /// Height in pixels.
     public var height: Int
 
+    /// A rectangle whose top left corner is at `x`, `y`.
     public init(x: Int, y: Int, width: Int, height: Int) {
         self.x = x
         self.y = y
@@ -71,17 +79,24 @@ public struct PixelRect: Sendable, Equatable, Codable, CustomStringConvertible {
         self.height = height
     }
 
+    /// The rectangle's width and height.
     public var size: PixelSize { PixelSize(width: width, height: height) }
+    /// `WxH+X+Y`, as in ImageMagick geometry (`1440x1080+48+0`).
     public var description: String { "\(width)x\(height)+\(x)+\(y)" }
 }
 
 /// Pixels added on each side.
 public struct Padding: Sendable, Equatable, Codable {
+    /// Rows added above the image.
     public var top: Int
+    /// Columns added right of the image.
     public var right: Int
+    /// Rows added below the image.
     public var bottom: Int
+    /// Columns added left of the image.
     public var left: Int
 
+    /// Padding of these many pixels on each side; sides not given get none.
     public init(top: Int = 0, right: Int = 0, bottom: Int = 0, left: Int = 0) {
         self.top = top
         self.right = right
@@ -89,7 +104,9 @@ public struct Padding: Sendable, Equatable, Codable {
         self.left = left
     }
 
+    /// No padding on any side.
     public static let none = Padding()
+    /// Whether no side has any padding.
     public var isEmpty: Bool { top == 0 && right == 0 && bottom == 0 && left == 0 }
 }
 
@@ -97,6 +114,7 @@ public struct Padding: Sendable, Equatable, Codable {
 /// (as displayed, after EXIF orientation), the size it was scaled to, the part
 /// of that kept by a crop, and the padding around it.
 public struct ResizeGeometry: Sendable, Equatable, Codable {
+    /// The fit mode that produced this geometry.
     public var fit: Fit
     /// The input as displayed (after EXIF orientation).
     public var source: PixelSize
@@ -119,7 +137,9 @@ public struct ResizeGeometry: Sendable, Equatable, Codable {
         self.output = output
     }
 
+    /// Horizontal scale factor from source to resized (above 1 enlarges).
     public var scaleX: Double { Double(resized.width) / Double(source.width) }
+    /// Vertical scale factor from source to resized (above 1 enlarges).
     public var scaleY: Double { Double(resized.height) / Double(source.height) }
 
     /// Where the image content lies in the output; the rest is padding.

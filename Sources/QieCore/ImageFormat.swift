@@ -2,6 +2,7 @@ import Foundation
 
 /// An image format qie can decode. Detected from content, never from the file name.
 public enum ImageFormat: String, Sendable, Codable, CaseIterable {
+    /// The formats read: JPEG, PNG, WebP, GIF, AVIF, HEIC (HEIF) and TIFF.
     case jpeg, png, webp, gif, avif, heic, tiff
 
     /// The name users see in messages and listings.

@@ -1,8 +1,10 @@
 /// What an image's header says, read without decoding any pixels.
 public struct ImageInfo: Sendable, Equatable, Codable {
+    /// The format, read from the content.
     public var format: ImageFormat
     /// Stored width and height, before EXIF orientation.
     public var width: Int
+    /// Stored height, before EXIF orientation (see `displaySize`).
     public var height: Int
     /// EXIF orientation, 1 (upright) to 8.
     public var orientation: Int
@@ -10,12 +12,15 @@ public struct ImageInfo: Sendable, Equatable, Codable {
     public var channels: Int
     /// Bits per sample as stored.
     public var bitDepth: Int
+    /// Whether the image has an alpha (transparency) channel.
     public var hasAlpha: Bool
+    /// Whether the file holds more than one frame (animated GIF or WebP); only the first is processed.
     public var isAnimated: Bool
     /// Frames (or pages) when the header states them.
     public var frameCount: Int?
     /// The colour model as stored: `rgb`, `ycbcr`, `cmyk`, `ycck`, `grey`, `grey+alpha`, `rgba`, `palette`.
     public var colourModel: String
+    /// Whether the file embeds an ICC colour profile.
     public var hasICCProfile: Bool
     /// Size of the file or buffer in bytes.
     public var byteCount: Int
@@ -53,17 +58,24 @@ public struct ImageInfo: Sendable, Equatable, Codable {
 
 /// A width and height in pixels.
 public struct PixelSize: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
+    /// Width in pixels.
     public var width: Int
+    /// Height in pixels.
     public var height: Int
 
+    /// A size of `width` by `height` pixels.
     public init(width: Int, height: Int) {
         self.width = width
         self.height = height
     }
 
+    /// Width times height.
     public var pixelCount: Int { width * height }
+    /// Millions of pixels (10^6), as providers bill them.
     public var megapixels: Double { Double(width) * Double(height) / 1_000_000 }
+    /// Width divided by height.
     public var aspectRatio: Double { Double(width) / Double(height) }
+    /// `WxH`, such as `1024x1280`.
     public var description: String { "\(width)x\(height)" }
 
     /// Parses `1024x1280`, `1024*1280` or `1024X1280`.
@@ -81,11 +93,13 @@ public struct ImageLimits: Sendable, Equatable, Codable {
     /// Longest accepted side in pixels.
     public var maxSide: Int
 
+    /// Limits of `maxMegapixels` million pixels and `maxSide` pixels a side.
     public init(maxMegapixels: Double = 100, maxSide: Int = 16384) {
         self.maxMegapixels = maxMegapixels
         self.maxSide = maxSide
     }
 
+    /// The default limits: 100 megapixels and 16384 pixels a side.
     public static let `default` = ImageLimits()
 }
 

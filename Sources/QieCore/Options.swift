@@ -2,11 +2,16 @@ import Foundation
 
 /// An 8-bit sRGB colour with alpha.
 public struct Colour: Sendable, Equatable, Codable, CustomStringConvertible {
+    /// Red, 0-255.
     public var red: UInt8
+    /// Green, 0-255.
     public var green: UInt8
+    /// Blue, 0-255.
     public var blue: UInt8
+    /// Opacity, 0 (transparent) to 255 (opaque).
     public var alpha: UInt8
 
+    /// A colour from its components; opaque unless `alpha` says otherwise.
     public init(red: UInt8, green: UInt8, blue: UInt8, alpha: UInt8 = 255) {
         self.red = red
         self.green = green
@@ -14,12 +19,17 @@ public struct Colour: Sendable, Equatable, Codable, CustomStringConvertible {
         self.alpha = alpha
     }
 
+    /// Opaque white, the default padding and flattening colour.
     public static let white = Colour(red: 255, green: 255, blue: 255)
+    /// Opaque black.
     public static let black = Colour(red: 0, green: 0, blue: 0)
+    /// Fully transparent black.
     public static let transparent = Colour(red: 0, green: 0, blue: 0, alpha: 0)
 
+    /// Whether alpha is 255.
     public var isOpaque: Bool { alpha == 255 }
 
+    /// `#rrggbb`, or `#rrggbbaa` when not opaque.
     public var description: String {
         let hex = [red, green, blue] + (isOpaque ? [] : [alpha])
         return "#" + hex.map { String(format: "%02x", $0) }.joined()
@@ -82,6 +92,7 @@ public enum PaddingFill: Sendable, Equatable, Codable, CustomStringConvertible {
         }
     }
 
+    /// `blur`, `edge`, or the colour as `#rrggbb[aa]`.
     public var description: String {
         switch self {
         case .colour(let colour): colour.description
@@ -93,6 +104,7 @@ public enum PaddingFill: Sendable, Equatable, Codable, CustomStringConvertible {
 
 /// A format qie writes.
 public enum OutputFormat: String, Sendable, Codable, CaseIterable {
+    /// The formats written: JPEG, PNG, WebP, AVIF and GIF.
     case jpeg, png, webp, avif, gif
 
     /// Accepts `jpg` and `jpeg`, in any case.
@@ -107,13 +119,17 @@ public enum OutputFormat: String, Sendable, Codable, CaseIterable {
         }
     }
 
+    /// Whether the format keeps transparency (all but JPEG).
     public var supportsAlpha: Bool { self != .jpeg }
+    /// The file name extension, without the dot (`jpg` for JPEG).
     public var fileExtension: String { self == .jpeg ? "jpg" : rawValue }
+    /// The media type, such as `image/png`.
     public var mimeType: String { "image/\(rawValue)" }
 }
 
 /// How an image is encoded.
 public struct EncodeOptions: Sendable, Equatable, Codable {
+    /// The format to write.
     public var format: OutputFormat
     /// 1-100 for JPEG, WebP and AVIF; nil for the format's default (JPEG 90,
     /// WebP 90, AVIF 60). Ignored by PNG and GIF.
@@ -137,6 +153,7 @@ public struct EncodeOptions: Sendable, Equatable, Codable {
     /// What transparent pixels become when the format has no alpha (JPEG).
     public var flattenBackground: Colour
 
+    /// Encoding settings; every value left out takes the format's default.
     public init(
         format: OutputFormat, quality: Int? = nil, compression: Int? = nil, progressive: Bool = false,
         lossless: Bool = false, chromaSubsampling: Bool = true, effort: Int? = nil, keepICCProfile: Bool = false,
@@ -190,12 +207,16 @@ public struct EncodeOptions: Sendable, Equatable, Codable {
 
 /// A target size and how to reach it.
 public struct ResizeOptions: Sendable, Equatable, Codable {
+    /// The target width and height.
     public var size: PixelSize
+    /// How the image is made to fit `size`.
     public var fit: Fit
+    /// Where the image sits when padded, or which part is kept when cropped.
     public var position: Position
     /// What fills the padding of `contain`.
     public var fill: PaddingFill
 
+    /// A resize to `size`; by default padded (`contain`), centred, on white.
     public init(size: PixelSize, fit: Fit = .contain, position: Position = .centre, fill: PaddingFill = .colour(.white)) {
         self.size = size
         self.fit = fit
@@ -206,6 +227,7 @@ public struct ResizeOptions: Sendable, Equatable, Codable {
     /// Largest target side accepted.
     public static let maxSide = 16384
 
+    /// Checks the size, and that the fill and position suit `fit` and `output`, before any native code runs.
     public func validate(for output: OutputFormat) throws(SettingError) {
         if size.width < 1 || size.height < 1 || size.width > Self.maxSide || size.height > Self.maxSide {
             throw SettingError(

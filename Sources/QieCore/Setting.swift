@@ -4,20 +4,21 @@
 /// OpenAI-compatible gateway as a request field), so no library message
 /// carries one front end's spelling.
 public enum Setting: String, Sendable, Codable, CaseIterable {
-    // What to edit and where results go.
+    /// What to edit and where results go: input paths, output folder, prompt, prompt manifest, reference images.
     case inputs, output, prompt, manifest, references
-    // The endpoint and the size asked of it.
+    /// The endpoint and the size asked of it.
     case endpoint, size, aspectRatio, resolution, fit, position, background
-    // Encoding and restoring.
+    /// How results are encoded, and whether they are restored to the input's size.
     case format, quality, compression, effort, lossless, chroma, keepICC, restore
-    // Endpoint request fields.
+    /// Optional fields of an endpoint's request.
     case negativePrompt, seed, numImages, syncMode, callbackURL, callbackListen, metadata, safetyChecker
+    /// More optional fields of an endpoint's request.
     case guidanceScale, inferenceSteps, acceleration, responseFormat, outputCompression
-    // How a run sends and waits.
+    /// How a run sends requests and waits for results.
     case flow, concurrency, rate, timeout, requestTimeout, connectTimeout, pollInterval, baseURL, retryFailed
-    // Money.
+    /// Spending limits and prices.
     case maxCost, pricePerImage, pricePerMegapixel, megapixelRounding
-    // Header limits.
+    /// Limits checked from an image's header before decoding.
     case maxMegapixels, maxSide
     /// The endpoint's key (read from the environment).
     case apiKey

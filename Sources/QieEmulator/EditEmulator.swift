@@ -79,6 +79,9 @@ public final class EditEmulator: Sendable {
     /// Called with one line per request answered (`POST /path -> 201`).
     let requestLog: (@Sendable (String) -> Void)?
 
+    /// An emulator that accepts `apiKey`, answers after `latency`, signs
+    /// callbacks with `signingSecret` when set, and passes one line per answered
+    /// request to `requestLog`.
     public init(
         apiKey: String = "emulator-key", latency: Duration = .zero, signingSecret: String? = nil,
         requestLog: (@Sendable (String) -> Void)? = nil

@@ -10,6 +10,7 @@ public struct InputFile: Sendable, Equatable {
     /// Named on the command line rather than found in a folder.
     public var isExplicit: Bool
 
+    /// An input at `path`, mirrored to `relativePath` in the output folder.
     public init(path: String, relativePath: String, isExplicit: Bool) {
         self.path = path
         self.relativePath = relativePath
@@ -19,8 +20,11 @@ public struct InputFile: Sendable, Equatable {
 
 /// An argument or folder entry that could not be walked.
 public struct InputProblem: Sendable, Equatable, CustomStringConvertible {
+    /// The argument or entry, as given or found.
     public var path: String
+    /// Why it could not be walked.
     public var reason: String
+    /// The path (escaped for one line) and the reason.
     public var description: String { "\(DisplayPath.escape(path)): \(reason)" }
 }
 
@@ -31,14 +35,19 @@ public struct InputProblem: Sendable, Equatable, CustomStringConvertible {
 /// outputs). Symbolic links are followed; a folder reached twice (a link
 /// cycle) is walked once.
 public struct InputWalker {
+    /// Folders never walked into, such as the output folder.
     public var excluding: [String]
+    /// Whether entries whose names start with "." are walked too.
     public var includeHidden: Bool
 
+    /// A walker that skips the folders in `excluding` and, unless `includeHidden`, hidden entries.
     public init(excluding: [String] = [], includeHidden: Bool = false) {
         self.excluding = excluding
         self.includeHidden = includeHidden
     }
 
+    /// The files that `arguments` (files and folders) name, in argument order and
+    /// sorted by name within each folder, each file once; and what could not be walked.
     public func walk(_ arguments: [String]) -> (files: [InputFile], problems: [InputProblem]) {
         var files: [InputFile] = []
         var problems: [InputProblem] = []
@@ -148,6 +157,8 @@ package struct FileIdentity: Hashable, Sendable {
 
 /// Paths as printed: control characters escaped so one file is one line.
 public enum DisplayPath {
+    /// `path` with newlines, tabs and other control characters written as
+    /// escapes (`\n`, `\x1B`), so one path prints as one line.
     public static func escape(_ path: String) -> String {
         var result = ""
         for scalar in path.unicodeScalars {

@@ -22,6 +22,7 @@ public struct OutputError: Error, Sendable, Equatable, CustomStringConvertible {
 /// and each file is written to a temporary name and renamed into place, so a
 /// reader (or a crash) never sees half a file.
 public final class OutputFolder: Sendable {
+    /// The folder's path, as given.
     public let path: String
     private let descriptor: Int32
 
@@ -46,8 +47,11 @@ public final class OutputFolder: Sendable {
 
     /// Writes `data` at `relativePath` (slash-separated) atomically.
     ///
-    /// - Parameter protecting: a file that must not be replaced (the input):
-    ///   if the destination is that file, nothing is written.
+    /// - Parameters:
+    ///   - data: the file's bytes.
+    ///   - relativePath: where it goes, relative to the folder.
+    ///   - input: a file that must not be replaced (the input):
+    ///     if the destination is that file, nothing is written.
     /// - Returns: the full path written.
     @discardableResult
     public func write(_ data: Data, to relativePath: String, protecting input: String? = nil) throws(OutputError)
@@ -152,11 +156,13 @@ public struct StreamedFile {
         buffer.reserveCapacity(64 * 1024)
     }
 
+    /// Appends `text` as UTF-8.
     public mutating func append(_ text: String) throws {
         buffer.append(contentsOf: text.utf8)
         if buffer.count >= 64 * 1024 { try flush() }
     }
 
+    /// Appends `data`.
     public mutating func append(_ data: Data) throws {
         if data.count >= 64 * 1024 {
             try flush()

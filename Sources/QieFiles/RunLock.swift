@@ -4,6 +4,7 @@ import Foundation
 /// (and pay) on the same jobs at once. The system releases it when the
 /// process ends, however it ends, so a killed run never leaves it behind.
 public final class RunLock: Sendable {
+    /// The lock file's name inside the output folder.
     public static let fileName = ".qie-lock"
     private let descriptor: Int32
 

@@ -63,11 +63,15 @@ public final class Image {
         self.init(handle: handle, info: nil)
     }
 
+    /// The decoded width and height (upright).
     public var size: PixelSize { handle.size }
+    /// The decoded width in pixels (upright).
     public var width: Int { handle.width }
+    /// The decoded height in pixels (upright).
     public var height: Int { handle.height }
     /// 3 (RGB) or 4 (RGBA).
     public var channels: Int { handle.bands }
+    /// Whether the image has an alpha channel.
     public var hasAlpha: Bool { handle.hasAlpha }
 
     /// The samples of one pixel: [r, g, b] or [r, g, b, a].

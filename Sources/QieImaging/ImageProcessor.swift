@@ -7,7 +7,9 @@ internal import CCodecShims
 public struct PreparedImage: Sendable {
     /// The encoded bytes.
     public var data: Data
+    /// The format `data` is encoded in.
     public var format: OutputFormat
+    /// The encoded image's width and height.
     public var size: PixelSize
     /// The input's header.
     public var source: ImageInfo

@@ -4,6 +4,7 @@
 /// input when there is one; `description` puts it first, so a batch can print
 /// the error as it is.
 public struct ImagingError: SettingNamingError, Sendable, Equatable {
+    /// What kind of failure it was, for deciding what to do (skip, retry, report).
     public enum Kind: String, Sendable, Equatable, Codable {
         /// The file or buffer holds no bytes.
         case empty
@@ -38,6 +39,7 @@ public struct ImagingError: SettingNamingError, Sendable, Equatable {
         case save
     }
 
+    /// What kind of failure it was.
     public let kind: Kind
     /// What went wrong and what to do, without the file name.
     public let reason: String

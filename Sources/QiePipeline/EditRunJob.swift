@@ -263,11 +263,13 @@ extension SizeRequest {
 public struct EditRecord: Sendable, Codable {
     /// The job's key in the ledger (input content, endpoint and result-changing options).
     public var job: String
-    /// The endpoint (profile id) and its model.
+    /// The endpoint (profile id).
     public var endpoint: String
+    /// The endpoint's model.
     public var model: String
-    /// The prompt and seed sent.
+    /// The prompt sent.
     public var prompt: String
+    /// The seed sent, if any.
     public var seed: Int?
     /// The input file.
     public var input: String
@@ -279,11 +281,13 @@ public struct EditRecord: Sendable, Codable {
     public var requestIDs: [String]
     /// How results came back.
     public var flow: ProviderProfile.Flow
-    /// Submissions sent and status polls made, over all requests.
+    /// Submissions sent, over all requests.
     public var submissions: Int
+    /// Status polls made, over all requests.
     public var polls: Int
-    /// The cost the endpoint reported and the estimate, USD.
+    /// The cost the endpoint reported, USD, as decimal text.
     public var reportedCostUSD: String?
+    /// The estimate before sending, USD, as decimal text.
     public var estimatedCostUSD: String?
     /// Seconds per step.
     public var timings: EditTimings

@@ -78,11 +78,13 @@ public struct EditTimings: Sendable, Codable, Equatable {
 public struct EditResult: Sendable, Codable {
     /// The results, already converted and restored.
     public var images: [EditedImage]
-    /// The endpoint (profile id) and its model.
+    /// The endpoint (profile id).
     public var endpoint: String
+    /// The endpoint's model.
     public var model: String
-    /// The prompt and seed sent.
+    /// The prompt sent.
     public var prompt: String
+    /// The seed sent, if any.
     public var seed: Int?
     /// The input's header.
     public var source: ImageInfo
@@ -94,11 +96,13 @@ public struct EditResult: Sendable, Codable {
     public var flow: ProviderProfile.Flow
     /// The endpoint's ids for the requests (where it gave them).
     public var requestIDs: [String]
-    /// Submissions sent and status polls made, over all requests.
+    /// Submissions sent, over all requests.
     public var submissions: Int
+    /// Status polls made, over all requests.
     public var polls: Int
-    /// The estimate before sending and the cost the endpoint reported (USD).
+    /// The estimate before sending, USD (all requests); nil when unpriced.
     public var estimatedCost: Decimal?
+    /// The cost the endpoint reported, USD; nil unless every request reported one.
     public var reportedCost: Decimal?
     /// Seconds per step.
     public var timings: EditTimings

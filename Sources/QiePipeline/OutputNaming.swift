@@ -8,6 +8,7 @@ import QieImaging
 public struct OutputNaming: Sendable {
     private let keepsExtension: Set<String>
 
+    /// Naming for the whole batch `inputs`, so clashing names are found before any is written.
     public init(_ inputs: [InputFile]) {
         var counts: [String: Int] = [:]
         for input in inputs { counts[OutputNaming.stemKey(input.relativePath), default: 0] += 1 }
@@ -15,6 +16,7 @@ public struct OutputNaming: Sendable {
             inputs.map(\.relativePath).filter { counts[OutputNaming.stemKey($0), default: 0] > 1 })
     }
 
+    /// Where `input`'s output goes in the output folder, with `format`'s extension.
     public func relativeOutputPath(for input: InputFile, format: OutputFormat) -> String {
         let relative = input.relativePath
         let base = keepsExtension.contains(relative) ? relative : OutputNaming.stem(relative)
@@ -37,6 +39,7 @@ public struct OutputNaming: Sendable {
         "svg", "svgz", "pdf", "bmp", "jxl", "jp2", "psd", "ico",
     ]
 
+    /// Whether `path`'s name ends in one of `imageExtensions` (any case).
     public static func hasImageExtension(_ path: String) -> Bool {
         let name = path.split(separator: "/").last.map(String.init) ?? path
         guard let dot = name.lastIndex(of: "."), dot > name.startIndex else { return false }

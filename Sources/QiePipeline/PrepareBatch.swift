@@ -7,15 +7,21 @@ import Synchronization
 /// Preparing for an endpoint: its planned size per image, and optionally the
 /// request each image would be sent in.
 public struct ProviderTarget: Sendable {
+    /// The endpoint.
     public var profile: ProviderProfile
+    /// The size asked of it (planned from each image's shape when automatic).
     public var size: SizeRequest
+    /// How each image reaches the planned size.
     public var fit: Fit
+    /// Where the image sits in the padding, or which part a crop keeps.
     public var position: Position
+    /// What fills the padding.
     public var fill: PaddingFill
     /// When set, each image's request body is written next to it
     /// (`NAME.request.http`, key redacted), with these options.
     public var request: EditRequest?
 
+    /// A target on `profile`; by default sized automatically, padded, centred, on white, with no request written.
     public init(
         profile: ProviderProfile, size: SizeRequest = .automatic, fit: Fit = .contain, position: Position = .centre,
         fill: PaddingFill = .colour(.white), request: EditRequest? = nil
@@ -37,12 +43,14 @@ public struct PrepareSettings: Sendable {
     public var format: OutputFormat?
     /// Encoder settings; `format` inside is replaced per file.
     public var encode: EncodeOptions
+    /// Header limits checked before each image is decoded.
     public var limits: ImageLimits
     /// Images processed at once; defaults to the number of cores.
     public var concurrency: Int
     /// Plan sizes for an endpoint instead of `resize`.
     public var provider: ProviderTarget?
 
+    /// Settings for a run; by default images keep their size and format, on every core.
     public init(
         resize: ResizeOptions? = nil, format: OutputFormat? = nil, encode: EncodeOptions = EncodeOptions(format: .png),
         limits: ImageLimits = .default, concurrency: Int = ProcessInfo.processInfo.activeProcessorCount,
@@ -81,6 +89,7 @@ public struct PrepareResult: Sendable {
 
     /// What one item of a batch came to, for counting.
     public enum Kind: Sendable {
+        /// Written; failed; skipped (not an image); done in an earlier run; held back by the budget.
         case written, failed, skipped, earlier, held
     }
 
@@ -183,17 +192,24 @@ public struct BatchSummary: Sendable, Equatable {
 /// Stops a run between images (Ctrl-C).
 public final class BatchCancellation: Sendable {
     private let flag = Atomic<Bool>(false)
+    /// A token that has not been cancelled.
     public init() {}
+    /// Asks the run to start no more images; those in progress finish. Safe from any thread.
     public func cancel() { flag.store(true, ordering: .relaxed) }
+    /// Whether `cancel()` was called.
     public var isCancelled: Bool { flag.load(ordering: .relaxed) }
 }
 
 /// Prepares a list of inputs into an output folder, several at once.
 public struct PrepareBatch: Sendable {
+    /// The files to prepare.
     public var inputs: [InputFile]
+    /// Where the results are written.
     public var output: OutputFolder
+    /// How each file is prepared.
     public var settings: PrepareSettings
 
+    /// A batch of `inputs` into `output`.
     public init(inputs: [InputFile], output: OutputFolder, settings: PrepareSettings) {
         self.inputs = inputs
         self.output = output

@@ -5,14 +5,18 @@ import Synchronization
 
 /// Probes many files at once, results in input order.
 public struct ProbeBatch: Sendable {
+    /// The files to probe.
     public var files: [InputFile]
+    /// Files probed at once (at least 1).
     public var concurrency: Int
 
+    /// A batch over `files`, on every core by default.
     public init(files: [InputFile], concurrency: Int = ProcessInfo.processInfo.activeProcessorCount) {
         self.files = files
         self.concurrency = max(1, concurrency)
     }
 
+    /// Each file's header, or why it could not be read, in the order of `files`.
     public func run() -> [Result<ImageInfo, ImagingError>] {
         let results = Mutex([Result<ImageInfo, ImagingError>?](repeating: nil, count: files.count))
         let next = Atomic<Int>(0)

@@ -4,12 +4,16 @@ import SwiftCSV
 
 /// What one input is asked, when it differs from the run's defaults.
 public struct InputRequest: Sendable, Equatable {
+    /// The instruction for this input.
     public var prompt: String
+    /// Its seed; nil takes the run's.
     public var seed: Int?
+    /// Its negative prompt; nil takes the run's.
     public var negativePrompt: String?
-    /// Reference images sent after the input (absolute paths); nil keeps the run's `--image`s.
+    /// Reference images sent after the input (absolute paths); nil keeps the run's references.
     public var references: [String]?
 
+    /// A request with `prompt`; nil fields take the run's values.
     public init(prompt: String, seed: Int? = nil, negativePrompt: String? = nil, references: [String]? = nil) {
         self.prompt = prompt
         self.seed = seed
@@ -27,8 +31,10 @@ public struct InputRequest: Sendable, Equatable {
 public struct PromptManifest: Sendable {
     /// Requests by the input's absolute, standardised path.
     public private(set) var requests: [String: InputRequest] = [:]
+    /// The manifest file, when read from one.
     public let path: String?
 
+    /// No manifest: only `NAME.txt` files give prompts.
     public init() { path = nil }
 
     /// Reads a manifest; errors name the file, the line and what is wrong.
@@ -128,8 +134,11 @@ public struct PromptManifest: Sendable {
 
 /// A manifest that cannot be used, with where and why.
 public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The manifest file.
     public var file: String
+    /// The line concerned, when one is.
     public var line: Int?
+    /// What is wrong.
     public var reason: String
 
     init(file: String, line: Int?, _ reason: String) {
@@ -138,6 +147,7 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
         self.reason = reason
     }
 
+    /// `FILE:LINE reason`, the path escaped for one line.
     public var description: String {
         "\(DisplayPath.escape(file))\(line.map { ":\($0)" } ?? "") \(reason)"
     }

@@ -28,9 +28,12 @@ public enum MegapixelRounding: String, Sendable, Codable, CaseIterable {
 
 /// A price the user sets for endpoints without one (or to override one).
 public struct PriceOverride: Sendable, Equatable, Codable {
+    /// USD per output image; takes precedence over `perMegapixel`.
     public var perImage: Decimal?
+    /// USD per output megapixel (10^6 pixels).
     public var perMegapixel: Decimal?
 
+    /// A price per image, per megapixel, or neither (the endpoint's own price applies).
     public init(perImage: Decimal? = nil, perMegapixel: Decimal? = nil) {
         self.perImage = perImage
         self.perMegapixel = perMegapixel
@@ -54,6 +57,7 @@ public struct CostEstimate: Sendable, Equatable, Codable {
     public var totalText: String { total.map { "$\($0)" } ?? "unknown" }
 }
 
+/// Prices requests before they are sent, from the planned output size and the endpoint's pricing rule.
 public enum CostEstimator {
     /// Prices `images` outputs of `outputSize` pixels each on `profile`.
     public static func estimate(

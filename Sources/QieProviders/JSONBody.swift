@@ -3,6 +3,7 @@ import QieCore
 
 /// An image in a request: a URL the endpoint fetches, or bytes sent inline.
 public enum PayloadImage: Sendable, Equatable {
+    /// A URL the endpoint downloads the image from.
     case url(String)
     /// Encoded image bytes, sent as a data URI or a multipart file part.
     case bytes(Data, format: OutputFormat, filename: String)
@@ -28,16 +29,24 @@ public enum PayloadImage: Sendable, Equatable {
 /// A JSON value whose object keys keep their order, and whose images are
 /// written as data URIs while the body streams out.
 public indirect enum JSONValue: Sendable, Equatable {
+    /// An object, with its members in order.
     case object([(String, JSONValue)])
+    /// An array.
     case array([JSONValue])
+    /// A string.
     case string(String)
+    /// A whole number.
     case integer(Int)
+    /// A number with a fraction; non-finite values are written as `null`.
     case number(Double)
+    /// `true` or `false`.
     case bool(Bool)
+    /// `null`.
     case null
     /// A data URI (`data:image/png;base64,...`) or the URL itself.
     case image(PayloadImage)
 
+    /// Whether two values are equal, objects member by member in order.
     public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.object(let a), .object(let b)): a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }

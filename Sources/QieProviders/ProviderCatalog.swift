@@ -1,6 +1,7 @@
 /// The endpoints qie knows. A new endpoint is one file in `Profiles/` and one
 /// entry here.
 public enum ProviderCatalog {
+    /// Every endpoint profile, in listing order.
     public static let all: [ProviderProfile] = [
         .runpodQwenImageEdit2511,
         .runpodQwenImageEdit,

@@ -7,25 +7,35 @@ public struct ProviderProfile: Sendable {
     public var id: String
     /// Short names also accepted by `--provider`.
     public var aliases: [String]
+    /// The company that hosts the endpoint, such as `RunPod`.
     public var provider: String
+    /// The model name as the endpoint spells it.
     public var model: String
+    /// The file name of the published document the profile follows.
     public var document: String
     /// Scheme and host, e.g. `https://api.runpod.ai`; overridable by `baseURLVariable`.
     public var baseURL: String
     /// Environment variable that points the endpoint elsewhere (for example the emulator).
     public var baseURLVariable: String
+    /// The paths requests go to.
     public var routes: Routes
+    /// How the API key is sent.
     public var auth: Auth
+    /// How input images travel.
     public var images: ImageTransport
+    /// The output sizes the endpoint takes.
     public var sizes: SizeRule
+    /// The output format field and its values.
     public var outputFormat: OutputFormatField
     /// Optional request fields the endpoint documents, in document order.
     public var fields: [Field]
     /// Where the request's own fields go.
     public var envelope: Envelope
+    /// The ways a request can be sent and waited for, in order of preference.
     public var flow: [Flow]
     /// Where the result comes back.
     public var result: ResultLocation
+    /// How the endpoint charges.
     public var pricing: PricingRule
     /// What the profile assumes where the document is silent.
     public var notes: [String]
@@ -34,6 +44,7 @@ public struct ProviderProfile: Sendable {
     /// The documented server-sent events stream for finished asynchronous jobs.
     public var events: EventStream? = nil
 
+    /// The paths of an endpoint's requests, relative to its base URL.
     public struct Routes: Sendable {
         /// The request that submits an edit.
         public var submit: String
@@ -45,13 +56,17 @@ public struct ProviderProfile: Sendable {
         public var events: String?
     }
 
+    /// How the API key is sent.
     public struct Auth: Sendable {
+        /// The header that carries the key, such as `Authorization`.
         public var header: String
+        /// The word before the key in that header, such as `Bearer`.
         public var scheme: String
         /// Environment variable the key comes from.
         public var keyVariable: String
     }
 
+    /// How the request's fields are laid out in the body.
     public enum Envelope: Sendable, Equatable {
         /// `{"input": {...}}` with top-level extras such as `callback_url`.
         case inputObject
@@ -61,6 +76,7 @@ public struct ProviderProfile: Sendable {
         case multipart
     }
 
+    /// How a request is sent and its result waited for.
     public enum Flow: String, Sendable, Codable, CaseIterable {
         /// One request answered with the result.
         case synchronous = "sync"
@@ -99,6 +115,7 @@ public struct ProviderProfile: Sendable {
         public var idField: String
     }
 
+    /// Where the result image is found in the endpoint's answer.
     public enum ResultLocation: Sendable, Equatable {
         /// A URL at this JSON path (`output.image_url`).
         case url(path: [String])
@@ -107,6 +124,7 @@ public struct ProviderProfile: Sendable {
         /// OpenAI-style `data[].url` or `data[].b64_json`.
         case openAIData
 
+        /// The location as a path, such as `output.outputs[].url`.
         public var description: String {
             switch self {
             case .url(let path): path.joined(separator: ".")
@@ -118,25 +136,33 @@ public struct ProviderProfile: Sendable {
 
     /// How input images travel.
     public struct ImageTransport: Sendable {
+        /// The request field that holds the images.
         public var field: String
         /// One value (a string) or an array.
         public var isArray: Bool
+        /// The most images one request takes (the image to edit and its references).
         public var maxCount: Int
         /// Inline data URIs (`data:image/png;base64,...`) or multipart file parts.
         public var inline: InlineStyle
         /// Input formats the endpoint decodes.
         public var accepts: [OutputFormat]
 
+        /// How image bytes are sent: as `data URI` strings in JSON, or as `multipart file` parts.
         public enum InlineStyle: String, Sendable { case dataURI = "data URI", multipartFile = "multipart file" }
     }
 
     /// The output format field and the endpoint's own spelling of each value.
     public struct OutputFormatField: Sendable {
+        /// The request field that names the output format.
         public var field: String
+        /// Each format the endpoint returns, with the value the field takes for it.
         public var spellings: [(OutputFormat, String)]
+        /// The format returned when the request names none.
         public var defaultFormat: OutputFormat
 
+        /// The formats the endpoint returns.
         public var formats: [OutputFormat] { spellings.map(\.0) }
+        /// The field's value for `format`, or nil when the endpoint cannot return it.
         public func spelling(of format: OutputFormat) -> String? { spellings.first { $0.0 == format }?.1 }
     }
 
@@ -146,12 +172,16 @@ public struct ProviderProfile: Sendable {
         public var option: EditOption
         /// The endpoint's field name.
         public var name: String
+        /// The type of value the field takes.
         public var kind: Kind
         /// The documented default, as text, for listings.
         public var defaultValue: String?
 
+        /// The type of value a field takes.
         public enum Kind: Sendable, Equatable {
+            /// A JSON string, integer, number, boolean or object.
             case string, integer, number, boolean, object
+            /// A string from this list.
             case oneOf([String])
         }
     }
@@ -162,17 +192,29 @@ public struct ProviderProfile: Sendable {
 
 /// The options users can set on an edit, endpoint-independent.
 public enum EditOption: String, Sendable, CaseIterable, Codable {
+    /// What the result should not show.
     case negativePrompt = "negative-prompt"
+    /// A fixed random seed.
     case seed
+    /// How many outputs one request makes.
     case numImages = "num-images"
+    /// The endpoint's synchronous-mode switch.
     case syncMode = "sync-mode"
+    /// The address the endpoint POSTs a finished job to.
     case callbackURL = "callback-url"
+    /// Key-value pairs kept with the job.
     case metadata
+    /// Whether the safety checker runs.
     case safetyChecker = "safety-checker"
+    /// How closely the result follows the prompt.
     case guidanceScale = "guidance-scale"
+    /// The number of inference steps.
     case inferenceSteps = "steps"
+    /// The acceleration level.
     case acceleration
+    /// Whether results come back as URLs or base64 (OpenAI-style endpoints).
     case responseFormat = "response-format"
+    /// Compression of lossy results, 0-100 (OpenAI-style endpoints).
     case outputCompression = "output-compression"
 
     /// The setting this option is.

@@ -3,10 +3,13 @@ import QieCore
 
 /// A request ready to send: where, which headers, and its body.
 public struct BuiltRequest: Sendable {
+    /// The HTTP method, `POST` or `GET`.
     public var method: String
+    /// The full URL.
     public var url: String
     /// Headers, the key included; use `redactedHeaders` for anything shown or stored.
     public var headers: [(String, String)]
+    /// The body, written out when the request is sent.
     public var body: RequestBody
     /// What qie does after the response because the endpoint cannot.
     public var emulations: [Emulation]
@@ -36,11 +39,14 @@ public struct BuiltRequest: Sendable {
 
 /// A request body, written out in pieces.
 public enum RequestBody: Sendable {
+    /// A JSON document.
     case json(JSONValue)
+    /// A multipart/form-data body with these parts, separated by `boundary`.
     case multipart(boundary: String, parts: [MultipartPart])
     /// No body (a GET).
     case empty
 
+    /// The `Content-Type` header for this body (empty for no body).
     public var contentType: String {
         switch self {
         case .json: "application/json"
@@ -49,6 +55,7 @@ public enum RequestBody: Sendable {
         }
     }
 
+    /// Writes the body to `sink` in pieces, reading images as it goes.
     public func write(to sink: inout some ByteSink) throws {
         switch self {
         case .empty:
@@ -99,8 +106,11 @@ public enum RequestBody: Sendable {
     }
 }
 
+/// One part of a multipart/form-data body.
 public enum MultipartPart: Sendable {
+    /// A text field.
     case field(name: String, value: String)
+    /// An image file.
     case file(name: String, image: PayloadImage)
 
     static func safeFilename(_ name: String) -> String {
@@ -108,6 +118,7 @@ public enum MultipartPart: Sendable {
     }
 }
 
+/// Makes the documented HTTP requests of an endpoint: submit, poll, event stream and result download.
 public enum RequestBuilder {
     /// Builds the documented request for `request` on `profile`, checking every
     /// option against what the endpoint takes. `apiKey` goes in the auth header

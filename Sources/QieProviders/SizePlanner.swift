@@ -15,9 +15,12 @@ public enum SizeRequest: Sendable, Equatable, Codable {
 
 /// A size field as sent in the request, in the endpoint's own spelling.
 public struct SizeField: Sendable, Equatable, Codable {
+    /// The endpoint's field name, such as `size`.
     public var name: String
+    /// The value, such as `1024*1280`.
     public var value: String
 
+    /// A size field `name` set to `value`.
     public init(name: String, value: String) {
         self.name = name
         self.value = value
@@ -26,6 +29,7 @@ public struct SizeField: Sendable, Equatable, Codable {
 
 /// How one input becomes what an endpoint accepts, and how to undo it.
 public struct SizePlan: Sendable, Equatable, Codable {
+    /// The id of the endpoint the plan is for.
     public var provider: String
     /// The input as displayed (after EXIF orientation).
     public var input: PixelSize
@@ -33,6 +37,7 @@ public struct SizePlan: Sendable, Equatable, Codable {
     public var target: PixelSize
     /// The size the endpoint is expected to return (pricing uses it).
     public var expectedOutput: PixelSize
+    /// How the input is made to fit `target`.
     public var fit: Fit
     /// The resize, crop and padding from input to target.
     public var geometry: ResizeGeometry
@@ -48,6 +53,7 @@ public struct SizePlan: Sendable, Equatable, Codable {
     }
 }
 
+/// Chooses the size an input is sent at for an endpoint, and how to undo it on the result.
 public enum SizePlanner {
     /// The area free-size endpoints are planned at: the model's own 1024 x 1024.
     public static let freeArea = 1024 * 1024

@@ -3,9 +3,12 @@ import QieCore
 
 /// A width:height ratio such as `16:9`.
 public struct AspectRatio: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
+    /// The width part of the ratio.
     public var width: Int
+    /// The height part of the ratio.
     public var height: Int
 
+    /// The ratio `width`:`height`.
     public init(_ width: Int, _ height: Int) {
         self.width = width
         self.height = height
@@ -18,16 +21,22 @@ public struct AspectRatio: Sendable, Equatable, Hashable, Codable, CustomStringC
         self.init(w, h)
     }
 
+    /// Width divided by height.
     public var value: Double { Double(width) / Double(height) }
+    /// `W:H`, such as `16:9`.
     public var description: String { "\(width):\(height)" }
 }
 
 /// One row of a size table keyed by aspect ratio and resolution tier.
 public struct TierSize: Sendable, Equatable {
+    /// The row's aspect ratio.
     public var ratio: AspectRatio
+    /// The resolution tier, such as `1K`.
     public var tier: String
+    /// The pixels the endpoint returns for that ratio and tier.
     public var size: PixelSize
 
+    /// A row: `ratio` at `tier` is `size`.
     public init(_ ratio: AspectRatio, _ tier: String, _ size: PixelSize) {
         self.ratio = ratio
         self.tier = tier
@@ -77,6 +86,7 @@ public enum PricingRule: Sendable, Equatable {
     /// No price in the document: estimates say "unknown" unless the user sets one.
     case unpublished
 
+    /// The price in words, such as `$0.02 per image`.
     public var summary: String {
         switch self {
         case .perImage(let price): "$\(price) per image"

@@ -8,36 +8,56 @@ import QieStore
 /// made as each job finishes), prompt, endpoint, cost and error. The page is
 /// one static file with relative links: it opens in a browser without a server.
 public struct RunReport: Sendable {
+    /// The page's file name in the output folder.
     public static let htmlName = "report.html"
+    /// The JSON file's name in the output folder.
     public static let jsonName = "report.json"
+    /// The folder of thumbnails, inside the output folder.
     public static let thumbnailFolder = "report-thumbs"
     /// Longest side of a thumbnail, in pixels.
     public static let thumbnailSide = 256
 
+    /// One job as the report shows it.
     public struct Entry: Sendable, Codable, Equatable {
+        /// The input file's path.
         public var input: String
+        /// The output files written for it.
         public var outputs: [String]
+        /// The job's state (`pending`, `prepared`, `submitted`, `completed`, `failed`).
         public var state: String
+        /// The id of the endpoint the job went to.
         public var endpoint: String
+        /// The prompt sent.
         public var prompt: String
+        /// The endpoint's id for the job, once it accepted it.
         public var requestID: String?
+        /// The cost in USD, as decimal text; nil when unknown.
         public var costUSD: String?
         /// Whether the cost is the endpoint's own figure (else an estimate).
         public var costReported: Bool
+        /// The job's last error, if any.
         public var error: String?
-        /// Relative to the output folder.
+        /// The input's thumbnail, relative to the output folder.
         public var before: String?
+        /// The result's thumbnail, relative to the output folder.
         public var after: String?
     }
 
+    /// Counts and money over the whole run.
     public struct Totals: Sendable, Codable, Equatable {
+        /// Jobs in the ledger.
         public var jobs: Int
+        /// Jobs per state.
         public var byState: [String: Int]
+        /// USD spent on completed jobs (reported, else estimated), as decimal text.
         public var spentUSD: String
+        /// Completed jobs whose cost is unknown.
         public var unpriced: Int
+        /// Submissions sent, over all runs.
         public var submissions: Int
     }
 
+    /// The ledger the report is made from.
     public let ledger: Ledger
     /// The output folder, absolute; links under it are written relative.
     private let base: String
@@ -50,6 +70,7 @@ public struct RunReport: Sendable {
         base = Self.absolute(folder)
     }
 
+    /// The run's totals, read from the ledger now.
     public func totals() throws -> Totals {
         let summary = try ledger.summary()
         return Totals(
@@ -83,6 +104,7 @@ public struct RunReport: Sendable {
         try ImageProcessor.prepare(file: file, resize: thumbnailResize, encode: thumbnailEncode).data
     }
 
+    /// A small JPEG of an image held in memory.
     public static func thumbnail(data: Data) throws -> Data {
         try ImageProcessor.prepare(data: data, resize: thumbnailResize, encode: thumbnailEncode).data
     }

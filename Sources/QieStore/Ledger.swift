@@ -19,23 +19,33 @@ public enum JobState: String, Sendable, Codable, CaseIterable {
 
 /// One row of the ledger: one paid request (one input, one copy).
 public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutablePersistableRecord {
+    /// The table's name.
     public static let databaseTableName = "jobs"
 
+    /// The row id; nil until the job is registered.
     public var id: Int64?
     /// The job's identity: the input's content, the endpoint and every option
     /// that changes the result (see `JobKey`).
     public var key: String
+    /// The input file's path, as the run named it.
     public var inputPath: String
+    /// The input's SHA-256, in hex.
     public var inputSHA256: String
+    /// The input's size in bytes when it was hashed.
     public var inputSize: Int64
+    /// The input's modification time when it was hashed, in seconds since 1970.
     public var inputModified: Double
     /// 0 for a single request, 1... for repeated requests (`--num-images` emulated).
     public var copy: Int
+    /// The id of the endpoint the job goes to.
     public var endpoint: String
+    /// The prompt sent.
     public var prompt: String
     /// The options that change the result, as canonical JSON.
     public var options: String
+    /// Where the job stands.
     public var state: JobState
+    /// The endpoint's id for the job, once it accepted it.
     public var requestID: String?
     /// Result URLs (JSON array) a synchronous answer gave, fetched on resume.
     public var resultURLs: String?
@@ -45,9 +55,13 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
     public var outputs: String?
     /// USD, as decimal text.
     public var estimatedCost: String?
+    /// USD the endpoint reported, as decimal text.
     public var reportedCost: String?
+    /// The last error, for failed jobs and jobs that will be asked about again.
     public var error: String?
+    /// When the job was registered, in seconds since 1970.
     public var createdAt: Double
+    /// When the job last changed, in seconds since 1970.
     public var updatedAt: Double
 
     /// A new job, pending, as `Ledger.register` takes it.
@@ -70,11 +84,14 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
         updatedAt = 0
     }
 
+    /// The output files, decoded from `outputs`.
     public var outputPaths: [String] { outputs.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? [] }
+    /// The result URLs, decoded from `resultURLs`.
     public var resultURLList: [String] {
         resultURLs.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
     }
 
+    /// Keeps the row id after an insert.
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
@@ -119,12 +136,15 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// Counts and money over the ledger.
 public struct LedgerSummary: Sendable, Codable, Equatable {
+    /// Jobs in the ledger.
     public var jobs = 0
+    /// Jobs per state, keyed by the state's raw value.
     public var byState: [String: Int] = [:]
     /// Reported where the endpoint reported, estimated otherwise; completed jobs only.
     public var spentUSD: Decimal = 0
     /// Jobs whose cost is unknown (no price for the endpoint).
     public var unpriced = 0
+    /// Submissions sent, over all jobs and runs.
     public var submissions = 0
 }
 
@@ -136,6 +156,7 @@ public final class Ledger: Sendable {
     /// The file's name inside the output folder (hidden, so folder walks skip it).
     public static let fileName = ".qie-ledger.sqlite"
 
+    /// The ledger file's path.
     public let path: String
     private let database: DatabaseQueue
 
@@ -250,8 +271,10 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// The job with row id `id`, if there is one.
     public func job(id: Int64) throws -> LedgerJob? { try database.read { db in try LedgerJob.fetchOne(db, key: id) } }
 
+    /// The jobs in `states` (all jobs when nil), in the order they were registered.
     public func jobs(in states: [JobState]? = nil) throws -> [LedgerJob] {
         try database.read { db in
             var request = LedgerJob.order(Column("id"))
@@ -349,6 +372,7 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// Job counts by state, submissions, and the money spent on completed jobs.
     public func summary() throws -> LedgerSummary {
         var summary = LedgerSummary()
         try database.read { db in

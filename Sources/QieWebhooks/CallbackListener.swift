@@ -12,14 +12,18 @@ import QieProviders
 /// `t=UNIX,v1=HEX` signed over `"UNIX.BODY"` (then the time must be within
 /// `tolerance` seconds of now, against replays). Comparison is constant-time.
 public struct CallbackSignature: Sendable {
+    /// The account's signing secret.
     public var secret: String
+    /// How far a `t=` timestamp may be from now, in seconds.
     public var tolerance: Double
 
+    /// A check with `secret`, accepting timestamps within `tolerance` seconds.
     public init(secret: String, tolerance: Double = 300) {
         self.secret = secret
         self.tolerance = tolerance
     }
 
+    /// Whether `header` is a valid signature of `body` (false when the header is missing).
     public func isValid(_ header: String?, body: Data, now: Date = Date()) -> Bool {
         guard let header = header?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return false }
         let key = SymmetricKey(data: Data(secret.utf8))
@@ -84,12 +88,17 @@ public struct CallbackSignature: Sendable {
 /// needs no poll. Without a secret, a delivery only wakes the job, which then
 /// polls the endpoint for its result (an unverified body is never trusted).
 public final class CallbackListener: Sendable {
+    /// The endpoint whose callbacks are received.
     public let profile: ProviderProfile
+    /// The address listened on.
     public let host: String
+    /// The port asked for; 0 lets the system choose (see `run(onRunning:)`).
     public let port: Int
     private let signature: CallbackSignature?
     private let signals: JobSignals
 
+    /// A listener on `host`:`port` that posts each delivery to `signals`,
+    /// checking signatures when `signingSecret` is set and not empty.
     public init(
         profile: ProviderProfile, host: String = "127.0.0.1", port: Int, signingSecret: String?, signals: JobSignals
     ) {
