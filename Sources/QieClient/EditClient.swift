@@ -247,15 +247,15 @@ public final class EditClient: Sendable {
     /// errors, 5xx and 429 (never other 4xx).
     public func send(_ request: BuiltRequest, to profile: ProviderProfile) async throws -> ResponseOutcome {
         var attempts = 0
-        return try await submit(request, to: profile, attempts: &attempts)
+        return try await submit(request, to: profile, attempts: &attempts).outcome
     }
 
     private func submit(_ request: BuiltRequest, to profile: ProviderProfile, attempts: inout Int) async throws
-        -> ResponseOutcome
+        -> (outcome: ResponseOutcome, status: Int)
     {
         let answer = try await exchange(request, profile: profile, what: "the request", attempts: &attempts)
         do {
-            return try ResponseReader.read(answer.body, status: answer.status, from: profile)
+            return (try ResponseReader.read(answer.body, status: answer.status, from: profile), answer.status)
         } catch {
             throw ClientError(kind: .badResponse, message: error.message, endpoint: profile.id, status: answer.status)
         }
@@ -273,13 +273,13 @@ public final class EditClient: Sendable {
     ) async throws -> JobResult {
         let deadline = ContinuousClock.now + .seconds(policy.timeout)
         var submissions = 0
-        let first = try await submit(request, to: profile, attempts: &submissions)
+        let (first, status) = try await submit(request, to: profile, attempts: &submissions)
         switch first {
         case .completed(let images, let cost, let id):
             return JobResult(
                 images: images, reportedCost: cost, requestID: id, submissions: submissions, polls: 0, signalled: false)
-        case .failed(let message, _):
-            throw ClientError(kind: .rejected, message: message)
+        case .failed(let message, let id):
+            throw ClientError(kind: .rejected, message: message, endpoint: profile.id, jobID: id, status: status)
         case .pending(let id, let status):
             await accepted(id)
             guard let pollRequest = poll(id) else {
@@ -313,7 +313,8 @@ public final class EditClient: Sendable {
             guard remaining > 0 else {
                 throw ClientError(
                     kind: .timedOut,
-                    message: "\(profile.id): job \(id) was still \(lastStatus) after \(String(format: "%g", policy.timeout)) s; it may yet finish (and be billed): ask for job \(id) again rather than submitting anew")
+                    message: "\(profile.id): job \(id) was still \(lastStatus) after \(String(format: "%g", policy.timeout)) s; it may yet finish (and be billed): ask for job \(id) again rather than submitting anew",
+                    endpoint: profile.id, jobID: id)
             }
             let pause = min(interval, remaining)
             if let signals {
@@ -328,7 +329,9 @@ public final class EditClient: Sendable {
                                 images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls,
                                 signalled: true)
                         case .failed(let message, _):
-                            throw ClientError(kind: .rejected, message: "\(profile.id): job \(id) failed: \(message)")
+                            throw ClientError(
+                                kind: .rejected, message: "\(profile.id): job \(id) failed: \(message)", endpoint: profile.id,
+                                jobID: id)
                         case .pending:
                             break
                         }
@@ -363,9 +366,13 @@ public final class EditClient: Sendable {
                     signalled: signalled)
             case .failed(let message, _):
                 if !(200..<300).contains(answer.status) {
-                    throw ClientError(kind: .rejected, message: "\(message) (asking about job \(id))")
+                    throw ClientError(
+                        kind: .rejected, message: "\(message) (asking about job \(id))", endpoint: profile.id, jobID: id,
+                        status: answer.status)
                 }
-                throw ClientError(kind: .rejected, message: "\(profile.id): job \(id) failed: \(message)")
+                throw ClientError(
+                    kind: .rejected, message: "\(profile.id): job \(id) failed: \(message)", endpoint: profile.id, jobID: id,
+                    status: answer.status)
             case .pending(_, let status):
                 lastStatus = status
                 if signals == nil { interval = min(policy.maxInterval, interval * 1.5) }

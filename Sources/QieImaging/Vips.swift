@@ -55,7 +55,7 @@ public enum ImagingRuntime {
         }
     }
 
-    /// The libvips version this build runs against, for `--version`.
+    /// The libvips version this build runs against, for version listings.
     public static var libvipsVersion: String {
         String(cString: vips_version_string())
     }

@@ -6,8 +6,8 @@ import QieProviders
 
 /// Why an edit (or an edit run) did not complete, as data. Each case keeps
 /// the error of the layer it came from; messages name settings through
-/// `message(naming:)`, so the command line can say `--max-cost` and the
-/// gateway a request field.
+/// `message(naming:)`, so the command line can say `--max-cost` and an
+/// HTTP front end a request field.
 public enum EditError: SettingNamingError, Sendable {
     /// A setting cannot be used.
     case setting(SettingError)

@@ -418,7 +418,7 @@ public struct PlannedInput: Sendable {
 
 extension EditOptions {
     /// Plans each file for the endpoint from its header alone (several at
-    /// once), in order: what `qie plan`, `qie cost` and a dry run show.
+    /// once), in order: the plans and costs shown before a run.
     public func plan(_ files: [InputFile]) throws(SettingError) -> [PlannedInput] {
         let profile = try profile()
         return zip(files, ProbeBatch(files: files).run()).map { file, probe in

@@ -170,7 +170,7 @@ struct EndpointAccess: Sendable {
 
 /// The edit path: prepare -> send -> wait -> fetch -> convert -> restore, for
 /// images in memory or in files, with no folder or ledger. Folder runs
-/// (`EditRun`) and the gateway drive this same path.
+/// (`EditRun`) and servers built on the library drive this same path.
 ///
 /// Make one with `Editor.with(_:environment:connections:_:)`, which owns the
 /// HTTP client and, for the callback and event-stream flows, the listener,
@@ -293,8 +293,8 @@ public final class Editor: Sendable {
             switch try await store.claim(key) {
             case .finished(let result):
                 return result
-            case .failed(let message):
-                throw EditError.endpoint(ClientError(kind: .rejected, message: message))
+            case .failed(let error):
+                throw error
             case .claimed:
                 break
             }
@@ -320,7 +320,7 @@ public final class Editor: Sendable {
                 // A request that reached the endpoint may be billed: its retry
                 // gets this answer, not a second request.
                 if charged.withLock({ $0 }) {
-                    await store.finish(key, .failed(failure.description))
+                    await store.finish(key, .failed(failure))
                 } else {
                     await store.release(key)
                 }

@@ -9,7 +9,7 @@ public enum IdempotencyClaim: Sendable {
     case finished(EditResult)
     /// An edit with this key failed after reaching the endpoint (it may have
     /// been billed): its failure, without sending again.
-    case failed(String)
+    case failed(EditError)
 }
 
 /// How an edit under a key ended.
@@ -17,7 +17,7 @@ public enum IdempotencyOutcome: Sendable {
     /// It produced this result.
     case finished(EditResult)
     /// It failed after the endpoint may have charged for it.
-    case failed(String)
+    case failed(EditError)
 }
 
 /// Remembers edits by a caller's key (Stripe-style idempotency keys): a retry
@@ -55,8 +55,8 @@ public actor InMemoryIdempotencyStore: IdempotencyStore {
             return .claimed
         case .done(.finished(let result))?:
             return .finished(result)
-        case .done(.failed(let message))?:
-            return .failed(message)
+        case .done(.failed(let error))?:
+            return .failed(error)
         case .running(var waiters)?:
             return try await withCheckedThrowingContinuation { continuation in
                 waiters.append(continuation)
@@ -72,7 +72,7 @@ public actor InMemoryIdempotencyStore: IdempotencyStore {
         let claim: IdempotencyClaim =
             switch outcome {
             case .finished(let result): .finished(result)
-            case .failed(let message): .failed(message)
+            case .failed(let error): .failed(error)
             }
         for waiter in waiters { waiter.resume(returning: claim) }
     }

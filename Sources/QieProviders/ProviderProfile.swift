@@ -3,9 +3,9 @@ import QieCore
 /// Everything qie knows about one hosted edit endpoint, as data, from its
 /// published document. One file per endpoint in `Profiles/`.
 public struct ProviderProfile: Sendable {
-    /// Stable id users pass to `--provider`, e.g. `runpod-qwen-image-edit-2511`.
+    /// Stable id that names the endpoint (in `EditOptions.endpoint`, `ProviderCatalog.profile(named:)`), e.g. `runpod-qwen-image-edit-2511`.
     public var id: String
-    /// Short names also accepted by `--provider`.
+    /// Short names accepted wherever the id is.
     public var aliases: [String]
     /// The company that hosts the endpoint, such as `RunPod`.
     public var provider: String

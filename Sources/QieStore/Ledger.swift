@@ -13,7 +13,7 @@ public enum JobState: String, Sendable, Codable, CaseIterable {
     case submitted
     /// Results written.
     case completed
-    /// Ended with an error (retried only with --retry-failed).
+    /// Ended with an error (retried only when a run sets `retryFailed`).
     case failed
 }
 
@@ -35,7 +35,7 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
     public var inputSize: Int64
     /// The input's modification time when it was hashed, in seconds since 1970.
     public var inputModified: Double
-    /// 0 for a single request, 1... for repeated requests (`--num-images` emulated).
+    /// 0 for a single request, 1... for repeated requests (several images asked of an endpoint without a count field).
     public var copy: Int
     /// The id of the endpoint the job goes to.
     public var endpoint: String

@@ -99,6 +99,9 @@ struct EditorTests {
                     try await editor.edit(EditInput(image: .data(try photo(200, 200))), hooks: EditHooks(idempotency: (store, "j")))
                 }
                 #expect(first?.description == again?.description)
+                // The retry gets the same failure as data, not only its words.
+                guard case .endpoint(let client)? = again else { Issue.record("\(String(describing: again))"); return }
+                #expect(client.status == 400 && client.kind == .rejected)
             }
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
         }
