@@ -29,7 +29,8 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
     public var manifest: String?
     /// Reference images sent after each input.
     public var references: [String] = []
-    /// Edits in flight at once.
+    /// Edits on the wire at once, sent in the order the run starts them; as
+    /// many more are prepared ahead, waiting for a place.
     public var concurrency = 4
     /// Submissions per second to the endpoint, at most.
     public var rate: Double?
@@ -118,8 +119,11 @@ public enum EditRunEvent: Sendable {
     case started(total: Int, endpoint: String)
     /// An argument or folder entry could not be walked (the run goes on).
     case inputProblem(InputProblem)
-    /// A job began.
+    /// A job began (it is read and prepared, then waits for a place on the wire).
     case jobStarted(EditJob)
+    /// A job prepared ahead was not sent because the run was stopped first:
+    /// nothing was sent or reserved for it, and the next run does it.
+    case withdrawn(EditJob)
     /// The endpoint accepted a job's request as `jobID` (it may now be billed).
     case sent(EditJob, jobID: String)
     /// A job's results are written.
@@ -350,18 +354,23 @@ public struct EditRun: Sendable {
         let spent = Mutex<Decimal?>(nil)
         do {
             try await Editor.with(options, environment: environment, connections: config.concurrency) { editor in
+                // `concurrency` jobs on the wire, in order, and as many again
+                // prepared ahead, so that places freed together are taken at once.
+                let gate = OrderedTurnstile(capacity: config.concurrency)
                 await withTaskGroup(of: (EditJob, JobOutcome).self) { group in
                     var next = 0
                     func addNext() {
                         guard next < jobs.count, !stop.isCancelled, budget?.wasReached != true else { return }
-                        let job = jobs[next]
+                        let (job, number) = (jobs[next], next)
                         next += 1
                         events(.jobStarted(job))
-                        group.addTask { (job, await context.process(job, editor: editor)) }
+                        group.addTask {
+                            (job, await context.process(job, number: number, editor: editor, gate: gate, stop: stop))
+                        }
                     }
-                    for _ in 0..<config.concurrency { addNext() }
+                    for _ in 0..<(config.concurrency * 2) { addNext() }
                     while let (job, outcome) = await group.next() {
-                        summary.withLock { $0.record(outcome.kind) }
+                        if let kind = outcome.kind { summary.withLock { $0.record(kind) } }
                         if let cost = outcome.cost {
                             let total = spent.withLock { total in
                                 let sum = (total ?? 0) + cost

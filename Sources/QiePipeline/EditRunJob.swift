@@ -10,7 +10,8 @@ import Synchronization
 
 /// What a finished job was, for the run's counts and money.
 struct JobOutcome: Sendable {
-    var kind: PrepareResult.Kind
+    /// nil: prepared ahead, then withdrawn unsent because the run was stopped.
+    var kind: PrepareResult.Kind?
     var cost: Decimal?
 }
 
@@ -43,13 +44,21 @@ struct RunContext: Sendable {
     /// register (or find it done), prepare, reserve, record the attempt, send
     /// (or pick up what an earlier run had accepted), record the id and the
     /// answer, fetch, finish, write, record completion. Each move is committed
-    /// before the next irreversible step.
-    func process(_ job: EditJob, editor: Editor) async -> JobOutcome {
+    /// before the next irreversible step. Once prepared, the job waits at
+    /// `gate` for its turn (`number`); if `stop` was asked meanwhile, it ends
+    /// there, unsent.
+    func process(_ job: EditJob, number: Int, editor: Editor, gate: OrderedTurnstile, stop: BatchCancellation) async
+        -> JobOutcome
+    {
         let input = job.input
         let ledger = self.ledger
         let events = self.events
         var rowID: Int64? = nil
         let acceptedID = Mutex<String?>(nil)
+        // Whether the job holds a place at the gate (given back when it ends),
+        // and whether it gave up its turn because the run was stopped.
+        let passage = Mutex((entered: false, withdrawn: false))
+        defer { passage.withLock({ $0.entered }) ? gate.leave() : gate.pass(number) }
         do {
             guard let asked = request(for: input) else {
                 throw EditError.noPrompt(textFile: OutputNaming.stem((input.relativePath as NSString).lastPathComponent) + ".txt")
@@ -85,6 +94,12 @@ struct RunContext: Sendable {
             // Picked up where an earlier run left it: fetch what the endpoint
             // answered, or ask about the job it accepted.
             var hooks = EditHooks(budget: budget)
+            hooks.prepared = {
+                await gate.enter(number)
+                let withdrawn = stop.isCancelled
+                passage.withLock { $0 = (entered: true, withdrawn: withdrawn) }
+                if withdrawn { throw CancellationError() }
+            }
             if row.state == .submitted, row.requestID != nil || !row.resultURLList.isEmpty {
                 if !row.resultURLList.isEmpty {
                     hooks.resume = .fetch(
@@ -138,6 +153,11 @@ struct RunContext: Sendable {
         } catch {
             let failure = EditError.wrapping(error)
             let accepted = acceptedID.withLock { $0 }
+            if passage.withLock({ $0.withdrawn }) {
+                // Prepared ahead, never sent: the next run does it.
+                events(.withdrawn(job))
+                return JobOutcome(kind: nil, cost: nil)
+            }
             if case .input(let imaging) = failure, input.isSkippable(imaging) {
                 // Not an image: nothing to remember.
                 if let rowID { try? ledger.forget(rowID) }

@@ -61,6 +61,8 @@ public struct EditedImage: Sendable, Codable, Equatable {
 public struct EditTimings: Sendable, Codable, Equatable {
     /// Reading and preparing the inputs.
     public var prepare: Double = 0
+    /// Prepared, waiting for the caller to let it on the wire (`EditHooks.prepared`).
+    public var queued: Double = 0
     /// From the first submission to the last answer (the endpoint's time and the waits).
     public var endpoint: Double = 0
     /// Downloading or decoding the results.
@@ -72,6 +74,19 @@ public struct EditTimings: Sendable, Codable, Equatable {
 
     /// All zero.
     public init() {}
+
+    private enum CodingKeys: String, CodingKey { case prepare, queued, endpoint, fetch, finish, total }
+
+    /// Reads timings written by any version (`queued` came later).
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        prepare = try values.decode(Double.self, forKey: .prepare)
+        queued = try values.decodeIfPresent(Double.self, forKey: .queued) ?? 0
+        endpoint = try values.decode(Double.self, forKey: .endpoint)
+        fetch = try values.decode(Double.self, forKey: .fetch)
+        finish = try values.decode(Double.self, forKey: .finish)
+        total = try values.decode(Double.self, forKey: .total)
+    }
 }
 
 /// What one edit produced: the images, and what was done and paid to get them.
@@ -132,6 +147,11 @@ public struct EditHooks: Sendable {
     public var idempotency: (store: any IdempotencyStore, key: String)?
     /// Picks up an accepted request instead of sending it.
     public var resume: EditResumePoint?
+    /// The input is prepared; nothing is reserved or sent yet. A caller that
+    /// limits the edits on the wire waits here, so that later inputs are
+    /// prepared while earlier ones are with the endpoint (a folder run does).
+    /// An error thrown here ends the edit with nothing sent or reserved.
+    public var prepared: (@Sendable () async throws -> Void)?
     /// Just before request `index` is sent (to count the attempt, to wait for a rate limit).
     public var willSend: (@Sendable (_ index: Int, _ estimate: Decimal?) async throws -> Void)?
     /// The endpoint accepted request `index` as job `id` (it may now be billed).
@@ -174,7 +194,9 @@ struct EndpointAccess: Sendable {
 ///
 /// Make one with `Editor.with(_:environment:connections:_:)`, which owns the
 /// HTTP client and, for the callback and event-stream flows, the listener,
-/// for as long as the closure runs.
+/// for as long as the closure runs. However many edits run at once, image
+/// work (decode, resize, encode) runs one image per core, in the order the
+/// edits asked for it, so memory stays bounded by the cores, not the edits.
 public final class Editor: Sendable {
     /// The options edits use unless a call gives its own.
     public let options: EditOptions
@@ -182,12 +204,21 @@ public final class Editor: Sendable {
     public let client: EditClient
     private let environment: [String: String]
     private let signals: JobSignals?
+    /// One image per core in decode, resize and encode, first come first served.
+    private let imaging = Turnstile(capacity: ProcessInfo.processInfo.activeProcessorCount)
 
     private init(options: EditOptions, client: EditClient, environment: [String: String], signals: JobSignals?) {
         self.options = options
         self.client = client
         self.environment = environment
         self.signals = signals
+    }
+
+    /// Runs blocking image work off the cooperative pool, one image per core:
+    /// the edits that asked first are prepared (or finished) first, and many
+    /// edits at once never hold more than one decoded image per core.
+    private func imagingWork<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await imaging.through { try await ImagingRuntime.offload(work) }
     }
 
     /// Runs `body` with an editor for `options`: the HTTP client keeps
@@ -357,8 +388,13 @@ public final class Editor: Sendable {
         let negativePrompt = input.negativePrompt ?? options.negativePrompt
 
         // Prepare: the input planned for the endpoint, references normalised.
-        let prepared = try await Self.prepare(input, context: context)
+        let prepared = try await prepare(input, context: context)
         timings.prepare = Date().timeIntervalSince(start)
+        if let prepared = hooks.prepared {
+            let queued = Date()
+            try await prepared()
+            timings.queued = Date().timeIntervalSince(queued)
+        }
         let requests = options.requestsPerInput(on: profile)
         let estimate = options.estimate(prepared.plan, on: profile).total
 
@@ -411,7 +447,7 @@ public final class Editor: Sendable {
             var images: [EditedImage] = []
             for data in results {
                 let geometry = prepared.geometry
-                images.append(try await ImagingRuntime.offload { try Self.finish(data, geometry: geometry, options: options) })
+                images.append(try await imagingWork { try Self.finish(data, geometry: geometry, options: options) })
             }
             timings.finish = Date().timeIntervalSince(finishing)
             timings.total = Date().timeIntervalSince(start)
@@ -474,13 +510,13 @@ public final class Editor: Sendable {
         var payload: [PayloadImage]
     }
 
-    private static func prepare(_ input: EditInput, context: Context) async throws -> Prepared {
-        let (main, plan) = try await ImagingRuntime.offload { try Self.prepare(input.image, context: context, plan: true) }
+    private func prepare(_ input: EditInput, context: Context) async throws -> Prepared {
+        let (main, plan) = try await imagingWork { try Self.prepare(input.image, context: context, plan: true) }
         var payload: [PayloadImage] = [
             .bytes(main.data, format: main.format, filename: "input.\(main.format.fileExtension)")
         ]
         for reference in input.references {
-            let (prepared, _) = try await ImagingRuntime.offload { try Self.prepare(reference, context: context, plan: false) }
+            let (prepared, _) = try await imagingWork { try Self.prepare(reference, context: context, plan: false) }
             payload.append(
                 .bytes(prepared.data, format: prepared.format, filename: "reference.\(prepared.format.fileExtension)"))
         }

@@ -84,7 +84,7 @@ struct Edit: AsyncParsableCommand {
     @Option(name: .customLong("image"), help: "A reference image sent after each input (repeat for several).")
     var references: [String] = []
 
-    @Option(help: "Edits in flight at once.")
+    @Option(help: "Edits on the wire at once (as many more are prepared ahead).")
     var concurrency: Int = 4
 
     @Option(name: .customLong("base-url"), help: "Send to this address instead (for example `qie emulate`).")
@@ -300,6 +300,10 @@ final class EditProgress: Sendable {
             finished(job, .earlier(path: output))
         case .skipped(let job):
             finished(job, .skipped)
+        case .withdrawn(let job):
+            // Counted as not started in the summary; no line of its own.
+            started.withLock { _ = $0.removeValue(forKey: Self.key(job)) }
+            reporter.withdrawn(job.input)
         case .held(let job, let error):
             finished(job, .held(error.reason(naming: Flags.name)))
         case .failed(let job, let error):

@@ -43,6 +43,8 @@ protocol BatchReporter: Sendable {
     func start(total: Int)
     /// An item began (for counts of work in flight).
     func started(_ input: InputFile)
+    /// An item that began was given up before any work that counts (a stopped run).
+    func withdrawn(_ input: InputFile)
     func report(_ item: ItemReport)
     /// Money spent so far (edits).
     func spent(_ total: Decimal)
@@ -51,6 +53,7 @@ protocol BatchReporter: Sendable {
 
 extension BatchReporter {
     func started(_ input: InputFile) {}
+    func withdrawn(_ input: InputFile) {}
     func spent(_ total: Decimal) {}
 }
 
@@ -208,6 +211,10 @@ final class TerminalReporter: BatchReporter {
 
     func started(_ input: InputFile) {
         state.withLock { $0.inFlight += 1 }
+    }
+
+    func withdrawn(_ input: InputFile) {
+        state.withLock { $0.inFlight = max(0, $0.inFlight - 1) }
     }
 
     func spent(_ total: Decimal) {

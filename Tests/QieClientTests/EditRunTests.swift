@@ -77,7 +77,12 @@ struct EditRunTests {
                 default: break
                 }
             }
-            #expect(order == ["start a.jpg", "sent a.jpg", "done a.jpg", "start b.jpg", "sent b.jpg", "done b.jpg"])
+            // Both start (b is prepared while a is on the wire); with one place
+            // on the wire, one job is sent and done before the other is sent.
+            #expect(Set(order.prefix(2)) == ["start a.jpg", "start b.jpg"])
+            let wire = order.dropFirst(2).map { $0.split(separator: " ") }
+            #expect(wire.map { $0[0] } == ["sent", "done", "sent", "done"])
+            #expect(wire.count == 4 && wire[0][1] == wire[1][1] && wire[2][1] == wire[3][1] && wire[0][1] != wire[2][1])
             #expect(spent.count == 2 && spent[1] == spent[0] * 2 && run.summary.spent == spent[1])
         }
     }
@@ -180,12 +185,65 @@ struct EditRunTests {
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
             let batch = run.summary.batch
             #expect(batch.written == 2 && batch.held == 3 && batch.failed == 0 && !run.summary.succeeded)
+            // Jobs prepared ahead are refused (held, with the amounts); the
+            // rest are never started once the budget is reached.
             let held = run.events.compactMap { if case .held(_, let error) = $0 { error } else { nil } }
-            guard held.count == 1, case .overBudget(let refusal) = held[0] else { Issue.record("\(held)"); return }
-            #expect(refusal == BudgetRefusal(limit: Decimal(string: "0.05")!, spent: Decimal(string: "0.04")!, inFlight: 0, estimate: Decimal(string: "0.02")!))
-            #expect(held[0].description.contains("would pass maxCost $0.05 ($0.04 spent"))
+            #expect((1...2).contains(held.count))
+            for error in held {
+                guard case .overBudget(let refusal) = error else { Issue.record("\(error)"); continue }
+                #expect(refusal == BudgetRefusal(limit: Decimal(string: "0.05")!, spent: Decimal(string: "0.04")!, inFlight: 0, estimate: Decimal(string: "0.02")!))
+            }
+            guard let first = held.first else { return }
+            #expect(first.description.contains("would pass maxCost $0.05 ($0.04 spent"))
             #expect(run.summary.budget?.limit == Decimal(string: "0.05"))
             #expect(try Ledger(folder: root + "/out").summary().spentUSD == Decimal(string: "0.04"))
+        }
+    }
+
+    @Test("Images are prepared ahead but never more than `concurrency` are on the wire; a stop withdraws them unsent")
+    func prepareAhead() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for index in 1...6 { try write(160, 120, to: root + "/in/\(index).jpg") }
+        try await withEmulator(latency: .milliseconds(700)) { emulator, base in
+            let options = testOptions(.runpodQwenImageEdit2511, base: base)
+            var configuration = EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: options)
+            configuration.concurrency = 2
+            // Stopped at the first finished edit: the other edit on the wire
+            // finishes; the two prepared behind them are withdrawn unsent.
+            let stop = BatchCancellation()
+            let events = Mutex<[EditRunEvent]>([])
+            let first = try await EditRun(configuration).run(environment: testEnvironment(), stop: stop) { event in
+                events.withLock { $0.append(event) }
+                if case .done = event { stop.cancel() }
+            }
+            let seen = events.withLock { $0 }
+            let started = seen.compactMap { if case .jobStarted(let job) = $0 { job.input.relativePath } else { nil } }
+            let withdrawn = seen.compactMap { if case .withdrawn(let job) = $0 { job.input.relativePath } else { nil } }
+            let sent = seen.compactMap { if case .sent(let job, _) = $0 { job.input.relativePath } else { nil } }
+            #expect(started.count == 4, "two on the wire and two prepared ahead: \(started)")
+            #expect(withdrawn.count == 2 && Set(withdrawn).isDisjoint(with: sent))
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
+            #expect(emulator.mostConcurrentSubmissions(to: .runpodQwenImageEdit2511) == 2)
+            let batch = first.batch
+            #expect(first.stopped && batch.written == 2 && batch.notStarted == 4 && batch.failed == 0)
+
+            // The withdrawn and never-started jobs are done by the resumed
+            // run, each sent once; the third and fourth wait for a place,
+            // prepared, while the first two are on the wire.
+            let summary = try await EditRun.resume(folder: root + "/out").run(environment: testEnvironment())
+            #expect(summary.succeeded && summary.batch.written == 4 && summary.batch.earlier == 2)
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 6)
+            #expect(emulator.mostConcurrentSubmissions(to: .runpodQwenImageEdit2511) == 2)
+            let queued = try FileManager.default.contentsOfDirectory(atPath: root + "/out")
+                .filter { $0.hasSuffix(".json") && $0 != "report.json" }
+                .compactMap { name -> Double? in
+                    let data = try Data(contentsOf: URL(fileURLWithPath: root + "/out/" + name))
+                    let record = try JSONDecoder().decode(EditRecord.self, from: data)
+                    return record.timings.queued
+                }
+            #expect(queued.count == 6)
+            #expect(queued.filter { $0 > 0.4 }.count >= 2, "queued seconds: \(queued)")
         }
     }
 

@@ -192,6 +192,8 @@ func describe(_ event: EditRunEvent) -> String? {
         "ok \(job.input.relativePath) -> \(output.paths.map(fileName).joined(separator: ", ")), \(fileName(output.sidecar))"
     case .earlier(let job, let output): "done \(job.input.relativePath) -> \(fileName(output)) (earlier run)"
     case .skipped(let job): "skipped \(job.input.relativePath): not an image"
+    // Prepared ahead of a free connection, but the run was stopped first.
+    case .withdrawn(let job): "not sent \(job.input.relativePath): the run was stopped"
     case .held(let job, let error): "held \(job.input.relativePath): \(error)"
     case .failed(let job, let error): "error \(job.input.relativePath): \(error)"
     // Emulated edits are priced like real ones, but nobody pays.

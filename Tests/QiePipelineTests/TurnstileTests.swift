@@ -1,0 +1,85 @@
+import Synchronization
+import Testing
+
+@testable import QiePipeline
+
+@Suite("Turnstile: bounded, first come first served")
+struct TurnstileTests {
+    @Test("Waiting tasks go through in the order they arrived")
+    func firstComeFirstServed() async throws {
+        let turnstile = Turnstile(capacity: 1)
+        let log = Log()
+        // The place taken first, so every task queues.
+        await turnstile.enter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<6 {
+                group.addTask { try await turnstile.through { log.enter(index) } }
+                // Each task is queued before the next is added.
+                while turnstile.waitingCount < index + 1 { await Task.yield() }
+            }
+            turnstile.leave()
+            try await group.waitForAll()
+        }
+        #expect(log.order.withLock { $0 } == [0, 1, 2, 3, 4, 5])
+        #expect(turnstile.waitingCount == 0)
+    }
+
+    @Test("Never more than its capacity inside at once", arguments: [2, 3])
+    func bounded(capacity: Int) async throws {
+        let turnstile = Turnstile(capacity: capacity)
+        let log = Log()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<40 {
+                group.addTask {
+                    try await turnstile.through {
+                        log.enter(index)
+                        try await Task.sleep(for: .milliseconds(2))
+                        log.leave()
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(log.inside.withLock { $0.most } == capacity)
+        #expect(log.order.withLock { $0.count } == 40)
+    }
+
+    @Test("Numbered: tasks go through in number order whatever order they arrive in; a passed number holds nobody up")
+    func numbered() async throws {
+        let turnstile = OrderedTurnstile(capacity: 1)
+        let log = Log()
+        let arrivals = [5, 3, 0, 4, 2, 6, 7]  // 1 ends without going through
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for number in arrivals {
+                group.addTask {
+                    await turnstile.enter(number)
+                    log.enter(number)
+                    try await Task.sleep(for: .milliseconds(5))
+                    log.leave()
+                    turnstile.leave()
+                }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            turnstile.pass(1)
+            try await group.waitForAll()
+        }
+        #expect(log.order.withLock { $0 } == [0, 2, 3, 4, 5, 6, 7])
+        #expect(log.inside.withLock { $0.most } == 1)
+    }
+}
+
+/// What the tasks inside saw.
+private final class Log: Sendable {
+    let inside = Mutex((now: 0, most: 0))
+    let order = Mutex<[Int]>([])
+
+    func enter(_ index: Int) {
+        inside.withLock {
+            $0.now += 1
+            $0.most = max($0.most, $0.now)
+        }
+        order.withLock { $0.append(index) }
+    }
+
+    func leave() { inside.withLock { $0.now -= 1 } }
+}
