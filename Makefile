@@ -58,7 +58,7 @@ bench: deps
 # $(DOCS)/qie.doccarchive, whose modules link to each other. It is built for
 # static hosting: serve the folder with any web server.
 DOCS ?= .build/docs
-LIBRARIES = QieCore QieFiles QieImaging QieProviders QieClient QieWebhooks QieStore QieReport QiePipeline QieEmulator
+LIBRARIES = QieCore QieFiles QieImaging QieProviders QieClient QieWebhooks QieStore QieReport QiePipeline QieEmulator QieGateway
 
 docs: deps
 	mkdir -p $(DOCS)

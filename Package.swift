@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "QieReport", targets: ["QieReport"]),
         .library(name: "QiePipeline", targets: ["QiePipeline"]),
         .library(name: "QieEmulator", targets: ["QieEmulator"]),
+        .library(name: "QieGateway", targets: ["QieGateway"]),
         .executable(name: "qie", targets: ["qie"]),
     ],
     dependencies: [
@@ -33,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swiftcsv/SwiftCSV", from: "0.10.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -108,11 +111,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]),
+        // The OpenAI-compatible images gateway (`qie serve`) over the edit path.
+        .target(
+            name: "QieGateway",
+            dependencies: [
+                "QiePipeline", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]),
         // The command line: parse, build a configuration, call the library, render.
         .executableTarget(
             name: "qie",
             dependencies: [
-                "QiePipeline", "QieEmulator", "QieFiles",
+                "QiePipeline", "QieEmulator", "QieFiles", "QieGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Micro-benchmarks (`swift run -c release qie-bench`); not a test.
@@ -137,5 +152,10 @@ let package = Package(
                 "QieFiles", "QieReport", .product(name: "NIOCore", package: "swift-nio"),
             ], resources: [.copy("Fixtures")]),
         .testTarget(name: "QieCLITests", dependencies: ["QieImaging"]),
+        .testTarget(
+            name: "QieGatewayTests",
+            dependencies: [
+                "QieGateway", "QieEmulator", "QiePipeline", .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
     ]
 )

@@ -26,17 +26,24 @@ public struct EditInput: Sendable {
     public var seed: Int?
     /// What to keep out; nil takes the options' negative prompt.
     public var negativePrompt: String?
+    /// The size to deliver the results at, whatever sizes the endpoint
+    /// accepts: the image is first fitted into it (the options' fit, position
+    /// and background), that frame is planned for the endpoint, and each
+    /// result is restored to exactly this size. Nil: the options decide (the
+    /// input's own size with `restore`). An OpenAI-style `size`.
+    public var size: PixelSize?
 
     /// An input; nil fields take the options' values.
     public init(
         image: ImageSource, references: [ImageSource] = [], prompt: String? = nil, seed: Int? = nil,
-        negativePrompt: String? = nil
+        negativePrompt: String? = nil, size: PixelSize? = nil
     ) {
         self.image = image
         self.references = references
         self.prompt = prompt
         self.seed = seed
         self.negativePrompt = negativePrompt
+        self.size = size
     }
 }
 
@@ -447,7 +454,10 @@ public final class Editor: Sendable {
             var images: [EditedImage] = []
             for data in results {
                 let geometry = prepared.geometry
-                images.append(try await imagingWork { try Self.finish(data, geometry: geometry, options: options) })
+                var delivered = options
+                if input.size != nil { delivered.restore = .exact }  // back to the frame: exactly the size asked
+                let finishOptions = delivered
+                images.append(try await imagingWork { try Self.finish(data, geometry: geometry, options: finishOptions) })
             }
             timings.finish = Date().timeIntervalSince(finishing)
             timings.total = Date().timeIntervalSince(start)
@@ -455,7 +465,8 @@ public final class Editor: Sendable {
             let reported = answers.compactMap(\.reportedCost)
             let result = EditResult(
                 images: images, endpoint: profile.id, model: profile.model, prompt: prompt, seed: seed,
-                source: prepared.source, plan: prepared.plan, restored: options.restore, flow: context.flow,
+                source: prepared.source, plan: prepared.plan, restored: input.size != nil ? .exact : options.restore,
+                flow: context.flow,
                 requestIDs: answers.compactMap(\.requestID), submissions: answers.reduce(0) { $0 + $1.submissions },
                 polls: answers.reduce(0) { $0 + $1.polls }, estimatedCost: estimate.map { $0 * Decimal(requests) },
                 reportedCost: reported.count == answers.count && !reported.isEmpty ? reported.reduce(0, +) : nil,
@@ -511,7 +522,27 @@ public final class Editor: Sendable {
     }
 
     private func prepare(_ input: EditInput, context: Context) async throws -> Prepared {
-        let (main, plan) = try await imagingWork { try Self.prepare(input.image, context: context, plan: true) }
+        var image = input.image
+        if let size = input.size, case let original = input.image {
+            // The frame the results are delivered at: the input fitted into
+            // it, kept lossless until it is prepared for the endpoint.
+            let options = context.options
+            let framed = try await imagingWork { () throws(EditError) -> PreparedImage in
+                let resize = ResizeOptions(size: size, fit: options.fit, position: options.position, fill: options.background)
+                let encode = EncodeOptions(format: .png, compression: 1)
+                do throws(ImagingError) {
+                    switch original {
+                    case .file(let path): return try ImageProcessor.prepare(file: path, resize: resize, encode: encode, limits: options.limits)
+                    case .data(let data): return try ImageProcessor.prepare(data: data, resize: resize, encode: encode, limits: options.limits)
+                    }
+                } catch {
+                    throw .input(error)
+                }
+            }
+            image = .data(framed.data)
+        }
+        let source = image
+        let (main, plan) = try await imagingWork { try Self.prepare(source, context: context, plan: true) }
         var payload: [PayloadImage] = [
             .bytes(main.data, format: main.format, filename: "input.\(main.format.fileExtension)")
         ]

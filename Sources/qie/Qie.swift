@@ -8,7 +8,7 @@ struct Qie: AsyncParsableCommand {
         abstract: "Prepare images for hosted Qwen Image Edit endpoints and post-process their results.",
         version: "0.1.0 (libvips \(ImagingRuntime.libvipsVersion))",
         subcommands: [
-            Probe.self, Prepare.self, Plan.self, Cost.self, Providers.self, Edit.self, Resume.self, Status.self, Emulate.self,
+            Probe.self, Prepare.self, Plan.self, Cost.self, Providers.self, Edit.self, Resume.self, Status.self, Emulate.self, Serve.self,
         ]
     )
 

@@ -1,0 +1,180 @@
+import Foundation
+import MultipartKit
+import NIOCore
+
+/// A `multipart/form-data` body as the OpenAI SDKs send `images.edit`: file
+/// parts (`image`, `image[]`, `mask`) are streamed to files in a folder of
+/// their own as they arrive, so a large body is never held in memory; text
+/// fields are kept (each up to 1 MiB).
+final class EditsForm {
+    /// A file part, on disk.
+    struct FilePart {
+        var field: String
+        var filename: String?
+        var path: String
+        var byteCount: Int
+    }
+
+    /// File parts in the order they came.
+    private(set) var files: [FilePart] = []
+    /// Text fields: the last value of each name wins, as with the OpenAI API.
+    private(set) var fields: [String: String] = [:]
+    /// The folder holding the file parts; removed by `remove()`.
+    let folder: String
+
+    static let fieldLimit = 1 << 20
+
+    private init(folder: String) { self.folder = folder }
+
+    /// Deletes the file parts.
+    func remove() { try? FileManager.default.removeItem(atPath: folder) }
+
+    /// The boundary of a `multipart/form-data` content type, or nil.
+    static func boundary(contentType: String?) -> String? {
+        guard let contentType else { return nil }
+        let parts = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard parts.first?.lowercased() == "multipart/form-data" else { return nil }
+        for part in parts.dropFirst() where part.lowercased().hasPrefix("boundary=") {
+            var value = String(part.dropFirst("boundary=".count))
+            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            return value.isEmpty ? nil : value
+        }
+        return nil
+    }
+
+    /// Reads `body` with `boundary`, at most `limit` bytes, into files under `directory`.
+    static func read<Body: AsyncSequence>(
+        _ body: Body, boundary: String, limit: Int, directory: String
+    ) async throws(GatewayError) -> EditsForm where Body.Element == ByteBuffer {
+        let folder = directory + "/upload-" + UUID().uuidString
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        } catch {
+            throw GatewayError(status: 500, message: "cannot store the upload: \(error.localizedDescription)", type: "server_error")
+        }
+        let form = EditsForm(folder: folder)
+        let reader = PartReader(form: form)
+        let parser = MultipartParser(boundary: boundary)
+        parser.onHeader = { name, value in reader.header(name, value) }
+        parser.onBody = { buffer in reader.body(&buffer) }
+        parser.onPartComplete = { reader.complete() }
+        var total = 0
+        do {
+            for try await chunk in body {
+                total += chunk.readableBytes
+                if total > limit { throw GatewayError.tooLarge(limit: limit) }
+                try parser.execute(chunk)
+                if let error = reader.failure { throw error }
+            }
+        } catch let error as GatewayError {
+            reader.close()
+            form.remove()
+            throw error
+        } catch {
+            reader.close()
+            form.remove()
+            throw GatewayError.invalid(
+                nil, "the body is not valid multipart/form-data (\(error)); send the fields and files as the OpenAI SDK does",
+                code: "invalid_multipart")
+        }
+        reader.close()
+        if reader.partOpen {
+            form.remove()
+            throw GatewayError.invalid(nil, "the multipart body ends inside a part: it was cut short", code: "invalid_multipart")
+        }
+        return form
+    }
+
+    /// Follows the parser's callbacks for one part after another.
+    private final class PartReader {
+        let form: EditsForm
+        var headers: [String: String] = [:]
+        var handle: FileHandle?
+        var current: FilePart?
+        var text: [UInt8] = []
+        var started = false
+        var partOpen = false
+        var failure: GatewayError?
+
+        init(form: EditsForm) { self.form = form }
+
+        func header(_ name: String, _ value: String) {
+            headers[name.lowercased()] = value
+            partOpen = true
+        }
+
+        func body(_ buffer: inout ByteBuffer) {
+            partOpen = true
+            if !started { start() }
+            guard failure == nil else { return }
+            if let handle {
+                let bytes = buffer.readableBytesView
+                do {
+                    try handle.write(contentsOf: bytes)
+                    current?.byteCount += bytes.count
+                } catch {
+                    failure = GatewayError(status: 500, message: "cannot store the upload: \(error)", type: "server_error")
+                }
+            } else {
+                text.append(contentsOf: buffer.readableBytesView)
+                if text.count > EditsForm.fieldLimit {
+                    failure = .invalid(fieldName, "\(fieldName ?? "a field") is longer than 1 MiB")
+                }
+            }
+        }
+
+        func complete() {
+            if !started { start() }
+            if let current {
+                try? handle?.close()
+                handle = nil
+                form.files.append(current)
+            } else if let name = fieldName {
+                form.fields[name] = String(decoding: text, as: UTF8.self)
+            }
+            current = nil
+            text = []
+            headers = [:]
+            started = false
+            partOpen = false
+        }
+
+        func close() { try? handle?.close() }
+
+        /// The part's `name`, from its Content-Disposition.
+        var fieldName: String? { Self.parameter("name", in: headers["content-disposition"]) }
+
+        private func start() {
+            started = true
+            let disposition = headers["content-disposition"]
+            let filename = Self.parameter("filename", in: disposition)
+            guard let name = fieldName else {
+                failure = .invalid(nil, "a multipart part has no name in its Content-Disposition", code: "invalid_multipart")
+                return
+            }
+            // Files: anything sent with a filename, and the image fields however sent.
+            guard filename != nil || ["image", "image[]", "mask"].contains(name) else { return }
+            let path = form.folder + "/part-\(form.files.count)"
+            FileManager.default.createFile(atPath: path, contents: nil)
+            guard let opened = FileHandle(forWritingAtPath: path) else {
+                failure = GatewayError(status: 500, message: "cannot store the upload", type: "server_error")
+                return
+            }
+            handle = opened
+            current = FilePart(field: name, filename: filename, path: path, byteCount: 0)
+        }
+
+        /// A parameter of a header value such as `form-data; name="image[]"; filename="a.png"`.
+        static func parameter(_ key: String, in value: String?) -> String? {
+            guard let value else { return nil }
+            for piece in value.split(separator: ";").dropFirst() {
+                let pair = piece.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard pair.count == 2, pair[0].lowercased() == key else { continue }
+                var text = pair[1]
+                if text.hasPrefix("\""), text.hasSuffix("\""), text.count >= 2 { text = String(text.dropFirst().dropLast()) }
+                return text.replacingOccurrences(of: "\\\"", with: "\"")
+            }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import QiePipeline
+
+/// The fields of `POST /v1/images/edits`, checked: each wrong value is a 400
+/// that names its field (`param`), as the OpenAI API answers. Fields the
+/// gateway does not know are ignored, as OpenAI's SDKs send extra fields.
+struct EditsRequest {
+    enum ResponseFormat: String { case base64 = "b64_json", url }
+
+    /// The images, as files: the first is edited, the others are references.
+    var images: [String]
+    var prompt: String
+    var model: String?
+    var n: Int
+    var size: PixelSize?
+    var responseFormat: ResponseFormat
+    var outputFormat: OutputFormat?
+    var compression: Int?
+    var quality: String
+    var seed: Int?
+    var negativePrompt: String?
+    var stream: Bool
+
+    /// The most images one request takes, as OpenAI's `image[]`.
+    static let maxImages = 10
+
+    init(form: EditsForm, limits: ImageLimits) throws(GatewayError) {
+        let fields = form.fields
+        func text(_ name: String) -> String? {
+            fields[name].map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.flatMap { $0.isEmpty ? nil : $0 }
+        }
+        func integer(_ name: String, _ range: ClosedRange<Int>, what: String) throws(GatewayError) -> Int? {
+            guard let value = text(name) else { return nil }
+            guard let number = Int(value), range.contains(number) else {
+                throw .invalid(name, "\(name) must be \(what); got \(value)")
+            }
+            return number
+        }
+
+        guard let prompt = text("prompt") else {
+            throw .invalid("prompt", "prompt is required: say what to change in the image", code: "missing_required_parameter")
+        }
+        guard prompt.count <= 32_000 else { throw .invalid("prompt", "prompt is longer than 32000 characters") }
+        self.prompt = prompt
+
+        // Images: `image` once, or `image[]` repeated (the SDK sends a list of one that way too).
+        let imageParts = form.files.filter { $0.field == "image" || $0.field == "image[]" }
+        guard !imageParts.isEmpty else {
+            throw .invalid("image", "image is required: send the image to edit as a file", code: "missing_required_parameter")
+        }
+        guard imageParts.count <= Self.maxImages else {
+            throw .invalid("image", "at most \(Self.maxImages) images per request; got \(imageParts.count)")
+        }
+        for (index, part) in imageParts.enumerated() {
+            let label = imageParts.count == 1 ? "image" : "image \(index + 1)"
+            let named = part.filename.map { " (\($0))" } ?? ""
+            guard part.byteCount > 0 else { throw .invalid("image", "\(label)\(named) is empty") }
+            // The format is read from the bytes: the SDK labels raw bytes application/octet-stream.
+            do throws(ImagingError) {
+                try limits.check(try ImageProbe.probe(file: part.path))
+            } catch {
+                let code = error.kind == .tooLarge ? "image_too_large" : "invalid_image"
+                throw .invalid("image", "\(label)\(named): \(error.reason)", code: code)
+            }
+        }
+        images = imageParts.map(\.path)
+        if form.files.contains(where: { $0.field == "mask" }) {
+            throw .invalid(
+                "mask", "masks are not taken by this gateway yet: send the image without a mask (the whole image is edited)",
+                code: "unsupported_parameter")
+        }
+
+        model = text("model")
+        n = try integer("n", 1...10, what: "an integer from 1 to 10") ?? 1
+
+        switch text("size")?.lowercased() {
+        case nil, "auto":
+            size = nil
+        case let value?:
+            let parts = value.split(separator: "x").map { Int($0) }
+            guard parts.count == 2, let width = parts[0], let height = parts[1] else {
+                throw .invalid("size", "size must be WIDTHxHEIGHT (such as 1024x1536) or auto; got \(value)")
+            }
+            guard (16...limits.maxSide).contains(width), (16...limits.maxSide).contains(height) else {
+                throw .invalid("size", "each side of size must be from 16 to \(limits.maxSide) pixels; got \(value)")
+            }
+            guard Double(width * height) / 1_000_000 <= limits.maxMegapixels else {
+                throw .invalid("size", "size \(value) is over \(limits.maxMegapixels) megapixels")
+            }
+            size = PixelSize(width: width, height: height)
+        }
+
+        switch text("response_format") {
+        case nil: responseFormat = .base64
+        case let value?:
+            guard let format = ResponseFormat(rawValue: value) else {
+                throw .invalid("response_format", "response_format must be b64_json or url; got \(value)")
+            }
+            responseFormat = format
+        }
+
+        switch text("output_format")?.lowercased() {
+        case nil: outputFormat = nil
+        case let value?:
+            guard let format = OutputFormat(name: value) else {
+                throw .invalid("output_format", "output_format must be png, jpeg, webp, avif or gif; got \(value)")
+            }
+            outputFormat = format
+        }
+        compression = try integer("output_compression", 0...100, what: "an integer from 0 to 100")
+        if compression != nil, let format = outputFormat, format == .png || format == .gif {
+            throw .invalid("output_compression", "output_compression applies to jpeg, webp and avif, not \(format.rawValue)")
+        }
+
+        switch text("background")?.lowercased() {
+        case nil, "auto", "opaque":
+            break
+        case "transparent":
+            throw .invalid(
+                "background", "background=transparent cannot be honoured: no Qwen Image Edit endpoint returns transparency; use auto or opaque")
+        case let value?:
+            throw .invalid("background", "background must be auto, opaque or transparent; got \(value)")
+        }
+
+        let quality = text("quality")?.lowercased() ?? "auto"
+        guard ["auto", "low", "medium", "high", "standard", "hd"].contains(quality) else {
+            throw .invalid("quality", "quality must be auto, low, medium or high; got \(quality)")
+        }
+        self.quality = quality
+
+        if let value = text("seed") {
+            guard let seed = Int(value), seed >= 0 else { throw .invalid("seed", "seed must be a whole number of 0 or more; got \(value)") }
+            self.seed = seed
+        }
+        negativePrompt = text("negative_prompt")
+
+        switch text("stream")?.lowercased() {
+        case nil, "false", "0": stream = false
+        case "true", "1": stream = true
+        case let value?: throw .invalid("stream", "stream must be true or false; got \(value)")
+        }
+        if let partial = try integer("partial_images", 0...3, what: "an integer from 0 to 3"), partial > 0 {
+            throw .invalid(
+                "partial_images",
+                "partial_images is not available: no Qwen Image Edit endpoint produces partial images; ask for 0 (stream=true still sends each finished image)")
+        }
+    }
+}

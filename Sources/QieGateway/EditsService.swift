@@ -1,0 +1,312 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import QiePipeline
+
+/// The gateway's routes and what each request goes through: the client key,
+/// the form, the fields, the model, the idempotency key, the queue, the edit,
+/// and the answer in OpenAI's shape.
+struct EditsService: Sendable {
+    let configuration: GatewayConfiguration
+    let profiles: [ProviderProfile]
+    let editors: [String: Editor]
+    let state: GatewayState
+    let budget: DailyBudget?
+    let idempotency: SQLiteIdempotencyStore
+    let files: ResultFiles
+    let admission: Admission
+    let address: @Sendable () -> String
+    let logger: Logger
+
+    static let idempotencyHeader = HTTPField.Name("Idempotency-Key")!
+    static let costHeader = HTTPField.Name("x-litellm-response-cost")!
+    static let retryHeader = HTTPField.Name("x-should-retry")!
+    static let requestIDHeader = HTTPField.Name("x-request-id")!
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/v1/models") { request, _ in
+            if let failure = authenticate(request).failure { return Self.response(failure) }
+            return Self.json(models(), status: .ok)
+        }
+        router.get("/v1/models/:model") { request, context in
+            if let failure = authenticate(request).failure { return Self.response(failure) }
+            let name = context.parameters.get("model") ?? ""
+            guard let profile = try? profile(named: name) else {
+                return Self.response(.unknownModel(name, offered: profiles.map(\.id)))
+            }
+            return Self.json(model(profile), status: .ok)
+        }
+        router.post("/v1/images/edits") { request, _ in await edits(request) }
+        router.post("/v1/images/generations") { request, _ in
+            Self.response(
+                GatewayError(
+                    status: 404,
+                    message: "this gateway edits images (POST /v1/images/edits); the Qwen Image Edit endpoints do not generate from text alone",
+                    type: "invalid_request_error", code: "unknown_url"))
+        }
+        // Result files are reached by their unguessable id alone, like the
+        // signed URLs endpoints return: no key, so any client can fetch them.
+        router.get("/v1/files/:id") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            let stem = id.split(separator: ".").first.map(String.init) ?? id
+            guard let found = try? files.find(stem), let data = FileManager.default.contents(atPath: found.path) else {
+                return Self.response(
+                    GatewayError(
+                        status: 404, message: "no such file, or it has expired (results are kept \(Int(configuration.fileLifetime)) s)",
+                        type: "invalid_request_error", code: "file_not_found"))
+            }
+            return Response(
+                status: .ok, headers: [.contentType: found.contentType, .cacheControl: "private, max-age=3600"],
+                body: .init(byteBuffer: ByteBuffer(data: data)))
+        }
+        return router
+    }
+
+    // MARK: Models
+
+    private func models() -> [String: Any] {
+        ["object": "list", "data": profiles.map(model)]
+    }
+
+    private func model(_ profile: ProviderProfile) -> [String: Any] {
+        ["id": profile.id, "object": "model", "created": 0, "owned_by": profile.provider, "aliases": profile.aliases]
+    }
+
+    private func profile(named name: String) throws -> ProviderProfile {
+        let profile = try ProviderCatalog.profile(named: name)
+        guard profiles.contains(where: { $0.id == profile.id }) else { throw GatewayError.unknownModel(name, offered: []) }
+        return profile
+    }
+
+    // MARK: Client keys
+
+    private struct Authentication {
+        var keyID: String
+        var failure: GatewayError?
+    }
+
+    /// The client's key id, or why it is refused. Without keys configured the
+    /// gateway listens on loopback only and takes any (or no) key.
+    private func authenticate(_ request: Request) -> Authentication {
+        guard !configuration.keys.isEmpty else { return Authentication(keyID: "local") }
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
+            return Authentication(
+                keyID: "-",
+                failure: .unauthorized("no gateway key: send Authorization: Bearer KEY with one of the keys qie serve was started with"))
+        }
+        let given = Data(header.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces).utf8)
+        let givenHash = Data(SHA256.hash(data: given))
+        // Hashes compared in constant time: the key's length and content do not show in timing.
+        for key in configuration.keys {
+            let expected = Data(SHA256.hash(data: Data(key.secret.utf8)))
+            var difference: UInt8 = 0
+            for (a, b) in zip(givenHash, expected) { difference |= a ^ b }
+            if difference == 0 { return Authentication(keyID: key.id) }
+        }
+        return Authentication(keyID: "-", failure: .unauthorized("the gateway key is not one of this gateway's keys"))
+    }
+
+    // MARK: Edits
+
+    private func edits(_ request: Request) async -> Response {
+        let started = Date()
+        let requestID = "req_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        var line = RequestLog(requestID: requestID)
+        let response: Response
+        do {
+            response = try await edit(request, log: &line)
+        } catch {
+            line.outcome = "\(error.status) \(error.code ?? error.type)"
+            response = Self.response(error)
+        }
+        line.seconds = Date().timeIntervalSince(started)
+        line.write(to: logger)
+        var answered = response
+        answered.headers[Self.requestIDHeader] = requestID
+        return answered
+    }
+
+    private func edit(_ request: Request, log: inout RequestLog) async throws(GatewayError) -> Response {
+        let client = authenticate(request)
+        log.key = client.keyID
+        if let failure = client.failure { throw failure }
+        guard let boundary = EditsForm.boundary(contentType: request.headers[.contentType]) else {
+            throw .invalid(
+                nil, "send the edit as multipart/form-data (the OpenAI SDK's images.edit does); got \(request.headers[.contentType] ?? "no content type")",
+                code: "invalid_content_type")
+        }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+            throw .tooLarge(limit: configuration.maxBodyBytes)
+        }
+        let form = try await EditsForm.read(
+            request.body, boundary: boundary, limit: configuration.maxBodyBytes, directory: configuration.stateDirectory)
+        defer { form.remove() }
+        let asked = try EditsRequest(form: form, limits: configuration.options.limits)
+        log.model = asked.model
+        log.n = asked.n
+        log.images = asked.images.count
+        let profile: ProviderProfile
+        if let name = asked.model {
+            do { profile = try self.profile(named: name) } catch { throw .unknownModel(name, offered: profiles.map(\.id)) }
+        } else {
+            profile = profiles[0]
+        }
+        log.model = profile.id
+        guard let editor = editors[profile.id] else { throw .unknownModel(profile.id, offered: profiles.map(\.id)) }
+
+        var options = configuration.options
+        options.endpoint = profile.id
+        options.numImages = asked.n
+        // OpenAI's default is PNG, whatever the endpoint returns.
+        options.format = asked.outputFormat ?? .png
+        options.quality = asked.compression
+        options.restore = .exact
+        options.flow = nil
+        let input = EditInput(
+            image: .file(asked.images[0]), references: asked.images.dropFirst().map { .file($0) }, prompt: asked.prompt,
+            seed: asked.seed, negativePrompt: asked.negativePrompt, size: asked.size)
+        var hooks = EditHooks(budget: budget)
+        if let key = request.headers[Self.idempotencyHeader], !key.isEmpty {
+            // Keys are the client's own: two clients never share one.
+            hooks.idempotency = (idempotency, client.keyID + "\n" + key)
+        }
+
+        guard await admission.enter() else {
+            throw GatewayError(
+                status: 429,
+                message: "the gateway has \(configuration.concurrency) edits running and \(configuration.queueLimit) waiting; try again shortly",
+                type: "rate_limit_error", code: "gateway_queue_full", retryAfter: 1)
+        }
+        defer { admission.leave() }
+        let result: EditResult
+        do {
+            result = try await editor.edit(input, options: options, hooks: hooks)
+        } catch {
+            throw GatewayError(error as? EditError ?? .ledger("\(error)"))
+        }
+        log.outcome = "200"
+        log.endpointSeconds = result.timings.endpoint
+        log.cost = result.cost.map { "\($0)" } ?? "unknown"
+        log.size = result.images.first.map { "\($0.size.width)x\($0.size.height)" }
+        return try answer(result, asked: asked)
+    }
+
+    /// The edit's answer in OpenAI's shape, or as server-sent events when asked.
+    private func answer(_ result: EditResult, asked: EditsRequest) throws(GatewayError) -> Response {
+        let created = Int(Date().timeIntervalSince1970)
+        var data: [[String: Any]] = []
+        for image in result.images {
+            switch asked.responseFormat {
+            case .url:
+                do {
+                    let id = try files.add(image, expires: Date().addingTimeInterval(configuration.fileLifetime))
+                    data.append(["url": address() + "/v1/files/\(id).\(image.format.fileExtension)"])
+                } catch {
+                    throw GatewayError(status: 500, message: "the result could not be stored: \(error)", type: "server_error", mayRetry: false)
+                }
+            case .base64:
+                data.append(["b64_json": image.data.base64EncodedString()])
+            }
+        }
+        let first = result.images.first
+        let size = first.map { "\($0.size.width)x\($0.size.height)" } ?? ""
+        let format = first?.format.rawValue ?? asked.outputFormat?.rawValue ?? "png"
+        let cost = result.cost
+        let qie: [String: Any] = [
+            "endpoint": result.endpoint, "model": result.model, "request_ids": result.requestIDs,
+            "plan": [
+                "input": "\(result.plan.input.width)x\(result.plan.input.height)",
+                "sent": "\(result.plan.target.width)x\(result.plan.target.height)", "fit": result.plan.fit.rawValue,
+            ],
+            "cost_usd": cost.map { "\($0)" } ?? "unknown",
+            "cost_source": result.reportedCost != nil ? "reported" : (result.estimatedCost != nil ? "estimated" : "unknown"),
+            "submissions": result.submissions,
+        ]
+        let megapixels = result.images.reduce(0.0) { $0 + Double($1.size.width * $1.size.height) / 1_000_000 }
+        // OpenAI's usage counts tokens; the endpoints meter images, so tokens
+        // are 0 and the images and megapixels delivered are added.
+        let usage: [String: Any] = [
+            "input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
+            "input_tokens_details": ["image_tokens": 0, "text_tokens": 0], "images": result.images.count,
+            "output_megapixels": (megapixels * 1000).rounded() / 1000,
+        ]
+        var headers: HTTPFields = [:]
+        if let cost { headers[Self.costHeader] = "\(cost)" }
+        if asked.stream {
+            var events = ""
+            for (index, item) in data.enumerated() {
+                var event = item
+                event["type"] = "image_edit.completed"
+                event["created_at"] = created
+                event["size"] = size
+                event["quality"] = asked.quality
+                event["background"] = "opaque"
+                event["output_format"] = format
+                event["usage"] = usage
+                if index == data.count - 1 { event["qie"] = qie }
+                events += "event: image_edit.completed\ndata: \(String(decoding: Self.jsonData(event), as: UTF8.self))\n\n"
+            }
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-cache"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: events)))
+        }
+        let body: [String: Any] = [
+            "created": created, "data": data, "output_format": format, "size": size, "background": "opaque",
+            "quality": asked.quality, "usage": usage, "qie": qie,
+        ]
+        var response = Self.json(body, status: .ok)
+        for field in headers { response.headers.append(field) }
+        return response
+    }
+
+    // MARK: Answers
+
+    static func response(_ error: GatewayError) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let seconds = error.retryAfter { headers[.retryAfter] = String(seconds) }
+        if !error.mayRetry { headers[retryHeader] = "false" }
+        return Response(
+            status: HTTPResponse.Status(code: error.status), headers: headers,
+            body: .init(byteBuffer: ByteBuffer(data: error.body)))
+    }
+
+    static func json(_ object: [String: Any], status: HTTPResponse.Status) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(data: jsonData(object))))
+    }
+
+    static func jsonData(_ object: [String: Any]) -> Data {
+        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+    }
+}
+
+/// One log line per request: who, what, how it ended, how long, what it cost.
+struct RequestLog {
+    var requestID: String
+    var key = "-"
+    var model: String?
+    var images = 0
+    var n = 1
+    var size: String?
+    var outcome = "-"
+    var seconds: Double = 0
+    var endpointSeconds: Double?
+    var cost: String?
+
+    func write(to logger: Logger) {
+        var metadata: Logger.Metadata = [
+            "request": "\(requestID)", "key": "\(key)", "model": "\(model ?? "-")", "images": "\(images)", "n": "\(n)",
+            "outcome": "\(outcome)", "seconds": "\(String(format: "%.3f", seconds))",
+        ]
+        if let size { metadata["size"] = "\(size)" }
+        if let endpointSeconds { metadata["endpoint_seconds"] = "\(String(format: "%.3f", endpointSeconds))" }
+        if let cost { metadata["cost_usd"] = "\(cost)" }
+        logger.info("POST /v1/images/edits", metadata: metadata)
+    }
+}

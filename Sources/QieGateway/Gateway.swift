@@ -1,0 +1,157 @@
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import QiePipeline
+import Synchronization
+
+/// A local OpenAI-compatible images gateway over the edit endpoints
+/// (`qie serve`): `POST /v1/images/edits` as the OpenAI SDKs send it,
+/// `GET /v1/models`, and `GET /v1/files/ID` for results asked for as URLs.
+/// Each request runs the library's edit path (`Editor`), which supplies what
+/// the endpoint lacks: sizes, `n`, output formats, restoring, cost.
+///
+/// ```swift
+/// var configuration = GatewayConfiguration(stateDirectory: "/var/lib/qie")
+/// configuration.models = ["runpod", "lumenfall"]
+/// try await Gateway(configuration).run { address in print(address) }
+/// ```
+public struct Gateway: Sendable {
+    /// What the gateway serves, and how.
+    public let configuration: GatewayConfiguration
+    /// Where endpoint keys and base URLs are read (`RUNPOD_API_KEY`, ...).
+    public let environment: [String: String]
+    /// One line per request (swift-log); never keys, never image bytes.
+    public let logger: Logger
+
+    /// A gateway; call `run` to serve.
+    public init(
+        _ configuration: GatewayConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger = Logger(label: "qie-serve")
+    ) {
+        self.configuration = configuration
+        self.environment = environment
+        self.logger = logger
+    }
+
+    /// Serves until cancelled. `onReady` gets the address (`http://HOST:PORT`)
+    /// once the gateway listens.
+    public func run(onReady: @escaping @Sendable (String) async -> Void = { _ in }) async throws {
+        try await withApplication(onReady: onReady) { application in try await application.run() }
+    }
+
+    /// Builds the gateway's HTTP application (state opened, one editor per
+    /// model) and hands it to `body`, which runs it (or tests it with
+    /// HummingbirdTesting); everything is closed when `body` returns.
+    public func withApplication<T: Sendable>(
+        onReady: @escaping @Sendable (String) async -> Void = { _ in },
+        _ body: @Sendable (Application<RouterResponder<BasicRequestContext>>) async throws -> T
+    ) async throws -> T {
+        try configuration.validate()
+        let profiles = try configuration.profiles()
+        let state = try GatewayState(folder: configuration.stateDirectory)
+        let budget = try configuration.maxCostPerDay.map { try DailyBudget(limit: $0, state: state) }
+        let host = configuration.host
+        let port = configuration.port
+        let configuredURL = configuration.publicURL
+        let address = Mutex<String>(configuredURL ?? "http://\(host):\(port)")
+        return try await Self.withEditors(
+            profiles[...], options: configuration.options, environment: environment,
+            connections: configuration.concurrency, opened: [:]
+        ) { editors in
+            let service = EditsService(
+                configuration: configuration, profiles: profiles, editors: editors, state: state, budget: budget,
+                idempotency: SQLiteIdempotencyStore(state: state), files: ResultFiles(state: state),
+                admission: Admission(running: configuration.concurrency, queued: configuration.queueLimit),
+                address: { address.withLock { $0 } }, logger: logger)
+            let application = Application(
+                router: service.router(),
+                configuration: .init(address: .hostname(host, port: port), serverName: "qie-serve"),
+                onServerRunning: { channel in
+                    let bound = channel.localAddress?.port ?? port
+                    let shown = host.contains(":") ? "[\(host)]" : host
+                    let listening = "http://\(shown):\(bound)"
+                    if configuredURL == nil { address.withLock { $0 = listening } }
+                    await onReady(listening)
+                },
+                logger: Logger(label: "qie-serve.http", factory: { _ in SwiftLogNoOpLogHandler() }))
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // Expired result files go once a minute.
+                    while !Task.isCancelled {
+                        try? ResultFiles(state: state).sweep()
+                        try await Task.sleep(for: .seconds(60))
+                    }
+                }
+                defer { group.cancelAll() }
+                return try await body(application)
+            }
+        }
+    }
+
+    /// Opens an editor for each profile in turn, nested, and runs `body` with all of them.
+    private static func withEditors<T: Sendable>(
+        _ profiles: ArraySlice<ProviderProfile>, options: EditOptions, environment: [String: String], connections: Int,
+        opened: [String: Editor], _ body: @Sendable ([String: Editor]) async throws -> T
+    ) async throws -> T {
+        guard let profile = profiles.first else { return try await body(opened) }
+        var own = options
+        own.endpoint = profile.id
+        own.numImages = 1
+        own.flow = nil
+        let rest = profiles.dropFirst()
+        return try await Editor.with(own, environment: environment, connections: connections) { editor in
+            var all = opened
+            all[profile.id] = editor
+            return try await withEditors(
+                rest, options: options, environment: environment, connections: connections, opened: all, body)
+        }
+    }
+}
+
+/// Requests running and waiting: at most `running` at once, `queued` more
+/// waiting in order, and the rest refused (429).
+final class Admission: Sendable {
+    private struct State {
+        var free: Int
+        var waiting: [CheckedContinuation<Bool, Never>] = []
+    }
+
+    private let state: Mutex<State>
+    let queueLimit: Int
+
+    init(running: Int, queued: Int) {
+        state = Mutex(State(free: max(1, running)))
+        queueLimit = queued
+    }
+
+    /// Waits for a place; false (at once) when the queue is full.
+    func enter() async -> Bool {
+        await withCheckedContinuation { (place: CheckedContinuation<Bool, Never>) in
+            let now = state.withLock { state -> Bool? in
+                if state.free > 0 {
+                    state.free -= 1
+                    return true
+                }
+                guard state.waiting.count < queueLimit else { return false }
+                state.waiting.append(place)
+                return nil
+            }
+            if let now { place.resume(returning: now) }
+        }
+    }
+
+    /// Gives a place back, to the longest waiting request if any.
+    func leave() {
+        let next = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            guard !state.waiting.isEmpty else {
+                state.free += 1
+                return nil
+            }
+            return state.waiting.removeFirst()
+        }
+        next?.resume(returning: true)
+    }
+}

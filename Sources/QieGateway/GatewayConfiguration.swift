@@ -1,0 +1,120 @@
+import Crypto
+import Foundation
+import QiePipeline
+
+/// A client key the gateway accepts, and the id logs name it by.
+public struct GatewayKey: Sendable, Equatable {
+    /// The secret the client sends as `Authorization: Bearer ...`.
+    public var secret: String
+    /// A name for logs: `key-` and the first 8 hex digits of the secret's SHA-256.
+    public var id: String
+
+    /// A key; its id is derived from it.
+    public init(_ secret: String) {
+        self.secret = secret
+        id = "key-" + SHA256.hash(data: Data(secret.utf8)).prefix(4).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Keys from a comma-separated list (`QIE_GATEWAY_KEYS`) or a file with
+    /// one key per line (blank lines and lines starting with `#` skipped).
+    public static func parse(_ text: String) -> [GatewayKey] {
+        text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == "\r" })
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+            .map(GatewayKey.init)
+    }
+}
+
+/// Everything `qie serve` is started with. Endpoint keys are not in it: they
+/// come from the environment the gateway is given, as for `qie edit`.
+public struct GatewayConfiguration: Sendable {
+    /// The address to listen on. Anything but loopback needs `keys`.
+    public var host = "127.0.0.1"
+    /// The port; 0 takes a free one (reported once listening).
+    public var port = 8080
+    /// The endpoints offered as models (ids or aliases); empty: all of them.
+    /// The first is the default model.
+    public var models: [String] = []
+    /// Client keys; empty: no key needed, loopback only.
+    public var keys: [GatewayKey] = []
+    /// What every edit starts from (timeouts, fit, background, prices, limits).
+    /// Request fields override the model, count, format and quality.
+    public var options = EditOptions(endpoint: "runpod")
+    /// The largest request body taken, bytes.
+    public var maxBodyBytes = 64 << 20
+    /// Edits running at once; more wait in a queue.
+    public var concurrency = 8
+    /// Requests waiting beyond `concurrency`; more are answered 429.
+    public var queueLimit = 64
+    /// How long a result asked for as a URL stays downloadable, seconds.
+    public var fileLifetime: TimeInterval = 3600
+    /// The URL clients reach the gateway at, for result links (behind a
+    /// proxy); nil: the address it listens on.
+    public var publicURL: String?
+    /// Spending limit per UTC day across all clients, USD; nil: none.
+    public var maxCostPerDay: Decimal?
+    /// Where the gateway keeps its state (idempotency keys, result files, the
+    /// day's spending): a folder, created when missing.
+    public var stateDirectory: String
+
+    /// A configuration keeping its state in `stateDirectory`.
+    public init(stateDirectory: String) {
+        self.stateDirectory = stateDirectory
+    }
+
+    /// Whether `host` only accepts connections from this machine.
+    public var isLoopback: Bool {
+        ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host.lowercased()) || host.hasPrefix("127.")
+    }
+
+    /// The endpoints offered, in order (the first is the default model).
+    public func profiles() throws(GatewayConfigurationError) -> [ProviderProfile] {
+        if models.isEmpty { return ProviderCatalog.all }
+        var profiles: [ProviderProfile] = []
+        for name in models {
+            do {
+                let profile = try ProviderCatalog.profile(named: name)
+                if !profiles.contains(where: { $0.id == profile.id }) { profiles.append(profile) }
+            } catch {
+                throw .unknownModel(name, reason: error.message)
+            }
+        }
+        return profiles
+    }
+
+    /// Refuses what cannot be served safely or at all.
+    public func validate() throws(GatewayConfigurationError) {
+        if !isLoopback && keys.isEmpty { throw .keysNeeded(host: host) }
+        if !(0...65535).contains(port) { throw .invalid("port", "a number from 0 to 65535") }
+        if concurrency < 1 { throw .invalid("concurrency", "at least 1") }
+        if queueLimit < 0 { throw .invalid("queue", "0 or more") }
+        if maxBodyBytes < 1024 { throw .invalid("max body", "at least 1 KiB") }
+        if fileLifetime <= 0 { throw .invalid("file lifetime", "more than 0 seconds") }
+        if let limit = maxCostPerDay, limit <= 0 { throw .invalid("max cost per day", "more than 0") }
+        if let url = publicURL, URL(string: url)?.scheme == nil { throw .invalid("public URL", "an absolute URL such as https://images.example.com") }
+        _ = try profiles()
+    }
+}
+
+/// Why a gateway cannot start with its configuration.
+public enum GatewayConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A non-loopback address without client keys.
+    case keysNeeded(host: String)
+    /// A model that names no endpoint.
+    case unknownModel(String, reason: String)
+    /// A value out of range: the setting and what it must be.
+    case invalid(String, String)
+    /// The state folder cannot be used.
+    case state(String)
+
+    /// What is wrong and what to do.
+    public var description: String {
+        switch self {
+        case .keysNeeded(let host):
+            "refusing to listen on \(host) without client keys: anyone who can reach it could spend your endpoint credit; set QIE_GATEWAY_KEYS (comma separated) or a keys file, or listen on 127.0.0.1"
+        case .unknownModel(let name, let reason): "model \(name): \(reason)"
+        case .invalid(let setting, let expected): "\(setting) must be \(expected)"
+        case .state(let reason): "the gateway's state: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,258 @@
+import Crypto
+import Foundation
+import GRDB
+import QieFiles
+import QiePipeline
+import Synchronization
+
+/// The gateway's state on disk, in one SQLite file in the state folder:
+/// idempotency keys and their outcomes, result files served by URL, and
+/// what each UTC day spent. It survives restarts; one gateway uses a state
+/// folder at a time (a lock in the folder says so).
+final class GatewayState: Sendable {
+    let folder: String
+    let database: DatabaseQueue
+    private let lock: RunLock
+
+    static let fileName = "gateway.sqlite"
+
+    init(folder: String) throws(GatewayConfigurationError) {
+        self.folder = folder
+        do {
+            try FileManager.default.createDirectory(
+                atPath: folder + "/files", withIntermediateDirectories: true)
+        } catch {
+            throw .state("cannot create \(folder): \(error.localizedDescription)")
+        }
+        do {
+            lock = try RunLock(folder: folder)
+        } catch {
+            throw .state("\(error) (another qie serve uses this state folder; give each its own)")
+        }
+        do {
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(5)
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
+            }
+            database = try DatabaseQueue(path: folder + "/" + Self.fileName, configuration: configuration)
+            var migrator = DatabaseMigrator()
+            migrator.registerMigration("v1") { db in
+                try db.create(table: "idempotency") { table in
+                    table.primaryKey("key", .text)
+                    table.column("state", .text).notNull()  // running | finished | failed
+                    table.column("result", .blob)  // EditResult as JSON
+                    table.column("error", .text)
+                    table.column("created", .double).notNull()
+                }
+                try db.create(table: "files") { table in
+                    table.primaryKey("id", .text)
+                    table.column("name", .text).notNull()
+                    table.column("contentType", .text).notNull()
+                    table.column("expires", .double).notNull()
+                }
+                try db.create(table: "spending") { table in
+                    table.primaryKey("day", .text)
+                    table.column("spent", .text).notNull()
+                }
+            }
+            try migrator.migrate(database)
+            // Edits that were running when an earlier gateway stopped may have
+            // been billed: their keys answer with that, never run again.
+            try database.write { db in
+                try db.execute(
+                    sql: """
+                        UPDATE idempotency SET state = 'failed', error = ?
+                        WHERE state = 'running'
+                        """,
+                    arguments: [
+                        "the gateway stopped while this request was being edited; the endpoint may have charged for it, so it is not sent again under the same Idempotency-Key (use a new key to edit again)"
+                    ])
+            }
+        } catch {
+            throw .state("\(folder)/\(Self.fileName): \(error)")
+        }
+    }
+
+    deinit { withExtendedLifetime(lock) {} }
+}
+
+/// Idempotency keys kept in the gateway's SQLite file: outcomes survive a
+/// restart; a concurrent duplicate in this process waits for the first.
+actor SQLiteIdempotencyStore: IdempotencyStore {
+    private let state: GatewayState
+    private var waiters: [String: [CheckedContinuation<IdempotencyClaim, any Error>]] = [:]
+
+    init(state: GatewayState) { self.state = state }
+
+    func claim(_ key: String) async throws -> IdempotencyClaim {
+        let found: (state: String, result: Data?, error: String?)? = try await state.database.write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT state, result, error FROM idempotency WHERE key = ?", arguments: [key]) {
+                return (row["state"], row["result"], row["error"])
+            }
+            try db.execute(
+                sql: "INSERT INTO idempotency (key, state, created) VALUES (?, 'running', ?)",
+                arguments: [key, Date().timeIntervalSince1970])
+            return nil
+        }
+        guard let found else { return .claimed }
+        switch found.state {
+        case "finished":
+            if let data = found.result, let result = try? JSONDecoder().decode(EditResult.self, from: data) {
+                return .finished(result)
+            }
+            return .failed(.failedEarlier(reason: "the first answer under this key could not be read back"))
+        case "failed":
+            return .failed(.failedEarlier(reason: found.error ?? "no reason recorded"))
+        default:
+            return try await withCheckedThrowingContinuation { continuation in
+                waiters[key, default: []].append(continuation)
+            }
+        }
+    }
+
+    func finish(_ key: String, _ outcome: IdempotencyOutcome) async {
+        let claim: IdempotencyClaim
+        do {
+            switch outcome {
+            case .finished(let result):
+                let data = try JSONEncoder().encode(result)
+                try await state.database.write { db in
+                    try db.execute(
+                        sql: "UPDATE idempotency SET state = 'finished', result = ? WHERE key = ?", arguments: [data, key])
+                }
+                claim = .finished(result)
+            case .failed(let error):
+                let reason = error.reason(naming: GatewayField.name)
+                try await state.database.write { db in
+                    try db.execute(
+                        sql: "UPDATE idempotency SET state = 'failed', error = ? WHERE key = ?", arguments: [reason, key])
+                }
+                claim = .failed(error)
+            }
+        } catch {
+            claim = .failed(.ledger("the idempotency record could not be written: \(error)"))
+        }
+        for waiter in waiters.removeValue(forKey: key) ?? [] { waiter.resume(returning: claim) }
+    }
+
+    func release(_ key: String) async {
+        var queue = waiters[key] ?? []
+        if queue.isEmpty {
+            waiters[key] = nil
+            _ = try? await state.database.write { db in
+                try db.execute(sql: "DELETE FROM idempotency WHERE key = ? AND state = 'running'", arguments: [key])
+            }
+        } else {
+            // The row stays running: the next waiter runs the edit now.
+            let next = queue.removeFirst()
+            waiters[key] = queue.isEmpty ? nil : queue
+            next.resume(returning: .claimed)
+        }
+    }
+}
+
+/// Results asked for as URLs: files in the state folder under unguessable
+/// ids, each with its content type and expiry.
+struct ResultFiles: Sendable {
+    let state: GatewayState
+
+    /// Stores `image` until `expires`; returns its id.
+    func add(_ image: EditedImage, expires: Date) throws -> String {
+        var random = SystemRandomNumberGenerator()
+        let id = (0..<24).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &random)) }.joined()
+        let name = "\(id).\(image.format.fileExtension)"
+        let path = state.folder + "/files/" + name
+        try image.data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        try state.database.write { db in
+            try db.execute(
+                sql: "INSERT INTO files (id, name, contentType, expires) VALUES (?, ?, ?, ?)",
+                arguments: [id, name, image.format.mimeType, expires.timeIntervalSince1970])
+        }
+        return id
+    }
+
+    /// The file and its content type, unless unknown or expired.
+    func find(_ id: String, now: Date = Date()) throws -> (path: String, contentType: String)? {
+        guard id.count == 48, id.allSatisfy(\.isHexDigit) else { return nil }
+        let row = try state.database.read { db in
+            try Row.fetchOne(db, sql: "SELECT name, contentType, expires FROM files WHERE id = ?", arguments: [id])
+        }
+        guard let row, (row["expires"] as Double) > now.timeIntervalSince1970 else { return nil }
+        return (state.folder + "/files/" + (row["name"] as String), row["contentType"])
+    }
+
+    /// Deletes expired files; returns how many.
+    @discardableResult
+    func sweep(now: Date = Date()) throws -> Int {
+        let expired = try state.database.write { db in
+            let names = try String.fetchAll(
+                db, sql: "SELECT name FROM files WHERE expires <= ?", arguments: [now.timeIntervalSince1970])
+            try db.execute(sql: "DELETE FROM files WHERE expires <= ?", arguments: [now.timeIntervalSince1970])
+            return names
+        }
+        for name in expired { try? FileManager.default.removeItem(atPath: state.folder + "/files/" + name) }
+        return expired.count
+    }
+}
+
+/// A spending limit per UTC day across every client, kept in the state file
+/// so a restart does not reset it. In-flight reservations count against it.
+final class DailyBudget: EditBudget {
+    private struct Day {
+        var key: String
+        var spent: Decimal
+        var inFlight: Decimal
+    }
+
+    let limit: Decimal
+    private let state: GatewayState
+    private let day: Mutex<Day>
+
+    init(limit: Decimal, state: GatewayState, now: Date = Date()) throws {
+        self.limit = limit
+        self.state = state
+        let key = Self.dayKey(now)
+        let spent = try state.database.read { db in
+            try String.fetchOne(db, sql: "SELECT spent FROM spending WHERE day = ?", arguments: [key])
+        }
+        day = Mutex(Day(key: key, spent: spent.flatMap { Decimal(string: $0) } ?? 0, inFlight: 0))
+    }
+
+    static func dayKey(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd"
+        return formatter.string(from: date)
+    }
+
+    /// Spent today so far (USD).
+    var spentToday: Decimal { day.withLock { $0.spent } }
+
+    func reserve(_ estimate: Decimal) -> BudgetRefusal? {
+        let today = Self.dayKey(Date())
+        return day.withLock { day in
+            if day.key != today { day = Day(key: today, spent: 0, inFlight: day.inFlight) }
+            guard day.spent + day.inFlight + estimate <= limit else {
+                return BudgetRefusal(limit: limit, spent: day.spent, inFlight: day.inFlight, estimate: estimate)
+            }
+            day.inFlight += estimate
+            return nil
+        }
+    }
+
+    func settle(_ estimate: Decimal, actual: Decimal?) {
+        let (key, spent) = day.withLock { day in
+            day.inFlight = max(0, day.inFlight - estimate)
+            day.spent += actual ?? 0
+            return (day.key, day.spent)
+        }
+        guard actual != nil else { return }
+        try? state.database.write { db in
+            try db.execute(
+                sql: "INSERT INTO spending (day, spent) VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET spent = excluded.spent",
+                arguments: [key, "\(spent)"])
+        }
+    }
+}

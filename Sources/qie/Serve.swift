@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import Logging
+import QieFiles
+import QieGateway
+import QiePipeline
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve an OpenAI-compatible images API over the edit endpoints.",
+        discussion: """
+            POST /v1/images/edits takes what the OpenAI SDKs send (image or image[], prompt, model, n, \
+            size, response_format, output_format, output_compression, background, quality, stream; \
+            seed and negative_prompt besides) and runs the edit on the endpoint the model names \
+            (GET /v1/models lists them). qie supplies what the endpoint lacks: any size (planned to the \
+            nearest accepted one and restored to exactly the size asked), n (repeated requests where \
+            the endpoint has no count), output formats, result URLs (GET /v1/files/ID), cost \
+            (x-litellm-response-cost) and Idempotency-Key. Endpoint keys come from the environment as for \
+            `qie edit` (RUNPOD_API_KEY, ...) and never leave the gateway. Clients send a gateway key \
+            from QIE_GATEWAY_KEYS (comma separated) or --keys-file; without keys the gateway listens \
+            on loopback only.
+            """)
+
+    @Option(help: "Address to listen on. Anything but loopback needs gateway keys.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port (0 picks a free one; the address is printed once listening).")
+    var port = 8080
+
+    @Option(name: .customLong("provider"), help: "An endpoint to offer as a model (repeat for more; the first is the default). Default: all.")
+    var providers: [String] = []
+
+    @Option(name: .customLong("keys-file"), help: "A file of gateway keys, one per line (added to QIE_GATEWAY_KEYS).")
+    var keysFile: String?
+
+    @Option(help: "Folder for the gateway's state: idempotency keys, result files, the day's spending.")
+    var state: String?
+
+    @Option(name: .customLong("max-body"), help: "Largest request body, MiB.")
+    var maxBody = 64
+
+    @Option(help: "Edits running at once; more wait in the queue.")
+    var concurrency = 8
+
+    @Option(help: "Requests waiting beyond --concurrency; more are answered 429.")
+    var queue = 64
+
+    @Option(help: "Per-edit time limit in seconds, from submission to result.")
+    var timeout: Double = 600
+
+    @Option(name: .customLong("file-lifetime"), help: "Seconds a result asked for as a URL stays downloadable.")
+    var fileLifetime: Double = 3600
+
+    @Option(name: .customLong("public-url"), help: "The URL clients reach the gateway at, for result links behind a proxy.")
+    var publicURL: String?
+
+    @Option(name: .customLong("max-cost-per-day"), help: "Spending limit per UTC day across all clients, USD.")
+    var maxCostPerDay: String?
+
+    @Option(name: .customLong("log-format"), help: "text or json: one line per request on standard error.")
+    var logFormat = "text"
+
+    @OptionGroup var price: PriceOptions
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var configuration = GatewayConfiguration(stateDirectory: state ?? Self.defaultState(environment))
+        configuration.host = host
+        configuration.port = port
+        configuration.models = providers
+        var keys = GatewayKey.parse(environment["QIE_GATEWAY_KEYS"] ?? "")
+        if let keysFile {
+            guard let text = try? String(contentsOfFile: keysFile, encoding: .utf8) else {
+                throw ValidationError("--keys-file \(DisplayPath.escape(keysFile)) cannot be read")
+            }
+            keys += GatewayKey.parse(text)
+        }
+        configuration.keys = keys
+        configuration.maxBodyBytes = maxBody << 20
+        configuration.concurrency = concurrency
+        configuration.queueLimit = queue
+        configuration.fileLifetime = fileLifetime
+        configuration.publicURL = publicURL
+        if let maxCostPerDay {
+            configuration.maxCostPerDay = try Flags.validating { try Decimal(usd: maxCostPerDay, for: .maxCost, positive: true) }
+        }
+        configuration.options.timeouts.overall = timeout
+        configuration.options.price = try price.override()
+        configuration.options.rounding = try price.megapixelRounding()
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json, got \(logFormat)") }
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+
+        let json = logFormat == "json"
+        let logger = Logger(label: "qie-serve") { _ in LineLogHandler(json: json) }
+        let keyIDs = keys.map(\.id)
+        let stateFolder = configuration.stateDirectory
+        try await Gateway(configuration, environment: environment, logger: logger).run { address in
+            var lines = ["qie serve listening on \(address) (Ctrl-C to stop)"]
+            lines.append(
+                keyIDs.isEmpty
+                    ? "no gateway keys: loopback clients only (set QIE_GATEWAY_KEYS to require keys)"
+                    : "gateway keys: \(keyIDs.joined(separator: ", "))")
+            lines.append("state: \(stateFolder)")
+            TextStream.standardOutput.write(lines.joined(separator: "\n") + "\n")
+        }
+    }
+
+    /// `$XDG_STATE_HOME/qie/serve`, else `~/.local/state/qie/serve`.
+    static func defaultState(_ environment: [String: String]) -> String {
+        if let state = environment["XDG_STATE_HOME"], !state.isEmpty { return state + "/qie/serve" }
+        return (environment["HOME"] ?? NSTemporaryDirectory()) + "/.local/state/qie/serve"
+    }
+}
+
+/// One line per log event on standard error: `time level message key=value ...`,
+/// or a JSON object.
+struct LineLogHandler: LogHandler {
+    let json: Bool
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        let time = ISO8601DateFormatter().string(from: Date())
+        guard json else {
+            let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            TextStream.standardError.write("\(time) \(event.level) \(event.message) \(fields)\n")
+            return
+        }
+        var object: [String: String] = ["time": time, "level": "\(event.level)", "message": "\(event.message)"]
+        for (key, value) in merged { object[key] = "\(value)" }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        TextStream.standardError.write(String(decoding: data, as: UTF8.self) + "\n")
+    }
+}

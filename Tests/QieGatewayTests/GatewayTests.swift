@@ -1,0 +1,289 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import QieEmulator
+import QieGateway
+import QiePipeline
+import Synchronization
+import Testing
+
+@Suite("qie serve in process: the OpenAI images API over the endpoints", .serialized)
+struct GatewayTests {
+    /// Runs `body` with a router-level client of a gateway over the emulator.
+    func withGateway(
+        latency: Duration = .zero, state: String = stateFolder(), configure: (inout GatewayConfiguration) -> Void = { _ in },
+        _ body: @escaping @Sendable (EditEmulator, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        try await withEmulator(latency: latency) { emulator, environment in
+            var configuration = GatewayConfiguration(stateDirectory: state)
+            configuration.options.timeouts.pollInterval = 0.05
+            configure(&configuration)
+            try await Gateway(configuration, environment: environment).withApplication { application in
+                try await application.test(.router) { client in try await body(emulator, client) }
+            }
+        }
+    }
+
+    func edit(_ client: some TestClientProtocol, _ form: Multipart, headers: HTTPFields = [:]) async throws -> TestResponse {
+        var all = headers
+        all[.contentType] = form.contentType
+        return try await client.execute(uri: "/v1/images/edits", method: .post, headers: all, body: form.body)
+    }
+
+    @Test("One image: PNG by default at the input's own size, cost as a header and in the body, one submission")
+    func oneImage() async throws {
+        let input = try photo(640, 480)
+        try await withGateway { emulator, client in
+            var form = Multipart()
+            form.file("image", input)
+            form.field("prompt", "make it night")
+            form.field("model", "runpod")
+            let response = try await edit(client, form)
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let results = try images(response)
+            #expect(results.count == 1 && results[0].format == .png && results[0].displaySize == PixelSize(width: 640, height: 480))
+            #expect(response.headers[HTTPField.Name("x-litellm-response-cost")!] == "0.02")
+            let qie = object(response)["qie"] as? [String: Any]
+            #expect(qie?["cost_usd"] as? String == "0.02" && qie?["endpoint"] as? String == "runpod-qwen-image-edit-2511")
+            #expect(object(response)["size"] as? String == "640x480" && object(response)["output_format"] as? String == "png")
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+            #expect(!String(buffer: response.body).contains(endpointKey))
+        }
+    }
+
+    @Test("size is delivered exactly; output_format is asked of the endpoint that makes it and converted here for one that cannot")
+    func sizeAndFormat() async throws {
+        let input = try photo(800, 600)
+        try await withGateway { emulator, client in
+            var form = Multipart()
+            form.file("image[]", input)
+            form.field("prompt", "make it night")
+            form.field("model", "runpod-qwen-image-edit-2511")
+            form.field("size", "1024x1536")
+            form.field("output_format", "webp")
+            form.field("output_compression", "80")
+            let response = try await edit(client, form)
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let results = try images(response)
+            #expect(results.map(\.format) == [.webp])
+            #expect(results.first?.displaySize == PixelSize(width: 1024, height: 1536))
+            // RunPod 2511 makes WebP itself: it is asked for it.
+            let sent = emulator.bodies(sentTo: .runpodQwenImageEdit2511).map { String(decoding: $0, as: UTF8.self) }
+            #expect(sent.count == 1 && sent[0].contains("\"output_format\":\"webp\""))
+            let plan = (object(response)["qie"] as? [String: Any])?["plan"] as? [String: String]
+            #expect(plan?["input"] == "1024x1536" && plan?["sent"] != "1024x1536")
+
+            // The older RunPod endpoint makes PNG or JPEG only: WebP is made here.
+            form = Multipart()
+            form.file("image", input)
+            form.field("prompt", "make it night")
+            form.field("model", "runpod-edit")
+            form.field("output_format", "webp")
+            let converted = try await edit(client, form)
+            #expect(converted.status == .ok, "\(String(buffer: converted.body))")
+            #expect(try images(converted).map(\.format) == [.webp])
+            let older = emulator.bodies(sentTo: .runpodQwenImageEdit).map { String(decoding: $0, as: UTF8.self) }
+            #expect(older.count == 1 && !older[0].contains("webp"))
+        }
+    }
+
+    @Test("n: the endpoint's count field where it has one, repeated requests where not; billed per image")
+    func count() async throws {
+        let input = try photo(320, 240)
+        try await withGateway { emulator, client in
+            for (model, profile, submissions) in [
+                ("runpod", ProviderProfile.runpodQwenImageEdit2511, 3), ("lumenfall", .lumenfallQwenImageEdit2511, 1),
+            ] {
+                var form = Multipart()
+                form.file("image", input)
+                form.field("prompt", "three takes")
+                form.field("model", model)
+                form.field("n", "3")
+                let response = try await edit(client, form)
+                #expect(response.status == .ok, "\(String(buffer: response.body))")
+                #expect(try images(response).count == 3)
+                #expect(emulator.submissions(to: profile) == submissions, "\(model)")
+            }
+        }
+    }
+
+    @Test("response_format=url: a link to the gateway that serves the image with its type; unknown ids are 404")
+    func urls() async throws {
+        let input = try photo(300, 200)
+        try await withGateway { _, client in
+            var form = Multipart()
+            form.file("image", input)
+            form.field("prompt", "x")
+            form.field("response_format", "url")
+            form.field("output_format", "jpeg")
+            let response = try await edit(client, form)
+            let data = object(response)["data"] as? [[String: Any]] ?? []
+            guard let url = data.first?["url"] as? String, let path = URL(string: url)?.path else {
+                Issue.record("no url in \(String(buffer: response.body))")
+                return
+            }
+            #expect(path.hasPrefix("/v1/files/") && path.hasSuffix(".jpg"))
+            let file = try await client.execute(uri: path, method: .get)
+            #expect(file.status == .ok && file.headers[.contentType] == "image/jpeg")
+            let info = try ImageProbe.probe(data: Data(buffer: file.body))
+            #expect(info.format == .jpeg && info.displaySize == PixelSize(width: 300, height: 200))
+            let missing = try await client.execute(uri: "/v1/files/" + String(repeating: "ab", count: 24) + ".jpg", method: .get)
+            #expect(missing.status == .notFound && errorObject(missing)["code"] as? String == "file_not_found")
+        }
+    }
+
+    @Test("Bad requests: each a 400 (or 404, 413) in OpenAI's shape naming the field, and nothing sent")
+    func badRequests() async throws {
+        let input = try photo(64, 48)
+        try await withGateway(configure: { $0.maxBodyBytes = 256 << 10 }) { emulator, client in
+            func form(_ build: (inout Multipart) -> Void) -> Multipart {
+                var form = Multipart()
+                build(&form)
+                return form
+            }
+            let cases: [(String, Multipart, Int, String?)] = [
+                ("missing prompt", form { $0.file("image", input) }, 400, "prompt"),
+                ("no image", form { $0.field("prompt", "x") }, 400, "image"),
+                ("empty file", form { $0.file("image", Data()); $0.field("prompt", "x") }, 400, "image"),
+                ("text as image", form { $0.file("image", Data("hello, not a picture".utf8), filename: "a.png", type: "image/png"); $0.field("prompt", "x") }, 400, "image"),
+                ("11 images", form { f in (0..<11).forEach { _ in f.file("image[]", input) }; f.field("prompt", "x") }, 400, "image"),
+                ("n=0", form { $0.file("image", input); $0.field("prompt", "x"); $0.field("n", "0") }, 400, "n"),
+                ("n=11", form { $0.file("image", input); $0.field("prompt", "x"); $0.field("n", "11") }, 400, "n"),
+                ("size", form { $0.file("image", input); $0.field("prompt", "x"); $0.field("size", "big") }, 400, "size"),
+                ("response_format", form { $0.file("image", input); $0.field("prompt", "x"); $0.field("response_format", "json") }, 400, "response_format"),
+                ("output_format", form { $0.file("image", input); $0.field("prompt", "x"); $0.field("output_format", "bmp") }, 400, "output_format"),
+                ("transparent", form { $0.file("image", input); $0.field("prompt", "x"); $0.field("background", "transparent") }, 400, "background"),
+                ("partial images", form { $0.file("image", input); $0.field("prompt", "x"); $0.field("partial_images", "2") }, 400, "partial_images"),
+                ("unknown model", form { $0.file("image", input); $0.field("prompt", "x"); $0.field("model", "dall-e-2") }, 404, "model"),
+                ("oversize", form { $0.file("image", Data(count: 300 << 10)); $0.field("prompt", "x") }, 413, nil),
+            ]
+            for (name, form, status, param) in cases {
+                let response = try await edit(client, form)
+                let error = errorObject(response)
+                #expect(Int(response.status.code) == status, "\(name): \(String(buffer: response.body))")
+                #expect(error["param"] as? String == param, "\(name)")
+                #expect((error["message"] as? String)?.isEmpty == false && error["type"] is String, "\(name)")
+            }
+            // Not multipart at all.
+            let json = try await client.execute(
+                uri: "/v1/images/edits", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: "{}"))
+            #expect(json.status == .badRequest)
+            #expect(ProviderCatalog.all.allSatisfy { emulator.submissions(to: $0) == 0 })
+
+            // A field the gateway does not know is ignored, as the SDK's extra fields are.
+            var extra = Multipart()
+            extra.file("image", input)
+            extra.field("prompt", "x")
+            extra.field("user", "someone")
+            extra.field("input_fidelity", "high")
+            let accepted = try await edit(client, extra)
+            #expect(accepted.status == .ok, "\(String(buffer: accepted.body))")
+        }
+    }
+
+    @Test("Gateway keys: none or a wrong one is 401; the right one works; the endpoint key never shows")
+    func keys() async throws {
+        let input = try photo(64, 48)
+        try await withGateway(configure: { $0.keys = GatewayKey.parse("alpha-key, beta-key") }) { _, client in
+            var form = Multipart()
+            form.file("image", input)
+            form.field("prompt", "x")
+            let none = try await edit(client, form)
+            #expect(none.status == .unauthorized && errorObject(none)["code"] as? String == "invalid_api_key")
+            let wrong = try await edit(client, form, headers: [.authorization: "Bearer gamma-key"])
+            #expect(wrong.status == .unauthorized)
+            let models = try await client.execute(uri: "/v1/models", method: .get)
+            #expect(models.status == .unauthorized)
+            let right = try await edit(client, form, headers: [.authorization: "Bearer beta-key"])
+            #expect(right.status == .ok)
+            for response in [none, wrong, right] { #expect(!String(buffer: response.body).contains(endpointKey)) }
+        }
+        // Anything but loopback without keys is refused before listening.
+        var open = GatewayConfiguration(stateDirectory: stateFolder())
+        open.host = "0.0.0.0"
+        #expect(throws: GatewayConfigurationError.keysNeeded(host: "0.0.0.0")) { try open.validate() }
+    }
+
+    @Test("Idempotency-Key: a retry gets the first answer without a second submission, also after a restart")
+    func idempotency() async throws {
+        let input = try photo(200, 150)
+        let state = stateFolder()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let form = multipart { $0.file("image", input); $0.field("prompt", "once") }
+        let key: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "edit-42"]
+        let first = Mutex<String>("")
+        try await withEmulator { emulator, environment in
+            let configuration = GatewayConfiguration(stateDirectory: state)
+            try await Gateway(configuration, environment: environment).withApplication { application in
+                try await application.test(.router) { client in
+                    // Two at once, then one more: one submission.
+                    async let a = edit(client, form, headers: key)
+                    async let b = edit(client, form, headers: key)
+                    let (one, two) = try await (a, b)
+                    let again = try await edit(client, form, headers: key)
+                    #expect(one.status == .ok && two.status == .ok && again.status == .ok)
+                    let data = { (r: TestResponse) in (object(r)["data"] as? [[String: Any]])?.first?["b64_json"] as? String }
+                    #expect(data(one) != nil && data(one) == data(two) && data(two) == data(again))
+                    first.withLock { $0 = data(one) ?? "" }
+                    #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+                    // Another key is another edit.
+                    let other = try await edit(client, form, headers: [HTTPField.Name("Idempotency-Key")!: "edit-43"])
+                    #expect(other.status == .ok && emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
+                }
+            }
+            // A new gateway on the same state answers from the SQLite file.
+            try await Gateway(configuration, environment: environment).withApplication { application in
+                try await application.test(.router) { client in
+                    let later = try await edit(client, form, headers: key)
+                    let data = (object(later)["data"] as? [[String: Any]])?.first?["b64_json"] as? String
+                    #expect(later.status == .ok && data == first.withLock { $0 })
+                    #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
+                }
+            }
+        }
+    }
+
+    @Test("A daily budget refuses with 429 and what was spent; a full queue is 429 with retry-after")
+    func limits() async throws {
+        let input = try photo(64, 48)
+        let form = multipart { $0.file("image", input); $0.field("prompt", "x") }
+        try await withGateway(configure: { $0.maxCostPerDay = Decimal(string: "0.03") }) { emulator, client in
+            let first = try await edit(client, form)
+            #expect(first.status == .ok)
+            let second = try await edit(client, form)
+            #expect(second.status == .tooManyRequests, "\(String(buffer: second.body))")
+            #expect(errorObject(second)["type"] as? String == "insufficient_quota")
+            #expect((errorObject(second)["message"] as? String)?.contains("$0.03") == true)
+            #expect(second.headers[.retryAfter].flatMap(Int.init) != nil)
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+        }
+        try await withGateway(latency: .milliseconds(800), configure: { $0.concurrency = 1; $0.queueLimit = 0 }) { emulator, client in
+            async let a = edit(client, form)
+            try await Task.sleep(for: .milliseconds(300))
+            let b = try await edit(client, form)
+            let one = try await a
+            #expect(one.status == .ok)
+            #expect(b.status == .tooManyRequests && errorObject(b)["code"] as? String == "gateway_queue_full")
+            #expect(b.headers[.retryAfter] == "1")
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+        }
+    }
+
+    @Test("GET /v1/models lists the offered endpoints in OpenAI's list shape, the default first")
+    func models() async throws {
+        try await withGateway(configure: { $0.models = ["lumenfall", "runpod"] }) { _, client in
+            let response = try await client.execute(uri: "/v1/models", method: .get)
+            let list = object(response)
+            #expect(list["object"] as? String == "list")
+            let ids = (list["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String }
+            #expect(ids == ["lumenfall-qwen-image-edit-2511", "runpod-qwen-image-edit-2511"])
+            let one = try await client.execute(uri: "/v1/models/runpod", method: .get)
+            #expect(object(one)["id"] as? String == "runpod-qwen-image-edit-2511")
+            let other = try await client.execute(uri: "/v1/models/oxen", method: .get)
+            #expect(other.status == .notFound)
+        }
+    }
+}
