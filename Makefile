@@ -37,6 +37,7 @@ samples: deps
 # plain `swift build` or `swift test` afterwards expects.
 test: deps example
 	@scripts/ensure-deps.sh chromium python3
+	@scripts/ensure-openai-sdk.sh
 	$(BUILD) --build-tests
 	$(SWIFT) test --skip-build
 	.build/debug/qie-bench stream 1

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import QiePipeline
+import Synchronization
 
 /// The gateway's routes and what each request goes through: the client key,
 /// the form, the fields, the model, the idempotency key, the queue, the edit,
@@ -171,6 +172,9 @@ struct EditsService: Sendable {
             image: .file(asked.images[0]), references: asked.images.dropFirst().map { .file($0) }, prompt: asked.prompt,
             seed: asked.seed, negativePrompt: asked.negativePrompt, size: asked.size)
         var hooks = EditHooks(budget: budget)
+        // Whether anything was sent: an idempotent retry sends nothing and is charged nothing.
+        let sent = Atomic<Bool>(false)
+        hooks.willSend = { _, _ in sent.store(true, ordering: .relaxed) }
         if let key = request.headers[Self.idempotencyHeader], !key.isEmpty {
             // Keys are the client's own: two clients never share one.
             hooks.idempotency = (idempotency, client.keyID + "\n" + key)
@@ -189,15 +193,16 @@ struct EditsService: Sendable {
         } catch {
             throw GatewayError(error as? EditError ?? .ledger("\(error)"))
         }
-        log.outcome = "200"
-        log.endpointSeconds = result.timings.endpoint
-        log.cost = result.cost.map { "\($0)" } ?? "unknown"
+        let replayed = hooks.idempotency != nil && !sent.load(ordering: .relaxed)
+        log.outcome = replayed ? "200 replayed" : "200"
+        log.endpointSeconds = replayed ? nil : result.timings.endpoint
+        log.cost = replayed ? "0" : result.cost.map { "\($0)" } ?? "unknown"
         log.size = result.images.first.map { "\($0.size.width)x\($0.size.height)" }
-        return try answer(result, asked: asked)
+        return try answer(result, asked: asked, replayed: replayed)
     }
 
     /// The edit's answer in OpenAI's shape, or as server-sent events when asked.
-    private func answer(_ result: EditResult, asked: EditsRequest) throws(GatewayError) -> Response {
+    private func answer(_ result: EditResult, asked: EditsRequest, replayed: Bool) throws(GatewayError) -> Response {
         let created = Int(Date().timeIntervalSince1970)
         var data: [[String: Any]] = []
         for image in result.images {
@@ -226,6 +231,8 @@ struct EditsService: Sendable {
             "cost_usd": cost.map { "\($0)" } ?? "unknown",
             "cost_source": result.reportedCost != nil ? "reported" : (result.estimatedCost != nil ? "estimated" : "unknown"),
             "submissions": result.submissions,
+            // The first answer under the same Idempotency-Key, sent again: nothing was charged now.
+            "replayed": replayed,
         ]
         let megapixels = result.images.reduce(0.0) { $0 + Double($1.size.width * $1.size.height) / 1_000_000 }
         // OpenAI's usage counts tokens; the endpoints meter images, so tokens
@@ -236,7 +243,11 @@ struct EditsService: Sendable {
             "output_megapixels": (megapixels * 1000).rounded() / 1000,
         ]
         var headers: HTTPFields = [:]
-        if let cost { headers[Self.costHeader] = "\(cost)" }
+        if replayed {
+            headers[Self.costHeader] = "0"
+        } else if let cost {
+            headers[Self.costHeader] = "\(cost)"
+        }
         if asked.stream {
             var events = ""
             for (index, item) in data.enumerated() {

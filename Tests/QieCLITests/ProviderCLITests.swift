@@ -2,16 +2,18 @@ import Foundation
 import QieImaging
 import Testing
 
-private func folder() throws -> String {
+/// A new temporary folder.
+func folder() throws -> String {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("qie-cli-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
 
-private func writeImage(_ width: Int, _ height: Int, to path: String) throws {
+/// A JPEG of `width` x `height` at `path`.
+func writeImage(_ width: Int, _ height: Int, to path: String, format: OutputFormat = .jpeg) throws {
     let pixels = [UInt8]((0..<(width * height)).flatMap { i in [UInt8(i % 200), 40, 90] })
     try Image(pixels: pixels, size: PixelSize(width: width, height: height), channels: 3)
-        .encoded(EncodeOptions(format: .jpeg)).write(to: URL(fileURLWithPath: path))
+        .encoded(EncodeOptions(format: format)).write(to: URL(fileURLWithPath: path))
 }
 
 @Suite("qie providers, plan and cost", .serialized)

@@ -228,6 +228,10 @@ struct GatewayTests {
                     let data = { (r: TestResponse) in (object(r)["data"] as? [[String: Any]])?.first?["b64_json"] as? String }
                     #expect(data(one) != nil && data(one) == data(two) && data(two) == data(again))
                     first.withLock { $0 = data(one) ?? "" }
+                    // The replay charged nothing: LiteLLM must not count it twice.
+                    let cost = HTTPField.Name("x-litellm-response-cost")!
+                    #expect(again.headers[cost] == "0" && (object(again)["qie"] as? [String: Any])?["replayed"] as? Bool == true)
+                    #expect([one, two].compactMap { $0.headers[cost] }.sorted() == ["0", "0.02"])
                     #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
                     // Another key is another edit.
                     let other = try await edit(client, form, headers: [HTTPField.Name("Idempotency-Key")!: "edit-43"])

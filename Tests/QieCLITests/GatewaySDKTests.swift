@@ -1,0 +1,126 @@
+import Foundation
+import QieImaging
+import Testing
+
+/// `qie serve` running in the background for a test, with its address and its log.
+final class GatewayProcess {
+    private final class Log: @unchecked Sendable {
+        let lock = NSLock()
+        var text = ""
+    }
+
+    let process = Process()
+    let address: String
+    private let log = Log()
+
+    init(_ arguments: [String], environment: [String: String]) throws {
+        process.executableURL = QieBinary.url
+        process.arguments = ["serve", "--port", "0"] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var banner = ""
+        while !banner.contains("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            banner += String(decoding: chunk, as: UTF8.self)
+        }
+        guard let found = banner.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix("http://127.0.0.1:") })
+        else {
+            process.terminate()
+            let errors = String(decoding: err.fileHandleForReading.availableData, as: UTF8.self)
+            throw GatewayStartError(message: "qie serve printed no address: \(banner) \(errors)")
+        }
+        address = String(found)
+        for handle in [out.fileHandleForReading, err.fileHandleForReading] {
+            Thread.detachNewThread { [log] in
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { return }
+                    log.lock.withLock { log.text += String(decoding: chunk, as: UTF8.self) }
+                }
+            }
+        }
+    }
+
+    /// Everything the gateway printed so far.
+    var output: String { log.lock.withLock { log.text } }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+struct GatewayStartError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+@Suite("qie serve with the real OpenAI Python SDK", .serialized)
+struct GatewaySDKTests {
+    /// The repository's root, from this file's place in it.
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+
+    @Test("openai.images.edit against qie serve over qie emulate: images, lists, n, url, formats, sizes, errors, idempotency")
+    func sdk() throws {
+        let python = Self.root + "/.build/openai-sdk/bin/python"
+        try #require(
+            FileManager.default.isExecutableFile(atPath: python),
+            "the OpenAI SDK is not installed: run scripts/ensure-openai-sdk.sh (make test does)")
+        let work = try folder()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        try FileManager.default.createDirectory(atPath: work + "/images", withIntermediateDirectories: true)
+        try writeImage(800, 600, to: work + "/images/wide.jpg")
+        try writeImage(480, 640, to: work + "/images/tall.png", format: .png)
+
+        let emulator = try EmulatorProcess()
+        var environment: [String: String] = ["QIE_GATEWAY_KEYS": "sdk-gateway-key"]
+        for (key, base) in [
+            ("RUNPOD_API_KEY", "QIE_RUNPOD_BASE_URL"), ("RUNFLOW_API_KEY", "QIE_RUNFLOW_BASE_URL"),
+            ("OXEN_API_KEY", "QIE_OXEN_BASE_URL"), ("LUMENFALL_API_KEY", "QIE_LUMENFALL_BASE_URL"),
+        ] {
+            environment[key] = "cli-key"
+            environment[base] = emulator.address
+        }
+        let gateway = try GatewayProcess(["--state", work + "/state"], environment: environment)
+
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: python)
+        check.arguments = [Self.root + "/Tests/QieCLITests/OpenAISDK/check_gateway.py"]
+        check.environment = [
+            "QIE_GATEWAY_URL": gateway.address, "QIE_GATEWAY_KEY": "sdk-gateway-key", "QIE_ENDPOINT_KEY": "cli-key",
+            "QIE_IMAGES": work + "/images", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+        ]
+        let pipe = Pipe()
+        check.standardOutput = pipe
+        check.standardError = pipe
+        try check.run()
+        let printed = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        #expect(check.terminationStatus == 0, "\(printed)\n--- qie serve:\n\(gateway.output)")
+        let names = [
+            "one image", "list of one", "three images", "n=3", "url", "webp converted", "size 1024x1536", "errors", "idempotency",
+            "models",
+        ]
+        for name in names {
+            #expect(printed.contains("ok \(name)\n"), "\(name) did not pass:\n\(printed)")
+        }
+
+        // The idempotent retry sent nothing: every runsync submission is accounted for.
+        // one image, list of one, n=3 (3), url, size, first of the retried pair = 8 on RunPod 2511 / RunPod.
+        let submissions = emulator.count(of: "POST /v2/qwen-image-edit-2511/runsync")
+        #expect(submissions == 8, "RunPod 2511 received \(submissions) submissions")
+
+        // The log: one line per request, the client's key id, never a key or image bytes.
+        let log = gateway.output
+        #expect(log.contains("key=key-") && log.contains("outcome=200") && log.contains("outcome=401"))
+        #expect(!log.contains("cli-key") && !log.contains("sdk-gateway-key"))
+        // No image bytes: no word in the log is anywhere near an image's length.
+        let longest = log.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(\.count).max() ?? 0
+        #expect(longest < 200, "a \(longest)-character word in the log")
+    }
+}
