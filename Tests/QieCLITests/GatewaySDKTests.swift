@@ -2,61 +2,11 @@ import Foundation
 import QieImaging
 import Testing
 
-/// `qie serve` running in the background for a test, with its address and its log.
-final class GatewayProcess {
-    private final class Log: @unchecked Sendable {
-        let lock = NSLock()
-        var text = ""
+/// `qie serve` on a free port in the background for a test.
+final class GatewayProcess: QieServer {
+    init(serving arguments: [String], environment: [String: String]) throws {
+        try super.init(["serve", "--port", "0"] + arguments, environment: environment)
     }
-
-    let process = Process()
-    let address: String
-    private let log = Log()
-
-    init(_ arguments: [String], environment: [String: String]) throws {
-        process.executableURL = QieBinary.url
-        process.arguments = ["serve", "--port", "0"] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        var banner = ""
-        while !banner.contains("\n") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            banner += String(decoding: chunk, as: UTF8.self)
-        }
-        guard let found = banner.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix("http://127.0.0.1:") })
-        else {
-            process.terminate()
-            let errors = String(decoding: err.fileHandleForReading.availableData, as: UTF8.self)
-            throw GatewayStartError(message: "qie serve printed no address: \(banner) \(errors)")
-        }
-        address = String(found)
-        for handle in [out.fileHandleForReading, err.fileHandleForReading] {
-            Thread.detachNewThread { [log] in
-                while true {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { return }
-                    log.lock.withLock { log.text += String(decoding: chunk, as: UTF8.self) }
-                }
-            }
-        }
-    }
-
-    /// Everything the gateway printed so far.
-    var output: String { log.lock.withLock { log.text } }
-
-    deinit {
-        process.terminate()
-        process.waitUntilExit()
-    }
-}
-
-struct GatewayStartError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
 }
 
 @Suite("qie serve with the real OpenAI Python SDK", .serialized)
@@ -86,7 +36,7 @@ struct GatewaySDKTests {
             environment[key] = "cli-key"
             environment[base] = emulator.address
         }
-        let gateway = try GatewayProcess(["--state", work + "/state"], environment: environment)
+        let gateway = try GatewayProcess(serving: ["--state", work + "/state"], environment: environment)
 
         let check = Process()
         check.executableURL = URL(fileURLWithPath: python)
@@ -112,7 +62,7 @@ struct GatewaySDKTests {
 
         // The idempotent retry sent nothing: every runsync submission is accounted for.
         // one image, list of one, n=3 (3), url, size, first of the retried pair = 8 on RunPod 2511 / RunPod.
-        let submissions = emulator.count(of: "POST /v2/qwen-image-edit-2511/runsync")
+        let submissions = emulator.count(of: "POST /v2/qwen-image-edit-2511/runsync -> 200")
         #expect(submissions == 8, "RunPod 2511 received \(submissions) submissions")
 
         // The log: one line per request, the client's key id, never a key or image bytes.

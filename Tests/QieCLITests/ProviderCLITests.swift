@@ -105,59 +105,11 @@ struct ProviderCLITests {
     }
 }
 
-/// `qie emulate` running in the background for a test.
-final class EmulatorProcess {
-    /// What the emulator printed, filled by a reader thread.
-    private final class Log: @unchecked Sendable {
-        let lock = NSLock()
-        var text = ""
-    }
-
-    let process = Process()
-    let address: String
-    private let log = Log()
-
+/// `qie emulate` running in the background for a test, logging each request.
+final class EmulatorProcess: QieServer {
     init(environment extra: [String: String] = [:], latency: Double = 0) throws {
-        process.executableURL = QieBinary.url
-        process.arguments = ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency), "--log-requests"]
-        process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var banner = ""
-        while !banner.contains("\n") {
-            let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            banner += String(decoding: chunk, as: UTF8.self)
-        }
-        address = String(try #require(banner.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") }))
-        let handle = pipe.fileHandleForReading
-        Thread.detachNewThread { [log] in
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { return }
-                log.lock.withLock { log.text += String(decoding: chunk, as: UTF8.self) }
-            }
-        }
-    }
-
-    /// Lines of the emulator's request log containing `text`.
-    func count(of text: String) -> Int { log.lock.withLock { log.text.components(separatedBy: text).count - 1 } }
-
-    /// Waits (up to `seconds`) until the emulator's request log has `count` lines containing `text`.
-    func waitForLog(_ text: String, count: Int = 1, seconds: Double = 30) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if self.count(of: text) >= count { return true }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return false
-    }
-
-    deinit {
-        process.terminate()
-        process.waitUntilExit()
+        try super.init(
+            ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency), "--log-requests"], environment: extra)
     }
 }
 

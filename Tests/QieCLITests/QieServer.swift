@@ -1,0 +1,73 @@
+import Foundation
+
+/// A `qie` server (`emulate`, `serve`) running in the background for a test:
+/// the address its first line announces, and everything it prints.
+class QieServer {
+    /// What the server printed, filled by reader threads.
+    private final class Log: @unchecked Sendable {
+        let lock = NSLock()
+        var text = ""
+    }
+
+    let process = Process()
+    let address: String
+    private let log = Log()
+
+    init(_ arguments: [String], environment extra: [String: String]) throws {
+        process.executableURL = QieBinary.url
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var banner = ""
+        while !banner.contains("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            banner += String(decoding: chunk, as: UTF8.self)
+        }
+        guard let found = banner.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix("http://127.0.0.1:") })
+        else {
+            process.terminate()
+            let errors = String(decoding: err.fileHandleForReading.availableData, as: UTF8.self)
+            throw ServerStartError(description: "qie \(arguments.first ?? "") printed no address: \(banner) \(errors)")
+        }
+        address = String(found)
+        log.text = banner
+        for handle in [out.fileHandleForReading, err.fileHandleForReading] {
+            Thread.detachNewThread { [log] in
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { return }
+                    log.lock.withLock { log.text += String(decoding: chunk, as: UTF8.self) }
+                }
+            }
+        }
+    }
+
+    /// Everything the server printed so far.
+    var output: String { log.lock.withLock { log.text } }
+
+    /// How many times `text` occurs in what the server printed.
+    func count(of text: String) -> Int { log.lock.withLock { log.text.components(separatedBy: text).count - 1 } }
+
+    /// Waits (up to `seconds`) until what the server printed holds `text` `count` times.
+    func waitForLog(_ text: String, count: Int = 1, seconds: Double = 30) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if self.count(of: text) >= count { return true }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
+    }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+struct ServerStartError: Error, CustomStringConvertible {
+    var description: String
+}
