@@ -119,6 +119,11 @@ extension GatewayError {
             self = GatewayError(status: 500, message: message, type: "server_error", code: "unpriced")
         case .missingKey:
             self = GatewayError(status: 500, message: message, type: "server_error", code: "endpoint_key_missing")
+        case .endpoint(let client) where client.status == 429 && client.jobID == nil:
+            // The endpoint's rate limit outlasted the client's retries; nothing was accepted.
+            self = GatewayError(
+                status: 429, message: "the endpoint \(client.endpoint ?? "") is rate limiting: \(message)", type: "rate_limit_error",
+                code: "endpoint_rate_limited", retryAfter: 10)
         case .endpoint(let client):
             let timedOut = client.kind == .timedOut
             // Anything that reached the endpoint may be billed: no blind retry.

@@ -54,16 +54,16 @@ struct GatewaySDKTests {
         #expect(check.terminationStatus == 0, "\(printed)\n--- qie serve:\n\(gateway.output)")
         let names = [
             "one image", "list of one", "three images", "n=3", "url", "webp converted", "size 1024x1536", "errors", "idempotency",
-            "models",
+            "stream", "models",
         ]
         for name in names {
             #expect(printed.contains("ok \(name)\n"), "\(name) did not pass:\n\(printed)")
         }
 
         // The idempotent retry sent nothing: every runsync submission is accounted for.
-        // one image, list of one, n=3 (3), url, size, first of the retried pair = 8 on RunPod 2511 / RunPod.
+        // one image, list of one, n=3 (3), url, size, first of the retried pair, stream n=2 (2) = 10 on RunPod 2511.
         let submissions = emulator.count(of: "POST /v2/qwen-image-edit-2511/runsync -> 200")
-        #expect(submissions == 8, "RunPod 2511 received \(submissions) submissions")
+        #expect(submissions == 10, "RunPod 2511 received \(submissions) submissions")
 
         // The log: one line per request, the client's key id, never a key or image bytes.
         let log = gateway.output

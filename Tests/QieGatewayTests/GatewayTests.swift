@@ -276,6 +276,45 @@ struct GatewayTests {
         }
     }
 
+    @Test("Endpoint failures: its message in a 502 marked not to retry; its rate limit as a 429 with retry-after")
+    func endpointFailures() async throws {
+        let form = multipart { $0.file("image", try! photo(64, 48)); $0.field("prompt", "x") }
+        try await withGateway { emulator, client in
+            emulator.inject([.jobFailure("content flagged by the safety checker")])
+            let failed = try await edit(client, form)
+            #expect(failed.status == .badGateway, "\(String(buffer: failed.body))")
+            #expect((errorObject(failed)["message"] as? String)?.contains("content flagged by the safety checker") == true)
+            #expect(failed.headers[HTTPField.Name("x-should-retry")!] == "false")
+            #expect(!String(buffer: failed.body).contains(endpointKey))
+
+            emulator.inject(Array(repeating: .tooManyRequests(retryAfter: 0), count: 4))
+            let limited = try await edit(client, form)
+            #expect(limited.status == .tooManyRequests, "\(String(buffer: limited.body))")
+            #expect(errorObject(limited)["code"] as? String == "endpoint_rate_limited" && limited.headers[.retryAfter] != nil)
+            #expect(limited.headers[HTTPField.Name("x-should-retry")!] == nil)
+        }
+    }
+
+    @Test("stream=true: one image_edit.completed event per image, as server-sent events")
+    func stream() async throws {
+        let form = multipart { $0.file("image", try! photo(64, 48)); $0.field("prompt", "x"); $0.field("n", "2"); $0.field("stream", "true") }
+        try await withGateway { _, client in
+            let response = try await edit(client, form)
+            #expect(response.status == .ok && response.headers[.contentType] == "text/event-stream")
+            let events = String(buffer: response.body).components(separatedBy: "\n\n").filter { !$0.isEmpty }
+            #expect(events.count == 2)
+            for event in events {
+                let lines = event.split(separator: "\n")
+                #expect(lines.first == "event: image_edit.completed")
+                let json = lines.last.map { String($0.dropFirst("data: ".count)) } ?? ""
+                let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any]
+                #expect(object?["type"] as? String == "image_edit.completed")
+                let bytes = (object?["b64_json"] as? String).flatMap { Data(base64Encoded: $0) } ?? Data()
+                #expect((try? ImageProbe.probe(data: bytes))?.format == .png)
+            }
+        }
+    }
+
     @Test("GET /v1/models lists the offered endpoints in OpenAI's list shape, the default first")
     func models() async throws {
         try await withGateway(configure: { $0.models = ["lumenfall", "runpod"] }) { _, client in

@@ -135,6 +135,13 @@ check(ids[0] == ids[1] and len(ids[0]) == 1, "idempotency: request ids %r" % (id
 check(first.data[0].b64_json == again.data[0].b64_json, "idempotency: different images")
 print("ok idempotency", flush=True)
 
+# stream=True: the SDK's stream of image_edit.completed events, one per image.
+with open(wide, "rb") as image:
+    events = list(client.images.edit(image=image, prompt="make it night", model="runpod", n=2, stream=True))
+check([event.type for event in events] == ["image_edit.completed"] * 2, "stream: %r" % [event.type for event in events])
+check(all(Image.open(io.BytesIO(base64.b64decode(event.b64_json))).size == (800, 600) for event in events), "stream: images")
+print("ok stream", flush=True)
+
 # The models list in OpenAI's shape.
 models = [model.id for model in client.models.list()]
 check("runpod-qwen-image-edit-2511" in models and "lumenfall-qwen-image-edit-2511" in models, "models: %r" % models)
