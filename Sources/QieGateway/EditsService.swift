@@ -144,10 +144,12 @@ struct EditsService: Sendable {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
             throw .tooLarge(limit: configuration.maxBodyBytes)
         }
+        let reading = Date()
         let form = try await EditsForm.read(
             request.body, boundary: boundary, limit: configuration.maxBodyBytes, directory: configuration.stateDirectory)
         defer { form.remove() }
         let asked = try EditsRequest(form: form, limits: configuration.options.limits)
+        log.readSeconds = Date().timeIntervalSince(reading)
         log.model = asked.model
         log.n = asked.n
         log.images = asked.images.count
@@ -190,6 +192,7 @@ struct EditsService: Sendable {
         let result: EditResult
         do {
             result = try await editor.edit(input, options: options, hooks: hooks)
+            log.timings = result.timings
         } catch {
             throw GatewayError(error as? EditError ?? .ledger("\(error)"))
         }
@@ -198,6 +201,8 @@ struct EditsService: Sendable {
         log.endpointSeconds = replayed ? nil : result.timings.endpoint
         log.cost = replayed ? "0" : result.cost.map { "\($0)" } ?? "unknown"
         log.size = result.images.first.map { "\($0.size.width)x\($0.size.height)" }
+        let answering = Date()
+        defer { log.answerSeconds = Date().timeIntervalSince(answering) }
         return try answer(result, asked: asked, replayed: replayed)
     }
 
@@ -309,6 +314,9 @@ struct RequestLog {
     var seconds: Double = 0
     var endpointSeconds: Double?
     var cost: String?
+    var readSeconds: Double?
+    var timings: EditTimings?
+    var answerSeconds: Double?
 
     func write(to logger: Logger) {
         var metadata: Logger.Metadata = [
@@ -318,6 +326,16 @@ struct RequestLog {
         if let size { metadata["size"] = "\(size)" }
         if let endpointSeconds { metadata["endpoint_seconds"] = "\(String(format: "%.3f", endpointSeconds))" }
         if let cost { metadata["cost_usd"] = "\(cost)" }
+        // Where the time went: reading the upload, each step of the edit, writing the answer.
+        var steps: [String] = []
+        if let readSeconds { steps.append(String(format: "read:%.3f", readSeconds)) }
+        if let timings {
+            steps.append(String(format: "prepare:%.3f", timings.prepare))
+            steps.append(String(format: "fetch:%.3f", timings.fetch))
+            steps.append(String(format: "finish:%.3f", timings.finish))
+        }
+        if let answerSeconds { steps.append(String(format: "answer:%.3f", answerSeconds)) }
+        if !steps.isEmpty { metadata["steps"] = "\(steps.joined(separator: ","))" }
         logger.info("POST /v1/images/edits", metadata: metadata)
     }
 }

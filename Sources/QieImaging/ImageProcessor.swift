@@ -39,13 +39,20 @@ public enum ImageProcessor {
     /// Like `prepare(file:resize:encode:limits:)`, with the resize and the
     /// encoding both chosen from the input's header (for example a size
     /// planned for an endpoint from the input's shape). The header is read once.
+    ///
+    /// With `reusingUnchanged`, a JPEG that needs no change (JPEG asked, no
+    /// resize, upright, 8-bit YCbCr without a colour profile, complete) is
+    /// not decoded and encoded again: its own bytes are kept, with their
+    /// metadata removed. No generation loss and no encoder time, for callers
+    /// that only need an image the receiver accepts (an edit request), not
+    /// the quality they asked for.
     public static func prepare(
-        file path: String, limits: ImageLimits = .default,
+        file path: String, limits: ImageLimits = .default, reusingUnchanged: Bool = false,
         choosing choose: (ImageInfo) throws(ImagingError) -> (ResizeOptions?, EncodeOptions)
     ) throws(ImagingError) -> PreparedImage {
         do {
             var source = try FileBytes(path: path, prefix: ImageProbe.headerWindow)
-            return try prepare(&source, limits: limits, choosing: choose)
+            return try prepare(&source, limits: limits, reusingUnchanged: reusingUnchanged, choosing: choose)
         } catch {
             throw error.attributed(to: path)
         }
@@ -60,7 +67,7 @@ public enum ImageProcessor {
     }
 
     static func prepare(
-        _ source: inout FileBytes, limits: ImageLimits,
+        _ source: inout FileBytes, limits: ImageLimits, reusingUnchanged: Bool = false,
         choosing choose: (ImageInfo) throws(ImagingError) -> (ResizeOptions?, EncodeOptions)
     ) throws(ImagingError) -> PreparedImage {
         let info = try ImageProbe.probe(&source)
@@ -69,6 +76,14 @@ public enum ImageProcessor {
         try resize?.checked(for: encode.format)
         try limits.check(info)
         try source.readAll()
+        if reusingUnchanged, info.format == .jpeg, encode.format == .jpeg, resize.map({ $0.size == info.displaySize }) ?? true,
+            info.orientation <= 1, info.colourModel == "ycbcr", info.bitDepth == 8, !info.hasICCProfile, !encode.keepICCProfile,
+            let kept = MetadataScrub.jpegWithoutMetadata(Data(source.bytes.buffer))
+        {
+            let size = info.displaySize
+            let geometry = ResizeGeometry(fit: resize?.fit ?? .fill, source: size, resized: size, crop: nil, padding: .none, output: size)
+            return PreparedImage(data: kept, format: .jpeg, size: size, source: info, geometry: geometry)
+        }
         let (image, geometry) = try render(
             source.bytes, info: info, resize: resize,
             flattenOnto: encode.format.supportsAlpha ? nil : encode.flattenBackground)

@@ -582,8 +582,12 @@ public final class Editor: Sendable {
         do throws(ImagingError) {
             let prepared: PreparedImage
             switch source {
-            case .file(let path): prepared = try ImageProcessor.prepare(file: path, limits: options.limits, choosing: choose)
-            case .data(let data): prepared = try ImageProcessor.prepare(data: data, limits: options.limits, choosing: choose)
+            // The endpoint needs an image it accepts, not a quality: a JPEG
+            // already at the planned size goes as it is, metadata removed.
+            case .file(let path):
+                prepared = try ImageProcessor.prepare(file: path, limits: options.limits, reusingUnchanged: true, choosing: choose)
+            case .data(let data):
+                prepared = try ImageProcessor.prepare(data: data, limits: options.limits, reusingUnchanged: true, choosing: choose)
             }
             return (prepared, planned)
         } catch {
@@ -599,6 +603,17 @@ public final class Editor: Sendable {
             let wanted = options.format ?? OutputFormat(name: info.format.rawValue) ?? .png
             let encode = EncodeOptions(format: wanted, quality: options.quality)
             if let mode = options.restore {
+                // A result already in the format asked for, upright and at
+                // the input's own size with no padding to crop, is kept as
+                // the endpoint made it: nothing to restore, no re-encoding.
+                let size = info.displaySize
+                let content = geometry.contentRect(inResultOf: size)
+                let untouched =
+                    content == PixelRect(x: 0, y: 0, width: size.width, height: size.height)
+                    && (mode == .aspect || geometry.sourceRect.size == size)
+                if untouched, wanted.rawValue == info.format.rawValue, options.quality == nil, info.orientation == 1 {
+                    return EditedImage(data: result, format: wanted, size: size)
+                }
                 let restored = try ImageProcessor.restore(data: result, geometry: geometry, mode: mode, encode: encode)
                 return EditedImage(data: restored.data, format: wanted, size: restored.size)
             }

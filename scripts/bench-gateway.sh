@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Benchmark of `qie serve` (not a test), against `qie emulate` on 127.0.0.1:
+#  1. overhead: a 1 MP edit through the gateway (the OpenAI SDK's multipart,
+#     JSON answer with b64_json) beside the same edit sent to the emulated
+#     endpoint directly (RunPod's JSON with a data URI, then the result's
+#     download), no latency, one at a time: p50 and p99 of each and of the
+#     difference;
+#  2. load: 64 concurrent OpenAI SDK clients, 2 s endpoint latency, 256 edits:
+#     wall time against the ideal 256 / 64 x 2 s = 8 s;
+#  3. memory: peak RSS of the gateway after 64 and after 640 edits.
+#   scripts/bench-gateway.sh [--quick]
+# --quick (run by `make test`, so the script keeps working) uses the debug
+# build, 20 edits for 1, 16 clients x 32 edits at 0.5 s for 2, and 16 / 64
+# edits for 3; its figures are not the benchmark's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+scripts/ensure-openai-sdk.sh
+python=.build/openai-sdk/bin/python
+if [ $quick -eq 1 ]; then
+  qie=.build/debug/qie
+  [ -x "$qie" ] || { echo "build qie first (swift build --product qie)" >&2; exit 1; }
+else
+  if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie 2>&1); then echo "$build" >&2; exit 1; fi
+  qie=.build/release/qie
+fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/qie-bench-gateway.XXXXXX")
+stop() { for pid in ${emulator:-} ${gateway:-}; do kill "$pid" 2>/dev/null || true; done; }
+cleanup() { stop; rm -rf "$work"; }
+trap cleanup EXIT
+
+address() {  # file: waits for the first http://127.0.0.1:PORT it prints
+  for _ in $(seq 100); do grep -q "http://127.0.0.1:" "$1" 2>/dev/null && break; sleep 0.1; done
+  grep -o "http://127.0.0.1:[0-9]*" "$1" | head -1
+}
+
+start() {  # latency concurrency
+  stop
+  wait 2>/dev/null || true
+  "$qie" emulate --port 0 --api-key bench-key --latency "$1" >"$work/emulator.out" 2>&1 &
+  emulator=$!
+  endpoint=$(address "$work/emulator.out")
+  rm -rf "$work/state"
+  RUNPOD_API_KEY=bench-key QIE_RUNPOD_BASE_URL="$endpoint" QIE_GATEWAY_KEYS=bench-gateway \
+    "$qie" serve --port 0 --provider runpod --concurrency "$2" --queue 1024 --state "$work/state" \
+    >"$work/gateway.out" 2>"$work/gateway.log" &
+  gateway=$!
+  served=$(address "$work/gateway.out")
+}
+
+rss() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$gateway/status"; }
+
+if [ $quick -eq 1 ]; then overhead_n=20; clients=16; edits=32; latency=0.5; small=16; large=64
+else overhead_n=300; clients=64; edits=256; latency=2; small=64; large=640; fi
+
+start 0 8
+"$python" - "$served" "$endpoint" "$overhead_n" <<'PY'
+import base64, io, json, statistics, sys, time, http.client, urllib.parse
+import openai
+from PIL import Image
+served, endpoint, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+buffer = io.BytesIO()
+Image.effect_mandelbrot((1024, 1024), (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB").save(buffer, "JPEG", quality=90)
+photo = buffer.getvalue()
+client = openai.OpenAI(base_url=served + "/v1", api_key="bench-gateway", max_retries=0)
+host = urllib.parse.urlparse(endpoint)
+connection = http.client.HTTPConnection(host.hostname, host.port)
+body = json.dumps({"input": {"prompt": "bench", "images": ["data:image/jpeg;base64," + base64.b64encode(photo).decode()], "size": "1024*1024", "output_format": "jpeg"}})
+
+def direct():
+    connection.request("POST", "/v2/qwen-image-edit-2511/runsync", body, {"Authorization": "Bearer bench-key", "Content-Type": "application/json"})
+    answer = json.loads(connection.getresponse().read())
+    path = urllib.parse.urlparse(answer["output"]["image_url"]).path
+    connection.request("GET", path)
+    return connection.getresponse().read()
+
+# The same multipart body the SDK sends, over the same kind of connection as
+# the direct calls, so only the gateway differs between the two.
+boundary = "qie-bench-boundary"
+form = b"".join([
+    b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (boundary.encode(), name, value)
+    for name, value in ((b"prompt", b"bench"), (b"model", b"runpod"), (b"output_format", b"jpeg"))
+]) + b"--%s\r\nContent-Disposition: form-data; name=\"image\"; filename=\"photo.jpg\"\r\nContent-Type: application/octet-stream\r\n\r\n" % boundary.encode() + photo + b"\r\n--%s--\r\n" % boundary.encode()
+served_host = urllib.parse.urlparse(served)
+served_connection = http.client.HTTPConnection(served_host.hostname, served_host.port)
+
+def gateway():
+    served_connection.request("POST", "/v1/images/edits", form, {
+        "Authorization": "Bearer bench-gateway", "Content-Type": "multipart/form-data; boundary=" + boundary})
+    answer = json.loads(served_connection.getresponse().read())
+    return base64.b64decode(answer["data"][0]["b64_json"])
+
+def sdk():
+    answer = client.images.edit(image=("photo.jpg", photo, "image/jpeg"), prompt="bench", model="runpod", output_format="jpeg")
+    return base64.b64decode(answer.data[0].b64_json)
+
+def timed(call):
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1000
+
+for call in (direct, gateway, sdk):  # warm every path
+    for _ in range(3): call()
+pairs = [(timed(direct), timed(gateway)) for _ in range(n)]
+with_sdk = [timed(sdk) for _ in range(max(5, n // 10))]
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+d = [a for a, _ in pairs]; g = [b for _, b in pairs]; diff = [b - a for a, b in pairs]
+print("== 1. overhead, 1 MP (1024x1024 JPEG, a size RunPod takes) edit, no latency, %d edits each way" % n)
+print("  direct to the endpoint: p50 %.1f ms  p99 %.1f ms" % (percentile(d, 50), percentile(d, 99)))
+print("  through qie serve:      p50 %.1f ms  p99 %.1f ms" % (percentile(g, 50), percentile(g, 99)))
+print("  gateway overhead:       p50 %.1f ms  p99 %.1f ms  (goal < 15 ms / < 50 ms)" % (percentile(diff, 50), percentile(diff, 99)))
+print("  (the OpenAI Python SDK's own call through qie serve: p50 %.1f ms)" % percentile(with_sdk, 50))
+PY
+
+start "$latency" "$clients"
+"$python" - "$served" "$clients" "$edits" "$latency" "$gateway" "$small" "$large" <<'PY'
+import io, sys, threading, time
+import openai
+from PIL import Image
+served, clients, edits, latency, pid, small, large = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
+buffer = io.BytesIO()
+Image.new("RGB", (1024, 768), (90, 120, 200)).save(buffer, "JPEG", quality=90)
+photo = buffer.getvalue()
+
+def rss():
+    for line in open("/proc/%s/status" % pid):
+        if line.startswith("VmHWM"): return int(line.split()[1]) / 1024
+    return 0.0
+
+def run(total):
+    queue = list(range(total)); lock = threading.Lock(); failures = []
+    def worker():
+        client = openai.OpenAI(base_url=served + "/v1", api_key="bench-gateway", max_retries=0, timeout=120)
+        while True:
+            with lock:
+                if not queue: return
+                queue.pop()
+            try:
+                client.images.edit(image=("photo.jpg", photo, "image/jpeg"), prompt="bench", model="runpod", output_format="jpeg")
+            except Exception as error:
+                failures.append(repr(error))
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    start = time.time()
+    for thread in threads: thread.start()
+    for thread in threads: thread.join()
+    return time.time() - start, failures
+
+wall, failures = run(edits)
+ideal = edits / clients * latency
+print("== 2. load: %d SDK clients, %d edits, %.1f s endpoint latency" % (clients, edits, latency))
+print("  wall %.2f s = %.3fx the ideal %.1f s (goal <= 1.1x)%s" % (wall, wall / ideal, ideal, "; %d failed: %s" % (len(failures), failures[0]) if failures else ""))
+print("== 3. memory: peak RSS of qie serve")
+print("  after %d edits: %.1f MB" % (edits, rss()))
+done = edits
+for target in (small, large):
+    if target > done:
+        _, more = run(target - done); done = target; failures += more
+    print("  after %d edits: %.1f MB" % (done, rss()))
+if failures: sys.exit("%d edits failed" % len(failures))
+PY
