@@ -312,6 +312,16 @@ int qie_vips_insert(VipsImage *main, VipsImage *sub, VipsImage **out, int x, int
     return leave(vips_insert(main, sub, out, x, y, NULL), QIE_STAGE_TRANSFORM, "insert");
 }
 
+int qie_vips_extract_band(VipsImage *in, VipsImage **out, int band) {
+    enter();
+    return leave(vips_extract_band(in, out, band, NULL), QIE_STAGE_TRANSFORM, "extract_band");
+}
+
+int qie_vips_blend(VipsImage *weight, VipsImage *in1, VipsImage *in2, VipsImage **out) {
+    enter();
+    return leave(vips_ifthenelse(weight, in1, in2, out, "blend", TRUE, NULL), QIE_STAGE_TRANSFORM, "ifthenelse");
+}
+
 int qie_vips_from_pixels(const uint8_t *pixels, size_t length, int width, int height, int bands,
                          VipsImage **out) {
     if (width <= 0 || height <= 0 || bands < 1 || bands > 4 ||

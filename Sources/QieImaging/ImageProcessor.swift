@@ -142,7 +142,7 @@ public enum ImageProcessor {
         return (image, geometry)
     }
 
-    private static func flatten(_ image: VipsImageHandle, onto colour: Colour) throws(ImagingError)
+    static func flatten(_ image: VipsImageHandle, onto colour: Colour) throws(ImagingError)
         -> VipsImageHandle
     {
         let values = [Double(colour.red), Double(colour.green), Double(colour.blue)]

@@ -85,6 +85,14 @@ public struct ImagingError: SettingNamingError, Sendable, Equatable {
         return text
     }
 
+    /// The same error with `input` (such as "the mask") before its reason,
+    /// for calls that read several inputs and must say which one failed.
+    func concerning(_ input: String) -> ImagingError {
+        var copy = ImagingError(kind, "\(input): \(reason)", file: file, stage: stage, hint: hint)
+        copy.setting = setting
+        return copy
+    }
+
     /// The same error, attributed to `file` unless it already names one.
     public func attributed(to file: String) -> ImagingError {
         var copy = self

@@ -108,6 +108,12 @@ int qie_vips_gaussblur(VipsImage *in, VipsImage **out, double sigma);
 /* Draws `overlay` over `base` at x, y with alpha compositing (VIPS_BLEND_MODE_OVER). */
 int qie_vips_composite_over(VipsImage *base, VipsImage *overlay, VipsImage **out, int x, int y);
 int qie_vips_insert(VipsImage *main, VipsImage *sub, VipsImage **out, int x, int y);
+/* Band `band` of `in`, as a one-band image (for example an alpha channel). */
+int qie_vips_extract_band(VipsImage *in, VipsImage **out, int band);
+/* Blends `in1` and `in2` by `weight` (vips_ifthenelse with blend): per band,
+ * weight/255 * in1 + (1 - weight/255) * in2. `weight` is one uchar band (or as
+ * many bands as the inputs); the inputs share their size and band count. */
+int qie_vips_blend(VipsImage *weight, VipsImage *in1, VipsImage *in2, VipsImage **out);
 /* Image from interleaved 8-bit pixels (bands 1-4), copied. */
 int qie_vips_from_pixels(const uint8_t *pixels, size_t length, int width, int height, int bands,
                          VipsImage **out);

@@ -1,0 +1,191 @@
+import Foundation
+internal import CVips
+internal import CVipsShims
+
+extension ImageProcessor {
+    /// Composites an edited result over the original through an OpenAI-style
+    /// mask, for endpoints that edit the whole image: where the mask is fully
+    /// transparent (alpha 0) the edited pixels are used, where it is opaque the
+    /// original's are kept, and partial alpha blends linearly, per channel:
+    /// `a/255 * original + (1 - a/255) * edited`, `a` the mask's alpha.
+    ///
+    /// The output has the edited image's size. The original and the mask are
+    /// each resized to it (Lanczos, shrinking on load where the codec allows),
+    /// so a mask made for the original lines up at any scale. Only the mask's
+    /// alpha channel counts; its colours are ignored.
+    ///
+    /// Alpha: the output has an alpha channel when `encode.format` keeps alpha
+    /// and the edited image or the original has one. An image without alpha
+    /// counts as opaque, and colours are blended premultiplied by their alpha,
+    /// so the hidden colour of a transparent pixel never shows. For a format
+    /// without alpha (JPEG), both images are flattened onto
+    /// `encode.flattenBackground` before they are blended.
+    ///
+    /// Every header is read and checked against `limits` before any pixel is
+    /// decoded. A mask without an alpha channel, or whose aspect ratio differs
+    /// from the original's by more than 1%, is refused (`.invalidOption`):
+    /// a mask may be scaled, not distorted. The reason of every error about one
+    /// of the inputs starts with which it was: "the edited result", "the
+    /// original" or "the mask". The returned `source` is the edited image's
+    /// header; `geometry` is the identity at its size, as the edited pixels are
+    /// not resized.
+    public static func composite(
+        edited: Data, original: Data, mask: Data, encode: EncodeOptions, limits: ImageLimits = .default
+    ) throws(ImagingError) -> PreparedImage {
+        try composite(edited: edited, original: nil, mask: mask, encode: encode, limits: limits) {
+            FileBytes(data: original)
+        }
+    }
+
+    /// Like `composite(edited:original:mask:encode:limits:)`, with the original
+    /// read from a file: errors about the original also name the file.
+    public static func composite(
+        edited: Data, originalFile path: String, mask: Data, encode: EncodeOptions, limits: ImageLimits = .default
+    ) throws(ImagingError) -> PreparedImage {
+        try composite(edited: edited, original: path, mask: mask, encode: encode, limits: limits) {
+            () throws(ImagingError) in try FileBytes(path: path, prefix: ImageProbe.headerWindow)
+        }
+    }
+
+    private static func composite(
+        edited editedData: Data, original path: String?, mask maskData: Data, encode: EncodeOptions,
+        limits: ImageLimits, openOriginal: () throws(ImagingError) -> FileBytes
+    ) throws(ImagingError) -> PreparedImage {
+        try encode.checked()
+        // Headers first: nothing is decoded until all three are acceptable.
+        let edited = try CompositeInput("the edited result", file: nil, limits: limits) { FileBytes(data: editedData) }
+        let original = try CompositeInput("the original", file: path, limits: limits, open: openOriginal)
+        let mask = try CompositeInput("the mask", file: nil, limits: limits) { FileBytes(data: maskData) }
+        try checkMask(mask.info, for: original.info)
+
+        // Each input is decoded into memory at the output's size, so damage is
+        // found while it is known which input it is in.
+        let flattenOnto = encode.format.supportsAlpha ? nil : encode.flattenBackground
+        let editedImage = try edited.decoded(to: nil, flattenOnto: flattenOnto)
+        let size = editedImage.size
+        let originalImage = try original.decoded(to: size, flattenOnto: flattenOnto)
+        let maskImage = try mask.attributing { () throws(ImagingError) in try mask.rendered(to: size, flattenOnto: nil) }
+        guard maskImage.hasAlpha else { throw noAlphaError() }
+        let alphaBand = Int32(maskImage.bands - 1)
+        let weight = try mask.attributing { () throws(ImagingError) -> VipsImageHandle in
+            try maskImage.apply("taking the mask's alpha") { qie_vips_extract_band($0, $1, alphaBand) }
+                .inMemory(mask.decoding)
+        }
+
+        let blended = try blend(originalImage, over: editedImage, weight: weight)
+        let data = try encodeImage(blended, options: encode)
+        let geometry = ResizeGeometry(fit: .fill, source: size, resized: size, crop: nil, padding: .none, output: size)
+        return PreparedImage(data: data, format: encode.format, size: size, source: edited.info, geometry: geometry)
+    }
+
+    /// Refuses a mask that cannot say where to edit: one without alpha, or one
+    /// whose shape is not the original's.
+    private static func checkMask(_ mask: ImageInfo, for original: ImageInfo) throws(ImagingError) {
+        guard mask.hasAlpha else { throw noAlphaError() }
+        let maskSize = mask.displaySize, originalSize = original.displaySize
+        let ratio =
+            (Double(maskSize.width) / Double(maskSize.height))
+            / (Double(originalSize.width) / Double(originalSize.height))
+        let difference = max(ratio, 1 / ratio) - 1
+        guard difference <= 0.01 else {
+            let percent = String(format: "%.1f", difference * 100)
+            throw ImagingError(
+                .invalidOption,
+                "the mask is \(maskSize) but the original is \(originalSize): their aspect ratios differ by \(percent)%; a mask may be scaled, not distorted: make it the original's size")
+        }
+    }
+
+    private static func noAlphaError() -> ImagingError {
+        ImagingError(
+            .invalidOption,
+            "the mask has no alpha channel: transparent pixels mark where to edit; save it as a PNG with transparency")
+    }
+
+    /// `weight`/255 of `original` plus the rest of `edited`, per channel. With
+    /// alpha in either image, both get alpha and are blended premultiplied.
+    private static func blend(_ original: VipsImageHandle, over edited: VipsImageHandle, weight: VipsImageHandle)
+        throws(ImagingError) -> VipsImageHandle
+    {
+        let withAlpha = original.hasAlpha || edited.hasAlpha
+        func prepared(_ image: VipsImageHandle) throws(ImagingError) -> VipsImageHandle {
+            guard withAlpha else { return image }
+            var result = image
+            if !result.hasAlpha {
+                result = try result.apply("adding alpha") { qie_vips_add_alpha($0, $1) }
+            }
+            return try result.apply("premultiplying alpha") { qie_vips_premultiply($0, $1) }
+        }
+        let first = try prepared(original), second = try prepared(edited)
+        // Every input is in memory: the result reads no encoded bytes.
+        let blended = try withExtendedLifetime((first, second, weight)) { () throws(ImagingError) -> VipsImageHandle in
+            try VipsImageHandle.make("compositing through the mask", keeping: nil) {
+                qie_vips_blend(weight.pointer, first.pointer, second.pointer, $0)
+            }
+        }
+        guard withAlpha else { return blended }
+        return try blended.apply("unpremultiplying alpha") { qie_vips_unpremultiply($0, $1) }
+    }
+}
+
+/// One of a composite's three inputs, with what its errors call it.
+private struct CompositeInput {
+    /// How errors name it: "the mask".
+    let name: String
+    /// The file it was read from, when it was.
+    let file: String?
+    let bytes: PinnedBytes
+    let info: ImageInfo
+
+    /// Reads the header, checks it against `limits` and reads the rest.
+    init(_ name: String, file: String?, limits: ImageLimits, open: () throws(ImagingError) -> FileBytes)
+        throws(ImagingError)
+    {
+        self.name = name
+        self.file = file
+        do {
+            var source = try open()
+            info = try ImageProbe.probe(&source)
+            try limits.check(info)
+            try source.readAll()
+            bytes = source.bytes
+        } catch {
+            throw Self.naming(error, name, file)
+        }
+    }
+
+    /// What a failed copy to memory was doing, when the input itself decodes.
+    var decoding: String { "decoding the \(info.format.displayName)" }
+
+    /// Runs `body`, its errors naming this input.
+    func attributing<T>(_ body: () throws(ImagingError) -> T) throws(ImagingError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw Self.naming(error, name, file)
+        }
+    }
+
+    /// Upright 8-bit sRGB (alpha kept unless flattened onto `flattenOnto`),
+    /// resized to `size` when given; pixels computed lazily.
+    func rendered(to size: PixelSize?, flattenOnto: Colour?) throws(ImagingError) -> VipsImageHandle {
+        let resize = size.map { ResizeOptions(size: $0, fit: .fill) }
+        var (image, _) = try ImageProcessor.render(bytes, info: info, resize: resize, flattenOnto: flattenOnto)
+        // The loader flattens only some layouts on its own.
+        if let flattenOnto, image.hasAlpha {
+            image = try ImageProcessor.flatten(image, onto: flattenOnto)
+        }
+        return image
+    }
+
+    /// `rendered(to:flattenOnto:)` with every pixel decoded into memory.
+    func decoded(to size: PixelSize?, flattenOnto: Colour?) throws(ImagingError) -> VipsImageHandle {
+        try attributing { () throws(ImagingError) -> VipsImageHandle in
+            try rendered(to: size, flattenOnto: flattenOnto).inMemory(decoding)
+        }
+    }
+
+    private static func naming(_ error: ImagingError, _ name: String, _ file: String?) -> ImagingError {
+        let named = error.concerning(name)
+        return file.map(named.attributed(to:)) ?? named
+    }
+}
