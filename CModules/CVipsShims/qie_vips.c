@@ -317,6 +317,18 @@ int qie_vips_extract_band(VipsImage *in, VipsImage **out, int band) {
     return leave(vips_extract_band(in, out, band, NULL), QIE_STAGE_TRANSFORM, "extract_band");
 }
 
+int qie_vips_negate(VipsImage *in, VipsImage **out, int keep_last_band) {
+    enter();
+    double a[4], b[4];
+    int bands = in->Bands > 4 ? 4 : in->Bands;
+    for (int i = 0; i < bands; i++) {
+        int keep = keep_last_band && i == bands - 1;
+        a[i] = keep ? 1.0 : -1.0;
+        b[i] = keep ? 0.0 : 255.0;
+    }
+    return leave(vips_linear(in, out, a, b, bands, "uchar", TRUE, NULL), QIE_STAGE_TRANSFORM, "linear");
+}
+
 int qie_vips_blend(VipsImage *weight, VipsImage *in1, VipsImage *in2, VipsImage **out) {
     enter();
     return leave(vips_ifthenelse(weight, in1, in2, out, "blend", TRUE, NULL), QIE_STAGE_TRANSFORM, "ifthenelse");

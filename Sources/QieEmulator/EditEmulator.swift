@@ -9,6 +9,15 @@ import QieImaging
 import QieProviders
 import Synchronization
 
+/// What the emulated edit does to the first input image, besides bringing it
+/// to the endpoint's output size and format.
+public enum EmulatedEffect: String, Sendable, CaseIterable {
+    /// Nothing: the result looks like the input.
+    case none
+    /// The photographic negative, so results can be told from inputs (masks, restores).
+    case negative
+}
+
 /// A failure the emulator plays instead of answering a request normally.
 public enum EmulatedFault: Sendable, Equatable {
     /// An HTTP error status with the endpoint's error shape.
@@ -45,6 +54,8 @@ public final class EditEmulator: Sendable {
     public let latency: Duration
     /// Runflow's signing secret: callbacks carry `Runflow-Signature` when set.
     public let signingSecret: String?
+    /// What the emulated edit does to the input.
+    public let effect: EmulatedEffect
 
     struct Job {
         var profileID: String
@@ -84,8 +95,9 @@ public final class EditEmulator: Sendable {
     /// request to `requestLog`.
     public init(
         apiKey: String = "emulator-key", latency: Duration = .zero, signingSecret: String? = nil,
-        requestLog: (@Sendable (String) -> Void)? = nil
+        effect: EmulatedEffect = .none, requestLog: (@Sendable (String) -> Void)? = nil
     ) {
+        self.effect = effect
         self.apiKey = apiKey
         self.latency = latency
         self.signingSecret = signingSecret
@@ -233,14 +245,14 @@ public final class EditEmulator: Sendable {
         }
         // Synchronous: the images are made off the server's threads, within
         // the latency (a real endpoint's time includes its work).
-        let outputs = try await Self.render(edit)
+        let outputs = try await Self.render(edit, effect: effect)
         try await Task.sleep(until: began + latency)
         let (urls, inline) = publish(outputs, edit: edit, expired: fault == .expiredResult)
         return success(profile, urls: urls, inline: inline, edit: edit)
     }
 
-    private static func render(_ edit: EmulatedRequest) async throws -> [PreparedImage] {
-        try await ImagingRuntime.offload { try (0..<edit.count).map { _ in try edit.render() } }
+    private static func render(_ edit: EmulatedRequest, effect: EmulatedEffect) async throws -> [PreparedImage] {
+        try await ImagingRuntime.offload { try (0..<edit.count).map { _ in try edit.render(effect: effect) } }
     }
 
     /// Stores outputs under /files/ (URLs) or keeps them inline.
@@ -286,7 +298,7 @@ public final class EditEmulator: Sendable {
             }
             if error == nil {
                 do {
-                    let outputs = try await Self.render(edit)
+                    let outputs = try await Self.render(edit, effect: effect)
                     (urls, _) = publish(outputs, edit: edit, expired: fault == .expiredResult)
                 } catch let rejection as EmulatorRejection {
                     error = rejection.message

@@ -29,11 +29,15 @@ struct EmulatedRequest: Sendable {
     /// Results as data URIs instead of URLs (Runflow `sync_mode`).
     var syncMode = false
 
-    /// The "edit": the first input image at the endpoint's output size and format.
-    func render() throws -> PreparedImage {
+    /// The "edit": the first input image at the endpoint's output size and
+    /// format, with `effect` applied.
+    func render(effect: EmulatedEffect = .none) throws -> PreparedImage {
+        let resize = ResizeOptions(size: outputSize, fit: .fill)
         do {
-            return try ImageProcessor.prepare(
-                data: input, resize: ResizeOptions(size: outputSize, fit: .fill), encode: EncodeOptions(format: format))
+            switch effect {
+            case .none: return try ImageProcessor.prepare(data: input, resize: resize, encode: EncodeOptions(format: format))
+            case .negative: return try ImageProcessor.negative(data: input, resize: resize, encode: EncodeOptions(format: format))
+            }
         } catch {
             throw EmulatorRejection.bad("Invalid image: \(error.reason)")
         }

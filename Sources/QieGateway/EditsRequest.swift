@@ -9,6 +9,8 @@ struct EditsRequest {
 
     /// The images, as files: the first is edited, the others are references.
     var images: [String]
+    /// The mask, as a file: checked against the first image before anything is sent.
+    var mask: String?
     var prompt: String
     var model: String?
     var n: Int
@@ -64,10 +66,9 @@ struct EditsRequest {
             }
         }
         images = imageParts.map(\.path)
-        if form.files.contains(where: { $0.field == "mask" }) {
-            throw .invalid(
-                "mask", "masks are not taken by this gateway yet: send the image without a mask (the whole image is edited)",
-                code: "unsupported_parameter")
+        if let part = form.files.last(where: { $0.field == "mask" }) {
+            guard part.byteCount > 0 else { throw .invalid("mask", "mask is empty") }
+            mask = part.path
         }
 
         model = text("model")

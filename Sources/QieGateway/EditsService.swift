@@ -172,7 +172,7 @@ struct EditsService: Sendable {
         options.flow = nil
         let input = EditInput(
             image: .file(asked.images[0]), references: asked.images.dropFirst().map { .file($0) }, prompt: asked.prompt,
-            seed: asked.seed, negativePrompt: asked.negativePrompt, size: asked.size)
+            seed: asked.seed, negativePrompt: asked.negativePrompt, size: asked.size, mask: asked.mask.map { .file($0) })
         var hooks = EditHooks(budget: budget)
         // Whether anything was sent: an idempotent retry sends nothing and is charged nothing.
         let sent = Atomic<Bool>(false)

@@ -109,6 +109,8 @@ extension GatewayError {
         case .input(let imaging):
             let code = imaging.kind == .tooLarge ? "image_too_large" : "invalid_image"
             self = .invalid("image", message, code: code)
+        case .mask:
+            self = .invalid("mask", message, code: "invalid_mask")
         case .request(let providers):
             self = .invalid(providers.setting.map { GatewayField.name($0.setting) } ?? nil, message)
         case .overBudget:

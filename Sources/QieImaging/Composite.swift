@@ -79,8 +79,9 @@ extension ImageProcessor {
     }
 
     /// Refuses a mask that cannot say where to edit: one without alpha, or one
-    /// whose shape is not the original's.
-    private static func checkMask(_ mask: ImageInfo, for original: ImageInfo) throws(ImagingError) {
+    /// whose shape is not the original's (more than 1% apart). From headers
+    /// alone, so a caller can check a mask before paying for the edit.
+    public static func checkMask(_ mask: ImageInfo, for original: ImageInfo) throws(ImagingError) {
         guard mask.hasAlpha else { throw noAlphaError() }
         let maskSize = mask.displaySize, originalSize = original.displaySize
         let ratio =

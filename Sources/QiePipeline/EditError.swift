@@ -17,6 +17,9 @@ public enum EditError: SettingNamingError, Sendable {
     case missingKey(endpoint: String, variable: String)
     /// The input or a reference cannot be read, is not an image, or is damaged.
     case input(ImagingError)
+    /// The mask cannot be used: not an image, no alpha, another shape than
+    /// the input. Found before anything is sent.
+    case mask(ImagingError)
     /// The endpoint's result could not be converted or restored.
     case result(ImagingError)
     /// The request could not be built for the endpoint.
@@ -62,6 +65,7 @@ public enum EditError: SettingNamingError, Sendable {
         case .missingKey(let endpoint, let variable):
             "\(endpoint) needs an API key in \(variable) (read from the environment only)"
         case .input(let error): error.kind == .notAnImage && error.reason.isEmpty ? "not an image" : error.reason(naming: naming)
+        case .mask(let error): "the mask cannot be used: \(error.reason(naming: naming))"
         case .result(let error): "the result could not be finished: \(error.reason(naming: naming))"
         case .request(let error): error.message(naming: naming)
         case .endpoint(let error): error.message

@@ -32,12 +32,19 @@ public struct EditInput: Sendable {
     /// result is restored to exactly this size. Nil: the options decide (the
     /// input's own size with `restore`). An OpenAI-style `size`.
     public var size: PixelSize?
+    /// An OpenAI-style mask for endpoints that edit the whole image: the
+    /// results are composited locally, the edit kept where the mask is
+    /// transparent and the input where it is opaque (partial alpha blends).
+    /// It needs an alpha channel and the input's shape (it may be scaled);
+    /// both are checked before anything is sent.
+    public var mask: ImageSource?
 
     /// An input; nil fields take the options' values.
     public init(
         image: ImageSource, references: [ImageSource] = [], prompt: String? = nil, seed: Int? = nil,
-        negativePrompt: String? = nil, size: PixelSize? = nil
+        negativePrompt: String? = nil, size: PixelSize? = nil, mask: ImageSource? = nil
     ) {
+        self.mask = mask
         self.image = image
         self.references = references
         self.prompt = prompt
@@ -457,7 +464,29 @@ public final class Editor: Sendable {
                 var delivered = options
                 if input.size != nil { delivered.restore = .exact }  // back to the frame: exactly the size asked
                 let finishOptions = delivered
-                images.append(try await imagingWork { try Self.finish(data, geometry: geometry, options: finishOptions) })
+                var image = try await imagingWork { try Self.finish(data, geometry: geometry, options: finishOptions) }
+                if let mask = prepared.mask {
+                    // Composited here: the edit where the mask is clear, the input where it is opaque.
+                    let finished = image
+                    let original = prepared.original
+                    image = try await imagingWork { () throws(EditError) -> EditedImage in
+                        let encode = EncodeOptions(format: finished.format, quality: options.quality)
+                        do throws(ImagingError) {
+                            let composed: PreparedImage
+                            switch original {
+                            case .data(let bytes):
+                                composed = try ImageProcessor.composite(edited: finished.data, original: bytes, mask: mask, encode: encode)
+                            case .file(let path):
+                                composed = try ImageProcessor.composite(
+                                    edited: finished.data, originalFile: path, mask: mask, encode: encode)
+                            }
+                            return EditedImage(data: composed.data, format: composed.format, size: composed.size)
+                        } catch {
+                            throw .result(error)
+                        }
+                    }
+                }
+                images.append(image)
             }
             timings.finish = Date().timeIntervalSince(finishing)
             timings.total = Date().timeIntervalSince(start)
@@ -519,6 +548,10 @@ public final class Editor: Sendable {
         var geometry: ResizeGeometry
         var source: ImageInfo
         var payload: [PayloadImage]
+        /// The image the results stand for: the input, or its frame at the size asked.
+        var original: ImageSource
+        /// The mask's bytes, checked.
+        var mask: Data?
     }
 
     private func prepare(_ input: EditInput, context: Context) async throws -> Prepared {
@@ -552,7 +585,13 @@ public final class Editor: Sendable {
                 .bytes(prepared.data, format: prepared.format, filename: "reference.\(prepared.format.fileExtension)"))
         }
         guard let plan else { throw EditError.request(ProvidersError(.invalidOption, "no size plan for the input")) }
-        return Prepared(plan: plan, geometry: main.geometry, source: main.source, payload: payload)
+        var mask: Data? = nil
+        if let source = input.mask {
+            let original = image
+            mask = try await imagingWork { try Self.checkedMask(source, original: original, limits: context.options.limits) }
+        }
+        return Prepared(
+            plan: plan, geometry: main.geometry, source: main.source, payload: payload, original: image, mask: mask)
     }
 
     /// Prepares an input (planned for the endpoint) or a reference (only
@@ -593,6 +632,32 @@ public final class Editor: Sendable {
         } catch {
             if let refusal { throw EditError.request(refusal) }
             throw EditError.input(error)
+        }
+    }
+
+    /// The mask's bytes, once it is known to be usable with `original`.
+    private static func checkedMask(_ mask: ImageSource, original: ImageSource, limits: ImageLimits) throws(EditError) -> Data {
+        do throws(ImagingError) {
+            let data: Data
+            switch mask {
+            case .data(let bytes): data = bytes
+            case .file(let path):
+                guard let bytes = FileManager.default.contents(atPath: path) else {
+                    throw ImagingError(.unreadable, "cannot be read", file: path)
+                }
+                data = bytes
+            }
+            let maskInfo = try ImageProbe.probe(data: data)
+            try limits.check(maskInfo)
+            let originalInfo: ImageInfo
+            switch original {
+            case .data(let bytes): originalInfo = try ImageProbe.probe(data: bytes)
+            case .file(let path): originalInfo = try ImageProbe.probe(file: path)
+            }
+            try ImageProcessor.checkMask(maskInfo, for: originalInfo)
+            return data
+        } catch {
+            throw .mask(error)
         }
     }
 

@@ -26,12 +26,16 @@ struct Emulate: AsyncParsableCommand {
     @Option(help: "Seconds from submission to result.")
     var latency: Double = 0
 
+    @Option(help: "What the emulated edit does: none (the input at the output size) or negative (its negative, to tell results from inputs).")
+    var effect: String = "none"
+
     @Flag(name: .customLong("log-requests"), help: "Print one line per request answered (method, path, status, time taken).")
     var logRequests = false
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, got \(port)") }
         guard latency >= 0 else { throw ValidationError("--latency must not be negative, got \(latency)") }
+        guard EmulatedEffect(rawValue: effect) != nil else { throw ValidationError("--effect must be none or negative, got \(effect)") }
     }
 
     func run() async throws {
@@ -39,7 +43,8 @@ struct Emulate: AsyncParsableCommand {
         var log: (@Sendable (String) -> Void)? = nil
         if logRequests { log = { @Sendable line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) } }
         let emulator = EditEmulator(
-            apiKey: apiKey, latency: .milliseconds(Int(latency * 1000)), signingSecret: secret, requestLog: log)
+            apiKey: apiKey, latency: .milliseconds(Int(latency * 1000)), signingSecret: secret,
+            effect: EmulatedEffect(rawValue: effect) ?? .none, requestLog: log)
         try await emulator.run(port: port) { bound in
             var lines = ["qie emulator listening on http://127.0.0.1:\(bound) (Ctrl-C to stop)"]
             for profile in EditEmulator.profiles {

@@ -27,7 +27,7 @@ struct GatewaySDKTests {
         try writeImage(800, 600, to: work + "/images/wide.jpg")
         try writeImage(480, 640, to: work + "/images/tall.png", format: .png)
 
-        let emulator = try EmulatorProcess()
+        let emulator = try EmulatorProcess(effect: "negative")
         var environment: [String: String] = ["QIE_GATEWAY_KEYS": "sdk-gateway-key"]
         for (key, base) in [
             ("RUNPOD_API_KEY", "QIE_RUNPOD_BASE_URL"), ("RUNFLOW_API_KEY", "QIE_RUNFLOW_BASE_URL"),
@@ -54,16 +54,16 @@ struct GatewaySDKTests {
         #expect(check.terminationStatus == 0, "\(printed)\n--- qie serve:\n\(gateway.output)")
         let names = [
             "one image", "list of one", "three images", "n=3", "url", "webp converted", "size 1024x1536", "errors", "idempotency",
-            "stream", "models",
+            "stream", "mask", "models",
         ]
         for name in names {
             #expect(printed.contains("ok \(name)\n"), "\(name) did not pass:\n\(printed)")
         }
 
         // The idempotent retry sent nothing: every runsync submission is accounted for.
-        // one image, list of one, n=3 (3), url, size, first of the retried pair, stream n=2 (2) = 10 on RunPod 2511.
+        // one image, list of one, n=3 (3), url, size, first of the retried pair, stream n=2 (2), mask = 11 on RunPod 2511.
         let submissions = emulator.count(of: "POST /v2/qwen-image-edit-2511/runsync -> 200")
-        #expect(submissions == 10, "RunPod 2511 received \(submissions) submissions")
+        #expect(submissions == 11, "RunPod 2511 received \(submissions) submissions")
 
         // The log: one line per request, the client's key id, never a key or image bytes.
         let log = gateway.output

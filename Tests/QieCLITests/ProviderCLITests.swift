@@ -107,9 +107,10 @@ struct ProviderCLITests {
 
 /// `qie emulate` running in the background for a test, logging each request.
 final class EmulatorProcess: QieServer {
-    init(environment extra: [String: String] = [:], latency: Double = 0) throws {
+    init(environment extra: [String: String] = [:], latency: Double = 0, effect: String = "none") throws {
         try super.init(
-            ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency), "--log-requests"], environment: extra)
+            ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency), "--effect", effect, "--log-requests"],
+            environment: extra)
     }
 }
 

@@ -13,11 +13,12 @@ import Testing
 struct GatewayTests {
     /// Runs `body` with a router-level client of a gateway over the emulator.
     func withGateway(
-        latency: Duration = .zero, state: String = stateFolder(), configure: (inout GatewayConfiguration) -> Void = { _ in },
+        latency: Duration = .zero, effect: EmulatedEffect = .none, state: String = stateFolder(),
+        configure: (inout GatewayConfiguration) -> Void = { _ in },
         _ body: @escaping @Sendable (EditEmulator, any TestClientProtocol) async throws -> Void
     ) async throws {
         defer { try? FileManager.default.removeItem(atPath: state) }
-        try await withEmulator(latency: latency) { emulator, environment in
+        try await withEmulator(latency: latency, effect: effect) { emulator, environment in
             var configuration = GatewayConfiguration(stateDirectory: state)
             configuration.options.timeouts.pollInterval = 0.05
             configure(&configuration)
@@ -312,6 +313,50 @@ struct GatewayTests {
                 let bytes = (object?["b64_json"] as? String).flatMap { Data(base64Encoded: $0) } ?? Data()
                 #expect((try? ImageProbe.probe(data: bytes))?.format == .png)
             }
+        }
+    }
+
+    @Test("mask: the edit where the mask is clear, the input where it is opaque; an unusable mask is a 400 before sending")
+    func mask() async throws {
+        let input = try photo(160, 120)
+        // Opaque on the left half (keep), clear on the right (edit).
+        var rgba: [UInt8] = []
+        for _ in 0..<120 {
+            for x in 0..<160 { rgba += [0, 0, 0, x < 80 ? 255 : 0] }
+        }
+        let mask = try Image(pixels: rgba, size: PixelSize(width: 160, height: 120), channels: 4).encoded(EncodeOptions(format: .png))
+        try await withGateway(effect: .negative) { emulator, client in
+            let form = multipart {
+                $0.file("image", input)
+                $0.file("mask", mask, filename: "mask.png")
+                $0.field("prompt", "invert the right half")
+                $0.field("model", "runpod")
+            }
+            let response = try await edit(client, form)
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let item = (object(response)["data"] as? [[String: Any]])?.first?["b64_json"] as? String
+            let result = try Image.decode(data: try #require(item.flatMap { Data(base64Encoded: $0) }))
+            let original = try Image.decode(data: input)
+            #expect(result.size == original.size)
+            for (x, y) in [(10, 10), (40, 60), (70, 110)] {
+                let kept = try result.pixel(x: x, y: y), source = try original.pixel(x: x, y: y)
+                #expect(zip(kept, source).allSatisfy { abs(Int($0) - Int($1)) <= 3 }, "kept at \(x),\(y): \(kept) vs \(source)")
+            }
+            for (x, y) in [(100, 10), (130, 60), (150, 110)] {
+                let edited = try result.pixel(x: x, y: y), source = try original.pixel(x: x, y: y)
+                #expect(zip(edited, source).allSatisfy { abs(Int($0) - (255 - Int($1))) <= 24 }, "edited at \(x),\(y): \(edited) vs \(source)")
+            }
+
+            // A mask without alpha, or of another shape: refused, nothing sent.
+            for (name, bad) in [("no alpha", try photo(160, 120)), ("shape", try photo(100, 100))] {
+                let refused = try await edit(client, multipart {
+                    $0.file("image", input)
+                    $0.file("mask", bad, filename: "mask.jpg")
+                    $0.field("prompt", "x")
+                })
+                #expect(refused.status == .badRequest && errorObject(refused)["param"] as? String == "mask", "\(name): \(String(buffer: refused.body))")
+            }
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
         }
     }
 

@@ -56,9 +56,9 @@ let endpointKey = "endpoint-secret-\(UUID().uuidString.prefix(8))"
 
 /// Runs an emulator on a free port and `body` with an environment that points every endpoint at it.
 func withEmulator(
-    latency: Duration = .zero, _ body: (EditEmulator, [String: String]) async throws -> Void
+    latency: Duration = .zero, effect: EmulatedEffect = .none, _ body: (EditEmulator, [String: String]) async throws -> Void
 ) async throws {
-    let emulator = EditEmulator(apiKey: endpointKey, latency: latency)
+    let emulator = EditEmulator(apiKey: endpointKey, latency: latency, effect: effect)
     let (ports, sink) = AsyncStream.makeStream(of: Int.self)
     let server = Task { try await emulator.run(port: 0) { sink.yield($0) } }
     defer { server.cancel() }

@@ -110,6 +110,8 @@ int qie_vips_composite_over(VipsImage *base, VipsImage *overlay, VipsImage **out
 int qie_vips_insert(VipsImage *main, VipsImage *sub, VipsImage **out, int x, int y);
 /* Band `band` of `in`, as a one-band image (for example an alpha channel). */
 int qie_vips_extract_band(VipsImage *in, VipsImage **out, int band);
+/* 255 - v in every band of an 8-bit image, the last (alpha) kept when keep_last_band. */
+int qie_vips_negate(VipsImage *in, VipsImage **out, int keep_last_band);
 /* Blends `in1` and `in2` by `weight` (vips_ifthenelse with blend): per band,
  * weight/255 * in1 + (1 - weight/255) * in2. `weight` is one uchar band (or as
  * many bands as the inputs); the inputs share their size and band count. */

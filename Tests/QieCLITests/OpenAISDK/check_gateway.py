@@ -142,6 +142,26 @@ check([event.type for event in events] == ["image_edit.completed"] * 2, "stream:
 check(all(Image.open(io.BytesIO(base64.b64decode(event.b64_json))).size == (800, 600) for event in events), "stream: images")
 print("ok stream", flush=True)
 
+# A mask keeping the left half of the input: the edit (a negative, from
+# `qie emulate --effect negative`) only shows on the right.
+mask = Image.new("RGBA", (800, 600), (0, 0, 0, 0))
+mask.paste((0, 0, 0, 255), (0, 0, 400, 600))
+mask_bytes = io.BytesIO()
+mask.save(mask_bytes, "PNG")
+with open(wide, "rb") as image:
+    response = client.images.edit(image=image, mask=("mask.png", mask_bytes.getvalue(), "image/png"),
+                                  prompt="edit the right half", model="runpod")
+result = decoded(response.data[0]).convert("RGB")
+source = Image.open(wide).convert("RGB")
+check(result.size == (800, 600), "mask: size %s" % (result.size,))
+for x, y in ((50, 100), (350, 500)):
+    check(all(abs(a - b) <= 4 for a, b in zip(result.getpixel((x, y)), source.getpixel((x, y)))),
+          "mask: kept at %d,%d: %s vs %s" % (x, y, result.getpixel((x, y)), source.getpixel((x, y))))
+for x, y in ((450, 100), (750, 500)):
+    check(all(abs(a - (255 - b)) <= 24 for a, b in zip(result.getpixel((x, y)), source.getpixel((x, y)))),
+          "mask: edited at %d,%d: %s vs %s" % (x, y, result.getpixel((x, y)), source.getpixel((x, y))))
+print("ok mask", flush=True)
+
 # The models list in OpenAI's shape.
 models = [model.id for model in client.models.list()]
 check("runpod-qwen-image-edit-2511" in models and "lumenfall-qwen-image-edit-2511" in models, "models: %r" % models)
