@@ -12,11 +12,8 @@ extension ImageProcessor {
         data: Data, resize: ResizeOptions?, encode: EncodeOptions, limits: ImageLimits = .default
     ) throws(ImagingError) -> PreparedImage {
         try encode.checked()
-        var source = FileBytes(data: data)
-        let info = try ImageProbe.probe(&source)
-        try limits.check(info)
-        try source.readAll()
-        let (image, geometry) = try render(source.bytes, info: info, resize: resize)
+        let (bytes, info) = try checkedBytes(data, limits: limits)
+        let (image, geometry) = try render(bytes, info: info, resize: resize)
         let keepAlpha: Int32 = image.hasAlpha ? 1 : 0
         let negative = try image.apply("making the negative") { qie_vips_negate($0, $1, keepAlpha) }
         let encoded = try encodeImage(negative, options: encode)

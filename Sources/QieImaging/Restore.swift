@@ -23,11 +23,8 @@ extension ImageProcessor {
         limits: ImageLimits = .default
     ) throws(ImagingError) -> PreparedImage {
         try encode.checked()
-        var source = FileBytes(data: data)
-        let info = try ImageProbe.probe(&source)
-        try limits.check(info)
-        try source.readAll()
-        var (image, _) = try render(source.bytes, info: info, resize: nil)
+        let (bytes, info) = try checkedBytes(data, limits: limits)
+        var (image, _) = try render(bytes, info: info, resize: nil)
         let resultSize = image.size
         let content = geometry.contentRect(inResultOf: resultSize)
         if content.size != resultSize || content.x != 0 || content.y != 0 {
@@ -58,5 +55,16 @@ extension ImageProcessor {
         let resize = ResizeGeometry(
             fit: .fill, source: content.size, resized: target, crop: nil, padding: .none, output: target)
         return PreparedImage(data: encoded, format: encode.format, size: target, source: info, geometry: resize)
+    }
+}
+
+extension ImageProcessor {
+    /// Bytes in memory, their header read and checked against `limits`, ready to render.
+    static func checkedBytes(_ data: Data, limits: ImageLimits) throws(ImagingError) -> (PinnedBytes, ImageInfo) {
+        var source = FileBytes(data: data)
+        let info = try ImageProbe.probe(&source)
+        try limits.check(info)
+        try source.readAll()
+        return (source.bytes, info)
     }
 }
