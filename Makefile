@@ -41,6 +41,7 @@ test: deps example
 	$(BUILD) --build-tests
 	$(SWIFT) test --skip-build
 	.build/debug/qie-bench stream 1
+	scripts/bench-gateway.sh --quick
 
 # Builds the example as a user's package would be built, and runs it: it edits
 # a folder on the in-process emulator, stops, resumes, and checks the results.

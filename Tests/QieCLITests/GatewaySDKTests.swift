@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import QieImaging
 import Testing
 
@@ -73,4 +76,36 @@ struct GatewaySDKTests {
         let longest = log.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(\.count).max() ?? 0
         #expect(longest < 200, "a \(longest)-character word in the log")
     }
+
+    @Test("qie serve refuses a public address without keys, and logs JSON lines with --log-format json")
+    func startAndLog() throws {
+        let work = try folder()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let refused = try QieBinary.run(["serve", "--host", "0.0.0.0", "--port", "0", "--state", work + "/state"])
+        #expect(refused.status != 0 && refused.stderr.contains("without client keys") && refused.stderr.contains("QIE_GATEWAY_KEYS"))
+
+        let gateway = try GatewayProcess(
+            serving: ["--state", work + "/state", "--log-format", "json"], environment: ["QIE_GATEWAY_KEYS": "json-log-key"])
+        var request = URLRequest(url: URL(string: gateway.address + "/v1/images/edits")!)
+        request.httpMethod = "POST"
+        request.setValue("multipart/form-data; boundary=x", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data("--x--\r\n".utf8)
+        let done = DispatchSemaphore(value: 0)
+        let status = StatusBox()
+        URLSession.shared.dataTask(with: request) { _, response, _ in
+            status.value = (response as? HTTPURLResponse)?.statusCode ?? 0
+            done.signal()
+        }.resume()
+        _ = done.wait(timeout: .now() + 10)
+        #expect(status.value == 401)
+        #expect(gateway.waitForLog("\"outcome\":\"401 invalid_api_key\"", seconds: 5), "\(gateway.output)")
+        let line = gateway.output.split(separator: "\n").first { $0.hasPrefix("{") && $0.contains("outcome") }
+        let object = line.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String] }
+        #expect(object?["message"] == "POST /v1/images/edits" && object?["request"]?.hasPrefix("req_") == true)
+    }
+}
+
+/// A status code set from a URLSession callback.
+final class StatusBox: @unchecked Sendable {
+    var value = 0
 }
