@@ -9,7 +9,7 @@
 #     gateway pads to 1280x1024 and restores (its image work, measured);
 #  2. load: 64 concurrent OpenAI SDK clients, 2 s endpoint latency, 256 edits:
 #     wall time against the ideal 256 / 64 x 2 s = 8 s;
-#  3. memory: peak RSS of the gateway after 64 and after 640 edits.
+#  3. memory: peak RSS of a fresh gateway after 64 and after 640 edits.
 #   scripts/bench-gateway.sh [--quick]
 # --quick (run by `make test`, so the script keeps working) uses the debug
 # build, 20 edits for 1, 16 clients x 32 edits at 0.5 s for 2, and 16 / 64
@@ -124,48 +124,8 @@ print("  a 1024x768 photo, padded to 1280x1024 and restored: p50 %.1f ms  p99 %.
 PY
 
 start "$latency" "$clients"
-"$python" - "$served" "$clients" "$edits" "$latency" "$gateway" "$small" "$large" <<'PY'
-import io, sys, threading, time
-import openai
-from PIL import Image
-served, clients, edits, latency, pid, small, large = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
-buffer = io.BytesIO()
-Image.new("RGB", (1024, 1280), (90, 120, 200)).save(buffer, "JPEG", quality=90)
-photo = buffer.getvalue()
+"$python" scripts/bench-gateway-clients.py load "$served" "$clients" "$edits" "$latency"
 
-def rss():
-    for line in open("/proc/%s/status" % pid):
-        if line.startswith("VmHWM"): return int(line.split()[1]) / 1024
-    return 0.0
-
-def run(total):
-    queue = list(range(total)); lock = threading.Lock(); failures = []
-    def worker():
-        client = openai.OpenAI(base_url=served + "/v1", api_key="bench-gateway", max_retries=0, timeout=120)
-        while True:
-            with lock:
-                if not queue: return
-                queue.pop()
-            try:
-                client.images.edit(image=("photo.jpg", photo, "image/jpeg"), prompt="bench", model="runpod", output_format="jpeg")
-            except Exception as error:
-                failures.append(repr(error))
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    start = time.time()
-    for thread in threads: thread.start()
-    for thread in threads: thread.join()
-    return time.time() - start, failures
-
-wall, failures = run(edits)
-ideal = edits / clients * latency
-print("== 2. load: %d SDK clients, %d edits, %.1f s endpoint latency" % (clients, edits, latency))
-print("  wall %.2f s = %.3fx the ideal %.1f s (goal <= 1.1x)%s" % (wall, wall / ideal, ideal, "; %d failed: %s" % (len(failures), failures[0]) if failures else ""))
-print("== 3. memory: peak RSS of qie serve")
-print("  after %d edits: %.1f MB" % (edits, rss()))
-done = edits
-for target in (small, large):
-    if target > done:
-        _, more = run(target - done); done = target; failures += more
-    print("  after %d edits: %.1f MB" % (done, rss()))
-if failures: sys.exit("%d edits failed" % len(failures))
-PY
+# A fresh gateway, so its peak memory covers only the edits counted.
+start 0 "$clients"
+"$python" scripts/bench-gateway-clients.py memory "$served" "$clients" "$small" "$large" "$gateway"
