@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import QiePipeline
 
@@ -22,6 +23,25 @@ struct EditsRequest {
     var seed: Int?
     var negativePrompt: String?
     var stream: Bool
+
+    /// What makes two requests the same edit: the endpoint, every field that
+    /// changes the result, and the SHA-256 of each image and the mask.
+    func fingerprint(model: String) throws -> String {
+        var hasher = SHA256()
+        let fields: [String] = [
+            model, prompt, String(n), size.map { "\($0)" } ?? "auto", responseFormat.rawValue, outputFormat?.rawValue ?? "-",
+            compression.map(String.init) ?? "-", quality, seed.map(String.init) ?? "-", negativePrompt ?? "-", String(stream),
+        ]
+        for field in fields { hasher.update(data: Data((field + "\u{0}").utf8)) }
+        for path in images + (mask.map { [$0] } ?? []) {
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            var file = SHA256()
+            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { file.update(data: chunk) }
+            hasher.update(data: Data(file.finalize()))
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
 
     /// The most images one request takes, as OpenAI's `image[]`.
     static let maxImages = 10

@@ -52,7 +52,7 @@ struct EditsService: Sendable {
         }
         // Result files are reached by their unguessable id alone, like the
         // signed URLs endpoints return: no key, so any client can fetch them.
-        router.get("/v1/files/:id") { _, context in
+        router.get(RouterPath(configuration.filesPath + "/:id")) { _, context in
             let id = context.parameters.get("id") ?? ""
             let stem = id.split(separator: ".").first.map(String.init) ?? id
             guard let found = try? files.find(stem), let data = FileManager.default.contents(atPath: found.path) else {
@@ -178,8 +178,23 @@ struct EditsService: Sendable {
         let sent = Atomic<Bool>(false)
         hooks.willSend = { _, _ in sent.store(true, ordering: .relaxed) }
         if let key = request.headers[Self.idempotencyHeader], !key.isEmpty {
-            // Keys are the client's own: two clients never share one.
-            hooks.idempotency = (idempotency, client.keyID + "\n" + key)
+            // Keys are the client's own: two clients never share one. A key
+            // stands for one request: reused for another, it is refused
+            // rather than answered with the first request's images.
+            let scoped = client.keyID + "\n" + key
+            let bound: Bool
+            do {
+                bound = try state.bind(scoped, to: try asked.fingerprint(model: profile.id))
+            } catch {
+                throw GatewayError(status: 500, message: "the idempotency record could not be read: \(error)", type: "server_error")
+            }
+            guard bound else {
+                throw GatewayError(
+                    status: 400,
+                    message: "Idempotency-Key \(key) was first used with other fields or images; use a new key for a different request",
+                    type: "invalid_request_error", code: "idempotency_key_reused", mayRetry: false)
+            }
+            hooks.idempotency = (idempotency, scoped)
         }
 
         guard await admission.enter() else {
@@ -214,7 +229,7 @@ struct EditsService: Sendable {
             case .url:
                 do {
                     let id = try files.add(image, expires: Date().addingTimeInterval(configuration.fileLifetime))
-                    data.append(ImagesAnswer.Item(url: address() + "/v1/files/\(id).\(image.format.fileExtension)"))
+                    data.append(ImagesAnswer.Item(url: address() + configuration.filesPath + "/\(id).\(image.format.fileExtension)"))
                 } catch {
                     throw GatewayError(status: 500, message: "the result could not be stored: \(error)", type: "server_error", mayRetry: false)
                 }

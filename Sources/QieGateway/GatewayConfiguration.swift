@@ -46,6 +46,9 @@ public struct GatewayConfiguration: Sendable {
     public var concurrency = 8
     /// Requests waiting beyond `concurrency`; more are answered 429.
     public var queueLimit = 64
+    /// The path result files are served under (`/v1/files` gives
+    /// `/v1/files/ID.png`).
+    public var filesPath = "/v1/files"
     /// How long a result asked for as a URL stays downloadable, seconds.
     public var fileLifetime: TimeInterval = 3600
     /// The URL clients reach the gateway at, for result links (behind a
@@ -91,6 +94,11 @@ public struct GatewayConfiguration: Sendable {
         if maxBodyBytes < 1024 { throw .invalid("max body", "at least 1 KiB") }
         if fileLifetime <= 0 { throw .invalid("file lifetime", "more than 0 seconds") }
         if let limit = maxCostPerDay, limit <= 0 { throw .invalid("max cost per day", "more than 0") }
+        let segments = filesPath.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard filesPath.hasPrefix("/"), !filesPath.hasSuffix("/"), !segments.isEmpty,
+            segments.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(":") && $0 != "*" && $0 != "**" }),
+            !["/v1/images/edits", "/v1/images/generations", "/v1/models"].contains(filesPath)
+        else { throw .invalid("files path", "a path such as /v1/files or /results, apart from the API's own routes") }
         if let url = publicURL, URL(string: url)?.scheme == nil { throw .invalid("public URL", "an absolute URL such as https://images.example.com") }
         _ = try profiles()
     }

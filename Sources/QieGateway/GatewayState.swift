@@ -56,6 +56,12 @@ final class GatewayState: Sendable {
                     table.column("spent", .text).notNull()
                 }
             }
+            migrator.registerMigration("v2: request fingerprints") { db in
+                try db.create(table: "fingerprint") { table in
+                    table.primaryKey("key", .text)
+                    table.column("fingerprint", .text).notNull()
+                }
+            }
             try migrator.migrate(database)
             // Edits that were running when an earlier gateway stopped may have
             // been billed: their keys answer with that, never run again.
@@ -71,6 +77,19 @@ final class GatewayState: Sendable {
             }
         } catch {
             throw .state("\(folder)/\(Self.fileName): \(error)")
+        }
+    }
+
+    /// Binds an idempotency key to the request it was first sent with: true
+    /// when `fingerprint` is that request's (or the key is new), false when
+    /// the key was used with another request.
+    func bind(_ key: String, to fingerprint: String) throws -> Bool {
+        try database.write { db in
+            if let known = try String.fetchOne(db, sql: "SELECT fingerprint FROM fingerprint WHERE key = ?", arguments: [key]) {
+                return known == fingerprint
+            }
+            try db.execute(sql: "INSERT INTO fingerprint (key, fingerprint) VALUES (?, ?)", arguments: [key, fingerprint])
+            return true
         }
     }
 

@@ -51,6 +51,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("file-lifetime"), help: "Seconds a result asked for as a URL stays downloadable.")
     var fileLifetime: Double = 3600
 
+    @Option(name: .customLong("files-path"), help: "The path result URLs are served under.")
+    var filesPath = "/v1/files"
+
     @Option(name: .customLong("public-url"), help: "The URL clients reach the gateway at, for result links behind a proxy.")
     var publicURL: String?
 
@@ -81,6 +84,7 @@ struct Serve: AsyncParsableCommand {
         configuration.queueLimit = queue
         configuration.fileLifetime = fileLifetime
         configuration.publicURL = publicURL
+        configuration.filesPath = filesPath
         if let maxCostPerDay {
             configuration.maxCostPerDay = try Flags.validating { try Decimal(usd: maxCostPerDay, for: .maxCost, positive: true) }
         }

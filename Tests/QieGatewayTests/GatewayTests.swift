@@ -136,6 +136,27 @@ struct GatewayTests {
         }
     }
 
+    @Test("Result files under a path of one's own choosing; a path that would shadow the API is refused")
+    func filesPath() async throws {
+        let input = try photo(120, 90)
+        try await withGateway(configure: { $0.filesPath = "/results/qie"; $0.publicURL = "https://images.example.com" }) { _, client in
+            let response = try await edit(client, multipart {
+                $0.file("image", input)
+                $0.field("prompt", "x")
+                $0.field("response_format", "url")
+            })
+            let url = ((object(response)["data"] as? [[String: Any]])?.first?["url"] as? String) ?? ""
+            #expect(url.hasPrefix("https://images.example.com/results/qie/") && url.hasSuffix(".png"), "\(url)")
+            let file = try await client.execute(uri: String(url.dropFirst("https://images.example.com".count)), method: .get)
+            #expect(file.status == .ok && file.headers[.contentType] == "image/png")
+        }
+        for bad in ["/v1/models", "results", "/results/", "/a/:id"] {
+            var configuration = GatewayConfiguration(stateDirectory: stateFolder())
+            configuration.filesPath = bad
+            #expect(throws: GatewayConfigurationError.self, "\(bad)") { try configuration.validate() }
+        }
+    }
+
     @Test("Bad requests: each a 400 (or 404, 413) in OpenAI's shape naming the field, and nothing sent")
     func badRequests() async throws {
         let input = try photo(64, 48)
@@ -237,6 +258,12 @@ struct GatewayTests {
                     // Another key is another edit.
                     let other = try await edit(client, form, headers: [HTTPField.Name("Idempotency-Key")!: "edit-43"])
                     #expect(other.status == .ok && emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
+                    // The same key for another request is refused, not answered with the first's images.
+                    let changed = multipart { $0.file("image", input); $0.field("prompt", "something else") }
+                    let reused = try await edit(client, changed, headers: key)
+                    #expect(reused.status == .badRequest && errorObject(reused)["code"] as? String == "idempotency_key_reused")
+                    #expect(reused.headers[HTTPField.Name("x-should-retry")!] == "false")
+                    #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
                 }
             }
             // A new gateway on the same state answers from the SQLite file.
