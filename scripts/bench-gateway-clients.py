@@ -4,6 +4,7 @@
   memory SERVED CLIENTS SMALL LARGE PID     peak RSS of PID after SMALL and after LARGE edits
 """
 import io
+import multiprocessing
 import sys
 import threading
 import time
@@ -50,13 +51,30 @@ def rss(pid):
     return 0.0
 
 
+def share(arguments):
+    """One process's share of the clients (its own interpreter, so the clients are not held up by one lock)."""
+    served, clients, total = arguments
+    return run(served, clients, total)[1]
+
+
+def run_processes(served, clients, total, processes=4):
+    """`clients` threads spread over `processes` processes, `total` edits between them."""
+    processes = min(processes, clients)
+    shares = [(served, clients // processes + (i < clients % processes), total // processes + (i < total % processes))
+              for i in range(processes)]
+    start = time.time()
+    with multiprocessing.Pool(processes) as pool:
+        failures = sum(pool.map(share, shares), [])
+    return time.time() - start, failures
+
+
 mode, served, clients = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if mode == "load":
     edits, latency = int(sys.argv[4]), float(sys.argv[5])
-    wall, failures = run(served, clients, edits)
+    wall, failures = run_processes(served, clients, edits)
     ideal = edits / clients * latency
     print("== 2. load: %d SDK clients, %d edits, %.1f s endpoint latency" % (clients, edits, latency))
-    print("  wall %.2f s = %.3fx the ideal %.1f s (goal <= 1.1x)" % (wall, wall / ideal, ideal))
+    print("  wall %.2f s = %.3fx the ideal %.1f s (goal <= 1.1x; clients in 4 processes)" % (wall, wall / ideal, ideal))
 else:
     small, large, pid = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
     print("== 3. memory: peak RSS of qie serve, %d clients, no latency" % clients)

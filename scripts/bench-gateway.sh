@@ -125,6 +125,15 @@ PY
 
 start "$latency" "$clients"
 "$python" scripts/bench-gateway-clients.py load "$served" "$clients" "$edits" "$latency"
+# The gateway's own time per request, from its log: what it adds to the
+# endpoint's latency, apart from the clients sharing the machine.
+"$python" - "$work/gateway.log" "$latency" <<'PY'
+import re, statistics, sys
+seconds = [float(m.group(1)) for m in (re.search(r" seconds=([0-9.]+)", line) for line in open(sys.argv[1])) if m]
+latency = float(sys.argv[2])
+print("  in the gateway: mean %.3f s, max %.3f s per request = %.3fx the %.1f s latency"
+      % (statistics.mean(seconds), max(seconds), statistics.mean(seconds) / latency, latency))
+PY
 
 # A fresh gateway, so its peak memory covers only the edits counted.
 start 0 "$clients"
