@@ -41,6 +41,8 @@ test: deps example
 	$(BUILD) --build-tests
 	$(SWIFT) test --skip-build
 	.build/debug/qie-bench stream 1
+	scripts/bench-edit.sh --quick
+	scripts/bench-run.sh --quick
 	scripts/bench-gateway.sh --quick
 
 # Builds the example as a user's package would be built, and runs it: it edits

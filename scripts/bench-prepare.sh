@@ -29,7 +29,7 @@ fi
 images="$corpus/images"
 count=$(find "$images" -maxdepth 1 -type f | wc -l)
 
-if ! build=$(swift build -c release --product qie 2>&1); then echo "$build" >&2; exit 1; fi
+if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie 2>&1); then echo "$build" >&2; exit 1; fi
 qie="$root/.build/release/qie"
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/qie-bench.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT

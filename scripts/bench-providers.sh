@@ -18,7 +18,7 @@ corpus=${CORPUS:-$HOME/.cache/image-corpus}
 if [ ! -s "$corpus/MANIFEST.tsv" ]; then
   "$root/../shared/corpus/fetch-corpus.sh" "$corpus"
 fi
-if ! build=$(swift build -c release --product qie 2>&1 && swift build -c release --product qie-bench 2>&1); then
+if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie 2>&1 && SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie-bench 2>&1); then
   echo "$build" >&2; exit 1
 fi
 

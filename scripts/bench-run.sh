@@ -11,29 +11,46 @@
 # Needs the corpus for 2 (../shared/corpus/fetch-corpus.sh), copied once to
 # ~/.cache/qie-bench-cost-10000 as scripts/bench-providers.sh does.
 # Arguments pick parts: ledger, dry, memory (default: all three).
+# --quick (run by `make test`, so the script keeps working) uses the debug
+# build, 200 ledger jobs, a dry run over 50 copies of samples/ and 20 / 100
+# edits; its figures are not the benchmark's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh hyperfine time
-if ! build=$(swift build -c release --product qie 2>&1 && swift build -c release --product qie-bench 2>&1); then
-  echo "$build" >&2; exit 1
+quick=0
+if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
+if [ $quick -eq 1 ]; then
+  qie=.build/debug/qie; bench=.build/debug/qie-bench
+  [ -x "$qie" ] && [ -x "$bench" ] || { echo "build first (swift build --build-tests)" >&2; exit 1; }
+  jobs=200; dry=50; small=20; large=100
+else
+  if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie 2>&1 &&
+    SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie-bench 2>&1); then
+    echo "$build" >&2; exit 1
+  fi
+  qie=.build/release/qie; bench=.build/release/qie-bench
+  jobs=5000; dry=10000; small=1000; large=10000
 fi
-qie=.build/release/qie
 work=$(mktemp -d "${TMPDIR:-/tmp}/qie-bench-run.XXXXXX")
-cleanup() { kill "${emulator:-0}" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { if [ -n "${emulator:-}" ]; then kill "$emulator" 2>/dev/null || true; fi; rm -rf "$work"; }
 trap cleanup EXIT
 
 parts=" ${*:-ledger dry memory} "
 if [[ $parts == *" ledger "* ]]; then
 echo "== 1. ledger overhead"
-.build/release/qie-bench ledger 5000
+$bench ledger "$jobs"
 fi
 
 if [[ $parts == *" dry "* ]]; then
 echo
-echo "== 2. dry run over 10,000 images"
+echo "== 2. dry run over $dry images"
 corpus=${CORPUS:-$HOME/.cache/image-corpus}
 folder="$HOME/.cache/qie-bench-cost-10000"
-if [ ! -f "$folder/.complete" ]; then
+if [ $quick -eq 1 ]; then
+  folder="$work/dry-in"; mkdir -p "$folder"
+  mapfile -t images < <(find samples -maxdepth 1 -name '*.jpg' | sort)
+  for ((i = 0; i < dry; i++)); do cp "${images[$((i % ${#images[@]}))]}" "$folder/$(printf '%05d' "$i").jpg"; done
+elif [ ! -f "$folder/.complete" ]; then
   [ -d "$corpus/images" ] || ../shared/corpus/fetch-corpus.sh "$corpus" >&2
   rm -rf "$folder"; mkdir -p "$folder"
   mapfile -t images < <(find "$corpus/images" -maxdepth 1 -type f | sort)
@@ -43,21 +60,24 @@ if [ ! -f "$folder/.complete" ]; then
   done
   touch "$folder/.complete"
 fi
-hyperfine --style basic --warmup 1 --runs 3 \
+hyperfine --style basic --warmup 1 --runs $([ $quick -eq 1 ] && echo 1 || echo 3) \
   "$qie edit $folder --provider runflow --prompt 'make it night' --out $work/dry --dry-run >/dev/null" \
   "$qie cost $folder --provider runflow >/dev/null"
 fi
 
 [[ $parts == *" memory "* ]] || exit 0
 echo
-echo "== 3. peak memory, 1,000 and 10,000 edits (64x48 images, no latency)"
+echo "== 3. peak memory, $small and $large edits (64x48 images, no latency)"
 mkdir -p "$work/img"
-python3 - "$work/img" <<'PY'
+# Pillow from the environment `make test` installs, when there is one.
+python=.build/openai-sdk/bin/python
+[ -x "$python" ] || python=python3
+"$python" - "$work/img" <<'PY'
 import sys
 from PIL import Image
 Image.new("RGB", (64, 48), (200, 90, 40)).save(sys.argv[1] + "/seed.jpg", quality=90)
 PY
-for n in 1000 10000; do
+for n in $small $large; do
   mkdir -p "$work/in-$n"
   for ((i = 0; i < n; i++)); do cp "$work/img/seed.jpg" "$work/in-$n/$(printf '%05d' "$i").jpg"; done
 done
@@ -65,7 +85,7 @@ done
 emulator=$!
 for _ in $(seq 50); do grep -q "listening" "$work/emulator.out" 2>/dev/null && break; sleep 0.1; done
 base=$(grep -o "http://127.0.0.1:[0-9]*" "$work/emulator.out" | head -1)
-for n in 1000 10000; do
+for n in $small $large; do
   start=$(date +%s.%N)
   LUMENFALL_API_KEY=bench-key /usr/bin/time -f "%M" -o "$work/rss-$n" "$qie" edit "$work/in-$n" --provider lumenfall \
     --size 64x48 --prompt bench --out "$work/out-$n" --concurrency 8 --base-url "$base" >/dev/null
@@ -73,5 +93,5 @@ for n in 1000 10000; do
   python3 -c "import sys; print(f'{sys.argv[1]:>6} edits: {float(sys.argv[3]) - float(sys.argv[2]):.1f} s, peak RSS {int(sys.argv[4]) / 1024:.1f} MB')" \
     "$n" "$start" "$end" "$(cat "$work/rss-$n")"
 done
-python3 -c "import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); print(f'peak RSS 10,000 / 1,000 = {b / a:.2f} (target within 20%)')" \
-  "$(cat "$work/rss-1000")" "$(cat "$work/rss-10000")"
+python3 -c "import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); print(f'peak RSS {sys.argv[4]} / {sys.argv[3]} edits = {b / a:.2f} (target within 20%)')" \
+  "$(cat "$work/rss-$small")" "$(cat "$work/rss-$large")" "$small" "$large"
