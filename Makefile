@@ -41,6 +41,7 @@ test: deps example
 	$(BUILD) --build-tests
 	$(SWIFT) test --skip-build
 	.build/debug/qie-bench stream 1
+	scripts/bench-prepare.sh --quick
 	scripts/bench-edit.sh --quick
 	scripts/bench-run.sh --quick
 	scripts/bench-gateway.sh --quick
