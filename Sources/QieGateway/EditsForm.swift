@@ -155,8 +155,9 @@ final class EditsForm {
             // Files: anything sent with a filename, and the image fields however sent.
             guard filename != nil || ["image", "image[]", "mask"].contains(name) else { return }
             let path = form.folder + "/part-\(form.files.count)"
-            FileManager.default.createFile(atPath: path, contents: nil)
-            guard let opened = FileHandle(forWritingAtPath: path) else {
+            guard FileManager.default.createFile(atPath: path, contents: nil),
+                let opened = FileHandle(forWritingAtPath: path)
+            else {
                 failure = GatewayError(status: 500, message: "cannot store the upload", type: "server_error")
                 return
             }

@@ -54,7 +54,9 @@ func streamOnce(buffered: Bool, inputMegabytes: Int) async throws {
     var images: [PayloadImage] = []
     for index in 0..<3 {
         let path = folder + "/\(index).png"
-        FileManager.default.createFile(atPath: path, contents: nil)
+        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         for _ in 0..<inputMegabytes { try handle.write(contentsOf: megabyte) }
         try handle.close()
