@@ -221,12 +221,11 @@ public struct EditRun: Sendable {
     /// `.legacyRun` for a ledger written before configurations were stored
     /// (it holds the command line instead), `.newerRun` for one from a newer qie.
     public static func resume(folder: String) throws(EditError) -> EditRun {
-        guard FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent(Ledger.fileName)) else {
-            throw .noLedger(folder: folder)
-        }
         let run: LedgerRun?
         do {
-            run = try Ledger(folder: folder).lastRun()
+            run = try openLedger(folder: folder).lastRun()
+        } catch let error as EditError {
+            throw error
         } catch {
             throw .ledger("\(error)")
         }
@@ -239,6 +238,37 @@ public struct EditRun: Sendable {
             return EditRun(try JSONDecoder().decode(EditRunConfiguration.self, from: Data(text.utf8)))
         } catch {
             throw .ledger("the stored configuration cannot be read: \(error)")
+        }
+    }
+
+    /// The ledger of an edit run's output folder: `.noLedger` when the folder
+    /// has none (it is not an edit run's output), `.ledger` when it cannot
+    /// be opened. Nothing is created.
+    public static func openLedger(folder: String) throws(EditError) -> Ledger {
+        guard FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent(Ledger.fileName)) else {
+            throw .noLedger(folder: folder)
+        }
+        do {
+            return try Ledger(folder: folder)
+        } catch {
+            throw .ledger("cannot open the ledger in \(DisplayPath.escape(folder)): \(error)")
+        }
+    }
+
+    /// Where the run into `folder` stands, from its ledger: jobs by state and
+    /// money spent, the jobs an endpoint accepted whose results were not
+    /// fetched, the failed jobs with their reasons, and the last run.
+    public static func status(folder: String) throws(EditError) -> EditRunStatus {
+        let ledger = try openLedger(folder: folder)
+        do {
+            var status = EditRunStatus(summary: try ledger.summary(), lastRun: try ledger.lastRun())
+            try ledger.forEachJob { job in
+                if job.state == .submitted { status.inFlight.append(job) }
+                if job.state == .failed { status.failed.append(job) }
+            }
+            return status
+        } catch {
+            throw .ledger("\(error)")
         }
     }
 
@@ -443,4 +473,16 @@ extension EditOptions {
             }
         }
     }
+}
+
+/// Where an edit run stands, as its ledger records it (`EditRun.status(folder:)`).
+public struct EditRunStatus: Sendable {
+    /// Jobs by state, money spent, submissions.
+    public var summary: LedgerSummary
+    /// Jobs an endpoint accepted whose results were not fetched: the next run asks about them.
+    public var inFlight: [LedgerJob] = []
+    /// Jobs that failed, with the reason recorded.
+    public var failed: [LedgerJob] = []
+    /// The last run into the folder: its command line or stored configuration.
+    public var lastRun: LedgerRun?
 }

@@ -4,18 +4,11 @@ import QieFiles
 import QiePipeline
 import QieStore
 
-/// Opens an output folder's ledger, or says why not.
-private func openLedger(_ folder: String) throws -> Ledger {
-    guard FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent(Ledger.fileName)) else {
-        TextStream.standardError.write("error: \(EditError.noLedger(folder: folder).message(naming: Flags.name))\n")
-        throw ExitCode(2)
-    }
-    do {
-        return try Ledger(folder: folder)
-    } catch {
-        TextStream.standardError.write("error: cannot open the ledger in \(DisplayPath.escape(folder)): \(error)\n")
-        throw ExitCode(1)
-    }
+/// Prints a library error the CLI's way and ends with its exit status (2: not an edit run's folder).
+private func fail(_ error: EditError) -> ExitCode {
+    TextStream.standardError.write("error: \(error.message(naming: Flags.name))\n")
+    if case .noLedger = error { return ExitCode(2) }
+    return ExitCode(1)
 }
 
 struct Resume: AsyncParsableCommand {
@@ -46,9 +39,7 @@ struct Resume: AsyncParsableCommand {
             // command line: it is read as the command line it is.
             run = try legacy(arguments, directory: directory)
         } catch {
-            TextStream.standardError.write("error: \(error.message(naming: Flags.name))\n")
-            if case .noLedger = error { throw ExitCode(2) }
-            throw ExitCode(1)
+            throw fail(error)
         }
         if retryFailed { run.configuration.retryFailed = true }
         try await Edit.execute(run, json: json || run.configuration.commandLine?.contains("--json") == true)
@@ -78,10 +69,12 @@ struct Status: ParsableCommand {
     var json = false
 
     func run() throws {
-        let ledger = try openLedger(folder)
-        let summary = try ledger.summary()
+        let status: EditRunStatus
+        do { status = try EditRun.status(folder: folder) } catch { throw fail(error) }
+        let summary = status.summary
         if json {
-            let jobs = try ledger.jobs()
+            let jobs: [LedgerJob]
+            do { jobs = try EditRun.openLedger(folder: folder).jobs() } catch let error as EditError { throw fail(error) }
             struct Output: Encodable {
                 var summary: LedgerSummary
                 var jobs: [LedgerJob]
@@ -96,14 +89,13 @@ struct Status: ParsableCommand {
         out.add("\(summary.jobs) job\(summary.jobs == 1 ? "" : "s") in \(DisplayPath.escape(folder)): \(states.joined(separator: ", "))")
         out.add(
             "spent: $\(summary.spentUSD)\(summary.unpriced > 0 ? " (+ \(summary.unpriced) unpriced)" : "") over \(summary.submissions) submission\(summary.submissions == 1 ? "" : "s")")
-        try ledger.forEachJob { job in
-            if job.state == .submitted {
-                out.add("in flight: \(DisplayPath.escape(job.inputPath)): job \(job.requestID ?? "?") at \(job.endpoint)")
-            } else if job.state == .failed {
-                out.add("failed: \(DisplayPath.escape(job.inputPath)): \(job.error ?? "no reason recorded")")
-            }
+        for job in status.inFlight {
+            out.add("in flight: \(DisplayPath.escape(job.inputPath)): job \(job.requestID ?? "?") at \(job.endpoint)")
         }
-        if let run = try ledger.lastRun() {
+        for job in status.failed {
+            out.add("failed: \(DisplayPath.escape(job.inputPath)): \(job.error ?? "no reason recorded")")
+        }
+        if let run = status.lastRun {
             let arguments = run.argumentList
             out.add(arguments.isEmpty ? "last run: started from the library (qie resume runs it again)" : "last run: qie \(arguments.joined(separator: " "))")
         }

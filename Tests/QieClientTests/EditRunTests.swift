@@ -287,8 +287,19 @@ struct EditRunTests {
             let summary = try await resumed.run(environment: testEnvironment())
             #expect(summary.batch.earlier == 1 && emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
 
+            // Where the folder stands, from the library: one job done, nothing in flight or failed.
+            let status = try EditRun.status(folder: root + "/out")
+            #expect(status.summary.jobs == 1 && status.summary.byState["completed"] == 1)
+            #expect(status.inFlight.isEmpty && status.failed.isEmpty && status.lastRun != nil)
+
             // A folder without a ledger, and a ledger from a newer qie, are refused with what to do.
             #expect(throws: EditError.self) { try EditRun.resume(folder: root + "/in") }
+            do {
+                _ = try EditRun.status(folder: root + "/in")
+                Issue.record("a folder without a ledger has a status")
+            } catch {
+                guard case EditError.noLedger = error else { Issue.record("\(error)"); return }
+            }
             let ledger = try Ledger(folder: root + "/out")
             try ledger.recordRun(configuration: "{}", version: EditRunConfiguration.currentVersion + 1, arguments: [], directory: root)
             do {
