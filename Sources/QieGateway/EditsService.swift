@@ -19,7 +19,8 @@ struct EditsService: Sendable {
     let budget: DailyBudget?
     let idempotency: SQLiteIdempotencyStore
     let files: ResultFiles
-    let admission: Admission
+    /// Edits running at once; `configuration.queueLimit` more wait, the rest get 429.
+    let admission: Turnstile
     let address: @Sendable () -> String
     let logger: Logger
 
@@ -197,7 +198,7 @@ struct EditsService: Sendable {
             hooks.idempotency = (idempotency, scoped)
         }
 
-        guard await admission.enter() else {
+        guard await admission.enter(queueLimit: configuration.queueLimit) else {
             throw GatewayError(
                 status: 429,
                 message: "the gateway has \(configuration.concurrency) edits running and \(configuration.queueLimit) waiting; try again shortly",

@@ -64,7 +64,7 @@ public struct Gateway: Sendable {
             let service = EditsService(
                 configuration: configuration, profiles: profiles, editors: editors, state: state, budget: budget,
                 idempotency: SQLiteIdempotencyStore(state: state), files: ResultFiles(state: state),
-                admission: Admission(running: configuration.concurrency, queued: configuration.queueLimit),
+                admission: Turnstile(capacity: configuration.concurrency),
                 address: { address.withLock { $0 } }, logger: logger)
             let application = Application(
                 router: service.router(),
@@ -108,50 +108,5 @@ public struct Gateway: Sendable {
             return try await withEditors(
                 rest, options: options, environment: environment, connections: connections, opened: all, body)
         }
-    }
-}
-
-/// Requests running and waiting: at most `running` at once, `queued` more
-/// waiting in order, and the rest refused (429).
-final class Admission: Sendable {
-    private struct State {
-        var free: Int
-        var waiting: [CheckedContinuation<Bool, Never>] = []
-    }
-
-    private let state: Mutex<State>
-    let queueLimit: Int
-
-    init(running: Int, queued: Int) {
-        state = Mutex(State(free: max(1, running)))
-        queueLimit = queued
-    }
-
-    /// Waits for a place; false (at once) when the queue is full.
-    func enter() async -> Bool {
-        await withCheckedContinuation { (place: CheckedContinuation<Bool, Never>) in
-            let now = state.withLock { state -> Bool? in
-                if state.free > 0 {
-                    state.free -= 1
-                    return true
-                }
-                guard state.waiting.count < queueLimit else { return false }
-                state.waiting.append(place)
-                return nil
-            }
-            if let now { place.resume(returning: now) }
-        }
-    }
-
-    /// Gives a place back, to the longest waiting request if any.
-    func leave() {
-        let next = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-            guard !state.waiting.isEmpty else {
-                state.free += 1
-                return nil
-            }
-            return state.waiting.removeFirst()
-        }
-        next?.resume(returning: true)
     }
 }

@@ -587,7 +587,8 @@ public final class Editor: Sendable {
         guard let plan else { throw EditError.request(ProvidersError(.invalidOption, "no size plan for the input")) }
         var mask: Data? = nil
         if let source = input.mask {
-            let original = image
+            // Checked against the header already read: the input, or its frame.
+            let original = main.source
             mask = try await imagingWork { try Self.checkedMask(source, original: original, limits: context.options.limits) }
         }
         return Prepared(
@@ -636,7 +637,7 @@ public final class Editor: Sendable {
     }
 
     /// The mask's bytes, once it is known to be usable with `original`.
-    private static func checkedMask(_ mask: ImageSource, original: ImageSource, limits: ImageLimits) throws(EditError) -> Data {
+    private static func checkedMask(_ mask: ImageSource, original: ImageInfo, limits: ImageLimits) throws(EditError) -> Data {
         do throws(ImagingError) {
             let data: Data
             switch mask {
@@ -649,12 +650,7 @@ public final class Editor: Sendable {
             }
             let maskInfo = try ImageProbe.probe(data: data)
             try limits.check(maskInfo)
-            let originalInfo: ImageInfo
-            switch original {
-            case .data(let bytes): originalInfo = try ImageProbe.probe(data: bytes)
-            case .file(let path): originalInfo = try ImageProbe.probe(file: path)
-            }
-            try ImageProcessor.checkMask(maskInfo, for: originalInfo)
+            try ImageProcessor.checkMask(maskInfo, for: original)
             return data
         } catch {
             throw .mask(error)

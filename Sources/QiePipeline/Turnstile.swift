@@ -4,50 +4,56 @@ import Synchronization
 /// through in the order they arrived. An editor lets one image per core be
 /// decoded, resized or encoded this way, so that many edits at once neither
 /// thrash the cores nor hold every image in memory together, and the edit
-/// that asked first is prepared first.
-final class Turnstile: Sendable {
+/// that asked first is prepared first; the gateway admits its requests
+/// this way, with a bounded queue.
+package final class Turnstile: Sendable {
     private struct State {
         var free: Int
-        var waiting: [CheckedContinuation<Void, Never>] = []
+        var waiting: [CheckedContinuation<Bool, Never>] = []
     }
 
     private let state: Mutex<State>
 
     /// A turnstile for `capacity` tasks at once (at least one).
-    init(capacity: Int) { state = Mutex(State(free: max(1, capacity))) }
+    package init(capacity: Int) { state = Mutex(State(free: max(1, capacity))) }
 
     /// Waits for a place. Every `enter` must be matched by one `leave`.
-    func enter() async {
-        await withCheckedContinuation { (place: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state in
-                guard state.free > 0 else {
-                    state.waiting.append(place)
-                    return false
+    package func enter() async { _ = await enter(queueLimit: .max) }
+
+    /// Waits for a place, unless `queueLimit` tasks are waiting already:
+    /// then false at once, and nothing to leave.
+    package func enter(queueLimit: Int) async -> Bool {
+        await withCheckedContinuation { (place: CheckedContinuation<Bool, Never>) in
+            let now = state.withLock { state -> Bool? in
+                if state.free > 0 {
+                    state.free -= 1
+                    return true
                 }
-                state.free -= 1
-                return true
+                guard state.waiting.count < queueLimit else { return false }
+                state.waiting.append(place)
+                return nil
             }
-            if now { place.resume() }
+            if let now { place.resume(returning: now) }
         }
     }
 
     /// Gives a place back: to the task that has waited longest, if any.
-    func leave() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+    package func leave() {
+        let next = state.withLock { state -> CheckedContinuation<Bool, Never>? in
             guard !state.waiting.isEmpty else {
                 state.free += 1
                 return nil
             }
             return state.waiting.removeFirst()
         }
-        next?.resume()
+        next?.resume(returning: true)
     }
 
     /// Tasks waiting for a place.
-    var waitingCount: Int { state.withLock { $0.waiting.count } }
+    package var waitingCount: Int { state.withLock { $0.waiting.count } }
 
     /// Runs `work` once through, and gives the place back after.
-    func through<T: Sendable>(_ work: () async throws -> T) async throws -> T {
+    package func through<T: Sendable>(_ work: () async throws -> T) async throws -> T {
         await enter()
         defer { leave() }
         return try await work()

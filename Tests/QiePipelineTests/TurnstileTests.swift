@@ -24,6 +24,19 @@ struct TurnstileTests {
         #expect(turnstile.waitingCount == 0)
     }
 
+    @Test("With a queue limit, a task beyond it is refused at once and the waiting one still goes through")
+    func queueLimit() async throws {
+        let turnstile = Turnstile(capacity: 1)
+        #expect(await turnstile.enter(queueLimit: 1))
+        let waiting = Task { await turnstile.enter(queueLimit: 1) }
+        while turnstile.waitingCount < 1 { await Task.yield() }
+        #expect(await turnstile.enter(queueLimit: 1) == false)
+        turnstile.leave()
+        #expect(await waiting.value)
+        turnstile.leave()
+        #expect(await turnstile.enter(queueLimit: 0))
+    }
+
     @Test("Never more than its capacity inside at once", arguments: [2, 3])
     func bounded(capacity: Int) async throws {
         let turnstile = Turnstile(capacity: capacity)
