@@ -36,7 +36,9 @@ public struct EditInput: Sendable {
     /// results are composited locally, the edit kept where the mask is
     /// transparent and the input where it is opaque (partial alpha blends).
     /// It needs an alpha channel and the input's shape (it may be scaled);
-    /// both are checked before anything is sent.
+    /// both are checked before anything is sent. With `size`, the mask is
+    /// fitted into the frame exactly as the input is, its padding transparent
+    /// (the edit shows where there was no input to keep).
     public var mask: ImageSource?
 
     /// An input; nil fields take the options' values.
@@ -556,6 +558,7 @@ public final class Editor: Sendable {
 
     private func prepare(_ input: EditInput, context: Context) async throws -> Prepared {
         var image = input.image
+        var framedMask: Data? = nil
         if let size = input.size, case let original = input.image {
             // The frame the results are delivered at: the input fitted into
             // it, kept lossless until it is prepared for the endpoint.
@@ -573,6 +576,23 @@ public final class Editor: Sendable {
                 }
             }
             image = .data(framed.data)
+            if let source = input.mask {
+                // The mask is made for the input: checked against it, then
+                // fitted into the frame exactly as the input was, its padding
+                // transparent (outside the input there is nothing to keep).
+                let inputInfo = framed.source
+                framedMask = try await imagingWork { () throws(EditError) -> Data in
+                    let mask = try Self.checkedMask(source, original: inputInfo, limits: options.limits)
+                    let resize = ResizeOptions(size: size, fit: options.fit, position: options.position, fill: .colour(.transparent))
+                    do throws(ImagingError) {
+                        return try ImageProcessor.prepare(
+                            data: mask, resize: resize, encode: EncodeOptions(format: .png, compression: 1), limits: options.limits
+                        ).data
+                    } catch {
+                        throw .mask(error)
+                    }
+                }
+            }
         }
         let source = image
         let (main, plan) = try await imagingWork { try Self.prepare(source, context: context, plan: true) }
@@ -585,8 +605,8 @@ public final class Editor: Sendable {
                 .bytes(prepared.data, format: prepared.format, filename: "reference.\(prepared.format.fileExtension)"))
         }
         guard let plan else { throw EditError.request(ProvidersError(.invalidOption, "no size plan for the input")) }
-        var mask: Data? = nil
-        if let source = input.mask {
+        var mask: Data? = framedMask
+        if framedMask == nil, let source = input.mask {
             // Checked against the header already read: the input, or its frame.
             let original = main.source
             mask = try await imagingWork { try Self.checkedMask(source, original: original, limits: context.options.limits) }

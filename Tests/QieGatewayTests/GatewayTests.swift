@@ -343,7 +343,7 @@ struct GatewayTests {
         }
     }
 
-    @Test("mask: the edit where the mask is clear, the input where it is opaque; an unusable mask is a 400 before sending")
+    @Test("mask: the edit where the mask is clear, the input where it is opaque, also at a size of another shape; an unusable mask is a 400 before sending")
     func mask() async throws {
         let input = try photo(160, 120)
         // Opaque on the left half (keep), clear on the right (edit).
@@ -374,6 +374,32 @@ struct GatewayTests {
                 #expect(zip(edited, source).allSatisfy { abs(Int($0) - (255 - Int($1))) <= 24 }, "edited at \(x),\(y): \(edited) vs \(source)")
             }
 
+            // A size of another shape (2:1 for a 4:3 input): the input and
+            // the mask are fitted into the frame the same way (contain:
+            // 160x120 at x 40...199); the frame's padding is edited.
+            let framed = try await edit(client, multipart {
+                $0.file("image", input)
+                $0.file("mask", mask, filename: "mask.png")
+                $0.field("prompt", "invert the right half")
+                $0.field("size", "240x120")
+            })
+            #expect(framed.status == .ok, "\(String(buffer: framed.body))")
+            let framedItem = (object(framed)["data"] as? [[String: Any]])?.first?["b64_json"] as? String
+            let framedResult = try Image.decode(data: try #require(framedItem.flatMap { Data(base64Encoded: $0) }))
+            #expect(framedResult.size == PixelSize(width: 240, height: 120))
+            for (x, y) in [(50, 10), (80, 60), (110, 110)] {
+                let kept = try framedResult.pixel(x: x, y: y), source = try original.pixel(x: x - 40, y: y)
+                #expect(zip(kept, source).allSatisfy { abs(Int($0) - Int($1)) <= 6 }, "kept at \(x),\(y): \(kept) vs \(source)")
+            }
+            for (x, y) in [(140, 10), (170, 60), (190, 110)] {
+                let edited = try framedResult.pixel(x: x, y: y), source = try original.pixel(x: x - 40, y: y)
+                #expect(zip(edited, source).allSatisfy { abs(Int($0) - (255 - Int($1))) <= 24 }, "edited at \(x),\(y): \(edited) vs \(source)")
+            }
+            for (x, y) in [(10, 60), (230, 60)] {  // white padding, edited: black
+                let padding = try framedResult.pixel(x: x, y: y)
+                #expect(padding.prefix(3).allSatisfy { $0 <= 24 }, "padding at \(x),\(y): \(padding)")
+            }
+
             // A mask without alpha, or of another shape: refused, nothing sent.
             for (name, bad) in [("no alpha", try photo(160, 120)), ("shape", try photo(100, 100))] {
                 let refused = try await edit(client, multipart {
@@ -383,7 +409,7 @@ struct GatewayTests {
                 })
                 #expect(refused.status == .badRequest && errorObject(refused)["param"] as? String == "mask", "\(name): \(String(buffer: refused.body))")
             }
-            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
         }
     }
 
