@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import NIOPosix
 import QieProviders
 
 /// The one error type of the client module. Messages name the endpoint and
@@ -17,6 +18,11 @@ public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
         case badResponse
         /// An accepted job did not end within the overall timeout.
         case timedOut
+        /// The submission left and no usable answer came back (a timeout
+        /// while waiting, a 5xx, a dropped connection, an unreadable success):
+        /// the endpoint may have processed and billed it, so it is not sent
+        /// again automatically.
+        case uncertain
     }
 
     /// What kind of failure it is.
@@ -30,22 +36,35 @@ public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
     public var jobID: String?
     /// The last HTTP status the endpoint answered with, when it answered.
     public var status: Int?
+    /// Submissions sent before the failure, retries included (0 when the
+    /// failure was not a submission's).
+    public var submissions: Int
 
     /// A failure of `kind` described by `message`.
-    public init(kind: Kind, message: String, endpoint: String? = nil, jobID: String? = nil, status: Int? = nil) {
+    public init(
+        kind: Kind, message: String, endpoint: String? = nil, jobID: String? = nil, status: Int? = nil, submissions: Int = 0
+    ) {
         self.kind = kind
         self.message = message
         self.endpoint = endpoint
         self.jobID = jobID
         self.status = status
+        self.submissions = submissions
     }
+
+    /// Whether the endpoint may have processed (and billed) the submission:
+    /// it answered with a job id, or the request left without a usable answer.
+    public var mayHaveBeenCharged: Bool { jobID != nil || kind == .uncertain }
 
     /// The message.
     public var description: String { message }
 }
 
 /// When to try again and how long to wait: exponential backoff with full
-/// jitter, honouring `Retry-After`; on network errors, 5xx and 429 only.
+/// jitter, honouring `Retry-After`. Polls and downloads, which cost nothing,
+/// are retried on network errors, 5xx and 429. A submission is retried only
+/// when it provably was not processed: the connection failed before the
+/// request was written, 429, or 503 with `Retry-After`.
 public struct RetryPolicy: Sendable {
     /// The most times one request is sent, the first included (at least 1).
     public var maxAttempts: Int
@@ -63,6 +82,34 @@ public struct RetryPolicy: Sendable {
 
     /// Whether an answer with HTTP `status` is worth trying again (429 and 5xx).
     public static func shouldRetry(status: Int) -> Bool { status == 429 || (500...599).contains(status) }
+
+    /// Whether a submission answered with `status` (and `Retry-After`, if
+    /// sent) provably was not processed, so sending it again cannot pay
+    /// twice: 429, or 503 with `Retry-After`.
+    public static func shouldRetrySubmission(status: Int, retryAfter: String?) -> Bool {
+        status == 429 || (status == 503 && retryAfter != nil)
+    }
+
+    /// Whether `error` happened before any byte of the request was written:
+    /// the connection was refused, timed out or could not be set up.
+    public static func failedBeforeSending(_ error: any Error) -> Bool {
+        switch error {
+        case let error as HTTPClientError:
+            return [
+                .connectTimeout, .getConnectionFromPoolTimeout, .socksHandshakeTimeout, .httpProxyHandshakeTimeout,
+                .tlsHandshakeTimeout, .proxyAuthenticationRequired, .invalidURL, .emptyHost, .emptyScheme,
+            ].contains(error)
+        case is NIOConnectionError:
+            return true
+        case let error as ChannelError:
+            if case .connectTimeout = error { return true }
+            return false
+        case let error as IOError:
+            return [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, ETIMEDOUT, EADDRNOTAVAIL].contains(error.errnoCode)
+        default:
+            return false
+        }
+    }
 
     /// Seconds to wait before attempt `attempt + 1` (attempt counts from 1).
     public func delay(after attempt: Int, retryAfter: Double?) -> Double {
@@ -118,6 +165,9 @@ public struct JobResult: Sendable {
     public var polls: Int
     /// Whether a callback or event announced the end.
     public var signalled: Bool
+    /// What was wrong with the answer and ignored (a reported cost that is
+    /// not an amount >= 0), in words.
+    public var warnings: [String] = []
 
     /// A job's outcome with these counts.
     public init(
@@ -177,8 +227,11 @@ public final class EditClient: Sendable {
 
     /// How long a request keeps being retried.
     private enum Persistence {
-        /// At most the policy's attempts (submissions and downloads).
+        /// At most the policy's attempts (downloads).
         case attempts
+        /// At most the policy's attempts, and only while the request provably
+        /// was not processed (submissions, which are paid for).
+        case unprocessed
         /// Until this instant (polls of an accepted job, which must not be given up early).
         case until(ContinuousClock.Instant)
     }
@@ -186,7 +239,9 @@ public final class EditClient: Sendable {
     /// The one retry loop for submissions, polls and downloads: network
     /// errors, 5xx and 429 are tried again with exponential backoff and full
     /// jitter (honouring `Retry-After`), other answers are returned as they
-    /// are. The body is streamed from its source on every attempt.
+    /// are. A submission (`.unprocessed`) is tried again only when it was
+    /// provably not processed; a network failure after it left is
+    /// `.uncertain`. The body is streamed from its source on every attempt.
     private func exchange(
         _ request: BuiltRequest, profile: ProviderProfile, what: String, persistence: Persistence = .attempts,
         attempts: inout Int
@@ -194,10 +249,11 @@ public final class EditClient: Sendable {
         var tries = 0
         func more() -> Bool {
             switch persistence {
-            case .attempts: tries < retry.maxAttempts
+            case .attempts, .unprocessed: tries < retry.maxAttempts
             case .until(let deadline): ContinuousClock.now < deadline
             }
         }
+        let submission = if case .unprocessed = persistence { true } else { false }
         while true {
             try Task.checkCancellation()
             tries += 1
@@ -211,8 +267,13 @@ public final class EditClient: Sendable {
                 let response = try await http.execute(outgoing, timeout: requestTimeout)
                 let status = Int(response.status.code)
                 let data = Data(buffer: try await response.body.collect(upTo: maxBodyBytes))
-                guard RetryPolicy.shouldRetry(status: status) else { return Answer(status: status, body: data) }
-                wait = RetryPolicy.parseRetryAfter(response.headers.first(name: "Retry-After"))
+                let retryAfter = response.headers.first(name: "Retry-After")
+                let retrying =
+                    submission
+                    ? RetryPolicy.shouldRetrySubmission(status: status, retryAfter: retryAfter)
+                    : RetryPolicy.shouldRetry(status: status)
+                guard retrying else { return Answer(status: status, body: data) }
+                wait = RetryPolicy.parseRetryAfter(retryAfter)
                 if !more() { return Answer(status: status, body: data) }
             } catch is CancellationError {
                 throw CancellationError()
@@ -220,11 +281,17 @@ public final class EditClient: Sendable {
                 // The body could not be produced (an input file vanished): no retry helps.
                 throw ClientError(kind: .badResponse, message: "\(profile.id): \(what): \(error.message)", endpoint: profile.id)
             } catch {
+                if submission && !RetryPolicy.failedBeforeSending(error) {
+                    throw ClientError(
+                        kind: .uncertain,
+                        message: "\(profile.id): \(what) was sent to \(host(request.url)) and no answer came back (\(Self.describe(error))); the endpoint may have processed it (and billed it), so it is not sent again automatically",
+                        endpoint: profile.id, submissions: attempts)
+                }
                 if !more() {
                     throw ClientError(
                         kind: .network,
                         message: "\(profile.id): \(what) got no answer from \(host(request.url)) after \(tries) attempt\(tries == 1 ? "" : "s") (\(Self.describe(error))); check the network or the base URL",
-                        endpoint: profile.id)
+                        endpoint: profile.id, submissions: submission ? attempts : 0)
                 }
             }
             var pause = retry.delay(after: min(tries, 16), retryAfter: wait)
@@ -243,21 +310,31 @@ public final class EditClient: Sendable {
         return .stream(BodyChunks(reader: try body.reader()), length: .known(Int64(length)))
     }
 
-    /// Sends a built request and reads the endpoint's answer, retrying network
-    /// errors, 5xx and 429 (never other 4xx).
+    /// Sends a built request and reads the endpoint's answer. It is sent
+    /// again only when it provably was not processed (a connection that
+    /// failed before the request was written, 429, 503 with `Retry-After`);
+    /// any other failure after it left throws `.uncertain`.
     public func send(_ request: BuiltRequest, to profile: ProviderProfile) async throws -> ResponseOutcome {
         var attempts = 0
         return try await submit(request, to: profile, attempts: &attempts).outcome
     }
 
     private func submit(_ request: BuiltRequest, to profile: ProviderProfile, attempts: inout Int) async throws
-        -> (outcome: ResponseOutcome, status: Int)
+        -> (outcome: ResponseOutcome, status: Int, warnings: [String])
     {
-        let answer = try await exchange(request, profile: profile, what: "the request", attempts: &attempts)
+        let answer = try await exchange(request, profile: profile, what: "the request", persistence: .unprocessed, attempts: &attempts)
         do {
-            return (try ResponseReader.read(answer.body, status: answer.status, from: profile), answer.status)
+            var warnings: [String] = []
+            let outcome = try ResponseReader.read(answer.body, status: answer.status, from: profile) { warnings.append($0) }
+            return (outcome, answer.status, warnings)
         } catch {
-            throw ClientError(kind: .badResponse, message: error.message, endpoint: profile.id, status: answer.status)
+            // A success that cannot be read was processed all the same.
+            throw ClientError(
+                kind: (200..<300).contains(answer.status) ? .uncertain : .badResponse,
+                message: (200..<300).contains(answer.status)
+                    ? "\(error.message); the endpoint may have made (and billed) the edit, so it is not sent again automatically"
+                    : error.message,
+                endpoint: profile.id, status: answer.status, submissions: attempts)
         }
     }
 
@@ -273,13 +350,23 @@ public final class EditClient: Sendable {
     ) async throws -> JobResult {
         let deadline = ContinuousClock.now + .seconds(policy.timeout)
         var submissions = 0
-        let (first, status) = try await submit(request, to: profile, attempts: &submissions)
+        let (first, status, warnings) = try await submit(request, to: profile, attempts: &submissions)
         switch first {
         case .completed(let images, let cost, let id):
-            return JobResult(
+            var result = JobResult(
                 images: images, reportedCost: cost, requestID: id, submissions: submissions, polls: 0, signalled: false)
+            result.warnings = warnings
+            return result
+        case .failed(let message, let id) where (500...599).contains(status):
+            // A 5xx other than 503 with Retry-After: the endpoint may have
+            // done the work before failing to answer.
+            throw ClientError(
+                kind: .uncertain,
+                message: "\(message); the endpoint may have processed (and billed) the request, so it is not sent again automatically",
+                endpoint: profile.id, jobID: id, status: status, submissions: submissions)
         case .failed(let message, let id):
-            throw ClientError(kind: .rejected, message: message, endpoint: profile.id, jobID: id, status: status)
+            throw ClientError(
+                kind: .rejected, message: message, endpoint: profile.id, jobID: id, status: status, submissions: submissions)
         case .pending(let id, let status):
             await accepted(id)
             guard let pollRequest = poll(id) else {
@@ -352,8 +439,11 @@ public final class EditClient: Sendable {
                     message: "\(profile.id): the endpoint no longer knows job \(id) (HTTP 404 when polled)")
             }
             let outcome: ResponseOutcome
+            var warnings: [String] = []
             do {
-                outcome = try ResponseReader.read(answer.body, status: answer.status, from: profile, jobID: id)
+                outcome = try ResponseReader.read(answer.body, status: answer.status, from: profile, jobID: id) {
+                    warnings.append($0)
+                }
             } catch {
                 // An unreadable poll answer is another failed poll: keep asking.
                 interval = min(policy.maxInterval, interval * 1.5)
@@ -361,9 +451,10 @@ public final class EditClient: Sendable {
             }
             switch outcome {
             case .completed(let images, let cost, _):
-                return JobResult(
-                    images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls,
-                    signalled: signalled)
+                var result = JobResult(
+                    images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls, signalled: signalled)
+                result.warnings = warnings
+                return result
             case .failed(let message, _):
                 if !(200..<300).contains(answer.status) {
                     throw ClientError(

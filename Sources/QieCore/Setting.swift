@@ -16,6 +16,8 @@ public enum Setting: String, Sendable, Codable, CaseIterable {
     case guidanceScale, inferenceSteps, acceleration, responseFormat, outputCompression
     /// How a run sends requests and waits for results.
     case flow, concurrency, rate, timeout, requestTimeout, connectTimeout, pollInterval, baseURL, retryFailed
+    /// Sending again what may already have been paid for, and where keys may go.
+    case retryUncertain, allowInsecureHTTP
     /// Spending limits and prices.
     case maxCost, pricePerImage, pricePerMegapixel, megapixelRounding
     /// Limits checked from an image's header before decoding.

@@ -24,6 +24,8 @@ public enum EmulatedFault: Sendable, Equatable {
     case status(Int)
     /// 429 with a `Retry-After` of this many seconds.
     case tooManyRequests(retryAfter: Int)
+    /// 503 with a `Retry-After` of this many seconds (not processed: safe to send again).
+    case unavailable(retryAfter: Int)
     /// HTTP 200 with a body that is not valid JSON.
     case malformedJSON
     /// A 502 HTML page, as a proxy in front of the endpoint would send.
@@ -37,6 +39,8 @@ public enum EmulatedFault: Sendable, Equatable {
     case acceptedPending
     /// The job is accepted and then ends failed with this message.
     case jobFailure(String)
+    /// A synchronous success whose reported cost is this JSON value (RunPod's `output.cost`).
+    case reportedCost(String)
 }
 
 /// A local server that speaks every documented wire format strictly: RunPod
@@ -61,6 +65,7 @@ public final class EditEmulator: Sendable {
         var profileID: String
         var status: String
         var createdAt: Date
+        var startedAt: Date?
         var completedAt: Date?
         var urls: [String] = []
         var dataURIs: [String] = []
@@ -186,7 +191,7 @@ public final class EditEmulator: Sendable {
             }
             if let enqueue = profile.routes.enqueue {
                 router.post(RouterPath(enqueue)) { [self] request, _ in
-                    try await self.submit(request, profile: profile, asJob: true)
+                    try await self.submit(request, profile: profile, asJob: true, enqueued: true)
                 }
             }
             if let poll = profile.routes.poll {
@@ -211,9 +216,21 @@ public final class EditEmulator: Sendable {
 
     // MARK: Submissions
 
-    private func submit(_ request: Request, profile: ProviderProfile, asJob: Bool) async throws -> Response {
+    private func submit(_ request: Request, profile: ProviderProfile, asJob: Bool, enqueued: Bool = false) async throws
+        -> Response
+    {
         let began = ContinuousClock.now
-        let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
+        // The endpoint's published payload limit (RunPod: 10 MB on /run, 20 MB on runsync).
+        let limit = profile.requestLimits.limit(for: enqueued ? .polling : .synchronous)
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: limit ?? 64 * 1024 * 1024)
+        } catch {
+            state.withLock { $0.submissions[profile.id, default: 0] += 1 }
+            return errorResponse(
+                profile, status: .contentTooLarge,
+                "Payload too large: the request body exceeds \(limit.map { "\($0 / 1_000_000) MB" } ?? "the limit")")
+        }
         let data = Data(buffer: body)
         defer { state.withLock { $0.submitting[profile.id, default: 1] -= 1 } }
         let fault = state.withLock { state -> EmulatedFault? in
@@ -241,14 +258,16 @@ public final class EditEmulator: Sendable {
 
         if asJob || fault == .acceptedPending || fault.isJobFailure {
             let id = startJob(edit, profile: profile, began: began, fault: fault)
-            return acceptance(profile, id: id, edit: edit)
+            return acceptance(profile, id: id, edit: edit, enqueued: enqueued)
         }
         // Synchronous: the images are made off the server's threads, within
         // the latency (a real endpoint's time includes its work).
         let outputs = try await Self.render(edit, effect: effect)
         try await Task.sleep(until: began + latency)
         let (urls, inline) = publish(outputs, edit: edit, expired: fault == .expiredResult)
-        return success(profile, urls: urls, inline: inline, edit: edit)
+        var cost: String? = nil
+        if case .reportedCost(let value) = fault { cost = value }
+        return success(profile, urls: urls, inline: inline, edit: edit, cost: cost)
     }
 
     private static func render(_ edit: EmulatedRequest, effect: EmulatedEffect) async throws -> [PreparedImage] {
@@ -294,7 +313,12 @@ public final class EditEmulator: Sendable {
             var urls: [String] = []
             var error = failure
             state.withLock { state in
-                if state.jobs[id]?.status == "queued" { state.jobs[id]?.status = "running" }
+                switch state.jobs[id]?.status {
+                case "queued": state.jobs[id]?.status = "running"
+                case "IN_QUEUE": state.jobs[id]?.status = "IN_PROGRESS"
+                default: break
+                }
+                state.jobs[id]?.startedAt = Date()
             }
             if error == nil {
                 do {
@@ -327,7 +351,7 @@ public final class EditEmulator: Sendable {
     }
 
     private static func queuedStatus(_ profile: ProviderProfile) -> String {
-        profile.flow.contains(.synchronous) && profile.envelope == .inputObject ? "IN_PROGRESS" : "queued"
+        profile.flow.contains(.synchronous) && profile.envelope == .inputObject ? "IN_QUEUE" : "queued"
     }
 
     private static func doneStatus(_ profile: ProviderProfile) -> String {
@@ -339,7 +363,7 @@ public final class EditEmulator: Sendable {
     }
 
     /// The answer to an accepted submission.
-    private func acceptance(_ profile: ProviderProfile, id: String, edit: EmulatedRequest) -> Response {
+    private func acceptance(_ profile: ProviderProfile, id: String, edit: EmulatedRequest, enqueued: Bool) -> Response {
         switch profile.result {
         case .urlArray:
             // Runflow: the run as created.
@@ -347,7 +371,11 @@ public final class EditEmulator: Sendable {
                 ["id": id, "status": "queued", "created_at": Self.timestamp(Date()), "metadata": Self.object(edit.metadata)],
                 status: .created)
         case .url(let path) where path == ["output", "image_url"]:
-            return json(["id": id, "status": "IN_PROGRESS", "delayTime": 0], status: .ok)
+            // /run answers at once, in the queue; a runsync that outlasts its
+            // wait answers with the job still running.
+            return enqueued
+                ? json(["id": id, "status": "IN_QUEUE"], status: .ok)
+                : json(["id": id, "status": "IN_PROGRESS", "delayTime": 0], status: .ok)
         default:
             return json(["generations": [["generation_id": id, "status": "queued"]]], status: .ok)
         }
@@ -383,7 +411,12 @@ public final class EditEmulator: Sendable {
             }
             return object
         case .url(let path) where path == ["output", "image_url"]:
+            // RunPod's status object: time in the queue and running, in ms.
             var object: [String: Any] = ["id": id, "status": job.status]
+            if let started = job.startedAt {
+                object["delayTime"] = Int(started.timeIntervalSince(job.createdAt) * 1000)
+                object["executionTime"] = Int(((job.completedAt ?? Date()).timeIntervalSince(started)) * 1000)
+            }
             if job.status == "COMPLETED" {
                 let cost = CostEstimator.estimate(ProviderCatalog.all.first { $0.id == job.profileID }!, outputSize: job.outputSize).total ?? 0
                 object["output"] = ["image_url": job.urls.first ?? "", "cost": NSDecimalNumber(decimal: cost)]
@@ -483,6 +516,10 @@ public final class EditEmulator: Sendable {
             var response = errorResponse(profile, status: .tooManyRequests, "rate limited")
             response.headers[.retryAfter] = String(seconds)
             return response
+        case .unavailable(let seconds):
+            var response = errorResponse(profile, status: .serviceUnavailable, "emulated failure (HTTP 503)")
+            response.headers[.retryAfter] = String(seconds)
+            return response
         case .malformedJSON:
             return Response(
                 status: .ok, headers: [.contentType: "application/json"],
@@ -496,19 +533,23 @@ public final class EditEmulator: Sendable {
             return Response(
                 status: .ok, headers: [.contentType: "application/json"],
                 body: ResponseBody(contentLength: 4096) { _ in throw DroppedConnection() })
-        case .expiredResult, .acceptedPending, .jobFailure:
+        case .expiredResult, .acceptedPending, .jobFailure, .reportedCost:
             return nil
         }
     }
 
-    private func success(_ profile: ProviderProfile, urls: [String], inline: [Data], edit: EmulatedRequest) -> Response {
+    private func success(
+        _ profile: ProviderProfile, urls: [String], inline: [Data], edit: EmulatedRequest, cost reported: String? = nil
+    ) -> Response {
         let object: [String: Any]
         switch profile.result {
         case .url(let path) where path == ["output", "image_url"]:
-            let cost = CostEstimator.estimate(profile, outputSize: edit.outputSize).total ?? 0
+            let estimate = CostEstimator.estimate(profile, outputSize: edit.outputSize).total ?? 0
+            let cost: Any = reported.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
+                ?? NSDecimalNumber(decimal: estimate)
             object = [
                 "id": "sync-" + UUID().uuidString.lowercased(), "status": "COMPLETED", "delayTime": 0,
-                "executionTime": 1, "output": ["image_url": urls.first ?? "", "cost": NSDecimalNumber(decimal: cost)],
+                "executionTime": 1, "output": ["image_url": urls.first ?? "", "cost": cost],
             ]
         case .openAIData:
             let data: [[String: Any]] =

@@ -20,7 +20,8 @@ public struct OutputError: Error, Sendable, Equatable, CustomStringConvertible {
 /// The folder outputs go to. Every write stays inside it: paths are walked
 /// component by component with `openat`, refusing symbolic links and `..`,
 /// and each file is written to a temporary name and renamed into place, so a
-/// reader (or a crash) never sees half a file.
+/// reader (or a crash) never sees half a file. A folder it creates is
+/// readable by the user only (0700): it holds prompts, job ids and results.
 public final class OutputFolder: Sendable {
     /// The folder's path, as given.
     public let path: String
@@ -30,7 +31,7 @@ public final class OutputFolder: Sendable {
     public init(path: String) throws(OutputError) {
         self.path = path
         do {
-            try Platform.makeFolder(path)
+            try Platform.makeFolder(path, mode: 0o700)
         } catch {
             throw OutputError(path: path, reason: "cannot create the output folder: \(error.text)")
         }
@@ -53,18 +54,21 @@ public final class OutputFolder: Sendable {
     ///   - input: a file that must not be replaced (the input):
     ///     if the destination is that file, nothing is written.
     /// - Returns: the full path written.
+    ///   - isPrivate: created readable and writable by the user only (0600),
+    ///     for records (sidecars, reports) rather than images.
     @discardableResult
-    public func write(_ data: Data, to relativePath: String, protecting input: String? = nil) throws(OutputError)
-        -> String
+    public func write(_ data: Data, to relativePath: String, protecting input: String? = nil, isPrivate: Bool = false)
+        throws(OutputError) -> String
     {
-        try write(to: relativePath, protecting: input) { file in try file.append(data) }
+        try write(to: relativePath, protecting: input, isPrivate: isPrivate) { file in try file.append(data) }
     }
 
     /// Writes a file produced piece by piece (never whole in memory), with the
-    /// same guarantees as `write(_:to:protecting:)`.
+    /// same guarantees as `write(_:to:protecting:isPrivate:)`.
     @discardableResult
     public func write(
-        to relativePath: String, protecting input: String? = nil, _ produce: (inout StreamedFile) throws -> Void
+        to relativePath: String, protecting input: String? = nil, isPrivate: Bool = false,
+        _ produce: (inout StreamedFile) throws -> Void
     ) throws(OutputError) -> String {
         let full = path.hasSuffix("/") ? path + relativePath : path + "/" + relativePath
         let components = relativePath.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
@@ -83,7 +87,7 @@ public final class OutputFolder: Sendable {
 
         for component in components.dropLast() {
             do {
-                try Platform.makeFolder(in: directory, component)
+                try Platform.makeFolder(in: directory, component, mode: 0o700)
             } catch {
                 throw OutputError(path: full, reason: Self.reason("cannot create folder \"\(component)\"", error))
             }
@@ -110,7 +114,7 @@ public final class OutputFolder: Sendable {
         let temporary = ".\(fileName).qie-\(Platform.processID)-\(UInt32.random(in: 0...UInt32.max)).tmp"
         let fd: Int32
         do {
-            fd = try Platform.createNew(in: directory, temporary)
+            fd = try Platform.createNew(in: directory, temporary, mode: isPrivate ? 0o600 : 0o644)
         } catch {
             throw OutputError(path: full, reason: Self.reason("cannot create a temporary file", error))
         }

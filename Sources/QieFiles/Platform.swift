@@ -91,14 +91,14 @@ package enum Platform {
         return names
     }
 
-    /// Creates a folder (mode 0755); an existing one is fine.
-    package static func makeFolder(_ path: String) throws(PlatformError) {
-        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw .last }
+    /// Creates a folder (with `mode`, less the umask); an existing one is fine and left as it is.
+    package static func makeFolder(_ path: String, mode: UInt32 = 0o755) throws(PlatformError) {
+        if mkdir(path, mode) != 0 && errno != EEXIST { throw .last }
     }
 
-    /// Creates folder `name` inside `directory`; an existing one is fine.
-    package static func makeFolder(in directory: Int32, _ name: String) throws(PlatformError) {
-        if mkdirat(directory, name, 0o755) != 0 && errno != EEXIST { throw .last }
+    /// Creates folder `name` inside `directory` (with `mode`, less the umask); an existing one is fine.
+    package static func makeFolder(in directory: Int32, _ name: String, mode: UInt32 = 0o755) throws(PlatformError) {
+        if mkdirat(directory, name, mode) != 0 && errno != EEXIST { throw .last }
     }
 
     /// Opens a folder for `*at` calls.
@@ -197,7 +197,7 @@ package enum Platform {
 
     /// Opens (creating) a lock file, never through a link.
     package static func openLockFile(_ path: String) throws(PlatformError) -> Int32 {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw .last }
         return fd
     }

@@ -67,7 +67,7 @@ public struct GatewayConfiguration: Sendable {
 
     /// Whether `host` only accepts connections from this machine.
     public var isLoopback: Bool {
-        ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host.lowercased()) || host.hasPrefix("127.")
+        NetworkAddress.isLoopback(host: host)
     }
 
     /// The endpoints offered, in order (the first is the default model).

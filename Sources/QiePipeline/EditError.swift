@@ -35,6 +35,10 @@ public enum EditError: SettingNamingError, Sendable {
     case unpriced(endpoint: String)
     /// The job failed in an earlier run and failed jobs are not retried.
     case failedEarlier(reason: String)
+    /// An earlier run sent it and got no usable answer: it may have been billed.
+    case uncertainEarlier(reason: String)
+    /// Its recorded results can no longer be fetched (they expired); it was paid for.
+    case resultsExpired(reason: String)
     /// The callback listener or event stream could not start.
     case listener(endpoint: String, flow: ProviderProfile.Flow, reason: String)
     /// The run's ledger could not be read or written.
@@ -76,6 +80,10 @@ public enum EditError: SettingNamingError, Sendable {
             "\(naming(.maxCost)) needs a price: \(endpoint) publishes none (set \(naming(.pricePerImage)) or \(naming(.pricePerMegapixel)))"
         case .failedEarlier(let reason):
             "failed in an earlier run: \(reason) (\(naming(.retryFailed)) tries again)"
+        case .uncertainEarlier(let reason):
+            "uncertain: an earlier run sent it and got no usable answer (\(reason)); the endpoint may have made and billed it, so it is not sent again unless you give \(naming(.retryUncertain)) (which may pay twice)"
+        case .resultsExpired(let reason):
+            "its results were paid for but can no longer be fetched (\(reason)); \(naming(.retryFailed)) sends it again, paying again"
         case .listener(let endpoint, let flow, let reason): "\(endpoint): cannot start the \(flow.rawValue) listener: \(reason)"
         case .ledger(let reason): "the run ledger: \(reason)"
         case .stopped: "stopped"

@@ -53,9 +53,46 @@ public struct EditOptions: Sendable, Codable, Equatable {
     public var price = PriceOverride()
     /// How billed megapixels round.
     public var rounding = MegapixelRounding.none
+    /// Send the key over plain `http` to a host that is not loopback. Off:
+    /// such a base URL is refused, since anyone on the path could read the key.
+    public var allowInsecureHTTP = false
 
     /// Options for `endpoint` with every default.
     public init(endpoint: String) { self.endpoint = endpoint }
+
+    /// Reads stored options; options they do not mention (stored by an
+    /// earlier qie) take their defaults.
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        var options = EditOptions(endpoint: try values.decode(String.self, forKey: .endpoint))
+        func take<Value: Decodable>(_ key: CodingKeys, _ path: WritableKeyPath<EditOptions, Value>) throws {
+            if let value = try values.decodeIfPresent(Value.self, forKey: key) { options[keyPath: path] = value }
+        }
+        func take<Value: Decodable>(_ key: CodingKeys, _ path: WritableKeyPath<EditOptions, Value?>) throws {
+            options[keyPath: path] = try values.decodeIfPresent(Value.self, forKey: key)
+        }
+        try take(.size, \.size)
+        try take(.fit, \.fit)
+        try take(.position, \.position)
+        try take(.background, \.background)
+        try take(.prompt, \.prompt)
+        try take(.negativePrompt, \.negativePrompt)
+        try take(.seed, \.seed)
+        try take(.numImages, \.numImages)
+        try take(.fields, \.fields)
+        try take(.format, \.format)
+        try take(.quality, \.quality)
+        try take(.restore, \.restore)
+        try take(.limits, \.limits)
+        try take(.flow, \.flow)
+        try take(.callback, \.callback)
+        try take(.timeouts, \.timeouts)
+        try take(.baseURL, \.baseURL)
+        try take(.price, \.price)
+        try take(.rounding, \.rounding)
+        try take(.allowInsecureHTTP, \.allowInsecureHTTP)
+        self = options
+    }
 
     /// The endpoint's profile.
     public func profile() throws(SettingError) -> ProviderProfile {

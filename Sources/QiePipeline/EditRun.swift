@@ -37,8 +37,12 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
     /// Stop sending before spent + in flight (this run's and earlier runs'
     /// into the same folder) would pass this many USD.
     public var maxCost: Decimal?
-    /// Try again the jobs that failed in an earlier run.
+    /// Try again the jobs that failed in an earlier run (a job whose results
+    /// were recorded is fetched again, never sent again, unless they expired).
     public var retryFailed = false
+    /// Send again the jobs an earlier run sent without a usable answer
+    /// (`uncertain`, or caught sending by a kill): they may have been billed.
+    public var retryUncertain = false
     /// The command line the run was started with, for people reading the
     /// ledger (never used to resume).
     public var commandLine: [String]?
@@ -52,6 +56,25 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
         self.output = output
         self.options = options
         self.workingDirectory = workingDirectory
+    }
+
+    /// Reads a stored configuration; settings it does not mention (stored by
+    /// an earlier qie) take their defaults.
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            inputs: try values.decode([String].self, forKey: .inputs), output: try values.decode(String.self, forKey: .output),
+            options: try values.decode(EditOptions.self, forKey: .options),
+            workingDirectory: try values.decode(String.self, forKey: .workingDirectory))
+        version = try values.decodeIfPresent(Int.self, forKey: .version) ?? version
+        manifest = try values.decodeIfPresent(String.self, forKey: .manifest)
+        references = try values.decodeIfPresent([String].self, forKey: .references) ?? references
+        concurrency = try values.decodeIfPresent(Int.self, forKey: .concurrency) ?? concurrency
+        rate = try values.decodeIfPresent(Double.self, forKey: .rate)
+        maxCost = try values.decodeIfPresent(Decimal.self, forKey: .maxCost)
+        retryFailed = try values.decodeIfPresent(Bool.self, forKey: .retryFailed) ?? retryFailed
+        retryUncertain = try values.decodeIfPresent(Bool.self, forKey: .retryUncertain) ?? retryUncertain
+        commandLine = try values.decodeIfPresent([String].self, forKey: .commandLine)
     }
 
     /// Checks every setting before anything is read or sent.
@@ -265,6 +288,7 @@ public struct EditRun: Sendable {
             try ledger.forEachJob { job in
                 if job.state == .submitted { status.inFlight.append(job) }
                 if job.state == .failed { status.failed.append(job) }
+                if job.state == .uncertain || job.state == .prepared { status.uncertain.append(job) }
             }
             return status
         } catch {
@@ -334,9 +358,13 @@ public struct EditRun: Sendable {
         environment: [String: String] = ProcessInfo.processInfo.environment, stop: BatchCancellation = BatchCancellation(),
         events: @escaping @Sendable (EditRunEvent) -> Void = { _ in }
     ) async throws(EditError) -> EditRunSummary {
-        let config = configuration
-        let options = config.options
         let (profile, prompts, files, problems) = try start()
+        // Folder runs poll where the endpoint can: the job's id is recorded
+        // milliseconds after sending, so a kill never pays twice.
+        var resolved = configuration
+        if resolved.options.flow == nil { resolved.options.flow = profile.defaultRunFlow }
+        let config = resolved
+        let options = config.options
         if options.prompt == nil, config.manifest == nil, !files.contains(where: { prompts.request(for: $0.path) != nil }) {
             throw .noPrompts
         }
@@ -357,7 +385,7 @@ public struct EditRun: Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             try ledger.recordRun(
-                configuration: String(decoding: try encoder.encode(config), as: UTF8.self),
+                configuration: String(decoding: try encoder.encode(configuration), as: UTF8.self),
                 version: EditRunConfiguration.currentVersion, arguments: config.commandLine ?? [],
                 directory: config.workingDirectory)
         } catch {
@@ -483,6 +511,9 @@ public struct EditRunStatus: Sendable {
     public var inFlight: [LedgerJob] = []
     /// Jobs that failed, with the reason recorded.
     public var failed: [LedgerJob] = []
+    /// Jobs sent without a usable answer (or caught sending by a kill): they
+    /// may have been billed, and are sent again only with `retryUncertain`.
+    public var uncertain: [LedgerJob] = []
     /// The last run into the folder: its command line or stored configuration.
     public var lastRun: LedgerRun?
 }

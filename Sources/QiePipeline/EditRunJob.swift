@@ -54,6 +54,7 @@ struct RunContext: Sendable {
         let ledger = self.ledger
         let events = self.events
         var rowID: Int64? = nil
+        var fetchingRecorded = false
         let acceptedID = Mutex<String?>(nil)
         // Whether the job holds a place at the gate (given back when it ends),
         // and whether it gave up its turn because the run was stopped.
@@ -83,9 +84,14 @@ struct RunContext: Sendable {
                 let output = row.outputPaths.first ?? ""
                 events(.earlier(job, output: output))
                 return JobOutcome(kind: .earlier, cost: nil)
-            case .failed where !configuration.retryFailed:
+            case .failed where !configuration.retryFailed && row.resultURLList.isEmpty:
                 let error = EditError.failedEarlier(reason: row.error ?? "no reason recorded")
                 events(.failed(job, error))
+                return JobOutcome(kind: .failed, cost: nil)
+            case .uncertain where !configuration.retryUncertain, .prepared where !configuration.retryUncertain:
+                // It may have been processed and billed: not sent again unasked.
+                let reason = row.state == .prepared ? "the run sending it was stopped before hearing back" : row.error ?? "no answer"
+                events(.failed(job, EditError.uncertainEarlier(reason: reason)))
                 return JobOutcome(kind: .failed, cost: nil)
             default:
                 break
@@ -100,8 +106,13 @@ struct RunContext: Sendable {
                 passage.withLock { $0 = (entered: true, withdrawn: withdrawn) }
                 if withdrawn { throw CancellationError() }
             }
-            if row.state == .submitted, row.requestID != nil || !row.resultURLList.isEmpty {
+            // A failed job whose results were recorded is fetched again, not
+            // sent again (it was paid for); so is an accepted one.
+            if row.state == .submitted || row.state == .failed, row.requestID != nil || !row.resultURLList.isEmpty,
+                row.state == .submitted || !row.resultURLList.isEmpty
+            {
                 if !row.resultURLList.isEmpty {
+                    fetchingRecorded = true
                     hooks.resume = .fetch(
                         results: row.resultURLList, reportedCost: row.reportedCost.flatMap { Decimal(string: $0) },
                         jobID: row.requestID)
@@ -171,12 +182,35 @@ struct RunContext: Sendable {
             // An accepted job that may still finish (or whose result may still
             // be fetched) stays submitted: the next run asks about it again.
             let mayFinish: Bool
+            var extraAttempts = 0
             switch failure {
-            case .endpoint(let client): mayFinish = accepted != nil && (client.kind == .network || client.kind == .timedOut)
+            case .endpoint(let client):
+                mayFinish = accepted != nil && (client.kind == .network || client.kind == .timedOut)
+                extraAttempts = max(0, client.submissions - 1)
+                if client.kind == .uncertain, accepted == nil {
+                    // Sent, no usable answer: it may have been billed.
+                    if let rowID { try? ledger.markUncertain(rowID, failure.reason(naming: \.name), extraAttempts: extraAttempts) }
+                    events(.failed(job, failure))
+                    return JobOutcome(kind: .failed, cost: nil)
+                }
+                if client.status.map({ [403, 404, 410].contains($0) }) == true, fetchingRecorded, let rowID {
+                    // The recorded results expired: only sending again can bring them.
+                    try? ledger.forgetResults(rowID)
+                    let expired = EditError.resultsExpired(reason: failure.reason(naming: \.name))
+                    try? ledger.markError(rowID, expired.reason(naming: \.name), failed: true)
+                    events(.failed(job, expired))
+                    return JobOutcome(kind: .failed, cost: nil)
+                }
+            case .result where fetchingRecorded:
+                // The recorded results are unusable: only sending again can do better.
+                if let rowID { try? ledger.forgetResults(rowID) }
+                mayFinish = false
             case .stopped: mayFinish = accepted != nil
             default: mayFinish = false
             }
-            if let rowID { try? ledger.markError(rowID, failure.reason(naming: \.name), failed: !mayFinish) }
+            if let rowID {
+                try? ledger.markError(rowID, failure.reason(naming: \.name), failed: !mayFinish, extraAttempts: extraAttempts)
+            }
             events(.failed(job, failure))
             return JobOutcome(kind: .failed, cost: nil)
         }
@@ -201,14 +235,14 @@ struct RunContext: Sendable {
                 (try RunReport.thumbnail(file: input.path), try RunReport.thumbnail(data: first.data))
             }
             if let (before, after) = thumbnails {
-                _ = try? folder.write(before, to: names.before)
-                _ = try? folder.write(after, to: names.after)
+                _ = try? folder.write(before, to: names.before, isPrivate: true)
+                _ = try? folder.write(after, to: names.after, isPrivate: true)
             }
         }
         let record = EditRecord(result, job: key, input: input.path, inputSHA256: inputSHA256, outputs: written)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let sidecar = try folder.write(try encoder.encode(record), to: stem + ".json")
+        let sidecar = try folder.write(try encoder.encode(record), to: stem + ".json", isPrivate: true)
         return EditJobOutput(paths: written, sidecar: sidecar, result: result)
     }
 
@@ -315,6 +349,8 @@ public struct EditRecord: Sendable, Codable {
     public var plan: SizePlan
     /// The restore applied.
     public var restored: RestoreMode?
+    /// What was wrong with the endpoint's answers and ignored.
+    public var warnings: [String]?
 
     /// The record of `result` for job `key`.
     public init(_ result: EditResult, job key: String, input: String, inputSHA256: String, outputs: [String]) {
@@ -335,5 +371,6 @@ public struct EditRecord: Sendable, Codable {
         timings = result.timings
         plan = result.plan
         restored = result.restored
+        warnings = result.warnings.isEmpty ? nil : result.warnings
     }
 }

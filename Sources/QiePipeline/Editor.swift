@@ -137,6 +137,9 @@ public struct EditResult: Sendable, Codable {
     public var reportedCost: Decimal?
     /// Seconds per step.
     public var timings: EditTimings
+    /// What was wrong with the endpoint's answers and ignored (a reported
+    /// cost that is not an amount >= 0), in words.
+    public var warnings: [String] = []
 
     /// What the edit cost: the endpoint's figure where it reported one, else the estimate.
     public var cost: Decimal? { reportedCost ?? estimatedCost }
@@ -201,6 +204,29 @@ struct EndpointAccess: Sendable {
         apiKey = key
         baseURL = options.baseURL ?? environment[profile.baseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
         signingSecret = profile.callback.flatMap { environment[$0.secretVariable] }
+        if let baseURL { try Self.check(baseURL, allowInsecureHTTP: options.allowInsecureHTTP) }
+    }
+
+    /// A base URL the key may be sent to: `https`, or `http` to this machine
+    /// (a local emulator or proxy), or `http` anywhere when allowed.
+    static func check(_ baseURL: String, allowInsecureHTTP: Bool) throws(EditError) {
+        guard let url = URL(string: baseURL), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty else {
+            throw .setting(SettingError(.baseURL, value: baseURL, .invalid(expected: "an http(s) URL such as https://api.example.com")))
+        }
+        if url.user != nil || url.password != nil {
+            throw .setting(SettingError(
+                .baseURL, value: "\(scheme)://…@\(host)", .explained("carries a user name or password; give the key in the environment instead")))
+        }
+        switch scheme {
+        case "https": return
+        case "http":
+            if allowInsecureHTTP || NetworkAddress.isLoopback(host: host) { return }
+            throw .setting(SettingError(
+                .baseURL, value: baseURL,
+                .explained("is plain http to \(host), which is not this machine: the API key would cross the network unencrypted; use https, or \(setting: .allowInsecureHTTP) if the network is yours")))
+        default:
+            throw .setting(SettingError(.baseURL, value: baseURL, .invalid(expected: "an http or https URL")))
+        }
     }
 }
 
@@ -501,12 +527,14 @@ public final class Editor: Sendable {
                 requestIDs: answers.compactMap(\.requestID), submissions: answers.reduce(0) { $0 + $1.submissions },
                 polls: answers.reduce(0) { $0 + $1.polls }, estimatedCost: estimate.map { $0 * Decimal(requests) },
                 reportedCost: reported.count == answers.count && !reported.isEmpty ? reported.reduce(0, +) : nil,
-                timings: timings)
+                timings: timings, warnings: answers.flatMap(\.warnings))
             if let reservation { hooks.budget?.settle(reservation, actual: result.reportedCost ?? reservation) }
             return result
         } catch {
-            // An accepted request may still be billed: its reservation stays spent.
-            if let reservation { hooks.budget?.settle(reservation, actual: accepted.withLock { $0 } ? reservation : nil) }
+            // An accepted request, or one sent without a usable answer, may
+            // still be billed: its reservation stays spent.
+            let mayBeBilled = accepted.withLock { $0 } || (error as? ClientError)?.kind == .uncertain
+            if let reservation { hooks.budget?.settle(reservation, actual: mayBeBilled ? reservation : nil) }
             throw error
         }
     }

@@ -33,6 +33,8 @@ public struct ProviderProfile: Sendable {
     public var envelope: Envelope
     /// The ways a request can be sent and waited for, in order of preference.
     public var flow: [Flow]
+    /// The largest request body the endpoint takes, per flow, when it publishes one.
+    public var requestLimits: RequestLimits = RequestLimits()
     /// Where the result comes back.
     public var result: ResultLocation
     /// How the endpoint charges.
@@ -92,8 +94,33 @@ public struct ProviderProfile: Sendable {
     }
 
     /// The flow used when the user does not choose one: synchronous where the
-    /// endpoint has it, otherwise polling.
+    /// endpoint has it, otherwise polling. One edit waited for by a caller
+    /// (the gateway, `Editor` used alone) answers soonest this way.
     public var defaultFlow: Flow { flow.contains(.synchronous) ? .synchronous : (flow.first ?? .synchronous) }
+
+    /// The flow a folder run uses when the user does not choose one: polling
+    /// where the endpoint offers it, so the job's id is recorded milliseconds
+    /// after sending and a killed run asks about the job rather than paying
+    /// for it again; otherwise `defaultFlow`.
+    public var defaultRunFlow: Flow { flow.contains(.polling) ? .polling : defaultFlow }
+
+    /// The largest request bodies an endpoint takes, in bytes as sent (after
+    /// base64), where it publishes them.
+    public struct RequestLimits: Sendable, Equatable {
+        /// The limit on synchronous submissions (RunPod `runsync`).
+        public var synchronous: Int?
+        /// The limit on asynchronous submissions (RunPod `/run`).
+        public var asynchronous: Int?
+
+        /// Limits in bytes; nil where none is published.
+        public init(synchronous: Int? = nil, asynchronous: Int? = nil) {
+            self.synchronous = synchronous
+            self.asynchronous = asynchronous
+        }
+
+        /// The limit for a submission in `flow`, if there is one.
+        public func limit(for flow: Flow) -> Int? { flow.isAsynchronous ? asynchronous : synchronous }
+    }
 
     /// A callback the endpoint POSTs when a job reaches a terminal state.
     public struct Callback: Sendable {

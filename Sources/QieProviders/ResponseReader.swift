@@ -25,9 +25,12 @@ public enum ResponseReader {
     /// Interprets a response body from `profile`: a submission's answer, a
     /// poll's or a callback's payload. `status` is the HTTP status; `jobID` the
     /// id already known when polling (for answers that leave it out).
-    public static func read(_ body: Data, status: Int, from profile: ProviderProfile, jobID: String? = nil)
-        throws(ProvidersError) -> ResponseOutcome
-    {
+    /// A reported cost that is not a finite amount >= 0 is ignored (the
+    /// estimate stands) and `warn` is told why.
+    public static func read(
+        _ body: Data, status: Int, from profile: ProviderProfile, jobID: String? = nil,
+        warn: (String) -> Void = { _ in }
+    ) throws(ProvidersError) -> ResponseOutcome {
         let json = try? JSONSerialization.jsonObject(with: body)
         guard (200..<300).contains(status) else {
             return .failed(message: errorMessage(json, body: body, status: status, profile: profile), requestID: nil)
@@ -37,23 +40,24 @@ public enum ResponseReader {
                 .invalidResponse,
                 "\(profile.id) answered HTTP \(status) with \(describe(body)) instead of JSON; the endpoint or a proxy in front of it is misbehaving")
         }
-        let id = (object["id"] ?? object["run_id"] ?? object["generation_id"]).flatMap { $0 as? String } ?? jobID
+        let id = (object["id"] ?? object["run_id"] ?? object["generation_id"]).flatMap { $0 as? String }.map(safeID) ?? jobID
         // Oxen's queue answers an enqueue with its generations.
         if let generations = object["generations"] as? [[String: Any]],
             let generation = generations.first?["generation_id"] as? String
         {
-            return .pending(requestID: generation, status: (generations.first?["status"] as? String) ?? "queued")
+            return .pending(
+                requestID: safeID(generation), status: Sanitized.text((generations.first?["status"] as? String) ?? "queued", limit: 40))
         }
         if let state = (object["status"] as? String)?.lowercased() {
             switch state {
             case "failed", "cancelled", "canceled", "error", "timed_out":
                 let message = (object["error"] as? String) ?? (object["error_message"] as? String)
                     ?? ((object["error"] as? [String: Any])?["message"] as? String) ?? "the job ended as \(state)"
-                return .failed(message: message, requestID: id)
+                return .failed(message: Sanitized.text(message), requestID: id)
             case "completed", "succeeded", "success":
                 break
             default:
-                if let id { return .pending(requestID: id, status: state) }
+                if let id { return .pending(requestID: id, status: Sanitized.text(state, limit: 40)) }
             }
         }
         let images = try results(object, profile: profile)
@@ -61,9 +65,38 @@ public enum ResponseReader {
             throw ProvidersError(
                 .invalidResponse, "\(profile.id) reported success but its response has no image at \(profile.result.description)")
         }
-        let cost = ((object["output"] as? [String: Any])?["cost"] as? NSNumber).map { Decimal(string: $0.stringValue) ?? 0 }
+        let cost = reportedCost((object["output"] as? [String: Any])?["cost"], profile: profile, warn: warn)
         return .completed(images: images, reportedCost: cost, requestID: id)
     }
+
+    /// A reported cost, when it is a finite amount >= 0 (a number, or a
+    /// string holding one); anything else is ignored with a warning.
+    static func reportedCost(_ value: Any?, profile: ProviderProfile, warn: (String) -> Void) -> Decimal? {
+        guard let value, !(value is NSNull) else { return nil }
+        let number: Double?
+        let text: String
+        switch value {
+        case let value as NSNumber:
+            number = value.doubleValue
+            text = value.stringValue
+        case let value as String:
+            number = Double(value.trimmingCharacters(in: .whitespaces))
+            text = value
+        default:
+            number = nil
+            text = "\(value)"
+        }
+        guard let number, number.isFinite, number >= 0, let amount = Decimal(string: text) ?? Decimal(string: "\(number)")
+        else {
+            warn("\(profile.id) reported a cost of \(Sanitized.text(text, limit: 40)), which is not an amount >= 0; it is ignored and the estimate kept")
+            return nil
+        }
+        return amount
+    }
+
+    /// A job id as the endpoint gave it when it is printable and at most 200
+    /// characters; otherwise made so (it is shown, stored and put in URLs).
+    static func safeID(_ id: String) -> String { Sanitized.isClean(id, limit: 200) ? id : Sanitized.text(id, limit: 200) }
 
     private static func results(_ object: [String: Any], profile: ProviderProfile) throws(ProvidersError) -> [ResultImage] {
         func value(_ path: [String]) -> Any? {
@@ -117,15 +150,14 @@ public enum ResponseReader {
                     ?? (object["message"] as? String) ?? (object["detail"] as? String)
             }
         }
-        let words = said ?? (body.isEmpty ? "an empty body" : describe(body))
+        let words = said.map { Sanitized.text($0) } ?? (body.isEmpty ? "an empty body" : describe(body))
         return "\(profile.id) answered HTTP \(status): \(words)"
     }
 
     /// A short, safe description of a non-JSON body.
     static func describe(_ body: Data) -> String {
         if body.isEmpty { return "an empty body" }
-        let text = String(decoding: body.prefix(120), as: UTF8.self)
-            .replacingOccurrences(of: "\n", with: " ").trimmingCharacters(in: .whitespaces)
+        let text = Sanitized.text(String(decoding: body.prefix(120), as: UTF8.self), limit: 120)
         if text.lowercased().contains("<html") || text.lowercased().hasPrefix("<!doctype") {
             return "an HTML page (\"\(text.prefix(60))…\")"
         }

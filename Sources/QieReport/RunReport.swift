@@ -120,7 +120,7 @@ public struct RunReport: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let generated = Date().formatted(.iso8601)
-        try output.write(to: Self.jsonName) { file in
+        try output.write(to: Self.jsonName, isPrivate: true) { file in
             try file.append("{\"generated\":\"\(generated)\",\"totals\":")
             try file.append(try encoder.encode(totals))
             try file.append(",\"entries\":[")
@@ -132,7 +132,7 @@ public struct RunReport: Sendable {
             }
             try file.append("\n]}\n")
         }
-        try output.write(to: Self.htmlName) { file in
+        try output.write(to: Self.htmlName, isPrivate: true) { file in
             try file.append(header(totals))
             try forEachEntry { entry in try file.append(html(entry)) }
             try file.append("</body></html>\n")

@@ -5,8 +5,9 @@ import GRDB
 public enum JobState: String, Sendable, Codable, CaseIterable {
     /// Known, nothing done yet (or prepared and interrupted before sending).
     case pending
-    /// Prepared and about to be sent; a job found here on resume was never
-    /// accepted as far as anyone knows, and is sent again.
+    /// Being sent: committed just before the request leaves. A job found
+    /// here by a later run may have reached the endpoint (the run was killed
+    /// before hearing back), so it counts as `uncertain`.
     case prepared
     /// Accepted by the endpoint: its request id (and for synchronous endpoints
     /// its result URLs) are recorded, so it is only ever polled or fetched again.
@@ -15,6 +16,11 @@ public enum JobState: String, Sendable, Codable, CaseIterable {
     case completed
     /// Ended with an error (retried only when a run sets `retryFailed`).
     case failed
+    /// Sent, and no usable answer came back (a timeout, a 5xx, a dropped
+    /// connection): the endpoint may have processed and billed it. Its
+    /// estimate stays counted as spent; it is sent again only when a run sets
+    /// `retryUncertain`.
+    case uncertain
 }
 
 /// One row of the ledger: one paid request (one input, one copy).
@@ -164,6 +170,11 @@ public final class Ledger: Sendable {
     public init(folder: String) throws {
         path = (folder as NSString).appendingPathComponent(Self.fileName)
         guard !Self.isNewer(path) else { throw LedgerError.newer(path: path) }
+        // Readable by the user only: it holds prompts, job ids and result
+        // URLs. SQLite gives its journal files the database file's mode.
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
@@ -336,10 +347,26 @@ public final class Ledger: Sendable {
 
     /// Ended with `error`; an accepted job that may still finish keeps its
     /// state (`failed: false`) so the next run asks about it again.
-    public func markError(_ id: Int64, _ error: String, failed: Bool) throws {
+    /// `extraAttempts` counts submissions retried by the client.
+    public func markError(_ id: Int64, _ error: String, failed: Bool, extraAttempts: Int = 0) throws {
         try execute(
-            "UPDATE jobs SET state = CASE WHEN ? THEN 'failed' ELSE state END, error = ?, updatedAt = ? WHERE id = ?",
-            [failed, error, Date().timeIntervalSince1970, id])
+            """
+            UPDATE jobs SET state = CASE WHEN ? THEN 'failed' ELSE state END, error = ?, attempts = attempts + ?,
+            updatedAt = ? WHERE id = ?
+            """, [failed, error, extraAttempts, Date().timeIntervalSince1970, id])
+    }
+
+    /// Sent without a usable answer: the endpoint may have billed it.
+    public func markUncertain(_ id: Int64, _ error: String, extraAttempts: Int = 0) throws {
+        try execute(
+            "UPDATE jobs SET state = 'uncertain', error = ?, attempts = attempts + ?, updatedAt = ? WHERE id = ?",
+            [error, extraAttempts, Date().timeIntervalSince1970, id])
+    }
+
+    /// Forgets the result URLs recorded for job `id` (they expired), so
+    /// a run that retries failed jobs sends it again.
+    public func forgetResults(_ id: Int64) throws {
+        try execute("UPDATE jobs SET resultURLs = NULL, updatedAt = ? WHERE id = ?", [Date().timeIntervalSince1970, id])
     }
 
     private func execute(_ sql: String, _ arguments: StatementArguments) throws {
@@ -357,10 +384,11 @@ public final class Ledger: Sendable {
     }
 
     /// Money of completed jobs (reported, else estimated) plus, with
-    /// `includingSubmitted`, the estimates of jobs accepted and not yet done.
+    /// `includingSubmitted`, the estimates of jobs accepted and not yet done
+    /// and of jobs that may have been billed (uncertain, or caught sending).
     public func committedCost(includingSubmitted: Bool) throws -> (total: Decimal, unpriced: Int) {
         try database.read { db in
-            let states = includingSubmitted ? "('completed', 'submitted')" : "('completed')"
+            let states = includingSubmitted ? "('completed', 'submitted', 'uncertain', 'prepared')" : "('completed')"
             let rows = try Row.fetchCursor(
                 db, sql: "SELECT COALESCE(reportedCost, estimatedCost) FROM jobs WHERE state IN \(states)")
             var total = Decimal(0)

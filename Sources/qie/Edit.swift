@@ -20,7 +20,14 @@ struct Edit: AsyncParsableCommand {
             `qie providers`). --flow chooses how results come back where an endpoint offers several: \
             sync (one request), poll (submit, then ask until done), callback (Runflow POSTs to \
             --callback-url; a local listener receives it, verified with RUNFLOW_SIGNING_SECRET when set) \
-            or sse (Oxen's event stream). An accepted job is only ever polled, never sent again. \
+            or sse (Oxen's event stream). The default is poll wherever an endpoint offers it (RunPod's \
+            /run and /status, Runflow, Oxen's queue): the job's id is recorded milliseconds after \
+            sending, so a killed run asks about the job instead of paying for it again; sync answers \
+            a single edit soonest but a kill during its wait cannot tell whether it was billed. \
+            An accepted job is only ever polled, never sent again. A submission is sent again only \
+            when it provably was not processed (the connection failed before it was written, 429, \
+            503 with Retry-After); one sent without a usable answer is uncertain: its estimate stays \
+            counted, `qie status` lists it, and only --retry-uncertain sends it again. \
             A ledger in --out records every job: running the same command again (or `qie resume \
             OUT`) skips finished jobs and picks up accepted ones; `qie status OUT` summarises it, and \
             OUT/report.html shows before/after pairs.
@@ -48,6 +55,9 @@ struct Edit: AsyncParsableCommand {
 
     @Flag(name: .customLong("retry-failed"), help: "Try again the jobs that failed in an earlier run into --out.")
     var retryFailed = false
+
+    @Flag(name: .customLong("retry-uncertain"), help: "Send again the jobs an earlier run sent without a usable answer (they may have been billed: this may pay twice).")
+    var retryUncertain = false
 
     @OptionGroup var price: PriceOptions
 
@@ -90,7 +100,10 @@ struct Edit: AsyncParsableCommand {
     @Option(name: .customLong("base-url"), help: "Send to this address instead (for example `qie emulate`).")
     var baseURL: String?
 
-    @Option(help: "How results come back: sync, poll, callback or sse (default: sync where offered, else poll).")
+    @Flag(name: .customLong("allow-insecure-http"), help: "Allow a plain-http base URL to another machine (the key crosses the network unencrypted).")
+    var allowInsecureHTTP = false
+
+    @Option(help: "How results come back: sync, poll, callback or sse (default: poll where offered, else sync).")
     var flow: ProviderProfile.Flow?
 
     @Option(name: .customLong("callback-url"), help: "With --flow callback: the public address the endpoint POSTs to.")
@@ -148,6 +161,7 @@ struct Edit: AsyncParsableCommand {
         options.timeouts.overall = timeout
         options.timeouts.pollInterval = pollInterval
         options.baseURL = baseURL
+        options.allowInsecureHTTP = allowInsecureHTTP
         options.price = try price.override()
         options.rounding = try price.megapixelRounding()
 
@@ -158,6 +172,7 @@ struct Edit: AsyncParsableCommand {
         run.rate = rate
         run.maxCost = try maxCost.map { text in try Flags.validating { try Decimal(usd: text, for: .maxCost, positive: true) } }
         run.retryFailed = retryFailed
+        run.retryUncertain = retryUncertain
         return run
     }
 
@@ -291,6 +306,9 @@ final class EditProgress: Sendable {
             inFlight.withLock { $0[job.input.path] = (endpoint, id) }
         case .done(let job, let output):
             let result = output.result
+            for warning in result.warnings {
+                TextStream.standardError.write("warning \(DisplayPath.escape(job.input.path)): \(warning)\n")
+            }
             let first = result.images[0]
             let image = PreparedSummary(
                 format: first.format, size: first.size, byteCount: first.data.count, source: result.source,

@@ -16,6 +16,7 @@ enum Flags {
         case .keepICC: "--keep-icc"
         case .callbackURL: "--callback-url"
         case .baseURL: "--base-url"
+        case .allowInsecureHTTP: "--allow-insecure-http"
         case .apiKey: "the API key"
         default: "--" + setting.rawValue.replacing(/[A-Z]/) { "-" + $0.output.lowercased() }
         }

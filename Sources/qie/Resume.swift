@@ -18,7 +18,9 @@ struct Resume: AsyncParsableCommand {
             Reads the run's configuration from the folder's ledger and runs it again (relative paths \
             are resolved against the directory it was started in). Jobs done are not redone; jobs an \
             endpoint accepted are asked about, never sent again; jobs that failed are tried again only \
-            with --retry-failed. Keys still come from the environment.
+            with --retry-failed (a failed job whose results were recorded is fetched again instead); \
+            jobs sent without a usable answer (uncertain: they may have been billed) are sent again \
+            only with --retry-uncertain. Keys still come from the environment.
             """)
 
     @Argument(help: "The output folder of an earlier qie edit.", completion: .directory)
@@ -26,6 +28,9 @@ struct Resume: AsyncParsableCommand {
 
     @Flag(name: .customLong("retry-failed"), help: "Also try again the jobs that failed.")
     var retryFailed = false
+
+    @Flag(name: .customLong("retry-uncertain"), help: "Also send again the jobs sent without a usable answer (they may have been billed: this may pay twice).")
+    var retryUncertain = false
 
     @Flag(help: "One JSON object per file and a summary object.")
     var json = false
@@ -42,6 +47,7 @@ struct Resume: AsyncParsableCommand {
             throw fail(error)
         }
         if retryFailed { run.configuration.retryFailed = true }
+        if retryUncertain { run.configuration.retryUncertain = true }
         try await Edit.execute(run, json: json || run.configuration.commandLine?.contains("--json") == true)
     }
 
@@ -91,6 +97,10 @@ struct Status: ParsableCommand {
             "spent: $\(summary.spentUSD)\(summary.unpriced > 0 ? " (+ \(summary.unpriced) unpriced)" : "") over \(summary.submissions) submission\(summary.submissions == 1 ? "" : "s")")
         for job in status.inFlight {
             out.add("in flight: \(DisplayPath.escape(job.inputPath)): job \(job.requestID ?? "?") at \(job.endpoint)")
+        }
+        for job in status.uncertain {
+            let reason = job.state == .prepared ? "a run was stopped while sending it" : job.error ?? "no answer"
+            out.add("uncertain (may have been billed; --retry-uncertain sends it again): \(DisplayPath.escape(job.inputPath)): \(reason)")
         }
         for job in status.failed {
             out.add("failed: \(DisplayPath.escape(job.inputPath)): \(job.error ?? "no reason recorded")")

@@ -112,14 +112,16 @@ struct AsyncFlowTests {
         } }
     }
 
-    @Test("A dropped connection on submission is retried; the job is made once")
+    @Test("A connection dropped after the submission left is uncertain: not sent again")
     func droppedSubmission() async throws {
         try await withTestClient { client in try await withEmulator { emulator, base in
             let profile = ProviderProfile.runpodQwenImageEdit2511
             emulator.inject([.dropConnection])
-            let job = try await client.perform(try build(profile, base: base), on: profile, poll: poller(profile, base))
-            #expect(job.submissions == 2 && emulator.submissions(to: profile) == 2)
-            #expect(job.images.count == 1)
+            let error = await #expect(throws: ClientError.self) {
+                _ = try await client.perform(try build(profile, base: base), on: profile, poll: poller(profile, base))
+            }
+            #expect(error?.kind == .uncertain && error?.submissions == 1)
+            #expect(emulator.submissions(to: profile) == 1)
         } }
     }
 

@@ -36,7 +36,8 @@ struct EditRunTests {
             #expect((sidecar?["requestIDs"] as? [String])?.first?.hasPrefix("sync-") == true)
             #expect(!String(decoding: text, as: UTF8.self).contains("test-key"))
             #expect(sidecar?["inputSHA256"] as? String == (try sha256sum(root + "/in/wide.jpg")))
-            #expect(sidecar?["flow"] as? String == "sync" && sidecar?["submissions"] as? Int == 1)
+            // Folder runs poll where the endpoint can (RunPod's /run and /status).
+            #expect(sidecar?["flow"] as? String == "poll" && sidecar?["submissions"] as? Int == 1)
             let timings = sidecar?["timings"] as? [String: Double]
             #expect(timings.map { ["prepare", "endpoint", "fetch", "finish", "total"].allSatisfy($0.keys.contains) } == true)
             // The failure is data: the damaged input, at the stage that found it.
@@ -206,7 +207,8 @@ struct EditRunTests {
         defer { try? FileManager.default.removeItem(atPath: root) }
         for index in 1...6 { try write(160, 120, to: root + "/in/\(index).jpg") }
         try await withEmulator(latency: .milliseconds(700)) { emulator, base in
-            let options = testOptions(.runpodQwenImageEdit2511, base: base)
+            var options = testOptions(.runpodQwenImageEdit2511, base: base)
+            options.flow = .synchronous  // the submissions themselves last the latency: their overlap is measured
             var configuration = EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: options)
             configuration.concurrency = 2
             // Stopped at the first finished edit: the other edit on the wire
@@ -567,7 +569,7 @@ struct EditRunFlowTests {
                     let data = try Data(contentsOf: URL(fileURLWithPath: root + "/out/\(name)\(copy).json"))
                     let sidecar = try #require(JSONSerialization.jsonObject(with: data) as? [String: Any])
                     #expect(sidecar["endpoint"] as? String == profile.id)
-                    #expect(sidecar["flow"] as? String == (flow ?? profile.defaultFlow).rawValue)
+                    #expect(sidecar["flow"] as? String == (flow ?? profile.defaultRunFlow).rawValue)
                     #expect(sidecar["restored"] as? String == "exact" && (sidecar["inputSHA256"] as? String)?.count == 64)
                     #expect(sidecar["submissions"] as? Int == 1)
                     #expect((sidecar["requestIDs"] as? [String])?.isEmpty == false || endpoint == "lumenfall")

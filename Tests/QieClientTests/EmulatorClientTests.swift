@@ -101,10 +101,10 @@ struct EmulatorClientTests {
         } }
     }
 
-    @Test("5xx and 429 (with Retry-After) are retried; the job then succeeds")
+    @Test("503 and 429 with Retry-After (provably not processed) are retried; the job then succeeds")
     func retries() async throws {
         try await withTestClient { client in try await withEmulator { emulator, base in
-            emulator.inject([.status(503), .tooManyRequests(retryAfter: 1)])
+            emulator.inject([.unavailable(retryAfter: 0), .tooManyRequests(retryAfter: 1)])
             let start = Date()
             let outcome = try await client.send(try build(.runpodQwenImageEdit2511, base: base), to: .runpodQwenImageEdit2511)
             guard case .completed = outcome else { Issue.record("\(outcome)"); return }
@@ -116,7 +116,7 @@ struct EmulatorClientTests {
     @Test("Retries give up after the policy's attempts with the endpoint's words")
     func givesUp() async throws {
         try await withTestClient { client in try await withEmulator { emulator, base in
-            emulator.inject([.status(500), .status(502), .status(503)])
+            emulator.inject(Array(repeating: .unavailable(retryAfter: 0), count: 3))
             let outcome = try await client.send(try build(.lumenfallQwenImageEdit2511, base: base), to: .lumenfallQwenImageEdit2511)
             #expect(outcome == .failed(
                 message: "lumenfall-qwen-image-edit-2511 answered HTTP 503: emulated failure (HTTP 503)", requestID: nil))
@@ -131,7 +131,7 @@ struct EmulatorClientTests {
             await #expect(throws: ClientError.self) {
                 _ = try await client.send(try build(.runpodQwenImageEdit2511, base: base), to: .runpodQwenImageEdit2511)
             }
-            emulator.inject([.htmlErrorPage, .htmlErrorPage, .htmlErrorPage])
+            emulator.inject([.htmlErrorPage])
             let html = try await client.send(try build(.runpodQwenImageEdit2511, base: base), to: .runpodQwenImageEdit2511)
             guard case .failed(let message, _) = html else { Issue.record("\(html)"); return }
             #expect(message.contains("HTTP 502: an HTML page"))
@@ -144,13 +144,32 @@ struct EmulatorClientTests {
         } }
     }
 
+    @Test(
+        "A submission that may have been processed is never sent again: 500, 502 HTML, 503 without Retry-After, a dropped answer, an unreadable 200",
+        arguments: [EmulatedFault.status(500), .htmlErrorPage, .status(503), .dropConnection, .malformedJSON])
+    func uncertainSubmissions(_ fault: EmulatedFault) async throws {
+        try await withTestClient { client in try await withEmulator { emulator, base in
+            let profile = ProviderProfile.runpodQwenImageEdit2511
+            emulator.inject([fault])
+            let error = await #expect(throws: ClientError.self) {
+                _ = try await client.perform(
+                    try build(profile, base: base), on: profile,
+                    poll: { RequestBuilder.poll(id: $0, for: profile, apiKey: "k", baseURL: base) })
+            }
+            #expect(error?.kind == .uncertain && error?.mayHaveBeenCharged == true, "\(String(describing: error))")
+            #expect(error?.submissions == 1 && emulator.submissions(to: profile) == 1)
+            #expect(error?.message.contains("not sent again") == true, "\(error?.message ?? "")")
+        } }
+    }
+
     @Test("A refused connection is reported as a network error naming the host")
     func refusedConnection() async throws {
         try await withTestClient(connectTimeout: .milliseconds(300)) { client in
             let error = await #expect(throws: ClientError.self) {
                 _ = try await client.send(try build(.runpodQwenImageEdit2511, base: "http://127.0.0.1:9"), to: .runpodQwenImageEdit2511)
             }
-            #expect(error?.kind == .network)
+            // Refused before a byte was written: retried, and provably not billed.
+            #expect(error?.kind == .network && error?.mayHaveBeenCharged == false)
             #expect(error?.message.contains("no answer from 127.0.0.1 after 3 attempts") == true)
             #expect(error?.message.contains("test-key") == false)
         }

@@ -10,7 +10,7 @@ extension ProviderProfile {
         document: "runpod-qwen-image-edit-2511.md",
         baseURL: "https://api.runpod.ai",
         baseURLVariable: "QIE_RUNPOD_BASE_URL",
-        routes: .init(submit: "/v2/qwen-image-edit-2511/runsync", poll: "/v2/qwen-image-edit-2511/status/{id}"),
+        routes: .init(submit: "/v2/qwen-image-edit-2511/runsync", poll: "/v2/qwen-image-edit-2511/status/{id}", enqueue: "/v2/qwen-image-edit-2511/run"),
         auth: .init(header: "Authorization", scheme: "Bearer", keyVariable: "RUNPOD_API_KEY"),
         images: .init(field: "images", isArray: true, maxCount: 3, inline: .dataURI, accepts: [.jpeg, .png, .webp]),
         sizes: .fixedSizes(
@@ -26,12 +26,15 @@ extension ProviderProfile {
             .init(option: .seed, name: "seed", kind: .integer, defaultValue: "-1")
         ],
         envelope: .inputObject,
-        flow: [.synchronous],
+        flow: [.synchronous, .polling],
+        requestLimits: .init(synchronous: 20_000_000, asynchronous: 10_000_000),
         result: .url(path: ["output", "image_url"]),
         pricing: .perImage(0.02),
         notes: [
             "The document takes image URLs; local files travel as data URIs.",
             "Result URLs expire after 7 days: results are downloaded at once.",
             "If runsync answers IN_QUEUE or IN_PROGRESS with an id, the job is polled at RunPod's general status route (/v2/ENDPOINT/status/ID, not in the document) instead of being sent again.",
+            "The poll flow is RunPod's general queue pair (POST /v2/ENDPOINT/run, then GET /v2/ENDPOINT/status/ID; not in the document): the job's id is known milliseconds after sending, so a killed run asks about the job instead of paying for it again. Folder runs use it by default.",
+            "Payload limits from RunPod's serverless documentation: 10 MB on /run, 20 MB on runsync (after base64).",
         ])
 }

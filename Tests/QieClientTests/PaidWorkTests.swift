@@ -1,0 +1,181 @@
+import Foundation
+import QieClient
+import QieCore
+import QieEmulator
+import QiePipeline
+import QieProviders
+import QieStore
+import Synchronization
+import Testing
+
+/// What paid work must survive: answers that may have been billed, costs
+/// that make no sense, keys on the wire, records others could read.
+@Suite("Paid work: uncertain jobs, reported costs, plain http, private records")
+struct PaidWorkTests {
+    @Test("A 500 after sending leaves the job uncertain: its estimate stays spent, no run sends it again unless asked")
+    func uncertainJob() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(160, 120, to: root + "/in/a.jpg")
+        try await withEmulator { emulator, base in
+            let options = runsync(base)
+            var configuration = EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: options)
+            configuration.maxCost = Decimal(string: "0.03")
+            emulator.inject([.status(500)])
+            let first = try await EditRun(configuration).run(environment: testEnvironment())
+            #expect(first.batch.failed == 1 && emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+
+            let ledger = try Ledger(folder: root + "/out")
+            let job = try #require(try ledger.jobs().first)
+            #expect(job.state == .uncertain && job.attempts == 1)
+            #expect(job.error?.contains("HTTP 500") == true && job.error?.contains("not sent again") == true)
+            // Its estimate counts: a budget of $0.03 has $0.01 left.
+            #expect(try ledger.committedCost(includingSubmitted: true).total == Decimal(string: "0.02"))
+            let status = try EditRun.status(folder: root + "/out")
+            #expect(status.uncertain.map(\.inputPath) == [root + "/in/a.jpg"])
+
+            // Resumed: not sent, and the message says how to send it.
+            let events = EventLog()
+            let second = try await EditRun.resume(folder: root + "/out").run(environment: testEnvironment(), events: events.record)
+            #expect(second.batch.failed == 1 && emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+            let reason = events.failures.first?.reason(naming: \.name) ?? ""
+            #expect(reason.contains("uncertain") && reason.contains("retryUncertain"), "\(reason)")
+
+            // Asked: sent once more, and done.
+            var retry = try EditRun.resume(folder: root + "/out")
+            retry.configuration.retryUncertain = true
+            retry.configuration.maxCost = Decimal(string: "0.05")
+            let third = try await retry.run(environment: testEnvironment())
+            #expect(third.batch.written == 1 && emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
+            #expect(try ledger.jobs().first?.attempts == 2)
+        }
+    }
+
+    @Test("A negative reported cost is ignored with a warning in the sidecar; the estimate stands")
+    func negativeCost() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(160, 120, to: root + "/in/a.jpg")
+        try await withEmulator { emulator, base in
+            let options = runsync(base)
+            emulator.inject([.reportedCost("-5")])
+            let summary = try await EditRun(EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: options))
+                .run(environment: testEnvironment())
+            #expect(summary.batch.written == 1 && summary.spent == Decimal(string: "0.02"))
+            let sidecar = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/out/a.json"))) as? [String: Any]
+            #expect(sidecar?["reportedCostUSD"] == nil)
+            let warnings = sidecar?["warnings"] as? [String] ?? []
+            #expect(warnings.first?.contains("reported a cost of -5, which is not an amount >= 0") == true, "\(warnings)")
+        }
+    }
+
+    @Test("A failed job whose result URL was recorded is fetched again, never sent again; an expired one says so")
+    func recordedResults() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(160, 120, to: root + "/in/a.jpg")
+        try write(120, 160, to: root + "/in/b.jpg")
+        try await withEmulator { emulator, base in
+            let options = runsync(base)
+            var configuration = EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: options)
+            configuration.concurrency = 1
+            _ = try await EditRun(configuration).run(environment: testEnvironment())
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
+            // As if each result's download had failed after it was recorded:
+            // a's URL still works, b's points at a file the endpoint no longer has.
+            let ledger = try Ledger(folder: root + "/out")
+            for job in try ledger.jobs() {
+                let expired = job.inputPath.hasSuffix("b.jpg")
+                try ledger.update(try #require(job.id)) { row in
+                    row.state = .failed
+                    row.error = "download failed"
+                    if expired { row.resultURLs = "[\"\(base)/files/gone.jpg\"]" }
+                }
+            }
+            try FileManager.default.removeItem(atPath: root + "/out/a.jpg")
+
+            var again = configuration
+            again.retryFailed = true
+            let events = EventLog()
+            let second = try await EditRun(again).run(environment: testEnvironment(), events: events.record)
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2, "a recorded result was paid for again")
+            #expect(second.batch.written == 1 && second.batch.failed == 1)
+            #expect(FileManager.default.fileExists(atPath: root + "/out/a.jpg"))
+            let reason = events.failures.first?.reason(naming: \.name) ?? ""
+            #expect(reason.contains("paid for but can no longer be fetched") && reason.contains("retryFailed"), "\(reason)")
+
+            // Only now does retrying failed jobs send b again.
+            _ = try await EditRun(again).run(environment: testEnvironment())
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 3)
+            #expect(try ledger.jobs().allSatisfy { $0.state == .completed })
+        }
+    }
+
+    @Test("A plain-http base URL to another machine is refused before the key is read out; loopback and https pass")
+    func insecureBaseURL() async throws {
+        var options = EditOptions(endpoint: "runpod")
+        options.prompt = "x"
+        options.baseURL = "http://api.example.com"
+        let error = await #expect(throws: EditError.self) {
+            try await Editor.with(options, environment: testEnvironment()) { editor in
+                _ = try await editor.edit(EditInput(image: .data(Data([0xFF, 0xD8]))))
+            }
+        }
+        let message = error?.reason(naming: \.name) ?? ""
+        #expect(message.contains("plain http to api.example.com") && message.contains("allowInsecureHTTP"), "\(message)")
+        #expect(!message.contains("test-key"))
+        options.baseURL = "http://user:secret@127.0.0.1:9"
+        let userInfo = await #expect(throws: EditError.self) {
+            try await Editor.with(options, environment: testEnvironment()) { editor in
+                _ = try await editor.edit(EditInput(image: .data(Data([0xFF, 0xD8]))))
+            }
+        }
+        #expect(userInfo?.reason(naming: \.name).contains("secret") == false)
+        #expect(NetworkAddress.isLoopback(host: "127.0.0.1") && NetworkAddress.isLoopback(host: "[::1]"))
+        #expect(NetworkAddress.isLoopback(host: "localhost") && !NetworkAddress.isLoopback(host: "127.0.0.1.example.com"))
+    }
+
+    @Test("The output folder is 0700; the ledger, sidecars and report are 0600")
+    func privateRecords() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(160, 120, to: root + "/in/a.jpg")
+        try await withEmulator { _, base in
+            let options = testOptions(.runpodQwenImageEdit2511, base: base)
+            _ = try await EditRun(EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: options))
+                .run(environment: testEnvironment())
+        }
+        func mode(_ name: String) throws -> Int {
+            let path = name.isEmpty ? root + "/out" : root + "/out/" + name
+            return (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
+        }
+        #expect(try mode("") == 0o700)
+        for name in [Ledger.fileName, "a.json", "report.json", "report.html"] {
+            let found = try mode(name)
+            #expect(found == 0o600, "\(name): \(String(found, radix: 8))")
+        }
+    }
+
+    @Test("Text from an endpoint loses its control characters and is cut to length")
+    func sanitized() {
+        #expect(Sanitized.text("bad\u{1B}[2J\nnews\u{202E}txt.exe") == "bad [2J news txt.exe")
+        #expect(Sanitized.text(String(repeating: "a", count: 600)).count == 501)
+        #expect(Sanitized.isClean("sync-123") && !Sanitized.isClean("id\r\nX-Injected: 1"))
+    }
+}
+
+/// RunPod 2511 on the emulator at `base`, answered by `runsync`.
+func runsync(_ base: String) -> EditOptions {
+    var options = testOptions(.runpodQwenImageEdit2511, base: base)
+    options.flow = .synchronous
+    return options
+}
+
+/// The failures a run reported, in order.
+final class EventLog: Sendable {
+    private let events = Mutex<[EditRunEvent]>([])
+    var record: @Sendable (EditRunEvent) -> Void { { [self] event in self.events.withLock { $0.append(event) } } }
+    var failures: [EditError] {
+        events.withLock { $0.compactMap { if case .failed(_, let error) = $0 { error } else { nil } } }
+    }
+}
