@@ -167,11 +167,12 @@ public struct JobResult: Sendable {
     public var signalled: Bool
     /// What was wrong with the answer and ignored (a reported cost that is
     /// not an amount >= 0), in words.
-    public var warnings: [String] = []
+    public var warnings: [String]
 
     /// A job's outcome with these counts.
     public init(
-        images: [ResultImage], reportedCost: Decimal?, requestID: String?, submissions: Int, polls: Int, signalled: Bool
+        images: [ResultImage], reportedCost: Decimal?, requestID: String?, submissions: Int, polls: Int, signalled: Bool,
+        warnings: [String] = []
     ) {
         self.images = images
         self.reportedCost = reportedCost
@@ -179,6 +180,7 @@ public struct JobResult: Sendable {
         self.submissions = submissions
         self.polls = polls
         self.signalled = signalled
+        self.warnings = warnings
     }
 }
 
@@ -353,10 +355,9 @@ public final class EditClient: Sendable {
         let (first, status, warnings) = try await submit(request, to: profile, attempts: &submissions)
         switch first {
         case .completed(let images, let cost, let id):
-            var result = JobResult(
-                images: images, reportedCost: cost, requestID: id, submissions: submissions, polls: 0, signalled: false)
-            result.warnings = warnings
-            return result
+            return JobResult(
+                images: images, reportedCost: cost, requestID: id, submissions: submissions, polls: 0, signalled: false,
+                warnings: warnings)
         case .failed(let message, let id) where (500...599).contains(status):
             // A 5xx other than 503 with Retry-After: the endpoint may have
             // done the work before failing to answer.
@@ -451,10 +452,9 @@ public final class EditClient: Sendable {
             }
             switch outcome {
             case .completed(let images, let cost, _):
-                var result = JobResult(
-                    images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls, signalled: signalled)
-                result.warnings = warnings
-                return result
+                return JobResult(
+                    images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls, signalled: signalled,
+                    warnings: warnings)
             case .failed(let message, _):
                 if !(200..<300).contains(answer.status) {
                     throw ClientError(

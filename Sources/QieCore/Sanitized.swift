@@ -31,7 +31,8 @@ public enum Sanitized {
         return out
     }
 
-    /// Whether `text` holds nothing `text(_:limit:)` would change, up to `limit`.
+    /// Whether `text` has no control character or bidirectional override and
+    /// at most `limit` characters (so it can be kept as it is, an id say).
     public static func isClean(_ text: String, limit: Int = 500) -> Bool {
         text.unicodeScalars.count <= limit && !text.unicodeScalars.contains(where: isUnsafe)
     }

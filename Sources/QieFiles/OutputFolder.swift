@@ -53,9 +53,9 @@ public final class OutputFolder: Sendable {
     ///   - relativePath: where it goes, relative to the folder.
     ///   - input: a file that must not be replaced (the input):
     ///     if the destination is that file, nothing is written.
-    /// - Returns: the full path written.
     ///   - isPrivate: created readable and writable by the user only (0600),
     ///     for records (sidecars, reports) rather than images.
+    /// - Returns: the full path written.
     @discardableResult
     public func write(_ data: Data, to relativePath: String, protecting input: String? = nil, isPrivate: Bool = false)
         throws(OutputError) -> String

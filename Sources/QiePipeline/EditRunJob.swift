@@ -106,21 +106,17 @@ struct RunContext: Sendable {
                 passage.withLock { $0 = (entered: true, withdrawn: withdrawn) }
                 if withdrawn { throw CancellationError() }
             }
-            // A failed job whose results were recorded is fetched again, not
-            // sent again (it was paid for); so is an accepted one.
-            if row.state == .submitted || row.state == .failed, row.requestID != nil || !row.resultURLList.isEmpty,
-                row.state == .submitted || !row.resultURLList.isEmpty
-            {
-                if !row.resultURLList.isEmpty {
-                    fetchingRecorded = true
-                    hooks.resume = .fetch(
-                        results: row.resultURLList, reportedCost: row.reportedCost.flatMap { Decimal(string: $0) },
-                        jobID: row.requestID)
-                } else if let id = row.requestID {
-                    hooks.resume = .poll(jobID: id)
-                }
-                if let id = row.requestID { acceptedID.withLock { $0 = id } }
+            // Recorded results (of an accepted job, or of a failed one: it was
+            // paid for) are fetched again; an accepted job is asked about.
+            let results = row.resultURLList
+            if !results.isEmpty, row.state == .submitted || row.state == .failed {
+                fetchingRecorded = true
+                hooks.resume = .fetch(
+                    results: results, reportedCost: row.reportedCost.flatMap { Decimal(string: $0) }, jobID: row.requestID)
+            } else if row.state == .submitted, let id = row.requestID {
+                hooks.resume = .poll(jobID: id)
             }
+            if hooks.resume != nil, let id = row.requestID { acceptedID.withLock { $0 = id } }
             let limiter = self.limiter
             let jobRow = row.id
             hooks.willSend = { _, estimate in

@@ -585,42 +585,21 @@ public final class Editor: Sendable {
     }
 
     private func prepare(_ input: EditInput, context: Context) async throws -> Prepared {
+        let options = context.options
         var image = input.image
-        var framedMask: Data? = nil
+        var inputHeader: ImageInfo? = nil  // the input's own header, when it was framed
         if let size = input.size, case let original = input.image {
             // The frame the results are delivered at: the input fitted into
             // it, kept lossless until it is prepared for the endpoint.
-            let options = context.options
             let framed = try await imagingWork { () throws(EditError) -> PreparedImage in
-                let resize = ResizeOptions(size: size, fit: options.fit, position: options.position, fill: options.background)
-                let encode = EncodeOptions(format: .png, compression: 1)
                 do throws(ImagingError) {
-                    switch original {
-                    case .file(let path): return try ImageProcessor.prepare(file: path, resize: resize, encode: encode, limits: options.limits)
-                    case .data(let data): return try ImageProcessor.prepare(data: data, resize: resize, encode: encode, limits: options.limits)
-                    }
+                    return try Self.frame(original, into: size, fill: options.background, options: options)
                 } catch {
                     throw .input(error)
                 }
             }
             image = .data(framed.data)
-            if let source = input.mask {
-                // The mask is made for the input: checked against it, then
-                // fitted into the frame exactly as the input was, its padding
-                // transparent (outside the input there is nothing to keep).
-                let inputInfo = framed.source
-                framedMask = try await imagingWork { () throws(EditError) -> Data in
-                    let mask = try Self.checkedMask(source, original: inputInfo, limits: options.limits)
-                    let resize = ResizeOptions(size: size, fit: options.fit, position: options.position, fill: .colour(.transparent))
-                    do throws(ImagingError) {
-                        return try ImageProcessor.prepare(
-                            data: mask, resize: resize, encode: EncodeOptions(format: .png, compression: 1), limits: options.limits
-                        ).data
-                    } catch {
-                        throw .mask(error)
-                    }
-                }
-            }
+            inputHeader = framed.source
         }
         let source = image
         let (main, plan) = try await imagingWork { try Self.prepare(source, context: context, plan: true) }
@@ -633,14 +612,39 @@ public final class Editor: Sendable {
                 .bytes(prepared.data, format: prepared.format, filename: "reference.\(prepared.format.fileExtension)"))
         }
         guard let plan else { throw EditError.request(ProvidersError(.invalidOption, "no size plan for the input")) }
-        var mask: Data? = framedMask
-        if framedMask == nil, let source = input.mask {
-            // Checked against the header already read: the input, or its frame.
-            let original = main.source
-            mask = try await imagingWork { try Self.checkedMask(source, original: original, limits: context.options.limits) }
+        var mask: Data? = nil
+        if let source = input.mask {
+            // Made for the input: checked against its header (already read),
+            // then, with a size, fitted into the frame exactly as the input
+            // was, its padding transparent (outside the input there is
+            // nothing to keep).
+            let original = inputHeader ?? main.source
+            let size = input.size
+            mask = try await imagingWork { () throws(EditError) -> Data in
+                let checked = try Self.checkedMask(source, original: original, limits: options.limits)
+                guard let size else { return checked }
+                do throws(ImagingError) {
+                    return try Self.frame(.data(checked), into: size, fill: .colour(.transparent), options: options).data
+                } catch {
+                    throw .mask(error)
+                }
+            }
         }
         return Prepared(
             plan: plan, geometry: main.geometry, source: main.source, payload: payload, original: image, mask: mask)
+    }
+
+    /// `source` fitted into `size` as the options fit and place it, `fill`
+    /// in its padding, kept lossless (PNG).
+    private static func frame(_ source: ImageSource, into size: PixelSize, fill: PaddingFill, options: EditOptions)
+        throws(ImagingError) -> PreparedImage
+    {
+        let resize = ResizeOptions(size: size, fit: options.fit, position: options.position, fill: fill)
+        let encode = EncodeOptions(format: .png, compression: 1)
+        switch source {
+        case .file(let path): return try ImageProcessor.prepare(file: path, resize: resize, encode: encode, limits: options.limits)
+        case .data(let data): return try ImageProcessor.prepare(data: data, resize: resize, encode: encode, limits: options.limits)
+        }
     }
 
     /// Prepares an input (planned for the endpoint) or a reference (only

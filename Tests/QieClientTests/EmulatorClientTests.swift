@@ -162,6 +162,20 @@ struct EmulatorClientTests {
         } }
     }
 
+    @Test("RunPod's payload limit: an 11 MB body is refused on /run (10 MB) with 413, once")
+    func payloadLimit() async throws {
+        try await withTestClient { client in try await withEmulator { emulator, base in
+            let profile = ProviderProfile.runpodQwenImageEdit2511
+            let input = try photo(400, 300)
+            let large = EditRequest(
+                prompt: String(repeating: "x", count: 11_000_000), images: [.bytes(input, format: .jpeg, filename: "in.jpg")])
+            let outcome = try await client.send(try build(profile, base: base, request: large, flow: .polling), to: profile)
+            guard case .failed(let message, _) = outcome else { Issue.record("\(outcome)"); return }
+            #expect(message.contains("HTTP 413") && message.contains("exceeds 10 MB"), "\(message)")
+            #expect(emulator.submissions(to: profile) == 1 && emulator.jobs(of: profile) == 0)
+        } }
+    }
+
     @Test("A refused connection is reported as a network error naming the host")
     func refusedConnection() async throws {
         try await withTestClient(connectTimeout: .milliseconds(300)) { client in
