@@ -245,7 +245,10 @@ struct EditRunTests {
                     return record.timings.queued
                 }
             #expect(queued.count == 6)
-            #expect(queued.filter { $0 > 0.4 }.count >= 2, "queued seconds: \(queued)")
+            // A job waiting for a place waits the latency less the time its own
+            // preparation took beyond the first ones' (longer on a loaded machine);
+            // a job that never waited shows microseconds.
+            #expect(queued.filter { $0 > 0.1 }.count >= 2, "queued seconds: \(queued)")
         }
     }
 
