@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "QieClient",
             dependencies: [
-                "QieProviders", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "QieProviders", "QieFiles", .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),

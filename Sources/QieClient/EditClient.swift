@@ -36,16 +36,21 @@ public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
     public var jobID: String?
     /// The last HTTP status the endpoint answered with, when it answered.
     public var status: Int?
+    /// What the user can do about it, naming settings as data (each front
+    /// end spells them its own way).
+    public var hint: Phrase?
     /// Submissions sent before the failure, retries included (0 when the
     /// failure was not a submission's).
     public var submissions: Int
 
     /// A failure of `kind` described by `message`.
     public init(
-        kind: Kind, message: String, endpoint: String? = nil, jobID: String? = nil, status: Int? = nil, submissions: Int = 0
+        kind: Kind, message: String, endpoint: String? = nil, jobID: String? = nil, status: Int? = nil, submissions: Int = 0,
+        hint: Phrase? = nil
     ) {
         self.kind = kind
         self.message = message
+        self.hint = hint
         self.endpoint = endpoint
         self.jobID = jobID
         self.status = status
@@ -56,8 +61,13 @@ public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
     /// it answered with a job id, or the request left without a usable answer.
     public var mayHaveBeenCharged: Bool { jobID != nil || kind == .uncertain }
 
-    /// The message.
-    public var description: String { message }
+    /// The message and its hint, settings spelled by `naming`.
+    public func message(naming: (Setting) -> String) -> String {
+        hint.map { "\(message); \($0.rendered(naming: naming))" } ?? message
+    }
+
+    /// The message and its hint, settings by their library names.
+    public var description: String { message(naming: \.name) }
 }
 
 /// When to try again and how long to wait: exponential backoff with full
@@ -212,7 +222,9 @@ public final class EditClient: Sendable {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, connectionsPerHost)
         configuration.timeout = .init(connect: connectTimeout, read: requestTimeout)
-        configuration.redirectConfiguration = .follow(max: 5, allowCycles: false)
+        // Redirects are never followed with a key: results follow them one
+        // hop at a time, each hop checked before connecting (`fetch`).
+        configuration.redirectConfiguration = .disallow
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.retry = retry
         self.requestTimeout = requestTimeout
@@ -472,28 +484,35 @@ public final class EditClient: Sendable {
     }
 
     /// The bytes of a result, downloaded at once (some URLs expire) or decoded
-    /// from inline data, and checked to be an image. Downloads send no key.
-    public func fetch(_ result: ResultImage, from profile: ProviderProfile) async throws -> Data {
+    /// from inline data, and checked to be an image in a format the endpoint
+    /// returns, within `checks`. Downloads send no key; see `ResultChecks`.
+    public func fetch(_ result: ResultImage, from profile: ProviderProfile, checks: ResultChecks = ResultChecks())
+        async throws -> Data
+    {
         let data: Data
         switch result {
         case .inline(let bytes):
-            data = bytes
-        case .url(let url):
-            let download = RequestBuilder.download(url)
-            var attempts = 0
-            let answer = try await exchange(download, profile: profile, what: "downloading \(url)", attempts: &attempts)
-            guard (200..<300).contains(answer.status) else {
+            guard bytes.count <= checks.maxBytes else {
                 throw ClientError(
                     kind: .badResponse,
-                    message: "\(profile.id): the result at \(url) answered HTTP \(answer.status)\(answer.status == 404 || answer.status == 403 ? " (expired or removed)" : "")",
-                    endpoint: profile.id, status: answer.status)
+                    message: "\(profile.id): an inline result of \(bytes.count) bytes is over the \(checks.maxBytes)-byte limit",
+                    endpoint: profile.id, hint: "raise \(setting: .maxResultBytes) only if you expect results this large")
             }
-            data = answer.body
+            data = bytes
+        case .url(let url):
+            data = try await download(url, from: profile, checks: checks)
         }
         let sniffed = data.withUnsafeBytes { FormatSniffer.sniff(UnsafeRawBufferPointer(rebasing: $0.prefix(FormatSniffer.window))) }
+        let returned = ResultChecks.formats(of: profile)
         switch sniffed {
-        case .image:
+        case .image(let format) where returned.contains(format):
             return data
+        case .image(let format):
+            let names = ImageFormat.allCases.filter(returned.contains).map(\.displayName)
+            throw ClientError(
+                kind: .badResponse,
+                message: "\(profile.id): the result is \(format.displayName), a format \(profile.id) does not return (\(names.joined(separator: ", "))); refused",
+                endpoint: profile.id)
         case .refused(let name, _):
             throw ClientError(kind: .badResponse, message: "\(profile.id): the result is \(name), not an image", endpoint: profile.id)
         case .unknown:

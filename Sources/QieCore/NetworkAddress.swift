@@ -11,6 +11,47 @@ public enum NetworkAddress {
         return false
     }
 
+    /// Where an address leads, judged from its numbers.
+    public enum Scope: String, Sendable, Equatable {
+        /// This machine: 127.0.0.0/8, `::1`.
+        case loopback
+        /// A private network: 10/8, 172.16/12, 192.168/16, 100.64/10 (shared), `fc00::/7`.
+        case privateNetwork = "private"
+        /// The local link: 169.254/16 (where cloud metadata services answer), `fe80::/10`.
+        case linkLocal = "link-local"
+        /// No host, multicast, broadcast or reserved: 0/8, 224/4, 240/4, `::`, `ff00::/8`.
+        case special
+        /// The public internet.
+        case publicInternet = "public"
+    }
+
+    /// The scope of a numeric address (IPv4 dotted quad or IPv6, bracketed or
+    /// not; IPv4-mapped IPv6 judged as its IPv4 address), or nil for a name.
+    public static func scope(of host: String) -> Scope? {
+        let host = unbracketed(host.lowercased())
+        if let v4 = ipv4(host) { return scope(v4) }
+        guard let v6 = ipv6(host) else { return nil }
+        if v6[0..<5].allSatisfy({ $0 == 0 }) && v6[5] == 0xFFFF {
+            return scope((UInt8(v6[6] >> 8), UInt8(v6[6] & 0xFF), UInt8(v6[7] >> 8), UInt8(v6[7] & 0xFF)))
+        }
+        if v6 == [UInt16](repeating: 0, count: 7) + [1] { return .loopback }
+        if v6.allSatisfy({ $0 == 0 }) { return .special }
+        if v6[0] & 0xFE00 == 0xFC00 { return .privateNetwork }
+        if v6[0] & 0xFFC0 == 0xFE80 { return .linkLocal }
+        if v6[0] & 0xFF00 == 0xFF00 { return .special }
+        return .publicInternet
+    }
+
+    private static func scope(_ v4: (UInt8, UInt8, UInt8, UInt8)) -> Scope {
+        switch v4 {
+        case (127, _, _, _): .loopback
+        case (10, _, _, _), (172, 16...31, _, _), (192, 168, _, _), (100, 64...127, _, _): .privateNetwork
+        case (169, 254, _, _): .linkLocal
+        case (0, _, _, _), (224...255, _, _, _), (192, 0, 0, _), (198, 18...19, _, _): .special
+        default: .publicInternet
+        }
+    }
+
     /// The four octets of a dotted-quad IPv4 address, or nil.
     public static func ipv4(_ text: String) -> (UInt8, UInt8, UInt8, UInt8)? {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)

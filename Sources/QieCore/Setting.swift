@@ -18,6 +18,10 @@ public enum Setting: String, Sendable, Codable, CaseIterable {
     case flow, concurrency, rate, timeout, requestTimeout, connectTimeout, pollInterval, baseURL, retryFailed
     /// Sending again what may already have been paid for, and where keys may go.
     case retryUncertain, allowInsecureHTTP
+    /// What results from an endpoint must pass: where they come from, their size, their download time, their bytes.
+    case allowPrivateResults, maxResultBytes, downloadTimeout, keepResultBytes
+    /// What inputs may be: references outside the run's folders, file sizes.
+    case allowOutsideReferences, maxFileBytes
     /// Spending limits and prices.
     case maxCost, pricePerImage, pricePerMegapixel, megapixelRounding
     /// Limits checked from an image's header before decoding.

@@ -41,6 +41,19 @@ public enum EmulatedFault: Sendable, Equatable {
     case jobFailure(String)
     /// A synchronous success whose reported cost is this JSON value (RunPod's `output.cost`).
     case reportedCost(String)
+    /// A success whose result is served this many bytes a second.
+    case slowResult(bytesPerSecond: Int)
+    /// A success whose result URL redirects `hops` times within the
+    /// emulator, the last hop to `location` (for example a unix socket).
+    case redirectedResult(hops: Int, location: String)
+    /// A success whose answer lists the result URL `count` times (where the
+    /// endpoint's answer holds a list).
+    case manyResults(Int)
+    /// A success whose result URL serves a PNG signature followed by this
+    /// many bytes, streamed with no length announced.
+    case hugeResult(bytes: Int)
+    /// A success whose result is at this address instead of the emulator's.
+    case resultAddress(String)
 }
 
 /// A local server that speaks every documented wire format strictly: RunPod
@@ -60,6 +73,9 @@ public final class EditEmulator: Sendable {
     public let signingSecret: String?
     /// What the emulated edit does to the input.
     public let effect: EmulatedEffect
+    /// How long finished jobs and result files are kept (seconds), as a real
+    /// endpoint's results expire; older ones are forgotten.
+    public let retention: Double
 
     struct Job {
         var profileID: String
@@ -75,8 +91,17 @@ public final class EditEmulator: Sendable {
         var seed: Int
     }
 
+    /// A result file and how it is served.
+    struct StoredFile {
+        enum Serving { case normal, slow(Int), huge(Int), redirect(String) }
+        var data: Data
+        var type: String
+        var createdAt: Date
+        var serving: Serving = .normal
+    }
+
     struct State {
-        var files: [String: (Data, String)] = [:]
+        var files: [String: StoredFile] = [:]
         var submissions: [String: Int] = [:]
         var submitting: [String: Int] = [:]
         var mostSubmitting: [String: Int] = [:]
@@ -96,13 +121,15 @@ public final class EditEmulator: Sendable {
     let requestLog: (@Sendable (String) -> Void)?
 
     /// An emulator that accepts `apiKey`, answers after `latency`, signs
-    /// callbacks with `signingSecret` when set, and passes one line per answered
+    /// callbacks with `signingSecret` when set, keeps finished jobs and result
+    /// files for `retention` seconds, and passes one line per answered
     /// request to `requestLog`.
     public init(
         apiKey: String = "emulator-key", latency: Duration = .zero, signingSecret: String? = nil,
-        effect: EmulatedEffect = .none, requestLog: (@Sendable (String) -> Void)? = nil
+        effect: EmulatedEffect = .none, retention: Double = 3600, requestLog: (@Sendable (String) -> Void)? = nil
     ) {
         self.effect = effect
+        self.retention = retention
         self.apiKey = apiKey
         self.latency = latency
         self.signingSecret = signingSecret
@@ -205,11 +232,10 @@ public final class EditEmulator: Sendable {
         }
         router.get("/files/:name") { [self] _, context in
             let name = context.parameters.get("name") ?? ""
-            guard let (data, type) = self.state.withLock({ $0.files[name] }) else {
+            guard let file = self.state.withLock({ $0.files[name] }) else {
                 return Response(status: .notFound, body: .init(byteBuffer: ByteBuffer(string: "expired or unknown file")))
             }
-            return Response(
-                status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(data: data)))
+            return Self.serve(file)
         }
         return router
     }
@@ -220,6 +246,13 @@ public final class EditEmulator: Sendable {
         -> Response
     {
         let began = ContinuousClock.now
+        // The key is checked before the body is read, as a real endpoint's
+        // gateway does: an unauthenticated caller cannot make it buffer anything.
+        guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+            state.withLock { $0.submissions[profile.id, default: 0] += 1 }
+            if !asJob { try await Task.sleep(until: began + latency) }
+            return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
+        }
         // The endpoint's published payload limit (RunPod: 10 MB on /run, 20 MB on runsync).
         let limit = profile.requestLimits.limit(for: enqueued ? .polling : .synchronous)
         let body: ByteBuffer
@@ -244,10 +277,6 @@ public final class EditEmulator: Sendable {
             if !asJob { try await Task.sleep(until: began + latency) }
             return response
         }
-        guard request.headers[.authorization] == "Bearer \(apiKey)" else {
-            if !asJob { try await Task.sleep(until: began + latency) }
-            return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
-        }
         let edit: EmulatedRequest
         do {
             edit = try EmulatedRequest.parse(data, contentType: request.headers[.contentType] ?? "", profile: profile)
@@ -264,7 +293,7 @@ public final class EditEmulator: Sendable {
         // the latency (a real endpoint's time includes its work).
         let outputs = try await Self.render(edit, effect: effect)
         try await Task.sleep(until: began + latency)
-        let (urls, inline) = publish(outputs, edit: edit, expired: fault == .expiredResult)
+        let (urls, inline) = publish(outputs, edit: edit, fault: fault)
         var cost: String? = nil
         if case .reportedCost(let value) = fault { cost = value }
         return success(profile, urls: urls, inline: inline, edit: edit, cost: cost)
@@ -274,11 +303,15 @@ public final class EditEmulator: Sendable {
         try await ImagingRuntime.offload { try (0..<edit.count).map { _ in try edit.render(effect: effect) } }
     }
 
-    /// Stores outputs under /files/ (URLs) or keeps them inline.
-    private func publish(_ outputs: [PreparedImage], edit: EmulatedRequest, expired: Bool) -> (urls: [String], inline: [Data]) {
+    /// Stores outputs under /files/ (URLs) or keeps them inline, as the
+    /// fault (if any) has them served. Files older than `retention` are forgotten.
+    private func publish(_ outputs: [PreparedImage], edit: EmulatedRequest, fault: EmulatedFault?) -> (
+        urls: [String], inline: [Data]
+    ) {
         let port = state.withLock { $0.port }
         var urls: [String] = []
         var inline: [Data] = []
+        let now = Date()
         for output in outputs {
             if edit.returnsBase64 {
                 inline.append(output.data)
@@ -286,11 +319,75 @@ public final class EditEmulator: Sendable {
                 urls.append(DataURI.make(output.data, format: output.format))
             } else {
                 let name = UUID().uuidString.lowercased() + "." + output.format.fileExtension
-                if !expired { state.withLock { $0.files[name] = (output.data, output.format.mimeType) } }
-                urls.append("http://127.0.0.1:\(port)/files/\(name)")
+                var file = StoredFile(data: output.data, type: output.format.mimeType, createdAt: now)
+                var stored: [String: StoredFile] = [name: file]
+                var url = "http://127.0.0.1:\(port)/files/\(name)"
+                switch fault {
+                case .expiredResult?: stored = [:]
+                case .slowResult(let rate)?: stored[name]?.serving = .slow(rate)
+                case .hugeResult(let bytes)?: stored[name]?.serving = .huge(bytes)
+                case .resultAddress(let address)?: url = address
+                case .redirectedResult(let hops, let location)?:
+                    file.serving = .redirect(location)
+                    stored = [:]
+                    var next = location
+                    for hop in 0..<max(1, hops) {
+                        let hopName = "hop\(hop)-\(name)"
+                        file.serving = .redirect(next)
+                        stored[hopName] = file
+                        next = "/files/\(hopName)"
+                    }
+                    url = "http://127.0.0.1:\(port)\(next)"
+                case .manyResults(let count)?: urls += Array(repeating: url, count: max(0, count - 1))
+                default: break
+                }
+                let keep = stored
+                state.withLock { state in
+                    state.files.merge(keep) { $1 }
+                    state.files = state.files.filter { now.timeIntervalSince($0.value.createdAt) < retention }
+                }
+                urls.append(url)
             }
         }
         return (urls, inline)
+    }
+
+    /// A stored result as its fault has it served.
+    private static func serve(_ file: StoredFile) -> Response {
+        switch file.serving {
+        case .normal:
+            return Response(
+                status: .ok, headers: [.contentType: file.type], body: .init(byteBuffer: ByteBuffer(data: file.data)))
+        case .redirect(let location):
+            return Response(status: .found, headers: [.location: location])
+        case .slow(let rate):
+            let data = file.data
+            return Response(
+                status: .ok, headers: [.contentType: file.type],
+                body: ResponseBody(contentLength: data.count) { writer in
+                    var offset = 0
+                    while offset < data.count {
+                        let end = min(data.count, offset + max(1, rate))
+                        try await writer.write(ByteBuffer(data: data[offset..<end]))
+                        offset = end
+                        try await Task.sleep(for: .seconds(1))
+                    }
+                    try await writer.finish(nil)
+                })
+        case .huge(let bytes):
+            return Response(
+                status: .ok, headers: [.contentType: "image/png"],
+                body: ResponseBody { writer in
+                    try await writer.write(ByteBuffer(bytes: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
+                    let chunk = ByteBuffer(repeating: 0, count: 1 << 20)
+                    var sent = 0
+                    while sent < bytes {
+                        try await writer.write(chunk.getSlice(at: 0, length: min(chunk.readableBytes, bytes - sent))!)
+                        sent += chunk.readableBytes
+                    }
+                    try await writer.finish(nil)
+                })
+        }
     }
 
     // MARK: Jobs
@@ -307,7 +404,12 @@ public final class EditEmulator: Sendable {
         let job = Job(
             profileID: profile.id, status: Self.queuedStatus(profile), createdAt: Date(), metadata: edit.metadata,
             outputSize: edit.outputSize, seed: Int.random(in: 0..<1_000_000))
-        state.withLock { $0.jobs[id] = job }
+        let now = Date()
+        state.withLock { state in
+            // Finished jobs older than the retention are forgotten, as a real endpoint's are.
+            state.jobs = state.jobs.filter { $0.value.completedAt.map { now.timeIntervalSince($0) < retention } ?? true }
+            state.jobs[id] = job
+        }
         let failure: String? = if case .jobFailure(let message) = fault { message } else { nil }
         Task { [self] in
             var urls: [String] = []
@@ -323,7 +425,7 @@ public final class EditEmulator: Sendable {
             if error == nil {
                 do {
                     let outputs = try await Self.render(edit, effect: effect)
-                    (urls, _) = publish(outputs, edit: edit, expired: fault == .expiredResult)
+                    (urls, _) = publish(outputs, edit: edit, fault: fault)
                 } catch let rejection as EmulatorRejection {
                     error = rejection.message
                 } catch {}
@@ -533,7 +635,8 @@ public final class EditEmulator: Sendable {
             return Response(
                 status: .ok, headers: [.contentType: "application/json"],
                 body: ResponseBody(contentLength: 4096) { _ in throw DroppedConnection() })
-        case .expiredResult, .acceptedPending, .jobFailure, .reportedCost:
+        case .expiredResult, .acceptedPending, .jobFailure, .reportedCost, .slowResult, .redirectedResult, .manyResults,
+            .hugeResult, .resultAddress:
             return nil
         }
     }
@@ -618,4 +721,44 @@ extension EmulatedFault {
 
 extension Optional where Wrapped == EmulatedFault {
     var isJobFailure: Bool { self?.isJobFailure ?? false }
+}
+
+extension EmulatedFault {
+    /// The spellings `init(parsing:)` reads, for help texts.
+    public static let spellings = [
+        "status:CODE", "too-many-requests:SECONDS", "unavailable:SECONDS", "malformed-json", "html-error-page",
+        "expired-result", "drop-connection", "accepted-pending", "job-failure:MESSAGE", "reported-cost:JSON",
+        "slow-result:BYTES_PER_SECOND", "redirected-result:HOPS:LOCATION", "many-results:COUNT", "huge-result:BYTES",
+        "result-address:URL",
+    ]
+
+    /// A fault from its spelling (`status:500`, `slow-result:1`,
+    /// `redirected-result:3:http+unix://%2Ftmp%2Fx.sock/a`), or nil.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        let name = parts[0]
+        let argument = parts.count > 1 ? parts[1] : nil
+        let number = argument.flatMap { Int($0) }
+        switch (name, argument) {
+        case ("status", _): guard let number, (100...599).contains(number) else { return nil }; self = .status(number)
+        case ("too-many-requests", _): guard let number else { return nil }; self = .tooManyRequests(retryAfter: number)
+        case ("unavailable", _): guard let number else { return nil }; self = .unavailable(retryAfter: number)
+        case ("malformed-json", nil): self = .malformedJSON
+        case ("html-error-page", nil): self = .htmlErrorPage
+        case ("expired-result", nil): self = .expiredResult
+        case ("drop-connection", nil): self = .dropConnection
+        case ("accepted-pending", nil): self = .acceptedPending
+        case ("job-failure", let message?): self = .jobFailure(message)
+        case ("reported-cost", let json?): self = .reportedCost(json)
+        case ("slow-result", _): guard let number, number > 0 else { return nil }; self = .slowResult(bytesPerSecond: number)
+        case ("many-results", _): guard let number, number > 0 else { return nil }; self = .manyResults(number)
+        case ("huge-result", _): guard let number, number > 0 else { return nil }; self = .hugeResult(bytes: number)
+        case ("result-address", let address?): self = .resultAddress(address)
+        case ("redirected-result", let rest?):
+            let pieces = rest.split(separator: ":", maxSplits: 1).map(String.init)
+            guard pieces.count == 2, let hops = Int(pieces[0]), hops > 0 else { return nil }
+            self = .redirectedResult(hops: hops, location: pieces[1])
+        default: return nil
+        }
+    }
 }

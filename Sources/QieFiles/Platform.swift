@@ -233,4 +233,32 @@ package enum Platform {
 
     /// Leaves Ctrl-C to a dispatch source instead of ending the process.
     package static func ignoreInterruptSignal() { _ = signal(SIGINT, SIG_IGN) }
+
+    /// Every numeric address `host` resolves to (IPv4 and IPv6, as text),
+    /// through the system resolver; nil when it does not resolve. Blocking.
+    package static func addresses(of host: String) -> [String]? {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        #if canImport(Glibc)
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        #else
+        hints.ai_socktype = SOCK_STREAM
+        #endif
+        var list: UnsafeMutablePointer<addrinfo>? = nil
+        guard getaddrinfo(host, nil, &hints, &list) == 0, let first = list else { return nil }
+        defer { freeaddrinfo(first) }
+        var found: [String] = []
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let current = entry {
+            var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(
+                current.pointee.ai_addr, current.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0
+            {
+                let address = String(cString: text)
+                if !found.contains(address) { found.append(address) }
+            }
+            entry = current.pointee.ai_next
+        }
+        return found
+    }
 }

@@ -24,6 +24,9 @@ public enum EditError: SettingNamingError, Sendable {
     case result(ImagingError)
     /// The request could not be built for the endpoint.
     case request(ProvidersError)
+    /// The request's body stays over the endpoint's payload limit for this
+    /// flow even with its images encoded smaller; nothing was sent.
+    case requestTooLarge(endpoint: String, flow: ProviderProfile.Flow, bytes: Int, limit: Int)
     /// The endpoint refused the request, the job failed, timed out, or the
     /// network failed after every retry.
     case endpoint(ClientError)
@@ -72,7 +75,9 @@ public enum EditError: SettingNamingError, Sendable {
         case .mask(let error): "the mask cannot be used: \(error.reason(naming: naming))"
         case .result(let error): "the result could not be finished: \(error.reason(naming: naming))"
         case .request(let error): error.message(naming: naming)
-        case .endpoint(let error): error.message
+        case .requestTooLarge(let endpoint, let flow, let bytes, let limit):
+            "not sent: the request is \(bytes) bytes even with its images encoded as small as qie goes, over \(endpoint)'s limit of \(limit) bytes for the \(flow.rawValue) flow; send fewer or smaller \(naming(.references)), ask a smaller \(naming(.size)), or choose a \(naming(.flow)) with a larger limit"
+        case .endpoint(let error): error.message(naming: naming)
         case .output(let error): "cannot write \(DisplayPath.escape(error.path)): \(error.reason)"
         case .overBudget(let refusal):
             "not sent: it would pass \(naming(.maxCost)) $\(refusal.limit) ($\(refusal.spent) spent, $\(refusal.inFlight) in flight, this edit ~$\(refusal.estimate))"

@@ -56,6 +56,16 @@ public struct EditOptions: Sendable, Codable, Equatable {
     /// Send the key over plain `http` to a host that is not loopback. Off:
     /// such a base URL is refused, since anyone on the path could read the key.
     public var allowInsecureHTTP = false
+    /// Fetch results from loopback, private and link-local addresses even
+    /// when the endpoint itself is on the public internet. Off: such result
+    /// addresses (and redirects to them) are refused before connecting.
+    public var allowPrivateResults = false
+    /// Largest result accepted, in bytes (64 MiB).
+    public var maxResultBytes = 64 << 20
+    /// Write the endpoint's own bytes when a result needs no conversion,
+    /// after the same checks (decoded in full within `limits`). Off: every
+    /// result is re-encoded from its pixels, without the endpoint's metadata.
+    public var keepResultBytes = false
 
     /// Options for `endpoint` with every default.
     public init(endpoint: String) { self.endpoint = endpoint }
@@ -91,6 +101,9 @@ public struct EditOptions: Sendable, Codable, Equatable {
         try take(.price, \.price)
         try take(.rounding, \.rounding)
         try take(.allowInsecureHTTP, \.allowInsecureHTTP)
+        try take(.allowPrivateResults, \.allowPrivateResults)
+        try take(.maxResultBytes, \.maxResultBytes)
+        try take(.keepResultBytes, \.keepResultBytes)
         self = options
     }
 
@@ -150,6 +163,9 @@ public struct EditOptions: Sendable, Codable, Equatable {
             throw SettingError(.maxMegapixels, value: "\(limits.maxMegapixels)", .invalid(expected: "positive"))
         }
         if limits.maxSide < 1 { throw SettingError(.maxSide, value: "\(limits.maxSide)", .invalid(expected: "positive")) }
+        if maxResultBytes < 1024 {
+            throw SettingError(.maxResultBytes, value: String(maxResultBytes), .invalid(expected: "at least 1024 bytes"))
+        }
         if let baseURL, URL(string: baseURL)?.host == nil || !["http", "https"].contains(URL(string: baseURL)?.scheme ?? "") {
             throw SettingError(
                 .baseURL, value: SettingError.quoted(baseURL), .invalid(expected: "an http(s) URL such as http://127.0.0.1:8787"))
@@ -259,13 +275,28 @@ public struct Timeouts: Sendable, Codable, Equatable {
     public var overall: Double = 1800
     /// First pause between status polls (growing by half to 10 s).
     public var pollInterval: Double = 1
+    /// Longest one result download may take, start to end (a result that
+    /// trickles in is cut off too, not only one that stalls).
+    public var download: Double = 120
 
-    /// The defaults: 10 s to connect, 300 s per answer, 1800 s per edit, polls from 1 s.
+    /// The defaults: 10 s to connect, 300 s per answer, 1800 s per edit,
+    /// polls from 1 s, 120 s per result download.
     public init() {}
+
+    /// Reads stored timeouts; those not mentioned (stored by an earlier qie) take their defaults.
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        connect = try values.decodeIfPresent(Double.self, forKey: .connect) ?? connect
+        request = try values.decodeIfPresent(Double.self, forKey: .request) ?? request
+        overall = try values.decodeIfPresent(Double.self, forKey: .overall) ?? overall
+        pollInterval = try values.decodeIfPresent(Double.self, forKey: .pollInterval) ?? pollInterval
+        download = try values.decodeIfPresent(Double.self, forKey: .download) ?? download
+    }
 
     func validate() throws(SettingError) {
         for (setting, value) in [
             (Setting.timeout, overall), (.requestTimeout, request), (.connectTimeout, connect), (.pollInterval, pollInterval),
+            (.downloadTimeout, download),
         ] where !(value > 0) {
             throw SettingError(setting, value: "\(value)", .invalid(expected: "a positive number of seconds"))
         }

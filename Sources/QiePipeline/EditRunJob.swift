@@ -347,6 +347,9 @@ public struct EditRecord: Sendable, Codable {
     public var restored: RestoreMode?
     /// What was wrong with the endpoint's answers and ignored.
     public var warnings: [String]?
+    /// How the request's images were encoded to fit the endpoint's payload
+    /// limit, when they had to be (for example `JPEG quality 70`).
+    public var requestEncoding: String?
 
     /// The record of `result` for job `key`.
     public init(_ result: EditResult, job key: String, input: String, inputSHA256: String, outputs: [String]) {
@@ -368,5 +371,6 @@ public struct EditRecord: Sendable, Codable {
         plan = result.plan
         restored = result.restored
         warnings = result.warnings.isEmpty ? nil : result.warnings
+        requestEncoding = result.requestEncoding
     }
 }

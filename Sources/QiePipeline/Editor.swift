@@ -141,6 +141,11 @@ public struct EditResult: Sendable, Codable {
     /// cost that is not an amount >= 0), in words.
     public var warnings: [String] = []
 
+    /// How the request's images were encoded when, as prepared, the request
+    /// was over the endpoint's payload limit (for example `JPEG quality 70`);
+    /// nil when they went as prepared.
+    public var requestEncoding: String?
+
     /// What the edit cost: the endpoint's figure where it reported one, else the estimate.
     public var cost: Decimal? { reportedCost ?? estimatedCost }
 }
@@ -460,14 +465,20 @@ public final class Editor: Sendable {
             let sent = Date()
             var request = options.editRequest(prompt: prompt, seed: seed, negativePrompt: negativePrompt, profile: profile)
             request.images = prepared.payload
-            let built = try RequestBuilder.build(
+            var built = try RequestBuilder.build(
                 request, plan: prepared.plan, for: profile, apiKey: context.access.apiKey, baseURL: context.access.baseURL,
                 flow: context.flow)
+            // Within the endpoint's payload limit, or not sent at all.
+            var requestEncoding: String? = nil
+            if let limit = profile.requestLimits.limit(for: context.flow), try built.body.contentLength() > limit {
+                (built, requestEncoding) = try await fitted(request, plan: prepared.plan, limit: limit, context: context)
+            }
             let requestHooks = tracked
+            let sending = built
             let answers = try await withThrowingTaskGroup(of: (Int, JobResult).self) { group in
                 for index in 0..<requests {
                     group.addTask {
-                        (index, try await self.submit(built, index: index, estimate: estimate, context: context, hooks: requestHooks))
+                        (index, try await self.submit(sending, index: index, estimate: estimate, context: context, hooks: requestHooks))
                     }
                 }
                 var answers = [JobResult?](repeating: nil, count: requests)
@@ -476,11 +487,15 @@ public final class Editor: Sendable {
             }
             timings.endpoint = Date().timeIntervalSince(sent)
 
-            // Fetch every result at once (some URLs expire).
+            // Fetch every result at once (some URLs expire), each address
+            // checked before connecting and each download capped.
             let fetching = Date()
+            let checks = ResultChecks(
+                maxBytes: options.maxResultBytes, deadline: options.timeouts.download,
+                allowPrivateAddresses: options.allowPrivateResults, endpoint: context.access.baseURL ?? profile.baseURL)
             var results: [Data] = []
             for answer in answers {
-                for image in answer.images { results.append(try await client.fetch(image, from: profile)) }
+                for image in answer.images { results.append(try await client.fetch(image, from: profile, checks: checks)) }
             }
             timings.fetch = Date().timeIntervalSince(fetching)
 
@@ -527,7 +542,7 @@ public final class Editor: Sendable {
                 requestIDs: answers.compactMap(\.requestID), submissions: answers.reduce(0) { $0 + $1.submissions },
                 polls: answers.reduce(0) { $0 + $1.polls }, estimatedCost: estimate.map { $0 * Decimal(requests) },
                 reportedCost: reported.count == answers.count && !reported.isEmpty ? reported.reduce(0, +) : nil,
-                timings: timings, warnings: answers.flatMap(\.warnings))
+                timings: timings, warnings: answers.flatMap(\.warnings), requestEncoding: requestEncoding)
             if let reservation { hooks.budget?.settle(reservation, actual: result.reportedCost ?? reservation) }
             return result
         } catch {
@@ -557,8 +572,9 @@ public final class Editor: Sendable {
                     kind: .rejected, message: "\(profile.id) documents no way to ask about job \(id)", endpoint: profile.id,
                     jobID: id)
             }
-            return try await client.wait(
-                for: id, request: poll, on: profile, policy: context.options.waitPolicy, signals: signals)
+            return try Self.counted(
+                try await client.wait(for: id, request: poll, on: profile, policy: context.options.waitPolicy, signals: signals),
+                context: context)
         case nil:
             try await hooks.willSend?(index, estimate)
             let accepted = hooks.accepted
@@ -566,9 +582,60 @@ public final class Editor: Sendable {
                 built, on: profile,
                 poll: { RequestBuilder.poll(id: $0, for: profile, apiKey: access.apiKey, baseURL: access.baseURL) },
                 policy: context.options.waitPolicy, signals: signals, accepted: { id in await accepted?(index, id) })
-            try await hooks.answered?(index, answer)
+            try await hooks.answered?(index, Self.counted(answer, context: context))
             return answer
         }
+    }
+
+    /// The request again with its images encoded smaller, step by step (JPEG,
+    /// or WebP where the endpoint takes no JPEG, at falling quality; alpha
+    /// flattened onto white), until its body fits `limit`: the first that
+    /// fits is sent, and its encoding named. Refused when none fits.
+    private func fitted(_ request: EditRequest, plan: SizePlan, limit: Int, context: Context) async throws
+        -> (BuiltRequest, String)
+    {
+        let profile = context.profile
+        let format: OutputFormat = profile.images.accepts.contains(.jpeg) ? .jpeg : .webp
+        let original = try RequestBuilder.build(request, plan: plan, for: profile, apiKey: nil, flow: context.flow)
+        var smallest = try original.body.contentLength()
+        for quality in [85, 70, 55, 40] {
+            var smaller = request
+            var images: [PayloadImage] = []
+            for image in request.images {
+                guard case .bytes(let data, _, _) = image else {
+                    images.append(image)
+                    continue
+                }
+                let encode = EncodeOptions(format: format, quality: quality)
+                let encoded = try await imagingWork { () throws(EditError) -> Data in
+                    do throws(ImagingError) {
+                        return try ImageProcessor.prepare(data: data, resize: nil, encode: encode).data
+                    } catch {
+                        throw .input(error)
+                    }
+                }
+                images.append(.bytes(encoded, format: format, filename: "image.\(format.fileExtension)"))
+            }
+            smaller.images = images
+            let built = try RequestBuilder.build(
+                smaller, plan: plan, for: profile, apiKey: context.access.apiKey, baseURL: context.access.baseURL,
+                flow: context.flow)
+            let length = try built.body.contentLength()
+            if length <= limit { return (built, "\(format == .jpeg ? "JPEG" : "WebP") quality \(quality)") }
+            smallest = min(smallest, length)
+        }
+        throw EditError.requestTooLarge(endpoint: profile.id, flow: context.flow, bytes: smallest, limit: limit)
+    }
+
+    /// An answer with at most the results asked for: more is the endpoint's
+    /// error, and none of them is recorded or fetched.
+    private static func counted(_ answer: JobResult, context: Context) throws -> JobResult {
+        let asked = context.options.imagesPerRequest(on: context.profile)
+        guard answer.images.count > asked else { return answer }
+        throw ClientError(
+            kind: .badResponse,
+            message: "\(context.profile.id) answered with \(answer.images.count) results to a request for \(asked); none was fetched (the job was accepted and may be billed)",
+            endpoint: context.profile.id, jobID: answer.requestID)
     }
 
     /// The prepared input: its bytes as sent, plan and geometry, header, and
@@ -709,31 +776,37 @@ public final class Editor: Sendable {
         }
     }
 
-    /// Converts and/or restores a result to what the options ask for.
+    /// Converts and/or restores a result to what the options ask for. Every
+    /// result is checked against `limits` from its header and decoded in
+    /// full before anything is written; by default it is encoded again from
+    /// its pixels (no metadata of the endpoint's survives). With
+    /// `keepResultBytes`, a result needing no change keeps its own bytes
+    /// once it has decoded cleanly.
     private static func finish(_ result: Data, geometry: ResizeGeometry, options: EditOptions) throws -> EditedImage {
         do {
             let info = try ImageProbe.probe(data: result)
+            try options.limits.check(info)
             let wanted = options.format ?? OutputFormat(name: info.format.rawValue) ?? .png
             let encode = EncodeOptions(format: wanted, quality: options.quality)
+            let size = info.displaySize
+            var unchanged = wanted.rawValue == info.format.rawValue && options.quality == nil && info.orientation == 1
             if let mode = options.restore {
-                // A result already in the format asked for, upright and at
-                // the input's own size with no padding to crop, is kept as
-                // the endpoint made it: nothing to restore, no re-encoding.
-                let size = info.displaySize
                 let content = geometry.contentRect(inResultOf: size)
-                let untouched =
-                    content == PixelRect(x: 0, y: 0, width: size.width, height: size.height)
+                unchanged =
+                    unchanged && content == PixelRect(x: 0, y: 0, width: size.width, height: size.height)
                     && (mode == .aspect || geometry.sourceRect.size == size)
-                if untouched, wanted.rawValue == info.format.rawValue, options.quality == nil, info.orientation == 1 {
-                    return EditedImage(data: result, format: wanted, size: size)
+                if !unchanged {
+                    let restored = try ImageProcessor.restore(
+                        data: result, geometry: geometry, mode: mode, encode: encode, limits: options.limits)
+                    return EditedImage(data: restored.data, format: wanted, size: restored.size)
                 }
-                let restored = try ImageProcessor.restore(data: result, geometry: geometry, mode: mode, encode: encode)
-                return EditedImage(data: restored.data, format: wanted, size: restored.size)
             }
-            if wanted.rawValue == info.format.rawValue && options.quality == nil {
-                return EditedImage(data: result, format: wanted, size: info.displaySize)
+            if unchanged && options.keepResultBytes {
+                // The endpoint's bytes, kept only once every pixel decoded.
+                _ = try Image.decode(data: result, limits: options.limits)
+                return EditedImage(data: result, format: wanted, size: size)
             }
-            let converted = try ImageProcessor.prepare(data: result, resize: nil, encode: encode)
+            let converted = try ImageProcessor.prepare(data: result, resize: nil, encode: encode, limits: options.limits)
             return EditedImage(data: converted.data, format: wanted, size: converted.size)
         } catch {
             throw EditError.result(error)

@@ -103,6 +103,22 @@ struct Edit: AsyncParsableCommand {
     @Flag(name: .customLong("allow-insecure-http"), help: "Allow a plain-http base URL to another machine (the key crosses the network unencrypted).")
     var allowInsecureHTTP = false
 
+    @Flag(
+        name: .customLong("allow-private-results"),
+        help: "Fetch results from loopback, private and link-local addresses even when the endpoint is public.")
+    var allowPrivateResults = false
+
+    @Option(name: .customLong("max-result-bytes"), help: "Largest result accepted, in bytes.")
+    var maxResultBytes: Int = 64 << 20
+
+    @Option(name: .customLong("download-timeout"), help: "Longest one result download may take, start to end, in seconds.")
+    var downloadTimeout: Double = 120
+
+    @Flag(
+        name: .customLong("keep-result-bytes"),
+        help: "Write the endpoint's own bytes when no conversion is needed (after a full decode); default: re-encode without metadata.")
+    var keepResultBytes = false
+
     @Option(help: "How results come back: sync, poll, callback or sse (default: poll where offered, else sync).")
     var flow: ProviderProfile.Flow?
 
@@ -162,6 +178,10 @@ struct Edit: AsyncParsableCommand {
         options.timeouts.pollInterval = pollInterval
         options.baseURL = baseURL
         options.allowInsecureHTTP = allowInsecureHTTP
+        options.allowPrivateResults = allowPrivateResults
+        options.maxResultBytes = maxResultBytes
+        options.timeouts.download = downloadTimeout
+        options.keepResultBytes = keepResultBytes
         options.price = try price.override()
         options.rounding = try price.megapixelRounding()
 

@@ -29,6 +29,19 @@ struct Emulate: AsyncParsableCommand {
     @Option(help: "What the emulated edit does: none (the input at the output size) or negative (its negative, to tell results from inputs).")
     var effect: String = "none"
 
+    @Option(
+        name: .customLong("fault"),
+        help: ArgumentHelp(
+            "A fault played instead of a normal answer, one per submission in the order given (repeat for several).",
+            discussion: "One of: \(EmulatedFault.spellings.joined(separator: ", "))."))
+    var faults: [String] = []
+
+    @Option(name: .customLong("poll-fault"), help: "A fault played instead of a status poll's answer (repeat for several).")
+    var pollFaults: [String] = []
+
+    @Option(help: "Seconds finished jobs and result files are kept before they are forgotten.")
+    var retention: Double = 3600
+
     @Flag(name: .customLong("log-requests"), help: "Print one line per request answered (method, path, status, time taken).")
     var logRequests = false
 
@@ -36,6 +49,10 @@ struct Emulate: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, got \(port)") }
         guard latency >= 0 else { throw ValidationError("--latency must not be negative, got \(latency)") }
         guard EmulatedEffect(rawValue: effect) != nil else { throw ValidationError("--effect must be none or negative, got \(effect)") }
+        guard retention > 0 else { throw ValidationError("--retention must be positive, got \(retention)") }
+        for fault in faults + pollFaults where EmulatedFault(parsing: fault) == nil {
+            throw ValidationError("--fault \(fault) is not a fault; use one of: \(EmulatedFault.spellings.joined(separator: ", "))")
+        }
     }
 
     func run() async throws {
@@ -44,7 +61,9 @@ struct Emulate: AsyncParsableCommand {
         if logRequests { log = { @Sendable line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) } }
         let emulator = EditEmulator(
             apiKey: apiKey, latency: .milliseconds(Int(latency * 1000)), signingSecret: secret,
-            effect: EmulatedEffect(rawValue: effect) ?? .none, requestLog: log)
+            effect: EmulatedEffect(rawValue: effect) ?? .none, retention: retention, requestLog: log)
+        emulator.inject(faults.compactMap(EmulatedFault.init(parsing:)))
+        emulator.injectIntoPolls(pollFaults.compactMap(EmulatedFault.init(parsing:)))
         try await emulator.run(port: port) { bound in
             var lines = ["qie emulator listening on http://127.0.0.1:\(bound) (Ctrl-C to stop)"]
             for profile in EditEmulator.profiles {

@@ -83,7 +83,7 @@ struct AsyncFlowTests {
             #expect(emulator.submissions(to: profile) == 1 && emulator.jobs(of: profile) == 1)
             #expect(emulator.polls(of: profile) >= 1 && job.polls == emulator.polls(of: profile))
             #expect(job.requestID?.hasPrefix("run_") == true && ids.withLock { $0 } == [job.requestID!])
-            let image = try await client.fetch(try #require(job.images.first), from: profile)
+            let image = try await client.fetch(try #require(job.images.first), from: profile, checks: ResultChecks(endpoint: base))
             let info = try ImageProbe.probe(data: image)
             // Runflow's output follows the input image (400x300 here); png is the assumed default.
             #expect(info.width == 400 && info.height == 300 && info.format == .png)
@@ -107,7 +107,7 @@ struct AsyncFlowTests {
                 try build(profile, base: base, flow: .polling), on: profile, poll: poller(profile, base), policy: fast)
             #expect(emulator.submissions(to: profile) == 1 && emulator.jobs(of: profile) == 1)
             #expect(job.submissions == 1 && emulator.polls(of: profile) >= 7)
-            let image = try await client.fetch(try #require(job.images.first), from: profile)
+            let image = try await client.fetch(try #require(job.images.first), from: profile, checks: ResultChecks(endpoint: base))
             #expect(try ImageProbe.probe(data: image).format == .png)
         } }
     }
@@ -134,7 +134,7 @@ struct AsyncFlowTests {
             let job = try await client.perform(try build(profile, base: base), on: profile, poll: poller(profile, base), policy: fast)
             #expect(emulator.submissions(to: profile) == 1 && emulator.polls(of: profile) >= 2)
             #expect(job.reportedCost == Decimal(string: "0.02"))
-            let image = try await client.fetch(try #require(job.images.first), from: profile)
+            let image = try await client.fetch(try #require(job.images.first), from: profile, checks: ResultChecks(endpoint: base))
             #expect(try ImageProbe.probe(data: image).width == 1536)
         } }
     }
@@ -222,7 +222,7 @@ struct AsyncFlowTests {
         try await callbackJob(listenerSecret: "whsec-test", senderSecret: "whsec-test", policy: fast) { job, emulator, client, port in
             let profile = ProviderProfile.runflowQwenImageEdit2511
             #expect(job.signalled && job.polls == 0 && emulator.polls(of: profile) == 0)
-            #expect(try ImageProbe.probe(data: try await client.fetch(try #require(job.images.first), from: profile)).format == .png)
+            #expect(try ImageProbe.probe(data: try await client.fetch(try #require(job.images.first), from: profile, checks: ResultChecks(allowPrivateAddresses: true))).format == .png)
             let deliveries = emulator.callbacks()
             #expect(deliveries.count == 1 && deliveries.first?.status == 200)
             #expect(deliveries.first?.signature?.hasPrefix("t=") == true)

@@ -53,7 +53,7 @@ struct EmulatorClientTests {
                     Issue.record("\(profile.id): \(outcome)")
                     continue
                 }
-                let data = try await client.fetch(first, from: profile)
+                let data = try await client.fetch(first, from: profile, checks: ResultChecks(endpoint: base))
                 let info = try ImageProbe.probe(data: data)
                 #expect(info.displaySize == size && info.format == format, "\(profile.id): \(info.displaySize) \(info.format)")
                 #expect(emulator.submissions(to: profile) == 1)
@@ -139,7 +139,7 @@ struct EmulatorClientTests {
             emulator.inject([.expiredResult])
             let expired = try await client.send(try build(.runpodQwenImageEdit2511, base: base), to: .runpodQwenImageEdit2511)
             guard case .completed(let images, _, _) = expired, let first = images.first else { Issue.record("\(expired)"); return }
-            let error = await #expect(throws: ClientError.self) { _ = try await client.fetch(first, from: .runpodQwenImageEdit2511) }
+            let error = await #expect(throws: ClientError.self) { _ = try await client.fetch(first, from: .runpodQwenImageEdit2511, checks: ResultChecks(endpoint: base)) }
             #expect(error?.message.contains("answered HTTP 404 (expired or removed)") == true)
         } }
     }

@@ -157,6 +157,33 @@ struct PaidWorkTests {
         }
     }
 
+    @Test("Over RunPod's 10 MB /run limit, the images are encoded smaller to fit and the sidecar names how; what cannot fit is never sent")
+    func payloadLimit() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(400, 300, to: root + "/in/a.jpg")
+        // Two references of noise, as PNG: about 18 MB once base64-encoded.
+        for name in ["r1", "r2"] { try writeNoise(1500, 1500, to: root + "/refs/\(name).png") }
+        try await withEmulator { emulator, base in
+            let options = testOptions(.runpodQwenImageEdit2511, base: base)  // the default flow: /run
+            let run = try await runFolder(root, options: options) { $0.references = [root + "/refs/r1.png", root + "/refs/r2.png"] }
+            #expect(run.summary.batch.written == 1, "\(run.failures)")
+            let bodies = emulator.bodies(sentTo: .runpodQwenImageEdit2511)
+            #expect(bodies.count == 1 && emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+            #expect((bodies.first?.count ?? .max) <= 10_000_000)
+            let sidecar = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/out/a.json"))) as? [String: Any]
+            #expect((sidecar?["requestEncoding"] as? String)?.hasPrefix("JPEG quality ") == true, "\(String(describing: sidecar?["requestEncoding"]))")
+
+            // Noise too large for any encoding qie tries: refused before sending, and it says what to do.
+            try FileManager.default.removeItem(atPath: root + "/out")
+            for name in ["r1", "r2"] { try writeNoise(3600, 3600, to: root + "/refs/\(name).png") }
+            let refused = try await runFolder(root, options: options) { $0.references = [root + "/refs/r1.png", root + "/refs/r2.png"] }
+            let reason = refused.failures["a.jpg"] ?? ""
+            #expect(reason.contains("not sent") && reason.contains("limit of 10000000 bytes for the poll flow") && reason.contains("references"), "\(reason)")
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1, "nothing more was sent")
+        }
+    }
+
     @Test("Text from an endpoint loses its control characters and is cut to length")
     func sanitized() {
         #expect(Sanitized.text("bad\u{1B}[2J\nnews\u{202E}txt.exe") == "bad [2J news txt.exe")
@@ -179,4 +206,21 @@ final class EventLog: Sendable {
     var failures: [EditError] {
         events.withLock { $0.compactMap { if case .failed(_, let error) = $0 { error } else { nil } } }
     }
+}
+
+/// Writes a PNG of random pixels (which compresses badly in any format).
+func writeNoise(_ width: Int, _ height: Int, to path: String) throws {
+    try FileManager.default.createDirectory(
+        atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    var pixels = [UInt8](repeating: 0, count: width * height * 3)
+    pixels.withUnsafeMutableBytes { raw in
+        let words = raw.bindMemory(to: UInt64.self)
+        for index in words.indices {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            words[index] = state ^ (state >> 29)
+        }
+    }
+    try Image(pixels: pixels, size: PixelSize(width: width, height: height), channels: 3)
+        .encoded(EncodeOptions(format: .png)).write(to: URL(fileURLWithPath: path))
 }

@@ -1,0 +1,244 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOPosix
+import QieFiles
+import QieProviders
+
+/// What an endpoint's result must pass before its bytes are accepted: where
+/// it may be fetched from, how large it may be, and how long its download may
+/// take. Result addresses come from the endpoint's answer, so they are
+/// treated as untrusted: only `http`/`https`, no user name or password, and
+/// (unless `allowPrivateAddresses`) only hosts whose every address is on the
+/// public internet, checked before connecting and again for every redirect.
+public struct ResultChecks: Sendable, Equatable {
+    /// Largest result accepted, in bytes.
+    public var maxBytes: Int
+    /// Longest one download may take from connecting to its last byte, in
+    /// seconds, redirects and retries included: a result that trickles in is
+    /// cut off, not only one that stalls.
+    public var deadline: Double
+    /// Fetch results from loopback, private and link-local addresses too
+    /// (on when the endpoint itself is on such an address, like a local emulator).
+    public var allowPrivateAddresses: Bool
+    /// Redirects followed, each hop checked like the first address.
+    public var maxRedirects: Int
+    /// The endpoint's base URL: when it is itself on a loopback, private or
+    /// link-local address (a local emulator, a proxy on the user's network),
+    /// its results may be too.
+    public var endpoint: String?
+
+    /// The formats results from `profile` may be in: JPEG, PNG, WebP, and any
+    /// other its output format field offers; a result in any other (TIFF,
+    /// HEIC) is refused before decoding.
+    public static func formats(of profile: ProviderProfile) -> Set<ImageFormat> {
+        Set([.jpeg, .png, .webp] + profile.outputFormat.formats.compactMap { ImageFormat(rawValue: $0.rawValue) })
+    }
+
+    /// Checks with a `maxBytes` cap (64 MiB), a `deadline` per download
+    /// (120 s), public addresses only (unless the `endpoint`'s base URL is
+    /// private), and at most `maxRedirects` (5) redirects.
+    public init(
+        maxBytes: Int = 64 << 20, deadline: Double = 120, allowPrivateAddresses: Bool = false, maxRedirects: Int = 5,
+        endpoint: String? = nil
+    ) {
+        self.maxBytes = maxBytes
+        self.deadline = deadline
+        self.allowPrivateAddresses = allowPrivateAddresses
+        self.maxRedirects = maxRedirects
+        self.endpoint = endpoint
+    }
+
+    /// Refuses a result address qie must not connect to: a scheme other than
+    /// `http`/`https` (a unix socket, a file), a user name or password, and,
+    /// unless `allowPrivateAddresses`, a host with any loopback, private,
+    /// link-local or special address (names are resolved first). Blocking
+    /// when a name must be resolved.
+    public func check(_ address: String, endpoint: String) throws(ClientError) {
+        let shown = Self.shown(address)
+        func refuse(_ why: String, hint: Phrase? = nil) -> ClientError {
+            ClientError(
+                kind: .badResponse, message: "\(endpoint): the result address \(shown) is refused: \(why)", endpoint: endpoint,
+                hint: hint)
+        }
+        guard let url = URL(string: address), let scheme = url.scheme?.lowercased() else {
+            throw refuse("it is not a URL")
+        }
+        guard scheme == "http" || scheme == "https" else { throw refuse("results are fetched over http or https only, not \(scheme)") }
+        guard url.user == nil && url.password == nil else { throw refuse("it carries a user name or password") }
+        guard let host = url.host, !host.isEmpty else { throw refuse("it names no host") }
+        if allowPrivateAddresses { return }
+        // The endpoint's own address is looked up only when a result is not public.
+        let hint: Phrase = "\(setting: .allowPrivateResults) fetches it anyway, if you trust the endpoint"
+        var refusal: String? = nil
+        if NetworkAddress.scope(of: host) == nil && NetworkAddress.isLoopback(host: host) {
+            refusal = "\(host) is this machine; results are fetched from public addresses only"
+        } else {
+            let addresses: [String]
+            if NetworkAddress.scope(of: host) != nil {
+                addresses = [host]
+            } else {
+                guard let resolved = Platform.addresses(of: host), !resolved.isEmpty else {
+                    throw refuse("\(host) does not resolve")
+                }
+                addresses = resolved
+            }
+            for address in addresses {
+                let scope = NetworkAddress.scope(of: address) ?? .special
+                if scope != .publicInternet {
+                    refusal = "\(host) is a \(scope.rawValue) address (\(address)); results are fetched from public addresses only"
+                    break
+                }
+            }
+        }
+        if let refusal, self.endpoint.map(Self.endpointIsPrivate) != true { throw refuse(refusal, hint: hint) }
+    }
+
+    /// An address as messages show it: control characters stripped, a user
+    /// name or password replaced by `…`, at most 200 characters.
+    static func shown(_ address: String) -> String {
+        Sanitized.text(address.replacing(/:\/\/[^\/?#]*@/) { _ in "://…@" }, limit: 200)
+    }
+
+    /// Whether results from an endpoint at `baseURL` may come from private
+    /// addresses: when the endpoint itself is on one (a local emulator or a
+    /// proxy on the user's own network). Blocking when a name must be resolved.
+    public static func endpointIsPrivate(_ baseURL: String) -> Bool {
+        guard let host = URL(string: baseURL)?.host, !host.isEmpty else { return false }
+        if NetworkAddress.isLoopback(host: host) { return true }
+        if let scope = NetworkAddress.scope(of: host) { return scope != .publicInternet }
+        return Platform.addresses(of: host)?.contains { NetworkAddress.scope(of: $0) != .publicInternet } ?? false
+    }
+}
+
+extension EditClient {
+    /// Downloads a result within `checks`: each address (and each redirect
+    /// hop) checked before connecting, the body streamed into a private
+    /// temporary file and cut off at `maxBytes`, the whole download cut off
+    /// at the deadline. The bytes are returned mapped from that file, which
+    /// is already unlinked.
+    func download(_ address: String, from profile: ProviderProfile, checks: ResultChecks) async throws -> Data {
+        let shown = ResultChecks.shown(address)
+        let seconds = checks.deadline
+        return try await withThrowingTaskGroup(of: Data.self) { group in
+            group.addTask { try await self.following(address, from: profile, checks: checks) }
+            group.addTask {
+                try await Task.sleep(for: .seconds(seconds))
+                throw ClientError(
+                    kind: .network,
+                    message: "\(profile.id): the result at \(shown) did not arrive within \(Self.seconds(seconds)); it was cut off",
+                    endpoint: profile.id, hint: "\(setting: .downloadTimeout) gives downloads longer")
+            }
+            defer { group.cancelAll() }
+            guard let data = try await group.next() else { throw CancellationError() }
+            return data
+        }
+    }
+
+    private static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
+    }
+
+    /// Follows redirects one checked hop at a time; network errors, 5xx and
+    /// 429 are tried again (a download costs nothing).
+    private func following(_ address: String, from profile: ProviderProfile, checks: ResultChecks) async throws -> Data {
+        var current = address
+        var hops = 0
+        var tries = 0
+        while true {
+            try Task.checkCancellation()
+            let hop = current
+            try await NIOThreadPool.singleton.runIfActive { try checks.check(hop, endpoint: profile.id) }
+            let shown = ResultChecks.shown(current)
+            tries += 1
+            var request = HTTPClientRequest(url: current)
+            request.method = .GET
+            var wait: Double? = nil
+            do {
+                let response = try await http.execute(request, timeout: requestTimeout)
+                let status = Int(response.status.code)
+                if (300..<400).contains(status), status != 304 {
+                    guard let location = response.headers.first(name: "Location"),
+                        let next = URL(string: location, relativeTo: URL(string: current))?.absoluteURL.absoluteString
+                    else {
+                        throw ClientError(
+                            kind: .badResponse, message: "\(profile.id): the result at \(shown) redirects nowhere (HTTP \(status))",
+                            endpoint: profile.id, status: status)
+                    }
+                    hops += 1
+                    guard hops <= checks.maxRedirects else {
+                        throw ClientError(
+                            kind: .badResponse,
+                            message: "\(profile.id): the result at \(ResultChecks.shown(address)) redirects more than \(checks.maxRedirects) times",
+                            endpoint: profile.id, status: status)
+                    }
+                    current = next
+                    tries = 0
+                    continue
+                }
+                if (200..<300).contains(status) {
+                    if let length = response.headers.first(name: "Content-Length").flatMap(Int.init), length > checks.maxBytes {
+                        throw Self.tooLarge(shown, size: "\(length) bytes", profile: profile, checks: checks)
+                    }
+                    return try await save(response.body, shown: shown, profile: profile, checks: checks)
+                }
+                guard RetryPolicy.shouldRetry(status: status), tries < retry.maxAttempts else {
+                    throw ClientError(
+                        kind: .badResponse,
+                        message: "\(profile.id): the result at \(shown) answered HTTP \(status)\([403, 404, 410].contains(status) ? " (expired or removed)" : "")",
+                        endpoint: profile.id, status: status)
+                }
+                wait = RetryPolicy.parseRetryAfter(response.headers.first(name: "Retry-After"))
+            } catch let error as ClientError {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                guard tries < retry.maxAttempts else {
+                    throw ClientError(
+                        kind: .network,
+                        message: "\(profile.id): the result at \(shown) could not be downloaded after \(tries) attempt\(tries == 1 ? "" : "s") (\(Self.describe(error)))",
+                        endpoint: profile.id)
+                }
+            }
+            try await Task.sleep(for: .seconds(retry.delay(after: tries, retryAfter: wait)))
+        }
+    }
+
+    private static func tooLarge(_ shown: String, size: String, profile: ProviderProfile, checks: ResultChecks) -> ClientError {
+        ClientError(
+            kind: .badResponse,
+            message: "\(profile.id): the result at \(shown) is over the \(checks.maxBytes)-byte limit (\(size)); it was not kept",
+            endpoint: profile.id, hint: "raise \(setting: .maxResultBytes) only if you expect results this large")
+    }
+
+    /// Streams a body into a new private temporary file, stopping at the cap,
+    /// and returns its bytes mapped from the file (removed at once: the
+    /// mapping outlives the name).
+    private func save(
+        _ body: HTTPClientResponse.Body, shown: String, profile: ProviderProfile, checks: ResultChecks
+    ) async throws -> Data {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("qie-result-\(UUID().uuidString)").path
+        guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
+            let handle = FileHandle(forWritingAtPath: path)
+        else {
+            throw ClientError(
+                kind: .badResponse, message: "\(profile.id): no temporary file for the result at \(shown) (\(path))",
+                endpoint: profile.id)
+        }
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var written = 0
+        do {
+            defer { try? handle.close() }
+            for try await chunk in body {
+                written += chunk.readableBytes
+                if written > checks.maxBytes {
+                    throw Self.tooLarge(shown, size: "more than that arrived", profile: profile, checks: checks)
+                }
+                try handle.write(contentsOf: Data(buffer: chunk))
+            }
+        }
+        if written == 0 { return Data() }
+        return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+    }
+}
