@@ -61,6 +61,12 @@ public enum EditError: SettingNamingError, Sendable {
     case legacyRun(folder: String, arguments: [String], directory: String)
     /// The ledger's run was stored by a newer qie, in configuration format `version`.
     case newerRun(folder: String, version: Int)
+    /// The ledger's run names an address for `setting` (a base URL, a
+    /// callback URL) that is neither the endpoint's `documented` one nor
+    /// given again now: the key is not sent there unseen.
+    case unconfirmedAddress(folder: String, setting: Setting, address: String, documented: String?, variable: String?)
+    /// The ledger's run reads `path`, outside the folders a resumed run may read.
+    case untrustedInput(folder: String, path: String, folders: [String])
 
     /// The message without the input's file name (for lines that name it already).
     public func reason(naming: (Setting) -> String) -> String {
@@ -99,6 +105,10 @@ public enum EditError: SettingNamingError, Sendable {
         case .noRun(let folder): "the ledger in \(DisplayPath.escape(folder)) records no edit run"
         case .legacyRun(let folder, _, _):
             "the ledger in \(DisplayPath.escape(folder)) was written by an earlier qie and records only the command line; run that command again (finished jobs are still skipped)"
+        case .unconfirmedAddress(let folder, let setting, let address, let documented, let variable):
+            "the ledger in \(DisplayPath.escape(folder)) names \(naming(setting)) \(Sanitized.text(address, limit: 200))\(documented.map { ", not the endpoint's documented address \($0)" } ?? ""); the API key is not sent to an address read from a file. If you meant it, give it again: \(naming(setting)) \(Sanitized.text(address, limit: 200))\(variable.map { " (or set \($0))" } ?? "")"
+        case .untrustedInput(let folder, let path, let folders):
+            "the ledger in \(DisplayPath.escape(folder)) names \(DisplayPath.escape(path)), outside the folders a resumed run reads (\(folders.map(DisplayPath.escape).joined(separator: ", "))); resume from a folder that holds it, or start the edit again with those inputs (finished jobs are skipped)"
         case .newerRun(let folder, let version):
             "the ledger in \(DisplayPath.escape(folder)) stores a run in format \(version), newer than this qie reads (\(EditRunConfiguration.currentVersion)); use a newer qie"
         }

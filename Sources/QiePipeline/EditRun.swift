@@ -101,6 +101,50 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
         }
     }
 
+    /// Refuses a stored run (read back from `folder`'s ledger) that would
+    /// send the key to an address not vouched for by `trust` (a base URL
+    /// other than the endpoint's documented one, a callback URL) or read a
+    /// file outside the trusted folders (an input, reference or manifest).
+    public func check(_ trust: ResumeTrust, folder: String) throws(EditError) {
+        let profile: ProviderProfile
+        do { profile = try options.profile() } catch { throw .setting(error) }
+        if let stored = options.baseURL {
+            let vouched = [profile.baseURL, trust.baseURL, trust.environment[profile.baseURLVariable]].compactMap { $0 }
+            if !vouched.contains(where: { Self.sameAddress($0, stored) }) {
+                throw .unconfirmedAddress(
+                    folder: folder, setting: .baseURL, address: stored, documented: profile.baseURL,
+                    variable: profile.baseURLVariable)
+            }
+        }
+        if let stored = options.callback?.url, trust.callbackURL.map({ Self.sameAddress($0, stored) }) != true {
+            throw .unconfirmedAddress(folder: folder, setting: .callbackURL, address: stored, documented: nil, variable: nil)
+        }
+        let outputParent = (Self.absolute(resolve(output)) as NSString).deletingLastPathComponent
+        let folders = ([outputParent] + trust.folders).map(Self.absolute)
+        for path in (inputs + references + [manifest].compactMap { $0 }).map({ Self.absolute(resolve($0)) }) {
+            guard folders.contains(where: { path == $0 || path.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
+                throw .untrustedInput(folder: folder, path: path, folders: folders)
+            }
+        }
+    }
+
+    /// A path made absolute and standardised (`..` and `.` removed, links not followed).
+    private static func absolute(_ path: String) -> String {
+        let full = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+        return URL(fileURLWithPath: full).standardized.path
+    }
+
+    /// Two addresses the same but for case in scheme and host and a trailing slash.
+    private static func sameAddress(_ a: String, _ b: String) -> Bool {
+        func key(_ text: String) -> String {
+            guard let url = URL(string: text), let scheme = url.scheme, let host = url.host else { return text }
+            let port = url.port.map { ":\($0)" } ?? ""
+            let path = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
+            return "\(scheme.lowercased())://\(host.lowercased())\(port)\(path)"
+        }
+        return key(a) == key(b)
+    }
+
     /// `path` resolved against the working directory (unchanged when it is
     /// absolute, or when the working directory is the current one, so paths
     /// are shown as they were given).
@@ -243,7 +287,13 @@ public struct EditRun: Sendable {
     /// stored. Throws `EditError.noLedger` when the folder has none,
     /// `.legacyRun` for a ledger written before configurations were stored
     /// (it holds the command line instead), `.newerRun` for one from a newer qie.
-    public static func resume(folder: String) throws(EditError) -> EditRun {
+    ///
+    /// The stored run is checked against `trust` before it is returned: its
+    /// key goes only to the endpoint's documented address or one given again
+    /// now, and it reads only inputs under the folders trusted (see
+    /// `ResumeTrust`), so a ledger written by someone else cannot send the
+    /// key, or the user's images, anywhere new.
+    public static func resume(folder: String, trust: ResumeTrust = ResumeTrust()) throws(EditError) -> EditRun {
         let run: LedgerRun?
         do {
             run = try openLedger(folder: folder).lastRun()
@@ -257,11 +307,14 @@ public struct EditRun: Sendable {
             throw .legacyRun(folder: folder, arguments: run.argumentList, directory: run.directory)
         }
         guard version <= EditRunConfiguration.currentVersion else { throw .newerRun(folder: folder, version: version) }
+        let configuration: EditRunConfiguration
         do {
-            return EditRun(try JSONDecoder().decode(EditRunConfiguration.self, from: Data(text.utf8)))
+            configuration = try JSONDecoder().decode(EditRunConfiguration.self, from: Data(text.utf8))
         } catch {
             throw .ledger("the stored configuration cannot be read: \(error)")
         }
+        try configuration.check(trust, folder: folder)
+        return EditRun(configuration)
     }
 
     /// The ledger of an edit run's output folder: `.noLedger` when the folder
@@ -400,7 +453,10 @@ public struct EditRun: Sendable {
         }
         let jobs = Self.jobs(of: files, options: options, profile: profile)
         let context = RunContext(
-            configuration: config, profile: profile, prompts: prompts, naming: OutputNaming(files), folder: folder,
+            configuration: config, profile: profile, prompts: prompts, naming: OutputNaming(
+                files, copies: options.requestsPerInput(on: profile), resultsPerRequest: options.imagesPerRequest(on: profile),
+                sidecars: true),
+            folder: folder,
             ledger: ledger, budget: budget, limiter: config.rate.map { RateLimiter(perSecond: $0) }, events: events)
         events(.started(total: jobs.count, endpoint: profile.id))
         for problem in problems { events(.inputProblem(problem)) }
@@ -516,4 +572,32 @@ public struct EditRunStatus: Sendable {
     public var uncertain: [LedgerJob] = []
     /// The last run into the folder: its command line or stored configuration.
     public var lastRun: LedgerRun?
+}
+
+/// What the person resuming a run vouches for now. A stored run is read from
+/// a file anyone with access to the folder could have written, so it is held
+/// to this before it runs: the key goes only to the endpoint's documented
+/// address, or to a base URL or callback URL given again here (or in the
+/// endpoint's base-URL variable); inputs, references and a manifest must lie
+/// under the output folder's parent or one of `folders`.
+public struct ResumeTrust: Sendable {
+    /// A base URL given again now.
+    public var baseURL: String?
+    /// A callback URL given again now.
+    public var callbackURL: String?
+    /// Folders the run may read inputs from, besides the output folder's parent.
+    public var folders: [String]
+    /// Where base-URL variables are read.
+    public var environment: [String: String]
+
+    /// Trust in the current directory and the environment's base-URL variables, and in the addresses given.
+    public init(
+        baseURL: String? = nil, callbackURL: String? = nil, folders: [String] = [FileManager.default.currentDirectoryPath],
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) {
+        self.baseURL = baseURL
+        self.callbackURL = callbackURL
+        self.folders = folders
+        self.environment = environment
+    }
 }

@@ -217,7 +217,7 @@ struct RunContext: Sendable {
         -> EditJobOutput
     {
         let input = job.input
-        let stem = OutputNaming.stem(naming.relativeOutputPath(for: input, format: .png)) + (job.copy > 0 ? "-\(job.copy)" : "")
+        let stem = naming.base(for: input) + (job.copy > 0 ? "-\(job.copy)" : "")
         var written: [String] = []
         for (index, image) in result.images.enumerated() {
             let suffix = result.images.count > 1 ? "-\(index + 1)" : ""

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import QieCore
 import QieFiles
 import QiePipeline
 import QieStore
@@ -21,6 +22,12 @@ struct Resume: AsyncParsableCommand {
             with --retry-failed (a failed job whose results were recorded is fetched again instead); \
             jobs sent without a usable answer (uncertain: they may have been billed) are sent again \
             only with --retry-uncertain. Keys still come from the environment.
+
+            The configuration is printed before anything runs. The key goes only to the \
+            endpoint's documented address: a ledger naming another base URL or a callback URL \
+            is refused unless that address is given again (--base-url, --callback-url, or the \
+            endpoint's base-URL variable), and one naming inputs outside the output folder's \
+            parent and the current directory is refused too.
             """)
 
     @Argument(help: "The output folder of an earlier qie edit.", completion: .directory)
@@ -32,23 +39,54 @@ struct Resume: AsyncParsableCommand {
     @Flag(name: .customLong("retry-uncertain"), help: "Also send again the jobs sent without a usable answer (they may have been billed: this may pay twice).")
     var retryUncertain = false
 
+    @Option(name: .customLong("base-url"), help: "The base URL the stored run names, given again to confirm the key may go there.")
+    var baseURL: String?
+
+    @Option(name: .customLong("callback-url"), help: "The callback URL the stored run names, given again to confirm it.")
+    var callbackURL: String?
+
     @Flag(help: "One JSON object per file and a summary object.")
     var json = false
 
     func run() async throws {
         var run: EditRun
+        let trust = ResumeTrust(baseURL: baseURL, callbackURL: callbackURL)
         do {
-            run = try EditRun.resume(folder: folder)
+            run = try EditRun.resume(folder: folder, trust: trust)
         } catch .legacyRun(_, let arguments, let directory) {
             // A ledger from before runs stored their configuration records the
             // command line: it is read as the command line it is.
             run = try legacy(arguments, directory: directory)
+            do { try run.configuration.check(trust, folder: folder) } catch { throw fail(error) }
         } catch {
             throw fail(error)
         }
         if retryFailed { run.configuration.retryFailed = true }
         if retryUncertain { run.configuration.retryUncertain = true }
+        TextStream.standardError.write(Self.describe(run.configuration))
         try await Edit.execute(run, json: json || run.configuration.commandLine?.contains("--json") == true)
+    }
+
+    /// The configuration about to run, as lines: where the key goes, what is read, what is written.
+    static func describe(_ configuration: EditRunConfiguration) -> String {
+        let options = configuration.options
+        let profile = try? options.profile()
+        let address = options.baseURL ?? profile.map { ProcessInfo.processInfo.environment[$0.baseURLVariable] ?? $0.baseURL } ?? "?"
+        var lines = ["resuming into \(DisplayPath.escape(configuration.output)):"]
+        lines.append("  endpoint: \(profile?.id ?? options.endpoint) at \(address), flow \(options.flow?.rawValue ?? "default")")
+        if let callback = options.callback { lines.append("  callback: \(callback.url)") }
+        lines.append("  inputs: \(configuration.inputs.map { DisplayPath.escape(configuration.resolve($0)) }.joined(separator: ", "))")
+        if !configuration.references.isEmpty {
+            lines.append("  references: \(configuration.references.map { DisplayPath.escape(configuration.resolve($0)) }.joined(separator: ", "))")
+        }
+        if let manifest = configuration.manifest { lines.append("  manifest: \(DisplayPath.escape(configuration.resolve(manifest)))") }
+        if let prompt = options.prompt { lines.append("  prompt: \(Sanitized.text(prompt, limit: 120))") }
+        var limits = ["concurrency \(configuration.concurrency)"]
+        if let maxCost = configuration.maxCost { limits.append("max cost $\(maxCost)") }
+        if configuration.retryFailed { limits.append("retrying failed jobs") }
+        if configuration.retryUncertain { limits.append("sending uncertain jobs again") }
+        lines.append("  " + limits.joined(separator: ", "))
+        return lines.joined(separator: "\n") + "\n"
     }
 
     private func legacy(_ arguments: [String], directory: String) throws -> EditRun {

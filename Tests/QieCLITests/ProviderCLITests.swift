@@ -375,14 +375,20 @@ struct EditCLITests {
         // Jobs a kill caught between sending and recording the id: they may
         // have reached the endpoint, so a plain resume does not send them.
         let caughtSending = try jobs().filter { ["prepared", "uncertain"].contains($0["state"] as? String) }.count
-        let (status, output) = try runQie(["resume", root + "/out"], environment: environment)
+        // The ledger names the emulator, not the endpoint's documented
+        // address: nothing is sent there until the address is given again.
+        let (refused, refusal) = try runQie(["resume", root + "/out"], environment: environment)
+        #expect(refused == 1 && refusal.contains("give it again: --base-url \(emulator.address)"), "\(refusal)")
+        let (status, output) = try runQie(["resume", root + "/out", "--base-url", emulator.address], environment: environment)
         #expect(status == (caughtSending == 0 ? 0 : 1), "\(output)")
+        #expect(output.contains("resuming into") && output.contains("at \(emulator.address)"), "\(output)")
         #expect(emulator.waitForLog(kase.accepted, count: count - caughtSending, seconds: 5))
         let beforeRetry = emulator.count(of: kase.accepted)
         #expect(beforeRetry <= count, "\(beforeRetry) submissions for \(count) jobs: one was sent twice")
         if caughtSending > 0 {
             #expect(output.contains("--retry-uncertain"), "\(output)")
-            let (retried, text) = try runQie(["resume", root + "/out", "--retry-uncertain"], environment: environment)
+            let (retried, text) = try runQie(
+                ["resume", root + "/out", "--retry-uncertain", "--base-url", emulator.address], environment: environment)
             #expect(retried == 0, "\(text)")
         }
 

@@ -233,7 +233,7 @@ struct EditRunTests {
             // The withdrawn and never-started jobs are done by the resumed
             // run, each sent once; the third and fourth wait for a place,
             // prepared, while the first two are on the wire.
-            let summary = try await EditRun.resume(folder: root + "/out").run(environment: testEnvironment())
+            let summary = try await EditRun.resume(folder: root + "/out", trust: ResumeTrust(baseURL: base)).run(environment: testEnvironment())
             #expect(summary.succeeded && summary.batch.written == 4 && summary.batch.earlier == 2)
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 6)
             #expect(emulator.mostConcurrentSubmissions(to: .runpodQwenImageEdit2511) == 2)
@@ -286,7 +286,7 @@ struct EditRunTests {
             options.fields.safetyChecker = nil
             let first = try await runFolder(root, options: options) { $0.maxCost = 3 }
             #expect(first.summary.batch.written == 1)
-            let resumed = try EditRun.resume(folder: root + "/out")
+            let resumed = try EditRun.resume(folder: root + "/out", trust: ResumeTrust(baseURL: base))
             #expect(resumed.configuration.options == options)
             #expect(resumed.configuration.maxCost == 3 && resumed.configuration.inputs == [root + "/in"])
             let summary = try await resumed.run(environment: testEnvironment())
@@ -434,6 +434,30 @@ struct EditRunTests {
             try FileManager.default.removeItem(atPath: root + "/in/two.txt")
             await #expect(throws: EditError.self) { _ = try await runFolder(root, options: options) }
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+        }
+    }
+
+    @Test("Inputs named like another's numbered results or like qie's own files get outputs of their own")
+    func outputNames() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for name in ["a.jpg", "a-2.jpg", "report.jpg", "report-thumbs/x.jpg"] { try write(120, 90, to: root + "/in/" + name) }
+        try await withEmulator { emulator, base in
+            var options = testOptions(.lumenfallQwenImageEdit2511, base: base)
+            options.numImages = 2
+            let run = try await runFolder(root, options: options)
+            #expect(run.summary.batch.written == 4 && emulator.submissions(to: .lumenfallQwenImageEdit2511) == 4)
+            let written = run.done.flatMap { $0.paths + [$0.sidecar] }.map { String($0.dropFirst(root.count + 5)) }
+            // Lumenfall returns PNG.
+            #expect(Set(written) == [
+                "a-1.png", "a-2.png", "a.json", "a-2.jpg-1.png", "a-2.jpg-2.png", "a-2.jpg.json",
+                "report.jpg-1.png", "report.jpg-2.png", "report.jpg.json",
+                "report-thumbs-input/x-1.png", "report-thumbs-input/x-2.png", "report-thumbs-input/x.json",
+            ])
+            for path in written { #expect(FileManager.default.fileExists(atPath: root + "/out/" + path), "\(path)") }
+            // The report is qie's, and lists all four inputs.
+            let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/out/report.json"))) as? [String: Any]
+            #expect((report?["entries"] as? [Any])?.count == 4, "\(String(describing: report?.keys))")
         }
     }
 

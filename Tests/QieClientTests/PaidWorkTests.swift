@@ -36,13 +36,13 @@ struct PaidWorkTests {
 
             // Resumed: not sent, and the message says how to send it.
             let events = EventLog()
-            let second = try await EditRun.resume(folder: root + "/out").run(environment: testEnvironment(), events: events.record)
+            let second = try await EditRun.resume(folder: root + "/out", trust: ResumeTrust(baseURL: base)).run(environment: testEnvironment(), events: events.record)
             #expect(second.batch.failed == 1 && emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
             let reason = events.failures.first?.reason(naming: \.name) ?? ""
             #expect(reason.contains("uncertain") && reason.contains("retryUncertain"), "\(reason)")
 
             // Asked: sent once more, and done.
-            var retry = try EditRun.resume(folder: root + "/out")
+            var retry = try EditRun.resume(folder: root + "/out", trust: ResumeTrust(baseURL: base))
             retry.configuration.retryUncertain = true
             retry.configuration.maxCost = Decimal(string: "0.05")
             let third = try await retry.run(environment: testEnvironment())
@@ -181,6 +181,63 @@ struct PaidWorkTests {
             let reason = refused.failures["a.jpg"] ?? ""
             #expect(reason.contains("not sent") && reason.contains("limit of 10000000 bytes for the poll flow") && reason.contains("references"), "\(reason)")
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1, "nothing more was sent")
+        }
+    }
+
+    @Test("A planted ledger naming a foreign base URL, a callback URL or files outside the folders is refused, saying how to go on")
+    func plantedLedger() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(160, 120, to: root + "/in/a.jpg")
+        try await withEmulator { emulator, base in
+            _ = try await runFolder(root, options: runsync(base))
+            let ledger = try Ledger(folder: root + "/out")
+            let trusted = ResumeTrust(baseURL: base, folders: [], environment: [:])
+            // What a stranger with write access to the folder could store.
+            func plant(_ change: (inout EditRunConfiguration) -> Void) throws -> EditError? {
+                var configuration = EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: runsync(base))
+                change(&configuration)
+                let text = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
+                try ledger.recordRun(configuration: text, version: EditRunConfiguration.currentVersion, arguments: [], directory: root)
+                do {
+                    _ = try EditRun.resume(folder: root + "/out", trust: trusted)
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            #expect(try plant { _ in } == nil, "the emulator's address, given again, is trusted")
+
+            let foreign = try #require(try plant { $0.options.baseURL = "https://collector.example/v2" })
+            guard case .unconfirmedAddress(_, .baseURL, "https://collector.example/v2", let documented, _) = foreign else {
+                Issue.record("\(foreign)")
+                return
+            }
+            #expect(documented == ProviderProfile.runpodQwenImageEdit2511.baseURL)
+            let message = foreign.message(naming: { $0 == .baseURL ? "--base-url" : $0.name })
+            #expect(message.contains("give it again: --base-url https://collector.example/v2 (or set QIE_RUNPOD_BASE_URL)"), "\(message)")
+            // Given again now (on the command line or in the variable), it is the user's own choice.
+            var named = trusted
+            named.environment = ["QIE_RUNPOD_BASE_URL": "https://collector.example/v2"]
+            named.baseURL = nil
+            #expect(throws: Never.self) { _ = try EditRun.resume(folder: root + "/out", trust: named) }
+
+            let callback = try #require(try plant {
+                $0.options.flow = .synchronous
+                $0.options.callback = CallbackOptions(url: "https://collector.example/hook", listen: "127.0.0.1:9")
+            })
+            #expect(callback.description.contains("callbackURL https://collector.example/hook"), "\(callback)")
+
+            for planted: (inout EditRunConfiguration) -> Void in [
+                { $0.inputs = ["/etc"] }, { $0.references = ["/etc/passwd"] }, { $0.manifest = root + "/../../etc/prompts.csv" },
+                { $0.inputs = [root + "/in/../../elsewhere"] },
+            ] {
+                let outside = try #require(try plant(planted))
+                guard case .untrustedInput(_, let path, _) = outside else { Issue.record("\(outside)"); continue }
+                #expect(!path.hasPrefix(root), "\(path)")
+                #expect(outside.description.contains("start the edit again with those inputs"))
+            }
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1, "a refused resume sends nothing")
         }
     }
 

@@ -107,4 +107,32 @@ struct OutputFolderTests {
         let names = inputs.map { naming.relativeOutputPath(for: $0, format: .webp) }
         #expect(names == ["a.png.webp", "a.jpg.webp", "b.webp", "sub/a.webp", "noext.webp"])
     }
+
+    @Test("No output name meets another's numbered results or copies, or qie's own files")
+    func namingCollisions() {
+        func bases(_ paths: [String], copies: Int = 1, results: Int = 1, sidecars: Bool = true) -> [String] {
+            let inputs = paths.map { InputFile(path: $0, relativePath: $0, isExplicit: false) }
+            let naming = OutputNaming(inputs, copies: copies, resultsPerRequest: results, sidecars: sidecars)
+            return inputs.map(naming.base(for:))
+        }
+        // a.jpg's second result is a-2; input a-2.jpg moves aside, a.jpg keeps its names.
+        #expect(bases(["a.jpg", "a-2.jpg", "b.jpg"], results: 2) == ["a", "a-2.jpg", "b"])
+        #expect(bases(["a.jpg", "A-1.png"], copies: 2, results: 2) == ["a", "A-1.png"], "a's image a-1-1 and A-1's sidecar A-1-1")
+        #expect(bases(["a.jpg", "a-1.jpg"]) == ["a", "a-1"], "one result, one copy: no numbers, no clash")
+        // report.jpg's sidecar would be report.json; only at the top of the folder.
+        #expect(bases(["report.jpg", "sub/report.jpg", "Report.png"]) == ["report.jpg", "sub/report", "Report.png"])
+        #expect(bases(["report.jpg"], sidecars: false) == ["report"], "no sidecars (prepare): nothing to clash with")
+        #expect(bases(["report-thumbs/x.jpg", "report-thumbs.jpg"]) == ["report-thumbs-input/x", "report-thumbs"])
+        // Every name each input writes, with three results and two copies, is distinct.
+        let paths = ["a.jpg", "a-1.jpg", "a-1-2.jpg", "a-2-1.png", "report.jpg"]
+        let found = bases(paths, copies: 2, results: 3)
+        var written: [String] = []
+        for base in found {
+            for copy in 1...2 {
+                written.append("\(base)-\(copy)".lowercased())
+                written += (1...3).map { "\(base)-\(copy)-\($0)".lowercased() }
+            }
+        }
+        #expect(Set(written).count == written.count && !written.contains("report"), "\(found)")
+    }
 }

@@ -127,7 +127,9 @@ func editFolderOnEmulator() async throws {
 
     print("\n== 3. resume the run from its ledger")
     // Everything but the keys comes back from the ledger in the output folder.
-    let resumed = try EditRun.resume(folder: output)
+    // The stored base URL is not the endpoint's documented address: it is
+    // given again, as the key goes only where the caller says now.
+    let resumed = try EditRun.resume(folder: output, trust: ResumeTrust(baseURL: options.baseURL))
     let second = try await resumed.run(environment: environment) { event in
         outputs.record(event)
         if let line = describe(event) { print(line) }
