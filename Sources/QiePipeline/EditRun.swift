@@ -43,6 +43,13 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
     /// Send again the jobs an earlier run sent without a usable answer
     /// (`uncertain`, or caught sending by a kill): they may have been billed.
     public var retryUncertain = false
+    /// Largest input, reference or manifest file read, in bytes (256 MiB):
+    /// larger files are refused from their size alone, before any read.
+    public var maxFileBytes = 256 << 20
+    /// Send reference images a manifest names outside the run's input
+    /// folders and the manifest's own folder. Off: such a row is refused
+    /// before anything is sent (a manifest is a file others may have written).
+    public var allowOutsideReferences = false
     /// The command line the run was started with, for people reading the
     /// ledger (never used to resume).
     public var commandLine: [String]?
@@ -74,6 +81,8 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
         maxCost = try values.decodeIfPresent(Decimal.self, forKey: .maxCost)
         retryFailed = try values.decodeIfPresent(Bool.self, forKey: .retryFailed) ?? retryFailed
         retryUncertain = try values.decodeIfPresent(Bool.self, forKey: .retryUncertain) ?? retryUncertain
+        maxFileBytes = try values.decodeIfPresent(Int.self, forKey: .maxFileBytes) ?? maxFileBytes
+        allowOutsideReferences = try values.decodeIfPresent(Bool.self, forKey: .allowOutsideReferences) ?? allowOutsideReferences
         commandLine = try values.decodeIfPresent([String].self, forKey: .commandLine)
     }
 
@@ -88,6 +97,9 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
             throw SettingError(.rate, value: "\(rate)", .invalid(expected: "a positive number of requests per second"))
         }
         try options.validate(imageCount: references.count + 1)
+        if maxFileBytes < 1024 {
+            throw SettingError(.maxFileBytes, value: String(maxFileBytes), .invalid(expected: "at least 1024 bytes"))
+        }
         if let maxCost {
             guard maxCost > 0 else {
                 throw SettingError(.maxCost, value: "\(maxCost)", .invalid(expected: "a positive amount in USD such as 5 or 12.50"))
@@ -365,6 +377,20 @@ public struct EditRun: Sendable {
             throw .setting(error)
         }
         let prompts = try prompts()
+        if !config.allowOutsideReferences, let manifest = config.manifest {
+            // Rows may name references only under the inputs' folders or the manifest's own.
+            let inputs = config.inputs.map { path in
+                let full = config.resolve(path)
+                return FileContents.isFolder(full) ? full : (full as NSString).deletingLastPathComponent
+            }
+            let folders = inputs + [(config.resolve(manifest) as NSString).deletingLastPathComponent]
+            if let (image, reference) = prompts.references(outside: folders).first {
+                throw .manifest(
+                    ManifestError(
+                        file: config.resolve(manifest), line: nil,
+                        "names the reference \(DisplayPath.escape(reference)) for \(DisplayPath.escape(image)), outside the input folders and the manifest's folder; move it there, or give \(Setting.allowOutsideReferences.name) to send it"))
+            }
+        }
         var excluded = [config.resolve(config.output)]
         if let manifest = config.manifest { excluded.append(config.resolve(manifest)) }
         var (files, problems) = InputWalker(excluding: excluded).walk(config.inputs.map(config.resolve))
@@ -376,7 +402,7 @@ public struct EditRun: Sendable {
     func prompts() throws(EditError) -> PromptManifest {
         guard let manifest = configuration.manifest else { return PromptManifest() }
         do {
-            return try PromptManifest(file: configuration.resolve(manifest))
+            return try PromptManifest(file: configuration.resolve(manifest), maxBytes: configuration.maxFileBytes)
         } catch {
             throw .manifest(error)
         }

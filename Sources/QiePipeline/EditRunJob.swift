@@ -62,13 +62,22 @@ struct RunContext: Sendable {
         defer { passage.withLock({ $0.entered }) ? gate.leave() : gate.pass(number) }
         do {
             guard let asked = request(for: input) else {
+                if let problem = PromptManifest.promptFileProblem(for: input.path) {
+                    throw EditError.input(ImagingError(.unreadable, "no prompt: \(problem)", file: input.path))
+                }
                 throw EditError.noPrompt(textFile: OutputNaming.stem((input.relativePath as NSString).lastPathComponent) + ".txt")
             }
-            let identity = try await ImagingRuntime.offload { try Self.identify(input.path, ledger: ledger) }
+            // Each file is checked from its status, then read once: the bytes
+            // hashed into the job's key are the bytes sent.
+            let maxBytes = configuration.maxFileBytes
+            let identity = try await ImagingRuntime.offload { try Self.identify(input.path, ledger: ledger, maxBytes: maxBytes) }
             let references = asked.references ?? configuration.references.map(configuration.resolve)
+            var referenceBytes: [Data] = []
             var referenceHashes: [String] = []
             for reference in references {
-                referenceHashes.append(try await ImagingRuntime.offload { try Self.identify(reference, ledger: nil).sha256 })
+                let bytes = try await ImagingRuntime.offload { try Self.contents(of: reference, maxBytes: maxBytes) }
+                referenceBytes.append(bytes)
+                referenceHashes.append(Self.sha256(bytes))
             }
             let (key, identityText) = JobKey.make(
                 inputPath: input.path, inputSHA256: identity.sha256, copy: job.copy, request: asked,
@@ -147,9 +156,20 @@ struct RunContext: Sendable {
             var options = configuration.options
             options.numImages = options.imagesPerRequest(on: profile)
             if job.copy > 0 { options.numImages = 1 }
+            var inputBytes = identity.bytes
+            if inputBytes == nil {
+                // Known from an earlier run by size and time; read now, and
+                // held to the hash the job was registered with.
+                let bytes = try await ImagingRuntime.offload { try Self.contents(of: input.path, maxBytes: maxBytes) }
+                guard Self.sha256(bytes) == identity.sha256 else {
+                    throw EditError.input(
+                        ImagingError(.unreadable, "changed since it was registered (same size and time, other content); run again", file: input.path))
+                }
+                inputBytes = bytes
+            }
             let edit = EditInput(
-                image: .file(input.path), references: references.map { .file($0) }, prompt: asked.prompt, seed: asked.seed,
-                negativePrompt: asked.negativePrompt)
+                image: .data(inputBytes ?? Data()), references: referenceBytes.map { .data($0) }, prompt: asked.prompt,
+                seed: asked.seed, negativePrompt: asked.negativePrompt)
             let result = try await editor.edit(edit, options: options, hooks: hooks)
             let output = try await write(result, for: job, key: key, inputSHA256: identity.sha256, rowID: row.id)
             if let jobRow {
@@ -242,25 +262,45 @@ struct RunContext: Sendable {
         return EditJobOutput(paths: written, sidecar: sidecar, result: result)
     }
 
-    /// The content hash of a file: the ledger's, when the file is unchanged
-    /// since (same size and modification time), else read and hashed.
-    static func identify(_ path: String, ledger: Ledger?) throws -> (sha256: String, size: Int64, modified: Double) {
+    /// A file's size, time and content hash, checked from its status first
+    /// (a regular file of at most `maxBytes`): the hash is the ledger's when
+    /// the file is unchanged since (same size and modification time; the
+    /// bytes are then not read), else the hash of the bytes read, returned too.
+    static func identify(_ path: String, ledger: Ledger?, maxBytes: Int) throws -> (
+        sha256: String, size: Int64, modified: Double, bytes: Data?
+    ) {
+        do {
+            try FileContents.check(path, maxBytes: maxBytes)
+        } catch {
+            throw refusal(error, path: path)
+        }
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
         let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        if let known = try ledger?.knownHash(path: path, size: size, modified: modified) { return (known, size, modified) }
-        return (try sha256(of: path), size, modified)
+        if let known = try ledger?.knownHash(path: path, size: size, modified: modified) { return (known, size, modified, nil) }
+        let bytes = try contents(of: path, maxBytes: maxBytes)
+        return (sha256(bytes), size, modified, bytes)
     }
 
-    /// SHA-256 of a file's bytes, read in 1 MB pieces, as hex.
-    static func sha256(of path: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw ImagingError(.unreadable, "cannot be opened to hash it", file: path)
+    /// All of a regular file of at most `maxBytes`, read through one descriptor.
+    static func contents(of path: String, maxBytes: Int) throws(EditError) -> Data {
+        do {
+            return try FileContents.read(path, maxBytes: maxBytes)
+        } catch {
+            throw refusal(error, path: path)
         }
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    private static func refusal(_ refusal: FileContents.Refusal, path: String) -> EditError {
+        if case .tooLarge = refusal {
+            return .input(ImagingError(.tooLarge, "\(refusal)", file: path, hint: "raise \(setting: .maxFileBytes) only if you trust this file"))
+        }
+        return .input(ImagingError(.unreadable, "\(refusal)", file: path))
+    }
+
+    /// SHA-256 of bytes, as hex.
+    static func sha256(_ bytes: Data) -> String {
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }
 }
 

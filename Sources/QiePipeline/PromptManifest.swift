@@ -37,13 +37,17 @@ public struct PromptManifest: Sendable {
     /// No manifest: only `NAME.txt` files give prompts.
     public init() { path = nil }
 
-    /// Reads a manifest; errors name the file, the line and what is wrong.
-    public init(file: String) throws(ManifestError) {
+    /// Reads a manifest of at most `maxBytes` (a regular file, checked before
+    /// it is read); errors name the file, the line and what is wrong.
+    public init(file: String, maxBytes: Int = 256 << 20) throws(ManifestError) {
         path = file
         let folder = (Self.absolute(file) as NSString).deletingLastPathComponent
         let rows: [(line: Int, fields: [String: Any])]
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw ManifestError(file: file, line: nil, "cannot be read")
+        let data: Data
+        do {
+            data = try FileContents.read(file, maxBytes: maxBytes)
+        } catch {
+            throw ManifestError(file: file, line: nil, "\(error)")
         }
         guard let text = String(data: data, encoding: .utf8) else { throw ManifestError(file: file, line: nil, "is not UTF-8 text") }
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -106,15 +110,55 @@ public struct PromptManifest: Sendable {
         requests.merge(other.requests) { _, theirs in theirs }
     }
 
-    /// The request for an input: its manifest row, else its `NAME.txt`, else nil.
+    /// The request for an input: its manifest row, else its `NAME.txt` (a
+    /// regular file under `maxPromptFileBytes`, UTF-8), else nil.
     public func request(for path: String) -> InputRequest? {
         if let row = requests[Self.absolute(path)] { return row }
-        let text = ((path as NSString).deletingPathExtension) + ".txt"
-        guard path != text, let data = FileManager.default.contents(atPath: text),
+        guard let text = Self.promptFile(for: path), let data = try? FileContents.read(text, maxBytes: Self.maxPromptFileBytes - 1),
             let prompt = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
             !prompt.isEmpty
         else { return nil }
         return InputRequest(prompt: prompt)
+    }
+
+    /// Prompt files (`NAME.txt`) must be smaller than this: 64 KiB.
+    public static let maxPromptFileBytes = 64 << 10
+
+    /// `NAME.txt` for `NAME.jpg`.
+    static func promptFile(for path: String) -> String? {
+        let text = ((path as NSString).deletingPathExtension) + ".txt"
+        return text == path ? nil : text
+    }
+
+    /// Why the `NAME.txt` next to `path` gives no prompt although it is
+    /// there (not a regular file, too large, not UTF-8 text, empty); nil
+    /// when it gives one or is not there.
+    public static func promptFileProblem(for path: String) -> String? {
+        guard let text = promptFile(for: path), Platform.status(text) != nil else { return nil }
+        do {
+            let data = try FileContents.read(text, maxBytes: maxPromptFileBytes - 1)
+            guard let prompt = String(data: data, encoding: .utf8) else { return "\(DisplayPath.escape(text)) is not UTF-8 text" }
+            return prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "\(DisplayPath.escape(text)) is empty" : nil
+        } catch .tooLarge {
+            return "\(DisplayPath.escape(text)) is over \(maxPromptFileBytes / 1024) KB; a prompt file holds one short instruction"
+        } catch {
+            return "\(DisplayPath.escape(text)) \(error)"
+        }
+    }
+
+    /// Reference images rows name outside every one of `folders` (compared
+    /// as standardised absolute paths), as (image, reference) pairs.
+    public func references(outside folders: [String]) -> [(image: String, reference: String)] {
+        func standard(_ path: String) -> String { URL(fileURLWithPath: Self.absolute(path)).standardized.path }
+        let roots = folders.map(standard)
+        var found: [(image: String, reference: String)] = []
+        for (image, request) in requests.sorted(by: { $0.key < $1.key }) {
+            for reference in request.references ?? [] {
+                let path = standard(reference)
+                if !roots.contains(where: { path.hasPrefix($0 == "/" ? "/" : $0 + "/") }) { found.append((image, path)) }
+            }
+        }
+        return found
     }
 
     /// A test for the text files among `files` that give an image its prompt

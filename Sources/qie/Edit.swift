@@ -119,6 +119,14 @@ struct Edit: AsyncParsableCommand {
         help: "Write the endpoint's own bytes when no conversion is needed (after a full decode); default: re-encode without metadata.")
     var keepResultBytes = false
 
+    @Option(name: .customLong("max-file-bytes"), help: "Largest input, reference or manifest read, in bytes (refused from its size before reading).")
+    var maxFileBytes: Int = 256 << 20
+
+    @Flag(
+        name: .customLong("allow-outside-references"),
+        help: "Send reference images a manifest names outside the input folders and the manifest's folder.")
+    var allowOutsideReferences = false
+
     @Option(help: "How results come back: sync, poll, callback or sse (default: poll where offered, else sync).")
     var flow: ProviderProfile.Flow?
 
@@ -193,6 +201,8 @@ struct Edit: AsyncParsableCommand {
         run.maxCost = try maxCost.map { text in try Flags.validating { try Decimal(usd: text, for: .maxCost, positive: true) } }
         run.retryFailed = retryFailed
         run.retryUncertain = retryUncertain
+        run.maxFileBytes = maxFileBytes
+        run.allowOutsideReferences = allowOutsideReferences
         return run
     }
 

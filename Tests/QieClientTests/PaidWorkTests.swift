@@ -263,6 +263,18 @@ final class EventLog: Sendable {
     var failures: [EditError] {
         events.withLock { $0.compactMap { if case .failed(_, let error) = $0 { error } else { nil } } }
     }
+    /// Each failure and input problem as `PATH: reason`.
+    var failureLines: [String] {
+        events.withLock {
+            $0.compactMap { event in
+                switch event {
+                case .failed(let job, let error): "\(job.input.relativePath): \(error.reason(naming: \.name))"
+                case .inputProblem(let problem): "\(problem.path): \(problem.reason)"
+                default: nil
+                }
+            }
+        }
+    }
 }
 
 /// Writes a PNG of random pixels (which compresses badly in any format).
