@@ -151,6 +151,7 @@ let package = Package(
             dependencies: [
                 "QieClient", "QieWebhooks", "QieEmulator", "QieProviders", "QieImaging", "QiePipeline", "QieStore",
                 "QieFiles", "QieReport", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ], resources: [.copy("Fixtures")]),
         .testTarget(name: "QieCLITests", dependencies: ["QieImaging"]),
         .testTarget(

@@ -48,7 +48,8 @@ final class EditsForm {
     ) async throws(GatewayError) -> EditsForm where Body.Element == ByteBuffer {
         let folder = directory + "/upload-" + UUID().uuidString
         do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw GatewayError(status: 500, message: "cannot store the upload: \(error.localizedDescription)", type: "server_error")
         }
@@ -155,7 +156,7 @@ final class EditsForm {
             // Files: anything sent with a filename, and the image fields however sent.
             guard filename != nil || ["image", "image[]", "mask"].contains(name) else { return }
             let path = form.folder + "/part-\(form.files.count)"
-            guard FileManager.default.createFile(atPath: path, contents: nil),
+            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
                 let opened = FileHandle(forWritingAtPath: path)
             else {
                 failure = GatewayError(status: 500, message: "cannot store the upload", type: "server_error")

@@ -19,8 +19,10 @@ final class GatewayState: Sendable {
     init(folder: String) throws(GatewayConfigurationError) {
         self.folder = folder
         do {
+            // Prompts, uploads and results are the users': readable by this user only.
             try FileManager.default.createDirectory(
-                atPath: folder + "/files", withIntermediateDirectories: true)
+                atPath: folder + "/files", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: folder)
         } catch {
             throw .state("cannot create \(folder): \(error.localizedDescription)")
         }
@@ -35,7 +37,11 @@ final class GatewayState: Sendable {
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
             }
-            database = try DatabaseQueue(path: folder + "/" + Self.fileName, configuration: configuration)
+            let path = folder + "/" + Self.fileName
+            if !FileManager.default.fileExists(atPath: path) {
+                FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+            }
+            database = try DatabaseQueue(path: path, configuration: configuration)
             var migrator = DatabaseMigrator()
             migrator.registerMigration("v1") { db in
                 try db.create(table: "idempotency") { table in
@@ -183,6 +189,7 @@ struct ResultFiles: Sendable {
         let name = "\(id).\(image.format.fileExtension)"
         let path = state.folder + "/files/" + name
         try image.data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
         try state.database.write { db in
             try db.execute(
                 sql: "INSERT INTO files (id, name, contentType, expires) VALUES (?, ?, ?, ?)",

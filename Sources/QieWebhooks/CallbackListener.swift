@@ -6,24 +6,31 @@ import Logging
 import NIOFoundationCompat
 import QieClient
 import QieProviders
+import Synchronization
 
 /// Checks a callback's signature header: a hex HMAC-SHA256 of the raw body
 /// with the signing secret, given bare, as `sha256=HEX`, or as
-/// `t=UNIX,v1=HEX` signed over `"UNIX.BODY"` (then the time must be within
-/// `tolerance` seconds of now, against replays). Comparison is constant-time.
+/// `t=UNIX,v1=HEX` signed over `"UNIX.BODY"`. Every form must be recent, as
+/// a replayed delivery is not: the `t=` time, or for the bare forms the
+/// signed body's own `timestampField` (ISO 8601), within `tolerance`
+/// seconds of now. Comparison is constant-time.
 public struct CallbackSignature: Sendable {
     /// The account's signing secret.
     public var secret: String
-    /// How far a `t=` timestamp may be from now, in seconds.
+    /// How far the signed time may be from now, in seconds.
     public var tolerance: Double
+    /// The body's field holding when it was sent, for the forms without `t=`
+    /// (Runflow's payload: `completed_at`).
+    public var timestampField: String
 
-    /// A check with `secret`, accepting timestamps within `tolerance` seconds.
-    public init(secret: String, tolerance: Double = 300) {
+    /// A check with `secret`, accepting signed times within `tolerance` seconds.
+    public init(secret: String, tolerance: Double = 300, timestampField: String = "completed_at") {
         self.secret = secret
         self.tolerance = tolerance
+        self.timestampField = timestampField
     }
 
-    /// Whether `header` is a valid signature of `body` (false when the header is missing).
+    /// Whether `header` is a valid, recent signature of `body` (false when the header is missing).
     public func isValid(_ header: String?, body: Data, now: Date = Date()) -> Bool {
         guard let header = header?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return false }
         let key = SymmetricKey(data: Data(secret.utf8))
@@ -42,7 +49,19 @@ public struct CallbackSignature: Sendable {
             return signatures.contains { Self.matches($0, signed, key) }
         }
         let hex = header.hasPrefix("sha256=") ? String(header.dropFirst(7)) : header
-        return Self.matches(hex, body, key)
+        guard Self.matches(hex, body, key) else { return false }
+        // Signed, but when? The body says, and the signature covers it.
+        guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
+            let text = object[timestampField] as? String, let sent = Self.date(text)
+        else { return false }
+        return abs(now.timeIntervalSince(sent)) <= tolerance
+    }
+
+    private static func date(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text)
     }
 
     /// The `t=UNIX,v1=HEX` header for `body` (what a sender would write).
@@ -96,6 +115,14 @@ public final class CallbackListener: Sendable {
     public let port: Int
     private let signature: CallbackSignature?
     private let signals: JobSignals
+    /// Largest delivery read, in bytes; larger ones are refused (413) from
+    /// their length, before any verification.
+    public static let maxBodyBytes = 1 << 20
+    /// Deliveries handled at once; more are refused (503) unread.
+    public static let maxConcurrent = 32
+    private let inFlight = Mutex(0)
+    /// Signatures already accepted, with when: a replay is acknowledged and ignored.
+    private let seen = Mutex<[String: Date]>([:])
 
     /// A listener on `host`:`port` that posts each delivery to `signals`,
     /// checking signatures when `signingSecret` is set and not empty.
@@ -123,13 +150,37 @@ public final class CallbackListener: Sendable {
 
     private func receive(_ request: Request) async throws -> Response {
         guard let spec = profile.callback else { return Response(status: .notFound) }
-        let body = Data(buffer: try await request.body.collect(upTo: 16 * 1024 * 1024))
+        // Caps first: nothing unverified may hold the listener's memory or time.
+        let admitted = inFlight.withLock { count in
+            guard count < Self.maxConcurrent else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else { return Self.refusal(.serviceUnavailable, "busy") }
+        defer { inFlight.withLock { $0 -= 1 } }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maxBodyBytes {
+            return Self.refusal(.contentTooLarge, "too large")
+        }
+        let body: Data
+        do {
+            body = Data(buffer: try await request.body.collect(upTo: Self.maxBodyBytes))
+        } catch {
+            return Self.refusal(.contentTooLarge, "too large")
+        }
         var trusted = false
         if let signature {
             let header = request.headers[HTTPField.Name(spec.signatureHeader)!]
-            guard signature.isValid(header, body: body) else {
-                return Response(status: .unauthorized, body: .init(byteBuffer: ByteBuffer(string: "bad signature")))
+            let now = Date()
+            guard let header, signature.isValid(header, body: body, now: now) else {
+                return Self.refusal(.unauthorized, "bad signature")
             }
+            // A delivery seen before (a replay, or a retry after a lost
+            // acknowledgement) is acknowledged and not acted on again.
+            let fresh = seen.withLock { seen in
+                seen = seen.filter { now.timeIntervalSince($0.value) <= 2 * signature.tolerance }
+                return seen.updateValue(now, forKey: header) == nil
+            }
+            guard fresh else { return Response(status: .ok) }
             trusted = true
         }
         guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
@@ -139,5 +190,9 @@ public final class CallbackListener: Sendable {
         }
         signals.post(id, JobSignal(payload: trusted ? body : nil))
         return Response(status: .ok)
+    }
+
+    private static func refusal(_ status: HTTPResponse.Status, _ text: String) -> Response {
+        Response(status: status, body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 }

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Glibc
 import NIOCore
@@ -296,19 +297,71 @@ struct NotificationPartsTests {
     @Test("Runflow-Signature: bare hex, sha256=HEX and t=,v1= (known HMAC-SHA256 values), refused when tampered or stale")
     func signatures() {
         let check = CallbackSignature(secret: "s3cret")
-        // Reference values computed with Python's hmac module.
-        let bare = "401f1cf6fc8a8082d8f3f20065be1d033be8eb3548f7295326699113d2bbaddd"
-        let timed = "5e8dcc328cd96c6270270ebe51c6d7b5992cf5bf85b73f548a4b4d765df5151e"
+        // Reference values computed with Python's hmac module, over a body
+        // completed at 1700000000 (2023-11-14T22:13:20Z).
+        let body = Data(#"{"run_id":"r1","status":"succeeded","completed_at":"2023-11-14T22:13:20Z"}"#.utf8)
+        let bare = "b732c93df86785aaa2b987b3e9b78ca31c56571a9fd539cc11786df7796d614e"
+        let timed = "1f6f58fdf745440f98e19ceab59e025e5e94ac25615e7675e08469d4ccb9395d"
         let then = Date(timeIntervalSince1970: 1_700_000_000)
-        #expect(check.isValid(bare, body: body))
-        #expect(check.isValid("sha256=" + bare, body: body))
-        #expect(check.isValid("t=1700000000,v1=" + timed, body: body, now: then.addingTimeInterval(60)))
-        #expect(!check.isValid("t=1700000000,v1=" + timed, body: body, now: then.addingTimeInterval(3600)))
-        #expect(!check.isValid(bare, body: body + Data(" ".utf8)))
-        #expect(!check.isValid(String(bare.dropLast()) + "e", body: body))
+        let soon = then.addingTimeInterval(60)
+        #expect(check.isValid(bare, body: body, now: soon))
+        #expect(check.isValid("sha256=" + bare, body: body, now: soon))
+        #expect(check.isValid("t=1700000000,v1=" + timed, body: body, now: soon))
+        // Every form is held to the window: a replay an hour later is refused.
+        for header in [bare, "sha256=" + bare, "t=1700000000,v1=" + timed] {
+            #expect(!check.isValid(header, body: body, now: then.addingTimeInterval(3600)), "\(header)")
+        }
+        // A bare signature over a body that does not say when it was sent cannot be placed in time.
+        let undated = Data(#"{"run_id":"r1","status":"succeeded"}"#.utf8)
+        #expect(!check.isValid("401f1cf6fc8a8082d8f3f20065be1d033be8eb3548f7295326699113d2bbaddd", body: undated))
+        #expect(!check.isValid(bare, body: body + Data(" ".utf8), now: soon))
+        #expect(!check.isValid(String(bare.dropLast()) + "f", body: body, now: soon))
         #expect(!check.isValid(nil, body: body))
-        #expect(!CallbackSignature(secret: "other").isValid(bare, body: body))
+        #expect(!CallbackSignature(secret: "other").isValid(bare, body: body, now: soon))
         #expect(check.isValid(check.header(for: body), body: body))
+    }
+
+    @Test("The callback listener refuses over 1 MiB before verifying, holds signatures to the window, acts on a delivery once")
+    func listenerLimits() async throws {
+        let profile = ProviderProfile.runflowQwenImageEdit2511
+        let port = try freePort()
+        let signals = JobSignals()
+        let listener = CallbackListener(profile: profile, port: port, signingSecret: "whsec-test", signals: signals)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        try await whileRunning({ ready in try await listener.run { _ in ready() } }) {
+            func post(_ body: Data, signature: String?, announced: Bool = true) async throws -> Int {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/runflow")
+                request.method = .POST
+                if let signature { request.headers.add(name: "Runflow-Signature", value: signature) }
+                if announced {
+                    request.body = .bytes(ByteBuffer(data: body))
+                } else {
+                    // Chunked: no length to refuse it by; the read stops at the cap.
+                    let chunks = stride(from: 0, to: body.count, by: 64 << 10).map { ByteBuffer(data: body[$0..<min(body.count, $0 + (64 << 10))]) }
+                    request.body = .stream(chunks.async, length: .unknown)
+                }
+                return Int(try await http.execute(request, timeout: .seconds(10)).status.code)
+            }
+            let signer = CallbackSignature(secret: "whsec-test")
+            let big = Data(repeating: 0x20, count: CallbackListener.maxBodyBytes + 1)
+            let announced = try await post(big, signature: signer.header(for: big))
+            let chunked = try await post(big, signature: signer.header(for: big), announced: false)
+            #expect(announced == 413 && chunked == 413)
+
+            let body = Data(#"{"event":"run.completed","run_id":"r-1","status":"succeeded","output":null}"#.utf8)
+            let stale = try await post(body, signature: signer.header(for: body, at: Date().addingTimeInterval(-3600)))
+            #expect(stale == 401)
+            #expect(await signals.wait(for: "r-1", upTo: 0.2) == nil, "a stale delivery is not acted on")
+            let header = signer.header(for: body)
+            let fresh = try await post(body, signature: header)
+            #expect(fresh == 200)
+            #expect(await signals.wait(for: "r-1", upTo: 5) == JobSignal(payload: body))
+            // The same delivery again (a replay, or a retry after a lost answer): acknowledged, not acted on.
+            let replay = try await post(body, signature: header)
+            #expect(replay == 200)
+            #expect(await signals.wait(for: "r-1", upTo: 0.3) == nil)
+        }
+        try await http.shutdown()
     }
 
     @Test("Event stream parsing across chunk boundaries, CRLF, comments and multi-line data")

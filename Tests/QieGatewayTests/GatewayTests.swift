@@ -34,10 +34,11 @@ struct GatewayTests {
         return try await client.execute(uri: "/v1/images/edits", method: .post, headers: all, body: form.body)
     }
 
-    @Test("One image: PNG by default at the input's own size, cost as a header and in the body, one submission")
+    @Test("One image: PNG by default at the input's own size, cost as a header and in the body, one submission; private state")
     func oneImage() async throws {
         let input = try photo(640, 480)
-        try await withGateway { emulator, client in
+        let state = stateFolder()
+        try await withGateway(state: state) { emulator, client in
             var form = Multipart()
             form.file("image", input)
             form.field("prompt", "make it night")
@@ -52,6 +53,11 @@ struct GatewayTests {
             #expect(object(response)["size"] as? String == "640x480" && object(response)["output_format"] as? String == "png")
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
             #expect(!String(buffer: response.body).contains(endpointKey))
+            // Prompts and images stay the user's: the state folder is 0700, its database 0600.
+            func mode(_ path: String) throws -> Int {
+                (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
+            }
+            #expect(try mode(state) == 0o700 && mode(state + "/files") == 0o700 && mode(state + "/gateway.sqlite") == 0o600)
         }
     }
 
