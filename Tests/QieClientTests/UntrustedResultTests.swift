@@ -146,6 +146,12 @@ struct UntrustedResultTests {
             configure(&options)
             let run = try await runFolder(root, options: options)
             #expect(try images(in: root + "/out").isEmpty)
+            // Nothing outside the output folder, and the key in no file.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: root).sorted() == ["in", "out"])
+            for name in FileManager.default.subpaths(atPath: root + "/out") ?? [] {
+                let data = (try? Data(contentsOf: URL(fileURLWithPath: root + "/out/" + name))) ?? Data()
+                #expect(data.range(of: Data("test-key".utf8)) == nil, "\(name) holds the key")
+            }
             try inspect(root)
             outcome = (run.failures["a.jpg"] ?? "", emulator.submissions(to: profile))
         }
