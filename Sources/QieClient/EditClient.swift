@@ -140,9 +140,12 @@ public struct RetryPolicy: Sendable {
     }
 }
 
-/// How an accepted job is waited for: polling intervals and the longest wait.
+/// How an accepted job is waited for: when to poll and the longest wait.
+/// Polls are planned from the jobs that ended before (see `PollPlanner`)
+/// unless `fixedInterval` forces a cadence.
 public struct WaitPolicy: Sendable {
-    /// First pause before polling; later pauses grow by half up to `maxInterval`.
+    /// Before an endpoint has a finished job to learn from: the first pause;
+    /// later pauses grow by half up to `maxInterval`.
     public var firstInterval: Double
     /// The longest pause between polls, in seconds.
     public var maxInterval: Double
@@ -151,13 +154,22 @@ public struct WaitPolicy: Sendable {
     public var fallbackInterval: Double
     /// Longest time from submission to a terminal answer (the overall timeout).
     public var timeout: Double
+    /// Poll at exactly this cadence instead of planning (seconds).
+    public var fixedInterval: Double?
+    /// Polls to one endpoint per second, at most, over all its jobs.
+    public var maxPollsPerSecond: Double
 
     /// A wait policy; intervals and the timeout are in seconds.
-    public init(firstInterval: Double = 1, maxInterval: Double = 10, fallbackInterval: Double = 30, timeout: Double = 1800) {
-        self.firstInterval = max(0.05, firstInterval)
+    public init(
+        firstInterval: Double = 1, maxInterval: Double = 10, fallbackInterval: Double = 30, timeout: Double = 1800,
+        fixedInterval: Double? = nil, maxPollsPerSecond: Double = 20
+    ) {
+        self.fixedInterval = fixedInterval.map { max(0.05, $0) }
+        self.firstInterval = max(0.05, fixedInterval ?? firstInterval)
         self.maxInterval = max(self.firstInterval, maxInterval)
         self.fallbackInterval = max(self.firstInterval, fallbackInterval)
         self.timeout = max(0, timeout)
+        self.maxPollsPerSecond = maxPollsPerSecond
     }
 }
 
@@ -203,6 +215,8 @@ public final class EditClient: Sendable {
     public let requestTimeout: TimeAmount
     /// Largest response or result accepted.
     public let maxBodyBytes: Int
+    /// When this client's jobs are polled, learned from those that ended.
+    public let polling = PollPlanner()
 
     /// A client with its own connection pool.
     ///
@@ -237,6 +251,7 @@ public final class EditClient: Sendable {
     private struct Answer {
         var status: Int
         var body: Data
+        var retryAfter: Double? = nil
     }
 
     /// How long a request keeps being retried.
@@ -286,7 +301,9 @@ public final class EditClient: Sendable {
                     submission
                     ? RetryPolicy.shouldRetrySubmission(status: status, retryAfter: retryAfter)
                     : RetryPolicy.shouldRetry(status: status)
-                guard retrying else { return Answer(status: status, body: data) }
+                guard retrying else {
+                    return Answer(status: status, body: data, retryAfter: RetryPolicy.parseRetryAfter(retryAfter))
+                }
                 wait = RetryPolicy.parseRetryAfter(retryAfter)
                 if !more() { return Answer(status: status, body: data) }
             } catch is CancellationError {
@@ -362,7 +379,8 @@ public final class EditClient: Sendable {
         policy: WaitPolicy = WaitPolicy(), signals: JobSignals? = nil,
         accepted: @escaping @Sendable (String) async -> Void = { _ in }
     ) async throws -> JobResult {
-        let deadline = ContinuousClock.now + .seconds(policy.timeout)
+        let submitted = ContinuousClock.now
+        let deadline = submitted + .seconds(policy.timeout)
         var submissions = 0
         let (first, status, warnings) = try await submit(request, to: profile, attempts: &submissions)
         switch first {
@@ -389,7 +407,7 @@ public final class EditClient: Sendable {
             }
             var result = try await wait(
                 for: id, status: status, request: pollRequest, on: profile, policy: policy, signals: signals,
-                deadline: deadline)
+                deadline: deadline, submittedAt: submitted)
             result.submissions = submissions
             return result
         }
@@ -401,13 +419,18 @@ public final class EditClient: Sendable {
     public func wait(
         for id: String, status: String = "submitted", request: BuiltRequest, on profile: ProviderProfile,
         policy: WaitPolicy = WaitPolicy(), signals: JobSignals? = nil,
-        deadline: ContinuousClock.Instant? = nil
+        deadline: ContinuousClock.Instant? = nil, submittedAt: ContinuousClock.Instant? = nil
     ) async throws -> JobResult {
         let deadline = deadline ?? ContinuousClock.now + .seconds(policy.timeout)
         var interval = signals == nil ? policy.firstInterval : policy.fallbackInterval
         var polls = 0
         var lastStatus = status
         var signalled = false
+        // Seconds since submission when the job was last seen running, and
+        // the least pause the endpoint asked for (Retry-After).
+        var seenRunning: Double = 0
+        var asked: Double = 0
+        func elapsed() -> Double? { submittedAt.map { (ContinuousClock.now - $0) / .seconds(1) } }
         while true {
             let remaining = (deadline - ContinuousClock.now) / .seconds(1)
             guard remaining > 0 else {
@@ -416,7 +439,9 @@ public final class EditClient: Sendable {
                     message: "\(profile.id): job \(id) was still \(lastStatus) after \(String(format: "%g", policy.timeout)) s; it may yet finish (and be billed): ask for job \(id) again rather than submitting anew",
                     endpoint: profile.id, jobID: id)
             }
-            let pause = min(interval, remaining)
+            let planned = signals == nil ? polling.pause(endpoint: profile.id, elapsed: elapsed(), cold: interval, policy: policy) : interval
+            let pause = min(max(planned, asked), remaining)
+            asked = 0
             if let signals {
                 if let signal = await signals.wait(for: id, upTo: pause) {
                     signalled = true
@@ -441,6 +466,8 @@ public final class EditClient: Sendable {
             } else {
                 try await Task.sleep(for: .seconds(pause))
             }
+            try await polling.admit(endpoint: profile.id, perSecond: policy.maxPollsPerSecond)
+            let asking = elapsed()
             var attempts = 0
             let answer = try await exchange(
                 request, profile: profile, what: "asking about job \(id)", persistence: .until(deadline),
@@ -464,6 +491,13 @@ public final class EditClient: Sendable {
             }
             switch outcome {
             case .completed(let images, let cost, _):
+                if let asking, signals == nil {
+                    if let reported = Self.reportedDuration(answer.body) {
+                        polling.record(endpoint: profile.id, low: reported, high: reported)
+                    } else {
+                        polling.record(endpoint: profile.id, low: seenRunning, high: asking)
+                    }
+                }
                 return JobResult(
                     images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls, signalled: signalled,
                     warnings: warnings)
@@ -478,9 +512,21 @@ public final class EditClient: Sendable {
                     status: answer.status)
             case .pending(_, let status):
                 lastStatus = status
+                if let asking { seenRunning = asking }
+                asked = answer.retryAfter ?? 0
                 if signals == nil { interval = min(policy.maxInterval, interval * 1.5) }
             }
         }
+    }
+
+    /// A job's queue and run time as the endpoint reports them, in seconds
+    /// (RunPod's `delayTime` + `executionTime`, in milliseconds), or nil.
+    static func reportedDuration(_ body: Data) -> Double? {
+        guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
+            let delay = (object["delayTime"] as? NSNumber)?.doubleValue,
+            let execution = (object["executionTime"] as? NSNumber)?.doubleValue, delay >= 0, execution >= 0
+        else { return nil }
+        return (delay + execution) / 1000
     }
 
     /// The bytes of a result, downloaded at once (some URLs expire) or decoded

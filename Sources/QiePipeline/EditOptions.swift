@@ -216,7 +216,7 @@ public struct EditOptions: Sendable, Codable, Equatable {
     }
 
     /// The wait policy for accepted jobs.
-    var waitPolicy: WaitPolicy { WaitPolicy(firstInterval: timeouts.pollInterval, timeout: timeouts.overall) }
+    var waitPolicy: WaitPolicy { WaitPolicy(timeout: timeouts.overall, fixedInterval: timeouts.pollInterval) }
 }
 
 /// Endpoint-specific request fields; each is sent only where the endpoint
@@ -273,14 +273,15 @@ public struct Timeouts: Sendable, Codable, Equatable {
     public var request: Double = 300
     /// Longest wait for one edit, from submission to result.
     public var overall: Double = 1800
-    /// First pause between status polls (growing by half to 10 s).
-    public var pollInterval: Double = 1
+    /// Poll at exactly this cadence (seconds); nil plans polls from the
+    /// jobs that ended before (see `PollPlanner`).
+    public var pollInterval: Double?
     /// Longest one result download may take, start to end (a result that
     /// trickles in is cut off too, not only one that stalls).
     public var download: Double = 120
 
     /// The defaults: 10 s to connect, 300 s per answer, 1800 s per edit,
-    /// polls from 1 s, 120 s per result download.
+    /// planned polls, 120 s per result download.
     public init() {}
 
     /// Reads stored timeouts; those not mentioned (stored by an earlier qie) take their defaults.
@@ -289,13 +290,13 @@ public struct Timeouts: Sendable, Codable, Equatable {
         connect = try values.decodeIfPresent(Double.self, forKey: .connect) ?? connect
         request = try values.decodeIfPresent(Double.self, forKey: .request) ?? request
         overall = try values.decodeIfPresent(Double.self, forKey: .overall) ?? overall
-        pollInterval = try values.decodeIfPresent(Double.self, forKey: .pollInterval) ?? pollInterval
+        pollInterval = try values.decodeIfPresent(Double.self, forKey: .pollInterval)
         download = try values.decodeIfPresent(Double.self, forKey: .download) ?? download
     }
 
     func validate() throws(SettingError) {
         for (setting, value) in [
-            (Setting.timeout, overall), (.requestTimeout, request), (.connectTimeout, connect), (.pollInterval, pollInterval),
+            (Setting.timeout, overall), (.requestTimeout, request), (.connectTimeout, connect), (.pollInterval, pollInterval ?? 1),
             (.downloadTimeout, download),
         ] where !(value > 0) {
             throw SettingError(setting, value: "\(value)", .invalid(expected: "a positive number of seconds"))

@@ -173,7 +173,8 @@ struct RunContext: Sendable {
             let result = try await editor.edit(edit, options: options, hooks: hooks)
             let output = try await write(result, for: job, key: key, inputSHA256: identity.sha256, rowID: row.id)
             if let jobRow {
-                try ledger.markCompleted(jobRow, outputs: output.paths, reportedCost: result.reportedCost.map { "\($0)" })
+                try ledger.markCompleted(
+                    jobRow, outputs: output.paths, reportedCost: result.reportedCost.map { "\($0)" }, polls: result.polls)
             }
             events(.done(job, output))
             return JobOutcome(kind: .written, cost: result.cost)

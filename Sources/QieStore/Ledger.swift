@@ -57,6 +57,8 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
     public var resultURLs: String?
     /// Submissions sent for this job, over all runs.
     public var attempts: Int
+    /// Status polls sent for it, over all runs.
+    public var polls: Int
     /// Output files (JSON array).
     public var outputs: String?
     /// USD, as decimal text.
@@ -86,6 +88,7 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
         self.options = options
         state = .pending
         attempts = 0
+        polls = 0
         createdAt = 0
         updatedAt = 0
     }
@@ -152,6 +155,8 @@ public struct LedgerSummary: Sendable, Codable, Equatable {
     public var unpriced = 0
     /// Submissions sent, over all jobs and runs.
     public var submissions = 0
+    /// Status polls sent, over all jobs and runs.
+    public var polls = 0
 }
 
 /// The run ledger: a SQLite file in the output folder (WAL journal), one row
@@ -234,6 +239,10 @@ public final class Ledger: Sendable {
                 t.add(column: "configuration", .text)
                 t.add(column: "configurationVersion", .integer)
             }
+        }
+        // Polls per job, to see how quickly finished jobs are noticed.
+        migrator.registerMigration("v3") { db in
+            try db.alter(table: "jobs") { t in t.add(column: "polls", .integer).notNull().defaults(to: 0) }
         }
         return migrator
     }
@@ -336,13 +345,13 @@ public final class Ledger: Sendable {
     }
 
     /// Done: its outputs, and the endpoint's cost when it reported one.
-    public func markCompleted(_ id: Int64, outputs: [String], reportedCost: String?) throws {
+    public func markCompleted(_ id: Int64, outputs: [String], reportedCost: String?, polls: Int = 0) throws {
         let list = String(decoding: try JSONEncoder().encode(outputs), as: UTF8.self)
         try execute(
             """
             UPDATE jobs SET state = 'completed', outputs = ?, reportedCost = COALESCE(?, reportedCost), error = NULL,
-            updatedAt = ? WHERE id = ?
-            """, [list, reportedCost, Date().timeIntervalSince1970, id])
+            polls = polls + ?, updatedAt = ? WHERE id = ?
+            """, [list, reportedCost, polls, Date().timeIntervalSince1970, id])
     }
 
     /// Ended with `error`; an accepted job that may still finish keeps its
@@ -404,13 +413,14 @@ public final class Ledger: Sendable {
     public func summary() throws -> LedgerSummary {
         var summary = LedgerSummary()
         try database.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT state, COUNT(*), SUM(attempts) FROM jobs GROUP BY state")
+            let rows = try Row.fetchAll(db, sql: "SELECT state, COUNT(*), SUM(attempts), SUM(polls) FROM jobs GROUP BY state")
             for row in rows {
                 let state: String = row[0]
                 let count: Int = row[1]
                 summary.byState[state] = count
                 summary.jobs += count
                 summary.submissions += (row[2] as Int?) ?? 0
+                summary.polls += (row[3] as Int?) ?? 0
             }
         }
         (summary.spentUSD, summary.unpriced) = try committedCost(includingSubmitted: false)

@@ -147,8 +147,10 @@ struct Edit: AsyncParsableCommand {
     @Option(name: .customLong("connect-timeout"), help: "Longest wait to connect, in seconds.")
     var connectTimeout: Double = 10
 
-    @Option(name: .customLong("poll-interval"), help: "First pause between status polls, in seconds (grows to 10).")
-    var pollInterval: Double = 1
+    @Option(
+        name: .customLong("poll-interval"),
+        help: "Poll at exactly this cadence, in seconds (default: planned from the jobs that ended before).")
+    var pollInterval: Double?
 
     @OptionGroup var fields: EndpointFieldOptions
 

@@ -133,6 +133,10 @@ struct Status: ParsableCommand {
         out.add("\(summary.jobs) job\(summary.jobs == 1 ? "" : "s") in \(DisplayPath.escape(folder)): \(states.joined(separator: ", "))")
         out.add(
             "spent: $\(summary.spentUSD)\(summary.unpriced > 0 ? " (+ \(summary.unpriced) unpriced)" : "") over \(summary.submissions) submission\(summary.submissions == 1 ? "" : "s")")
+        if summary.polls > 0 {
+            let completed = max(1, summary.byState[JobState.completed.rawValue] ?? 0)
+            out.add(String(format: "polls: %d (%.1f per completed job)", summary.polls, Double(summary.polls) / Double(completed)))
+        }
         for job in status.inFlight {
             out.add("in flight: \(DisplayPath.escape(job.inputPath)): job \(job.requestID ?? "?") at \(job.endpoint)")
         }

@@ -6,6 +6,7 @@ import QieClient
 import QieWebhooks
 import QieEmulator
 import QieImaging
+import QiePipeline
 import QieProviders
 import Synchronization
 import Testing
@@ -362,6 +363,52 @@ struct NotificationPartsTests {
             #expect(await signals.wait(for: "r-1", upTo: 0.3) == nil)
         }
         try await http.shutdown()
+    }
+
+    @Test("Polls are planned from the durations seen: just before the earliest end, often through the spread, then less often")
+    func pollPlanning() async throws {
+        let planner = PollPlanner()
+        let policy = WaitPolicy()
+        #expect(planner.pause(endpoint: "e", elapsed: 0, cold: 1, policy: policy) == 1, "nothing learned: the cold schedule")
+        #expect(planner.pause(endpoint: "e", elapsed: 0, cold: 1, policy: WaitPolicy(fixedInterval: 0.3)) == 0.3)
+        // One loose bracket from the cold schedule, then tight ones: the tight ones decide.
+        planner.record(endpoint: "e", low: 2.5, high: 4.75)
+        for _ in 0..<5 { planner.record(endpoint: "e", low: 3.9, high: 4.0) }
+        let expected = try #require(planner.expected(endpoint: "e"))
+        #expect(abs(expected.early - 3.95) < 0.01 && abs(expected.late - 3.95) < 0.01, "\(expected)")
+        let step = 0.05 * 3.95
+        for _ in 0..<20 {
+            let first = planner.pause(endpoint: "e", elapsed: 0.1, cold: 1, policy: policy)
+            #expect(abs(first - (3.95 - step - 0.1)) <= step / 4 + 1e-9, "first poll just before the expected end: \(first)")
+            let near = planner.pause(endpoint: "e", elapsed: 3.9, cold: 1, policy: policy)
+            #expect(abs(near - step) <= step / 4 + 1e-9, "\(near)")
+            let late = planner.pause(endpoint: "e", elapsed: 12, cold: 1, policy: policy)
+            #expect(abs(late - (12 - 3.95) / 2) <= step / 4 + 1e-9, "\(late)")
+        }
+        #expect(planner.expected(endpoint: "other") == nil, "endpoints learn apart")
+
+        // Polls to one endpoint are spaced to the cap.
+        let start = ContinuousClock.now
+        for _ in 0..<10 { try await planner.admit(endpoint: "e", perSecond: 20) }
+        #expect(ContinuousClock.now - start >= .milliseconds(440))
+    }
+
+    @Test("A polled run learns its endpoint: at most 3 polls per job on average, counted in sidecars, the ledger and qie status")
+    func pollsCounted() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for index in 1...12 { try write(96 + index, 64, to: root + "/in/\(index).jpg") }
+        try await withEmulator(latency: .milliseconds(600)) { emulator, base in
+            var options = testOptions(.runflowQwenImageEdit2511, base: base)
+            options.timeouts.pollInterval = nil  // planned
+            let run = try await runFolder(root, options: options) { $0.concurrency = 4 }
+            #expect(run.summary.batch.written == 12)
+            let polls = emulator.polls(of: .runflowQwenImageEdit2511)
+            let sidecarPolls = run.done.reduce(0) { $0 + $1.result.polls }
+            #expect(sidecarPolls == polls && Double(polls) / 12 <= 3, "\(polls) polls for 12 jobs")
+            let status = try EditRun.status(folder: root + "/out")
+            #expect(status.summary.polls == polls)
+        }
     }
 
     @Test("Event stream parsing across chunk boundaries, CRLF, comments and multi-line data")
