@@ -45,6 +45,7 @@ test: deps example
 	scripts/bench-edit.sh --quick
 	scripts/bench-run.sh --quick
 	scripts/bench-gateway.sh --quick
+	scripts/bench-providers.sh --quick
 
 # Builds the example as a user's package would be built, and runs it: it edits
 # a folder on the in-process emulator, stops, resumes, and checks the results.
@@ -57,7 +58,7 @@ release: deps
 	SWIFT_DETERMINISTIC_HASHING=1 $(SWIFT) build -c release --product qie
 
 bench: deps
-	scripts/bench-prepare.sh
+	scripts/bench.sh
 
 # DocC documentation of the library products: one combined archive,
 # $(DOCS)/qie.doccarchive, whose modules link to each other. It is built for

@@ -3,11 +3,20 @@
   load SERVED CLIENTS EDITS LATENCY         wall time of EDITS edits against the ideal
   memory SERVED CLIENTS SMALL LARGE PID     peak RSS of PID after SMALL and after LARGE edits
 """
+import os
 import io
 import multiprocessing
 import sys
 import threading
 import time
+
+
+def figure(name, value, reference, target):
+    """One figure for scripts/bench.sh's table (when it set QIE_BENCH_FIGURES)."""
+    path = os.environ.get("QIE_BENCH_FIGURES")
+    if path:
+        with open(path, "a") as out:
+            out.write("%s\t%s\t%s\t%s\n" % (name, value, "" if reference is None else reference, target))
 
 import openai
 from PIL import Image
@@ -85,6 +94,7 @@ if mode == "load":
     ideal = edits / clients * latency
     print("== 2. load: %d SDK clients, %d edits, %.1f s endpoint latency" % (clients, edits, latency))
     print("  wall %.2f s = %.3fx the ideal %.1f s (goal <= 1.1x; clients in 4 processes, built before the clock starts)" % (wall, wall / ideal, ideal))
+    figure("gateway load, %d SDK clients: wall / ideal (s)" % clients, wall, ideal, "<= 1.10x")
 else:
     small, large, pid = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
     print("== 3. memory: peak RSS of qie serve, %d clients, no latency" % clients)
@@ -94,5 +104,6 @@ else:
     _, _, more = run(served, clients, large - small)
     failures += more
     print("  after %d edits: %.1f MB (%.2fx)" % (large, rss(pid), rss(pid) / first))
+    figure("gateway peak RSS, %d / %d edits (MB)" % (large, small), rss(pid), first, "<= 1.25x")
 if failures:
     sys.exit("%d edits failed: %s" % (len(failures), failures[0]))

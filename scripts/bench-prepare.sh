@@ -15,6 +15,7 @@
 # seconds; its figures are not the benchmark's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 root=$(pwd)
 imagemagick=1; quick=0
 case "${1:-}" in
@@ -115,6 +116,12 @@ verdict() {  # a quick run's figures (debug build, samples/) are not judged
 q_jpeg=${wall["qie prepare -> jpeg q90"]}; q_png=${wall["qie prepare -> png"]}
 v_jpeg=${wall["vipsthumbnail -> jpeg q90"]}; pil=${wall["Pillow ImageOps.pad -> png"]}
 peak=${mem["qie prepare -> jpeg q90"]}; peak_png=${mem["qie prepare -> png"]}; peak3=${mem["qie prepare -> jpeg, corpus x3"]}
+
+figure "prepare -> jpeg: qie / vipsthumbnail (s)" "$q_jpeg" "$v_jpeg" "<= 0.60x"
+figure "prepare -> png: qie / Pillow (s)" "$q_png" "$pil" "<= 0.40x"
+[ $imagemagick -eq 1 ] && figure "prepare -> png: qie / ImageMagick (s)" "$q_png" "${wall["ImageMagick convert -> png"]}" "<= 0.20x"
+figure "prepare peak memory, corpus x3 (MB)" "$peak3" "" "< 400 MB"
+figure "probe: qie / vipsheader (s)" "$probe_qie" "$probe_vh" "<= 1.00x"
 
 echo
 echo "| measure | value | target | |"

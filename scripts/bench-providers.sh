@@ -3,16 +3,31 @@
 # Foundation, one core) and `qie cost` over a folder of the corpus copied to
 # COUNT files (default 10,000), in files per second.
 #
-#   scripts/bench-providers.sh
+#   scripts/bench-providers.sh [--quick]
 #
 # The copied folder is kept in ~/.cache/qie-bench-cost-COUNT for later runs
 # (about 14 GB for 10,000 files: real copies, since qie reads a file reached
 # through two links once). Timings are warm-cache, best of 3.
+# --quick (run by `make test`, so the script keeps working) uses the debug
+# build, one small buffer and 40 copies of samples/; its figures are not the
+# benchmark's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 root=$(pwd)
 count=${COUNT:-10000}
 scripts/ensure-deps.sh hyperfine
+
+if [ "${1:-}" = "--quick" ]; then
+  qie=.build/debug/qie; bench=.build/debug/qie-bench
+  [ -x "$qie" ] && [ -x "$bench" ] || { echo "build first (swift build --build-tests)" >&2; exit 1; }
+  "$bench" base64 quick
+  folder=$(mktemp -d "${TMPDIR:-/tmp}/qie-bench-providers.XXXXXX")
+  trap 'rm -rf "$folder"' EXIT
+  for i in $(seq 1 8); do for f in samples/*.jpg samples/*.png samples/*.webp; do cp "$f" "$folder/$i-$(basename "$f")"; done; done
+  hyperfine --style basic --runs 1 "$qie cost $folder --provider runpod-qwen-image-edit-2511 >/dev/null"
+  exit 0
+fi
 
 corpus=${CORPUS:-$HOME/.cache/image-corpus}
 if [ ! -s "$corpus/MANIFEST.tsv" ]; then
@@ -23,7 +38,10 @@ if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie 
 fi
 
 echo "== data-URI encoding"
-.build/release/qie-bench
+.build/release/qie-bench | tee /tmp/qie-bench-base64.out
+# The 2 MB buffer: a typical prepared image.
+read -r qie_mbs foundation_mbs < <(awk '$1 == 2048 { print $3, $7 }' /tmp/qie-bench-base64.out)
+figure "data-URI encoding, 2 MB: qie / Foundation (MB/s)" "$qie_mbs" "$foundation_mbs" ">= 1.00x"
 
 folder="$HOME/.cache/qie-bench-cost-$count"
 if [ ! -f "$folder/.complete" ]; then
@@ -49,3 +67,4 @@ for result in json.load(open("/tmp/qie-bench-cost.json"))["results"]:
     best = result["min"]
     print(f"{result['command'].split(' --provider ')[1].split()[0]:>32}: {best:.2f} s best, {count / best:,.0f} files/s (target >= 5,000)")
 PY
+figure "qie cost over $count files (files/s)" "$(python3 -c "import json; print($count / json.load(open('/tmp/qie-bench-cost.json'))['results'][0]['min'])")" "" ">= 5000 files/s"

@@ -16,6 +16,7 @@
 # edits; its figures are not the benchmark's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 scripts/ensure-deps.sh hyperfine time
 quick=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
@@ -38,7 +39,8 @@ trap cleanup EXIT
 parts=" ${*:-ledger dry memory} "
 if [[ $parts == *" ledger "* ]]; then
 echo "== 1. ledger overhead"
-$bench ledger "$jobs"
+$bench ledger "$jobs" | tee "$work/ledger.out"
+figure "ledger overhead per job (ms)" "$(grep -o '= [0-9.]* ms per job' "$work/ledger.out" | grep -o '[0-9.]*')" "" "< 1 ms"
 fi
 
 if [[ $parts == *" dry "* ]]; then
@@ -60,9 +62,11 @@ elif [ ! -f "$folder/.complete" ]; then
   done
   touch "$folder/.complete"
 fi
-hyperfine --style basic --warmup 1 --runs $([ $quick -eq 1 ] && echo 1 || echo 3) \
+hyperfine --style basic --warmup 1 --runs $([ $quick -eq 1 ] && echo 1 || echo 3) --export-json "$work/dry.json" \
   "$qie edit $folder --provider runflow --prompt 'make it night' --out $work/dry --dry-run >/dev/null" \
   "$qie cost $folder --provider runflow >/dev/null"
+read -r dry_s cost_s < <(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results']; print(r[0]['min'], r[1]['min'])" "$work/dry.json")
+figure "edit --dry-run / qie cost over $dry files (s)" "$dry_s" "$cost_s" "<= 1.50x"
 fi
 
 [[ $parts == *" memory "* ]] || exit 0
@@ -95,3 +99,4 @@ for n in $small $large; do
 done
 python3 -c "import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); print(f'peak RSS {sys.argv[4]} / {sys.argv[3]} edits = {b / a:.2f} (target within 20%)')" \
   "$(cat "$work/rss-$small")" "$(cat "$work/rss-$large")" "$small" "$large"
+figure "edit peak RSS, $large / $small edits (KB)" "$(cat "$work/rss-$large")" "$(cat "$work/rss-$small")" "<= 1.20x"

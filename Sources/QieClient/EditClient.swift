@@ -441,7 +441,6 @@ public final class EditClient: Sendable {
             }
             let planned = signals == nil ? polling.pause(endpoint: profile.id, elapsed: elapsed(), cold: interval, policy: policy) : interval
             let pause = min(max(planned, asked), remaining)
-            asked = 0
             if let signals {
                 if let signal = await signals.wait(for: id, upTo: pause) {
                     signalled = true
@@ -464,8 +463,20 @@ public final class EditClient: Sendable {
                 }
                 try Task.checkCancellation()
             } else {
-                try await Task.sleep(for: .seconds(pause))
+                // A long pause is planned again whenever another job of the
+                // run ends meanwhile: what it teaches may bring the poll forward.
+                var due = ContinuousClock.now + .seconds(pause)
+                var known = polling.version
+                while ContinuousClock.now < due {
+                    try await Task.sleep(until: min(due, ContinuousClock.now + .milliseconds(200)))
+                    if polling.version != known, asked == 0, policy.fixedInterval == nil, let seconds = elapsed() {
+                        known = polling.version
+                        let again = polling.pause(endpoint: profile.id, elapsed: seconds, cold: interval, policy: policy)
+                        due = min(due, ContinuousClock.now + .seconds(again))
+                    }
+                }
             }
+            asked = 0
             try await polling.admit(endpoint: profile.id, perSecond: policy.maxPollsPerSecond)
             let asking = elapsed()
             var attempts = 0

@@ -30,6 +30,12 @@ public final class PollPlanner: Sendable {
     }
 
     private let state = Mutex<[String: Endpoint]>([:])
+    /// Durations recorded so far, over all endpoints: a waiting job that sees
+    /// it change plans again with what was learned.
+    private let learned = Atomic<Int>(0)
+
+    /// How many durations have been recorded (changes whenever one is).
+    public var version: Int { learned.load(ordering: .relaxed) }
     /// Durations remembered per endpoint (the most recent ones).
     static let memory = 64
 
@@ -47,6 +53,7 @@ public final class PollPlanner: Sendable {
             if entry.durations.count > Self.memory { entry.durations.removeFirst() }
             endpoints[endpoint] = entry
         }
+        learned.add(1, ordering: .relaxed)
     }
 
     /// The spread of recent durations on `endpoint` (seconds): the early and
@@ -75,12 +82,12 @@ public final class PollPlanner: Sendable {
     public func pause(endpoint: String, elapsed: Double?, cold: Double, policy: WaitPolicy) -> Double {
         if let fixed = policy.fixedInterval { return fixed }
         guard let elapsed, let (early, late) = expected(endpoint: endpoint) else { return cold }
-        let step = max(0.1, 0.05 * (early + late) / 2)
+        let step = max(0.05, 0.03 * (early + late) / 2)
         let pause: Double
         if elapsed < early - step {
             pause = early - step - elapsed  // just before the earliest expected end
         } else if elapsed < late + step {
-            pause = max(step, (late - early) / 8)  // through the spread, often
+            pause = max(step, (late - early) / 12)  // through the spread, often
         } else {
             pause = min(policy.maxInterval, max(step, (elapsed - late) / 2))  // later than ever seen: less and less often
         }

@@ -76,6 +76,13 @@ public final class EditEmulator: Sendable {
     /// How long finished jobs and result files are kept (seconds), as a real
     /// endpoint's results expire; older ones are forgotten.
     public let retention: Double
+    /// When set, each submission's latency is drawn uniformly between
+    /// `latency` and this (and logged as `latency SECONDS`).
+    public let latencyMax: Duration?
+    /// When set, every accepted submission's body is written to this folder
+    /// (`N.body`), with one line per body in `index.jsonl` (path, content
+    /// type, file), so a benchmark can replay exactly what a client sent.
+    public let recordBodies: String?
 
     struct Job {
         var profileID: String
@@ -113,6 +120,7 @@ public final class EditEmulator: Sendable {
         var streams: [UUID: AsyncStream<String>.Continuation] = [:]
         var callbacks: [(status: Int, signature: String?)] = []
         var port = 0
+        var recorded = 0
     }
 
     let state = Mutex(State())
@@ -122,14 +130,18 @@ public final class EditEmulator: Sendable {
 
     /// An emulator that accepts `apiKey`, answers after `latency`, signs
     /// callbacks with `signingSecret` when set, keeps finished jobs and result
-    /// files for `retention` seconds, and passes one line per answered
+    /// files for `retention` seconds (latencies drawn up to `latencyMax` and
+    /// bodies recorded to `recordBodies` when set), and passes one line per answered
     /// request to `requestLog`.
     public init(
         apiKey: String = "emulator-key", latency: Duration = .zero, signingSecret: String? = nil,
-        effect: EmulatedEffect = .none, retention: Double = 3600, requestLog: (@Sendable (String) -> Void)? = nil
+        effect: EmulatedEffect = .none, retention: Double = 3600, latencyMax: Duration? = nil, recordBodies: String? = nil,
+        requestLog: (@Sendable (String) -> Void)? = nil
     ) {
         self.effect = effect
         self.retention = retention
+        self.latencyMax = latencyMax
+        self.recordBodies = recordBodies
         self.apiKey = apiKey
         self.latency = latency
         self.signingSecret = signingSecret
@@ -285,14 +297,16 @@ public final class EditEmulator: Sendable {
             return errorResponse(profile, status: error.status, error.message, param: error.param)
         }
 
+        record(data, path: request.uri.path, contentType: request.headers[.contentType] ?? "")
+        let delay = drawLatency()
         if asJob || fault == .acceptedPending || fault.isJobFailure {
-            let id = startJob(edit, profile: profile, began: began, fault: fault)
+            let id = startJob(edit, profile: profile, began: began, latency: delay, fault: fault)
             return acceptance(profile, id: id, edit: edit, enqueued: enqueued)
         }
         // Synchronous: the images are made off the server's threads, within
         // the latency (a real endpoint's time includes its work).
         let outputs = try await Self.render(edit, effect: effect)
-        try await Task.sleep(until: began + latency)
+        try await Task.sleep(until: began + delay)
         let (urls, inline) = publish(outputs, edit: edit, fault: fault)
         var cost: String? = nil
         if case .reportedCost(let value) = fault { cost = value }
@@ -392,9 +406,39 @@ public final class EditEmulator: Sendable {
 
     // MARK: Jobs
 
-    private func startJob(_ edit: EmulatedRequest, profile: ProviderProfile, began: ContinuousClock.Instant, fault: EmulatedFault?)
-        -> String
-    {
+    /// This submission's latency: `latency`, or drawn up to `latencyMax` (and logged).
+    private func drawLatency() -> Duration {
+        guard let latencyMax, latencyMax > latency else { return latency }
+        let low = latency / .seconds(1)
+        let seconds = Double.random(in: low...(latencyMax / .seconds(1)))
+        requestLog?(String(format: "latency %.3f", seconds))
+        return .milliseconds(Int64(seconds * 1000))
+    }
+
+    /// Writes an accepted body for replay, when asked to.
+    private func record(_ body: Data, path: String, contentType: String) {
+        guard let folder = recordBodies else { return }
+        let number = state.withLock { state -> Int in
+            state.recorded += 1
+            return state.recorded
+        }
+        let name = "\(number).body"
+        try? body.write(to: URL(fileURLWithPath: folder + "/" + name))
+        let line = (try? JSONSerialization.data(withJSONObject: ["path": path, "contentType": contentType, "file": name])) ?? Data()
+        if let handle = FileHandle(forWritingAtPath: folder + "/index.jsonl") ?? {
+            FileManager.default.createFile(atPath: folder + "/index.jsonl", contents: nil)
+            return FileHandle(forWritingAtPath: folder + "/index.jsonl")
+        }() {
+            handle.seekToEndOfFile()
+            handle.write(line + Data("\n".utf8))
+            try? handle.close()
+        }
+    }
+
+    private func startJob(
+        _ edit: EmulatedRequest, profile: ProviderProfile, began: ContinuousClock.Instant, latency: Duration,
+        fault: EmulatedFault?
+    ) -> String {
         let id: String
         switch profile.envelope {
         case .inputObject where profile.flow.contains(.synchronous): id = "sync-" + UUID().uuidString.lowercased()

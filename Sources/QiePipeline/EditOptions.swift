@@ -216,7 +216,9 @@ public struct EditOptions: Sendable, Codable, Equatable {
     }
 
     /// The wait policy for accepted jobs.
-    var waitPolicy: WaitPolicy { WaitPolicy(timeout: timeouts.overall, fixedInterval: timeouts.pollInterval) }
+    var waitPolicy: WaitPolicy {
+        WaitPolicy(firstInterval: 0.5, timeout: timeouts.overall, fixedInterval: timeouts.pollInterval)
+    }
 }
 
 /// Endpoint-specific request fields; each is sent only where the endpoint

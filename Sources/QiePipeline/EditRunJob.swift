@@ -56,10 +56,14 @@ struct RunContext: Sendable {
         var rowID: Int64? = nil
         var fetchingRecorded = false
         let acceptedID = Mutex<String?>(nil)
-        // Whether the job holds a place at the gate (given back when it ends),
-        // and whether it gave up its turn because the run was stopped.
-        let passage = Mutex((entered: false, withdrawn: false))
-        defer { passage.withLock({ $0.entered }) ? gate.leave() : gate.pass(number) }
+        // Whether the job holds a place at the gate (given back once its
+        // results are downloaded, or when it ends), whether it gave the place
+        // back already, and whether it gave up its turn because the run was stopped.
+        let passage = Mutex((entered: false, left: false, withdrawn: false))
+        defer {
+            let (entered, left) = passage.withLock { ($0.entered, $0.left) }
+            if !left { entered ? gate.leave() : gate.pass(number) }
+        }
         do {
             guard let asked = request(for: input) else {
                 if let problem = PromptManifest.promptFileProblem(for: input.path) {
@@ -112,7 +116,7 @@ struct RunContext: Sendable {
             hooks.prepared = {
                 await gate.enter(number)
                 let withdrawn = stop.isCancelled
-                passage.withLock { $0 = (entered: true, withdrawn: withdrawn) }
+                passage.withLock { $0 = (entered: true, left: false, withdrawn: withdrawn) }
                 if withdrawn { throw CancellationError() }
             }
             // Recorded results (of an accepted job, or of a failed one: it was
@@ -126,6 +130,15 @@ struct RunContext: Sendable {
                 hooks.resume = .poll(jobID: id)
             }
             if hooks.resume != nil, let id = row.requestID { acceptedID.withLock { $0 = id } }
+            // Converting and writing are local work: the next request need not wait for them.
+            hooks.fetched = {
+                let leaving = passage.withLock { passage -> Bool in
+                    guard passage.entered, !passage.left else { return false }
+                    passage.left = true
+                    return true
+                }
+                if leaving { gate.leave() }
+            }
             let limiter = self.limiter
             let jobRow = row.id
             hooks.willSend = { _, estimate in

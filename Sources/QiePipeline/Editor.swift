@@ -182,6 +182,10 @@ public struct EditHooks: Sendable {
     public var accepted: (@Sendable (_ index: Int, _ id: String) async -> Void)?
     /// The endpoint answered request `index` with its results, before they are fetched.
     public var answered: (@Sendable (_ index: Int, _ answer: JobResult) async throws -> Void)?
+    /// Every result is downloaded; converting, restoring and writing (local
+    /// work) come next. A caller that limits the edits on the wire frees the
+    /// edit's place here, so the next request leaves while this one finishes.
+    public var fetched: (@Sendable () async -> Void)?
 
     /// No hooks.
     public init(
@@ -498,6 +502,7 @@ public final class Editor: Sendable {
                 for image in answer.images { results.append(try await client.fetch(image, from: profile, checks: checks)) }
             }
             timings.fetch = Date().timeIntervalSince(fetching)
+            await hooks.fetched?()
 
             // Convert and restore on the local cores.
             let finishing = Date()

@@ -42,6 +42,12 @@ struct Emulate: AsyncParsableCommand {
     @Option(help: "Seconds finished jobs and result files are kept before they are forgotten.")
     var retention: Double = 3600
 
+    @Option(name: .customLong("latency-max"), help: "Draw each submission's latency between --latency and this many seconds.")
+    var latencyMax: Double?
+
+    @Option(name: .customLong("record-bodies"), help: "Write every accepted submission's body to this folder (with index.jsonl), for replay.", completion: .directory)
+    var recordBodies: String?
+
     @Flag(name: .customLong("log-requests"), help: "Print one line per request answered (method, path, status, time taken).")
     var logRequests = false
 
@@ -49,6 +55,9 @@ struct Emulate: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, got \(port)") }
         guard latency >= 0 else { throw ValidationError("--latency must not be negative, got \(latency)") }
         guard EmulatedEffect(rawValue: effect) != nil else { throw ValidationError("--effect must be none or negative, got \(effect)") }
+        if let latencyMax, latencyMax < latency {
+            throw ValidationError("--latency-max must be at least --latency (\(latency)), got \(latencyMax)")
+        }
         guard retention > 0 else { throw ValidationError("--retention must be positive, got \(retention)") }
         for fault in faults + pollFaults where EmulatedFault(parsing: fault) == nil {
             throw ValidationError("--fault \(fault) is not a fault; use one of: \(EmulatedFault.spellings.joined(separator: ", "))")
@@ -61,7 +70,8 @@ struct Emulate: AsyncParsableCommand {
         if logRequests { log = { @Sendable line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) } }
         let emulator = EditEmulator(
             apiKey: apiKey, latency: .milliseconds(Int(latency * 1000)), signingSecret: secret,
-            effect: EmulatedEffect(rawValue: effect) ?? .none, retention: retention, requestLog: log)
+            effect: EmulatedEffect(rawValue: effect) ?? .none, retention: retention,
+            latencyMax: latencyMax.map { .milliseconds(Int($0 * 1000)) }, recordBodies: recordBodies, requestLog: log)
         emulator.inject(faults.compactMap(EmulatedFault.init(parsing:)))
         emulator.injectIntoPolls(pollFaults.compactMap(EmulatedFault.init(parsing:)))
         try await emulator.run(port: port) { bound in

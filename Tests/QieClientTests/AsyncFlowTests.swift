@@ -376,7 +376,7 @@ struct NotificationPartsTests {
         for _ in 0..<5 { planner.record(endpoint: "e", low: 3.9, high: 4.0) }
         let expected = try #require(planner.expected(endpoint: "e"))
         #expect(abs(expected.early - 3.95) < 0.01 && abs(expected.late - 3.95) < 0.01, "\(expected)")
-        let step = 0.05 * 3.95
+        let step = 0.03 * 3.95
         for _ in 0..<20 {
             let first = planner.pause(endpoint: "e", elapsed: 0.1, cold: 1, policy: policy)
             #expect(abs(first - (3.95 - step - 0.1)) <= step / 4 + 1e-9, "first poll just before the expected end: \(first)")
