@@ -84,8 +84,8 @@ public final class PollPlanner: Sendable {
         guard let elapsed, let (early, late) = expected(endpoint: endpoint) else { return cold }
         let step = max(0.05, 0.03 * (early + late) / 2)
         let pause: Double
-        if elapsed < early - step {
-            pause = early - step - elapsed  // just before the earliest expected end
+        if elapsed < early - step / 2 {
+            pause = early - step / 2 - elapsed  // just before the earliest expected end
         } else if elapsed < late + step {
             pause = max(step, (late - early) / 12)  // through the spread, often
         } else {

@@ -216,8 +216,13 @@ public struct EditOptions: Sendable, Codable, Equatable {
     }
 
     /// The wait policy for accepted jobs.
-    var waitPolicy: WaitPolicy {
-        WaitPolicy(firstInterval: 0.5, timeout: timeouts.overall, fixedInterval: timeouts.pollInterval)
+    /// How jobs on `profile` are waited for: planned polls (fixed with
+    /// `pollInterval`), from 0.5 s before anything is learned, at most half
+    /// the endpoint's published poll rate (50 a second where it publishes none).
+    func waitPolicy(on profile: ProviderProfile) -> WaitPolicy {
+        WaitPolicy(
+            firstInterval: 0.5, timeout: timeouts.overall, fixedInterval: timeouts.pollInterval,
+            maxPollsPerSecond: profile.requestLimits.pollsPerSecond.map { $0 / 2 } ?? 50)
     }
 }
 

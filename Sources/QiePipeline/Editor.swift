@@ -578,7 +578,7 @@ public final class Editor: Sendable {
                     jobID: id)
             }
             return try Self.counted(
-                try await client.wait(for: id, request: poll, on: profile, policy: context.options.waitPolicy, signals: signals),
+                try await client.wait(for: id, request: poll, on: profile, policy: context.options.waitPolicy(on: profile), signals: signals),
                 context: context)
         case nil:
             try await hooks.willSend?(index, estimate)
@@ -586,7 +586,7 @@ public final class Editor: Sendable {
             let answer = try await client.perform(
                 built, on: profile,
                 poll: { RequestBuilder.poll(id: $0, for: profile, apiKey: access.apiKey, baseURL: access.baseURL) },
-                policy: context.options.waitPolicy, signals: signals, accepted: { id in await accepted?(index, id) })
+                policy: context.options.waitPolicy(on: profile), signals: signals, accepted: { id in await accepted?(index, id) })
             try await hooks.answered?(index, Self.counted(answer, context: context))
             return answer
         }

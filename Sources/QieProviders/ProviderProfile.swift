@@ -111,11 +111,15 @@ public struct ProviderProfile: Sendable {
         public var synchronous: Int?
         /// The limit on asynchronous submissions (RunPod `/run`).
         public var asynchronous: Int?
+        /// Status polls per second the endpoint publishes as its rate limit
+        /// (RunPod `/status`: 2000 per 10 s), or nil where none is published.
+        public var pollsPerSecond: Double?
 
-        /// Limits in bytes; nil where none is published.
-        public init(synchronous: Int? = nil, asynchronous: Int? = nil) {
+        /// Body limits in bytes and the status route's rate; nil where none is published.
+        public init(synchronous: Int? = nil, asynchronous: Int? = nil, pollsPerSecond: Double? = nil) {
             self.synchronous = synchronous
             self.asynchronous = asynchronous
+            self.pollsPerSecond = pollsPerSecond
         }
 
         /// The limit for a submission in `flow`, if there is one.

@@ -379,7 +379,7 @@ struct NotificationPartsTests {
         let step = 0.03 * 3.95
         for _ in 0..<20 {
             let first = planner.pause(endpoint: "e", elapsed: 0.1, cold: 1, policy: policy)
-            #expect(abs(first - (3.95 - step - 0.1)) <= step / 4 + 1e-9, "first poll just before the expected end: \(first)")
+            #expect(abs(first - (3.95 - step / 2 - 0.1)) <= step / 4 + 1e-9, "first poll just before the expected end: \(first)")
             let near = planner.pause(endpoint: "e", elapsed: 3.9, cold: 1, policy: policy)
             #expect(abs(near - step) <= step / 4 + 1e-9, "\(near)")
             let late = planner.pause(endpoint: "e", elapsed: 12, cold: 1, policy: policy)

@@ -22,7 +22,7 @@ extension ProviderProfile {
         ],
         envelope: .inputObject,
         flow: [.synchronous, .polling],
-        requestLimits: .init(synchronous: 20_000_000, asynchronous: 10_000_000),
+        requestLimits: .init(synchronous: 20_000_000, asynchronous: 10_000_000, pollsPerSecond: 200),
         result: .url(path: ["output", "image_url"]),
         pricing: .perOutputMegapixel(0.02, perImageReading: 0.02),
         notes: [
