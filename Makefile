@@ -41,11 +41,7 @@ test: deps example
 	$(BUILD) --build-tests
 	$(SWIFT) test --skip-build
 	.build/debug/qie-bench stream 1
-	scripts/bench-prepare.sh --quick
-	scripts/bench-edit.sh --quick
-	scripts/bench-run.sh --quick
-	scripts/bench-gateway.sh --quick
-	scripts/bench-providers.sh --quick
+	scripts/bench.sh --quick
 
 # Builds the example as a user's package would be built, and runs it: it edits
 # a folder on the in-process emulator, stops, resumes, and checks the results.

@@ -530,14 +530,18 @@ public final class EditClient: Sendable {
         }
     }
 
-    /// A job's queue and run time as the endpoint reports them, in seconds
-    /// (RunPod's `delayTime` + `executionTime`, in milliseconds), or nil.
+    /// A job's queue and run time as the endpoint reports them, in seconds:
+    /// RunPod's `delayTime` + `executionTime`, Runflow's `duration_ms` (both
+    /// in milliseconds), or nil.
     static func reportedDuration(_ body: Data) -> Double? {
-        guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
-            let delay = (object["delayTime"] as? NSNumber)?.doubleValue,
+        guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else { return nil }
+        if let delay = (object["delayTime"] as? NSNumber)?.doubleValue,
             let execution = (object["executionTime"] as? NSNumber)?.doubleValue, delay >= 0, execution >= 0
-        else { return nil }
-        return (delay + execution) / 1000
+        {
+            return (delay + execution) / 1000
+        }
+        if let duration = (object["duration_ms"] as? NSNumber)?.doubleValue, duration >= 0 { return duration / 1000 }
+        return nil
     }
 
     /// The bytes of a result, downloaded at once (some URLs expire) or decoded

@@ -60,8 +60,14 @@ public final class PollPlanner: Sendable {
     /// late ends (10th and 90th percentiles of the brackets' middles, the
     /// tightest brackets counting most), or nil before any job ended.
     public func expected(endpoint: String) -> (early: Double, late: Double)? {
+        spread(endpoint: endpoint).map { ($0.early, $0.late) }
+    }
+
+    /// `expected`, and how wide the median bracket is (how sure the planner is).
+    private func spread(endpoint: String) -> (early: Double, late: Double, width: Double)? {
         let brackets = state.withLock { $0[endpoint]?.durations ?? [] }
         guard !brackets.isEmpty else { return nil }
+        let widths = brackets.map(\.width).sorted()
         // Weighted quantiles: a bracket of 0.1 s says more than one of 2 s.
         let weighted = brackets.map { ($0.middle, 1 / max(0.05, $0.width)) }.sorted { $0.0 < $1.0 }
         let total = weighted.reduce(0) { $0 + $1.1 }
@@ -73,7 +79,7 @@ public final class PollPlanner: Sendable {
             }
             return weighted.last!.0
         }
-        return (quantile(0.1), quantile(0.9))
+        return (quantile(0.1), quantile(0.9), widths[widths.count / 2])
     }
 
     /// The pause before the next poll of a job `elapsed` seconds after its
@@ -81,13 +87,15 @@ public final class PollPlanner: Sendable {
     /// after `polls` polls, where the cold schedule's pause is `cold`.
     public func pause(endpoint: String, elapsed: Double?, cold: Double, policy: WaitPolicy) -> Double {
         if let fixed = policy.fixedInterval { return fixed }
-        guard let elapsed, let (early, late) = expected(endpoint: endpoint) else { return cold }
+        guard let elapsed, let (early, late, width) = spread(endpoint: endpoint) else { return cold }
         let step = max(0.05, 0.03 * (early + late) / 2)
         let pause: Double
         if elapsed < early - step / 2 {
             pause = early - step / 2 - elapsed  // just before the earliest expected end
         } else if elapsed < late + step {
-            pause = max(step, (late - early) / 12)  // through the spread, often
+            // Through the spread, often; less often while only loose
+            // measurements are known (the first jobs', from the cold schedule).
+            pause = max(step, (late - early) / 12, width / 3)
         } else {
             pause = min(policy.maxInterval, max(step, (elapsed - late) / 2))  // later than ever seen: less and less often
         }
