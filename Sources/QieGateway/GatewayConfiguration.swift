@@ -38,8 +38,16 @@ public struct GatewayConfiguration: Sendable {
     /// Client keys; empty: no key needed, loopback only.
     public var keys: [GatewayKey] = []
     /// What every edit starts from (timeouts, fit, background, prices, limits).
-    /// Request fields override the model, count, format and quality.
-    public var options = EditOptions(endpoint: "runpod")
+    /// Request fields override the model, count, format and quality. A
+    /// result already in the format and size the client asked for is passed
+    /// on as the endpoint made it once it decodes in full
+    /// (`keepResultBytes`, on here); turn it off to have every result
+    /// encoded again from its pixels, as folder runs do.
+    public var options: EditOptions = {
+        var options = EditOptions(endpoint: "runpod")
+        options.keepResultBytes = true
+        return options
+    }()
     /// The largest request body taken, bytes.
     public var maxBodyBytes = 64 << 20
     /// Edits running at once; more wait in a queue.
