@@ -554,10 +554,7 @@ public final class EditClient: Sendable {
         switch result {
         case .inline(let bytes):
             guard bytes.count <= checks.maxBytes else {
-                throw ClientError(
-                    kind: .badResponse,
-                    message: "\(profile.id): an inline result of \(bytes.count) bytes is over the \(checks.maxBytes)-byte limit",
-                    endpoint: profile.id, hint: "raise \(setting: .maxResultBytes) only if you expect results this large")
+                throw checks.tooLarge("an inline result", size: "\(bytes.count) bytes", endpoint: profile.id)
             }
             data = bytes
         case .url(let url):

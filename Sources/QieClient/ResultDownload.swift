@@ -100,6 +100,13 @@ public struct ResultChecks: Sendable, Equatable {
         Sanitized.text(address.replacing(/:\/\/[^\/?#]*@/) { _ in "://…@" }, limit: 200)
     }
 
+    /// A result (`what`: "the result at URL", "an inline result") over `maxBytes`, `size` said how.
+    func tooLarge(_ what: String, size: String, endpoint: String) -> ClientError {
+        ClientError(
+            kind: .badResponse, message: "\(endpoint): \(what) is over the \(maxBytes)-byte limit (\(size)); it was not kept",
+            endpoint: endpoint, hint: "raise \(setting: .maxResultBytes) only if you expect results this large")
+    }
+
     /// Whether results from an endpoint at `baseURL` may come from private
     /// addresses: when the endpoint itself is on one (a local emulator or a
     /// proxy on the user's own network). Blocking when a name must be resolved.
@@ -178,7 +185,7 @@ extension EditClient {
                 }
                 if (200..<300).contains(status) {
                     if let length = response.headers.first(name: "Content-Length").flatMap(Int.init), length > checks.maxBytes {
-                        throw Self.tooLarge(shown, size: "\(length) bytes", profile: profile, checks: checks)
+                        throw checks.tooLarge("the result at \(shown)", size: "\(length) bytes", endpoint: profile.id)
                     }
                     return try await save(response.body, shown: shown, profile: profile, checks: checks)
                 }
@@ -205,12 +212,6 @@ extension EditClient {
         }
     }
 
-    private static func tooLarge(_ shown: String, size: String, profile: ProviderProfile, checks: ResultChecks) -> ClientError {
-        ClientError(
-            kind: .badResponse,
-            message: "\(profile.id): the result at \(shown) is over the \(checks.maxBytes)-byte limit (\(size)); it was not kept",
-            endpoint: profile.id, hint: "raise \(setting: .maxResultBytes) only if you expect results this large")
-    }
 
     /// Streams a body into a new private temporary file, stopping at the cap,
     /// and returns its bytes mapped from the file (removed at once: the
@@ -233,9 +234,9 @@ extension EditClient {
             for try await chunk in body {
                 written += chunk.readableBytes
                 if written > checks.maxBytes {
-                    throw Self.tooLarge(shown, size: "more than that arrived", profile: profile, checks: checks)
+                    throw checks.tooLarge("the result at \(shown)", size: "more than that arrived", endpoint: profile.id)
                 }
-                try handle.write(contentsOf: Data(buffer: chunk))
+                try handle.write(contentsOf: chunk.readableBytesView)
             }
         }
         if written == 0 { return Data() }

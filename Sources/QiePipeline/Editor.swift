@@ -474,8 +474,12 @@ public final class Editor: Sendable {
                 flow: context.flow)
             // Within the endpoint's payload limit, or not sent at all.
             var requestEncoding: String? = nil
-            if let limit = profile.requestLimits.limit(for: context.flow), try built.body.contentLength() > limit {
-                (built, requestEncoding) = try await fitted(request, plan: prepared.plan, limit: limit, context: context)
+            if let limit = profile.requestLimits.limit(for: context.flow) {
+                let length = try built.body.contentLength()
+                if length > limit {
+                    (built, requestEncoding) = try await fitted(
+                        request, plan: prepared.plan, length: length, limit: limit, context: context)
+                }
             }
             let requestHooks = tracked
             let sending = built
@@ -595,14 +599,14 @@ public final class Editor: Sendable {
     /// The request again with its images encoded smaller, step by step (JPEG,
     /// or WebP where the endpoint takes no JPEG, at falling quality; alpha
     /// flattened onto white), until its body fits `limit`: the first that
-    /// fits is sent, and its encoding named. Refused when none fits.
-    private func fitted(_ request: EditRequest, plan: SizePlan, limit: Int, context: Context) async throws
+    /// fits is sent, and its encoding named. Refused when none fits; `length`
+    /// is the body's size as prepared.
+    private func fitted(_ request: EditRequest, plan: SizePlan, length: Int, limit: Int, context: Context) async throws
         -> (BuiltRequest, String)
     {
         let profile = context.profile
         let format: OutputFormat = profile.images.accepts.contains(.jpeg) ? .jpeg : .webp
-        let original = try RequestBuilder.build(request, plan: plan, for: profile, apiKey: nil, flow: context.flow)
-        var smallest = try original.body.contentLength()
+        var smallest = length
         for quality in [85, 70, 55, 40] {
             var smaller = request
             var images: [PayloadImage] = []

@@ -118,7 +118,8 @@ public enum MultipartPart: Sendable {
     }
 }
 
-/// Makes the documented HTTP requests of an endpoint: submit, poll, event stream and result download.
+/// Makes the documented HTTP requests of an endpoint: submit, poll and event stream (results are
+/// downloaded by the client, with no key, under `ResultChecks`).
 public enum RequestBuilder {
     /// Builds the documented request for `request` on `profile`, checking every
     /// option against what the endpoint takes. `apiKey` goes in the auth header
@@ -255,13 +256,6 @@ public enum RequestBuilder {
             method: "GET", url: base(baseURL, profile) + route.replacingOccurrences(of: "{id}", with: escaped),
             headers: headers, body: .empty, emulations: [], nativeFormat: profile.outputFormat.defaultFormat,
             authHeader: profile.auth.header)
-    }
-
-    /// A plain GET of a result URL: no key and no endpoint headers (a result
-    /// host is not the endpoint and never sees the key).
-    public static func download(_ url: String) -> BuiltRequest {
-        BuiltRequest(
-            method: "GET", url: url, headers: [], body: .empty, emulations: [], nativeFormat: .png, authHeader: "")
     }
 
     /// The GET that opens the endpoint's event stream, or nil when it has none.

@@ -328,7 +328,9 @@ struct NotificationPartsTests {
         let port = try freePort()
         let signals = JobSignals()
         let listener = CallbackListener(profile: profile, port: port, signingSecret: "whsec-test", signals: signals)
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 2 * CallbackListener.maxConcurrent
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         try await whileRunning({ ready in try await listener.run { _ in ready() } }) {
             func post(_ body: Data, signature: String?, announced: Bool = true) async throws -> Int {
                 var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/runflow")
@@ -361,6 +363,30 @@ struct NotificationPartsTests {
             let replay = try await post(body, signature: header)
             #expect(replay == 200)
             #expect(await signals.wait(for: "r-1", upTo: 0.3) == nil)
+
+            // As many deliveries as it takes at once, each stalled mid-body:
+            // the next one is turned away unread, and they are all answered once they end.
+            var stalled: [AsyncStream<ByteBuffer>.Continuation] = []
+            var answers: [Task<Int, any Error>] = []
+            for _ in 0..<CallbackListener.maxConcurrent {
+                let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
+                continuation.yield(ByteBuffer(string: "{"))
+                stalled.append(continuation)
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/runflow")
+                request.method = .POST
+                request.body = .stream(stream, length: .unknown)
+                answers.append(Task { Int(try await http.execute(request, timeout: .seconds(30)).status.code) })
+            }
+            var busy = 0
+            for _ in 0..<100 where busy != 503 {
+                busy = try await post(Data("{}".utf8), signature: nil)
+                if busy != 503 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(busy == 503)
+            for continuation in stalled { continuation.finish() }
+            for answer in answers { #expect(try await answer.value == 401) }
+            let after = try await post(Data("{}".utf8), signature: nil)
+            #expect(after == 401, "a place is free again")
         }
         try await http.shutdown()
     }

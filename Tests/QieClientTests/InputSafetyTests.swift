@@ -71,6 +71,9 @@ struct InputSafetyTests {
             #expect(reasons.contains { $0.hasPrefix("b.jpg: ") && $0.contains("over the \(size.intValue - 1)-byte limit; refused before reading") && $0.contains("maxFileBytes") }, "\(reasons)")
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
             // The pipe and the device never became jobs that were sent, and nothing hung on them.
+            for name in ["pipe.jpg", "zero"] {
+                #expect(reasons.contains("\(name): is not a regular file (device, pipe or socket); copy its content to a file"), "\(reasons)")
+            }
             #expect(summary.inputProblems + summary.batch.failed >= 3, "\(reasons)")
         }
     }
