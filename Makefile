@@ -36,7 +36,7 @@ samples: deps
 # The example builds first, so .build is left planned for qie itself, as a
 # plain `swift build` or `swift test` afterwards expects.
 test: deps example
-	@scripts/ensure-deps.sh chromium python3
+	@scripts/ensure-deps.sh chromium python3 postgresql
 	@scripts/ensure-openai-sdk.sh
 	$(BUILD) --build-tests
 	$(SWIFT) test --skip-build

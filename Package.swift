@@ -36,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
         .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -90,8 +92,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]),
-        // The run ledger on SQLite.
-        .target(name: "QieStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        // The run store: the SQLite ledger in the output folder, or PostgreSQL
+        // shared by workers on several machines.
+        .target(
+            name: "QieStore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
+            ]),
         // report.html / report.json and their thumbnails.
         .target(name: "QieReport", dependencies: ["QieStore", "QieFiles", "QieImaging"]),
         // The edit path: one edit in memory, and edit runs over folders.
@@ -142,6 +150,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // A throwaway PostgreSQL server for the tests (scripts/pg-server.sh).
+        .target(name: "QieTestSupport", path: "Tests/QieTestSupport"),
+        .testTarget(name: "QieStoreTests", dependencies: ["QieStore", "QieTestSupport"]),
         .testTarget(name: "QieCoreTests", dependencies: ["QieCore"]),
         .testTarget(name: "QieImagingTests", dependencies: ["QieImaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging", "QieProviders", "QieFiles"]),
@@ -153,7 +164,7 @@ let package = Package(
                 "QieFiles", "QieReport", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ], resources: [.copy("Fixtures")]),
-        .testTarget(name: "QieCLITests", dependencies: ["QieImaging"]),
+        .testTarget(name: "QieCLITests", dependencies: ["QieImaging", "QieTestSupport"]),
         .testTarget(
             name: "QieGatewayTests",
             dependencies: [

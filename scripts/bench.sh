@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Every benchmark, one table: runs bench-prepare, bench-providers, bench-run,
-# bench-edit and bench-gateway (release builds, the real corpus), collects
+# bench-edit, bench-gateway and bench-store (release builds, the real corpus), collects
 # each figure with its reference tool's figure from the same run, the ratio
 # and the target, prints them as one table and writes them to a JSON file
 # (default .build/bench/figures-DATE.json) so two runs can be compared.
 #
 #   scripts/bench.sh [--quick] [--only NAME...] [--compare OLD.json] [--out FILE]
 #
-# NAME is prepare, providers, run, edit or gateway. Each script's own output
+# NAME is prepare, providers, run, edit, gateway or store. Each script's own output
 # goes to .build/bench/NAME.log. `make bench` runs this; `make test` runs it
 # with --quick (every script's quick mode: debug builds, tiny inputs, seconds;
 # its figures are not judged), so no benchmark rots.
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ ${#only[@]} -gt 0 ] || only=(prepare providers run edit gateway)
+[ ${#only[@]} -gt 0 ] || only=(prepare providers run edit gateway store)
 
 figures=$(mktemp)
 trap 'rm -f "$figures"' EXIT

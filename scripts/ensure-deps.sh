@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building qie needs, if it is missing: the C libraries (with
 # their pkg-config files) from Debian/Ubuntu packages, and the tools named as
-# arguments (benchmarks' reference tools; chromium and python3 for the tests). Swift packages come
-# through Package.swift. Safe to run again: it installs nothing when all is there.
+# arguments (benchmarks' reference tools; chromium, python3 and postgresql for
+# the tests). Swift packages come through Package.swift. Safe to run again: it
+# installs nothing when all is there.
 set -euo pipefail
 
 missing=()
@@ -20,6 +21,7 @@ for tool in "$@"; do
     time) [ -x /usr/bin/time ] || missing+=(time) ;;
     chromium) [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
     python3) command -v python3 >/dev/null 2>&1 || missing+=(python3) ;;
+    postgresql) compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql) ;;
   esac
 done
 

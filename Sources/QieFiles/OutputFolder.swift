@@ -70,6 +70,50 @@ public final class OutputFolder: Sendable {
         to relativePath: String, protecting input: String? = nil, isPrivate: Bool = false,
         _ produce: (inout StreamedFile) throws -> Void
     ) throws(OutputError) -> String {
+        var pending = try begin(relativePath, protecting: input, isPrivate: isPrivate)
+        var failure: String? = nil
+        do {
+            try produce(&pending.file)
+        } catch let error as OutputError {
+            failure = error.reason
+        } catch {
+            failure = "\(error)"
+        }
+        return try finish(pending, failure: failure)
+    }
+
+    /// Writes a file produced piece by piece by an asynchronous producer (from
+    /// a database read a page at a time, say), with the same guarantees.
+    @discardableResult
+    public func write(
+        to relativePath: String, protecting input: String? = nil, isPrivate: Bool = false,
+        _ produce: (inout StreamedFile) async throws -> Void
+    ) async throws(OutputError) -> String {
+        var pending = try begin(relativePath, protecting: input, isPrivate: isPrivate)
+        var failure: String? = nil
+        do {
+            try await produce(&pending.file)
+        } catch let error as OutputError {
+            failure = error.reason
+        } catch {
+            failure = "\(error)"
+        }
+        return try finish(pending, failure: failure)
+    }
+
+    /// A temporary file being written beside its final name.
+    private struct Pending {
+        var full: String
+        var fileName: String
+        var directory: Int32
+        var temporary: String
+        var descriptor: Int32
+        var file: StreamedFile
+    }
+
+    /// Opens the folders down to the file (never through links), checks the
+    /// output is not its own input, and creates the temporary file.
+    private func begin(_ relativePath: String, protecting input: String?, isPrivate: Bool) throws(OutputError) -> Pending {
         let full = path.hasSuffix("/") ? path + relativePath : path + "/" + relativePath
         let components = relativePath.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         guard let fileName = components.last,
@@ -83,12 +127,12 @@ public final class OutputFolder: Sendable {
         } catch {
             throw OutputError(path: full, reason: Self.reason("cannot open the output folder", error))
         }
-        defer { Platform.close(directory) }
 
         for component in components.dropLast() {
             do {
                 try Platform.makeFolder(in: directory, component, mode: 0o700)
             } catch {
+                Platform.close(directory)
                 throw OutputError(path: full, reason: Self.reason("cannot create folder \"\(component)\"", error))
             }
             let next: Int32
@@ -99,6 +143,7 @@ public final class OutputFolder: Sendable {
                     error.isLinkOrNotFolder
                     ? "\"\(component)\" in the output folder is a link or a file, not a folder; nothing is written through links"
                     : Self.reason("cannot open folder \"\(component)\"", error)
+                Platform.close(directory)
                 throw OutputError(path: full, reason: reason)
             }
             Platform.close(directory)
@@ -108,6 +153,7 @@ public final class OutputFolder: Sendable {
         if let input, let inputStatus = Platform.status(input), let targetStatus = Platform.status(in: directory, fileName),
             FileIdentity(inputStatus) == FileIdentity(targetStatus)
         {
+            Platform.close(directory)
             throw OutputError(path: full, reason: "the output would replace its own input; choose another output folder")
         }
 
@@ -116,32 +162,44 @@ public final class OutputFolder: Sendable {
         do {
             fd = try Platform.createNew(in: directory, temporary, mode: isPrivate ? 0o600 : 0o644)
         } catch {
+            Platform.close(directory)
             throw OutputError(path: full, reason: Self.reason("cannot create a temporary file", error))
         }
-        var failure: String? = nil
-        var file = StreamedFile(descriptor: fd)
-        do {
-            try produce(&file)
-            try file.flush()
-        } catch let error as OutputError {
-            failure = error.reason
-        } catch {
-            failure = "\(error)"
-        }
-        if !Platform.close(fd) && failure == nil { failure = Self.reason("writing failed", .last) }
+        return Pending(
+            full: full, fileName: fileName, directory: directory, temporary: temporary, descriptor: fd,
+            file: StreamedFile(descriptor: fd))
+    }
+
+    /// Flushes and closes the temporary file and moves it into place, or
+    /// removes it when writing failed.
+    private func finish(_ pending: Pending, failure: String?) throws(OutputError) -> String {
+        var pending = pending
+        var failure = failure
+        defer { Platform.close(pending.directory) }
         if failure == nil {
             do {
-                try Platform.rename(in: directory, temporary, to: fileName)
+                try pending.file.flush()
+            } catch let error as OutputError {
+                failure = error.reason
+            } catch {
+                failure = "\(error)"
+            }
+        }
+        if !Platform.close(pending.descriptor) && failure == nil { failure = Self.reason("writing failed", .last) }
+        if failure == nil {
+            do {
+                try Platform.rename(in: pending.directory, pending.temporary, to: pending.fileName)
             } catch {
                 failure = Self.reason("cannot move the finished file into place", error)
             }
         }
         if let failure {
-            Platform.remove(in: directory, temporary)
-            throw OutputError(path: full, reason: failure)
+            Platform.remove(in: pending.directory, pending.temporary)
+            throw OutputError(path: pending.full, reason: failure)
         }
-        return full
+        return pending.full
     }
+
 
     private static func reason(_ what: String, _ error: PlatformError) -> String {
         let hint = error.isDiskFull ? " (disk full)" : error.isDenied ? " (check the folder's permissions)" : ""

@@ -213,6 +213,9 @@ public enum EditRunEvent: Sendable {
     case skipped(EditJob)
     /// A job was not sent: the budget would be passed.
     case held(EditJob, EditError)
+    /// Another worker sharing the run's store holds the job: this run waits
+    /// for it at the end, and takes it over if that worker stops.
+    case elsewhere(EditJob)
     /// A job failed (the run goes on).
     case failed(EditJob, EditError)
     /// A job cost `amount` USD (reported, else estimated); `spent` is the run's total so far.
@@ -305,13 +308,16 @@ public struct EditRun: Sendable {
     /// now, and it reads only inputs under the folders trusted (see
     /// `ResumeTrust`), so a ledger written by someone else cannot send the
     /// key, or the user's images, anywhere new.
-    public static func resume(folder: String, trust: ResumeTrust = ResumeTrust()) throws(EditError) -> EditRun {
+    public static func resume(
+        folder: String, trust: ResumeTrust = ResumeTrust(), store settings: RunStoreSettings = RunStoreSettings()
+    ) async throws(EditError) -> EditRun {
+        let store = try await openStore(folder: folder, settings: settings)
         let run: LedgerRun?
         do {
-            run = try openLedger(folder: folder).lastRun()
-        } catch let error as EditError {
-            throw error
+            run = try await store.lastRun()
+            await store.close()
         } catch {
+            await store.close()
             throw .ledger("\(error)")
         }
         guard let run else { throw .noRun(folder: folder) }
@@ -343,20 +349,55 @@ public struct EditRun: Sendable {
         }
     }
 
-    /// Where the run into `folder` stands, from its ledger: jobs by state and
+    /// The store of the run into `folder`: its SQLite ledger (which must
+    /// exist: `.noLedger`), or the shared PostgreSQL store `settings` names,
+    /// under the folder's absolute path (`.noLedger` when no run into that
+    /// folder was recorded there). Close it when done.
+    public static func openStore(folder: String, settings: RunStoreSettings) async throws(EditError) -> any RunStore {
+        guard let url = settings.url else { return try openLedger(folder: folder) }
+        let store = try await openShared(url: url, folder: folder, environment: settings.environment)
+        do {
+            if try await store.lastRun() == nil {
+                await store.close()
+                throw EditError.noLedger(folder: folder)
+            }
+        } catch let error as EditError {
+            throw error
+        } catch {
+            await store.close()
+            throw .ledger("\(error)")
+        }
+        return store
+    }
+
+    /// The shared store at `url`, scoped to `folder`'s absolute path.
+    static func openShared(url: String, folder: String, environment: [String: String]) async throws(EditError) -> PostgresStore {
+        do {
+            let address = try PostgresURL(url, environment: environment)
+            return try await PostgresStore.open(url: address, scope: PromptManifest.absolute(folder))
+        } catch {
+            throw .ledger("\(error)")
+        }
+    }
+
+    /// Where the run into `folder` stands, from its store: jobs by state and
     /// money spent, the jobs an endpoint accepted whose results were not
     /// fetched, the failed jobs with their reasons, and the last run.
-    public static func status(folder: String) throws(EditError) -> EditRunStatus {
-        let ledger = try openLedger(folder: folder)
+    public static func status(folder: String, store settings: RunStoreSettings = RunStoreSettings()) async throws(EditError)
+        -> EditRunStatus
+    {
+        let store = try await openStore(folder: folder, settings: settings)
         do {
-            var status = EditRunStatus(summary: try ledger.summary(), lastRun: try ledger.lastRun())
-            try ledger.forEachJob { job in
+            var status = EditRunStatus(summary: try await store.summary(), lastRun: try await store.lastRun())
+            try await store.forEachJob { job in
                 if job.state == .submitted { status.inFlight.append(job) }
                 if job.state == .failed { status.failed.append(job) }
                 if job.state == .uncertain || job.state == .prepared { status.uncertain.append(job) }
             }
+            await store.close()
             return status
         } catch {
+            await store.close()
             throw .ledger("\(error)")
         }
     }
@@ -426,17 +467,22 @@ public struct EditRun: Sendable {
         return EditEstimate(endpoint: profile.id, items: items, problems: problems)
     }
 
-    /// Runs: owns the output folder's lock, the ledger (the configuration is
-    /// recorded first), a budget seeded with what earlier runs into the folder
-    /// spent or have in flight, the HTTP client and the listener for as long
-    /// as the run lasts, and writes `report.html` / `report.json` at the end.
-    /// Jobs done in an earlier run are not done again; jobs an endpoint
-    /// accepted are asked about, never sent again. `stop` stops starting new
-    /// jobs (those in flight finish). Keys come from `environment`.
+    /// Runs: owns the run's store (the SQLite ledger under the output
+    /// folder's lock, or the shared store `store` names; the configuration is
+    /// recorded first), the HTTP client and the listener for as long as the
+    /// run lasts, and writes `report.html` / `report.json` at the end. Jobs
+    /// done in an earlier run are not done again; jobs an endpoint accepted
+    /// are asked about, never sent again. The cost limit counts what earlier
+    /// runs (and other workers) spent or have in flight, checked by the store
+    /// before each send. With a shared store, jobs held by other workers are
+    /// left to them; the run ends once each of them is ended, taking over those
+    /// whose worker stopped renewing its lease. `stop` stops starting new jobs
+    /// (those in flight finish). Keys come from `environment`.
     public func run(
-        environment: [String: String] = ProcessInfo.processInfo.environment, stop: BatchCancellation = BatchCancellation(),
-        events: @escaping @Sendable (EditRunEvent) -> Void = { _ in }
+        store settings: RunStoreSettings? = nil, environment: [String: String] = ProcessInfo.processInfo.environment,
+        stop: BatchCancellation = BatchCancellation(), events: @escaping @Sendable (EditRunEvent) -> Void = { _ in }
     ) async throws(EditError) -> EditRunSummary {
+        let settings = settings ?? RunStoreSettings(environment: environment)
         let (profile, prompts, files, problems) = try start()
         // Folder runs poll where the endpoint can: the job's id is recorded
         // milliseconds after sending, so a kill never pays twice.
@@ -451,39 +497,46 @@ public struct EditRun: Sendable {
 
         let outputPath = config.resolve(config.output)
         let folder: OutputFolder
-        let ledger: Ledger
-        let lock: RunLock
+        var lock: RunLock? = nil
         do {
             folder = try OutputFolder(path: outputPath)
-            lock = try RunLock(folder: outputPath)
+            // Workers sharing a store share the folder; the SQLite ledger is one run's at a time.
+            if settings.url == nil { lock = try RunLock(folder: outputPath) }
         } catch {
             throw .output(error)
         }
+        let ledger: any RunStore
+        if let url = settings.url {
+            ledger = try await Self.openShared(url: url, folder: outputPath, environment: settings.environment)
+        } else {
+            do {
+                let local = try Ledger(folder: outputPath)
+                // Under the folder's lock, any lease left in the file is a killed run's.
+                try local.releaseAll()
+                ledger = local
+            } catch {
+                throw .ledger("\(error)")
+            }
+        }
         do {
-            ledger = try Ledger(folder: outputPath)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            try ledger.recordRun(
+            try await ledger.recordRun(
                 configuration: String(decoding: try encoder.encode(configuration), as: UTF8.self),
-                version: EditRunConfiguration.currentVersion, arguments: config.commandLine ?? [],
+                version: EditRunConfiguration.currentVersion, arguments: (config.commandLine ?? []).map(PostgresURL.redacting),
                 directory: config.workingDirectory)
         } catch {
+            await ledger.close()
             throw .ledger("\(error)")
         }
-        let budget: Budget?
-        do {
-            // What earlier runs into this folder spent or have in flight counts too.
-            budget = try config.maxCost.map { Budget(limit: $0, spent: try ledger.committedCost(includingSubmitted: true).total) }
-        } catch {
-            throw .ledger("\(error)")
-        }
+        let worker = RunWorker(name: WorkerIdentity.current, lease: settings.lease, costLimit: config.maxCost)
         let jobs = Self.jobs(of: files, options: options, profile: profile)
         let context = RunContext(
             configuration: config, profile: profile, prompts: prompts, naming: OutputNaming(
                 files, copies: options.requestsPerInput(on: profile), resultsPerRequest: options.imagesPerRequest(on: profile),
                 sidecars: true),
             folder: folder,
-            ledger: ledger, budget: budget, limiter: config.rate.map { RateLimiter(perSecond: $0) }, events: events)
+            ledger: ledger, worker: worker, limiter: config.rate.map { RateLimiter(perSecond: $0) }, events: events)
         events(.started(total: jobs.count, endpoint: profile.id))
         for problem in problems { events(.inputProblem(problem)) }
 
@@ -492,6 +545,27 @@ public struct EditRun: Sendable {
         initial.action = "edited"
         let summary = Mutex(initial)
         let spent = Mutex<Decimal?>(nil)
+        let elsewhere = Mutex<[(job: EditJob, row: Int64)]>([])
+        @Sendable func record(_ job: EditJob, _ outcome: JobOutcome) {
+            if let kind = outcome.kind { summary.withLock { $0.record(kind) } }
+            if let row = outcome.elsewhere { elsewhere.withLock { $0.append((job, row)) } }
+            if let cost = outcome.cost {
+                let total = spent.withLock { total in
+                    let sum = (total ?? 0) + cost
+                    total = sum
+                    return sum
+                }
+                events(.cost(job, amount: cost, spent: total))
+            }
+        }
+        // Leases are renewed three times per lease while the run lasts.
+        let heartbeat = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(worker.lease / 3))
+                if Task.isCancelled { return }
+                try? await ledger.renew(worker: worker.name, lease: worker.lease)
+            }
+        }
         do {
             try await Editor.with(options, environment: environment, connections: config.concurrency) { editor in
                 // `concurrency` jobs on the wire, in order, and as many again
@@ -500,7 +574,7 @@ public struct EditRun: Sendable {
                 await withTaskGroup(of: (EditJob, JobOutcome).self) { group in
                     var next = 0
                     func addNext() {
-                        guard next < jobs.count, !stop.isCancelled, budget?.wasReached != true else { return }
+                        guard next < jobs.count, !stop.isCancelled, !worker.wasRefused else { return }
                         let (job, number) = (jobs[next], next)
                         next += 1
                         events(.jobStarted(job))
@@ -510,37 +584,64 @@ public struct EditRun: Sendable {
                     }
                     for _ in 0..<(config.concurrency * 2) { addNext() }
                     while let (job, outcome) = await group.next() {
-                        if let kind = outcome.kind { summary.withLock { $0.record(kind) } }
-                        if let cost = outcome.cost {
-                            let total = spent.withLock { total in
-                                let sum = (total ?? 0) + cost
-                                total = sum
-                                return sum
-                            }
-                            events(.cost(job, amount: cost, spent: total))
-                        }
+                        record(job, outcome)
                         addNext()
                     }
                     // The budget stopped the run: the jobs never started are held too.
-                    if budget?.wasReached == true { summary.withLock { $0.held += jobs.count - next } }
+                    if worker.wasRefused { summary.withLock { $0.held += jobs.count - next } }
                 }
+                // Jobs other workers held: wait for each to end, and take over
+                // those whose worker stopped renewing its lease.
+                var waiting = elsewhere.withLock { $0 }
+                while !waiting.isEmpty, !stop.isCancelled, !worker.wasRefused {
+                    var still: [(job: EditJob, row: Int64)] = []
+                    for (job, row) in waiting {
+                        let found: JobLease?
+                        do {
+                            found = try await ledger.lease(of: row)
+                        } catch {
+                            // The store did not answer: ask again next time round.
+                            still.append((job, row))
+                            continue
+                        }
+                        // Gone: its worker found it is not an image.
+                        guard let lease = found else { continue }
+                        if lease.isLive { still.append((job, row)); continue }
+                        let ended: Set<JobState> = [.completed, .failed, .uncertain, .prepared]
+                        if lease.state == .completed || (!lease.isSet && ended.contains(lease.state)) {
+                            summary.withLock { $0.record(.elsewhere) }
+                            continue
+                        }
+                        // Its worker stopped (or gave it up unfinished): it is this run's now.
+                        let gate = OrderedTurnstile(capacity: 1)
+                        let outcome = await context.process(job, number: 0, editor: editor, gate: gate, stop: stop)
+                        if outcome.elsewhere != nil { still.append((job, row)) } else { record(job, outcome) }
+                    }
+                    waiting = still
+                    if !waiting.isEmpty { try? await Task.sleep(for: .seconds(min(1, worker.lease / 4))) }
+                }
+                if !waiting.isEmpty, worker.wasRefused { summary.withLock { $0.held += waiting.count } }
             }
         } catch {
+            heartbeat.cancel()
+            await ledger.close()
             throw EditError.wrapping(error)
         }
+        heartbeat.cancel()
         var batch = summary.withLock { $0.close(total: jobs.count, since: start) }
         batch.failed += problems.count
         batch.total += problems.count
         var result = EditRunSummary(
             batch: batch, inputProblems: problems.count, spent: spent.withLock { $0 },
-            budget: budget.flatMap { $0.wasReached ? (limit: $0.limit, spent: $0.spent) : nil }, stopped: stop.isCancelled,
-            report: nil, reportError: nil)
+            budget: worker.refusal.withLock { $0 }.map { (limit: $0.limit, spent: $0.spent + $0.inFlight) },
+            stopped: stop.isCancelled, report: nil, reportError: nil)
         do {
-            try RunReport(ledger: ledger, folder: outputPath).write(to: folder)
+            try await RunReport(store: ledger, folder: outputPath).write(to: folder)
             result.report = (outputPath as NSString).appendingPathComponent(RunReport.htmlName)
         } catch {
             result.reportError = "\(error)"
         }
+        await ledger.close()
         withExtendedLifetime(lock) {}
         return result
     }

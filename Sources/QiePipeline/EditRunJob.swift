@@ -10,9 +10,34 @@ import Synchronization
 
 /// What a finished job was, for the run's counts and money.
 struct JobOutcome: Sendable {
-    /// nil: prepared ahead, then withdrawn unsent because the run was stopped.
+    /// nil: prepared ahead, then withdrawn unsent because the run was stopped,
+    /// or held by another worker (`elsewhere`).
     var kind: PrepareResult.Kind?
     var cost: Decimal?
+    /// The job's row, when another worker holds it: the run waits for it at the end.
+    var elsewhere: Int64? = nil
+}
+
+/// How a run shares its store with other workers: who it is, how long its
+/// leases last, and the run's cost limit, enforced by the store.
+final class RunWorker: Sendable {
+    let name: String
+    let lease: Double
+    let costLimit: Decimal?
+    /// The first refusal of the cost limit: no new job starts after it.
+    let refusal = Mutex<BudgetRefusal?>(nil)
+    var wasRefused: Bool { refusal.withLock { $0 != nil } }
+
+    init(name: String, lease: Double, costLimit: Decimal?) {
+        self.name = name
+        self.lease = lease
+        self.costLimit = costLimit
+    }
+}
+
+/// The job whose lease a worker holds, to give back if the job ends unfinished.
+final class HeldLease: Sendable {
+    let id = Mutex<Int64?>(nil)
 }
 
 /// What the jobs of one run share.
@@ -22,8 +47,8 @@ struct RunContext: Sendable {
     var prompts: PromptManifest
     var naming: OutputNaming
     var folder: OutputFolder
-    var ledger: Ledger
-    var budget: Budget?
+    var ledger: any RunStore
+    var worker: RunWorker
     var limiter: RateLimiter?
     var events: @Sendable (EditRunEvent) -> Void
 
@@ -41,18 +66,31 @@ struct RunContext: Sendable {
     }
 
     /// Runs one job through the ledger's states around the edit path:
-    /// register (or find it done), prepare, reserve, record the attempt, send
-    /// (or pick up what an earlier run had accepted), record the id and the
-    /// answer, fetch, finish, write, record completion. Each move is committed
-    /// before the next irreversible step. Once prepared, the job waits at
-    /// `gate` for its turn (`number`); if `stop` was asked meanwhile, it ends
-    /// there, unsent.
+    /// register (or find it done), claim it (or leave it to the worker that
+    /// holds it), prepare, record the attempt within the cost limit, send (or
+    /// pick up what an earlier run or a stopped worker had accepted), record
+    /// the id and the answer, fetch, finish, write, record completion. Each
+    /// move is committed before the next irreversible step. Once prepared, the
+    /// job waits at `gate` for its turn (`number`); if `stop` was asked
+    /// meanwhile, it ends there, unsent.
     func process(_ job: EditJob, number: Int, editor: Editor, gate: OrderedTurnstile, stop: BatchCancellation) async
         -> JobOutcome
     {
+        let held = HeldLease()
+        let outcome = await process(job, number: number, editor: editor, gate: gate, stop: stop, held: held)
+        // A job that ended unfinished gives its lease back at once, for
+        // another worker to take (the moves that end a job end it too).
+        if let id = held.id.withLock({ $0 }) { try? await ledger.release(id, worker: worker.name) }
+        return outcome
+    }
+
+    private func process(
+        _ job: EditJob, number: Int, editor: Editor, gate: OrderedTurnstile, stop: BatchCancellation, held: HeldLease
+    ) async -> JobOutcome {
         let input = job.input
         let ledger = self.ledger
         let events = self.events
+        let worker = self.worker
         var rowID: Int64? = nil
         var fetchingRecorded = false
         let acceptedID = Mutex<String?>(nil)
@@ -74,7 +112,7 @@ struct RunContext: Sendable {
             // Each file is checked from its status, then read once: the bytes
             // hashed into the job's key are the bytes sent.
             let maxBytes = configuration.maxFileBytes
-            let identity = try await ImagingRuntime.offload { try Self.identify(input.path, ledger: ledger, maxBytes: maxBytes) }
+            let identity = try await Self.identify(input.path, ledger: ledger, maxBytes: maxBytes)
             let references = asked.references ?? configuration.references.map(configuration.resolve)
             var referenceBytes: [Data] = []
             var referenceHashes: [String] = []
@@ -86,12 +124,27 @@ struct RunContext: Sendable {
             let (key, identityText) = JobKey.make(
                 inputPath: input.path, inputSHA256: identity.sha256, copy: job.copy, request: asked,
                 references: referenceHashes, configuration: configuration, profile: profile)
-            let row = try ledger.register(
+            let registered = try await ledger.register(
                 LedgerJob(
                     key: key, inputPath: input.path, inputSHA256: identity.sha256, inputSize: identity.size,
                     inputModified: identity.modified, copy: job.copy, endpoint: profile.id, prompt: asked.prompt,
                     options: identityText))
-            rowID = row.id
+            rowID = registered.id
+            guard let registeredID = registered.id else { throw EditError.ledger("job \(key) has no row") }
+            // Taken for this worker, unless done, or held by another worker whose lease still runs.
+            var row = registered
+            if registered.state != .completed {
+                if let taken = try await ledger.claim(registeredID, worker: worker.name, lease: worker.lease) {
+                    row = taken
+                    held.id.withLock { $0 = registeredID }
+                } else if let now = try await ledger.job(id: registeredID) {
+                    row = now
+                    if now.state != .completed {
+                        events(.elsewhere(job))
+                        return JobOutcome(kind: nil, cost: nil, elsewhere: registeredID)
+                    }
+                }
+            }
             switch row.state {
             case .completed:
                 let output = row.outputPaths.first ?? ""
@@ -112,7 +165,7 @@ struct RunContext: Sendable {
 
             // Picked up where an earlier run left it: fetch what the endpoint
             // answered, or ask about the job it accepted.
-            var hooks = EditHooks(budget: budget)
+            var hooks = EditHooks()
             hooks.prepared = {
                 await gate.enter(number)
                 let withdrawn = stop.isCancelled
@@ -141,14 +194,28 @@ struct RunContext: Sendable {
             }
             let limiter = self.limiter
             let jobRow = row.id
+            let profileID = profile.id
             hooks.willSend = { _, estimate in
                 try await limiter?.wait()
-                // Counted before sending: a kill during the request still shows the attempt.
-                if let jobRow { try ledger.markSending(jobRow, estimatedCost: estimate.map { "\($0)" }) }
+                if worker.costLimit != nil, estimate == nil { throw EditError.unpriced(endpoint: profileID) }
+                // Counted before sending, under this worker's lease and within
+                // the run's cost limit: a kill during the request still shows
+                // the attempt, and no other worker sends the job.
+                guard let jobRow else { return }
+                do {
+                    try await ledger.markSending(
+                        jobRow, worker: worker.name, estimatedCost: estimate.map { "\($0)" }, limit: worker.costLimit)
+                } catch StoreError.costLimit(let limit, let spent, let inFlight, let estimate) {
+                    let refusal = BudgetRefusal(limit: limit, spent: spent, inFlight: inFlight, estimate: estimate)
+                    worker.refusal.withLock { $0 = $0 ?? refusal }
+                    throw EditError.overBudget(refusal)
+                } catch let error as StoreError {
+                    throw EditError.ledger("\(error)")
+                }
             }
             hooks.accepted = { _, id in
                 acceptedID.withLock { $0 = id }
-                if let jobRow { try? ledger.markSubmitted(jobRow, requestID: id) }
+                if let jobRow { try? await ledger.markSubmitted(jobRow, requestID: id, resultURLs: [], reportedCost: nil, extraAttempts: 0) }
                 events(.sent(job, jobID: id))
             }
             hooks.answered = { _, answer in
@@ -158,7 +225,7 @@ struct RunContext: Sendable {
                     return value
                 }
                 if let jobRow {
-                    try ledger.markSubmitted(
+                    try await ledger.markSubmitted(
                         jobRow, requestID: answer.requestID, resultURLs: urls, reportedCost: answer.reportedCost.map { "\($0)" },
                         extraAttempts: max(0, answer.submissions - 1))
                 }
@@ -186,8 +253,9 @@ struct RunContext: Sendable {
             let result = try await editor.edit(edit, options: options, hooks: hooks)
             let output = try await write(result, for: job, key: key, inputSHA256: identity.sha256, rowID: row.id)
             if let jobRow {
-                try ledger.markCompleted(
+                try await ledger.markCompleted(
                     jobRow, outputs: output.paths, reportedCost: result.reportedCost.map { "\($0)" }, polls: result.polls)
+                held.id.withLock { $0 = nil }
             }
             events(.done(job, output))
             return JobOutcome(kind: .written, cost: result.cost)
@@ -201,7 +269,7 @@ struct RunContext: Sendable {
             }
             if case .input(let imaging) = failure, input.isSkippable(imaging) {
                 // Not an image: nothing to remember.
-                if let rowID { try? ledger.forget(rowID) }
+                if let rowID { try? await ledger.forget(rowID) }
                 events(.skipped(job))
                 return JobOutcome(kind: .skipped, cost: nil)
             }
@@ -219,27 +287,27 @@ struct RunContext: Sendable {
                 extraAttempts = max(0, client.submissions - 1)
                 if client.kind == .uncertain, accepted == nil {
                     // Sent, no usable answer: it may have been billed.
-                    if let rowID { try? ledger.markUncertain(rowID, failure.reason(naming: \.name), extraAttempts: extraAttempts) }
+                    if let rowID { try? await ledger.markUncertain(rowID, failure.reason(naming: \.name), extraAttempts: extraAttempts) }
                     events(.failed(job, failure))
                     return JobOutcome(kind: .failed, cost: nil)
                 }
                 if client.status.map({ [403, 404, 410].contains($0) }) == true, fetchingRecorded, let rowID {
                     // The recorded results expired: only sending again can bring them.
-                    try? ledger.forgetResults(rowID)
+                    try? await ledger.forgetResults(rowID)
                     let expired = EditError.resultsExpired(reason: failure.reason(naming: \.name))
-                    try? ledger.markError(rowID, expired.reason(naming: \.name), failed: true)
+                    try? await ledger.markError(rowID, expired.reason(naming: \.name), failed: true, extraAttempts: 0)
                     events(.failed(job, expired))
                     return JobOutcome(kind: .failed, cost: nil)
                 }
             case .result where fetchingRecorded:
                 // The recorded results are unusable: only sending again can do better.
-                if let rowID { try? ledger.forgetResults(rowID) }
+                if let rowID { try? await ledger.forgetResults(rowID) }
                 mayFinish = false
             case .stopped: mayFinish = accepted != nil
             default: mayFinish = false
             }
             if let rowID {
-                try? ledger.markError(rowID, failure.reason(naming: \.name), failed: !mayFinish, extraAttempts: extraAttempts)
+                try? await ledger.markError(rowID, failure.reason(naming: \.name), failed: !mayFinish, extraAttempts: extraAttempts)
             }
             events(.failed(job, failure))
             return JobOutcome(kind: .failed, cost: nil)
@@ -280,19 +348,23 @@ struct RunContext: Sendable {
     /// (a regular file of at most `maxBytes`): the hash is the ledger's when
     /// the file is unchanged since (same size and modification time; the
     /// bytes are then not read), else the hash of the bytes read, returned too.
-    static func identify(_ path: String, ledger: Ledger?, maxBytes: Int) throws -> (
+    static func identify(_ path: String, ledger: (any RunStore)?, maxBytes: Int) async throws -> (
         sha256: String, size: Int64, modified: Double, bytes: Data?
     ) {
-        do {
-            try FileContents.check(path, maxBytes: maxBytes)
-        } catch {
-            throw refusal(error, path: path)
+        let (size, modified) = try await ImagingRuntime.offload { () throws -> (Int64, Double) in
+            do {
+                try FileContents.check(path, maxBytes: maxBytes)
+            } catch let error as FileContents.Refusal {
+                throw refusal(error, path: path)
+            }
+            let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            return (
+                (attributes[.size] as? NSNumber)?.int64Value ?? 0,
+                (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            )
         }
-        let attributes = try FileManager.default.attributesOfItem(atPath: path)
-        let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
-        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        if let known = try ledger?.knownHash(path: path, size: size, modified: modified) { return (known, size, modified, nil) }
-        let bytes = try contents(of: path, maxBytes: maxBytes)
+        if let known = try await ledger?.knownHash(path: path, size: size, modified: modified) { return (known, size, modified, nil) }
+        let bytes = try await ImagingRuntime.offload { try contents(of: path, maxBytes: maxBytes) }
         return (sha256(bytes), size, modified, bytes)
     }
 

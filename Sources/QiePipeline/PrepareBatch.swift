@@ -89,8 +89,9 @@ public struct PrepareResult: Sendable {
 
     /// What one item of a batch came to, for counting.
     public enum Kind: Sendable {
-        /// Written; failed; skipped (not an image); done in an earlier run; held back by the budget.
-        case written, failed, skipped, earlier, held
+        /// Written; failed; skipped (not an image); done in an earlier run;
+        /// held back by the budget; ended by another worker sharing the run's store.
+        case written, failed, skipped, earlier, held, elsewhere
     }
 
     /// The input.
@@ -156,6 +157,8 @@ public struct BatchSummary: Sendable, Equatable {
     public var earlier = 0
     /// Not sent because of the budget.
     public var held = 0
+    /// Ended by another worker sharing the run's store (done or failed there).
+    public var elsewhere = 0
     /// Not started because the run was stopped.
     public var notStarted = 0
     /// Seconds the run took.
@@ -177,13 +180,14 @@ public struct BatchSummary: Sendable, Equatable {
         case .skipped: skipped += 1
         case .earlier: earlier += 1
         case .held: held += 1
+        case .elsewhere: elsewhere += 1
         }
     }
 
     /// The totals once a run over `total` items, begun at `start`, is over.
     mutating func close(total: Int, since start: Date) -> BatchSummary {
         self.total = total
-        notStarted = total - written - failed - skipped - earlier - held
+        notStarted = total - written - failed - skipped - earlier - held - elsewhere
         seconds = Date().timeIntervalSince(start)
         return self
     }

@@ -57,35 +57,35 @@ public struct RunReport: Sendable {
         public var submissions: Int
     }
 
-    /// The ledger the report is made from.
-    public let ledger: Ledger
+    /// The store the report is made from.
+    public let store: any RunStore
     /// The output folder, absolute; links under it are written relative.
     private let base: String
     private let folder: String
 
-    /// The report of `ledger`, whose thumbnails live under `folder`.
-    public init(ledger: Ledger, folder: String) {
-        self.ledger = ledger
+    /// The report of the run in `store`, whose thumbnails live under `folder`.
+    public init(store: any RunStore, folder: String) {
+        self.store = store
         self.folder = folder
         base = Self.absolute(folder)
     }
 
-    /// The run's totals, read from the ledger now.
-    public func totals() throws -> Totals {
-        let summary = try ledger.summary()
+    /// The run's totals, read from the store now.
+    public func totals() async throws -> Totals {
+        let summary = try await store.summary()
         return Totals(
             jobs: summary.jobs, byState: summary.byState, spentUSD: "\(summary.spentUSD)", unpriced: summary.unpriced,
             submissions: summary.submissions)
     }
 
-    /// Each job as an entry, one at a time.
-    public func forEachEntry(_ body: (Entry) throws -> Void) throws {
-        try ledger.forEachJob { job in
+    /// Each job as an entry, a page of jobs in memory at a time.
+    public func forEachEntry(_ body: (Entry) async throws -> Void) async throws {
+        try await store.forEachJob { job in
             let names = Self.thumbnailNames(job: job.id ?? 0)
             func existing(_ name: String) -> String? {
                 FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent(name)) ? name : nil
             }
-            try body(
+            try await body(
                 Entry(
                     input: job.inputPath, outputs: job.outputPaths, state: job.state.rawValue, endpoint: job.endpoint,
                     prompt: job.prompt, requestID: job.requestID, costUSD: job.reportedCost ?? job.estimatedCost,
@@ -115,34 +115,38 @@ public struct RunReport: Sendable {
 
     /// Writes both files atomically into `output`, streaming: memory stays
     /// the same whatever the number of jobs.
-    public func write(to output: OutputFolder) throws {
-        let totals = try totals()
+    public func write(to output: OutputFolder) async throws {
+        let totals = try await totals()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let generated = Date().formatted(.iso8601)
-        try output.write(to: Self.jsonName, isPrivate: true) { file in
+        try await output.write(to: Self.jsonName, isPrivate: true) { (file: inout StreamedFile) async throws in
             try file.append("{\"generated\":\"\(generated)\",\"totals\":")
             try file.append(try encoder.encode(totals))
             try file.append(",\"entries\":[")
             var first = true
-            try forEachEntry { entry in
-                try file.append(first ? "\n" : ",\n")
+            var page = file
+            try await forEachEntry { entry in
+                try page.append(first ? "\n" : ",\n")
                 first = false
-                try file.append(try encoder.encode(entry))
+                try page.append(try encoder.encode(entry))
             }
+            file = page
             try file.append("\n]}\n")
         }
-        try output.write(to: Self.htmlName, isPrivate: true) { file in
+        try await output.write(to: Self.htmlName, isPrivate: true) { (file: inout StreamedFile) async throws in
             try file.append(header(totals))
-            try forEachEntry { entry in try file.append(html(entry)) }
+            var page = file
+            try await forEachEntry { entry in try page.append(html(entry)) }
+            file = page
             try file.append("</body></html>\n")
         }
     }
 
     /// The contact sheet, whole (for small runs and tests).
-    public func html() throws -> String {
-        var page = header(try totals())
-        try forEachEntry { page += html($0) }
+    public func html() async throws -> String {
+        var page = header(try await totals())
+        try await forEachEntry { page += html($0) }
         return page + "</body></html>\n"
     }
 

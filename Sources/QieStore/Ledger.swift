@@ -71,6 +71,8 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
     public var createdAt: Double
     /// When the job last changed, in seconds since 1970.
     public var updatedAt: Double
+    /// The worker that last claimed the job (see `RunStore.claim`).
+    public var worker: String?
 
     /// A new job, pending, as `Ledger.register` takes it.
     public init(
@@ -91,6 +93,7 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
         polls = 0
         createdAt = 0
         updatedAt = 0
+        worker = nil
     }
 
     /// The output files, decoded from `outputs`.
@@ -162,13 +165,16 @@ public struct LedgerSummary: Sendable, Codable, Equatable {
 /// The run ledger: a SQLite file in the output folder (WAL journal), one row
 /// per job. It survives a killed process: each state change is its own
 /// committed transaction, and SQLite's journal makes a half-written change
-/// vanish rather than corrupt the file.
-public final class Ledger: Sendable {
+/// vanish rather than corrupt the file. One machine's store: the output
+/// folder's lock keeps a second run out (`PostgresStore` is the shared one).
+public final class Ledger: RunStore {
     /// The file's name inside the output folder (hidden, so folder walks skip it).
     public static let fileName = ".qie-ledger.sqlite"
 
     /// The ledger file's path.
     public let path: String
+    /// Where the store is, for messages.
+    public var location: String { path }
     private let database: DatabaseQueue
 
     /// Opens (creating if needed) the ledger of `folder`.
@@ -243,6 +249,13 @@ public final class Ledger: Sendable {
         // Polls per job, to see how quickly finished jobs are noticed.
         migrator.registerMigration("v3") { db in
             try db.alter(table: "jobs") { t in t.add(column: "polls", .integer).notNull().defaults(to: 0) }
+        }
+        // Leases, so the same rules hold as in a store shared by workers.
+        migrator.registerMigration("v4") { db in
+            try db.alter(table: "jobs") { t in
+                t.add(column: "worker", .text)
+                t.add(column: "leaseUntil", .double)
+            }
         }
         return migrator
     }
@@ -324,11 +337,49 @@ public final class Ledger: Sendable {
 
     // MARK: Moves (one UPDATE each, no read)
 
-    /// About to send: prepared, with its estimate, one more attempt counted.
-    public func markSending(_ id: Int64, estimatedCost: String?) throws {
-        try execute(
-            "UPDATE jobs SET state = 'prepared', estimatedCost = ?, error = NULL, attempts = attempts + 1, updatedAt = ? WHERE id = ?",
-            [estimatedCost, Date().timeIntervalSince1970, id])
+    /// About to send: prepared, with its estimate, one more attempt counted;
+    /// only while `worker` holds the lease, and within `limit` (see `RunStore`).
+    public func markSending(_ id: Int64, worker: String, estimatedCost: String?, limit: Decimal?) throws {
+        let now = Date().timeIntervalSince1970
+        try database.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT worker, leaseUntil FROM jobs WHERE id = ?", arguments: [id]) else {
+                throw StoreError.noJob(id)
+            }
+            guard (row["worker"] as String?) == worker, let until = row["leaseUntil"] as Double?, until > now else {
+                throw StoreError.leaseLost(job: id)
+            }
+            if let limit {
+                let (spent, inFlight) = try Self.committed(db, excluding: id)
+                let estimate = estimatedCost.flatMap { Decimal(string: $0) } ?? 0
+                if spent + inFlight + estimate > limit {
+                    throw StoreError.costLimit(limit: limit, spent: spent, inFlight: inFlight, estimate: estimate)
+                }
+            }
+            try db.cachedStatement(
+                sql: """
+                    UPDATE jobs SET state = 'prepared', estimatedCost = ?, error = NULL, attempts = attempts + 1, updatedAt = ?
+                    WHERE id = ?
+                    """
+            ).execute(arguments: [estimatedCost, now, id])
+        }
+    }
+
+    /// Money of completed jobs, and estimates of jobs in flight or that may
+    /// have been billed, leaving out job `id`.
+    private static func committed(_ db: Database, excluding id: Int64) throws -> (spent: Decimal, inFlight: Decimal) {
+        let rows = try Row.fetchCursor(
+            db,
+            sql: """
+                SELECT state, COALESCE(reportedCost, estimatedCost) FROM jobs
+                WHERE state IN ('completed', 'submitted', 'uncertain', 'prepared') AND id <> ?
+                """, arguments: [id])
+        var spent = Decimal(0)
+        var inFlight = Decimal(0)
+        while let row = try rows.next() {
+            guard let text: String = row[1], let cost = Decimal(string: text) else { continue }
+            if (row[0] as String) == "completed" { spent += cost } else { inFlight += cost }
+        }
+        return (spent, inFlight)
     }
 
     /// Accepted: the endpoint's id, and for a synchronous answer its result
@@ -350,7 +401,7 @@ public final class Ledger: Sendable {
         try execute(
             """
             UPDATE jobs SET state = 'completed', outputs = ?, reportedCost = COALESCE(?, reportedCost), error = NULL,
-            polls = polls + ?, updatedAt = ? WHERE id = ?
+            polls = polls + ?, leaseUntil = NULL, updatedAt = ? WHERE id = ?
             """, [list, reportedCost, polls, Date().timeIntervalSince1970, id])
     }
 
@@ -361,14 +412,14 @@ public final class Ledger: Sendable {
         try execute(
             """
             UPDATE jobs SET state = CASE WHEN ? THEN 'failed' ELSE state END, error = ?, attempts = attempts + ?,
-            updatedAt = ? WHERE id = ?
+            leaseUntil = NULL, updatedAt = ? WHERE id = ?
             """, [failed, error, extraAttempts, Date().timeIntervalSince1970, id])
     }
 
     /// Sent without a usable answer: the endpoint may have billed it.
     public func markUncertain(_ id: Int64, _ error: String, extraAttempts: Int = 0) throws {
         try execute(
-            "UPDATE jobs SET state = 'uncertain', error = ?, attempts = attempts + ?, updatedAt = ? WHERE id = ?",
+            "UPDATE jobs SET state = 'uncertain', error = ?, attempts = attempts + ?, leaseUntil = NULL, updatedAt = ? WHERE id = ?",
             [error, extraAttempts, Date().timeIntervalSince1970, id])
     }
 
@@ -383,6 +434,60 @@ public final class Ledger: Sendable {
             try db.cachedStatement(sql: sql).execute(arguments: arguments)
         }
     }
+
+    /// Up to `limit` jobs with row ids above `id`, in order.
+    public func jobs(after id: Int64, limit: Int) throws -> [LedgerJob] {
+        try database.read { db in
+            try LedgerJob.filter(Column("id") > id).order(Column("id")).limit(limit).fetchAll(db)
+        }
+    }
+
+    // MARK: Leases
+
+    /// Takes job `id` for `worker` (see `RunStore.claim`).
+    public func claim(_ id: Int64, worker: String, lease: Double) throws -> LedgerJob? {
+        let now = Date().timeIntervalSince1970
+        return try database.write { db in
+            try db.cachedStatement(
+                sql: """
+                    UPDATE jobs SET worker = ?, leaseUntil = ? WHERE id = ? AND state <> 'completed'
+                    AND (leaseUntil IS NULL OR leaseUntil <= ? OR worker = ?)
+                    """
+            ).execute(arguments: [worker, now + lease, id, now, worker])
+            guard db.changesCount > 0 else { return nil }
+            return try LedgerJob.fetchOne(db, key: id)
+        }
+    }
+
+    /// Extends `worker`'s leases by `lease` seconds from now.
+    public func renew(worker: String, lease: Double) throws {
+        try execute(
+            "UPDATE jobs SET leaseUntil = ? WHERE worker = ? AND leaseUntil IS NOT NULL",
+            [Date().timeIntervalSince1970 + lease, worker])
+    }
+
+    /// Gives up `worker`'s lease on job `id`.
+    public func release(_ id: Int64, worker: String) throws {
+        try execute("UPDATE jobs SET leaseUntil = NULL WHERE id = ? AND worker = ?", [id, worker])
+    }
+
+    /// Who holds job `id`.
+    public func lease(of id: Int64) throws -> JobLease? {
+        try database.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT state, worker, leaseUntil FROM jobs WHERE id = ?", arguments: [id])
+            else { return nil }
+            let until: Double? = row["leaseUntil"]
+            return JobLease(
+                state: JobState(rawValue: row["state"]) ?? .pending, worker: row["worker"], isSet: until != nil,
+                isLive: until.map { $0 > Date().timeIntervalSince1970 } ?? false)
+        }
+    }
+
+    /// Ends every lease: under the folder's lock, leases are a killed run's.
+    public func releaseAll() throws { try execute("UPDATE jobs SET leaseUntil = NULL WHERE leaseUntil IS NOT NULL", []) }
+
+    /// Nothing to close: the file is closed when the ledger goes.
+    public func close() async {}
 
     /// Calls `body` with each job in order, one row in memory at a time.
     public func forEachJob(_ body: (LedgerJob) throws -> Void) throws {

@@ -55,34 +55,51 @@ struct ChecksumSink: ByteSink {
     }
 }
 
-/// The ledger's cost per job: the four committed moves a job makes in a run
-/// (registered, about to be sent with its attempt counted, submitted with its
-/// id, completed),
-/// on a real SQLite file, one job after another.
-func ledgerOverhead(jobs: Int) throws {
+/// The store's cost per job: the five committed moves a job makes in a run
+/// (registered, claimed for this worker, about to be sent with its attempt
+/// counted, submitted with its id, completed), one job after another, on a
+/// real SQLite file, or on the PostgreSQL database `url` names (its tables
+/// under a scope of their own, removed afterwards).
+func storeOverhead(jobs: Int, url: String?) async throws {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("qie-bench-ledger-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: folder) }
-    let ledger = try Ledger(folder: folder)
+    let store: any RunStore
+    if let url {
+        store = try await PostgresStore.open(url: try PostgresURL(url), scope: folder)
+    } else {
+        store = try Ledger(folder: folder)
+    }
+    let worker = WorkerIdentity.current
     let start = DispatchTime.now().uptimeNanoseconds
     for index in 0..<jobs {
-        let job = try ledger.register(
+        let job = try await store.register(
             LedgerJob(
                 key: "key-\(index)", inputPath: "/photos/\(index).jpg", inputSHA256: String(repeating: "a", count: 64),
                 inputSize: 1_000_000, inputModified: 1.0, copy: 0, endpoint: "runflow-qwen-image-edit-2511",
                 prompt: "make it night", options: "{}"))
         let id = job.id!
-        try ledger.markSending(id, estimatedCost: "0.0315")
-        try ledger.markSubmitted(id, requestID: "run_\(index)")
-        try ledger.markCompleted(id, outputs: ["/out/\(index).png"], reportedCost: nil)
+        _ = try await store.claim(id, worker: worker, lease: 60)
+        try await store.markSending(id, worker: worker, estimatedCost: "0.0315", limit: nil)
+        try await store.markSubmitted(id, requestID: "run_\(index)", resultURLs: [], reportedCost: nil, extraAttempts: 0)
+        try await store.markCompleted(id, outputs: ["/out/\(index).png"], reportedCost: nil, polls: 0)
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    print(String(format: "ledger: %d jobs x 4 committed moves in %.2f s = %.3f ms per job", jobs, seconds, seconds / Double(jobs) * 1000))
+    if let shared = store as? PostgresStore {
+        try await shared.removeRun()
+    }
+    await store.close()
+    print(
+        String(
+            format: "%@: %d jobs x 5 committed moves in %.2f s = %.3f ms per job", url == nil ? "sqlite" : "postgres", jobs,
+            seconds, seconds / Double(jobs) * 1000))
 }
 
 switch CommandLine.arguments.dropFirst().first {
 case "ledger":
-    try ledgerOverhead(jobs: Int(CommandLine.arguments.dropFirst(2).first ?? "") ?? 5000)
+    // qie-bench ledger [JOBS [postgres://...]]
+    let arguments = Array(CommandLine.arguments.dropFirst(2))
+    try await storeOverhead(jobs: Int(arguments.first ?? "") ?? 5000, url: arguments.dropFirst().first)
 case "stream":
     try streamingMemory(inputMegabytes: Int(CommandLine.arguments.dropFirst(2).first ?? "") ?? 20)
 case "stream-once":

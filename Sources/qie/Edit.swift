@@ -159,6 +159,8 @@ struct Edit: AsyncParsableCommand {
 
     @OptionGroup var limits: LimitOptions
 
+    @OptionGroup var store: StoreOptions
+
     func validate() throws {
         try Flags.validating { try configuration(in: FileManager.default.currentDirectoryPath).validate() }
     }
@@ -216,14 +218,14 @@ struct Edit: AsyncParsableCommand {
             try dryRunReport(run)
             return
         }
-        try await Edit.execute(run, json: json)
+        try await Edit.execute(run, json: json, store: store.settings())
     }
 
     /// Runs `run`, rendering its events: a progress line on a terminal, plain
     /// lines, or JSON lines. Ctrl-C starts no more edits and lets those in
     /// flight finish (their jobs may already be paid for); a second Ctrl-C
     /// stops at once and names the accepted jobs whose results were not fetched.
-    static func execute(_ run: EditRun, json: Bool) async throws {
+    static func execute(_ run: EditRun, json: Bool, store: RunStoreSettings) async throws {
         let configuration = run.configuration
         let out = configuration.output
         let progress = EditProgress(reporter: progressReporter(json: json), endpoint: configuration.options.endpoint)
@@ -247,7 +249,7 @@ struct Edit: AsyncParsableCommand {
 
         let summary: EditRunSummary
         do {
-            summary = try await run.run(stop: stop) { progress.render($0) }
+            summary = try await run.run(store: store, stop: stop) { progress.render($0) }
         } catch {
             TextStream.standardError.write("error: \(error.message(naming: Flags.name))\n")
             switch error {
@@ -350,8 +352,9 @@ final class EditProgress: Sendable {
             finished(job, .earlier(path: output))
         case .skipped(let job):
             finished(job, .skipped)
-        case .withdrawn(let job):
-            // Counted as not started in the summary; no line of its own.
+        case .withdrawn(let job), .elsewhere(let job):
+            // Not started here (or another worker's: the end of the run waits
+            // for it); counted in the summary, no line of its own.
             started.withLock { _ = $0.removeValue(forKey: Self.key(job)) }
             reporter.withdrawn(job.input)
         case .held(let job, let error):

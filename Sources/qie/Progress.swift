@@ -83,6 +83,7 @@ enum ReportText {
         if summary.failed > 0 { parts.append("\(summary.failed) failed") }
         if summary.skipped > 0 { parts.append("\(summary.skipped) skipped (not images)") }
         if summary.earlier > 0 { parts.append("\(summary.earlier) done in an earlier run") }
+        if summary.elsewhere > 0 { parts.append("\(summary.elsewhere) by other workers") }
         if summary.held > 0 { parts.append("\(summary.held) held back by --max-cost") }
         if summary.notStarted > 0 { parts.append("\(summary.notStarted) not started (interrupted)") }
         let tail = parts.isEmpty ? "" : "; " + parts.joined(separator: ", ")
@@ -138,7 +139,7 @@ struct JSONLinesReporter: BatchReporter {
 
     struct Summary: Encodable {
         var summary = true
-        var total, written, failed, skipped, earlier, held, notStarted: Int
+        var total, written, failed, skipped, earlier, held, elsewhere, notStarted: Int
         var seconds: Double
     }
 
@@ -172,7 +173,7 @@ struct JSONLinesReporter: BatchReporter {
         emit(
             Summary(
                 total: summary.total, written: summary.written, failed: summary.failed, skipped: summary.skipped,
-                earlier: summary.earlier, held: summary.held, notStarted: summary.notStarted,
+                earlier: summary.earlier, held: summary.held, elsewhere: summary.elsewhere, notStarted: summary.notStarted,
                 seconds: (summary.seconds * 1000).rounded() / 1000))
     }
 

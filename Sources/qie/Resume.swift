@@ -48,11 +48,14 @@ struct Resume: AsyncParsableCommand {
     @Flag(help: "One JSON object per file and a summary object.")
     var json = false
 
+    @OptionGroup var store: StoreOptions
+
     func run() async throws {
         var run: EditRun
         let trust = ResumeTrust(baseURL: baseURL, callbackURL: callbackURL)
+        let settings = try store.settings()
         do {
-            run = try EditRun.resume(folder: folder, trust: trust)
+            run = try await EditRun.resume(folder: folder, trust: trust, store: settings)
         } catch .legacyRun(_, let arguments, let directory) {
             // A ledger from before runs stored their configuration records the
             // command line: it is read as the command line it is.
@@ -64,7 +67,7 @@ struct Resume: AsyncParsableCommand {
         if retryFailed { run.configuration.retryFailed = true }
         if retryUncertain { run.configuration.retryUncertain = true }
         TextStream.standardError.write(Self.describe(run.configuration))
-        try await Edit.execute(run, json: json || run.configuration.commandLine?.contains("--json") == true)
+        try await Edit.execute(run, json: json || run.configuration.commandLine?.contains("--json") == true, store: settings)
     }
 
     /// The configuration about to run, as lines: where the key goes, what is read, what is written.
@@ -102,7 +105,7 @@ struct Resume: AsyncParsableCommand {
     }
 }
 
-struct Status: ParsableCommand {
+struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Summarise an output folder's ledger: jobs by state, money spent, what is in flight or failed.")
 
@@ -112,13 +115,27 @@ struct Status: ParsableCommand {
     @Flag(help: "The summary and every job as JSON.")
     var json = false
 
-    func run() throws {
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
         let status: EditRunStatus
-        do { status = try EditRun.status(folder: folder) } catch { throw fail(error) }
+        let settings = try store.settings()
+        do { status = try await EditRun.status(folder: folder, store: settings) } catch { throw fail(error) }
         let summary = status.summary
         if json {
             let jobs: [LedgerJob]
-            do { jobs = try EditRun.openLedger(folder: folder).jobs() } catch let error as EditError { throw fail(error) }
+            do {
+                let opened = try await EditRun.openStore(folder: folder, settings: settings)
+                do {
+                    jobs = try await opened.allJobs()
+                    await opened.close()
+                } catch {
+                    await opened.close()
+                    throw fail(.ledger("\(error)"))
+                }
+            } catch let error as EditError {
+                throw fail(error)
+            }
             struct Output: Encodable {
                 var summary: LedgerSummary
                 var jobs: [LedgerJob]
@@ -152,5 +169,43 @@ struct Status: ParsableCommand {
             out.add(arguments.isEmpty ? "last run: started from the library (qie resume runs it again)" : "last run: qie \(arguments.joined(separator: " "))")
         }
         out.flush()
+    }
+}
+
+/// Where a run keeps its jobs: `--ledger` (or `QIE_LEDGER_URL`) names a
+/// PostgreSQL database shared by workers on several machines; without it,
+/// the SQLite ledger in the output folder.
+struct StoreOptions: ParsableArguments {
+    @Option(
+        name: .customLong("ledger"),
+        help: ArgumentHelp(
+            "A PostgreSQL URL (postgres://USER@HOST:PORT/DB) shared by workers on several machines (default: $QIE_LEDGER_URL, else the SQLite ledger in the output folder). Give the password in PGPASSWORD or QIE_LEDGER_URL rather than here.",
+            valueName: "url"))
+    var ledger: String?
+
+    @Option(name: .customLong("lease"), help: "With --ledger: seconds a worker's claim on a job lasts unrenewed (a dead worker's jobs wait this long).")
+    var lease: Double = 60
+
+    func validate() throws {
+        guard lease >= 1, lease <= 3600 else { throw ValidationError("--lease must be between 1 and 3600 seconds") }
+        if let ledger, !PostgresURL.isPostgres(ledger) {
+            throw ValidationError("--ledger must be a postgres:// URL (the SQLite ledger is the default and needs no option)")
+        }
+    }
+
+    func settings() throws -> RunStoreSettings {
+        let environment = ProcessInfo.processInfo.environment
+        var settings = RunStoreSettings(environment: environment)
+        if let ledger { settings.url = ledger }
+        settings.lease = lease
+        if let url = settings.url {
+            do {
+                _ = try PostgresURL(url, environment: environment)
+            } catch {
+                TextStream.standardError.write("error: \(error)\n")
+                throw ExitCode(2)
+            }
+        }
+        return settings
     }
 }

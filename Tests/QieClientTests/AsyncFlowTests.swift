@@ -432,7 +432,7 @@ struct NotificationPartsTests {
             let polls = emulator.polls(of: .runflowQwenImageEdit2511)
             let sidecarPolls = run.done.reduce(0) { $0 + $1.result.polls }
             #expect(sidecarPolls == polls && Double(polls) / 12 <= 3, "\(polls) polls for 12 jobs")
-            let status = try EditRun.status(folder: root + "/out")
+            let status = try await EditRun.status(folder: root + "/out")
             #expect(status.summary.polls == polls)
         }
     }

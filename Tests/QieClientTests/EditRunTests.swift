@@ -292,21 +292,21 @@ struct EditRunTests {
             options.fields.safetyChecker = nil
             let first = try await runFolder(root, options: options) { $0.maxCost = 3 }
             #expect(first.summary.batch.written == 1)
-            let resumed = try EditRun.resume(folder: root + "/out", trust: ResumeTrust(baseURL: base))
+            let resumed = try await EditRun.resume(folder: root + "/out", trust: ResumeTrust(baseURL: base))
             #expect(resumed.configuration.options == options)
             #expect(resumed.configuration.maxCost == 3 && resumed.configuration.inputs == [root + "/in"])
             let summary = try await resumed.run(environment: testEnvironment())
             #expect(summary.batch.earlier == 1 && emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
 
             // Where the folder stands, from the library: one job done, nothing in flight or failed.
-            let status = try EditRun.status(folder: root + "/out")
+            let status = try await EditRun.status(folder: root + "/out")
             #expect(status.summary.jobs == 1 && status.summary.byState["completed"] == 1)
             #expect(status.inFlight.isEmpty && status.failed.isEmpty && status.lastRun != nil)
 
             // A folder without a ledger, and a ledger from a newer qie, are refused with what to do.
-            #expect(throws: EditError.self) { try EditRun.resume(folder: root + "/in") }
+            await #expect(throws: EditError.self) { try await EditRun.resume(folder: root + "/in") }
             do {
-                _ = try EditRun.status(folder: root + "/in")
+                _ = try await EditRun.status(folder: root + "/in")
                 Issue.record("a folder without a ledger has a status")
             } catch {
                 guard case EditError.noLedger = error else { Issue.record("\(error)"); return }
@@ -314,7 +314,7 @@ struct EditRunTests {
             let ledger = try Ledger(folder: root + "/out")
             try ledger.recordRun(configuration: "{}", version: EditRunConfiguration.currentVersion + 1, arguments: [], directory: root)
             do {
-                _ = try EditRun.resume(folder: root + "/out")
+                _ = try await EditRun.resume(folder: root + "/out")
                 Issue.record("a newer configuration was accepted")
             } catch let error as EditError {
                 guard case .newerRun(_, let version) = error else { Issue.record("\(error)"); return }
@@ -340,7 +340,7 @@ struct EditRunTests {
         defer { try? FileManager.default.removeItem(atPath: root) }
 
         do {
-            _ = try EditRun.resume(folder: root + "/out")
+            _ = try await EditRun.resume(folder: root + "/out")
             Issue.record("a legacy ledger resumed without its configuration")
         } catch {
             guard case .legacyRun(_, let arguments, let directory) = error else { Issue.record("\(error)"); return }

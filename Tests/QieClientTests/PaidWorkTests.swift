@@ -31,7 +31,7 @@ struct PaidWorkTests {
             #expect(job.error?.contains("HTTP 500") == true && job.error?.contains("not sent again") == true)
             // Its estimate counts: a budget of $0.03 has $0.01 left.
             #expect(try ledger.committedCost(includingSubmitted: true).total == Decimal(string: "0.02"))
-            let status = try EditRun.status(folder: root + "/out")
+            let status = try await EditRun.status(folder: root + "/out")
             #expect(status.uncertain.map(\.inputPath) == [root + "/in/a.jpg"])
 
             // Resumed: not sent, and the message says how to send it.
@@ -42,7 +42,7 @@ struct PaidWorkTests {
             #expect(reason.contains("uncertain") && reason.contains("retryUncertain"), "\(reason)")
 
             // Asked: sent once more, and done.
-            var retry = try EditRun.resume(folder: root + "/out", trust: ResumeTrust(baseURL: base))
+            var retry = try await EditRun.resume(folder: root + "/out", trust: ResumeTrust(baseURL: base))
             retry.configuration.retryUncertain = true
             retry.configuration.maxCost = Decimal(string: "0.05")
             let third = try await retry.run(environment: testEnvironment())
@@ -194,21 +194,21 @@ struct PaidWorkTests {
             let ledger = try Ledger(folder: root + "/out")
             let trusted = ResumeTrust(baseURL: base, folders: [], environment: [:])
             // What a stranger with write access to the folder could store.
-            func plant(_ change: (inout EditRunConfiguration) -> Void) throws -> EditError? {
+            func plant(_ change: (inout EditRunConfiguration) -> Void) async throws -> EditError? {
                 var configuration = EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: runsync(base))
                 change(&configuration)
                 let text = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
                 try ledger.recordRun(configuration: text, version: EditRunConfiguration.currentVersion, arguments: [], directory: root)
                 do {
-                    _ = try EditRun.resume(folder: root + "/out", trust: trusted)
+                    _ = try await EditRun.resume(folder: root + "/out", trust: trusted)
                     return nil
                 } catch {
                     return error
                 }
             }
-            #expect(try plant { _ in } == nil, "the emulator's address, given again, is trusted")
+            #expect(try await plant { _ in } == nil, "the emulator's address, given again, is trusted")
 
-            let foreign = try #require(try plant { $0.options.baseURL = "https://collector.example/v2" })
+            let foreign = try #require(try await plant { $0.options.baseURL = "https://collector.example/v2" })
             guard case .unconfirmedAddress(_, .baseURL, "https://collector.example/v2", let documented, _) = foreign else {
                 Issue.record("\(foreign)")
                 return
@@ -220,9 +220,9 @@ struct PaidWorkTests {
             var named = trusted
             named.environment = ["QIE_RUNPOD_BASE_URL": "https://collector.example/v2"]
             named.baseURL = nil
-            #expect(throws: Never.self) { _ = try EditRun.resume(folder: root + "/out", trust: named) }
+            await #expect(throws: Never.self) { _ = try await EditRun.resume(folder: root + "/out", trust: named) }
 
-            let callback = try #require(try plant {
+            let callback = try #require(try await plant {
                 $0.options.flow = .synchronous
                 $0.options.callback = CallbackOptions(url: "https://collector.example/hook", listen: "127.0.0.1:9")
             })
@@ -232,7 +232,7 @@ struct PaidWorkTests {
                 { $0.inputs = ["/etc"] }, { $0.references = ["/etc/passwd"] }, { $0.manifest = root + "/../../etc/prompts.csv" },
                 { $0.inputs = [root + "/in/../../elsewhere"] },
             ] {
-                let outside = try #require(try plant(planted))
+                let outside = try #require(try await plant(planted))
                 guard case .untrustedInput(_, let path, _) = outside else { Issue.record("\(outside)"); continue }
                 #expect(!path.hasPrefix(root), "\(path)")
                 #expect(outside.description.contains("start the edit again with those inputs"))

@@ -129,7 +129,7 @@ func editFolderOnEmulator() async throws {
     // Everything but the keys comes back from the ledger in the output folder.
     // The stored base URL is not the endpoint's documented address: it is
     // given again, as the key goes only where the caller says now.
-    let resumed = try EditRun.resume(folder: output, trust: ResumeTrust(baseURL: options.baseURL))
+    let resumed = try await EditRun.resume(folder: output, trust: ResumeTrust(baseURL: options.baseURL))
     let second = try await resumed.run(environment: environment) { event in
         outputs.record(event)
         if let line = describe(event) { print(line) }
@@ -197,6 +197,8 @@ func describe(_ event: EditRunEvent) -> String? {
     // Prepared ahead of a free connection, but the run was stopped first.
     case .withdrawn(let job): "not sent \(job.input.relativePath): the run was stopped"
     case .held(let job, let error): "held \(job.input.relativePath): \(error)"
+    // Another worker sharing the run's PostgreSQL store has it (see RunStoreSettings).
+    case .elsewhere(let job): "elsewhere \(job.input.relativePath): another worker has it"
     case .failed(let job, let error): "error \(job.input.relativePath): \(error)"
     // Emulated edits are priced like real ones, but nobody pays.
     case .cost(_, let amount, let spent): "cost $\(amount) (run total $\(spent))"

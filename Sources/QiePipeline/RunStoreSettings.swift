@@ -1,0 +1,37 @@
+import Foundation
+import QieStore
+
+/// Where an edit run keeps its jobs, and how workers sharing them hold theirs.
+///
+/// By default a run keeps a SQLite ledger in its output folder (one machine).
+/// With `url` set to a PostgreSQL URL (`postgres://USER:PASSWORD@HOST/DB`, or
+/// `QIE_LEDGER_URL`), workers on several machines share one run: the same
+/// inputs and the same output folder at the same paths on each, one
+/// database. Each claims a job before working on it, for `lease` seconds,
+/// renewed every third of that while it runs; a worker that dies loses its
+/// jobs when the lease runs out, and another picks them up where they stand.
+public struct RunStoreSettings: Sendable {
+    /// The shared store's URL; nil for the SQLite ledger in the output folder.
+    public var url: String?
+    /// Seconds a claim on a job lasts without being renewed (60): how long a
+    /// dead worker's jobs wait before another takes them.
+    public var lease: Double
+    /// Where `PGPASSWORD` is read when the URL has no password.
+    public var environment: [String: String]
+
+    /// The variable naming the shared store.
+    public static let urlVariable = "QIE_LEDGER_URL"
+
+    /// A store at `url` (nil: the ledger in the output folder).
+    public init(url: String? = nil, lease: Double = 60, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.url = url
+        self.lease = lease
+        self.environment = environment
+    }
+
+    /// The store `QIE_LEDGER_URL` names in `environment`, else the ledger in the output folder.
+    public init(environment: [String: String]) {
+        let named = environment[Self.urlVariable].flatMap { $0.isEmpty ? nil : $0 }
+        self.init(url: named, environment: environment)
+    }
+}

@@ -1,0 +1,431 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The run store on PostgreSQL, shared by workers on several machines
+/// (`qie edit --ledger postgres://...`). One database holds any number of
+/// runs, each under its `scope` (the output folder's absolute path, the same
+/// on every machine: the folder is shared). Leases are timed by the server's
+/// clock, so the workers' clocks need not agree. Every move is one statement
+/// or one transaction; a killed worker leaves nothing half-written.
+public final class PostgresStore: RunStore {
+    /// The run's scope: the output folder's absolute path.
+    public let scope: String
+    /// The connection pool.
+    public let database: PostgresDatabase
+    private let ownsDatabase: Bool
+
+    /// Where the store is, for messages (no password).
+    public var location: String { "\(database.url) (run \(scope))" }
+
+    /// Opens the store at `url` for the run whose output folder is `scope`,
+    /// creating or migrating its tables; `StoreError.newer` when a newer qie
+    /// wrote them.
+    public static func open(url: PostgresURL, scope: String) async throws -> PostgresStore {
+        let database = try PostgresDatabase(url, maxConnections: 24)
+        do {
+            try await database.check()
+            try await database.migrate(namespace: "runs", migrations)
+        } catch {
+            await database.close()
+            throw error
+        }
+        return PostgresStore(database: database, scope: scope, ownsDatabase: true)
+    }
+
+    private init(database: PostgresDatabase, scope: String, ownsDatabase: Bool) {
+        self.database = database
+        self.scope = scope
+        self.ownsDatabase = ownsDatabase
+    }
+
+    /// Closes the pool.
+    public func close() async { if ownsDatabase { await database.close() } }
+
+    static let migrations: [(name: String, sql: [String])] = [
+        (
+            "v1",
+            [
+                """
+                CREATE TABLE qie_runs (
+                    id bigserial PRIMARY KEY, scope text NOT NULL, arguments text NOT NULL, directory text NOT NULL,
+                    started_at double precision NOT NULL, configuration text, configuration_version integer)
+                """,
+                "CREATE INDEX qie_runs_scope ON qie_runs (scope, id)",
+                """
+                CREATE TABLE qie_jobs (
+                    id bigserial PRIMARY KEY, scope text NOT NULL, key text NOT NULL, input_path text NOT NULL,
+                    input_sha256 text NOT NULL, input_size bigint NOT NULL, input_modified double precision NOT NULL,
+                    copy integer NOT NULL, endpoint text NOT NULL, prompt text NOT NULL, options text NOT NULL,
+                    state text NOT NULL, request_id text, result_urls text, attempts integer NOT NULL DEFAULT 0,
+                    polls integer NOT NULL DEFAULT 0, outputs text, estimated_cost text, reported_cost text, error text,
+                    created_at double precision NOT NULL, updated_at double precision NOT NULL,
+                    worker text, lease_until timestamptz, UNIQUE (scope, key))
+                """,
+                "CREATE INDEX qie_jobs_by_input ON qie_jobs (scope, input_path, input_size, input_modified)",
+                "CREATE INDEX qie_jobs_by_state ON qie_jobs (scope, state)",
+                "CREATE INDEX qie_jobs_by_worker ON qie_jobs (worker) WHERE lease_until IS NOT NULL",
+            ]
+        )
+    ]
+
+    private static let columns = """
+        id, key, input_path, input_sha256, input_size, input_modified, copy, endpoint, prompt, options, state, request_id,
+        result_urls, attempts, polls, outputs, estimated_cost, reported_cost, error, created_at, updated_at, worker
+        """
+
+    private static func job(_ row: PostgresRow) throws -> LedgerJob {
+        let cells = row.makeRandomAccess()
+        func value<T: PostgresDecodable>(_ name: String, _ type: T.Type) throws -> T { try cells[name].decode(T.self) }
+        var job = LedgerJob(
+            key: try value("key", String.self), inputPath: try value("input_path", String.self),
+            inputSHA256: try value("input_sha256", String.self), inputSize: try value("input_size", Int64.self),
+            inputModified: try value("input_modified", Double.self), copy: Int(try value("copy", Int32.self)),
+            endpoint: try value("endpoint", String.self), prompt: try value("prompt", String.self),
+            options: try value("options", String.self))
+        job.id = try value("id", Int64.self)
+        job.state = JobState(rawValue: try value("state", String.self)) ?? .pending
+        job.requestID = try value("request_id", String?.self)
+        job.resultURLs = try value("result_urls", String?.self)
+        job.attempts = Int(try value("attempts", Int32.self))
+        job.polls = Int(try value("polls", Int32.self))
+        job.outputs = try value("outputs", String?.self)
+        job.estimatedCost = try value("estimated_cost", String?.self)
+        job.reportedCost = try value("reported_cost", String?.self)
+        job.error = try value("error", String?.self)
+        job.createdAt = try value("created_at", Double.self)
+        job.updatedAt = try value("updated_at", Double.self)
+        job.worker = try value("worker", String?.self)
+        return job
+    }
+
+    private func jobs(_ query: PostgresQuery) async throws -> [LedgerJob] {
+        var found: [LedgerJob] = []
+        do {
+            for try await row in try await database.query(query) { found.append(try Self.job(row)) }
+        } catch {
+            throw database.describe(error)
+        }
+        return found
+    }
+
+    /// Whether `query` returned at least one row.
+    private func returnsRow(_ query: PostgresQuery) async throws -> Bool {
+        do {
+            for try await _ in try await database.query(query) { return true }
+            return false
+        } catch {
+            throw database.describe(error)
+        }
+    }
+
+    private static var now: Double { Date().timeIntervalSince1970 }
+
+    // MARK: Runs
+
+    /// Records a run under the scope.
+    @discardableResult
+    public func recordRun(configuration: String?, version: Int?, arguments: [String], directory: String) async throws -> LedgerRun {
+        let text = String(decoding: try JSONEncoder().encode(arguments), as: UTF8.self)
+        let started = Self.now
+        let versionNumber = version.map(Int32.init)
+        var run = LedgerRun(
+            id: nil, arguments: text, directory: directory, startedAt: started, configuration: configuration,
+            configurationVersion: version)
+        do {
+            for try await id in try await database.query(
+                """
+                INSERT INTO qie_runs (scope, arguments, directory, started_at, configuration, configuration_version)
+                VALUES (\(scope), \(text), \(directory), \(started), \(configuration), \(versionNumber)) RETURNING id
+                """
+            ).decode(Int64.self) {
+                run.id = id
+            }
+        } catch {
+            throw database.describe(error)
+        }
+        return run
+    }
+
+    /// The newest run under the scope.
+    public func lastRun() async throws -> LedgerRun? {
+        do {
+            let rows = try await database.query(
+                """
+                SELECT id, arguments, directory, started_at, configuration, configuration_version FROM qie_runs
+                WHERE scope = \(scope) ORDER BY id DESC LIMIT 1
+                """)
+            for try await (id, arguments, directory, started, configuration, version) in rows.decode(
+                (Int64, String, String, Double, String?, Int32?).self)
+            {
+                return LedgerRun(
+                    id: id, arguments: arguments, directory: directory, startedAt: started, configuration: configuration,
+                    configurationVersion: version.map(Int.init))
+            }
+            return nil
+        } catch {
+            throw database.describe(error)
+        }
+    }
+
+    // MARK: Jobs
+
+    /// The job with `job`'s key under the scope, registering it as pending if new.
+    public func register(_ job: LedgerJob) async throws -> LedgerJob {
+        let now = Self.now
+        let copy = Int32(job.copy)
+        // Insert, or touch nothing and read the row already there: one round trip either way.
+        let found = try await jobs(
+            """
+            WITH inserted AS (
+                INSERT INTO qie_jobs (scope, key, input_path, input_sha256, input_size, input_modified, copy, endpoint, prompt,
+                    options, state, created_at, updated_at)
+                VALUES (\(scope), \(job.key), \(job.inputPath), \(job.inputSHA256), \(job.inputSize), \(job.inputModified),
+                    \(copy), \(job.endpoint), \(job.prompt), \(job.options), 'pending', \(now), \(now))
+                ON CONFLICT (scope, key) DO NOTHING RETURNING \(unescaped: Self.columns))
+            SELECT \(unescaped: Self.columns) FROM inserted
+            UNION ALL SELECT \(unescaped: Self.columns) FROM qie_jobs WHERE scope = \(scope) AND key = \(job.key)
+            LIMIT 1
+            """)
+        guard let row = found.first else { throw StoreError.unavailable(location: location, reason: "job \(job.key) was not recorded") }
+        return row
+    }
+
+    /// The hash recorded for an unchanged file.
+    public func knownHash(path: String, size: Int64, modified: Double) async throws -> String? {
+        do {
+            for try await hash in try await database.query(
+                """
+                SELECT input_sha256 FROM qie_jobs WHERE scope = \(scope) AND input_path = \(path) AND input_size = \(size)
+                AND input_modified = \(modified) LIMIT 1
+                """
+            ).decode(String.self) {
+                return hash
+            }
+            return nil
+        } catch {
+            throw database.describe(error)
+        }
+    }
+
+    /// The job with row id `id`.
+    public func job(id: Int64) async throws -> LedgerJob? {
+        try await jobs("SELECT \(unescaped: Self.columns) FROM qie_jobs WHERE id = \(id) AND scope = \(scope)").first
+    }
+
+    /// A page of jobs after row id `id`.
+    public func jobs(after id: Int64, limit: Int) async throws -> [LedgerJob] {
+        try await jobs(
+            "SELECT \(unescaped: Self.columns) FROM qie_jobs WHERE scope = \(scope) AND id > \(id) ORDER BY id LIMIT \(limit)")
+    }
+
+    /// Removes job `id`.
+    public func forget(_ id: Int64) async throws {
+        try await database.query("DELETE FROM qie_jobs WHERE id = \(id) AND scope = \(scope)")
+    }
+
+    // MARK: Leases
+
+    /// Takes job `id` for `worker`, by the server's clock.
+    public func claim(_ id: Int64, worker: String, lease: Double) async throws -> LedgerJob? {
+        try await jobs(
+            """
+            UPDATE qie_jobs SET worker = \(worker), lease_until = now() + make_interval(secs => \(lease))
+            WHERE id = \(id) AND scope = \(scope) AND state <> 'completed'
+            AND (lease_until IS NULL OR lease_until <= now() OR worker = \(worker))
+            RETURNING \(unescaped: Self.columns)
+            """
+        ).first
+    }
+
+    /// Extends `worker`'s leases.
+    public func renew(worker: String, lease: Double) async throws {
+        try await database.query(
+            """
+            UPDATE qie_jobs SET lease_until = now() + make_interval(secs => \(lease))
+            WHERE worker = \(worker) AND lease_until IS NOT NULL
+            """)
+    }
+
+    /// Gives up `worker`'s lease on job `id`.
+    public func release(_ id: Int64, worker: String) async throws {
+        try await database.query("UPDATE qie_jobs SET lease_until = NULL WHERE id = \(id) AND worker = \(worker)")
+    }
+
+    /// Who holds job `id`.
+    public func lease(of id: Int64) async throws -> JobLease? {
+        do {
+            for try await (state, worker, isSet, isLive) in try await database.query(
+                """
+                SELECT state, worker, lease_until IS NOT NULL, COALESCE(lease_until > now(), false) FROM qie_jobs
+                WHERE id = \(id) AND scope = \(scope)
+                """
+            ).decode((String, String?, Bool, Bool).self) {
+                return JobLease(state: JobState(rawValue: state) ?? .pending, worker: worker, isSet: isSet, isLive: isLive)
+            }
+            return nil
+        } catch {
+            throw database.describe(error)
+        }
+    }
+
+    /// Ends every lease of the run.
+    public func releaseAll() async throws {
+        try await database.query("UPDATE qie_jobs SET lease_until = NULL WHERE scope = \(scope) AND lease_until IS NOT NULL")
+    }
+
+    // MARK: Moves
+
+    /// About to send, under `worker`'s lease and within `limit`.
+    public func markSending(_ id: Int64, worker: String, estimatedCost: String?, limit: Decimal?) async throws {
+        let now = Self.now
+        guard let limit else {
+            let moved = try await returnsRow(
+                """
+                UPDATE qie_jobs SET state = 'prepared', estimated_cost = \(estimatedCost), error = NULL, attempts = attempts + 1,
+                updated_at = \(now) WHERE id = \(id) AND worker = \(worker) AND lease_until > now() RETURNING id
+                """)
+            if !moved { throw try await leaseRefusal(id) }
+            return
+        }
+        let scope = self.scope
+        let logger = database.logger
+        try await database.transaction { connection in
+            // One sender at a time per run checks the money: workers never pass the limit together.
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(scope), 7151))", logger: logger)
+            var holds = false
+            for try await live in try await connection.query(
+                "SELECT worker = \(worker) AND COALESCE(lease_until > now(), false) FROM qie_jobs WHERE id = \(id) FOR UPDATE",
+                logger: logger
+            ).decode(Bool?.self) {
+                holds = live ?? false
+            }
+            guard holds else { throw StoreError.leaseLost(job: id) }
+            var spent = Decimal(0)
+            var inFlight = Decimal(0)
+            for try await (state, total) in try await connection.query(
+                """
+                SELECT state = 'completed', SUM(COALESCE(reported_cost, estimated_cost)::numeric)::text FROM qie_jobs
+                WHERE scope = \(scope) AND state IN ('completed', 'submitted', 'uncertain', 'prepared') AND id <> \(id)
+                GROUP BY state = 'completed'
+                """, logger: logger
+            ).decode((Bool, String?).self) {
+                let amount = total.flatMap { Decimal(string: $0) } ?? 0
+                if state { spent += amount } else { inFlight += amount }
+            }
+            let estimate = estimatedCost.flatMap { Decimal(string: $0) } ?? 0
+            if spent + inFlight + estimate > limit {
+                throw StoreError.costLimit(limit: limit, spent: spent, inFlight: inFlight, estimate: estimate)
+            }
+            try await connection.query(
+                """
+                UPDATE qie_jobs SET state = 'prepared', estimated_cost = \(estimatedCost), error = NULL,
+                attempts = attempts + 1, updated_at = \(now) WHERE id = \(id)
+                """, logger: logger)
+        }
+    }
+
+    private func leaseRefusal(_ id: Int64) async throws -> StoreError {
+        try await lease(of: id) == nil ? .noJob(id) : .leaseLost(job: id)
+    }
+
+    /// Accepted by the endpoint.
+    public func markSubmitted(
+        _ id: Int64, requestID: String?, resultURLs: [String] = [], reportedCost: String? = nil, extraAttempts: Int = 0
+    ) async throws {
+        let urls = resultURLs.isEmpty ? nil : String(decoding: try JSONEncoder().encode(resultURLs), as: UTF8.self)
+        let extra = Int32(extraAttempts)
+        try await database.query(
+            """
+            UPDATE qie_jobs SET state = 'submitted', request_id = COALESCE(\(requestID), request_id),
+            result_urls = COALESCE(\(urls), result_urls), reported_cost = COALESCE(\(reportedCost), reported_cost),
+            attempts = attempts + \(extra), updated_at = \(Self.now) WHERE id = \(id)
+            """)
+    }
+
+    /// Done; the lease ends.
+    public func markCompleted(_ id: Int64, outputs: [String], reportedCost: String?, polls: Int = 0) async throws {
+        let list = String(decoding: try JSONEncoder().encode(outputs), as: UTF8.self)
+        let polled = Int32(polls)
+        try await database.query(
+            """
+            UPDATE qie_jobs SET state = 'completed', outputs = \(list), reported_cost = COALESCE(\(reportedCost), reported_cost),
+            error = NULL, polls = polls + \(polled), lease_until = NULL, updated_at = \(Self.now) WHERE id = \(id)
+            """)
+    }
+
+    /// Ended with `error`; the lease ends.
+    public func markError(_ id: Int64, _ error: String, failed: Bool, extraAttempts: Int = 0) async throws {
+        let extra = Int32(extraAttempts)
+        try await database.query(
+            """
+            UPDATE qie_jobs SET state = CASE WHEN \(failed) THEN 'failed' ELSE state END, error = \(error),
+            attempts = attempts + \(extra), lease_until = NULL, updated_at = \(Self.now) WHERE id = \(id)
+            """)
+    }
+
+    /// Sent without a usable answer; the lease ends.
+    public func markUncertain(_ id: Int64, _ error: String, extraAttempts: Int = 0) async throws {
+        let extra = Int32(extraAttempts)
+        try await database.query(
+            """
+            UPDATE qie_jobs SET state = 'uncertain', error = \(error), attempts = attempts + \(extra), lease_until = NULL,
+            updated_at = \(Self.now) WHERE id = \(id)
+            """)
+    }
+
+    /// Forgets job `id`'s result URLs.
+    public func forgetResults(_ id: Int64) async throws {
+        try await database.query("UPDATE qie_jobs SET result_urls = NULL, updated_at = \(Self.now) WHERE id = \(id)")
+    }
+
+    /// Deletes the run's jobs and runs from the database (the other runs'
+    /// are untouched): for a benchmark's or a test's scratch run.
+    public func removeRun() async throws {
+        try await database.query("DELETE FROM qie_jobs WHERE scope = \(scope)")
+        try await database.query("DELETE FROM qie_runs WHERE scope = \(scope)")
+    }
+
+    // MARK: Money and counts
+
+    /// Money committed to the run.
+    public func committedCost(includingSubmitted: Bool) async throws -> (total: Decimal, unpriced: Int) {
+        let states = includingSubmitted ? ["completed", "submitted", "uncertain", "prepared"] : ["completed"]
+        do {
+            for try await (total, unpriced) in try await database.query(
+                """
+                SELECT COALESCE(SUM(COALESCE(reported_cost, estimated_cost)::numeric), 0)::text,
+                COUNT(*) FILTER (WHERE reported_cost IS NULL AND estimated_cost IS NULL)
+                FROM qie_jobs WHERE scope = \(scope) AND state = ANY(\(states))
+                """
+            ).decode((String, Int64).self) {
+                return (Decimal(string: total) ?? 0, Int(unpriced))
+            }
+            return (0, 0)
+        } catch {
+            throw database.describe(error)
+        }
+    }
+
+    /// Counts by state, submissions, polls and money spent.
+    public func summary() async throws -> LedgerSummary {
+        var summary = LedgerSummary()
+        do {
+            for try await (state, count, attempts, polls) in try await database.query(
+                """
+                SELECT state, COUNT(*), COALESCE(SUM(attempts), 0), COALESCE(SUM(polls), 0) FROM qie_jobs
+                WHERE scope = \(scope) GROUP BY state
+                """
+            ).decode((String, Int64, Int64, Int64).self) {
+                summary.byState[state] = Int(count)
+                summary.jobs += Int(count)
+                summary.submissions += Int(attempts)
+                summary.polls += Int(polls)
+            }
+        } catch {
+            throw database.describe(error)
+        }
+        (summary.spentUSD, summary.unpriced) = try await committedCost(includingSubmitted: false)
+        return summary
+    }
+}
