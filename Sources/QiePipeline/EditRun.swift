@@ -595,6 +595,7 @@ public struct EditRun: Sendable {
                 var waiting = elsewhere.withLock { $0 }
                 while !waiting.isEmpty, !stop.isCancelled, !worker.wasRefused {
                     var still: [(job: EditJob, row: Int64)] = []
+                    var takeovers: [EditJob] = []
                     for (job, row) in waiting {
                         let found: JobLease?
                         do {
@@ -606,18 +607,29 @@ public struct EditRun: Sendable {
                         }
                         // Gone: its worker found it is not an image.
                         guard let lease = found else { continue }
-                        if lease.isLive { still.append((job, row)); continue }
-                        let ended: Set<JobState> = [.completed, .failed, .uncertain, .prepared]
-                        if lease.state == .completed || (!lease.isSet && ended.contains(lease.state)) {
+                        if lease.isLive {
+                            still.append((job, row))
+                        } else if lease.state == .completed || (!lease.isSet && lease.state != .pending && lease.state != .submitted) {
+                            // Ended by its worker (done, failed, or left uncertain): that worker reported it.
                             summary.withLock { $0.record(.elsewhere) }
-                            continue
+                        } else {
+                            // Its worker stopped (or gave it up unfinished): it is this run's now.
+                            takeovers.append(job)
                         }
-                        // Its worker stopped (or gave it up unfinished): it is this run's now.
-                        let gate = OrderedTurnstile(capacity: 1)
-                        let outcome = await context.process(job, number: 0, editor: editor, gate: gate, stop: stop)
-                        if outcome.elsewhere != nil { still.append((job, row)) } else { record(job, outcome) }
                     }
-                    waiting = still
+                    // Taken over together, `concurrency` at a time, like the run's own jobs.
+                    let gate = OrderedTurnstile(capacity: config.concurrency)
+                    let retaken = await withTaskGroup(of: (EditJob, JobOutcome).self) { group in
+                        for (number, job) in takeovers.enumerated() {
+                            group.addTask { (job, await context.process(job, number: number, editor: editor, gate: gate, stop: stop)) }
+                        }
+                        var again: [(job: EditJob, row: Int64)] = []
+                        for await (job, outcome) in group {
+                            if let row = outcome.elsewhere { again.append((job, row)) } else { record(job, outcome) }
+                        }
+                        return again
+                    }
+                    waiting = still + retaken
                     if !waiting.isEmpty { try? await Task.sleep(for: .seconds(min(1, worker.lease / 4))) }
                 }
                 if !waiting.isEmpty, worker.wasRefused { summary.withLock { $0.held += waiting.count } }

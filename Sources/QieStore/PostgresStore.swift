@@ -187,7 +187,16 @@ public final class PostgresStore: RunStore {
             UNION ALL SELECT \(unescaped: Self.columns) FROM qie_jobs WHERE scope = \(scope) AND key = \(job.key)
             LIMIT 1
             """)
-        guard let row = found.first else { throw StoreError.unavailable(location: location, reason: "job \(job.key) was not recorded") }
+        if let row = found.first { return row }
+        // Another worker inserted the key after this statement's snapshot was
+        // taken (its insert won the conflict): a new statement sees its row.
+        guard
+            let row = try await jobs(
+                "SELECT \(unescaped: Self.columns) FROM qie_jobs WHERE scope = \(scope) AND key = \(job.key)"
+            ).first
+        else {
+            throw StoreError.unavailable(location: location, reason: "job \(job.key) was not recorded")
+        }
         return row
     }
 
