@@ -101,7 +101,8 @@ public enum EditError: SettingNamingError, Sendable {
         case .noPrompts:
             "no prompt: give \(naming(.prompt)), a \(naming(.manifest)), or a text file NAME.txt next to each image"
         case .manifest(let error): "manifest \(error)"
-        case .noLedger(let folder): "\(DisplayPath.escape(folder)) has no qie ledger: it is not the output folder of an edit run"
+        case .noLedger(let folder):
+            "\(DisplayPath.escape(folder)) has no qie ledger: it is not the output folder of an edit run (for a run whose jobs are in a shared PostgreSQL store, name the store: \(RunStoreSettings.urlVariable))"
         case .noRun(let folder): "the ledger in \(DisplayPath.escape(folder)) records no edit run"
         case .legacyRun(let folder, _, _):
             "the ledger in \(DisplayPath.escape(folder)) was written by an earlier qie and records only the command line; run that command again (finished jobs are still skipped)"
