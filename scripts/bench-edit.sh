@@ -19,6 +19,7 @@
 # the benchmark's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 scripts/ensure-deps.sh
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
@@ -27,7 +28,7 @@ if [ $quick -eq 1 ]; then
   [ -x "$qie" ] || { echo "build qie first (swift build --product qie)" >&2; exit 1; }
   images=8; latency=0.3; low=0.2; high=0.6; concurrency=4
 else
-  if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie 2>&1); then echo "$build" >&2; exit 1; fi
+  build_release qie
   qie=.build/release/qie
   images=64; latency=4; low=2; high=8; concurrency=16
 fi

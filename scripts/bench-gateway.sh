@@ -16,6 +16,7 @@
 # edits for 3; its figures are not the benchmark's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 scripts/ensure-openai-sdk.sh
@@ -24,7 +25,7 @@ if [ $quick -eq 1 ]; then
   qie=.build/debug/qie
   [ -x "$qie" ] || { echo "build qie first (swift build --product qie)" >&2; exit 1; }
 else
-  if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie 2>&1); then echo "$build" >&2; exit 1; fi
+  build_release qie
   qie=.build/release/qie
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/qie-bench-gateway.XXXXXX")

@@ -7,3 +7,24 @@ figure() {
   [ -n "${QIE_BENCH_FIGURES:-}" ] || return 0
   printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$QIE_BENCH_FIGURES"
 }
+
+# Builds the release products named, from the repository's root; on failure
+# prints the build's output and ends the script.
+build_release() {
+  local product build
+  for product in "$@"; do
+    if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product "$product" 2>&1); then
+      echo "$build" >&2
+      exit 1
+    fi
+  done
+}
+
+# Quick modes use the debug build `make test` made: ends the script when one
+# of the executables named is missing.
+need_debug_build() {
+  local executable
+  for executable in "$@"; do
+    [ -x "$executable" ] || { echo "build first (swift build --build-tests): $executable is missing" >&2; exit 1; }
+  done
+}

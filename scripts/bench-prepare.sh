@@ -44,7 +44,7 @@ else
     "$fetch" "$corpus"
   fi
   images="$corpus/images"
-  if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie 2>&1); then echo "$build" >&2; exit 1; fi
+  build_release qie
   qie="$root/.build/release/qie"
 fi
 "$python" -c "import PIL" 2>/dev/null || "$python" -m pip install -q Pillow >/dev/null 2>&1 || {

@@ -20,7 +20,7 @@ scripts/ensure-deps.sh hyperfine
 
 if [ "${1:-}" = "--quick" ]; then
   qie=.build/debug/qie; bench=.build/debug/qie-bench
-  [ -x "$qie" ] && [ -x "$bench" ] || { echo "build first (swift build --build-tests)" >&2; exit 1; }
+  need_debug_build "$qie" "$bench"
   folder=$(mktemp -d "${TMPDIR:-/tmp}/qie-bench-providers.XXXXXX")
   trap 'rm -rf "$folder"' EXIT
   "$bench" base64 quick | tee "$folder/base64.out"
@@ -38,9 +38,7 @@ corpus=${CORPUS:-$HOME/.cache/image-corpus}
 if [ ! -s "$corpus/MANIFEST.tsv" ]; then
   "$root/../shared/corpus/fetch-corpus.sh" "$corpus"
 fi
-if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie 2>&1 && SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie-bench 2>&1); then
-  echo "$build" >&2; exit 1
-fi
+build_release qie qie-bench
 
 echo "== data-URI encoding"
 .build/release/qie-bench | tee /tmp/qie-bench-base64.out

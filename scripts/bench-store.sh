@@ -20,13 +20,10 @@ quick=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
 if [ $quick -eq 1 ]; then
   qie=.build/debug/qie; bench=.build/debug/qie-bench
-  [ -x "$qie" ] && [ -x "$bench" ] || { echo "build first (swift build --build-tests)" >&2; exit 1; }
+  need_debug_build "$qie" "$bench"
   jobs=100; images=24; latency=0.3; concurrency=4
 else
-  if ! build=$(SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie 2>&1 &&
-    SWIFT_DETERMINISTIC_HASHING=1 swift build -c release --product qie-bench 2>&1); then
-    echo "$build" >&2; exit 1
-  fi
+  build_release qie qie-bench
   qie=.build/release/qie; bench=.build/release/qie-bench
   jobs=2000; images=144; latency=2; concurrency=8
 fi

@@ -200,7 +200,6 @@ public final class OutputFolder: Sendable {
         return pending.full
     }
 
-
     private static func reason(_ what: String, _ error: PlatformError) -> String {
         let hint = error.isDiskFull ? " (disk full)" : error.isDenied ? " (check the folder's permissions)" : ""
         return "\(what): \(error.text)\(hint)"

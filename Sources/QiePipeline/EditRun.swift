@@ -356,16 +356,16 @@ public struct EditRun: Sendable {
     public static func openStore(folder: String, settings: RunStoreSettings) async throws(EditError) -> any RunStore {
         guard let url = settings.url else { return try openLedger(folder: folder) }
         let store = try await openShared(url: url, folder: folder, environment: settings.environment)
+        let last: LedgerRun?
         do {
-            if try await store.lastRun() == nil {
-                await store.close()
-                throw EditError.noLedger(folder: folder)
-            }
-        } catch let error as EditError {
-            throw error
+            last = try await store.lastRun()
         } catch {
             await store.close()
             throw .ledger("\(error)")
+        }
+        guard last != nil else {
+            await store.close()
+            throw .noLedger(folder: folder)
         }
         return store
     }

@@ -35,11 +35,6 @@ final class RunWorker: Sendable {
     }
 }
 
-/// The job whose lease a worker holds, to give back if the job ends unfinished.
-final class HeldLease: Sendable {
-    let id = Mutex<Int64?>(nil)
-}
-
 /// What the jobs of one run share.
 struct RunContext: Sendable {
     var configuration: EditRunConfiguration
@@ -76,16 +71,17 @@ struct RunContext: Sendable {
     func process(_ job: EditJob, number: Int, editor: Editor, gate: OrderedTurnstile, stop: BatchCancellation) async
         -> JobOutcome
     {
-        let held = HeldLease()
-        let outcome = await process(job, number: number, editor: editor, gate: gate, stop: stop, held: held)
+        // The job whose lease this worker holds while it works on it.
+        var held: Int64? = nil
+        let outcome = await process(job, number: number, editor: editor, gate: gate, stop: stop, held: &held)
         // A job that ended unfinished gives its lease back at once, for
         // another worker to take (the moves that end a job end it too).
-        if let id = held.id.withLock({ $0 }) { try? await ledger.release(id, worker: worker.name) }
+        if let id = held { try? await ledger.release(id, worker: worker.name) }
         return outcome
     }
 
     private func process(
-        _ job: EditJob, number: Int, editor: Editor, gate: OrderedTurnstile, stop: BatchCancellation, held: HeldLease
+        _ job: EditJob, number: Int, editor: Editor, gate: OrderedTurnstile, stop: BatchCancellation, held: inout Int64?
     ) async -> JobOutcome {
         let input = job.input
         let ledger = self.ledger
@@ -136,7 +132,7 @@ struct RunContext: Sendable {
             if registered.state != .completed {
                 if let taken = try await ledger.claim(registeredID, worker: worker.name, lease: worker.lease) {
                     row = taken
-                    held.id.withLock { $0 = registeredID }
+                    held = registeredID
                 } else if let now = try await ledger.job(id: registeredID) {
                     row = now
                     if now.state != .completed {
@@ -255,7 +251,7 @@ struct RunContext: Sendable {
             if let jobRow {
                 try await ledger.markCompleted(
                     jobRow, outputs: output.paths, reportedCost: result.reportedCost.map { "\($0)" }, polls: result.polls)
-                held.id.withLock { $0 = nil }
+                held = nil
             }
             events(.done(job, output))
             return JobOutcome(kind: .written, cost: result.cost)

@@ -125,20 +125,16 @@ public struct RunReport: Sendable {
             try file.append(try encoder.encode(totals))
             try file.append(",\"entries\":[")
             var first = true
-            var page = file
             try await forEachEntry { entry in
-                try page.append(first ? "\n" : ",\n")
+                try file.append(first ? "\n" : ",\n")
                 first = false
-                try page.append(try encoder.encode(entry))
+                try file.append(try encoder.encode(entry))
             }
-            file = page
             try file.append("\n]}\n")
         }
         try await output.write(to: Self.htmlName, isPrivate: true) { (file: inout StreamedFile) async throws in
             try file.append(header(totals))
-            var page = file
-            try await forEachEntry { entry in try page.append(html(entry)) }
-            file = page
+            try await forEachEntry { entry in try file.append(html(entry)) }
             try file.append("</body></html>\n")
         }
     }

@@ -489,14 +489,6 @@ public final class Ledger: RunStore {
     /// Nothing to close: the file is closed when the ledger goes.
     public func close() async {}
 
-    /// Calls `body` with each job in order, one row in memory at a time.
-    public func forEachJob(_ body: (LedgerJob) throws -> Void) throws {
-        try database.read { db in
-            let cursor = try LedgerJob.order(Column("id")).fetchCursor(db)
-            while let job = try cursor.next() { try body(job) }
-        }
-    }
-
     /// Money of completed jobs (reported, else estimated) plus, with
     /// `includingSubmitted`, the estimates of jobs accepted and not yet done
     /// and of jobs that may have been billed (uncertain, or caught sending).

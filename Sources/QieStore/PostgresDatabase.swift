@@ -176,6 +176,18 @@ public final class PostgresDatabase: Sendable {
         }
     }
 
+    /// Runs `query` and maps each row it returns with `transform`, reading
+    /// them all; a failure becomes a `StoreError` with the server's words.
+    func rows<T>(_ query: PostgresQuery, _ transform: (PostgresRow) throws -> T) async throws(StoreError) -> [T] {
+        do {
+            var mapped: [T] = []
+            for try await row in try await client.query(query, logger: logger) { mapped.append(try transform(row)) }
+            return mapped
+        } catch {
+            throw describe(error)
+        }
+    }
+
     /// Runs `body` in one transaction (committed when it returns, rolled back when it throws).
     func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {

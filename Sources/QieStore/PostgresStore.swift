@@ -99,25 +99,7 @@ public final class PostgresStore: RunStore {
         return job
     }
 
-    private func jobs(_ query: PostgresQuery) async throws -> [LedgerJob] {
-        var found: [LedgerJob] = []
-        do {
-            for try await row in try await database.query(query) { found.append(try Self.job(row)) }
-        } catch {
-            throw database.describe(error)
-        }
-        return found
-    }
-
-    /// Whether `query` returned at least one row.
-    private func returnsRow(_ query: PostgresQuery) async throws -> Bool {
-        do {
-            for try await _ in try await database.query(query) { return true }
-            return false
-        } catch {
-            throw database.describe(error)
-        }
-    }
+    private func jobs(_ query: PostgresQuery) async throws -> [LedgerJob] { try await database.rows(query, Self.job) }
 
     private static var now: Double { Date().timeIntervalSince1970 }
 
@@ -129,43 +111,31 @@ public final class PostgresStore: RunStore {
         let text = String(decoding: try JSONEncoder().encode(arguments), as: UTF8.self)
         let started = Self.now
         let versionNumber = version.map(Int32.init)
-        var run = LedgerRun(
-            id: nil, arguments: text, directory: directory, startedAt: started, configuration: configuration,
+        let ids = try await database.rows(
+            """
+            INSERT INTO qie_runs (scope, arguments, directory, started_at, configuration, configuration_version)
+            VALUES (\(scope), \(text), \(directory), \(started), \(configuration), \(versionNumber)) RETURNING id
+            """
+        ) { try $0.decode(Int64.self) }
+        return LedgerRun(
+            id: ids.first, arguments: text, directory: directory, startedAt: started, configuration: configuration,
             configurationVersion: version)
-        do {
-            for try await id in try await database.query(
-                """
-                INSERT INTO qie_runs (scope, arguments, directory, started_at, configuration, configuration_version)
-                VALUES (\(scope), \(text), \(directory), \(started), \(configuration), \(versionNumber)) RETURNING id
-                """
-            ).decode(Int64.self) {
-                run.id = id
-            }
-        } catch {
-            throw database.describe(error)
-        }
-        return run
     }
 
     /// The newest run under the scope.
     public func lastRun() async throws -> LedgerRun? {
-        do {
-            let rows = try await database.query(
-                """
-                SELECT id, arguments, directory, started_at, configuration, configuration_version FROM qie_runs
-                WHERE scope = \(scope) ORDER BY id DESC LIMIT 1
-                """)
-            for try await (id, arguments, directory, started, configuration, version) in rows.decode(
+        try await database.rows(
+            """
+            SELECT id, arguments, directory, started_at, configuration, configuration_version FROM qie_runs
+            WHERE scope = \(scope) ORDER BY id DESC LIMIT 1
+            """
+        ) { row in
+            let (id, arguments, directory, started, configuration, version) = try row.decode(
                 (Int64, String, String, Double, String?, Int32?).self)
-            {
-                return LedgerRun(
-                    id: id, arguments: arguments, directory: directory, startedAt: started, configuration: configuration,
-                    configurationVersion: version.map(Int.init))
-            }
-            return nil
-        } catch {
-            throw database.describe(error)
-        }
+            return LedgerRun(
+                id: id, arguments: arguments, directory: directory, startedAt: started, configuration: configuration,
+                configurationVersion: version.map(Int.init))
+        }.first
     }
 
     // MARK: Jobs
@@ -202,19 +172,12 @@ public final class PostgresStore: RunStore {
 
     /// The hash recorded for an unchanged file.
     public func knownHash(path: String, size: Int64, modified: Double) async throws -> String? {
-        do {
-            for try await hash in try await database.query(
-                """
-                SELECT input_sha256 FROM qie_jobs WHERE scope = \(scope) AND input_path = \(path) AND input_size = \(size)
-                AND input_modified = \(modified) LIMIT 1
-                """
-            ).decode(String.self) {
-                return hash
-            }
-            return nil
-        } catch {
-            throw database.describe(error)
-        }
+        try await database.rows(
+            """
+            SELECT input_sha256 FROM qie_jobs WHERE scope = \(scope) AND input_path = \(path) AND input_size = \(size)
+            AND input_modified = \(modified) LIMIT 1
+            """
+        ) { try $0.decode(String.self) }.first
     }
 
     /// The job with row id `id`.
@@ -263,19 +226,15 @@ public final class PostgresStore: RunStore {
 
     /// Who holds job `id`.
     public func lease(of id: Int64) async throws -> JobLease? {
-        do {
-            for try await (state, worker, isSet, isLive) in try await database.query(
-                """
-                SELECT state, worker, lease_until IS NOT NULL, COALESCE(lease_until > now(), false) FROM qie_jobs
-                WHERE id = \(id) AND scope = \(scope)
-                """
-            ).decode((String, String?, Bool, Bool).self) {
-                return JobLease(state: JobState(rawValue: state) ?? .pending, worker: worker, isSet: isSet, isLive: isLive)
-            }
-            return nil
-        } catch {
-            throw database.describe(error)
-        }
+        try await database.rows(
+            """
+            SELECT state, worker, lease_until IS NOT NULL, COALESCE(lease_until > now(), false) FROM qie_jobs
+            WHERE id = \(id) AND scope = \(scope)
+            """
+        ) { row in
+            let (state, worker, isSet, isLive) = try row.decode((String, String?, Bool, Bool).self)
+            return JobLease(state: JobState(rawValue: state) ?? .pending, worker: worker, isSet: isSet, isLive: isLive)
+        }.first
     }
 
     /// Ends every lease of the run.
@@ -289,12 +248,13 @@ public final class PostgresStore: RunStore {
     public func markSending(_ id: Int64, worker: String, estimatedCost: String?, limit: Decimal?) async throws {
         let now = Self.now
         guard let limit else {
-            let moved = try await returnsRow(
+            let moved = try await database.rows(
                 """
                 UPDATE qie_jobs SET state = 'prepared', estimated_cost = \(estimatedCost), error = NULL, attempts = attempts + 1,
                 updated_at = \(now) WHERE id = \(id) AND worker = \(worker) AND lease_until > now() RETURNING id
-                """)
-            if !moved { throw try await leaseRefusal(id) }
+                """
+            ) { _ in () }
+            if moved.isEmpty { throw try await leaseRefusal(id) }
             return
         }
         let scope = self.scope
@@ -400,39 +360,33 @@ public final class PostgresStore: RunStore {
     /// Money committed to the run.
     public func committedCost(includingSubmitted: Bool) async throws -> (total: Decimal, unpriced: Int) {
         let states = includingSubmitted ? ["completed", "submitted", "uncertain", "prepared"] : ["completed"]
-        do {
-            for try await (total, unpriced) in try await database.query(
-                """
-                SELECT COALESCE(SUM(COALESCE(reported_cost, estimated_cost)::numeric), 0)::text,
-                COUNT(*) FILTER (WHERE reported_cost IS NULL AND estimated_cost IS NULL)
-                FROM qie_jobs WHERE scope = \(scope) AND state = ANY(\(states))
-                """
-            ).decode((String, Int64).self) {
-                return (Decimal(string: total) ?? 0, Int(unpriced))
-            }
-            return (0, 0)
-        } catch {
-            throw database.describe(error)
+        let totals = try await database.rows(
+            """
+            SELECT COALESCE(SUM(COALESCE(reported_cost, estimated_cost)::numeric), 0)::text,
+            COUNT(*) FILTER (WHERE reported_cost IS NULL AND estimated_cost IS NULL)
+            FROM qie_jobs WHERE scope = \(scope) AND state = ANY(\(states))
+            """
+        ) { row in
+            let (total, unpriced) = try row.decode((String, Int64).self)
+            return (total: Decimal(string: total) ?? 0, unpriced: Int(unpriced))
         }
+        return totals.first ?? (0, 0)
     }
 
     /// Counts by state, submissions, polls and money spent.
     public func summary() async throws -> LedgerSummary {
         var summary = LedgerSummary()
-        do {
-            for try await (state, count, attempts, polls) in try await database.query(
-                """
-                SELECT state, COUNT(*), COALESCE(SUM(attempts), 0), COALESCE(SUM(polls), 0) FROM qie_jobs
-                WHERE scope = \(scope) GROUP BY state
-                """
-            ).decode((String, Int64, Int64, Int64).self) {
-                summary.byState[state] = Int(count)
-                summary.jobs += Int(count)
-                summary.submissions += Int(attempts)
-                summary.polls += Int(polls)
-            }
-        } catch {
-            throw database.describe(error)
+        let states = try await database.rows(
+            """
+            SELECT state, COUNT(*), COALESCE(SUM(attempts), 0), COALESCE(SUM(polls), 0) FROM qie_jobs
+            WHERE scope = \(scope) GROUP BY state
+            """
+        ) { try $0.decode((String, Int64, Int64, Int64).self) }
+        for (state, count, attempts, polls) in states {
+            summary.byState[state] = Int(count)
+            summary.jobs += Int(count)
+            summary.submissions += Int(attempts)
+            summary.polls += Int(polls)
         }
         (summary.spentUSD, summary.unpriced) = try await committedCost(includingSubmitted: false)
         return summary

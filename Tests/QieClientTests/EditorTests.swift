@@ -35,7 +35,9 @@ struct EditorTests {
 
     @Test("n where the endpoint has no count field: that many requests at once, that many images back")
     func repeatedRequests() async throws {
-        try await withEmulator(latency: .milliseconds(300)) { emulator, base in
+        // A second of latency: the three requests overlap there even when a
+        // loaded machine spaces their sending out.
+        try await withEmulator(latency: .seconds(1)) { emulator, base in
             var options = testOptions(.runpodQwenImageEdit, base: base)
             options.numImages = 3
             let result = try await Editor.with(options, environment: testEnvironment()) { editor in
