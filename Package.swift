@@ -124,8 +124,9 @@ let package = Package(
         .target(
             name: "QieGateway",
             dependencies: [
-                "QiePipeline", .product(name: "Hummingbird", package: "hummingbird"),
+                "QiePipeline", "QieStore", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "MultipartKit", package: "multipart-kit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -150,7 +151,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
-        // A throwaway PostgreSQL server for the tests (scripts/pg-server.sh).
+        // A throwaway PostgreSQL server for the tests (scripts/pg-server.sh), and multipart forms.
         .target(name: "QieTestSupport", path: "Tests/QieTestSupport"),
         .testTarget(name: "QieStoreTests", dependencies: ["QieStore", "QieTestSupport"]),
         .testTarget(name: "QieCoreTests", dependencies: ["QieCore"]),
@@ -168,7 +169,8 @@ let package = Package(
         .testTarget(
             name: "QieGatewayTests",
             dependencies: [
-                "QieGateway", "QieEmulator", "QiePipeline", .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "QieGateway", "QieEmulator", "QiePipeline", "QieTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),
     ]
 )

@@ -15,10 +15,9 @@ struct EditsService: Sendable {
     let configuration: GatewayConfiguration
     let profiles: [ProviderProfile]
     let editors: [String: Editor]
-    let state: GatewayState
-    let budget: DailyBudget?
-    let idempotency: SQLiteIdempotencyStore
-    let files: ResultFiles
+    /// Idempotency keys, result files and spending: SQLite or PostgreSQL.
+    let store: any GatewayStore
+    let budget: (any EditBudget)?
     /// Edits running at once; `configuration.queueLimit` more wait, the rest get 429.
     let admission: Turnstile
     let address: @Sendable () -> String
@@ -56,7 +55,7 @@ struct EditsService: Sendable {
         router.get(RouterPath(configuration.filesPath + "/:id")) { _, context in
             let id = context.parameters.get("id") ?? ""
             let stem = id.split(separator: ".").first.map(String.init) ?? id
-            guard let found = try? files.find(stem), let data = FileManager.default.contents(atPath: found.path) else {
+            guard let found = try? await store.file(stem) else {
                 return Self.response(
                     GatewayError(
                         status: 404, message: "no such file, or it has expired (results are kept \(Int(configuration.fileLifetime)) s)",
@@ -64,7 +63,7 @@ struct EditsService: Sendable {
             }
             return Response(
                 status: .ok, headers: [.contentType: found.contentType, .cacheControl: "private, max-age=3600"],
-                body: .init(byteBuffer: ByteBuffer(data: data)))
+                body: .init(byteBuffer: found.body))
         }
         return router
     }
@@ -185,7 +184,7 @@ struct EditsService: Sendable {
             let scoped = client.keyID + "\n" + key
             let bound: Bool
             do {
-                bound = try state.bind(scoped, to: try asked.fingerprint(model: profile.id))
+                bound = try await store.bind(scoped, to: try asked.fingerprint(model: profile.id))
             } catch {
                 throw GatewayError(status: 500, message: "the idempotency record could not be read: \(error)", type: "server_error")
             }
@@ -195,7 +194,7 @@ struct EditsService: Sendable {
                     message: "Idempotency-Key \(key) was first used with other fields or images; use a new key for a different request",
                     type: "invalid_request_error", code: "idempotency_key_reused", mayRetry: false)
             }
-            hooks.idempotency = (idempotency, scoped)
+            hooks.idempotency = (store.idempotency, scoped)
         }
 
         guard await admission.enter(queueLimit: configuration.queueLimit) else {
@@ -219,17 +218,17 @@ struct EditsService: Sendable {
         log.size = result.images.first.map { "\($0.size.width)x\($0.size.height)" }
         let answering = Date()
         defer { log.answerSeconds = Date().timeIntervalSince(answering) }
-        return try answer(result, asked: asked, replayed: replayed)
+        return try await answer(result, asked: asked, replayed: replayed)
     }
 
     /// The edit's answer in OpenAI's shape, or as server-sent events when asked.
-    private func answer(_ result: EditResult, asked: EditsRequest, replayed: Bool) throws(GatewayError) -> Response {
+    private func answer(_ result: EditResult, asked: EditsRequest, replayed: Bool) async throws(GatewayError) -> Response {
         var data: [ImagesAnswer.Item] = []
         for image in result.images {
             switch asked.responseFormat {
             case .url:
                 do {
-                    let id = try files.add(image, expires: Date().addingTimeInterval(configuration.fileLifetime))
+                    let id = try await store.addFile(image, lifetime: configuration.fileLifetime)
                     data.append(ImagesAnswer.Item(url: address() + configuration.filesPath + "/\(id).\(image.format.fileExtension)"))
                 } catch {
                     throw GatewayError(status: 500, message: "the result could not be stored: \(error)", type: "server_error", mayRetry: false)

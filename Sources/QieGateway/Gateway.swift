@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import QiePipeline
+import QieStore
 import Synchronization
 
 /// A local OpenAI-compatible images gateway over the edit endpoints
@@ -16,6 +17,8 @@ import Synchronization
 /// ```swift
 /// var configuration = GatewayConfiguration(stateDirectory: "/var/lib/qie")
 /// configuration.models = ["runpod", "lumenfall"]
+/// // Replicas behind a load balancer share one database:
+/// // configuration.stateURL = "postgres://qie@db.internal/qie"
 /// try await Gateway(configuration).run { address in print(address) }
 /// ```
 public struct Gateway: Sendable {
@@ -50,9 +53,40 @@ public struct Gateway: Sendable {
         _ body: @Sendable (Application<RouterResponder<BasicRequestContext>>) async throws -> T
     ) async throws -> T {
         try configuration.validate()
+        let store = try await openStore()
+        do {
+            let result = try await serve(store: store, onReady: onReady, body)
+            await store.close()
+            return result
+        } catch {
+            await store.close()
+            throw error
+        }
+    }
+
+    /// The state: PostgreSQL at `stateURL`, shared with other replicas, or
+    /// SQLite in the state folder. The folder is made either way (uploads
+    /// are spooled there while they are read).
+    private func openStore() async throws -> any GatewayStore {
+        guard let text = configuration.stateURL else { return try SQLiteGatewayStore(folder: configuration.stateDirectory) }
+        try SQLiteGatewayStore.makeFolder(configuration.stateDirectory)
+        do {
+            let url = try PostgresURL(text, environment: environment)
+            return try await PostgresGatewayStore.open(
+                url: url, lease: configuration.stateLease, connections: configuration.concurrency * 2 + 4)
+        } catch {
+            throw GatewayConfigurationError.state("\(error)")
+        }
+    }
+
+    private func serve<T: Sendable>(
+        store: any GatewayStore, onReady: @escaping @Sendable (String) async -> Void,
+        _ body: @Sendable (Application<RouterResponder<BasicRequestContext>>) async throws -> T
+    ) async throws -> T {
         let profiles = try configuration.profiles()
-        let state = try GatewayState(folder: configuration.stateDirectory)
-        let budget = try configuration.maxCostPerDay.map { try DailyBudget(limit: $0, state: state) }
+        var daily: (any EditBudget)? = nil
+        if let limit = configuration.maxCostPerDay { daily = try await store.dailyBudget(limit: limit) }
+        let budget = daily
         let host = configuration.host
         let port = configuration.port
         let configuredURL = configuration.publicURL
@@ -62,8 +96,7 @@ public struct Gateway: Sendable {
             connections: configuration.concurrency, opened: [:]
         ) { editors in
             let service = EditsService(
-                configuration: configuration, profiles: profiles, editors: editors, state: state, budget: budget,
-                idempotency: SQLiteIdempotencyStore(state: state), files: ResultFiles(state: state),
+                configuration: configuration, profiles: profiles, editors: editors, store: store, budget: budget,
                 admission: Turnstile(capacity: configuration.concurrency),
                 address: { address.withLock { $0 } }, logger: logger)
             let application = Application(
@@ -78,13 +111,7 @@ public struct Gateway: Sendable {
                 },
                 logger: Logger(label: "qie-serve.http", factory: { _ in SwiftLogNoOpLogHandler() }))
             return try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    // Expired result files go once a minute.
-                    while !Task.isCancelled {
-                        try? ResultFiles(state: state).sweep()
-                        try await Task.sleep(for: .seconds(60))
-                    }
-                }
+                group.addTask { await store.maintain() }
                 defer { group.cancelAll() }
                 return try await body(application)
             }

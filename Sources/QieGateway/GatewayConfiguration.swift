@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import QiePipeline
+import QieStore
 
 /// A client key the gateway accepts, and the id logs name it by.
 public struct GatewayKey: Sendable, Equatable {
@@ -65,8 +66,19 @@ public struct GatewayConfiguration: Sendable {
     /// Spending limit per UTC day across all clients, USD; nil: none.
     public var maxCostPerDay: Decimal?
     /// Where the gateway keeps its state (idempotency keys, result files, the
-    /// day's spending): a folder, created when missing.
+    /// day's spending): a folder, created when missing. With `stateURL` the
+    /// state is in PostgreSQL and the folder only holds uploads while they
+    /// are read.
     public var stateDirectory: String
+    /// A PostgreSQL URL (`postgres://USER@HOST/DATABASE`; the password from
+    /// the URL or `PGPASSWORD`) where replicas behind a load balancer share
+    /// idempotency keys, result files and the day's spending; nil: SQLite in
+    /// `stateDirectory`, for one gateway.
+    public var stateURL: String?
+    /// With `stateURL`: seconds a replica may miss its heartbeat before the
+    /// edits it was running count as stopped (their keys then answer that the
+    /// endpoint may have charged, without sending again).
+    public var stateLease: TimeInterval = 30
 
     /// A configuration keeping its state in `stateDirectory`.
     public init(stateDirectory: String) {
@@ -102,6 +114,14 @@ public struct GatewayConfiguration: Sendable {
         if maxBodyBytes < 1024 { throw .invalid("max body", "at least 1 KiB") }
         if fileLifetime <= 0 { throw .invalid("file lifetime", "more than 0 seconds") }
         if let limit = maxCostPerDay, limit <= 0 { throw .invalid("max cost per day", "more than 0") }
+        if let url = stateURL {
+            do {
+                _ = try PostgresURL(url)
+            } catch {
+                throw .state("\(error)")
+            }
+        }
+        if stateLease < 1 { throw .invalid("state lease", "at least 1 second") }
         let segments = filesPath.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         guard filesPath.hasPrefix("/"), !filesPath.hasSuffix("/"), !segments.isEmpty,
             segments.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(":") && $0 != "*" && $0 != "**" }),

@@ -2,14 +2,16 @@ import Foundation
 import Synchronization
 
 /// Where an edit reserves its estimated cost before anything is sent, and
-/// settles it afterwards. `Budget` is the in-process one; a shared store can
-/// implement the same two calls.
+/// settles it afterwards. `Budget` is the in-process one; a shared store
+/// (the gateway's daily budget on PostgreSQL, say) implements the same two
+/// calls against its database.
 public protocol EditBudget: Sendable {
     /// Reserves `estimate` USD; a refusal (and no reservation) when it would
-    /// pass the limit.
-    func reserve(_ estimate: Decimal) -> BudgetRefusal?
-    /// A reserved edit ended: it cost `actual` (nil: nothing, it was never accepted).
-    func settle(_ estimate: Decimal, actual: Decimal?)
+    /// pass the limit. A store that cannot be reached throws, and nothing is sent.
+    func reserve(_ estimate: Decimal) async throws -> BudgetRefusal?
+    /// A reserved edit ended: it cost `actual` (nil: nothing, it was never
+    /// accepted). A store that cannot record it keeps the reservation counted.
+    func settle(_ estimate: Decimal, actual: Decimal?) async
 }
 
 /// Why a budget refused an edit: the limit, what is spent and in flight, and

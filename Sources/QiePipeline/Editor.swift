@@ -454,7 +454,13 @@ public final class Editor: Sendable {
         if let budget = hooks.budget, hooks.resume == nil {
             guard let estimate else { throw EditError.unpriced(endpoint: profile.id) }
             let total = estimate * Decimal(requests)
-            if let refusal = budget.reserve(total) { throw EditError.overBudget(refusal) }
+            let refusal: BudgetRefusal?
+            do {
+                refusal = try await budget.reserve(total)
+            } catch {
+                throw EditError.ledger("the budget could not be checked, so nothing was sent: \(error)")
+            }
+            if let refusal { throw EditError.overBudget(refusal) }
             reservation = total
         }
         let accepted = Mutex(false)
@@ -552,13 +558,13 @@ public final class Editor: Sendable {
                 polls: answers.reduce(0) { $0 + $1.polls }, estimatedCost: estimate.map { $0 * Decimal(requests) },
                 reportedCost: reported.count == answers.count && !reported.isEmpty ? reported.reduce(0, +) : nil,
                 timings: timings, warnings: answers.flatMap(\.warnings), requestEncoding: requestEncoding)
-            if let reservation { hooks.budget?.settle(reservation, actual: result.reportedCost ?? reservation) }
+            if let reservation { await hooks.budget?.settle(reservation, actual: result.reportedCost ?? reservation) }
             return result
         } catch {
             // An accepted request, or one sent without a usable answer, may
             // still be billed: its reservation stays spent.
             let mayBeBilled = accepted.withLock { $0 } || (error as? ClientError)?.kind == .uncertain
-            if let reservation { hooks.budget?.settle(reservation, actual: mayBeBilled ? reservation : nil) }
+            if let reservation { await hooks.budget?.settle(reservation, actual: mayBeBilled ? reservation : nil) }
             throw error
         }
     }

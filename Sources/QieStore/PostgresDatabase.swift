@@ -31,14 +31,14 @@ public struct PostgresURL: Sendable, CustomStringConvertible {
     /// Parses `text`; `environment` supplies `PGPASSWORD` when the URL has no password.
     public init(_ text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(StoreError) {
         guard Self.isPostgres(text), let components = URLComponents(string: text) else {
-            throw .badURL("a ledger URL must look like postgres://USER:PASSWORD@HOST:PORT/DATABASE")
+            throw .badURL("a PostgreSQL URL must look like postgres://USER:PASSWORD@HOST:PORT/DATABASE")
         }
         guard let user = components.user, !user.isEmpty else {
-            throw .badURL("the ledger URL names no user (postgres://USER@HOST/DATABASE)")
+            throw .badURL("the PostgreSQL URL names no user (postgres://USER@HOST/DATABASE)")
         }
         let name = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
         guard !name.isEmpty, !name.contains("/") else {
-            throw .badURL("the ledger URL names no database (postgres://USER@HOST/DATABASE)")
+            throw .badURL("the PostgreSQL URL names no database (postgres://USER@HOST/DATABASE)")
         }
         self.user = user
         password = components.password ?? environment["PGPASSWORD"]
@@ -51,17 +51,17 @@ public struct PostgresURL: Sendable, CustomStringConvertible {
             case "host": socket = item.value
             case "sslmode":
                 guard let value = item.value, ["disable", "prefer", "require"].contains(value) else {
-                    throw .badURL("the ledger URL's sslmode must be disable, prefer or require")
+                    throw .badURL("the PostgreSQL URL's sslmode must be disable, prefer or require")
                 }
                 mode = value
             default:
-                throw .badURL("the ledger URL's option \(item.name) is not known (known: sslmode, host)")
+                throw .badURL("the PostgreSQL URL's option \(item.name) is not known (known: sslmode, host)")
             }
         }
         socketFolder = socket
         sslMode = mode
         host = components.host ?? ""
-        guard socket != nil || !host.isEmpty else { throw .badURL("the ledger URL names no host") }
+        guard socket != nil || !host.isEmpty else { throw .badURL("the PostgreSQL URL names no host") }
     }
 
     /// The URL without its password.
@@ -130,9 +130,9 @@ public struct PostgresURL: Sendable, CustomStringConvertible {
 public final class PostgresDatabase: Sendable {
     /// The server, without password.
     public let url: PostgresURL
-    let client: PostgresClient
+    package let client: PostgresClient
     private let runner: Task<Void, Never>
-    let logger: Logger
+    package let logger: Logger
 
     /// Connects (lazily: the first query opens a connection) to `url`.
     public init(_ url: PostgresURL, maxConnections: Int = 20) throws(StoreError) {
@@ -168,7 +168,7 @@ public final class PostgresDatabase: Sendable {
 
     /// Runs `query`, turning a failure into a `StoreError` that says what the server said.
     @discardableResult
-    func query(_ query: PostgresQuery) async throws(StoreError) -> PostgresRowSequence {
+    package func query(_ query: PostgresQuery) async throws(StoreError) -> PostgresRowSequence {
         do {
             return try await client.query(query, logger: logger)
         } catch {
@@ -178,7 +178,7 @@ public final class PostgresDatabase: Sendable {
 
     /// Runs `query` and maps each row it returns with `transform`, reading
     /// them all; a failure becomes a `StoreError` with the server's words.
-    func rows<T>(_ query: PostgresQuery, _ transform: (PostgresRow) throws -> T) async throws(StoreError) -> [T] {
+    package func rows<T>(_ query: PostgresQuery, _ transform: (PostgresRow) throws -> T) async throws(StoreError) -> [T] {
         do {
             var mapped: [T] = []
             for try await row in try await client.query(query, logger: logger) { mapped.append(try transform(row)) }
@@ -189,7 +189,7 @@ public final class PostgresDatabase: Sendable {
     }
 
     /// Runs `body` in one transaction (committed when it returns, rolled back when it throws).
-    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    package func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
         } catch let error as StoreError {
@@ -204,7 +204,7 @@ public final class PostgresDatabase: Sendable {
 
     /// A store error with the server's message (never the password: the
     /// configuration is not part of what PostgresNIO reports).
-    func describe(_ error: any Error) -> StoreError {
+    package func describe(_ error: any Error) -> StoreError {
         if let store = error as? StoreError { return store }
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] {
@@ -223,7 +223,7 @@ public final class PostgresDatabase: Sendable {
     /// under a lock so workers starting together apply each once. A database
     /// with a migration of `namespace` this qie does not know was written by
     /// a newer qie: `StoreError.newer`.
-    func migrate(namespace: String, _ migrations: [(name: String, sql: [String])]) async throws {
+    package func migrate(namespace: String, _ migrations: [(name: String, sql: [String])]) async throws {
         let known = Set(migrations.map { "\(namespace).\($0.name)" })
         try await transaction { connection in
             // One lock for every qie migration: the first worker migrates, the rest wait and find it done.

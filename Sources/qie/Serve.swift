@@ -4,6 +4,7 @@ import Logging
 import QieFiles
 import QieGateway
 import QiePipeline
+import QieStore
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,8 +34,14 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("keys-file"), help: "A file of gateway keys, one per line (added to QIE_GATEWAY_KEYS).")
     var keysFile: String?
 
-    @Option(help: "Folder for the gateway's state: idempotency keys, result files, the day's spending.")
+    @Option(
+        help: ArgumentHelp(
+            "Where the gateway keeps idempotency keys, result files and the day's spending: a folder (SQLite), or postgres://USER@HOST/DATABASE shared by replicas behind a load balancer.",
+            discussion: "Default: QIE_GATEWAY_STATE, else $XDG_STATE_HOME/qie/serve. A password comes from the URL or PGPASSWORD."))
     var state: String?
+
+    @Option(help: "With a PostgreSQL state: seconds a replica may miss its heartbeat before its running edits count as stopped.")
+    var lease: Double = 30
 
     @Option(name: .customLong("max-body"), help: "Largest request body, MiB.")
     var maxBody = 64
@@ -67,7 +74,12 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        var configuration = GatewayConfiguration(stateDirectory: state ?? Self.defaultState(environment))
+        let chosen = state ?? environment["QIE_GATEWAY_STATE"].flatMap { $0.isEmpty ? nil : $0 }
+        let shared = chosen.map { PostgresURL.isPostgres($0) } ?? false
+        // With a shared state the folder only spools uploads while they are read.
+        var configuration = GatewayConfiguration(stateDirectory: shared ? Self.defaultState(environment) : chosen ?? Self.defaultState(environment))
+        if shared { configuration.stateURL = chosen }
+        configuration.stateLease = lease
         configuration.host = host
         configuration.port = port
         configuration.models = providers
@@ -101,14 +113,14 @@ struct Serve: AsyncParsableCommand {
         let json = logFormat == "json"
         let logger = Logger(label: "qie-serve") { _ in LineLogHandler(json: json) }
         let keyIDs = keys.map(\.id)
-        let stateFolder = configuration.stateDirectory
+        let stateShown = configuration.stateURL.map { PostgresURL.redacting($0) } ?? configuration.stateDirectory
         try await Gateway(configuration, environment: environment, logger: logger).run { address in
             var lines = ["qie serve listening on \(address) (Ctrl-C to stop)"]
             lines.append(
                 keyIDs.isEmpty
                     ? "no gateway keys: loopback clients only (set QIE_GATEWAY_KEYS to require keys)"
                     : "gateway keys: \(keyIDs.joined(separator: ", "))")
-            lines.append("state: \(stateFolder)")
+            lines.append("state: \(stateShown)")
             TextStream.standardOutput.write(lines.joined(separator: "\n") + "\n")
         }
     }

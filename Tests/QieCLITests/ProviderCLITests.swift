@@ -107,9 +107,11 @@ struct ProviderCLITests {
 
 /// `qie emulate` running in the background for a test, logging each request.
 final class EmulatorProcess: QieServer {
-    init(environment extra: [String: String] = [:], latency: Double = 0, effect: String = "none") throws {
+    /// With `latencyMax`, each submission's drawn latency is logged as it arrives (`latency SECONDS`).
+    init(environment extra: [String: String] = [:], latency: Double = 0, latencyMax: Double? = nil, effect: String = "none") throws {
         try super.init(
-            ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency), "--effect", effect, "--log-requests"],
+            ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency), "--effect", effect, "--log-requests"]
+                + (latencyMax.map { ["--latency-max", String($0)] } ?? []),
             environment: extra)
     }
 }

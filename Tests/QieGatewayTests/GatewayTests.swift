@@ -6,6 +6,7 @@ import NIOCore
 import QieEmulator
 import QieGateway
 import QiePipeline
+import QieTestSupport
 import Synchronization
 import Testing
 
@@ -13,13 +14,13 @@ import Testing
 struct GatewayTests {
     /// Runs `body` with a router-level client of a gateway over the emulator.
     func withGateway(
-        latency: Duration = .zero, effect: EmulatedEffect = .none, state: String = stateFolder(),
+        latency: Duration = .zero, effect: EmulatedEffect = .none, state: String = stateFolder(), kind: StateKind = .sqlite,
         configure: (inout GatewayConfiguration) -> Void = { _ in },
         _ body: @escaping @Sendable (EditEmulator, any TestClientProtocol) async throws -> Void
     ) async throws {
         defer { try? FileManager.default.removeItem(atPath: state) }
         try await withEmulator(latency: latency, effect: effect) { emulator, environment in
-            var configuration = GatewayConfiguration(stateDirectory: state)
+            var configuration = try kind.configuration(folder: state)
             configuration.options.timeouts.pollInterval = 0.05
             configure(&configuration)
             try await Gateway(configuration, environment: environment).withApplication { application in
@@ -117,10 +118,10 @@ struct GatewayTests {
         }
     }
 
-    @Test("response_format=url: a link to the gateway that serves the image with its type; unknown ids are 404")
-    func urls() async throws {
+    @Test("response_format=url: a link to the gateway that serves the image with its type until it expires; unknown ids are 404", arguments: StateKind.allCases)
+    func urls(kind: StateKind) async throws {
         let input = try photo(300, 200)
-        try await withGateway { _, client in
+        try await withGateway(kind: kind, configure: { $0.fileLifetime = 2 }) { _, client in
             var form = Multipart()
             form.file("image", input)
             form.field("prompt", "x")
@@ -139,6 +140,9 @@ struct GatewayTests {
             #expect(info.format == .jpeg && info.displaySize == PixelSize(width: 300, height: 200))
             let missing = try await client.execute(uri: "/v1/files/" + String(repeating: "ab", count: 24) + ".jpg", method: .get)
             #expect(missing.status == .notFound && errorObject(missing)["code"] as? String == "file_not_found")
+            try await Task.sleep(for: .seconds(2.2))
+            let expired = try await client.execute(uri: path, method: .get)
+            #expect(expired.status == .notFound && errorObject(expired)["code"] as? String == "file_not_found")
         }
     }
 
@@ -235,8 +239,8 @@ struct GatewayTests {
         #expect(throws: GatewayConfigurationError.keysNeeded(host: "0.0.0.0")) { try open.validate() }
     }
 
-    @Test("Idempotency-Key: a retry gets the first answer without a second submission, also after a restart")
-    func idempotency() async throws {
+    @Test("Idempotency-Key: a retry gets the first answer without a second submission, also after a restart", arguments: StateKind.allCases)
+    func idempotency(kind: StateKind) async throws {
         let input = try photo(200, 150)
         let state = stateFolder()
         defer { try? FileManager.default.removeItem(atPath: state) }
@@ -244,7 +248,7 @@ struct GatewayTests {
         let key: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "edit-42"]
         let first = Mutex<String>("")
         try await withEmulator { emulator, environment in
-            let configuration = GatewayConfiguration(stateDirectory: state)
+            let configuration = try kind.configuration(folder: state)
             try await Gateway(configuration, environment: environment).withApplication { application in
                 try await application.test(.router) { client in
                     // Two at once, then one more: one submission.
@@ -272,7 +276,7 @@ struct GatewayTests {
                     #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
                 }
             }
-            // A new gateway on the same state answers from the SQLite file.
+            // A new gateway on the same state answers from the SQLite file (or the database).
             try await Gateway(configuration, environment: environment).withApplication { application in
                 try await application.test(.router) { client in
                     let later = try await edit(client, form, headers: key)
@@ -284,11 +288,11 @@ struct GatewayTests {
         }
     }
 
-    @Test("A daily budget refuses with 429 and what was spent; a full queue is 429 with retry-after")
-    func limits() async throws {
+    @Test("A daily budget refuses with 429 and what was spent; a full queue is 429 with retry-after", arguments: StateKind.allCases)
+    func limits(kind: StateKind) async throws {
         let input = try photo(64, 48)
         let form = multipart { $0.file("image", input); $0.field("prompt", "x") }
-        try await withGateway(configure: { $0.maxCostPerDay = Decimal(string: "0.03") }) { emulator, client in
+        try await withGateway(kind: kind, configure: { $0.maxCostPerDay = Decimal(string: "0.03") }) { emulator, client in
             let first = try await edit(client, form)
             #expect(first.status == .ok)
             let second = try await edit(client, form)

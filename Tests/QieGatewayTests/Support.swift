@@ -4,40 +4,12 @@ import NIOCore
 import QieEmulator
 import QieGateway
 import QiePipeline
+import QieTestSupport
 import Testing
 
-/// A multipart/form-data body, as the OpenAI SDK builds one.
-struct Multipart {
-    let boundary = "qie-test-\(UUID().uuidString)"
-    private(set) var data = Data()
-
-    mutating func field(_ name: String, _ value: String) {
-        data.append(Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8))
-    }
-
-    mutating func file(_ name: String, _ bytes: Data, filename: String = "image.png", type: String = "application/octet-stream") {
-        data.append(
-            Data(
-                "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"\(filename)\"\r\nContent-Type: \(type)\r\n\r\n"
-                    .utf8))
-        data.append(bytes)
-        data.append(Data("\r\n".utf8))
-    }
-
-    var body: ByteBuffer {
-        var all = data
-        all.append(Data("--\(boundary)--\r\n".utf8))
-        return ByteBuffer(data: all)
-    }
-
-    var contentType: String { "multipart/form-data; boundary=\(boundary)" }
-}
-
-/// A form built by `build`.
-func multipart(_ build: (inout Multipart) -> Void) -> Multipart {
-    var form = Multipart()
-    build(&form)
-    return form
+extension Multipart {
+    /// The whole body as the test client sends it.
+    var body: ByteBuffer { ByteBuffer(data: bytes) }
 }
 
 /// A JPEG of `width` x `height` with a gradient.
@@ -73,6 +45,21 @@ func withEmulator(
         environment[profile.baseURLVariable] = "http://127.0.0.1:\(port)"
     }
     try await body(emulator, environment)
+}
+
+/// Where a gateway under test keeps its state: the SQLite file in its
+/// folder, or a new database on the tests' PostgreSQL server.
+enum StateKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    var testDescription: String { rawValue }
+
+    /// A configuration with its state in `folder` (SQLite) or a new database.
+    func configuration(folder: String) throws -> GatewayConfiguration {
+        var configuration = GatewayConfiguration(stateDirectory: folder)
+        if self == .postgres { configuration.stateURL = try PostgresServer.newDatabase() }
+        return configuration
+    }
 }
 
 /// A new, empty state folder.

@@ -1,31 +1,70 @@
 import Crypto
 import Foundation
 import GRDB
+import NIOCore
+import NIOFoundationCompat
 import QieFiles
 import QiePipeline
 import Synchronization
+
+/// What the gateway keeps beyond one request: idempotency keys with the
+/// requests they were first used with and their outcomes, result files
+/// served by URL, and the day's spending. `SQLiteGatewayStore` keeps them in
+/// the state folder for one gateway; `PostgresGatewayStore` in a database
+/// shared by replicas behind a load balancer.
+protocol GatewayStore: Sendable {
+    /// Where the state is, for messages (never a password).
+    var location: String { get }
+    /// Idempotency keys and their outcomes.
+    var idempotency: any IdempotencyStore { get }
+    /// Binds an idempotency key to the request it was first sent with: true
+    /// when `fingerprint` is that request's (or the key is new), false when
+    /// the key was used with another request.
+    func bind(_ key: String, to fingerprint: String) async throws -> Bool
+    /// Keeps `image` for `lifetime` seconds; returns its id.
+    func addFile(_ image: EditedImage, lifetime: TimeInterval) async throws -> String
+    /// A kept file's bytes and content type, unless unknown or expired.
+    func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)?
+    /// The daily spending limit across every client (and replica).
+    func dailyBudget(limit: Decimal) async throws -> any EditBudget
+    /// Housekeeping until cancelled: expired files deleted, and (shared
+    /// stores) this replica's heartbeat kept.
+    func maintain() async
+    /// Ends this gateway's use of the store.
+    func close() async
+}
+
+extension GatewayStore {
+    /// A new unguessable file id: 48 hex digits.
+    static func newFileID() -> String {
+        var random = SystemRandomNumberGenerator()
+        return (0..<24).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &random)) }.joined()
+    }
+
+    /// Whether `id` can be a file id at all (checked before any lookup).
+    static func isFileID(_ id: String) -> Bool { id.count == 48 && id.allSatisfy(\.isHexDigit) }
+
+    /// Why an edit under a key that was running when its gateway stopped is not run again.
+    static var stoppedWhileEditing: String {
+        "the gateway stopped while this request was being edited; the endpoint may have charged for it, so it is not sent again under the same Idempotency-Key (use a new key to edit again)"
+    }
+}
 
 /// The gateway's state on disk, in one SQLite file in the state folder:
 /// idempotency keys and their outcomes, result files served by URL, and
 /// what each UTC day spent. It survives restarts; one gateway uses a state
 /// folder at a time (a lock in the folder says so).
-final class GatewayState: Sendable {
+final class SQLiteGatewayStore: GatewayStore {
     let folder: String
     let database: DatabaseQueue
+    let idempotency: any IdempotencyStore
     private let lock: RunLock
 
     static let fileName = "gateway.sqlite"
 
     init(folder: String) throws(GatewayConfigurationError) {
         self.folder = folder
-        do {
-            // Prompts, uploads and results are the users': readable by this user only.
-            try FileManager.default.createDirectory(
-                atPath: folder + "/files", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: folder)
-        } catch {
-            throw .state("cannot create \(folder): \(error.localizedDescription)")
-        }
+        try Self.makeFolder(folder)
         do {
             lock = try RunLock(folder: folder)
         } catch {
@@ -69,6 +108,7 @@ final class GatewayState: Sendable {
                 }
             }
             try migrator.migrate(database)
+            idempotency = SQLiteIdempotencyStore(database: database)
             // Edits that were running when an earlier gateway stopped may have
             // been billed: their keys answer with that, never run again.
             try database.write { db in
@@ -77,20 +117,29 @@ final class GatewayState: Sendable {
                         UPDATE idempotency SET state = 'failed', error = ?
                         WHERE state = 'running'
                         """,
-                    arguments: [
-                        "the gateway stopped while this request was being edited; the endpoint may have charged for it, so it is not sent again under the same Idempotency-Key (use a new key to edit again)"
-                    ])
+                    arguments: [Self.stoppedWhileEditing])
             }
         } catch {
             throw .state("\(folder)/\(Self.fileName): \(error)")
         }
     }
 
-    /// Binds an idempotency key to the request it was first sent with: true
-    /// when `fingerprint` is that request's (or the key is new), false when
-    /// the key was used with another request.
-    func bind(_ key: String, to fingerprint: String) throws -> Bool {
-        try database.write { db in
+    var location: String { folder }
+
+    /// Makes the state folder (and its `files`) readable by this user only:
+    /// prompts, uploads and results are the users'.
+    static func makeFolder(_ folder: String) throws(GatewayConfigurationError) {
+        do {
+            try FileManager.default.createDirectory(
+                atPath: folder + "/files", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: folder)
+        } catch {
+            throw .state("cannot create \(folder): \(error.localizedDescription)")
+        }
+    }
+
+    func bind(_ key: String, to fingerprint: String) async throws -> Bool {
+        try await database.write { db in
             if let known = try String.fetchOne(db, sql: "SELECT fingerprint FROM fingerprint WHERE key = ?", arguments: [key]) {
                 return known == fingerprint
             }
@@ -105,13 +154,13 @@ final class GatewayState: Sendable {
 /// Idempotency keys kept in the gateway's SQLite file: outcomes survive a
 /// restart; a concurrent duplicate in this process waits for the first.
 actor SQLiteIdempotencyStore: IdempotencyStore {
-    private let state: GatewayState
+    private let database: DatabaseQueue
     private var waiters: [String: [CheckedContinuation<IdempotencyClaim, any Error>]] = [:]
 
-    init(state: GatewayState) { self.state = state }
+    init(database: DatabaseQueue) { self.database = database }
 
     func claim(_ key: String) async throws -> IdempotencyClaim {
-        let found: (state: String, result: Data?, error: String?)? = try await state.database.write { db in
+        let found: (state: String, result: Data?, error: String?)? = try await database.write { db in
             if let row = try Row.fetchOne(db, sql: "SELECT state, result, error FROM idempotency WHERE key = ?", arguments: [key]) {
                 return (row["state"], row["result"], row["error"])
             }
@@ -142,14 +191,14 @@ actor SQLiteIdempotencyStore: IdempotencyStore {
             switch outcome {
             case .finished(let result):
                 let data = try JSONEncoder().encode(result)
-                try await state.database.write { db in
+                try await database.write { db in
                     try db.execute(
                         sql: "UPDATE idempotency SET state = 'finished', result = ? WHERE key = ?", arguments: [data, key])
                 }
                 claim = .finished(result)
             case .failed(let error):
                 let reason = error.reason(naming: GatewayField.name)
-                try await state.database.write { db in
+                try await database.write { db in
                     try db.execute(
                         sql: "UPDATE idempotency SET state = 'failed', error = ? WHERE key = ?", arguments: [reason, key])
                 }
@@ -165,7 +214,7 @@ actor SQLiteIdempotencyStore: IdempotencyStore {
         var queue = waiters[key] ?? []
         if queue.isEmpty {
             waiters[key] = nil
-            _ = try? await state.database.write { db in
+            _ = try? await database.write { db in
                 try db.execute(sql: "DELETE FROM idempotency WHERE key = ? AND state = 'running'", arguments: [key])
             }
         } else {
@@ -177,52 +226,65 @@ actor SQLiteIdempotencyStore: IdempotencyStore {
     }
 }
 
-/// Results asked for as URLs: files in the state folder under unguessable
-/// ids, each with its content type and expiry.
-struct ResultFiles: Sendable {
-    let state: GatewayState
+extension SQLiteGatewayStore {
+    // Results asked for as URLs: files in the state folder under unguessable
+    // ids, each with its content type and expiry in the database.
 
-    /// Stores `image` until `expires`; returns its id.
-    func add(_ image: EditedImage, expires: Date) throws -> String {
-        var random = SystemRandomNumberGenerator()
-        let id = (0..<24).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &random)) }.joined()
+    func addFile(_ image: EditedImage, lifetime: TimeInterval) async throws -> String {
+        let id = Self.newFileID()
         let name = "\(id).\(image.format.fileExtension)"
-        let path = state.folder + "/files/" + name
+        let path = folder + "/files/" + name
         try image.data.write(to: URL(fileURLWithPath: path), options: .atomic)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
-        try state.database.write { db in
+        let expires = Date().addingTimeInterval(lifetime).timeIntervalSince1970
+        try await database.write { db in
             try db.execute(
                 sql: "INSERT INTO files (id, name, contentType, expires) VALUES (?, ?, ?, ?)",
-                arguments: [id, name, image.format.mimeType, expires.timeIntervalSince1970])
+                arguments: [id, name, image.format.mimeType, expires])
         }
         return id
     }
 
-    /// The file and its content type, unless unknown or expired.
-    func find(_ id: String, now: Date = Date()) throws -> (path: String, contentType: String)? {
-        guard id.count == 48, id.allSatisfy(\.isHexDigit) else { return nil }
-        let row = try state.database.read { db in
+    func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)? {
+        guard Self.isFileID(id) else { return nil }
+        let row = try await database.read { db in
             try Row.fetchOne(db, sql: "SELECT name, contentType, expires FROM files WHERE id = ?", arguments: [id])
         }
-        guard let row, (row["expires"] as Double) > now.timeIntervalSince1970 else { return nil }
-        return (state.folder + "/files/" + (row["name"] as String), row["contentType"])
+        guard let row, (row["expires"] as Double) > Date().timeIntervalSince1970,
+            let data = FileManager.default.contents(atPath: folder + "/files/" + (row["name"] as String))
+        else { return nil }
+        return (ByteBuffer(data: data), row["contentType"])
     }
 
     /// Deletes expired files; returns how many.
     @discardableResult
     func sweep(now: Date = Date()) throws -> Int {
-        let expired = try state.database.write { db in
+        let expired = try database.write { db in
             let names = try String.fetchAll(
                 db, sql: "SELECT name FROM files WHERE expires <= ?", arguments: [now.timeIntervalSince1970])
             try db.execute(sql: "DELETE FROM files WHERE expires <= ?", arguments: [now.timeIntervalSince1970])
             return names
         }
-        for name in expired { try? FileManager.default.removeItem(atPath: state.folder + "/files/" + name) }
+        for name in expired { try? FileManager.default.removeItem(atPath: folder + "/files/" + name) }
         return expired.count
     }
+
+    func dailyBudget(limit: Decimal) async throws -> any EditBudget {
+        try DailyBudget(limit: limit, database: database)
+    }
+
+    func maintain() async {
+        // Expired result files go once a minute.
+        while !Task.isCancelled {
+            _ = try? sweep()
+            try? await Task.sleep(for: .seconds(60))
+        }
+    }
+
+    func close() async {}
 }
 
-/// A spending limit per UTC day across every client, kept in the state file
+/// A spending limit per UTC day across every client, kept in the SQLite state file
 /// so a restart does not reset it. In-flight reservations count against it.
 final class DailyBudget: EditBudget {
     private struct Day {
@@ -232,14 +294,14 @@ final class DailyBudget: EditBudget {
     }
 
     let limit: Decimal
-    private let state: GatewayState
+    private let database: DatabaseQueue
     private let day: Mutex<Day>
 
-    init(limit: Decimal, state: GatewayState, now: Date = Date()) throws {
+    init(limit: Decimal, database: DatabaseQueue, now: Date = Date()) throws {
         self.limit = limit
-        self.state = state
+        self.database = database
         let key = Self.dayKey(now)
-        let spent = try state.database.read { db in
+        let spent = try database.read { db in
             try String.fetchOne(db, sql: "SELECT spent FROM spending WHERE day = ?", arguments: [key])
         }
         day = Mutex(Day(key: key, spent: spent.flatMap { Decimal(string: $0) } ?? 0, inFlight: 0))
@@ -252,9 +314,6 @@ final class DailyBudget: EditBudget {
         formatter.dateFormat = "yyyy-MM-dd"
         return formatter.string(from: date)
     }
-
-    /// Spent today so far (USD).
-    var spentToday: Decimal { day.withLock { $0.spent } }
 
     func reserve(_ estimate: Decimal) -> BudgetRefusal? {
         let today = Self.dayKey(Date())
@@ -275,7 +334,7 @@ final class DailyBudget: EditBudget {
             return (day.key, day.spent)
         }
         guard actual != nil else { return }
-        try? state.database.write { db in
+        try? database.write { db in
             try db.execute(
                 sql: "INSERT INTO spending (day, spent) VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET spent = excluded.spent",
                 arguments: [key, "\(spent)"])

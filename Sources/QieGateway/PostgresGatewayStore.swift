@@ -1,0 +1,256 @@
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import PostgresNIO
+import QiePipeline
+import QieStore
+import Synchronization
+
+/// The gateway's state in PostgreSQL, shared by replicas behind a load
+/// balancer (`qie serve --state postgres://...`): an `Idempotency-Key`
+/// retried on another replica gets the first answer, a result link works on
+/// every replica, and the day's spending limit holds across all of them.
+///
+/// Each replica keeps a heartbeat row. An edit under a key records the
+/// replica running it; a duplicate on any replica waits by reading the row
+/// until it ends, and when the replica running it stopped beating for
+/// `lease` seconds the key answers that the endpoint may have charged,
+/// without sending again. Times are the server's, so the replicas' clocks
+/// need not agree.
+final class PostgresGatewayStore: GatewayStore {
+    let database: QieStore.PostgresDatabase
+    /// This replica's id in the heartbeat table.
+    let replica: String
+    /// Seconds without a heartbeat after which a replica counts as stopped.
+    let lease: TimeInterval
+    let idempotency: any IdempotencyStore
+
+    var location: String { "\(database.url)" }
+
+    /// Connects to `url`, creates or migrates the gateway's tables (a newer
+    /// qie's are refused) and registers this replica.
+    static func open(url: PostgresURL, lease: TimeInterval, connections: Int) async throws -> PostgresGatewayStore {
+        let database = try QieStore.PostgresDatabase(url, maxConnections: max(4, connections))
+        do {
+            try await database.check()
+            try await database.migrate(namespace: "gateway", migrations)
+            let store = PostgresGatewayStore(database: database, lease: lease)
+            try await database.query("INSERT INTO qie_gateway_replicas (id, seen) VALUES (\(store.replica), now())")
+            return store
+        } catch {
+            await database.close()
+            throw error
+        }
+    }
+
+    private init(database: QieStore.PostgresDatabase, lease: TimeInterval) {
+        self.database = database
+        self.lease = lease
+        // One process may open the store more than once (tests do): each is its own replica.
+        replica = WorkerIdentity.current + "/" + UUID().uuidString.prefix(8).lowercased()
+        idempotency = PostgresIdempotencyStore(database: database, replica: replica, lease: lease)
+    }
+
+    static let migrations: [(name: String, sql: [String])] = [
+        (
+            "v1",
+            [
+                "CREATE TABLE qie_gateway_replicas (id text PRIMARY KEY, seen timestamptz NOT NULL)",
+                "CREATE TABLE qie_gateway_fingerprints (key text PRIMARY KEY, fingerprint text NOT NULL)",
+                """
+                CREATE TABLE qie_gateway_idempotency (
+                    key text PRIMARY KEY, state text NOT NULL, result bytea, error text, replica text NOT NULL,
+                    created timestamptz NOT NULL DEFAULT now())
+                """,
+                """
+                CREATE TABLE qie_gateway_files (
+                    id text PRIMARY KEY, content_type text NOT NULL, bytes bytea NOT NULL, expires timestamptz NOT NULL)
+                """,
+                "CREATE INDEX qie_gateway_files_expiry ON qie_gateway_files (expires)",
+                """
+                CREATE TABLE qie_gateway_spending (
+                    day text PRIMARY KEY, spent numeric NOT NULL DEFAULT 0, in_flight numeric NOT NULL DEFAULT 0)
+                """,
+            ]
+        )
+    ]
+
+    func bind(_ key: String, to fingerprint: String) async throws -> Bool {
+        try await database.query(
+            "INSERT INTO qie_gateway_fingerprints (key, fingerprint) VALUES (\(key), \(fingerprint)) ON CONFLICT (key) DO NOTHING")
+        let known = try await database.rows("SELECT fingerprint FROM qie_gateway_fingerprints WHERE key = \(key)") {
+            try $0.decode(String.self)
+        }
+        return known.first == fingerprint
+    }
+
+    func addFile(_ image: EditedImage, lifetime: TimeInterval) async throws -> String {
+        let id = Self.newFileID()
+        let type = image.format.mimeType
+        try await database.query(
+            """
+            INSERT INTO qie_gateway_files (id, content_type, bytes, expires)
+            VALUES (\(id), \(type), \(ByteBuffer(data: image.data)), now() + make_interval(secs => \(lifetime)))
+            """)
+        return id
+    }
+
+    func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)? {
+        guard Self.isFileID(id) else { return nil }
+        return try await database.rows(
+            "SELECT bytes, content_type FROM qie_gateway_files WHERE id = \(id) AND expires > now()"
+        ) { row in
+            let (bytes, type) = try row.decode((ByteBuffer, String).self)
+            return (body: bytes, contentType: type)
+        }.first
+    }
+
+    func dailyBudget(limit: Decimal) async throws -> any EditBudget {
+        PostgresDailyBudget(limit: limit, database: database)
+    }
+
+    func maintain() async {
+        // The heartbeat every third of the lease; expired files once a minute.
+        let beat = max(0.2, lease / 3)
+        var lastSweep = Date.distantPast
+        while !Task.isCancelled {
+            _ = try? await database.query("UPDATE qie_gateway_replicas SET seen = now() WHERE id = \(replica)")
+            if Date().timeIntervalSince(lastSweep) >= 60 {
+                _ = try? await database.query("DELETE FROM qie_gateway_files WHERE expires <= now()")
+                lastSweep = Date()
+            }
+            try? await Task.sleep(for: .seconds(beat))
+        }
+    }
+
+    func close() async {
+        // Edits this replica was running when it stopped may have been billed:
+        // their keys answer with that at once instead of after the lease.
+        let reason = Self.stoppedWhileEditing
+        _ = try? await database.query(
+            "UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason) WHERE replica = \(replica) AND state = 'running'")
+        _ = try? await database.query("DELETE FROM qie_gateway_replicas WHERE id = \(replica)")
+        await database.close()
+    }
+}
+
+/// Idempotency keys in PostgreSQL. A key is claimed by inserting its row;
+/// a duplicate anywhere reads the row until the edit ends (50 ms at first,
+/// up to a second), or answers that it may have been charged once the
+/// replica running it has missed its heartbeats for the lease.
+struct PostgresIdempotencyStore: IdempotencyStore {
+    let database: QieStore.PostgresDatabase
+    let replica: String
+    let lease: TimeInterval
+
+    func claim(_ key: String) async throws -> IdempotencyClaim {
+        var wait = 0.05
+        while true {
+            let inserted = try await database.rows(
+                """
+                INSERT INTO qie_gateway_idempotency (key, state, replica) VALUES (\(key), 'running', \(replica))
+                ON CONFLICT (key) DO NOTHING RETURNING key
+                """
+            ) { _ in true }
+            if !inserted.isEmpty { return .claimed }
+            let rows = try await database.rows(
+                """
+                SELECT i.state, i.result, i.error, i.replica, coalesce(r.seen > now() - make_interval(secs => \(lease)), false)
+                FROM qie_gateway_idempotency i LEFT JOIN qie_gateway_replicas r ON r.id = i.replica WHERE i.key = \(key)
+                """
+            ) { try $0.decode((String, ByteBuffer?, String?, String, Bool).self) }
+            // Released meanwhile: claim it again.
+            guard let (state, result, error, runner, alive) = rows.first else { continue }
+            switch state {
+            case "finished":
+                if let result, let decoded = try? JSONDecoder().decode(EditResult.self, from: Data(buffer: result)) {
+                    return .finished(decoded)
+                }
+                return .failed(.failedEarlier(reason: "the first answer under this key could not be read back"))
+            case "failed":
+                return .failed(.failedEarlier(reason: error ?? "no reason recorded"))
+            default:
+                if !alive {
+                    let reason = PostgresGatewayStore.stoppedWhileEditing
+                    try await database.query(
+                        """
+                        UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason)
+                        WHERE key = \(key) AND state = 'running' AND replica = \(runner)
+                        """)
+                    continue
+                }
+                try await Task.sleep(for: .seconds(wait))
+                wait = min(1, wait * 1.5)
+            }
+        }
+    }
+
+    func finish(_ key: String, _ outcome: IdempotencyOutcome) async {
+        switch outcome {
+        case .finished(let result):
+            guard let data = try? JSONEncoder().encode(result) else { return }
+            _ = try? await database.query(
+                "UPDATE qie_gateway_idempotency SET state = 'finished', result = \(ByteBuffer(data: data)) WHERE key = \(key)")
+        case .failed(let error):
+            let reason = error.reason(naming: GatewayField.name)
+            _ = try? await database.query(
+                "UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason) WHERE key = \(key)")
+        }
+    }
+
+    func release(_ key: String) async {
+        _ = try? await database.query(
+            "DELETE FROM qie_gateway_idempotency WHERE key = \(key) AND state = 'running' AND replica = \(replica)")
+    }
+}
+
+/// The daily spending limit in PostgreSQL, across every replica: each
+/// reservation is one conditional update of the day's row, so replicas
+/// together never pass the limit. A replica that stops with edits in flight
+/// leaves their reservations counted (they may have been billed).
+final class PostgresDailyBudget: EditBudget {
+    let limit: Decimal
+    let database: QieStore.PostgresDatabase
+    /// The UTC day each reservation in flight was made on, so it settles there.
+    private let days = Mutex<[(estimate: Decimal, day: String)]>([])
+
+    init(limit: Decimal, database: QieStore.PostgresDatabase) {
+        self.limit = limit
+        self.database = database
+    }
+
+    func reserve(_ estimate: Decimal) async throws -> BudgetRefusal? {
+        let day = DailyBudget.dayKey(Date())
+        let amount = "\(estimate)", ceiling = "\(limit)"
+        try await database.query("INSERT INTO qie_gateway_spending (day) VALUES (\(day)) ON CONFLICT (day) DO NOTHING")
+        let reserved = try await database.rows(
+            """
+            UPDATE qie_gateway_spending SET in_flight = in_flight + \(amount)::numeric
+            WHERE day = \(day) AND spent + in_flight + \(amount)::numeric <= \(ceiling)::numeric RETURNING day
+            """
+        ) { _ in true }
+        if !reserved.isEmpty {
+            days.withLock { $0.append((estimate, day)) }
+            return nil
+        }
+        let totals = try await database.rows(
+            "SELECT spent::text, in_flight::text FROM qie_gateway_spending WHERE day = \(day)"
+        ) { try $0.decode((String, String).self) }
+        let (spent, inFlight) = totals.first ?? ("0", "0")
+        return BudgetRefusal(
+            limit: limit, spent: Decimal(string: spent) ?? 0, inFlight: Decimal(string: inFlight) ?? 0, estimate: estimate)
+    }
+
+    func settle(_ estimate: Decimal, actual: Decimal?) async {
+        let day = days.withLock { days in
+            days.firstIndex { $0.estimate == estimate }.map { days.remove(at: $0).day }
+        } ?? DailyBudget.dayKey(Date())
+        let amount = "\(estimate)", cost = "\(actual ?? 0)"
+        // Failing to record keeps the reservation counted: never under the limit's side.
+        _ = try? await database.query(
+            """
+            UPDATE qie_gateway_spending
+            SET in_flight = greatest(0, in_flight - \(amount)::numeric), spent = spent + \(cost)::numeric WHERE day = \(day)
+            """)
+    }
+}
