@@ -383,6 +383,7 @@ public final class EditClient: Sendable {
         let deadline = submitted + .seconds(policy.timeout)
         var submissions = 0
         let (first, status, warnings) = try await submit(request, to: profile, attempts: &submissions)
+        let answered = ContinuousClock.now
         switch first {
         case .completed(let images, let cost, let id):
             return JobResult(
@@ -407,7 +408,7 @@ public final class EditClient: Sendable {
             }
             var result = try await wait(
                 for: id, status: status, request: pollRequest, on: profile, policy: policy, signals: signals,
-                deadline: deadline, submittedAt: submitted)
+                deadline: deadline, submittedAt: submitted, acceptedAt: answered)
             result.submissions = submissions
             return result
         }
@@ -415,11 +416,14 @@ public final class EditClient: Sendable {
 
     /// Waits for an accepted job `id` to end, polling `request` (the job's
     /// status GET). Poll failures are retried until the deadline: the job is
-    /// never given up for lost while it may still finish.
+    /// never given up for lost while it may still finish. `submittedAt` (when
+    /// the submission left) and `acceptedAt` (when its answer came) let the
+    /// poll planner learn how long the endpoint's jobs take.
     public func wait(
         for id: String, status: String = "submitted", request: BuiltRequest, on profile: ProviderProfile,
         policy: WaitPolicy = WaitPolicy(), signals: JobSignals? = nil,
-        deadline: ContinuousClock.Instant? = nil, submittedAt: ContinuousClock.Instant? = nil
+        deadline: ContinuousClock.Instant? = nil, submittedAt: ContinuousClock.Instant? = nil,
+        acceptedAt: ContinuousClock.Instant? = nil
     ) async throws -> JobResult {
         let deadline = deadline ?? ContinuousClock.now + .seconds(policy.timeout)
         var interval = signals == nil ? policy.firstInterval : policy.fallbackInterval
@@ -468,7 +472,7 @@ public final class EditClient: Sendable {
                 var due = ContinuousClock.now + .seconds(pause)
                 var known = polling.version
                 while ContinuousClock.now < due {
-                    try await Task.sleep(until: min(due, ContinuousClock.now + .milliseconds(200)))
+                    try await Task.sleep(until: min(due, ContinuousClock.now + .milliseconds(100)))
                     if polling.version != known, asked == 0, policy.fixedInterval == nil, let seconds = elapsed() {
                         known = polling.version
                         let again = polling.pause(endpoint: profile.id, elapsed: seconds, cold: interval, policy: policy)
@@ -504,7 +508,12 @@ public final class EditClient: Sendable {
             case .completed(let images, let cost, _):
                 if let asking, signals == nil {
                     if let reported = Self.reportedDuration(answer.body) {
-                        polling.record(endpoint: profile.id, low: reported, high: reported)
+                        // The endpoint times the job from when it took it, which is
+                        // about when its acceptance was answered: counted from the
+                        // submission, as the polls are, within what the polls saw.
+                        let taken = acceptedAt.flatMap { accepted in submittedAt.map { (accepted - $0) / .seconds(1) } } ?? 0
+                        let duration = min(asking, max(seenRunning, taken + reported))
+                        polling.record(endpoint: profile.id, low: duration, high: duration)
                     } else {
                         polling.record(endpoint: profile.id, low: seenRunning, high: asking)
                     }

@@ -12,8 +12,9 @@ import Synchronization
 /// then less and less often; every pause carries a little jitter so jobs
 /// submitted together do not poll in lockstep. Until an endpoint has a
 /// finished job, its jobs are asked about after `WaitPolicy.firstInterval`,
-/// growing by half. Polls to one endpoint are spaced to at most
-/// `WaitPolicy.maxPollsPerSecond`. One planner serves every job of a client.
+/// growing by half. Polls to one endpoint are kept to at most
+/// `WaitPolicy.maxPollsPerSecond` in any second. One planner serves every
+/// job of a client.
 public final class PollPlanner: Sendable {
     /// A job's duration: somewhere between `low` and `high` seconds after submission.
     struct Bracket: Sendable {
@@ -25,8 +26,9 @@ public final class PollPlanner: Sendable {
 
     private struct Endpoint {
         var durations: [Bracket] = []
-        /// The earliest moment the next poll to this endpoint may leave.
-        var nextPoll: ContinuousClock.Instant = .now
+        /// When the latest polls to this endpoint left (or will), oldest
+        /// first: as many as the cap allows in one window.
+        var recentPolls: [ContinuousClock.Instant] = []
     }
 
     private let state = Mutex<[String: Endpoint]>([:])
@@ -57,18 +59,48 @@ public final class PollPlanner: Sendable {
     }
 
     /// The spread of recent durations on `endpoint` (seconds): the early and
-    /// late ends (10th and 90th percentiles of the brackets' middles, the
-    /// tightest brackets counting most), or nil before any job ended.
+    /// late ends, or nil before any job ended. Where the jobs take about the
+    /// same time (nine in ten were last seen running before nine in ten were
+    /// found done), the ends are those two moments; otherwise the 10th and
+    /// 90th percentiles of the brackets' middles, the tightest counting most.
     public func expected(endpoint: String) -> (early: Double, late: Double)? {
-        spread(endpoint: endpoint).map { ($0.early, $0.late) }
+        plan(endpoint: endpoint).map { ($0.early, $0.late) }
     }
 
-    /// `expected`, and how wide the median bracket is (how sure the planner is).
-    private func spread(endpoint: String) -> (early: Double, late: Double, width: Double)? {
+    /// What the planner knows of an endpoint's durations.
+    struct Plan {
+        /// The early and late ends of the durations.
+        var early: Double
+        var late: Double
+        /// When to ask first (seconds after submission).
+        var first: Double
+        /// The pause between polls through the spread.
+        var every: Double
+        /// When nine in ten recent jobs had been found done: a job still
+        /// running after it is overdue, and asked about often for a while.
+        var latest: Double
+    }
+
+    /// The plan for `endpoint`'s next waits, from its recent brackets.
+    func plan(endpoint: String) -> Plan? {
         let brackets = state.withLock { $0[endpoint]?.durations ?? [] }
         guard !brackets.isEmpty else { return nil }
-        let widths = brackets.map(\.width).sorted()
-        // Weighted quantiles: a bracket of 0.1 s says more than one of 2 s.
+        func at(_ sorted: [Double], _ q: Double) -> Double { sorted[Int((Double(sorted.count - 1) * q).rounded())] }
+        let lows = brackets.map(\.low).sorted(), highs = brackets.map(\.high).sorted()
+        // Jobs that take about the same time: nine in ten were last seen
+        // running before nine in ten others were found done. Then the
+        // duration lies between those two moments, however loose each
+        // bracket: ask once just after the later one.
+        let running = at(lows, 0.9), done = at(highs, 0.1), latest = at(highs, 0.9)
+        if brackets.count >= 3, running <= done {
+            let step = Self.step(done)
+            return Plan(early: running, late: done, first: done + step / 4, every: step, latest: latest)
+        }
+        // Otherwise weighted quantiles of the middles (a bracket of 0.1 s
+        // says more than one of 2 s). Where they vary by more than a step,
+        // the first poll comes just before the earliest expected end (at it
+        // when the durations are reported exactly).
+        let width = at(brackets.map(\.width).sorted(), 0.5)
         let weighted = brackets.map { ($0.middle, 1 / max(0.05, $0.width)) }.sorted { $0.0 < $1.0 }
         let total = weighted.reduce(0) { $0 + $1.1 }
         func quantile(_ q: Double) -> Double {
@@ -79,36 +111,64 @@ public final class PollPlanner: Sendable {
             }
             return weighted.last!.0
         }
-        return (quantile(0.1), quantile(0.9), widths[widths.count / 2])
+        let early = quantile(0.1), late = quantile(0.9)
+        let step = Self.step((early + late) / 2)
+        // Durations within a step of each other: once, just after the late end.
+        if late - early <= step {
+            return Plan(early: early, late: late, first: late + step / 4, every: step, latest: max(late, latest))
+        }
+        // Through the spread, often; less often while only loose
+        // measurements are known (the first jobs', from the cold schedule).
+        return Plan(
+            early: early, late: late, first: early - min(step, width) / 2, every: max(step, (late - early) / 12, width / 3),
+            latest: max(late, latest))
     }
+
+    /// The shortest pause near an expected end: 3% of the duration, at least 50 ms.
+    static func step(_ duration: Double) -> Double { max(0.05, 0.03 * duration) }
 
     /// The pause before the next poll of a job `elapsed` seconds after its
     /// submission (nil when unknown, for a job picked up from an earlier run),
-    /// after `polls` polls, where the cold schedule's pause is `cold`.
+    /// where the cold schedule's pause is `cold`.
     public func pause(endpoint: String, elapsed: Double?, cold: Double, policy: WaitPolicy) -> Double {
         if let fixed = policy.fixedInterval { return fixed }
-        guard let elapsed, let (early, late, width) = spread(endpoint: endpoint) else { return cold }
-        let step = max(0.05, 0.03 * (early + late) / 2)
+        guard let elapsed, let plan = plan(endpoint: endpoint) else {
+            // Nothing learned yet: jobs sent together spread their polls
+            // (a third either way), so the first to end is found early and
+            // what it teaches brings the others' polls forward.
+            return cold * Double.random(in: 0.67...1.33)
+        }
+        let step = Self.step((plan.early + plan.late) / 2)
         let pause: Double
-        if elapsed < early - step / 2 {
-            pause = early - step / 2 - elapsed  // just before the earliest expected end
-        } else if elapsed < late + step {
-            // Through the spread, often; less often while only loose
-            // measurements are known (the first jobs', from the cold schedule).
-            pause = max(step, (late - early) / 12, width / 3)
+        if elapsed < plan.first - step / 4 {
+            pause = plan.first - elapsed
+        } else if elapsed < plan.latest {
+            pause = plan.every  // through the spread
+        } else if elapsed < plan.latest + 4 * step {
+            pause = step  // past when jobs like it were found done: soon
         } else {
-            pause = min(policy.maxInterval, max(step, (elapsed - late) / 2))  // later than ever seen: less and less often
+            pause = min(policy.maxInterval, max(step, (elapsed - plan.latest) / 2))  // later than ever seen: less and less often
         }
         return max(0.05, pause + Double.random(in: -0.25...0.25) * step)
     }
 
-    /// Waits for this endpoint's next poll slot, spacing polls to `perSecond`.
+    /// Waits for this endpoint's next poll slot: at most `perSecond` polls
+    /// in any one second (a sliding window, as endpoints count their rate
+    /// limits), so jobs that end together are asked about together rather
+    /// than one after another.
     public func admit(endpoint: String, perSecond: Double) async throws {
         guard perSecond > 0, perSecond.isFinite else { return }
+        // Below one a second: one poll per 1/perSecond seconds.
+        let allowed = max(1, Int(perSecond))
+        let window = Duration.seconds(Double(allowed) / perSecond)
         let slot = state.withLock { endpoints -> ContinuousClock.Instant in
             var entry = endpoints[endpoint] ?? Endpoint()
-            let slot = max(ContinuousClock.now, entry.nextPoll)
-            entry.nextPoll = slot + .seconds(1 / perSecond)
+            var slot = ContinuousClock.now
+            if entry.recentPolls.count >= allowed {
+                slot = max(slot, entry.recentPolls[entry.recentPolls.count - allowed] + window)
+            }
+            entry.recentPolls.append(slot)
+            if entry.recentPolls.count > allowed { entry.recentPolls.removeFirst(entry.recentPolls.count - allowed) }
             endpoints[endpoint] = entry
             return slot
         }

@@ -391,32 +391,61 @@ struct NotificationPartsTests {
         try await http.shutdown()
     }
 
-    @Test("Polls are planned from the durations seen: just before the earliest end, often through the spread, then less often")
+    @Test("Polls are planned from the durations seen: once just after a steady duration, from the earliest end through a varying one, then less often")
     func pollPlanning() async throws {
         let planner = PollPlanner()
         let policy = WaitPolicy()
-        #expect(planner.pause(endpoint: "e", elapsed: 0, cold: 1, policy: policy) == 1, "nothing learned: the cold schedule")
+        let cold = (0..<50).map { _ in planner.pause(endpoint: "e", elapsed: 0, cold: 1, policy: policy) }
+        #expect(cold.allSatisfy { (0.67...1.33).contains($0) }, "nothing learned: the cold schedule, spread: \(cold)")
+        #expect(Set(cold).count > 1, "jobs sent together must not poll in lockstep")
         #expect(planner.pause(endpoint: "e", elapsed: 0, cold: 1, policy: WaitPolicy(fixedInterval: 0.3)) == 0.3)
-        // One loose bracket from the cold schedule, then tight ones: the tight ones decide.
+
+        // A steady endpoint seen through loose brackets (the cold schedule's)
+        // and tight ones: every job was seen running until 3.9 s and found
+        // done by 4.0 s, so it takes between the two.
         planner.record(endpoint: "e", low: 2.5, high: 4.75)
         for _ in 0..<5 { planner.record(endpoint: "e", low: 3.9, high: 4.0) }
         let expected = try #require(planner.expected(endpoint: "e"))
-        #expect(abs(expected.early - 3.95) < 0.01 && abs(expected.late - 3.95) < 0.01, "\(expected)")
+        #expect(abs(expected.early - 3.9) < 1e-9 && abs(expected.late - 4.0) < 1e-9, "\(expected)")
         let step = 0.03 * 3.95
         for _ in 0..<20 {
             let first = planner.pause(endpoint: "e", elapsed: 0.1, cold: 1, policy: policy)
-            #expect(abs(first - (3.95 - step / 2 - 0.1)) <= step / 4 + 1e-9, "first poll just before the expected end: \(first)")
-            let near = planner.pause(endpoint: "e", elapsed: 3.9, cold: 1, policy: policy)
-            #expect(abs(near - step) <= step / 4 + 1e-9, "\(near)")
+            #expect(abs(first - (4.0 + 0.03 * 4.0 / 4 - 0.1)) <= step / 4 + 1e-9, "one poll just after the end: \(first)")
+            let near = planner.pause(endpoint: "e", elapsed: 4.05, cold: 1, policy: policy)
+            #expect(abs(near - step) <= step / 4 + 1e-9, "still running just after: soon again (\(near))")
             let late = planner.pause(endpoint: "e", elapsed: 12, cold: 1, policy: policy)
-            #expect(abs(late - (12 - 3.95) / 2) <= step / 4 + 1e-9, "\(late)")
+            #expect(abs(late - (12 - 4.75) / 2) <= step / 4 + 1e-9, "later than any job seen: less often (\(late))")
         }
         #expect(planner.expected(endpoint: "other") == nil, "endpoints learn apart")
 
-        // Polls to one endpoint are spaced to the cap.
+        // Durations reported exactly and within a step of each other: one poll after the latest.
+        for duration in [4.0, 4.01, 4.02, 4.03] { planner.record(endpoint: "exact", low: duration, high: duration) }
+        let once = planner.pause(endpoint: "exact", elapsed: 0, cold: 1, policy: policy)
+        #expect(once > 4.02 && once < 4.1, "\(once)")
+
+        // Durations that vary from 2 to 8 s: the first poll just before the
+        // earliest, then often through the spread, soon again just after
+        // the latest, and less and less often beyond.
+        for duration in stride(from: 2.0, through: 8.0, by: 0.5) {
+            planner.record(endpoint: "spread", low: duration - 0.1, high: duration + 0.1)
+        }
+        let spread = try #require(planner.expected(endpoint: "spread"))
+        #expect(spread.early <= 2.6 && spread.late >= 7.4, "\(spread)")
+        let spreadStep = 0.03 * (spread.early + spread.late) / 2
+        let firstOfSpread = planner.pause(endpoint: "spread", elapsed: 0, cold: 1, policy: policy)
+        #expect(firstOfSpread < spread.early && firstOfSpread > spread.early - 2 * spreadStep, "\(firstOfSpread)")
+        let through = planner.pause(endpoint: "spread", elapsed: 5, cold: 1, policy: policy)
+        #expect(through <= (spread.late - spread.early) / 12 + spreadStep, "\(through)")
+        let beyond = planner.pause(endpoint: "spread", elapsed: 20, cold: 1, policy: policy)
+        #expect(beyond > 5, "\(beyond)")
+
+        // Polls to one endpoint: as many as the cap at once, then no more than the cap in any second.
         let start = ContinuousClock.now
+        for _ in 0..<20 { try await planner.admit(endpoint: "e", perSecond: 20) }
+        let burst = ContinuousClock.now - start
         for _ in 0..<10 { try await planner.admit(endpoint: "e", perSecond: 20) }
-        #expect(ContinuousClock.now - start >= .milliseconds(440))
+        #expect(burst < .milliseconds(500), "the first 20 polls were held back: \(burst)")
+        #expect(ContinuousClock.now - start >= .milliseconds(990), "30 polls at 20 a second left within a second")
     }
 
     @Test("A polled run learns its endpoint: at most 3 polls per job on average, counted in sidecars, the ledger and qie status")
