@@ -268,8 +268,11 @@ public final class Editor: Sendable {
     /// Runs blocking image work off the cooperative pool, one image per core:
     /// the edits that asked first are prepared (or finished) first, and many
     /// edits at once never hold more than one decoded image per core.
-    private func imagingWork<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await imaging.through { try await ImagingRuntime.offload(work) }
+    /// `urgent` work (preparing what an endpoint will be sent) goes before
+    /// finishing results, so a request is never held back by a result that
+    /// is already in.
+    private func imagingWork<T: Sendable>(urgent: Bool = false, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await imaging.through(urgent: urgent) { try await ImagingRuntime.offload(work) }
     }
 
     /// Runs `body` with an editor for `options`: the HTTP client keeps
@@ -673,7 +676,7 @@ public final class Editor: Sendable {
         if let size = input.size, case let original = input.image {
             // The frame the results are delivered at: the input fitted into
             // it, kept lossless until it is prepared for the endpoint.
-            let framed = try await imagingWork { () throws(EditError) -> PreparedImage in
+            let framed = try await imagingWork(urgent: true) { () throws(EditError) -> PreparedImage in
                 do throws(ImagingError) {
                     return try Self.frame(original, into: size, fill: options.background, options: options)
                 } catch {
@@ -684,12 +687,12 @@ public final class Editor: Sendable {
             inputHeader = framed.source
         }
         let source = image
-        let (main, plan) = try await imagingWork { try Self.prepare(source, context: context, plan: true) }
+        let (main, plan) = try await imagingWork(urgent: true) { try Self.prepare(source, context: context, plan: true) }
         var payload: [PayloadImage] = [
             .bytes(main.data, format: main.format, filename: "input.\(main.format.fileExtension)")
         ]
         for reference in input.references {
-            let (prepared, _) = try await imagingWork { try Self.prepare(reference, context: context, plan: false) }
+            let (prepared, _) = try await imagingWork(urgent: true) { try Self.prepare(reference, context: context, plan: false) }
             payload.append(
                 .bytes(prepared.data, format: prepared.format, filename: "reference.\(prepared.format.fileExtension)"))
         }
@@ -702,7 +705,7 @@ public final class Editor: Sendable {
             // nothing to keep).
             let original = inputHeader ?? main.source
             let size = input.size
-            mask = try await imagingWork { () throws(EditError) -> Data in
+            mask = try await imagingWork(urgent: true) { () throws(EditError) -> Data in
                 let checked = try Self.checkedMask(source, original: original, limits: options.limits)
                 guard let size else { return checked }
                 do throws(ImagingError) {

@@ -1,14 +1,17 @@
 import Synchronization
 
 /// Lets at most `capacity` tasks through at once; the others wait, and go
-/// through in the order they arrived. An editor lets one image per core be
-/// decoded, resized or encoded this way, so that many edits at once neither
-/// thrash the cores nor hold every image in memory together, and the edit
-/// that asked first is prepared first; the gateway admits its requests
-/// this way, with a bounded queue.
+/// through in the order they arrived, urgent ones first. An editor lets one
+/// image per core be decoded, resized or encoded this way, so that many
+/// edits at once neither thrash the cores nor hold every image in memory
+/// together, and the edit that asked first is prepared first; work an
+/// endpoint waits on (preparing a request) goes before work on results
+/// already back. The gateway admits its requests this way, with a bounded
+/// queue.
 package final class Turnstile: Sendable {
     private struct State {
         var free: Int
+        var urgent: [CheckedContinuation<Bool, Never>] = []
         var waiting: [CheckedContinuation<Bool, Never>] = []
     }
 
@@ -18,28 +21,31 @@ package final class Turnstile: Sendable {
     package init(capacity: Int) { state = Mutex(State(free: max(1, capacity))) }
 
     /// Waits for a place. Every `enter` must be matched by one `leave`.
-    package func enter() async { _ = await enter(queueLimit: .max) }
+    package func enter(urgent: Bool = false) async { _ = await enter(queueLimit: .max, urgent: urgent) }
 
     /// Waits for a place, unless `queueLimit` tasks are waiting already:
-    /// then false at once, and nothing to leave.
-    package func enter(queueLimit: Int) async -> Bool {
+    /// then false at once, and nothing to leave. An `urgent` task goes
+    /// before every task that is not.
+    package func enter(queueLimit: Int, urgent: Bool = false) async -> Bool {
         await withCheckedContinuation { (place: CheckedContinuation<Bool, Never>) in
             let now = state.withLock { state -> Bool? in
                 if state.free > 0 {
                     state.free -= 1
                     return true
                 }
-                guard state.waiting.count < queueLimit else { return false }
-                state.waiting.append(place)
+                guard state.urgent.count + state.waiting.count < queueLimit else { return false }
+                if urgent { state.urgent.append(place) } else { state.waiting.append(place) }
                 return nil
             }
             if let now { place.resume(returning: now) }
         }
     }
 
-    /// Gives a place back: to the task that has waited longest, if any.
+    /// Gives a place back: to the urgent task that has waited longest, else
+    /// to the task that has, if any.
     package func leave() {
         let next = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            if !state.urgent.isEmpty { return state.urgent.removeFirst() }
             guard !state.waiting.isEmpty else {
                 state.free += 1
                 return nil
@@ -50,11 +56,12 @@ package final class Turnstile: Sendable {
     }
 
     /// Tasks waiting for a place.
-    package var waitingCount: Int { state.withLock { $0.waiting.count } }
+    package var waitingCount: Int { state.withLock { $0.urgent.count + $0.waiting.count } }
 
-    /// Runs `work` once through, and gives the place back after.
-    package func through<T: Sendable>(_ work: () async throws -> T) async throws -> T {
-        await enter()
+    /// Runs `work` once through (before the tasks that are not `urgent`, if
+    /// it is), and gives the place back after.
+    package func through<T: Sendable>(urgent: Bool = false, _ work: () async throws -> T) async throws -> T {
+        await enter(urgent: urgent)
         defer { leave() }
         return try await work()
     }

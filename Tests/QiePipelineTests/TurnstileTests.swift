@@ -24,6 +24,23 @@ struct TurnstileTests {
         #expect(turnstile.waitingCount == 0)
     }
 
+    @Test("Urgent tasks go through before the others, each kind in the order it arrived")
+    func urgentFirst() async throws {
+        let turnstile = Turnstile(capacity: 1)
+        let log = Log()
+        await turnstile.enter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<6 {
+                // Even numbers ordinary, odd ones urgent, queued in turn.
+                group.addTask { try await turnstile.through(urgent: index % 2 == 1) { log.enter(index) } }
+                while turnstile.waitingCount < index + 1 { await Task.yield() }
+            }
+            turnstile.leave()
+            try await group.waitForAll()
+        }
+        #expect(log.order.withLock { $0 } == [1, 3, 5, 0, 2, 4])
+    }
+
     @Test("With a queue limit, a task beyond it is refused at once and the waiting one still goes through")
     func queueLimit() async throws {
         let turnstile = Turnstile(capacity: 1)
