@@ -55,7 +55,16 @@ struct EditsService: Sendable {
         router.get(RouterPath(configuration.filesPath + "/:id")) { _, context in
             let id = context.parameters.get("id") ?? ""
             let stem = id.split(separator: ".").first.map(String.init) ?? id
-            guard let found = try? await store.file(stem) else {
+            let stored: (body: ByteBuffer, contentType: String)?
+            do {
+                stored = try await store.file(stem)
+            } catch {
+                return Self.response(
+                    GatewayError(
+                        status: 503, message: "the result store cannot be read just now; try again shortly", type: "server_error",
+                        code: "store_unavailable", retryAfter: 1))
+            }
+            guard let found = stored else {
                 return Self.response(
                     GatewayError(
                         status: 404, message: "no such file, or it has expired (results are kept \(Int(configuration.fileLifetime)) s)",

@@ -188,19 +188,40 @@ struct PostgresIdempotencyStore: IdempotencyStore {
     func finish(_ key: String, _ outcome: IdempotencyOutcome) async {
         switch outcome {
         case .finished(let result):
-            guard let data = try? JSONEncoder().encode(result) else { return }
-            _ = try? await database.query(
+            let data: Data
+            do {
+                data = try JSONEncoder().encode(result)
+            } catch {
+                let reason = "the first answer under this key could not be kept: \(error)"
+                await persist("UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason) WHERE key = \(key)")
+                return
+            }
+            await persist(
                 "UPDATE qie_gateway_idempotency SET state = 'finished', result = \(ByteBuffer(data: data)) WHERE key = \(key)")
         case .failed(let error):
             let reason = error.reason(naming: GatewayField.name)
-            _ = try? await database.query(
-                "UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason) WHERE key = \(key)")
+            await persist("UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason) WHERE key = \(key)")
         }
     }
 
     func release(_ key: String) async {
-        _ = try? await database.query(
-            "DELETE FROM qie_gateway_idempotency WHERE key = \(key) AND state = 'running' AND replica = \(replica)")
+        await persist("DELETE FROM qie_gateway_idempotency WHERE key = \(key) AND state = 'running' AND replica = \(replica)")
+    }
+
+    /// Runs `query`, trying again for a few seconds while the server cannot
+    /// be reached: duplicates on every replica wait for this row. Given up,
+    /// the row stays running until this replica stops, and then answers that
+    /// the endpoint may have charged.
+    private func persist(_ query: PostgresQuery) async {
+        for pause in [0.2, 0.5, 1, 2, 0] {
+            do {
+                try await database.query(query)
+                return
+            } catch {
+                if pause == 0 || Task.isCancelled { return }
+                try? await Task.sleep(for: .seconds(pause))
+            }
+        }
     }
 }
 
