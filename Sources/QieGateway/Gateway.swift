@@ -111,7 +111,9 @@ public struct Gateway: Sendable {
                 },
                 logger: Logger(label: "qie-serve.http", factory: { _ in SwiftLogNoOpLogHandler() }))
             return try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await store.maintain() }
+                group.addTask {
+                    await store.maintain(sweepInterval: configuration.sweepInterval, keyLifetime: configuration.keyLifetime)
+                }
                 defer { group.cancelAll() }
                 return try await body(application)
             }

@@ -60,6 +60,10 @@ public struct GatewayConfiguration: Sendable {
     public var filesPath = "/v1/files"
     /// How long a result asked for as a URL stays downloadable, seconds.
     public var fileLifetime: TimeInterval = 3600
+    /// How long an `Idempotency-Key` and its answer are kept, seconds (a
+    /// day, as Stripe keeps them): a retry within it is answered from the
+    /// first edit; after it the key is new again.
+    public var keyLifetime: TimeInterval = 86400
     /// The URL clients reach the gateway at, for result links (behind a
     /// proxy); nil: the address it listens on.
     public var publicURL: String?
@@ -75,6 +79,9 @@ public struct GatewayConfiguration: Sendable {
     /// idempotency keys, result files and the day's spending; nil: SQLite in
     /// `stateDirectory`, for one gateway.
     public var stateURL: String?
+    /// How often expired files and keys are deleted: twice per the shorter
+    /// lifetime, at most once a minute.
+    var sweepInterval: TimeInterval { max(0.5, min(60, fileLifetime / 2, keyLifetime / 2)) }
     /// With `stateURL`: seconds a replica may miss its heartbeat before the
     /// edits it was running count as stopped (their keys then answer that the
     /// endpoint may have charged, without sending again).
@@ -113,6 +120,7 @@ public struct GatewayConfiguration: Sendable {
         if queueLimit < 0 { throw .invalid("queue", "0 or more") }
         if maxBodyBytes < 1024 { throw .invalid("max body", "at least 1 KiB") }
         if fileLifetime <= 0 { throw .invalid("file lifetime", "more than 0 seconds") }
+        if keyLifetime < 1 { throw .invalid("key lifetime", "at least 1 second") }
         if let limit = maxCostPerDay, limit <= 0 { throw .invalid("max cost per day", "more than 0") }
         if let url = stateURL {
             do {

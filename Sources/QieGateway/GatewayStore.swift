@@ -27,9 +27,12 @@ protocol GatewayStore: Sendable {
     func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)?
     /// The daily spending limit across every client (and replica).
     func dailyBudget(limit: Decimal) async throws -> any EditBudget
-    /// Housekeeping until cancelled: expired files deleted, and (shared
-    /// stores) this replica's heartbeat kept.
-    func maintain() async
+    /// Deletes expired result files, and idempotency keys (with their
+    /// answers) older than `keyLifetime` seconds whose edit has ended.
+    func sweep(keyLifetime: TimeInterval) async throws
+    /// Housekeeping until cancelled: `sweep` every `sweepInterval` seconds,
+    /// and (shared stores) this replica's heartbeat kept.
+    func maintain(sweepInterval: TimeInterval, keyLifetime: TimeInterval) async
     /// Ends this gateway's use of the store.
     func close() async
 }
@@ -107,6 +110,12 @@ final class SQLiteGatewayStore: GatewayStore {
                     table.column("fingerprint", .text).notNull()
                 }
             }
+            migrator.registerMigration("v3: fingerprints expire with their keys") { db in
+                try db.alter(table: "fingerprint") { table in
+                    table.add(column: "created", .double).notNull().defaults(to: 0)
+                }
+                try db.execute(sql: "UPDATE fingerprint SET created = ?", arguments: [Date().timeIntervalSince1970])
+            }
             try migrator.migrate(database)
             idempotency = SQLiteIdempotencyStore(database: database)
             // Edits that were running when an earlier gateway stopped may have
@@ -143,7 +152,9 @@ final class SQLiteGatewayStore: GatewayStore {
             if let known = try String.fetchOne(db, sql: "SELECT fingerprint FROM fingerprint WHERE key = ?", arguments: [key]) {
                 return known == fingerprint
             }
-            try db.execute(sql: "INSERT INTO fingerprint (key, fingerprint) VALUES (?, ?)", arguments: [key, fingerprint])
+            try db.execute(
+                sql: "INSERT INTO fingerprint (key, fingerprint, created) VALUES (?, ?, ?)",
+                arguments: [key, fingerprint, Date().timeIntervalSince1970])
             return true
         }
     }
@@ -256,28 +267,32 @@ extension SQLiteGatewayStore {
         return (ByteBuffer(data: data), row["contentType"])
     }
 
-    /// Deletes expired files; returns how many.
-    @discardableResult
-    func sweep(now: Date = Date()) throws -> Int {
-        let expired = try database.write { db in
-            let names = try String.fetchAll(
-                db, sql: "SELECT name FROM files WHERE expires <= ?", arguments: [now.timeIntervalSince1970])
-            try db.execute(sql: "DELETE FROM files WHERE expires <= ?", arguments: [now.timeIntervalSince1970])
+    func sweep(keyLifetime: TimeInterval) async throws {
+        let now = Date().timeIntervalSince1970
+        let expired = try await database.write { db in
+            let names = try String.fetchAll(db, sql: "SELECT name FROM files WHERE expires <= ?", arguments: [now])
+            try db.execute(sql: "DELETE FROM files WHERE expires <= ?", arguments: [now])
+            let cutoff = now - keyLifetime
+            try db.execute(sql: "DELETE FROM idempotency WHERE created <= ? AND state != 'running'", arguments: [cutoff])
+            try db.execute(
+                sql: """
+                    DELETE FROM fingerprint WHERE created <= ?
+                    AND key NOT IN (SELECT key FROM idempotency WHERE state = 'running')
+                    """,
+                arguments: [cutoff])
             return names
         }
         for name in expired { try? FileManager.default.removeItem(atPath: folder + "/files/" + name) }
-        return expired.count
     }
 
     func dailyBudget(limit: Decimal) async throws -> any EditBudget {
         try DailyBudget(limit: limit, database: database)
     }
 
-    func maintain() async {
-        // Expired result files go once a minute.
+    func maintain(sweepInterval: TimeInterval, keyLifetime: TimeInterval) async {
         while !Task.isCancelled {
-            _ = try? sweep()
-            try? await Task.sleep(for: .seconds(60))
+            try? await sweep(keyLifetime: keyLifetime)
+            try? await Task.sleep(for: .seconds(sweepInterval))
         }
     }
 

@@ -56,12 +56,16 @@ final class PostgresGatewayStore: GatewayStore {
             "v1",
             [
                 "CREATE TABLE qie_gateway_replicas (id text PRIMARY KEY, seen timestamptz NOT NULL)",
-                "CREATE TABLE qie_gateway_fingerprints (key text PRIMARY KEY, fingerprint text NOT NULL)",
+                """
+                CREATE TABLE qie_gateway_fingerprints (
+                    key text PRIMARY KEY, fingerprint text NOT NULL, created timestamptz NOT NULL DEFAULT now())
+                """,
                 """
                 CREATE TABLE qie_gateway_idempotency (
                     key text PRIMARY KEY, state text NOT NULL, result bytea, error text, replica text NOT NULL,
                     created timestamptz NOT NULL DEFAULT now())
                 """,
+                "CREATE INDEX qie_gateway_idempotency_age ON qie_gateway_idempotency (created)",
                 """
                 CREATE TABLE qie_gateway_files (
                     id text PRIMARY KEY, content_type text NOT NULL, bytes bytea NOT NULL, expires timestamptz NOT NULL)
@@ -109,17 +113,34 @@ final class PostgresGatewayStore: GatewayStore {
         PostgresDailyBudget(limit: limit, database: database)
     }
 
-    func maintain() async {
-        // The heartbeat every third of the lease; expired files once a minute.
+    func sweep(keyLifetime: TimeInterval) async throws {
+        try await database.query("DELETE FROM qie_gateway_files WHERE expires <= now()")
+        try await database.query(
+            """
+            DELETE FROM qie_gateway_idempotency
+            WHERE created <= now() - make_interval(secs => \(keyLifetime)) AND state <> 'running'
+            """)
+        try await database.query(
+            """
+            DELETE FROM qie_gateway_fingerprints f WHERE created <= now() - make_interval(secs => \(keyLifetime))
+            AND NOT EXISTS (SELECT 1 FROM qie_gateway_idempotency i WHERE i.key = f.key AND i.state = 'running')
+            """)
+        // Replicas gone for a day: nothing of theirs can be running.
+        try await database.query("DELETE FROM qie_gateway_replicas WHERE seen < now() - interval '1 day'")
+    }
+
+    func maintain(sweepInterval: TimeInterval, keyLifetime: TimeInterval) async {
+        // The heartbeat every third of the lease; the sweep as often as asked
+        // (every replica sweeps: each statement is safe to run twice).
         let beat = max(0.2, lease / 3)
         var lastSweep = Date.distantPast
         while !Task.isCancelled {
             _ = try? await database.query("UPDATE qie_gateway_replicas SET seen = now() WHERE id = \(replica)")
-            if Date().timeIntervalSince(lastSweep) >= 60 {
-                _ = try? await database.query("DELETE FROM qie_gateway_files WHERE expires <= now()")
+            if Date().timeIntervalSince(lastSweep) >= sweepInterval {
+                try? await sweep(keyLifetime: keyLifetime)
                 lastSweep = Date()
             }
-            try? await Task.sleep(for: .seconds(beat))
+            try? await Task.sleep(for: .seconds(min(beat, sweepInterval)))
         }
     }
 

@@ -58,6 +58,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("file-lifetime"), help: "Seconds a result asked for as a URL stays downloadable.")
     var fileLifetime: Double = 3600
 
+    @Option(name: .customLong("key-lifetime"), help: "Seconds an Idempotency-Key and its answer are kept; a retry after that edits again.")
+    var keyLifetime: Double = 86400
+
     @Option(name: .customLong("files-path"), help: "The path result URLs are served under.")
     var filesPath = "/v1/files"
 
@@ -95,6 +98,7 @@ struct Serve: AsyncParsableCommand {
         configuration.concurrency = concurrency
         configuration.queueLimit = queue
         configuration.fileLifetime = fileLifetime
+        configuration.keyLifetime = keyLifetime
         configuration.publicURL = publicURL
         configuration.filesPath = filesPath
         if let maxCostPerDay {

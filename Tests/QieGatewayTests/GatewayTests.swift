@@ -288,6 +288,27 @@ struct GatewayTests {
         }
     }
 
+    @Test("An Idempotency-Key is kept for the key lifetime: within it a retry is answered from the first edit, after it the key is new", arguments: StateKind.allCases)
+    func keyLifetime(kind: StateKind) async throws {
+        let input = try photo(96, 64)
+        let key: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "short-lived"]
+        let first = multipart { $0.file("image", input); $0.field("prompt", "first") }
+        try await withGateway(kind: kind, configure: { $0.keyLifetime = 1 }) { emulator, client in
+            #expect(try await edit(client, first, headers: key).status == .ok)
+            let replayed = try await edit(client, first, headers: key)
+            #expect(replayed.headers[HTTPField.Name("x-litellm-response-cost")!] == "0")
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+            // Past the lifetime (and a sweep, every half lifetime): the key and
+            // the request it stood for are forgotten, so another request may use it.
+            try await Task.sleep(for: .seconds(2.2))
+            let other = multipart { $0.file("image", input); $0.field("prompt", "second") }
+            let again = try await edit(client, other, headers: key)
+            #expect(again.status == .ok, "\(String(buffer: again.body))")
+            #expect(again.headers[HTTPField.Name("x-litellm-response-cost")!] == "0.02")
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
+        }
+    }
+
     @Test("A daily budget refuses with 429 and what was spent; a full queue is 429 with retry-after", arguments: StateKind.allCases)
     func limits(kind: StateKind) async throws {
         let input = try photo(64, 48)
