@@ -363,7 +363,12 @@ struct EditCLITests {
             Thread.sleep(forTimeInterval: Double.random(in: 0.4...(kase.kills > 4 ? 1.2 : 1.6), using: &generator))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
-            #expect(process.terminationReason == .uncaughtSignal)
+            if process.terminationReason == .exit {
+                // The run ended before this kill (the last kills leave little to
+                // do): it must have ended well, and there is nothing left to kill.
+                #expect(process.terminationStatus == 0 || process.terminationStatus == 1, "qie edit ended with \(process.terminationStatus)")
+                break
+            }
             for job in try jobs() {
                 let key = job["key"] as? String ?? ""
                 if job["state"] as? String == "submitted" { caughtInFlight += 1 }
