@@ -103,7 +103,19 @@ struct EditsService: Sendable {
     /// The client's key id, or why it is refused. Without keys configured the
     /// gateway listens on loopback only and takes any (or no) key.
     private func authenticate(_ request: Request) -> Authentication {
-        guard !configuration.keys.isEmpty else { return Authentication(keyID: "local") }
+        guard !configuration.keys.isEmpty else {
+            // Without keys only this machine's own programs are served. A web
+            // page open in a browser here is not one of them: its cross-site
+            // POST (a multipart form needs no preflight) says where it comes
+            // from in Origin, and a name rebound to 127.0.0.1 arrives as the Host.
+            if let origin = request.headers[.origin], !Self.isLocal(origin: origin) {
+                return Authentication(keyID: "-", failure: .notLocal("a web page at \(origin)"))
+            }
+            if let authority = request.head.authority, !NetworkAddress.isLoopback(host: Self.hostName(authority)) {
+                return Authentication(keyID: "-", failure: .notLocal("the name \(authority)"))
+            }
+            return Authentication(keyID: "local")
+        }
         guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
             return Authentication(
                 keyID: "-",
@@ -119,6 +131,21 @@ struct EditsService: Sendable {
             if difference == 0 { return Authentication(keyID: key.id) }
         }
         return Authentication(keyID: "-", failure: .unauthorized("the gateway key is not one of this gateway's keys"))
+    }
+
+    /// Whether an `Origin` is a page served from this machine.
+    static func isLocal(origin: String) -> Bool {
+        guard let host = URLComponents(string: origin)?.host, !host.isEmpty else { return false }
+        return NetworkAddress.isLoopback(host: host)
+    }
+
+    /// The host of a `Host` header (`name`, `name:port`, `[v6]:port`).
+    static func hostName(_ authority: String) -> String {
+        if authority.hasPrefix("["), let end = authority.firstIndex(of: "]") {
+            return String(authority[...end])
+        }
+        let parts = authority.split(separator: ":", omittingEmptySubsequences: false)
+        return parts.count == 2 ? String(parts[0]) : authority
     }
 
     // MARK: Edits

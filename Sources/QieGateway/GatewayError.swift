@@ -40,6 +40,15 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
     /// The status, type, field and message on one line.
     public var description: String { "\(status) \(type)\(param.map { " (\($0))" } ?? ""): \(message)" }
 
+    /// 403: a request to a gateway without keys that did not come from a
+    /// program on this machine (`source` says what it came from).
+    public static func notLocal(_ source: String) -> GatewayError {
+        GatewayError(
+            status: 403,
+            message: "qie serve without gateway keys answers only programs on this machine, and this request came from \(source); set QIE_GATEWAY_KEYS to serve other clients",
+            type: "permission_error", code: "not_local")
+    }
+
     /// 400: a field has a value the gateway cannot use.
     public static func invalid(_ param: String?, _ message: String, code: String = "invalid_value") -> GatewayError {
         GatewayError(status: 400, message: message, type: "invalid_request_error", param: param, code: code)

@@ -103,6 +103,23 @@ struct GatewaySDKTests {
         let object = line.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String] }
         #expect(object?["message"] == "POST /v1/images/edits" && object?["request"]?.hasPrefix("req_") == true)
     }
+
+    @Test("Without keys, qie serve refuses a request addressed to another name (a DNS-rebound page) with 403")
+    func reboundName() async throws {
+        let work = try folder()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let gateway = try GatewayProcess(serving: ["--state", work + "/state"], environment: [:])
+        let port = try #require(URL(string: gateway.address)?.port)
+        var rebound = URLRequest(url: URL(string: gateway.address + "/v1/models")!)
+        rebound.setValue("rebound.example:\(port)", forHTTPHeaderField: "Host")
+        let refused = try await send(rebound)
+        #expect(refused.status == 403 && refused.error["code"] as? String == "not_local", "\(refused.status) \(refused.error)")
+        #expect((refused.error["message"] as? String)?.contains("rebound.example") == true)
+        var local = URLRequest(url: URL(string: gateway.address + "/v1/models")!)
+        local.setValue("localhost:\(port)", forHTTPHeaderField: "Host")
+        #expect(try await send(local).status == 200)
+        #expect(try await send(URLRequest(url: URL(string: gateway.address + "/v1/models")!)).status == 200)
+    }
 }
 
 /// A status code set from a URLSession callback.

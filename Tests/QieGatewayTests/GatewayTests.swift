@@ -216,6 +216,27 @@ struct GatewayTests {
         }
     }
 
+    @Test("Without keys, a request from a web page elsewhere (its Origin) is refused with 403 and nothing is sent; this machine's pages and programs are served")
+    func localOnly() async throws {
+        let input = try photo(64, 48)
+        let form = multipart { $0.file("image", input); $0.field("prompt", "x") }
+        try await withGateway { emulator, client in
+            for origin in ["https://evil.example", "null", "http://127.0.0.1.evil.example"] {
+                let refused = try await edit(client, form, headers: [.origin: origin])
+                #expect(refused.status == .forbidden && errorObject(refused)["code"] as? String == "not_local", "\(origin)")
+                #expect((errorObject(refused)["message"] as? String)?.contains("QIE_GATEWAY_KEYS") == true)
+            }
+            let models = try await client.execute(uri: "/v1/models", method: .get, headers: [.origin: "https://evil.example"])
+            #expect(models.status == .forbidden)
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 0)
+            for origin in ["http://localhost:3000", "http://127.0.0.1:8080", "http://[::1]:5173"] {
+                #expect(try await edit(client, form, headers: [.origin: origin]).status == .ok, "\(origin)")
+            }
+            #expect(try await edit(client, form).status == .ok)
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 4)
+        }
+    }
+
     @Test("Gateway keys: none or a wrong one is 401; the right one works; the endpoint key never shows")
     func keys() async throws {
         let input = try photo(64, 48)
