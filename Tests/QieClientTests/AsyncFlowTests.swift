@@ -412,7 +412,8 @@ struct NotificationPartsTests {
             let first = planner.pause(endpoint: "e", elapsed: 0.1, cold: 1, policy: policy)
             #expect(abs(first - (4.0 + 0.03 * 4.0 / 4 - 0.1)) <= step / 4 + 1e-9, "one poll just after the end: \(first)")
             let near = planner.pause(endpoint: "e", elapsed: 4.05, cold: 1, policy: policy)
-            #expect(abs(near - step) <= step / 4 + 1e-9, "still running just after: soon again (\(near))")
+            // A step of the steady duration (3% of 4.0 s), with the jitter's quarter step.
+            #expect(abs(near - 0.03 * 4.0) <= step / 4 + 1e-9, "still running just after: soon again (\(near))")
             let late = planner.pause(endpoint: "e", elapsed: 12, cold: 1, policy: policy)
             #expect(abs(late - (12 - 4.75) / 2) <= step / 4 + 1e-9, "later than any job seen: less often (\(late))")
         }
