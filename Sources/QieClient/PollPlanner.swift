@@ -7,12 +7,15 @@ import Synchronization
 /// poll that found it running and the poll that found it done (or exactly,
 /// where the endpoint reports its queue and run times, as RunPod's
 /// `delayTime` and `executionTime`). From the recent ones the planner keeps
-/// the spread of durations on each endpoint: a job is first asked about just
-/// before the earliest of them, then at short intervals through the spread,
-/// then less and less often; every pause carries a little jitter so jobs
-/// submitted together do not poll in lockstep. Until an endpoint has a
-/// finished job, its jobs are asked about after `WaitPolicy.firstInterval`,
-/// growing by half. Polls to one endpoint are kept to at most
+/// the spread of durations on each endpoint. Where the jobs take about the
+/// same time, a job is asked about once, just after it; where they vary, it
+/// is first asked about just before the earliest of them, then at short
+/// intervals through the spread. A job running later than the others is
+/// asked again soon, then less and less often; every pause carries a little
+/// jitter so jobs submitted together do not poll in lockstep. Until an
+/// endpoint has a finished job, its jobs are asked about after
+/// `WaitPolicy.firstInterval` (give or take a third), growing by half.
+/// Polls to one endpoint are kept to at most
 /// `WaitPolicy.maxPollsPerSecond` in any second. One planner serves every
 /// job of a client.
 public final class PollPlanner: Sendable {
