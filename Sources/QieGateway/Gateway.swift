@@ -73,7 +73,7 @@ public struct Gateway: Sendable {
         do {
             let url = try PostgresURL(text, environment: environment)
             return try await PostgresGatewayStore.open(
-                url: url, lease: configuration.stateLease, connections: configuration.concurrency * 2 + 4)
+                url: url, lease: configuration.stateLease, connections: min(16, configuration.concurrency + 2))
         } catch {
             throw GatewayConfigurationError.state("\(error)")
         }

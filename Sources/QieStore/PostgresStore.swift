@@ -20,9 +20,12 @@ public final class PostgresStore: RunStore {
 
     /// Opens the store at `url` for the run whose output folder is `scope`,
     /// creating or migrating its tables; `StoreError.newer` when a newer qie
-    /// wrote them.
-    public static func open(url: PostgresURL, scope: String) async throws -> PostgresStore {
-        let database = try PostgresDatabase(url, maxConnections: 24)
+    /// wrote them. At most `maxConnections` connections are opened.
+    public static func open(url: PostgresURL, scope: String, maxConnections: Int = 10) async throws -> PostgresStore {
+        // Each move is one short statement or transaction: ten connections keep
+        // a worker's jobs moving, and leave room on a server's default 100
+        // for several workers and gateway replicas.
+        let database = try PostgresDatabase(url, maxConnections: maxConnections)
         do {
             try await database.check()
             try await database.migrate(namespace: "runs", migrations)

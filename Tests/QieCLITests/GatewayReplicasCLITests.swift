@@ -84,12 +84,12 @@ struct GatewayReplicasCLITests {
         // An Idempotency-Key answered on one replica and retried on the other: the same images, nothing sent again.
         let answered = try await send(edit(first, image: image, key: "retry-1"))
         #expect(answered.status == 200, "\(String(decoding: answered.body, as: UTF8.self))")
-        #expect(emulator.waitForLog(submitted, count: 1, seconds: 5))
+        #expect(emulator.waitForLog(submitted, count: 1, seconds: 30))
         let retried = try await send(edit(second, image: image, key: "retry-1"))
         #expect(retried.status == 200 && retried.headers["x-litellm-response-cost"] == "0")
         #expect(retried.first["b64_json"] as? String == answered.first["b64_json"] as? String && answered.first["b64_json"] != nil)
         #expect(emulator.count(of: submitted) == 1, "\(emulator.output)")
-        #expect(second.waitForLog("\"outcome\":\"200 replayed\"", seconds: 5), "\(second.output)")
+        #expect(second.waitForLog("\"outcome\":\"200 replayed\"", seconds: 30), "\(second.output)")
 
         // The same key on both replicas at once: one edit, and both get its answer.
         let toFirst = edit(first, image: image, key: "together-1"), toSecond = edit(second, image: image, key: "together-1")
@@ -116,7 +116,7 @@ struct GatewayReplicasCLITests {
         // have charged, without sending again.
         let cut = edit(first, image: image, key: "killed-1")
         let doomed = Task { try? await send(cut) }
-        #expect(emulator.waitForLog(arrived, count: 4, seconds: 10), "\(emulator.output)")
+        #expect(emulator.waitForLog(arrived, count: 4, seconds: 30), "\(emulator.output)")
         kill(first.process.processIdentifier, SIGKILL)
         first.process.waitUntilExit()
         _ = await doomed.value
