@@ -112,7 +112,11 @@ public struct Gateway: Sendable {
                 logger: Logger(label: "qie-serve.http", factory: { _ in SwiftLogNoOpLogHandler() }))
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    await store.maintain(sweepInterval: configuration.sweepInterval, keyLifetime: configuration.keyLifetime)
+                    // Expired result files and keys go, whichever store keeps them.
+                    while !Task.isCancelled {
+                        try? await store.sweep(keyLifetime: configuration.keyLifetime)
+                        try? await Task.sleep(for: .seconds(configuration.sweepInterval))
+                    }
                 }
                 defer { group.cancelAll() }
                 return try await body(application)

@@ -80,7 +80,7 @@ public struct GatewayConfiguration: Sendable {
     /// `stateDirectory`, for one gateway.
     public var stateURL: String?
     /// How often expired files and keys are deleted: twice per the shorter
-    /// lifetime, at most once a minute.
+    /// lifetime, and at least once a minute.
     var sweepInterval: TimeInterval { max(0.5, min(60, fileLifetime / 2, keyLifetime / 2)) }
     /// With `stateURL`: seconds a replica may miss its heartbeat before the
     /// edits it was running count as stopped (their keys then answer that the

@@ -13,8 +13,6 @@ import Synchronization
 /// the state folder for one gateway; `PostgresGatewayStore` in a database
 /// shared by replicas behind a load balancer.
 protocol GatewayStore: Sendable {
-    /// Where the state is, for messages (never a password).
-    var location: String { get }
     /// Idempotency keys and their outcomes.
     var idempotency: any IdempotencyStore { get }
     /// Binds an idempotency key to the request it was first sent with: true
@@ -30,9 +28,6 @@ protocol GatewayStore: Sendable {
     /// Deletes expired result files, and idempotency keys (with their
     /// answers) older than `keyLifetime` seconds whose edit has ended.
     func sweep(keyLifetime: TimeInterval) async throws
-    /// Housekeeping until cancelled: `sweep` every `sweepInterval` seconds,
-    /// and (shared stores) this replica's heartbeat kept.
-    func maintain(sweepInterval: TimeInterval, keyLifetime: TimeInterval) async
     /// Ends this gateway's use of the store.
     func close() async
 }
@@ -132,8 +127,6 @@ final class SQLiteGatewayStore: GatewayStore {
             throw .state("\(folder)/\(Self.fileName): \(error)")
         }
     }
-
-    var location: String { folder }
 
     /// Makes the state folder (and its `files`) readable by this user only:
     /// prompts, uploads and results are the users'.
@@ -287,13 +280,6 @@ extension SQLiteGatewayStore {
 
     func dailyBudget(limit: Decimal) async throws -> any EditBudget {
         try DailyBudget(limit: limit, database: database)
-    }
-
-    func maintain(sweepInterval: TimeInterval, keyLifetime: TimeInterval) async {
-        while !Task.isCancelled {
-            try? await sweep(keyLifetime: keyLifetime)
-            try? await Task.sleep(for: .seconds(sweepInterval))
-        }
     }
 
     func close() async {}

@@ -24,8 +24,8 @@ final class PostgresGatewayStore: GatewayStore {
     /// Seconds without a heartbeat after which a replica counts as stopped.
     let lease: TimeInterval
     let idempotency: any IdempotencyStore
-
-    var location: String { "\(database.url)" }
+    /// Renews this replica's row every third of the lease, from open to close.
+    private let heartbeat = Mutex<Task<Void, Never>?>(nil)
 
     /// Connects to `url`, creates or migrates the gateway's tables (a newer
     /// qie's are refused) and registers this replica.
@@ -36,6 +36,7 @@ final class PostgresGatewayStore: GatewayStore {
             try await database.migrate(namespace: "gateway", migrations)
             let store = PostgresGatewayStore(database: database, lease: lease)
             try await database.query("INSERT INTO qie_gateway_replicas (id, seen) VALUES (\(store.replica), now())")
+            store.startHeartbeat()
             return store
         } catch {
             await database.close()
@@ -113,6 +114,7 @@ final class PostgresGatewayStore: GatewayStore {
         PostgresDailyBudget(limit: limit, database: database)
     }
 
+    // Every replica sweeps: each statement is safe to run twice.
     func sweep(keyLifetime: TimeInterval) async throws {
         try await database.query("DELETE FROM qie_gateway_files WHERE expires <= now()")
         try await database.query(
@@ -129,22 +131,20 @@ final class PostgresGatewayStore: GatewayStore {
         try await database.query("DELETE FROM qie_gateway_replicas WHERE seen < now() - interval '1 day'")
     }
 
-    func maintain(sweepInterval: TimeInterval, keyLifetime: TimeInterval) async {
-        // The heartbeat every third of the lease; the sweep as often as asked
-        // (every replica sweeps: each statement is safe to run twice).
-        let beat = max(0.2, lease / 3)
-        var lastSweep = Date.distantPast
-        while !Task.isCancelled {
-            _ = try? await database.query("UPDATE qie_gateway_replicas SET seen = now() WHERE id = \(replica)")
-            if Date().timeIntervalSince(lastSweep) >= sweepInterval {
-                try? await sweep(keyLifetime: keyLifetime)
-                lastSweep = Date()
+    private func startHeartbeat() {
+        let (database, replica, beat) = (database, replica, max(0.2, lease / 3))
+        heartbeat.withLock {
+            $0 = Task {
+                while !Task.isCancelled {
+                    _ = try? await database.query("UPDATE qie_gateway_replicas SET seen = now() WHERE id = \(replica)")
+                    try? await Task.sleep(for: .seconds(beat))
+                }
             }
-            try? await Task.sleep(for: .seconds(min(beat, sweepInterval)))
         }
     }
 
     func close() async {
+        heartbeat.withLock { $0?.cancel() }
         // Edits this replica was running when it stopped may have been billed:
         // their keys answer with that at once instead of after the lease.
         let reason = Self.stoppedWhileEditing

@@ -130,9 +130,9 @@ public struct PostgresURL: Sendable, CustomStringConvertible {
 public final class PostgresDatabase: Sendable {
     /// The server, without password.
     public let url: PostgresURL
-    package let client: PostgresClient
+    let client: PostgresClient
     private let runner: Task<Void, Never>
-    package let logger: Logger
+    let logger: Logger
 
     /// Connects (lazily: the first query opens a connection) to `url`.
     public init(_ url: PostgresURL, maxConnections: Int = 20) throws(StoreError) {
@@ -189,7 +189,7 @@ public final class PostgresDatabase: Sendable {
     }
 
     /// Runs `body` in one transaction (committed when it returns, rolled back when it throws).
-    package func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
         } catch let error as StoreError {
@@ -204,7 +204,7 @@ public final class PostgresDatabase: Sendable {
 
     /// A store error with the server's message (never the password: the
     /// configuration is not part of what PostgresNIO reports).
-    package func describe(_ error: any Error) -> StoreError {
+    func describe(_ error: any Error) -> StoreError {
         if let store = error as? StoreError { return store }
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] {
