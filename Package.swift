@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "QieStore",
             dependencies: [
-                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "PostgresNIO", package: "postgres-nio"),
+                "QieCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
             ]),
         // report.html / report.json and their thumbnails.
@@ -153,7 +153,9 @@ let package = Package(
 
         // A throwaway PostgreSQL server for the tests (scripts/pg-server.sh), and multipart forms.
         .target(name: "QieTestSupport", path: "Tests/QieTestSupport"),
-        .testTarget(name: "QieStoreTests", dependencies: ["QieStore", "QieTestSupport"]),
+        .testTarget(
+            name: "QieStoreTests",
+            dependencies: ["QieStore", "QieCore", "QieTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "QieCoreTests", dependencies: ["QieCore"]),
         .testTarget(name: "QieImagingTests", dependencies: ["QieImaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging", "QieProviders", "QieFiles"]),

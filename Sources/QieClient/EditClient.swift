@@ -369,26 +369,33 @@ public final class EditClient: Sendable {
         }
     }
 
-    /// Submits an edit and, when the endpoint accepts it as a job, waits for
-    /// the job's end: by polling, or woken by `signals` (a callback listener or
-    /// an event stream) with polling as the fallback. Once a job id is known
-    /// the job is only ever polled, never submitted again, whatever fails.
-    /// `accepted` is called with the id as soon as it is known (to record it).
-    public func perform(
-        _ request: BuiltRequest, on profile: ProviderProfile, poll: @escaping @Sendable (String) -> BuiltRequest?,
-        policy: WaitPolicy = WaitPolicy(), signals: JobSignals? = nil,
-        accepted: @escaping @Sendable (String) async -> Void = { _ in }
-    ) async throws -> JobResult {
+    /// What the endpoint said to a submission that it did not refuse.
+    public enum Submission: Sendable {
+        /// It answered with the results (a synchronous flow).
+        case answered(JobResult)
+        /// It took the request as job `id`, still `status`: ask about it with
+        /// `wait`, from `submittedAt` (when the submission left) and
+        /// `acceptedAt` (when its answer came).
+        case accepted(
+            id: String, status: String, submissions: Int, submittedAt: ContinuousClock.Instant,
+            acceptedAt: ContinuousClock.Instant)
+    }
+
+    /// Sends an edit request once (again only when it provably was not
+    /// processed) and reads the endpoint's answer: its results, or the job
+    /// it accepted. A refusal or a failed job throws `.rejected` (with the
+    /// job's id when the endpoint gave one: it took the request); a 5xx or
+    /// an answer that cannot be read throws `.uncertain`.
+    public func submit(_ request: BuiltRequest, on profile: ProviderProfile) async throws -> Submission {
         let submitted = ContinuousClock.now
-        let deadline = submitted + .seconds(policy.timeout)
         var submissions = 0
         let (first, status, warnings) = try await submit(request, to: profile, attempts: &submissions)
-        let answered = ContinuousClock.now
         switch first {
         case .completed(let images, let cost, let id):
-            return JobResult(
-                images: images, reportedCost: cost, requestID: id, submissions: submissions, polls: 0, signalled: false,
-                warnings: warnings)
+            return .answered(
+                JobResult(
+                    images: images, reportedCost: cost, requestID: id, submissions: submissions, polls: 0, signalled: false,
+                    warnings: warnings))
         case .failed(let message, let id) where (500...599).contains(status):
             // A 5xx other than 503 with Retry-After: the endpoint may have
             // done the work before failing to answer.
@@ -400,15 +407,35 @@ public final class EditClient: Sendable {
             throw ClientError(
                 kind: .rejected, message: message, endpoint: profile.id, jobID: id, status: status, submissions: submissions)
         case .pending(let id, let status):
+            return .accepted(
+                id: id, status: status, submissions: submissions, submittedAt: submitted, acceptedAt: ContinuousClock.now)
+        }
+    }
+
+    /// Submits an edit and, when the endpoint accepts it as a job, waits for
+    /// the job's end: by polling, or woken by `signals` (a callback listener or
+    /// an event stream) with polling as the fallback. Once a job id is known
+    /// the job is only ever polled, never submitted again, whatever fails.
+    /// `accepted` is called with the id as soon as it is known.
+    public func perform(
+        _ request: BuiltRequest, on profile: ProviderProfile, poll: @escaping @Sendable (String) -> BuiltRequest?,
+        policy: WaitPolicy = WaitPolicy(), signals: JobSignals? = nil,
+        accepted: @escaping @Sendable (String) async -> Void = { _ in }
+    ) async throws -> JobResult {
+        switch try await submit(request, on: profile) {
+        case .answered(let result):
+            return result
+        case .accepted(let id, let status, let submissions, let submittedAt, let acceptedAt):
             await accepted(id)
             guard let pollRequest = poll(id) else {
                 throw ClientError(
                     kind: .badResponse,
-                    message: "\(profile.id) answered \(status) for job \(id) and documents no way to ask about it later")
+                    message: "\(profile.id) answered \(status) for job \(id) and documents no way to ask about it later",
+                    endpoint: profile.id, jobID: id)
             }
             var result = try await wait(
                 for: id, status: status, request: pollRequest, on: profile, policy: policy, signals: signals,
-                deadline: deadline, submittedAt: submitted, acceptedAt: answered)
+                deadline: submittedAt + .seconds(policy.timeout), submittedAt: submittedAt, acceptedAt: acceptedAt)
             result.submissions = submissions
             return result
         }

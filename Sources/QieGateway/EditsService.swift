@@ -210,9 +210,15 @@ struct EditsService: Sendable {
             image: .file(asked.images[0]), references: asked.images.dropFirst().map { .file($0) }, prompt: asked.prompt,
             seed: asked.seed, negativePrompt: asked.negativePrompt, size: asked.size, mask: asked.mask.map { .file($0) })
         var hooks = EditHooks(budget: budget)
-        // Whether anything was sent: an idempotent retry sends nothing and is charged nothing.
+        // Whether anything was sent (an idempotent retry sends nothing and
+        // is charged nothing), and what each request was or may have been billed.
         let sent = Atomic<Bool>(false)
-        hooks.willSend = { _, _ in sent.store(true, ordering: .relaxed) }
+        let money = Mutex<[Int: RequestMoney]>([:])
+        hooks.events = { event in
+            guard case .moved(let index, let move) = event else { return }
+            if case .sending = move { sent.store(true, ordering: .relaxed) }
+            money.withLock { _ = $0[index, default: RequestMoney()].apply(move) }
+        }
         if let key = request.headers[Self.idempotencyHeader], !key.isEmpty {
             // Keys are the client's own: two clients never share one. A key
             // stands for one request: reused for another, it is refused
@@ -245,6 +251,12 @@ struct EditsService: Sendable {
             result = try await editor.edit(input, options: options, hooks: hooks)
             log.timings = result.timings
         } catch {
+            // Money that was or may have been billed shows in the log, whatever the answer.
+            let requests = money.withLock { Array($0.values) }
+            let billed = requests.filter { $0.charge == .billed }.compactMap(\.amount).reduce(0, +)
+            let atRisk = requests.filter { $0.charge == .atRisk }.compactMap(\.amount).reduce(0, +)
+            if billed > 0 { log.cost = "\(billed)" }
+            if atRisk > 0 { log.atRisk = "\(atRisk)" }
             throw GatewayError(error as? EditError ?? .ledger("\(error)"))
         }
         let replayed = hooks.idempotency != nil && !sent.load(ordering: .relaxed)
@@ -341,6 +353,8 @@ struct RequestLog {
     var seconds: Double = 0
     var endpointSeconds: Double?
     var cost: String?
+    /// Money a failed edit may have been billed (sent without a usable answer).
+    var atRisk: String?
     var readSeconds: Double?
     var timings: EditTimings?
     var answerSeconds: Double?
@@ -353,6 +367,7 @@ struct RequestLog {
         if let size { metadata["size"] = "\(size)" }
         if let endpointSeconds { metadata["endpoint_seconds"] = "\(String(format: "%.3f", endpointSeconds))" }
         if let cost { metadata["cost_usd"] = "\(cost)" }
+        if let atRisk { metadata["at_risk_usd"] = "\(atRisk)" }
         // Where the time went: reading the upload, each step of the edit, writing the answer.
         var steps: [String] = []
         if let readSeconds { steps.append(String(format: "read:%.3f", readSeconds)) }

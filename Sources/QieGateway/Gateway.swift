@@ -28,15 +28,18 @@ public struct Gateway: Sendable {
     public let environment: [String: String]
     /// One line per request (swift-log); never keys, never image bytes.
     public let logger: Logger
+    /// Where UTC days, expiry and leases are read.
+    public let clock: any QieClock
 
     /// A gateway; call `run` to serve.
     public init(
         _ configuration: GatewayConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment,
-        logger: Logger = Logger(label: "qie-serve")
+        logger: Logger = Logger(label: "qie-serve"), clock: any QieClock = SystemClock()
     ) {
         self.configuration = configuration
         self.environment = environment
         self.logger = logger
+        self.clock = clock
     }
 
     /// Serves until cancelled. `onReady` gets the address (`http://HOST:PORT`)
@@ -85,7 +88,7 @@ public struct Gateway: Sendable {
     ) async throws -> T {
         let profiles = try configuration.profiles()
         var daily: (any EditBudget)? = nil
-        if let limit = configuration.maxCostPerDay { daily = try await store.dailyBudget(limit: limit) }
+        if let limit = configuration.maxCostPerDay { daily = try await store.dailyBudget(limit: limit, clock: clock) }
         let budget = daily
         let host = configuration.host
         let port = configuration.port

@@ -141,8 +141,14 @@ extension GatewayError {
             self = GatewayError(
                 status: timedOut ? 504 : 502, message: "the endpoint \(client.endpoint ?? "") failed: \(message)",
                 type: "server_error", code: timedOut ? "endpoint_timeout" : "endpoint_error", mayRetry: false)
-        case .failedEarlier:
+        case .failedEarlier, .uncertainEarlier:
             self = GatewayError(status: 502, message: message, type: "server_error", code: "endpoint_error", mayRetry: false)
+        case .resultsLost(let cost, let reason, _):
+            // Billed, and nothing to show for it: said so, and not retried blindly.
+            self = GatewayError(
+                status: 502,
+                message: "the endpoint accepted the edit and it was billed\(cost.map { " (~$\($0))" } ?? ""), but its result could not be had: \(reason)",
+                type: "server_error", code: "endpoint_result_lost", mayRetry: false)
         case .result(let imaging):
             self = GatewayError(
                 status: 502, message: "the endpoint's result could not be finished: \(imaging.reason)", type: "server_error",

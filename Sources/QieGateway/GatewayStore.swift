@@ -5,6 +5,7 @@ import NIOCore
 import NIOFoundationCompat
 import QieFiles
 import QiePipeline
+import QieStore
 import Synchronization
 
 /// What the gateway keeps beyond one request: idempotency keys with the
@@ -23,8 +24,12 @@ protocol GatewayStore: Sendable {
     func addFile(_ image: EditedImage, lifetime: TimeInterval) async throws -> String
     /// A kept file's bytes and content type, unless unknown or expired.
     func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)?
-    /// The daily spending limit across every client (and replica).
-    func dailyBudget(limit: Decimal) async throws -> any EditBudget
+    /// The daily spending limit across every client (and replica), its
+    /// UTC days read from `clock`. Both stores mean the same by it: a day's
+    /// spending plus its open reservations never pass the limit, and
+    /// reservations a stopped gateway left open stay counted (they may have
+    /// been billed).
+    func dailyBudget(limit: Decimal, clock: any QieClock) async throws -> any EditBudget
     /// Deletes expired result files, and idempotency keys (with their
     /// answers) older than `keyLifetime` seconds whose edit has ended.
     func sweep(keyLifetime: TimeInterval) async throws
@@ -110,6 +115,23 @@ final class SQLiteGatewayStore: GatewayStore {
                     table.add(column: "created", .double).notNull().defaults(to: 0)
                 }
                 try db.execute(sql: "UPDATE fingerprint SET created = ?", arguments: [Date().timeIntervalSince1970])
+            }
+            migrator.registerMigration("v4: budget reservations kept, money as micro-dollars") { db in
+                try db.create(table: "budget_days") { table in
+                    table.primaryKey("day", .text)
+                    table.column("spentMicros", .integer).notNull()
+                }
+                try db.create(table: "budget_reservations") { table in
+                    table.primaryKey("id", .text)
+                    table.column("day", .text).notNull().indexed()
+                    table.column("micros", .integer).notNull()
+                }
+                for row in try Row.fetchAll(db, sql: "SELECT day, spent FROM spending") {
+                    guard let micros = MicroDollars.parse(row["spent"]) else { continue }
+                    try db.execute(
+                        sql: "INSERT INTO budget_days (day, spentMicros) VALUES (?, ?)", arguments: [row["day"] as String, micros])
+                }
+                try db.drop(table: "spending")
             }
             try migrator.migrate(database)
             idempotency = SQLiteIdempotencyStore(database: database)
@@ -278,67 +300,73 @@ extension SQLiteGatewayStore {
         for name in expired { try? FileManager.default.removeItem(atPath: folder + "/files/" + name) }
     }
 
-    func dailyBudget(limit: Decimal) async throws -> any EditBudget {
-        try DailyBudget(limit: limit, database: database)
+    func dailyBudget(limit: Decimal, clock: any QieClock) async throws -> any EditBudget {
+        DailyBudget(limit: limit, database: database, clock: clock)
     }
 
     func close() async {}
 }
 
-/// A spending limit per UTC day across every client, kept in the SQLite state file
-/// so a restart does not reset it. In-flight reservations count against it.
+/// A spending limit per UTC day across every client, kept in the SQLite
+/// state file: each reservation is a row until it settles, so a restart
+/// neither resets the day's spending nor forgets money in flight.
 final class DailyBudget: EditBudget {
-    private struct Day {
-        var key: String
-        var spent: Decimal
-        var inFlight: Decimal
-    }
-
     let limit: Decimal
     private let database: DatabaseQueue
-    private let day: Mutex<Day>
+    private let clock: any QieClock
 
-    init(limit: Decimal, database: DatabaseQueue, now: Date = Date()) throws {
+    init(limit: Decimal, database: DatabaseQueue, clock: any QieClock) {
         self.limit = limit
         self.database = database
-        let key = Self.dayKey(now)
-        let spent = try database.read { db in
-            try String.fetchOne(db, sql: "SELECT spent FROM spending WHERE day = ?", arguments: [key])
-        }
-        day = Mutex(Day(key: key, spent: spent.flatMap { Decimal(string: $0) } ?? 0, inFlight: 0))
+        self.clock = clock
     }
 
+    /// The UTC day `date` falls on, as `yyyy-MM-dd`.
     static func dayKey(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd"
-        return formatter.string(from: date)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? .current
+        let parts = calendar.dateComponents([.year, .month, .day], from: date)
+        return String(format: "%04d-%02d-%02d", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0)
     }
 
-    func reserve(_ estimate: Decimal) -> BudgetRefusal? {
-        let today = Self.dayKey(Date())
-        return day.withLock { day in
-            if day.key != today { day = Day(key: today, spent: 0, inFlight: day.inFlight) }
-            guard day.spent + day.inFlight + estimate <= limit else {
-                return BudgetRefusal(limit: limit, spent: day.spent, inFlight: day.inFlight, estimate: estimate)
+    func reserve(_ amounts: [Decimal]) async throws -> BudgetDecision {
+        let day = Self.dayKey(clock.now())
+        let limit = MicroDollars.from(self.limit)
+        let micros = amounts.map { MicroDollars.from($0) }
+        return try await database.write { db in
+            let spent = try Int64.fetchOne(db, sql: "SELECT spentMicros FROM budget_days WHERE day = ?", arguments: [day]) ?? 0
+            let held = try Int64.fetchOne(
+                db, sql: "SELECT COALESCE(SUM(micros), 0) FROM budget_reservations WHERE day = ?", arguments: [day]) ?? 0
+            let asked = micros.reduce(0, +)
+            guard spent + held + asked <= limit else {
+                return .refused(
+                    BudgetRefusal(
+                        limit: self.limit, spent: MicroDollars.decimal(spent), inFlight: MicroDollars.decimal(held),
+                        estimate: MicroDollars.decimal(asked)))
             }
-            day.inFlight += estimate
-            return nil
+            var reservations: [BudgetReservation] = []
+            for (amount, micro) in zip(amounts, micros) {
+                let reservation = BudgetReservation(id: BudgetReservation.newID(), amount: amount)
+                try db.execute(
+                    sql: "INSERT INTO budget_reservations (id, day, micros) VALUES (?, ?, ?)", arguments: [reservation.id, day, micro])
+                reservations.append(reservation)
+            }
+            return .reserved(reservations)
         }
     }
 
-    func settle(_ estimate: Decimal, actual: Decimal?) {
-        let (key, spent) = day.withLock { day in
-            day.inFlight = max(0, day.inFlight - estimate)
-            day.spent += actual ?? 0
-            return (day.key, day.spent)
-        }
-        guard actual != nil else { return }
-        try? database.write { db in
+    func settle(_ reservation: BudgetReservation, spent: Decimal) async {
+        let micros = MicroDollars.from(spent)
+        // Not recorded: the reservation stays counted, never under the limit's side.
+        _ = try? await database.write { db in
+            guard let day = try String.fetchOne(db, sql: "SELECT day FROM budget_reservations WHERE id = ?", arguments: [reservation.id])
+            else { return }
+            try db.execute(sql: "DELETE FROM budget_reservations WHERE id = ?", arguments: [reservation.id])
             try db.execute(
-                sql: "INSERT INTO spending (day, spent) VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET spent = excluded.spent",
-                arguments: [key, "\(spent)"])
+                sql: """
+                    INSERT INTO budget_days (day, spentMicros) VALUES (?, ?)
+                    ON CONFLICT(day) DO UPDATE SET spentMicros = spentMicros + excluded.spentMicros
+                    """, arguments: [day, micros])
         }
     }
 }

@@ -77,7 +77,27 @@ final class PostgresGatewayStore: GatewayStore {
                     day text PRIMARY KEY, spent numeric NOT NULL DEFAULT 0, in_flight numeric NOT NULL DEFAULT 0)
                 """,
             ]
-        )
+        ),
+        (
+            // Each reservation a row until it settles, as the SQLite state
+            // keeps them; money as micro-dollars. In-flight money of the old
+            // table may have been billed: it is kept as spent.
+            "v2",
+            [
+                "CREATE TABLE qie_gateway_budget_days (day text PRIMARY KEY, spent_micros bigint NOT NULL DEFAULT 0)",
+                """
+                CREATE TABLE qie_gateway_budget_reservations (
+                    id text PRIMARY KEY, day text NOT NULL, micros bigint NOT NULL, replica text NOT NULL,
+                    created timestamptz NOT NULL DEFAULT now())
+                """,
+                "CREATE INDEX qie_gateway_budget_reservations_day ON qie_gateway_budget_reservations (day)",
+                """
+                INSERT INTO qie_gateway_budget_days (day, spent_micros)
+                SELECT day, ceil((spent + in_flight) * 1000000)::bigint FROM qie_gateway_spending
+                """,
+                "DROP TABLE qie_gateway_spending",
+            ]
+        ),
     ]
 
     func bind(_ key: String, to fingerprint: String) async throws -> Bool {
@@ -110,8 +130,8 @@ final class PostgresGatewayStore: GatewayStore {
         }.first
     }
 
-    func dailyBudget(limit: Decimal) async throws -> any EditBudget {
-        PostgresDailyBudget(limit: limit, database: database)
+    func dailyBudget(limit: Decimal, clock: any QieClock) async throws -> any EditBudget {
+        PostgresDailyBudget(limit: limit, database: database, replica: replica, clock: clock)
     }
 
     // Every replica sweeps: each statement is safe to run twice.
@@ -247,52 +267,80 @@ struct PostgresIdempotencyStore: IdempotencyStore {
 }
 
 /// The daily spending limit in PostgreSQL, across every replica: each
-/// reservation is one conditional update of the day's row, so replicas
-/// together never pass the limit. A replica that stops with edits in flight
-/// leaves their reservations counted (they may have been billed).
+/// reservation is a row until it settles, taken under a lock on the day's
+/// row, so replicas together never pass the limit. A replica that stops with
+/// edits in flight leaves their reservations counted (they may have been
+/// billed), as the SQLite state does.
 final class PostgresDailyBudget: EditBudget {
     let limit: Decimal
     let database: QieStore.PostgresDatabase
-    /// The UTC day each reservation in flight was made on, so it settles there.
-    private let days = Mutex<[(estimate: Decimal, day: String)]>([])
+    let replica: String
+    let clock: any QieClock
 
-    init(limit: Decimal, database: QieStore.PostgresDatabase) {
+    init(limit: Decimal, database: QieStore.PostgresDatabase, replica: String, clock: any QieClock) {
         self.limit = limit
         self.database = database
+        self.replica = replica
+        self.clock = clock
     }
 
-    func reserve(_ estimate: Decimal) async throws -> BudgetRefusal? {
-        let day = DailyBudget.dayKey(Date())
-        let amount = "\(estimate)", ceiling = "\(limit)"
-        try await database.query("INSERT INTO qie_gateway_spending (day) VALUES (\(day)) ON CONFLICT (day) DO NOTHING")
-        let reserved = try await database.rows(
-            """
-            UPDATE qie_gateway_spending SET in_flight = in_flight + \(amount)::numeric
-            WHERE day = \(day) AND spent + in_flight + \(amount)::numeric <= \(ceiling)::numeric RETURNING day
-            """
-        ) { _ in true }
-        if !reserved.isEmpty {
-            days.withLock { $0.append((estimate, day)) }
-            return nil
+    func reserve(_ amounts: [Decimal]) async throws -> BudgetDecision {
+        let day = DailyBudget.dayKey(clock.now())
+        let ceiling = MicroDollars.from(limit)
+        let micros = amounts.map { MicroDollars.from($0) }
+        let asked = micros.reduce(0, +)
+        let (limit, replica, logger) = (limit, replica, database.logger)
+        return try await database.transaction { connection in
+            try await connection.query(
+                "INSERT INTO qie_gateway_budget_days (day) VALUES (\(day)) ON CONFLICT (day) DO NOTHING", logger: logger)
+            var spent: Int64 = 0
+            for try await value in try await connection.query(
+                "SELECT spent_micros FROM qie_gateway_budget_days WHERE day = \(day) FOR UPDATE", logger: logger
+            ).decode(Int64.self) {
+                spent = value
+            }
+            var held: Int64 = 0
+            for try await value in try await connection.query(
+                "SELECT COALESCE(SUM(micros), 0)::bigint FROM qie_gateway_budget_reservations WHERE day = \(day)", logger: logger
+            ).decode(Int64.self) {
+                held = value
+            }
+            guard spent + held + asked <= ceiling else {
+                return .refused(
+                    BudgetRefusal(
+                        limit: limit, spent: MicroDollars.decimal(spent), inFlight: MicroDollars.decimal(held),
+                        estimate: MicroDollars.decimal(asked)))
+            }
+            var reservations: [BudgetReservation] = []
+            for (amount, micro) in zip(amounts, micros) {
+                let reservation = BudgetReservation(id: BudgetReservation.newID(), amount: amount)
+                try await connection.query(
+                    """
+                    INSERT INTO qie_gateway_budget_reservations (id, day, micros, replica)
+                    VALUES (\(reservation.id), \(day), \(micro), \(replica))
+                    """, logger: logger)
+                reservations.append(reservation)
+            }
+            return .reserved(reservations)
         }
-        let totals = try await database.rows(
-            "SELECT spent::text, in_flight::text FROM qie_gateway_spending WHERE day = \(day)"
-        ) { try $0.decode((String, String).self) }
-        let (spent, inFlight) = totals.first ?? ("0", "0")
-        return BudgetRefusal(
-            limit: limit, spent: Decimal(string: spent) ?? 0, inFlight: Decimal(string: inFlight) ?? 0, estimate: estimate)
     }
 
-    func settle(_ estimate: Decimal, actual: Decimal?) async {
-        let day = days.withLock { days in
-            days.firstIndex { $0.estimate == estimate }.map { days.remove(at: $0).day }
-        } ?? DailyBudget.dayKey(Date())
-        let amount = "\(estimate)", cost = "\(actual ?? 0)"
-        // Failing to record keeps the reservation counted: never under the limit's side.
-        _ = try? await database.query(
-            """
-            UPDATE qie_gateway_spending
-            SET in_flight = greatest(0, in_flight - \(amount)::numeric), spent = spent + \(cost)::numeric WHERE day = \(day)
-            """)
+    func settle(_ reservation: BudgetReservation, spent: Decimal) async {
+        let micros = MicroDollars.from(spent)
+        let logger = database.logger
+        // Not recorded: the reservation stays counted, never under the limit's side.
+        _ = try? await database.transaction { connection in
+            var days: [String] = []
+            for try await day in try await connection.query(
+                "DELETE FROM qie_gateway_budget_reservations WHERE id = \(reservation.id) RETURNING day", logger: logger
+            ).decode(String.self) {
+                days.append(day)
+            }
+            for day in days {
+                try await connection.query(
+                    "UPDATE qie_gateway_budget_days SET spent_micros = spent_micros + \(micros) WHERE day = \(day)",
+                    logger: logger)
+            }
+        }
     }
 }

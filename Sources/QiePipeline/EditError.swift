@@ -40,14 +40,22 @@ public enum EditError: SettingNamingError, Sendable {
     case failedEarlier(reason: String)
     /// An earlier run sent it and got no usable answer: it may have been billed.
     case uncertainEarlier(reason: String)
-    /// Its recorded results can no longer be fetched (they expired); it was paid for.
-    case resultsExpired(reason: String)
+    /// The endpoint accepted or answered the request, so it is billed
+    /// (`cost`, USD, when priced), and its results could not be had: the
+    /// endpoint failed the job, or they could not be fetched, decoded or
+    /// written (`reason`). With `sendAgain` nil their links are kept and
+    /// fetched again on resume; otherwise only that setting sends it again,
+    /// paying again.
+    case resultsLost(cost: Decimal?, reason: String, sendAgain: Setting?)
     /// The callback listener or event stream could not start.
     case listener(endpoint: String, flow: ProviderProfile.Flow, reason: String)
     /// The run's ledger could not be read or written.
     case ledger(String)
     /// The edit was stopped (cancelled) before it finished.
     case stopped
+    /// Another worker sharing the run's store holds the job (this worker's
+    /// lease on it ran out): it was not sent here.
+    case yielded
     /// No prompt anywhere for a run: no default prompt, no manifest, no `NAME.txt`.
     case noPrompts
     /// The prompt manifest cannot be used.
@@ -93,11 +101,14 @@ public enum EditError: SettingNamingError, Sendable {
             "failed in an earlier run: \(reason) (\(naming(.retryFailed)) tries again)"
         case .uncertainEarlier(let reason):
             "uncertain: an earlier run sent it and got no usable answer (\(reason)); the endpoint may have made and billed it, so it is not sent again unless you give \(naming(.retryUncertain)) (which may pay twice)"
-        case .resultsExpired(let reason):
-            "its results were paid for but can no longer be fetched (\(reason)); \(naming(.retryFailed)) sends it again, paying again"
+        case .resultsLost(let cost, let reason, let sendAgain):
+            "paid for\(cost.map { " (~$\($0))" } ?? ""), and its results were lost: \(reason); "
+                + (sendAgain.map { "only \(naming($0)) sends it again, paying again" }
+                    ?? "resuming the run fetches them again while their links last, without paying again")
         case .listener(let endpoint, let flow, let reason): "\(endpoint): cannot start the \(flow.rawValue) listener: \(reason)"
         case .ledger(let reason): "the run ledger: \(reason)"
         case .stopped: "stopped"
+        case .yielded: "another worker holds it now (this worker's lease on it ran out); it was not sent here"
         case .noPrompts:
             "no prompt: give \(naming(.prompt)), a \(naming(.manifest)), or a text file NAME.txt next to each image"
         case .manifest(let error): "manifest \(error)"

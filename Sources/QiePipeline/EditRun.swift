@@ -218,7 +218,8 @@ public enum EditRunEvent: Sendable {
     case elsewhere(EditJob)
     /// A job failed (the run goes on).
     case failed(EditJob, EditError)
-    /// A job cost `amount` USD (reported, else estimated); `spent` is the run's total so far.
+    /// A job was billed `amount` USD (reported, else estimated), whether its
+    /// results were written or lost; `spent` is the run's total so far.
     case cost(EditJob, amount: Decimal, spent: Decimal)
 }
 
@@ -228,8 +229,13 @@ public struct EditRunSummary: Sendable {
     public var batch: BatchSummary
     /// Input problems found while walking (counted as failed in `batch`).
     public var inputProblems: Int
-    /// Money this run spent (reported, else estimated), USD; nil when nothing was priced.
+    /// Money this run's requests were billed (reported, else estimated),
+    /// whether their results were written or lost, USD; nil when nothing
+    /// priced was billed.
     public var spent: Decimal?
+    /// Money this run's requests may have been billed (sent without a
+    /// usable answer), USD; nil when none.
+    public var atRisk: Decimal?
     /// The budget stopped sending.
     public var budget: (limit: Decimal, spent: Decimal)?
     /// The run was stopped before every job started.
@@ -389,11 +395,7 @@ public struct EditRun: Sendable {
         let store = try await openStore(folder: folder, settings: settings)
         do {
             var status = EditRunStatus(summary: try await store.summary(), lastRun: try await store.lastRun())
-            try await store.forEachJob { job in
-                if job.state == .submitted { status.inFlight.append(job) }
-                if job.state == .failed { status.failed.append(job) }
-                if job.state == .uncertain || job.state == .prepared { status.uncertain.append(job) }
-            }
+            try await store.forEachJob { job in status.jobs.append(JobStatus(job)) }
             await store.close()
             return status
         } catch {
@@ -544,18 +546,25 @@ public struct EditRun: Sendable {
         var initial = BatchSummary()
         initial.action = "edited"
         let summary = Mutex(initial)
-        let spent = Mutex<Decimal?>(nil)
+        let spent = Mutex<(billed: Decimal?, atRisk: Decimal?)>((nil, nil))
         let elsewhere = Mutex<[(job: EditJob, row: Int64)]>([])
         @Sendable func record(_ job: EditJob, _ outcome: JobOutcome) {
             if let kind = outcome.kind { summary.withLock { $0.record(kind) } }
             if let row = outcome.elsewhere { elsewhere.withLock { $0.append((job, row)) } }
-            if let cost = outcome.cost {
-                let total = spent.withLock { total in
-                    let sum = (total ?? 0) + cost
-                    total = sum
+            guard let cost = outcome.cost else { return }
+            switch outcome.charge {
+            case .billed:
+                // Billed, whether its results were written or lost.
+                let total = spent.withLock { spent in
+                    let sum = (spent.billed ?? 0) + cost
+                    spent.billed = sum
                     return sum
                 }
                 events(.cost(job, amount: cost, spent: total))
+            case .atRisk:
+                spent.withLock { $0.atRisk = ($0.atRisk ?? 0) + cost }
+            case .none:
+                break
             }
         }
         // Leases are renewed three times per lease while the run lasts.
@@ -609,7 +618,7 @@ public struct EditRun: Sendable {
                         guard let lease = found else { continue }
                         if lease.isLive {
                             still.append((job, row))
-                        } else if lease.state == .completed || (!lease.isSet && lease.state != .pending && lease.state != .submitted) {
+                        } else if lease.state == .completed || (!lease.isSet && [.failed, .uncertain, .lost].contains(lease.state)) {
                             // Ended by its worker (done, failed, or left uncertain): that worker reported it.
                             summary.withLock { $0.record(.elsewhere) }
                         } else {
@@ -646,7 +655,8 @@ public struct EditRun: Sendable {
         batch.failed += problems.count
         batch.total += problems.count
         var result = EditRunSummary(
-            batch: batch, inputProblems: problems.count, spent: spent.withLock { $0 },
+            batch: batch, inputProblems: problems.count, spent: spent.withLock { $0.billed },
+            atRisk: spent.withLock { $0.atRisk },
             budget: worker.refusal.withLock { $0 }.map { (limit: $0.limit, spent: $0.spent + $0.inFlight) },
             stopped: stop.isCancelled, report: nil, reportError: nil)
         do {
@@ -700,19 +710,128 @@ extension EditOptions {
     }
 }
 
-/// Where an edit run stands, as its ledger records it (`EditRun.status(folder:)`).
-public struct EditRunStatus: Sendable {
-    /// Jobs by state, money spent, submissions.
+/// Where an edit run stands, as its store records it (`EditRun.status(folder:)`):
+/// the same states and money in text (`qie status`) and JSON (`qie status
+/// --json`, this value encoded; see `encode(to:)` for its fields).
+public struct EditRunStatus: Sendable, Encodable {
+    /// Jobs by state, the run's money, submissions and polls.
     public var summary: LedgerSummary
-    /// Jobs an endpoint accepted whose results were not fetched: the next run asks about them.
-    public var inFlight: [LedgerJob] = []
-    /// Jobs that failed, with the reason recorded.
-    public var failed: [LedgerJob] = []
-    /// Jobs sent without a usable answer (or caught sending by a kill): they
-    /// may have been billed, and are sent again only with `retryUncertain`.
-    public var uncertain: [LedgerJob] = []
+    /// Every job, in the order they were registered.
+    public var jobs: [JobStatus] = []
     /// The last run into the folder: its command line or stored configuration.
     public var lastRun: LedgerRun?
+
+    /// Jobs an endpoint accepted or answered whose results are not written
+    /// yet (billed): the next run asks about them or fetches their results.
+    public var inFlight: [JobStatus] { jobs.filter { $0.state == .accepted || $0.state == .answered } }
+    /// Jobs that failed before anything was billed, with the reason recorded.
+    public var failed: [JobStatus] { jobs.filter { $0.state == .failed } }
+    /// Jobs sent without a usable answer, or being sent when their run
+    /// stopped: they may have been billed (money at risk), and are sent
+    /// again only with `retryUncertain`.
+    public var uncertain: [JobStatus] { jobs.filter { $0.state == .uncertain || $0.state == .sending } }
+    /// Jobs billed whose results were lost: fetched again while their
+    /// recorded links last, sent again (paying again) only with `retryFailed`.
+    public var lost: [JobStatus] { jobs.filter { $0.state == .lost } }
+
+    /// A status of `summary`, `jobs` and `lastRun`.
+    public init(summary: LedgerSummary, jobs: [JobStatus] = [], lastRun: LedgerRun? = nil) {
+        self.summary = summary
+        self.jobs = jobs
+        self.lastRun = lastRun
+    }
+
+    private enum Keys: String, CodingKey {
+        case format, jobCount, byState, spentUSD, atRiskUSD, earlierUSD, unpriced, submissions, polls, lastRun, jobs
+    }
+
+    /// The JSON `qie status --json` prints, format 1: `jobCount`,
+    /// `byState` (counts by `JobState` name), `spentUSD` (billed: completed,
+    /// in flight or results lost), `atRiskUSD` (may have been billed: sent
+    /// without a usable answer), `earlierUSD` (earlier attempts of jobs sent
+    /// again), `unpriced`, `submissions`, `polls`, `lastRun` (`arguments`,
+    /// `directory`, `startedAt`; null when none) and `jobs` (`JobStatus`
+    /// each). Amounts are decimal text.
+    public func encode(to encoder: any Encoder) throws {
+        var values = encoder.container(keyedBy: Keys.self)
+        let money = summary.money
+        try values.encode(1, forKey: .format)
+        try values.encode(summary.jobs, forKey: .jobCount)
+        try values.encode(summary.byState, forKey: .byState)
+        try values.encode("\(money.billed)", forKey: .spentUSD)
+        try values.encode("\(money.atRisk)", forKey: .atRiskUSD)
+        try values.encode("\(money.earlier)", forKey: .earlierUSD)
+        try values.encode(money.unpriced, forKey: .unpriced)
+        try values.encode(summary.submissions, forKey: .submissions)
+        try values.encode(summary.polls, forKey: .polls)
+        if let lastRun {
+            try values.encode(
+                ["arguments": lastRun.argumentList.joined(separator: " "), "directory": lastRun.directory,
+                 "startedAt": "\(lastRun.startedAt)"], forKey: .lastRun)
+        } else {
+            try values.encodeNil(forKey: .lastRun)
+        }
+        try values.encode(jobs, forKey: .jobs)
+    }
+}
+
+/// One job as `qie status` shows it, in text and JSON alike.
+public struct JobStatus: Sendable, Codable, Equatable {
+    /// The job's row id in its store.
+    public var id: Int64
+    /// The job's identity (its input's content, endpoint and result-changing options, hashed).
+    public var key: String
+    /// The input file.
+    public var input: String
+    /// 0 for the only request of an input; 1... for repeated requests.
+    public var copy: Int
+    /// The endpoint (profile id).
+    public var endpoint: String
+    /// Where it stands.
+    public var state: JobState
+    /// What its money is: `none`, `at-risk` or `billed`.
+    public var charge: JobState.Charge
+    /// Its amount (reported, else estimated), USD as decimal text; nil when unpriced.
+    public var costUSD: String?
+    /// Whether the amount is the endpoint's own figure.
+    public var costReported: Bool
+    /// What earlier attempts may have been billed, USD as decimal text; nil when nothing.
+    public var earlierCostUSD: String?
+    /// The endpoint's id for the job, once it gave one.
+    public var requestID: String?
+    /// Result links recorded (fetched again on resume while they last).
+    public var resultURLs: [String]
+    /// Submissions sent, over all runs.
+    public var attempts: Int
+    /// Status polls sent, over all runs.
+    public var polls: Int
+    /// Files written.
+    public var outputs: [String]
+    /// Why it is not done.
+    public var error: String?
+    /// The worker that last claimed it.
+    public var worker: String?
+
+    /// The status of `job`'s row.
+    public init(_ job: LedgerJob) {
+        id = job.id ?? 0
+        key = job.key
+        worker = job.worker
+        input = job.inputPath
+        copy = job.copy
+        endpoint = job.endpoint
+        state = job.state
+        charge = job.state.charge
+        costUSD = job.cost.map { "\($0)" }
+        costReported = job.reportedCost != nil
+        earlierCostUSD = job.earlierCost > 0 ? "\(job.earlierCost)" : nil
+        requestID = job.requestID
+        resultURLs = job.resultURLList
+        attempts = job.attempts
+        polls = job.polls
+        outputs = job.outputPaths
+        error = job.error
+    }
 }
 
 /// What the person resuming a run vouches for now. A stored run is read from

@@ -13,6 +13,9 @@ struct JobOutcome: Sendable {
     /// nil: prepared ahead, then withdrawn unsent because the run was stopped,
     /// or held by another worker (`elsewhere`).
     var kind: PrepareResult.Kind?
+    /// What its money is now, as its last recorded move left it.
+    var charge: JobState.Charge = .none
+    /// Its amount (reported, else estimated), when priced.
     var cost: Decimal?
     /// The job's row, when another worker holds it: the run waits for it at the end.
     var elsewhere: Int64? = nil
@@ -60,13 +63,13 @@ struct RunContext: Sendable {
         return InputRequest(prompt: prompt, seed: options.seed, negativePrompt: options.negativePrompt)
     }
 
-    /// Runs one job through the ledger's states around the edit path:
-    /// register (or find it done), claim it (or leave it to the worker that
-    /// holds it), prepare, record the attempt within the cost limit, send (or
-    /// pick up what an earlier run or a stopped worker had accepted), record
-    /// the id and the answer, fetch, finish, write, record completion. Each
-    /// move is committed before the next irreversible step. Once prepared, the
-    /// job waits at `gate` for its turn (`number`); if `stop` was asked
+    /// Runs one job: register it (or find it done), claim it (or leave it
+    /// to the worker that holds it), then hand it to the edit path with its
+    /// recorded state, where its state machine (`PaidRequest`) decides
+    /// what is sent, asked about or fetched again; each move it makes is
+    /// committed to the store before the next irreversible step, and its
+    /// results are written before it counts as completed. Once prepared,
+    /// the job waits at `gate` for its turn (`number`); if `stop` was asked
     /// meanwhile, it ends there, unsent.
     func process(_ job: EditJob, number: Int, editor: Editor, gate: OrderedTurnstile, stop: BatchCancellation) async
         -> JobOutcome
@@ -87,9 +90,9 @@ struct RunContext: Sendable {
         let ledger = self.ledger
         let events = self.events
         let worker = self.worker
-        var rowID: Int64? = nil
-        var fetchingRecorded = false
-        let acceptedID = Mutex<String?>(nil)
+        var registeredRow: LedgerJob? = nil
+        // What the job's recorded moves say about its money, and what was announced.
+        let money = Mutex(RequestMoney())
         // Whether the job holds a place at the gate (given back once its
         // results are downloaded, or when it ends), whether it gave the place
         // back already, and whether it gave up its turn because the run was stopped.
@@ -125,108 +128,74 @@ struct RunContext: Sendable {
                     key: key, inputPath: input.path, inputSHA256: identity.sha256, inputSize: identity.size,
                     inputModified: identity.modified, copy: job.copy, endpoint: profile.id, prompt: asked.prompt,
                     options: identityText))
-            rowID = registered.id
-            guard let registeredID = registered.id else { throw EditError.ledger("job \(key) has no row") }
+            registeredRow = registered
+            guard let rowID = registered.id else { throw EditError.ledger("job \(key) has no row") }
             // Taken for this worker, unless done, or held by another worker whose lease still runs.
             var row = registered
             if registered.state != .completed {
-                if let taken = try await ledger.claim(registeredID, worker: worker.name, lease: worker.lease) {
+                if let taken = try await ledger.claim(rowID, worker: worker.name, lease: worker.lease) {
                     row = taken
-                    held = registeredID
-                } else if let now = try await ledger.job(id: registeredID) {
+                    held = rowID
+                } else if let now = try await ledger.job(id: rowID) {
                     row = now
                     if now.state != .completed {
                         events(.elsewhere(job))
-                        return JobOutcome(kind: nil, cost: nil, elsewhere: registeredID)
+                        return JobOutcome(kind: nil, elsewhere: rowID)
                     }
                 }
             }
-            switch row.state {
-            case .completed:
-                let output = row.outputPaths.first ?? ""
-                events(.earlier(job, output: output))
-                return JobOutcome(kind: .earlier, cost: nil)
-            case .failed where !configuration.retryFailed && row.resultURLList.isEmpty:
-                let error = EditError.failedEarlier(reason: row.error ?? "no reason recorded")
-                events(.failed(job, error))
-                return JobOutcome(kind: .failed, cost: nil)
-            case .uncertain where !configuration.retryUncertain, .prepared where !configuration.retryUncertain:
-                // It may have been processed and billed: not sent again unasked.
-                let reason = row.state == .prepared ? "the run sending it was stopped before hearing back" : row.error ?? "no answer"
-                events(.failed(job, EditError.uncertainEarlier(reason: reason)))
-                return JobOutcome(kind: .failed, cost: nil)
-            default:
-                break
+            if row.state == .completed {
+                events(.earlier(job, output: row.outputPaths.first ?? ""))
+                return JobOutcome(kind: .earlier)
             }
+            money.withLock { $0 = RequestMoney(row) }
 
-            // Picked up where an earlier run left it: fetch what the endpoint
-            // answered, or ask about the job it accepted.
-            var hooks = EditHooks()
-            hooks.prepared = {
-                await gate.enter(number)
-                let withdrawn = stop.isCancelled
-                passage.withLock { $0 = (entered: true, left: false, withdrawn: withdrawn) }
-                if withdrawn { throw CancellationError() }
-            }
-            // Recorded results (of an accepted job, or of a failed one: it was
-            // paid for) are fetched again; an accepted job is asked about.
-            let results = row.resultURLList
-            if !results.isEmpty, row.state == .submitted || row.state == .failed {
-                fetchingRecorded = true
-                hooks.resume = .fetch(
-                    results: results, reportedCost: row.reportedCost.flatMap { Decimal(string: $0) }, jobID: row.requestID)
-            } else if row.state == .submitted, let id = row.requestID {
-                hooks.resume = .poll(jobID: id)
-            }
-            if hooks.resume != nil, let id = row.requestID { acceptedID.withLock { $0 = id } }
-            // Converting and writing are local work: the next request need not wait for them.
-            hooks.fetched = {
-                let leaving = passage.withLock { passage -> Bool in
-                    guard passage.entered, !passage.left else { return false }
-                    passage.left = true
-                    return true
-                }
-                if leaving { gate.leave() }
-            }
+            // The job's record is where its state machine starts: a new job
+            // is sent; an accepted one asked about; recorded results fetched
+            // again; an ended one tried again only as the run allows.
+            var hooks = EditHooks(
+                resume: PaidRequest.Start(
+                    job: row, retryFailed: configuration.retryFailed, retryUncertain: configuration.retryUncertain,
+                    priced: worker.costLimit != nil))
+            hooks.costLimited = worker.costLimit != nil
             let limiter = self.limiter
-            let jobRow = row.id
-            let profileID = profile.id
-            hooks.willSend = { _, estimate in
-                try await limiter?.wait()
-                if worker.costLimit != nil, estimate == nil { throw EditError.unpriced(endpoint: profileID) }
-                // Counted before sending, under this worker's lease and within
-                // the run's cost limit: a kill during the request still shows
-                // the attempt, and no other worker sends the job.
-                guard let jobRow else { return }
-                do {
-                    try await ledger.markSending(
-                        jobRow, worker: worker.name, estimatedCost: estimate.map { "\($0)" }, limit: worker.costLimit)
-                } catch StoreError.costLimit(let limit, let spent, let inFlight, let estimate) {
-                    let refusal = BudgetRefusal(limit: limit, spent: spent, inFlight: inFlight, estimate: estimate)
-                    worker.refusal.withLock { $0 = $0 ?? refusal }
-                    throw EditError.overBudget(refusal)
-                } catch let error as StoreError {
-                    throw EditError.ledger("\(error)")
+            hooks.events = { event in
+                switch event {
+                case .prepared:
+                    await gate.enter(number)
+                    let withdrawn = stop.isCancelled
+                    passage.withLock { $0 = (entered: true, left: false, withdrawn: withdrawn) }
+                    if withdrawn { throw CancellationError() }
+                case .moved(_, let move):
+                    if move.state == .sending { try await limiter?.wait() }
+                    do {
+                        // Counted before sending, under this worker's lease
+                        // and within the run's cost limit: a kill during the
+                        // request still shows the attempt, and no other
+                        // worker sends the job.
+                        try await ledger.record(move, job: rowID, worker: worker.name, limit: worker.costLimit)
+                    } catch StoreError.costLimit(let limit, let spent, let inFlight, let estimate) {
+                        let refusal = BudgetRefusal(limit: limit, spent: spent, inFlight: inFlight, estimate: estimate)
+                        worker.refusal.withLock { $0 = $0 ?? refusal }
+                        throw EditError.overBudget(refusal)
+                    }
+                    if let id = money.withLock({ $0.apply(move) }) { events(.sent(job, jobID: id)) }
+                case .fetched:
+                    // Converting and writing are local work: the next request need not wait for them.
+                    let leaving = passage.withLock { passage -> Bool in
+                        guard passage.entered, !passage.left else { return false }
+                        passage.left = true
+                        return true
+                    }
+                    if leaving { gate.leave() }
                 }
             }
-            hooks.accepted = { _, id in
-                acceptedID.withLock { $0 = id }
-                if let jobRow { try? await ledger.markSubmitted(jobRow, requestID: id, resultURLs: [], reportedCost: nil, extraAttempts: 0) }
-                events(.sent(job, jobID: id))
-            }
-            hooks.answered = { _, answer in
-                let urls = answer.images.compactMap { if case .url(let url) = $0 { url } else { nil } }
-                let before = acceptedID.withLock { value in
-                    defer { if let id = answer.requestID { value = id } }
-                    return value
-                }
-                if let jobRow {
-                    try await ledger.markSubmitted(
-                        jobRow, requestID: answer.requestID, resultURLs: urls, reportedCost: answer.reportedCost.map { "\($0)" },
-                        extraAttempts: max(0, answer.submissions - 1))
-                }
-                // A synchronous answer names its job only now.
-                if before == nil, let id = answer.requestID { events(.sent(job, jobID: id)) }
+            let written = Mutex<EditJobOutput?>(nil)
+            let rowNumber = row.id
+            hooks.deliver = { result in
+                let output = try await write(result, for: job, key: key, inputSHA256: identity.sha256, rowID: rowNumber)
+                written.withLock { $0 = output }
+                return output.paths
             }
 
             var options = configuration.options
@@ -247,66 +216,42 @@ struct RunContext: Sendable {
                 image: .data(inputBytes ?? Data()), references: referenceBytes.map { .data($0) }, prompt: asked.prompt,
                 seed: asked.seed, negativePrompt: asked.negativePrompt)
             let result = try await editor.edit(edit, options: options, hooks: hooks)
-            let output = try await write(result, for: job, key: key, inputSHA256: identity.sha256, rowID: row.id)
-            if let jobRow {
-                try await ledger.markCompleted(
-                    jobRow, outputs: output.paths, reportedCost: result.reportedCost.map { "\($0)" }, polls: result.polls)
-                held = nil
-            }
+            held = nil
+            guard let output = written.withLock({ $0 }) else { throw EditError.ledger("job \(key) was not written") }
             events(.done(job, output))
-            return JobOutcome(kind: .written, cost: result.cost)
+            // Counted as this run's spending only when this run sent it.
+            let sentHere = money.withLock { $0.sentHere }
+            return JobOutcome(kind: .written, charge: sentHere ? .billed : .none, cost: sentHere ? result.cost : nil)
         } catch {
             let failure = EditError.wrapping(error)
-            let accepted = acceptedID.withLock { $0 }
+            let (charge, cost) = money.withLock { $0.sentHere ? ($0.charge, $0.amount) : (.none, nil) }
             if passage.withLock({ $0.withdrawn }) {
                 // Prepared ahead, never sent: the next run does it.
                 events(.withdrawn(job))
-                return JobOutcome(kind: nil, cost: nil)
+                return JobOutcome(kind: nil)
             }
-            if case .input(let imaging) = failure, input.isSkippable(imaging) {
+            if case .input(let imaging) = failure, input.isSkippable(imaging), registeredRow?.state == .pending,
+                let rowID = registeredRow?.id
+            {
                 // Not an image: nothing to remember.
-                if let rowID { try? await ledger.forget(rowID) }
+                try? await ledger.forget(rowID)
                 events(.skipped(job))
-                return JobOutcome(kind: .skipped, cost: nil)
+                return JobOutcome(kind: .skipped)
             }
-            if case .overBudget = failure {
-                events(.held(job, failure))
-                return JobOutcome(kind: .held, cost: nil)
-            }
-            // An accepted job that may still finish (or whose result may still
-            // be fetched) stays submitted: the next run asks about it again.
-            let mayFinish: Bool
-            var extraAttempts = 0
             switch failure {
-            case .endpoint(let client):
-                mayFinish = accepted != nil && (client.kind == .network || client.kind == .timedOut)
-                extraAttempts = max(0, client.submissions - 1)
-                if client.kind == .uncertain, accepted == nil {
-                    // Sent, no usable answer: it may have been billed.
-                    if let rowID { try? await ledger.markUncertain(rowID, failure.reason(naming: \.name), extraAttempts: extraAttempts) }
-                    events(.failed(job, failure))
-                    return JobOutcome(kind: .failed, cost: nil)
+            case .overBudget:
+                events(.held(job, failure))
+                return JobOutcome(kind: .held)
+            case .yielded:
+                if let rowID = registeredRow?.id {
+                    events(.elsewhere(job))
+                    return JobOutcome(kind: nil, elsewhere: rowID)
                 }
-                if client.status.map({ [403, 404, 410].contains($0) }) == true, fetchingRecorded, let rowID {
-                    // The recorded results expired: only sending again can bring them.
-                    try? await ledger.forgetResults(rowID)
-                    let expired = EditError.resultsExpired(reason: failure.reason(naming: \.name))
-                    try? await ledger.markError(rowID, expired.reason(naming: \.name), failed: true, extraAttempts: 0)
-                    events(.failed(job, expired))
-                    return JobOutcome(kind: .failed, cost: nil)
-                }
-            case .result where fetchingRecorded:
-                // The recorded results are unusable: only sending again can do better.
-                if let rowID { try? await ledger.forgetResults(rowID) }
-                mayFinish = false
-            case .stopped: mayFinish = accepted != nil
-            default: mayFinish = false
-            }
-            if let rowID {
-                try? await ledger.markError(rowID, failure.reason(naming: \.name), failed: !mayFinish, extraAttempts: extraAttempts)
+            default:
+                break
             }
             events(.failed(job, failure))
-            return JobOutcome(kind: .failed, cost: nil)
+            return JobOutcome(kind: .failed, charge: charge, cost: cost)
         }
     }
 

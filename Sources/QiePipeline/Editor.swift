@@ -150,52 +150,66 @@ public struct EditResult: Sendable, Codable {
     public var cost: Decimal? { reportedCost ?? estimatedCost }
 }
 
-/// Where an edit picks up a request the endpoint accepted earlier, instead of
-/// sending it again (a folder run resumed from its ledger).
-public enum EditResumePoint: Sendable, Equatable {
-    /// Ask the endpoint about job `jobID` until it ends.
-    case poll(jobID: String)
-    /// Fetch results the endpoint already gave.
-    case fetch(results: [String], reportedCost: Decimal?, jobID: String?)
-}
-
-/// Calls an edit makes at the moments that matter for money, so a caller can
-/// record them before anything irreversible happens, and optional stores for
-/// budgets and idempotency. Every hook is optional.
+/// What an edit does around its requests: a budget, an idempotency key,
+/// where an earlier run left it, where its results go, and one typed stream
+/// of what happened. What may be billed is decided by each request's state
+/// machine (`PaidRequest`); the hooks only carry its decisions out and
+/// observe them. Every hook is optional.
 public struct EditHooks: Sendable {
     /// Reserves the estimate before sending; an edit it refuses throws
-    /// `EditError.overBudget` and sends nothing.
+    /// `EditError.overBudget` and sends nothing. What is settled is what
+    /// was (or may have been) billed: an accepted request whose results are
+    /// lost stays spent.
     public var budget: (any EditBudget)?
     /// Makes a retried edit with the same key return the first one's result
-    /// without calling the endpoint again.
+    /// (or failure, once anything may have been billed) without calling the
+    /// endpoint again.
     public var idempotency: (store: any IdempotencyStore, key: String)?
-    /// Picks up an accepted request instead of sending it.
-    public var resume: EditResumePoint?
-    /// The input is prepared; nothing is reserved or sent yet. A caller that
-    /// limits the edits on the wire waits here, so that later inputs are
-    /// prepared while earlier ones are with the endpoint (a folder run does).
-    /// An error thrown here ends the edit with nothing sent or reserved.
-    public var prepared: (@Sendable () async throws -> Void)?
-    /// Just before request `index` is sent (to count the attempt, to wait for a rate limit).
-    public var willSend: (@Sendable (_ index: Int, _ estimate: Decimal?) async throws -> Void)?
-    /// The endpoint accepted request `index` as job `id` (it may now be billed).
-    public var accepted: (@Sendable (_ index: Int, _ id: String) async -> Void)?
-    /// The endpoint answered request `index` with its results, before they are fetched.
-    public var answered: (@Sendable (_ index: Int, _ answer: JobResult) async throws -> Void)?
-    /// Every result is downloaded; converting, restoring and writing (local
-    /// work) come next. A caller that limits the edits on the wire frees the
-    /// edit's place here, so the next request leaves while this one finishes.
-    public var fetched: (@Sendable () async -> Void)?
+    /// Where an earlier run left this edit's request (an edit of one
+    /// request: a folder run's job), and whether ended ones are tried again.
+    public var resume: PaidRequest.Start?
+    /// A limit outside the editor (a folder run's cost limit, checked by its
+    /// store when `sending` is recorded) needs each request priced.
+    public var costLimited = false
+    /// Where the results go before the edit counts as done (a folder run
+    /// writes its files and sidecar here): returns what was written. A
+    /// failure here leaves the requests billed and their results to be
+    /// fetched again. Nil: the results are returned in memory only.
+    public var deliver: (@Sendable (EditResult) async throws -> [String])?
+    /// What happens, in order, as typed events: each is awaited before the
+    /// edit goes on, so a store commits a move before the next irreversible
+    /// step. Throwing at `.prepared` withdraws the edit (nothing reserved or
+    /// sent); throwing at a `.moved(_, .sending)` keeps the request from
+    /// leaving (`EditError.overBudget` or a store's cost-limit refusal
+    /// refuses it, a lost lease yields it to another worker).
+    public var events: (@Sendable (EditEvent) async throws -> Void)?
 
-    /// No hooks.
+    /// These hooks.
     public init(
         budget: (any EditBudget)? = nil, idempotency: (store: any IdempotencyStore, key: String)? = nil,
-        resume: EditResumePoint? = nil
+        resume: PaidRequest.Start? = nil, events: (@Sendable (EditEvent) async throws -> Void)? = nil
     ) {
         self.budget = budget
         self.idempotency = idempotency
         self.resume = resume
+        self.events = events
     }
+}
+
+/// What happens during one edit, in order.
+public enum EditEvent: Sendable {
+    /// The input is prepared; nothing is reserved or sent yet. A caller that
+    /// limits the edits on the wire waits here, so later inputs are prepared
+    /// while earlier ones are with the endpoint (a folder run does).
+    case prepared
+    /// Request `index` moved, as its state machine decided: the move a
+    /// store records (`sending`, `accepted`, `answered`, `completed`,
+    /// `failed`, `uncertain`, `lost`, `waiting`).
+    case moved(index: Int, JobMove)
+    /// Every result is downloaded; converting, restoring and delivering are
+    /// local work. A caller that limits the edits on the wire frees the
+    /// edit's place here.
+    case fetched
 }
 
 /// The key and address an endpoint is called with, from the environment.
@@ -254,7 +268,7 @@ public final class Editor: Sendable {
     /// The HTTP client (one pool for every edit).
     public let client: EditClient
     private let environment: [String: String]
-    private let signals: JobSignals?
+    let signals: JobSignals?
     /// One image per core in decode, resize and encode, first come first served.
     private let imaging = Turnstile(capacity: ProcessInfo.processInfo.activeProcessorCount)
 
@@ -368,66 +382,73 @@ public final class Editor: Sendable {
     /// reserves the estimate with the budget, sends the request (or as many
     /// as `numImages` needs where the endpoint has no count field, in
     /// parallel), waits for the results, downloads them at once, converts and
-    /// restores them. Once the endpoint has given a job id, the job is only
-    /// ever asked about, never sent again. Throws `EditError`.
+    /// restores them. Each request is a `PaidRequest` state machine, which
+    /// alone decides what may have been billed: once the endpoint has given
+    /// a job id, the job is only ever asked about, never sent again; a
+    /// request it accepted or answered stays spent whatever fails after.
+    /// Throws `EditError`.
     public func edit(_ input: EditInput, options: EditOptions? = nil, hooks: EditHooks = EditHooks()) async throws
         -> EditResult
     {
         let options = options ?? self.options
-        if let (store, key) = hooks.idempotency {
-            switch try await store.claim(key) {
-            case .finished(let result):
-                return result
-            case .failed(let error):
-                throw error
-            case .claimed:
-                break
-            }
-            let charged = Mutex(false)
-            var tracked = hooks
-            tracked.idempotency = nil
-            let accepted = hooks.accepted
-            tracked.accepted = { index, id in
-                charged.withLock { $0 = true }
-                await accepted?(index, id)
-            }
-            let willSend = hooks.willSend
-            tracked.willSend = { index, estimate in
-                charged.withLock { $0 = true }
-                try await willSend?(index, estimate)
-            }
-            do {
-                let result = try await perform(input, options: options, hooks: tracked)
-                await store.finish(key, .finished(result))
-                return result
-            } catch {
-                let failure = EditError.wrapping(error)
-                // A request that reached the endpoint may be billed: its retry
-                // gets this answer, not a second request.
-                if charged.withLock({ $0 }) {
-                    await store.finish(key, .failed(failure))
-                } else {
-                    await store.release(key)
-                }
-                throw failure
-            }
+        guard let (store, key) = hooks.idempotency else {
+            return try await perform(input, options: options, hooks: hooks).get()
         }
+        switch try await store.claim(key) {
+        case .finished(let result):
+            return result
+        case .failed(let error):
+            throw error
+        case .claimed:
+            break
+        }
+        let outcome: EditOutcome
         do {
-            return try await perform(input, options: options, hooks: hooks)
+            outcome = try await perform(input, options: options, hooks: hooks)
         } catch {
+            // Ended before any request could reach the endpoint.
+            await store.release(key)
             throw EditError.wrapping(error)
+        }
+        switch (outcome.result, outcome.reachedEndpoint) {
+        case (.success(let result), _):
+            await store.finish(key, .finished(result))
+            return result
+        case (.failure(let error), true):
+            // A request that reached the endpoint may be billed: its retry
+            // gets this answer, not a second request.
+            await store.finish(key, .failed(error))
+            throw error
+        case (.failure(let error), false):
+            await store.release(key)
+            throw error
         }
     }
 
+    /// How an edit ended, and whether any of its requests reached the
+    /// endpoint (so it may have been billed).
+    private struct EditOutcome {
+        var result: Result<EditResult, EditError>
+        var reachedEndpoint: Bool
+
+        func get() throws(EditError) -> EditResult { try result.get() }
+    }
+
+    /// The outcome of an edit whose requests ended without completing.
+    private func failed(_ run: EditRequests) async -> EditOutcome {
+        let ended = await run.outcome()
+        return EditOutcome(result: .failure(ended.failure), reachedEndpoint: ended.reachedEndpoint)
+    }
+
     /// What the stages share for one edit.
-    private struct Context: Sendable {
+    struct Context: Sendable {
         var profile: ProviderProfile
         var options: EditOptions
         var access: EndpointAccess
         var flow: ProviderProfile.Flow
     }
 
-    private func perform(_ input: EditInput, options: EditOptions, hooks: EditHooks) async throws -> EditResult {
+    private func perform(_ input: EditInput, options: EditOptions, hooks: EditHooks) async throws -> EditOutcome {
         let start = Date()
         var timings = EditTimings()
         let profile: ProviderProfile
@@ -440,168 +461,232 @@ public final class Editor: Sendable {
         else { throw EditError.noPrompt(textFile: nil) }
         let seed = input.seed ?? options.seed
         let negativePrompt = input.negativePrompt ?? options.negativePrompt
+        let events = hooks.events ?? { _ in }
+
+        // Each request starts from where an earlier run left it (a new
+        // request otherwise); one that ended there ends here, unprepared.
+        let count = options.requestsPerInput(on: profile)
+        let priced = hooks.budget != nil || hooks.costLimited
+        if hooks.resume != nil, count != 1 {
+            throw EditError.request(ProvidersError(.invalidOption, "an edit picked up from a run's record has one request"))
+        }
+        let run = EditRequests(count: count, events: events)
+        for index in 0..<count {
+            let begin = index == 0 ? hooks.resume ?? PaidRequest.Start(priced: priced) : PaidRequest.Start(priced: priced)
+            await run.feed(index, .start(begin))
+        }
+        if await run.allFinal() { return await failed(run) }
 
         // Prepare: the input planned for the endpoint, references normalised.
-        let prepared = try await prepare(input, context: context)
-        timings.prepare = Date().timeIntervalSince(start)
-        if let prepared = hooks.prepared {
-            let queued = Date()
-            try await prepared()
-            timings.queued = Date().timeIntervalSince(queued)
+        let prepared: Prepared
+        do {
+            prepared = try await prepare(input, context: context)
+        } catch {
+            await run.feedAll(.failed(EditError.wrapping(error)))
+            return await failed(run)
         }
-        let requests = options.requestsPerInput(on: profile)
+        timings.prepare = Date().timeIntervalSince(start)
+        let queued = Date()
+        do {
+            try await events(.prepared)
+        } catch {
+            await run.feedAll(.withdrawn)
+            return await failed(run)
+        }
+        timings.queued = Date().timeIntervalSince(queued)
         let estimate = options.estimate(prepared.plan, on: profile).total
 
-        // Money: reserve before anything is sent.
-        var reservation: Decimal? = nil
-        if let budget = hooks.budget, hooks.resume == nil {
-            guard let estimate else { throw EditError.unpriced(endpoint: profile.id) }
-            let total = estimate * Decimal(requests)
-            let refusal: BudgetRefusal?
+        // The request, within the endpoint's payload limit, or not sent at all.
+        var built: BuiltRequest? = nil
+        var requestEncoding: String? = nil
+        if await run.any({ $0.state == .ready }) {
             do {
-                refusal = try await budget.reserve(total)
-            } catch {
-                throw EditError.ledger("the budget could not be checked, so nothing was sent: \(error)")
-            }
-            if let refusal { throw EditError.overBudget(refusal) }
-            reservation = total
-        }
-        let accepted = Mutex(false)
-        var tracked = hooks
-        let onAccepted = hooks.accepted
-        tracked.accepted = { index, id in
-            accepted.withLock { $0 = true }
-            await onAccepted?(index, id)
-        }
-        do {
-            // Send (or pick up) every request, and wait for each to end.
-            let sent = Date()
-            var request = options.editRequest(prompt: prompt, seed: seed, negativePrompt: negativePrompt, profile: profile)
-            request.images = prepared.payload
-            var built = try RequestBuilder.build(
-                request, plan: prepared.plan, for: profile, apiKey: context.access.apiKey, baseURL: context.access.baseURL,
-                flow: context.flow)
-            // Within the endpoint's payload limit, or not sent at all.
-            var requestEncoding: String? = nil
-            if let limit = profile.requestLimits.limit(for: context.flow) {
-                let length = try built.body.contentLength()
-                if length > limit {
-                    (built, requestEncoding) = try await fitted(
-                        request, plan: prepared.plan, length: length, limit: limit, context: context)
-                }
-            }
-            let requestHooks = tracked
-            let sending = built
-            let answers = try await withThrowingTaskGroup(of: (Int, JobResult).self) { group in
-                for index in 0..<requests {
-                    group.addTask {
-                        (index, try await self.submit(sending, index: index, estimate: estimate, context: context, hooks: requestHooks))
+                var request = options.editRequest(prompt: prompt, seed: seed, negativePrompt: negativePrompt, profile: profile)
+                request.images = prepared.payload
+                var sending = try RequestBuilder.build(
+                    request, plan: prepared.plan, for: profile, apiKey: context.access.apiKey, baseURL: context.access.baseURL,
+                    flow: context.flow)
+                if let limit = profile.requestLimits.limit(for: context.flow) {
+                    let length = try sending.body.contentLength()
+                    if length > limit {
+                        (sending, requestEncoding) = try await fitted(
+                            request, plan: prepared.plan, length: length, limit: limit, context: context)
                     }
                 }
-                var answers = [JobResult?](repeating: nil, count: requests)
-                for try await (index, answer) in group { answers[index] = answer }
-                return answers.compactMap { $0 }
+                built = sending
+            } catch {
+                await run.feedAll(.failed(EditError.wrapping(error)), where: { $0.state == .ready })
             }
-            timings.endpoint = Date().timeIntervalSince(sent)
+        }
+        await run.feedAll(.prepared(estimate: estimate, endpoint: profile.id, results: options.imagesPerRequest(on: profile)))
 
-            // Fetch every result at once (some URLs expire), each address
-            // checked before connecting and each download capped.
-            let fetching = Date()
-            let checks = ResultChecks(
+        // Money: every request of the edit reserved together, or none.
+        let reservations = await run.pendingReservations()
+        if !reservations.isEmpty {
+            if let budget = hooks.budget {
+                do {
+                    switch try await budget.reserve(reservations.map { $0.estimate ?? 0 }) {
+                    case .reserved(let held):
+                        for (request, reservation) in zip(reservations, held) {
+                            await run.hold(reservation, for: request.index, budget: budget)
+                            await run.feed(request.index, .reserved)
+                        }
+                    case .refused(let refusal):
+                        for request in reservations { await run.feed(request.index, .refused(refusal)) }
+                    }
+                } catch {
+                    let failure = EditError.ledger("the budget could not be checked, so nothing was sent: \(error)")
+                    for request in reservations { await run.feed(request.index, .failed(failure)) }
+                }
+            } else {
+                for request in reservations { await run.feed(request.index, .reserved) }
+            }
+        }
+
+        // Send (or pick up) every request, and wait for each to end and its
+        // results to be downloaded, each address checked before connecting
+        // and each download capped.
+        let sent = Date()
+        let stages = Stages(
+            editor: self, context: context, built: built,
+            checks: ResultChecks(
                 maxBytes: options.maxResultBytes, deadline: options.timeouts.download,
-                allowPrivateAddresses: options.allowPrivateResults, endpoint: context.access.baseURL ?? profile.baseURL)
-            var results: [Data] = []
-            for answer in answers {
-                for image in answer.images { results.append(try await client.fetch(image, from: profile, checks: checks)) }
-            }
-            timings.fetch = Date().timeIntervalSince(fetching)
-            await hooks.fetched?()
+                allowPrivateAddresses: options.allowPrivateResults, endpoint: context.access.baseURL ?? profile.baseURL))
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<count { group.addTask { await run.drive(index, stages) } }
+        }
+        timings.endpoint = Date().timeIntervalSince(sent)
+        guard await run.all({ if case .finishing = $0.state { true } else { false } }) else {
+            // A request failed: the others' results are billed and kept to
+            // be fetched again, not delivered in part.
+            let failure = await run.firstFailure() ?? .stopped
+            await run.feedAll(.failed(failure), where: { if case .finishing = $0.state { true } else { false } })
+            return await failed(run)
+        }
+        try? await events(.fetched)
+        timings.fetch = Date().timeIntervalSince(sent) - timings.endpoint
 
-            // Convert and restore on the local cores.
+        // Convert and restore on the local cores, then deliver.
+        do {
             let finishing = Date()
             var images: [EditedImage] = []
-            for data in results {
-                let geometry = prepared.geometry
-                var delivered = options
-                if input.size != nil { delivered.restore = .exact }  // back to the frame: exactly the size asked
-                let finishOptions = delivered
-                var image = try await imagingWork { try Self.finish(data, geometry: geometry, options: finishOptions) }
-                if let mask = prepared.mask {
-                    // Composited here: the edit where the mask is clear, the input where it is opaque.
-                    let finished = image
-                    let original = prepared.original
-                    image = try await imagingWork { () throws(EditError) -> EditedImage in
-                        let encode = EncodeOptions(format: finished.format, quality: options.quality)
-                        do throws(ImagingError) {
-                            let composed: PreparedImage
-                            switch original {
-                            case .data(let bytes):
-                                composed = try ImageProcessor.composite(edited: finished.data, original: bytes, mask: mask, encode: encode)
-                            case .file(let path):
-                                composed = try ImageProcessor.composite(
-                                    edited: finished.data, originalFile: path, mask: mask, encode: encode)
-                            }
-                            return EditedImage(data: composed.data, format: composed.format, size: composed.size)
-                        } catch {
-                            throw .result(error)
-                        }
-                    }
-                }
-                images.append(image)
+            for data in await run.downloads() {
+                images.append(try await finish(data, input: input, prepared: prepared, options: options))
             }
             timings.finish = Date().timeIntervalSince(finishing)
             timings.total = Date().timeIntervalSince(start)
-
+            let answers = await run.answers()
             let reported = answers.compactMap(\.reportedCost)
             let result = EditResult(
                 images: images, endpoint: profile.id, model: profile.model, prompt: prompt, seed: seed,
                 source: prepared.source, plan: prepared.plan, restored: input.size != nil ? .exact : options.restore,
-                flow: context.flow,
-                requestIDs: answers.compactMap(\.requestID), submissions: answers.reduce(0) { $0 + $1.submissions },
-                polls: answers.reduce(0) { $0 + $1.polls }, estimatedCost: estimate.map { $0 * Decimal(requests) },
+                flow: context.flow, requestIDs: answers.compactMap(\.jobID),
+                submissions: answers.reduce(0) { $0 + $1.submissions }, polls: answers.reduce(0) { $0 + $1.polls },
+                estimatedCost: estimate.map { $0 * Decimal(count) },
                 reportedCost: reported.count == answers.count && !reported.isEmpty ? reported.reduce(0, +) : nil,
                 timings: timings, warnings: answers.flatMap(\.warnings), requestEncoding: requestEncoding)
-            if let reservation { await hooks.budget?.settle(reservation, actual: result.reportedCost ?? reservation) }
-            return result
+            let outputs = try await hooks.deliver?(result) ?? []
+            await run.feedAll(.delivered(outputs: outputs))
+            return EditOutcome(result: .success(result), reachedEndpoint: true)
         } catch {
-            // An accepted request, or one sent without a usable answer, may
-            // still be billed: its reservation stays spent.
-            let mayBeBilled = accepted.withLock { $0 } || (error as? ClientError)?.kind == .uncertain
-            if let reservation { await hooks.budget?.settle(reservation, actual: mayBeBilled ? reservation : nil) }
-            throw error
+            await run.feedAll(.failed(EditError.wrapping(error)))
+            return await failed(run)
         }
     }
 
-    /// One request: sent (after `willSend`) and waited for, or picked up
-    /// where an earlier run left it.
-    private func submit(_ built: BuiltRequest, index: Int, estimate: Decimal?, context: Context, hooks: EditHooks)
-        async throws -> JobResult
-    {
-        let profile = context.profile
-        let access = context.access
-        switch hooks.resume {
-        case .fetch(let urls, let cost, let id)?:
-            return JobResult(
-                images: urls.map { .url($0) }, reportedCost: cost, requestID: id, submissions: 0, polls: 0, signalled: false)
-        case .poll(let id)?:
-            await hooks.accepted?(index, id)
-            guard let poll = RequestBuilder.poll(id: id, for: profile, apiKey: access.apiKey, baseURL: access.baseURL) else {
-                throw ClientError(
-                    kind: .rejected, message: "\(profile.id) documents no way to ask about job \(id)", endpoint: profile.id,
-                    jobID: id)
+    /// One result converted and restored as the options ask, and composited
+    /// through the mask when there is one.
+    private func finish(_ data: Data, input: EditInput, prepared: Prepared, options: EditOptions) async throws -> EditedImage {
+        let geometry = prepared.geometry
+        var delivered = options
+        if input.size != nil { delivered.restore = .exact }  // back to the frame: exactly the size asked
+        let finishOptions = delivered
+        var image = try await imagingWork { try Self.finish(data, geometry: geometry, options: finishOptions) }
+        guard let mask = prepared.mask else { return image }
+        // Composited here: the edit where the mask is clear, the input where it is opaque.
+        let finished = image
+        let original = prepared.original
+        image = try await imagingWork { () throws(EditError) -> EditedImage in
+            let encode = EncodeOptions(format: finished.format, quality: options.quality)
+            do throws(ImagingError) {
+                let composed: PreparedImage
+                switch original {
+                case .data(let bytes):
+                    composed = try ImageProcessor.composite(edited: finished.data, original: bytes, mask: mask, encode: encode)
+                case .file(let path):
+                    composed = try ImageProcessor.composite(edited: finished.data, originalFile: path, mask: mask, encode: encode)
+                }
+                return EditedImage(data: composed.data, format: composed.format, size: composed.size)
+            } catch {
+                throw .result(error)
             }
-            return try Self.counted(
-                try await client.wait(for: id, request: poll, on: profile, policy: context.options.waitPolicy(on: profile), signals: signals),
-                context: context)
-        case nil:
-            try await hooks.willSend?(index, estimate)
-            let accepted = hooks.accepted
-            let answer = try await client.perform(
-                built, on: profile,
-                poll: { RequestBuilder.poll(id: $0, for: profile, apiKey: access.apiKey, baseURL: access.baseURL) },
-                policy: context.options.waitPolicy(on: profile), signals: signals, accepted: { id in await accepted?(index, id) })
-            try await hooks.answered?(index, Self.counted(answer, context: context))
-            return answer
+        }
+        return image
+    }
+
+    /// How the I/O steps of a request are carried out: send, poll, fetch.
+    struct Stages: Sendable {
+        let editor: Editor
+        let context: Context
+        let built: BuiltRequest?
+        let checks: ResultChecks
+
+        /// Sends the request: what the endpoint answered, as the next event,
+        /// and for an accepted job when it was submitted and accepted.
+        func send() async -> (PaidRequest.Event, WaitStart?) {
+            guard let built else { return (.failed(.request(ProvidersError(.invalidOption, "no request was built"))), nil) }
+            do {
+                switch try await editor.client.submit(built, on: context.profile) {
+                case .answered(let job):
+                    return (.answered(EndpointAnswer(job)), nil)
+                case .accepted(let id, _, let submissions, let submittedAt, let acceptedAt):
+                    return (
+                        .accepted(jobID: id, submissions: submissions),
+                        WaitStart(submittedAt: submittedAt, acceptedAt: acceptedAt, submissions: submissions)
+                    )
+                }
+            } catch {
+                return (.failed(EditError.wrapping(error)), nil)
+            }
+        }
+
+        /// Asks about job `id` until it ends (from `waits`, when this run submitted it).
+        func poll(_ id: String, waits: WaitStart?) async -> PaidRequest.Event {
+            let profile = context.profile
+            let access = context.access
+            guard let request = RequestBuilder.poll(id: id, for: profile, apiKey: access.apiKey, baseURL: access.baseURL) else {
+                return .failed(
+                    .endpoint(
+                        ClientError(
+                            kind: .rejected, message: "\(profile.id) documents no way to ask about job \(id)", endpoint: profile.id,
+                            jobID: id)))
+            }
+            let policy = context.options.waitPolicy(on: profile)
+            let (submittedAt, acceptedAt) = (waits?.submittedAt, waits?.acceptedAt)
+            do {
+                let job = try await editor.client.wait(
+                    for: id, request: request, on: profile, policy: policy, signals: editor.signals,
+                    deadline: submittedAt.map { $0 + .seconds(policy.timeout) }, submittedAt: submittedAt, acceptedAt: acceptedAt)
+                var answer = EndpointAnswer(job)
+                answer.submissions = waits?.submissions ?? 0
+                return .answered(answer)
+            } catch {
+                return .failed(EditError.wrapping(error))
+            }
+        }
+
+        /// Downloads (or decodes) every result of `answer`, at once (some
+        /// URLs expire), each address checked before connecting and each
+        /// download capped.
+        func fetch(_ answer: EndpointAnswer) async -> Result<[Data], EditError> {
+            let profile = context.profile
+            do {
+                var results: [Data] = []
+                for image in answer.results { results.append(try await editor.client.fetch(image, from: profile, checks: checks)) }
+                return .success(results)
+            } catch {
+                return .failure(EditError.wrapping(error))
+            }
         }
     }
 
@@ -658,7 +743,7 @@ public final class Editor: Sendable {
 
     /// The prepared input: its bytes as sent, plan and geometry, header, and
     /// the payload images (input first, then references).
-    private struct Prepared: Sendable {
+    struct Prepared: Sendable {
         var plan: SizePlan
         var geometry: ResizeGeometry
         var source: ImageInfo

@@ -7,3 +7,4 @@
 @_exported import QieFiles
 @_exported import QieImaging
 @_exported import QieProviders
+@_exported import QieStore

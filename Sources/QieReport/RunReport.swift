@@ -23,8 +23,10 @@ public struct RunReport: Sendable {
         public var input: String
         /// The output files written for it.
         public var outputs: [String]
-        /// The job's state (`pending`, `prepared`, `submitted`, `completed`, `failed`).
+        /// The job's state, as `qie status` names it (`JobState`).
         public var state: String
+        /// What its money is: `none`, `at-risk` (it may have been billed) or `billed`.
+        public var charge: String
         /// The id of the endpoint the job went to.
         public var endpoint: String
         /// The prompt sent.
@@ -49,9 +51,16 @@ public struct RunReport: Sendable {
         public var jobs: Int
         /// Jobs per state.
         public var byState: [String: Int]
-        /// USD spent on completed jobs (reported, else estimated), as decimal text.
+        /// USD billed (reported, else estimated): jobs the endpoint accepted
+        /// or answered, whether their results were written or lost, as
+        /// decimal text.
         public var spentUSD: String
-        /// Completed jobs whose cost is unknown.
+        /// USD that may have been billed: jobs sent without a usable answer
+        /// (uncertain) or caught sending, as decimal text.
+        public var atRiskUSD: String
+        /// USD earlier attempts of jobs sent again may have been billed, as decimal text.
+        public var earlierUSD: String
+        /// Jobs whose money counts but whose cost is unknown.
         public var unpriced: Int
         /// Submissions sent, over all runs.
         public var submissions: Int
@@ -73,9 +82,10 @@ public struct RunReport: Sendable {
     /// The run's totals, read from the store now.
     public func totals() async throws -> Totals {
         let summary = try await store.summary()
+        let money = summary.money
         return Totals(
-            jobs: summary.jobs, byState: summary.byState, spentUSD: "\(summary.spentUSD)", unpriced: summary.unpriced,
-            submissions: summary.submissions)
+            jobs: summary.jobs, byState: summary.byState, spentUSD: "\(money.billed)", atRiskUSD: "\(money.atRisk)",
+            earlierUSD: "\(money.earlier)", unpriced: money.unpriced, submissions: summary.submissions)
     }
 
     /// Each job as an entry, a page of jobs in memory at a time.
@@ -87,8 +97,9 @@ public struct RunReport: Sendable {
             }
             try await body(
                 Entry(
-                    input: job.inputPath, outputs: job.outputPaths, state: job.state.rawValue, endpoint: job.endpoint,
-                    prompt: job.prompt, requestID: job.requestID, costUSD: job.reportedCost ?? job.estimatedCost,
+                    input: job.inputPath, outputs: job.outputPaths, state: job.state.rawValue,
+                    charge: job.state.charge.rawValue, endpoint: job.endpoint, prompt: job.prompt, requestID: job.requestID,
+                    costUSD: job.cost.map { "\($0)" },
                     costReported: job.reportedCost != nil, error: job.error, before: existing(names.before),
                     after: existing(names.after)))
         }
@@ -159,7 +170,8 @@ public struct RunReport: Sendable {
             .totals { color: #555; margin-bottom: 12px; }
             .job { display: flex; gap: 12px; align-items: flex-start; background: #fff; border: 1px solid #ddd;
                    border-radius: 6px; padding: 8px; margin-bottom: 8px; }
-            .job.failed { border-color: #d33; }
+            .job.failed, .job.lost, .job.uncertain { border-color: #d33; }
+            .charge { color: #8a5a00; }
             figure { margin: 0; text-align: center; font-size: 11px; color: #777; }
             figure img { display: block; width: 200px; height: 150px; object-fit: contain; background: #eee; }
             .none { width: 200px; height: 150px; background: #eee; display: flex; align-items: center;
@@ -171,6 +183,8 @@ public struct RunReport: Sendable {
             </style></head><body>
             <h1>qie report</h1>
             <div class="totals">\(totals.jobs) job\(totals.jobs == 1 ? "" : "s"): \(states) &middot; spent $\(escape(totals.spentUSD))\
+            \(totals.atRiskUSD != "0" ? " &middot; at risk $\(escape(totals.atRiskUSD)) (may have been billed)" : "")\
+            \(totals.earlierUSD != "0" ? " &middot; earlier attempts $\(escape(totals.earlierUSD))" : "")\
             \(totals.unpriced > 0 ? " (+ \(totals.unpriced) unpriced)" : "") &middot; \(totals.submissions) submission\(totals.submissions == 1 ? "" : "s")</div>
 
             """
@@ -182,7 +196,15 @@ public struct RunReport: Sendable {
         page += figure(entry.after, caption: "after")
         page += "<div class=\"meta\"><div class=\"name\">\(escape(entry.input))</div>"
         page += "<div><span class=\"state\">\(escape(entry.state))</span> \(escape(entry.endpoint))"
-        if let cost = entry.costUSD { page += " &middot; $\(escape(cost))\(entry.costReported ? "" : " (estimated)")" }
+        if let cost = entry.costUSD, entry.charge != JobState.Charge.none.rawValue {
+            page += " &middot; $\(escape(cost))\(entry.costReported ? "" : " (estimated)")"
+        }
+        switch entry.state {
+        case JobState.lost.rawValue: page += " &middot; <span class=\"charge\">paid, results lost</span>"
+        case JobState.uncertain.rawValue, JobState.sending.rawValue:
+            page += " &middot; <span class=\"charge\">may have been billed</span>"
+        default: break
+        }
         if let id = entry.requestID { page += " &middot; job \(escape(id))" }
         page += "</div><div>\(escape(entry.prompt))</div>"
         for output in entry.outputs {

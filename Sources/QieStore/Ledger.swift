@@ -1,27 +1,6 @@
 import Foundation
 import GRDB
-
-/// Where a job stands. Every move is committed before the next step starts.
-public enum JobState: String, Sendable, Codable, CaseIterable {
-    /// Known, nothing done yet (or prepared and interrupted before sending).
-    case pending
-    /// Being sent: committed just before the request leaves. A job found
-    /// here by a later run may have reached the endpoint (the run was killed
-    /// before hearing back), so it counts as `uncertain`.
-    case prepared
-    /// Accepted by the endpoint: its request id (and for synchronous endpoints
-    /// its result URLs) are recorded, so it is only ever polled or fetched again.
-    case submitted
-    /// Results written.
-    case completed
-    /// Ended with an error (retried only when a run sets `retryFailed`).
-    case failed
-    /// Sent, and no usable answer came back (a timeout, a 5xx, a dropped
-    /// connection): the endpoint may have processed and billed it. Its
-    /// estimate stays counted as spent; it is sent again only when a run sets
-    /// `retryUncertain`.
-    case uncertain
-}
+import QieCore
 
 /// One row of the ledger: one paid request (one input, one copy).
 public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutablePersistableRecord {
@@ -61,10 +40,13 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
     public var polls: Int
     /// Output files (JSON array).
     public var outputs: String?
-    /// USD, as decimal text.
-    public var estimatedCost: String?
-    /// USD the endpoint reported, as decimal text.
-    public var reportedCost: String?
+    /// The current attempt's estimate, USD (stored as micro-dollars, rounded up).
+    public var estimatedCost: Decimal?
+    /// What the endpoint reported for the current attempt, USD.
+    public var reportedCost: Decimal?
+    /// What earlier attempts may have been billed, USD: an uncertain or lost
+    /// job sent again keeps its first attempt's money counted here.
+    public var earlierCost: Decimal = 0
     /// The last error, for failed jobs and jobs that will be asked about again.
     public var error: String?
     /// When the job was registered, in seconds since 1970.
@@ -103,8 +85,74 @@ public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutableP
         resultURLs.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
     }
 
+    /// The current attempt's amount: reported where the endpoint reported, else estimated.
+    public var cost: Decimal? { reportedCost ?? estimatedCost }
+
     /// Keeps the row id after an insert.
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    // Amounts are stored as integer micro-dollars (`estimatedMicros`,
+    // `reportedMicros`, `earlierMicros`), so sums are exact in SQL.
+    private enum StoredColumn: String, ColumnExpression {
+        case id, key, inputPath, inputSHA256, inputSize, inputModified, copy, endpoint, prompt, options, state, requestID
+        case resultURLs, attempts, polls, outputs, estimatedMicros, reportedMicros, earlierMicros, error, createdAt
+        case updatedAt, worker
+    }
+
+    /// A job read from its row.
+    public init(row: Row) throws {
+        id = row[StoredColumn.id]
+        key = row[StoredColumn.key]
+        inputPath = row[StoredColumn.inputPath]
+        inputSHA256 = row[StoredColumn.inputSHA256]
+        inputSize = row[StoredColumn.inputSize]
+        inputModified = row[StoredColumn.inputModified]
+        copy = row[StoredColumn.copy]
+        endpoint = row[StoredColumn.endpoint]
+        prompt = row[StoredColumn.prompt]
+        options = row[StoredColumn.options]
+        let stateText: String = row[StoredColumn.state]
+        state = JobState(rawValue: stateText) ?? .pending
+        requestID = row[StoredColumn.requestID]
+        resultURLs = row[StoredColumn.resultURLs]
+        attempts = row[StoredColumn.attempts]
+        polls = row[StoredColumn.polls]
+        outputs = row[StoredColumn.outputs]
+        estimatedCost = MicroDollars.decimal(row[StoredColumn.estimatedMicros] as Int64?)
+        reportedCost = MicroDollars.decimal(row[StoredColumn.reportedMicros] as Int64?)
+        earlierCost = MicroDollars.decimal((row[StoredColumn.earlierMicros] as Int64?) ?? 0)
+        error = row[StoredColumn.error]
+        createdAt = row[StoredColumn.createdAt]
+        updatedAt = row[StoredColumn.updatedAt]
+        worker = row[StoredColumn.worker]
+    }
+
+    /// The job's row.
+    public func encode(to container: inout PersistenceContainer) throws {
+        container[StoredColumn.id] = id
+        container[StoredColumn.key] = key
+        container[StoredColumn.inputPath] = inputPath
+        container[StoredColumn.inputSHA256] = inputSHA256
+        container[StoredColumn.inputSize] = inputSize
+        container[StoredColumn.inputModified] = inputModified
+        container[StoredColumn.copy] = copy
+        container[StoredColumn.endpoint] = endpoint
+        container[StoredColumn.prompt] = prompt
+        container[StoredColumn.options] = options
+        container[StoredColumn.state] = state.rawValue
+        container[StoredColumn.requestID] = requestID
+        container[StoredColumn.resultURLs] = resultURLs
+        container[StoredColumn.attempts] = attempts
+        container[StoredColumn.polls] = polls
+        container[StoredColumn.outputs] = outputs
+        container[StoredColumn.estimatedMicros] = MicroDollars.from(estimatedCost)
+        container[StoredColumn.reportedMicros] = MicroDollars.from(reportedCost)
+        container[StoredColumn.earlierMicros] = MicroDollars.from(earlierCost)
+        container[StoredColumn.error] = error
+        container[StoredColumn.createdAt] = createdAt
+        container[StoredColumn.updatedAt] = updatedAt
+        container[StoredColumn.worker] = worker
+    }
 }
 
 /// A run into the folder: its stored configuration (to resume it), and the
@@ -152,10 +200,8 @@ public struct LedgerSummary: Sendable, Codable, Equatable {
     public var jobs = 0
     /// Jobs per state, keyed by the state's raw value.
     public var byState: [String: Int] = [:]
-    /// Reported where the endpoint reported, estimated otherwise; completed jobs only.
-    public var spentUSD: Decimal = 0
-    /// Jobs whose cost is unknown (no price for the endpoint).
-    public var unpriced = 0
+    /// The run's money: billed, at risk, earlier attempts, unpriced jobs.
+    public var money = RunMoney()
     /// Submissions sent, over all jobs and runs.
     public var submissions = 0
     /// Status polls sent, over all jobs and runs.
@@ -175,11 +221,14 @@ public final class Ledger: RunStore {
     public let path: String
     /// Where the store is, for messages.
     public var location: String { path }
+    /// Times leases and records.
+    public let clock: any QieClock
     private let database: DatabaseQueue
 
-    /// Opens (creating if needed) the ledger of `folder`.
-    public init(folder: String) throws {
+    /// Opens (creating if needed) the ledger of `folder`; leases are timed by `clock`.
+    public init(folder: String, clock: any QieClock = SystemClock()) throws {
         path = (folder as NSString).appendingPathComponent(Self.fileName)
+        self.clock = clock
         guard !Self.isNewer(path) else { throw LedgerError.newer(path: path) }
         // Readable by the user only: it holds prompts, job ids and result
         // URLs. SQLite gives its journal files the database file's mode.
@@ -257,6 +306,32 @@ public final class Ledger: RunStore {
                 t.add(column: "leaseUntil", .double)
             }
         }
+        // Money as integer micro-dollars, and the states every store shares
+        // (sending, accepted, answered, lost). Amounts that were not decimal
+        // text are dropped, as the PostgreSQL store's migration drops them.
+        migrator.registerMigration("v5: money as micro-dollars, states of the money model") { db in
+            try db.alter(table: "jobs") { t in
+                t.add(column: "estimatedMicros", .integer)
+                t.add(column: "reportedMicros", .integer)
+                t.add(column: "earlierMicros", .integer).notNull().defaults(to: 0)
+            }
+            let rows = try Row.fetchAll(db, sql: "SELECT id, estimatedCost, reportedCost FROM jobs")
+            for row in rows {
+                let estimated = MicroDollars.parse(row["estimatedCost"])
+                let reported = MicroDollars.parse(row["reportedCost"])
+                guard estimated != nil || reported != nil else { continue }
+                try db.execute(
+                    sql: "UPDATE jobs SET estimatedMicros = ?, reportedMicros = ? WHERE id = ?",
+                    arguments: [estimated, reported, row["id"] as Int64])
+            }
+            for statement in JobState.migratingEarlierStates(table: "jobs", resultURLs: "resultURLs", requestID: "requestID") {
+                try db.execute(sql: statement)
+            }
+            try db.alter(table: "jobs") { t in
+                t.drop(column: "estimatedCost")
+                t.drop(column: "reportedCost")
+            }
+        }
         return migrator
     }
 
@@ -268,7 +343,7 @@ public final class Ledger: RunStore {
     public func recordRun(configuration: String?, version: Int?, arguments: [String], directory: String) throws -> LedgerRun {
         let text = String(decoding: try JSONEncoder().encode(arguments), as: UTF8.self)
         var run = LedgerRun(
-            id: nil, arguments: text, directory: directory, startedAt: Date().timeIntervalSince1970,
+            id: nil, arguments: text, directory: directory, startedAt: clock.now().timeIntervalSince1970,
             configuration: configuration, configurationVersion: version)
         try database.write { db in try run.insert(db) }
         return run
@@ -283,12 +358,13 @@ public final class Ledger: RunStore {
 
     /// The job with `key`, registering it as pending if it is new.
     public func register(_ job: LedgerJob) throws -> LedgerJob {
-        try database.write { db in
+        let now = clock.now().timeIntervalSince1970
+        return try database.write { db in
             if let existing = try LedgerJob.filter(Column("key") == job.key).fetchOne(db) { return existing }
             var inserted = job
             inserted.state = .pending
-            inserted.createdAt = Date().timeIntervalSince1970
-            inserted.updatedAt = inserted.createdAt
+            inserted.createdAt = now
+            inserted.updatedAt = now
             try inserted.insert(db)
             return inserted
         }
@@ -316,15 +392,17 @@ public final class Ledger: RunStore {
         }
     }
 
-    /// Applies `change` to job `id` and commits it.
+    /// Applies `change` to job `id` and commits it (for tools and tests
+    /// that set up a ledger as an earlier run would have left it).
     @discardableResult
     public func update(_ id: Int64, _ change: (inout LedgerJob) -> Void) throws -> LedgerJob {
-        try database.write { db in
+        let now = clock.now().timeIntervalSince1970
+        return try database.write { db in
             guard var job = try LedgerJob.fetchOne(db, key: id) else {
                 throw DatabaseError(message: "no job \(id) in the ledger")
             }
             change(&job)
-            job.updatedAt = Date().timeIntervalSince1970
+            job.updatedAt = now
             try job.update(db)
             return job
         }
@@ -335,106 +413,6 @@ public final class Ledger: RunStore {
         _ = try database.write { db in try LedgerJob.deleteOne(db, key: id) }
     }
 
-    // MARK: Moves (one UPDATE each, no read)
-
-    /// About to send: prepared, with its estimate, one more attempt counted;
-    /// only while `worker` holds the lease, and within `limit` (see `RunStore`).
-    public func markSending(_ id: Int64, worker: String, estimatedCost: String?, limit: Decimal?) throws {
-        let now = Date().timeIntervalSince1970
-        try database.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT worker, leaseUntil FROM jobs WHERE id = ?", arguments: [id]) else {
-                throw StoreError.noJob(id)
-            }
-            guard (row["worker"] as String?) == worker, let until = row["leaseUntil"] as Double?, until > now else {
-                throw StoreError.leaseLost(job: id)
-            }
-            if let limit {
-                let (spent, inFlight) = try Self.committed(db, excluding: id)
-                let estimate = estimatedCost.flatMap { Decimal(string: $0) } ?? 0
-                if spent + inFlight + estimate > limit {
-                    throw StoreError.costLimit(limit: limit, spent: spent, inFlight: inFlight, estimate: estimate)
-                }
-            }
-            try db.cachedStatement(
-                sql: """
-                    UPDATE jobs SET state = 'prepared', estimatedCost = ?, error = NULL, attempts = attempts + 1, updatedAt = ?
-                    WHERE id = ?
-                    """
-            ).execute(arguments: [estimatedCost, now, id])
-        }
-    }
-
-    /// Money of completed jobs, and estimates of jobs in flight or that may
-    /// have been billed, leaving out job `id`.
-    private static func committed(_ db: Database, excluding id: Int64) throws -> (spent: Decimal, inFlight: Decimal) {
-        let rows = try Row.fetchCursor(
-            db,
-            sql: """
-                SELECT state, COALESCE(reportedCost, estimatedCost) FROM jobs
-                WHERE state IN ('completed', 'submitted', 'uncertain', 'prepared') AND id <> ?
-                """, arguments: [id])
-        var spent = Decimal(0)
-        var inFlight = Decimal(0)
-        while let row = try rows.next() {
-            guard let text: String = row[1], let cost = Decimal(string: text) else { continue }
-            if (row[0] as String) == "completed" { spent += cost } else { inFlight += cost }
-        }
-        return (spent, inFlight)
-    }
-
-    /// Accepted: the endpoint's id, and for a synchronous answer its result
-    /// URLs and cost; `extraAttempts` counts submissions retried by the client.
-    public func markSubmitted(
-        _ id: Int64, requestID: String?, resultURLs: [String] = [], reportedCost: String? = nil, extraAttempts: Int = 0
-    ) throws {
-        let urls = resultURLs.isEmpty ? nil : String(decoding: try JSONEncoder().encode(resultURLs), as: UTF8.self)
-        try execute(
-            """
-            UPDATE jobs SET state = 'submitted', requestID = COALESCE(?, requestID), resultURLs = COALESCE(?, resultURLs),
-            reportedCost = COALESCE(?, reportedCost), attempts = attempts + ?, updatedAt = ? WHERE id = ?
-            """, [requestID, urls, reportedCost, extraAttempts, Date().timeIntervalSince1970, id])
-    }
-
-    /// Done: its outputs, and the endpoint's cost when it reported one.
-    public func markCompleted(_ id: Int64, outputs: [String], reportedCost: String?, polls: Int = 0) throws {
-        let list = String(decoding: try JSONEncoder().encode(outputs), as: UTF8.self)
-        try execute(
-            """
-            UPDATE jobs SET state = 'completed', outputs = ?, reportedCost = COALESCE(?, reportedCost), error = NULL,
-            polls = polls + ?, leaseUntil = NULL, updatedAt = ? WHERE id = ?
-            """, [list, reportedCost, polls, Date().timeIntervalSince1970, id])
-    }
-
-    /// Ended with `error`; an accepted job that may still finish keeps its
-    /// state (`failed: false`) so the next run asks about it again.
-    /// `extraAttempts` counts submissions retried by the client.
-    public func markError(_ id: Int64, _ error: String, failed: Bool, extraAttempts: Int = 0) throws {
-        try execute(
-            """
-            UPDATE jobs SET state = CASE WHEN ? THEN 'failed' ELSE state END, error = ?, attempts = attempts + ?,
-            leaseUntil = NULL, updatedAt = ? WHERE id = ?
-            """, [failed, error, extraAttempts, Date().timeIntervalSince1970, id])
-    }
-
-    /// Sent without a usable answer: the endpoint may have billed it.
-    public func markUncertain(_ id: Int64, _ error: String, extraAttempts: Int = 0) throws {
-        try execute(
-            "UPDATE jobs SET state = 'uncertain', error = ?, attempts = attempts + ?, leaseUntil = NULL, updatedAt = ? WHERE id = ?",
-            [error, extraAttempts, Date().timeIntervalSince1970, id])
-    }
-
-    /// Forgets the result URLs recorded for job `id` (they expired), so
-    /// a run that retries failed jobs sends it again.
-    public func forgetResults(_ id: Int64) throws {
-        try execute("UPDATE jobs SET resultURLs = NULL, updatedAt = ? WHERE id = ?", [Date().timeIntervalSince1970, id])
-    }
-
-    private func execute(_ sql: String, _ arguments: StatementArguments) throws {
-        try database.write { db in
-            try db.cachedStatement(sql: sql).execute(arguments: arguments)
-        }
-    }
-
     /// Up to `limit` jobs with row ids above `id`, in order.
     public func jobs(after id: Int64, limit: Int) throws -> [LedgerJob] {
         try database.read { db in
@@ -442,11 +420,92 @@ public final class Ledger: RunStore {
         }
     }
 
+    // MARK: Moves
+
+    /// Records `move` of job `id` (see `RunStore.record`).
+    public func record(_ move: JobMove, job id: Int64, worker: String, limit: Decimal?) throws {
+        let now = clock.now().timeIntervalSince1970
+        try database.write { db in
+            guard case .sending(let estimate, let carried) = move else {
+                try db.execute(literal: Self.change(move, now: now, id: id))
+                guard db.changesCount > 0 else { throw StoreError.noJob(id) }
+                return
+            }
+            guard let row = try Row.fetchOne(db, sql: "SELECT worker, leaseUntil FROM jobs WHERE id = ?", arguments: [id]) else {
+                throw StoreError.noJob(id)
+            }
+            guard (row["worker"] as String?) == worker, let until = row["leaseUntil"] as Double?, until > now else {
+                throw StoreError.leaseLost(job: id)
+            }
+            try db.execute(
+                sql: """
+                    UPDATE jobs SET state = 'sending', estimatedMicros = ?, reportedMicros = NULL,
+                    earlierMicros = earlierMicros + ?, requestID = NULL, resultURLs = NULL, error = NULL,
+                    attempts = attempts + 1, updatedAt = ? WHERE id = ?
+                    """, arguments: [MicroDollars.from(estimate), MicroDollars.from(carried), now, id])
+            // Checked with the move in place: a throw rolls it back.
+            if let limit {
+                let money = try Self.money(db)
+                if money.committed > limit {
+                    let amount = estimate ?? 0
+                    throw StoreError.costLimit(
+                        limit: limit, spent: money.billed + money.earlier, inFlight: money.atRisk - amount, estimate: amount)
+                }
+            }
+        }
+    }
+
+    /// The statement recording `move` (all but `sending`).
+    private static func change(_ move: JobMove, now: Double, id: Int64) -> SQL {
+        let state = move.state.rawValue
+        switch move {
+        case .sending:
+            preconditionFailure("sending is recorded under its lease")
+        case .accepted(let requestID, let extra):
+            return """
+                UPDATE jobs SET state = \(state), requestID = \(requestID), attempts = attempts + \(extra), updatedAt = \(now)
+                WHERE id = \(id)
+                """
+        case .answered(let requestID, let results, let cost, let extra, let polls):
+            let urls = results.isEmpty ? nil : Self.json(results)
+            return """
+                UPDATE jobs SET state = \(state), requestID = COALESCE(\(requestID), requestID), resultURLs = \(urls),
+                reportedMicros = \(MicroDollars.from(cost)), attempts = attempts + \(extra), polls = polls + \(polls),
+                updatedAt = \(now) WHERE id = \(id)
+                """
+        case .completed(let outputs, let cost, let polls):
+            return """
+                UPDATE jobs SET state = \(state), outputs = \(Self.json(outputs)),
+                reportedMicros = COALESCE(\(MicroDollars.from(cost)), reportedMicros), error = NULL, polls = polls + \(polls),
+                leaseUntil = NULL, updatedAt = \(now) WHERE id = \(id)
+                """
+        case .failed(let reason, let extra), .uncertain(let reason, let extra):
+            return """
+                UPDATE jobs SET state = \(state), error = \(reason), attempts = attempts + \(extra), leaseUntil = NULL,
+                updatedAt = \(now) WHERE id = \(id)
+                """
+        case .lost(let reason, let keep, let polls):
+            return """
+                UPDATE jobs SET state = \(state), error = \(reason), resultURLs = CASE WHEN \(keep) THEN resultURLs END,
+                polls = polls + \(polls), leaseUntil = NULL, updatedAt = \(now) WHERE id = \(id)
+                """
+        case .waiting(let reason, let polls):
+            return """
+                UPDATE jobs SET state = \(state), error = \(reason), polls = polls + \(polls), leaseUntil = NULL,
+                updatedAt = \(now) WHERE id = \(id)
+                """
+        }
+    }
+
+    private static func json(_ list: [String]) -> String {
+        String(decoding: (try? JSONEncoder().encode(list)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+
     // MARK: Leases
 
     /// Takes job `id` for `worker` (see `RunStore.claim`).
     public func claim(_ id: Int64, worker: String, lease: Double) throws -> LedgerJob? {
-        let now = Date().timeIntervalSince1970
+        let now = clock.now().timeIntervalSince1970
         return try database.write { db in
             try db.cachedStatement(
                 sql: """
@@ -461,55 +520,57 @@ public final class Ledger: RunStore {
 
     /// Extends `worker`'s leases by `lease` seconds from now.
     public func renew(worker: String, lease: Double) throws {
-        try execute(
-            "UPDATE jobs SET leaseUntil = ? WHERE worker = ? AND leaseUntil IS NOT NULL",
-            [Date().timeIntervalSince1970 + lease, worker])
+        let until = clock.now().timeIntervalSince1970 + lease
+        try database.write { db in
+            try db.execute(sql: "UPDATE jobs SET leaseUntil = ? WHERE worker = ? AND leaseUntil IS NOT NULL", arguments: [until, worker])
+        }
     }
 
     /// Gives up `worker`'s lease on job `id`.
     public func release(_ id: Int64, worker: String) throws {
-        try execute("UPDATE jobs SET leaseUntil = NULL WHERE id = ? AND worker = ?", [id, worker])
+        try database.write { db in
+            try db.execute(sql: "UPDATE jobs SET leaseUntil = NULL WHERE id = ? AND worker = ?", arguments: [id, worker])
+        }
     }
 
     /// Who holds job `id`.
     public func lease(of id: Int64) throws -> JobLease? {
-        try database.read { db in
+        let now = clock.now().timeIntervalSince1970
+        return try database.read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT state, worker, leaseUntil FROM jobs WHERE id = ?", arguments: [id])
             else { return nil }
             let until: Double? = row["leaseUntil"]
             return JobLease(
                 state: JobState(rawValue: row["state"]) ?? .pending, worker: row["worker"], isSet: until != nil,
-                isLive: until.map { $0 > Date().timeIntervalSince1970 } ?? false)
+                isLive: until.map { $0 > now } ?? false)
         }
     }
 
     /// Ends every lease: under the folder's lock, leases are a killed run's.
-    public func releaseAll() throws { try execute("UPDATE jobs SET leaseUntil = NULL WHERE leaseUntil IS NOT NULL", []) }
+    public func releaseAll() throws {
+        try database.write { db in try db.execute(sql: "UPDATE jobs SET leaseUntil = NULL WHERE leaseUntil IS NOT NULL") }
+    }
 
     /// Nothing to close: the file is closed when the ledger goes.
     public func close() async {}
 
-    /// Money of completed jobs (reported, else estimated) plus, with
-    /// `includingSubmitted`, the estimates of jobs accepted and not yet done
-    /// and of jobs that may have been billed (uncertain, or caught sending).
-    public func committedCost(includingSubmitted: Bool) throws -> (total: Decimal, unpriced: Int) {
-        try database.read { db in
-            let states = includingSubmitted ? "('completed', 'submitted', 'uncertain', 'prepared')" : "('completed')"
-            let rows = try Row.fetchCursor(
-                db, sql: "SELECT COALESCE(reportedCost, estimatedCost) FROM jobs WHERE state IN \(states)")
-            var total = Decimal(0)
-            var unpriced = 0
-            while let row = try rows.next() {
-                if let text: String = row[0], let cost = Decimal(string: text) { total += cost } else { unpriced += 1 }
-            }
-            return (total, unpriced)
-        }
+    // MARK: Money and counts
+
+    /// The run's money, by the one definition (`RunMoney.query`).
+    public func money() throws -> RunMoney { try database.read { db in try Self.money(db) } }
+
+    private static let moneyQuery = RunMoney.query(
+        table: "jobs", estimated: "estimatedMicros", reported: "reportedMicros", earlier: "earlierMicros")
+
+    private static func money(_ db: Database) throws -> RunMoney {
+        guard let row = try Row.fetchOne(db, sql: moneyQuery) else { return RunMoney() }
+        return RunMoney(micros: row[0], atRisk: row[1], earlier: row[2], unpriced: row[3])
     }
 
-    /// Job counts by state, submissions, and the money spent on completed jobs.
+    /// Job counts by state, submissions, polls, and the run's money.
     public func summary() throws -> LedgerSummary {
-        var summary = LedgerSummary()
         try database.read { db in
+            var summary = LedgerSummary()
             let rows = try Row.fetchAll(db, sql: "SELECT state, COUNT(*), SUM(attempts), SUM(polls) FROM jobs GROUP BY state")
             for row in rows {
                 let state: String = row[0]
@@ -519,8 +580,8 @@ public final class Ledger: RunStore {
                 summary.submissions += (row[2] as Int?) ?? 0
                 summary.polls += (row[3] as Int?) ?? 0
             }
+            summary.money = try Self.money(db)
+            return summary
         }
-        (summary.spentUSD, summary.unpriced) = try committedCost(includingSubmitted: false)
-        return summary
     }
 }

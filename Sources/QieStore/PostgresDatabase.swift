@@ -132,7 +132,7 @@ public final class PostgresDatabase: Sendable {
     public let url: PostgresURL
     let client: PostgresClient
     private let runner: Task<Void, Never>
-    let logger: Logger
+    package let logger: Logger
 
     /// Connects (lazily: the first query opens a connection) to `url`.
     public init(_ url: PostgresURL, maxConnections: Int = 20) throws(StoreError) {
@@ -189,7 +189,7 @@ public final class PostgresDatabase: Sendable {
     }
 
     /// Runs `body` in one transaction (committed when it returns, rolled back when it throws).
-    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    package func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
         } catch let error as StoreError {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import QieCore
 
 /// The run store on PostgreSQL, shared by workers on several machines
 /// (`qie edit --ledger postgres://...`). One database holds any number of
@@ -13,6 +14,10 @@ public final class PostgresStore: RunStore {
     public let scope: String
     /// The connection pool.
     public let database: PostgresDatabase
+    /// Where leases are timed from: the server's clock, moved on by how far
+    /// this clock is from the machine's (nothing, for `SystemClock`), so a
+    /// test's `ManualClock` moves leases on both stores alike.
+    public let clock: any QieClock
     private let ownsDatabase: Bool
 
     /// Where the store is, for messages (no password).
@@ -21,7 +26,9 @@ public final class PostgresStore: RunStore {
     /// Opens the store at `url` for the run whose output folder is `scope`,
     /// creating or migrating its tables; `StoreError.newer` when a newer qie
     /// wrote them. At most `maxConnections` connections are opened.
-    public static func open(url: PostgresURL, scope: String, maxConnections: Int = 10) async throws -> PostgresStore {
+    public static func open(
+        url: PostgresURL, scope: String, maxConnections: Int = 10, clock: any QieClock = SystemClock()
+    ) async throws -> PostgresStore {
         // Each move is one short statement or transaction: ten connections keep
         // a worker's jobs moving, and leave room on a server's default 100
         // for several workers and gateway replicas.
@@ -33,14 +40,19 @@ public final class PostgresStore: RunStore {
             await database.close()
             throw error
         }
-        return PostgresStore(database: database, scope: scope, ownsDatabase: true)
+        return PostgresStore(database: database, scope: scope, clock: clock, ownsDatabase: true)
     }
 
-    private init(database: PostgresDatabase, scope: String, ownsDatabase: Bool) {
+    private init(database: PostgresDatabase, scope: String, clock: any QieClock, ownsDatabase: Bool) {
         self.database = database
         self.scope = scope
+        self.clock = clock
         self.ownsDatabase = ownsDatabase
     }
+
+    /// Seconds the store's clock is ahead of the machine's: 0 for the
+    /// system clock, so leases are the server's own time.
+    private var skew: Double { clock is SystemClock ? 0 : clock.now().timeIntervalSinceNow }
 
     /// Closes the pool.
     public func close() async { if ownsDatabase { await database.close() } }
@@ -69,12 +81,33 @@ public final class PostgresStore: RunStore {
                 "CREATE INDEX qie_jobs_by_state ON qie_jobs (scope, state)",
                 "CREATE INDEX qie_jobs_by_worker ON qie_jobs (worker) WHERE lease_until IS NOT NULL",
             ]
-        )
+        ),
+        (
+            // Money as integer micro-dollars (amounts that were not decimal
+            // text are dropped, as the SQLite ledger's migration drops them),
+            // and the states of the money model.
+            "v2",
+            [
+                """
+                ALTER TABLE qie_jobs ADD COLUMN estimated_micros bigint, ADD COLUMN reported_micros bigint,
+                ADD COLUMN earlier_micros bigint NOT NULL DEFAULT 0
+                """,
+                """
+                UPDATE qie_jobs SET estimated_micros = CASE WHEN estimated_cost ~ '\(MicroDollars.pattern)'
+                    THEN ceil(estimated_cost::numeric * 1000000)::bigint END,
+                reported_micros = CASE WHEN reported_cost ~ '\(MicroDollars.pattern)'
+                    THEN ceil(reported_cost::numeric * 1000000)::bigint END
+                """,
+            ] + JobState.migratingEarlierStates(table: "qie_jobs", resultURLs: "result_urls", requestID: "request_id") + [
+                "ALTER TABLE qie_jobs DROP COLUMN estimated_cost, DROP COLUMN reported_cost"
+            ]
+        ),
     ]
 
     private static let columns = """
         id, key, input_path, input_sha256, input_size, input_modified, copy, endpoint, prompt, options, state, request_id,
-        result_urls, attempts, polls, outputs, estimated_cost, reported_cost, error, created_at, updated_at, worker
+        result_urls, attempts, polls, outputs, estimated_micros, reported_micros, earlier_micros, error, created_at,
+        updated_at, worker
         """
 
     private static func job(_ row: PostgresRow) throws -> LedgerJob {
@@ -93,8 +126,9 @@ public final class PostgresStore: RunStore {
         job.attempts = Int(try value("attempts", Int32.self))
         job.polls = Int(try value("polls", Int32.self))
         job.outputs = try value("outputs", String?.self)
-        job.estimatedCost = try value("estimated_cost", String?.self)
-        job.reportedCost = try value("reported_cost", String?.self)
+        job.estimatedCost = MicroDollars.decimal(try value("estimated_micros", Int64?.self))
+        job.reportedCost = MicroDollars.decimal(try value("reported_micros", Int64?.self))
+        job.earlierCost = MicroDollars.decimal(try value("earlier_micros", Int64.self))
         job.error = try value("error", String?.self)
         job.createdAt = try value("created_at", Double.self)
         job.updatedAt = try value("updated_at", Double.self)
@@ -104,7 +138,7 @@ public final class PostgresStore: RunStore {
 
     private func jobs(_ query: PostgresQuery) async throws -> [LedgerJob] { try await database.rows(query, Self.job) }
 
-    private static var now: Double { Date().timeIntervalSince1970 }
+    private var now: Double { clock.now().timeIntervalSince1970 }
 
     // MARK: Runs
 
@@ -112,7 +146,7 @@ public final class PostgresStore: RunStore {
     @discardableResult
     public func recordRun(configuration: String?, version: Int?, arguments: [String], directory: String) async throws -> LedgerRun {
         let text = String(decoding: try JSONEncoder().encode(arguments), as: UTF8.self)
-        let started = Self.now
+        let started = now
         let versionNumber = version.map(Int32.init)
         let ids = try await database.rows(
             """
@@ -145,7 +179,7 @@ public final class PostgresStore: RunStore {
 
     /// The job with `job`'s key under the scope, registering it as pending if new.
     public func register(_ job: LedgerJob) async throws -> LedgerJob {
-        let now = Self.now
+        let now = self.now
         let copy = Int32(job.copy)
         // Insert, or touch nothing and read the row already there: one round trip either way.
         let found = try await jobs(
@@ -205,9 +239,9 @@ public final class PostgresStore: RunStore {
     public func claim(_ id: Int64, worker: String, lease: Double) async throws -> LedgerJob? {
         try await jobs(
             """
-            UPDATE qie_jobs SET worker = \(worker), lease_until = now() + make_interval(secs => \(lease))
+            UPDATE qie_jobs SET worker = \(worker), lease_until = now() + make_interval(secs => \(skew + lease))
             WHERE id = \(id) AND scope = \(scope) AND state <> 'completed'
-            AND (lease_until IS NULL OR lease_until <= now() OR worker = \(worker))
+            AND (lease_until IS NULL OR lease_until <= now() + make_interval(secs => \(skew)) OR worker = \(worker))
             RETURNING \(unescaped: Self.columns)
             """
         ).first
@@ -217,7 +251,7 @@ public final class PostgresStore: RunStore {
     public func renew(worker: String, lease: Double) async throws {
         try await database.query(
             """
-            UPDATE qie_jobs SET lease_until = now() + make_interval(secs => \(lease))
+            UPDATE qie_jobs SET lease_until = now() + make_interval(secs => \(skew + lease))
             WHERE worker = \(worker) AND lease_until IS NOT NULL
             """)
     }
@@ -231,7 +265,8 @@ public final class PostgresStore: RunStore {
     public func lease(of id: Int64) async throws -> JobLease? {
         try await database.rows(
             """
-            SELECT state, worker, lease_until IS NOT NULL, COALESCE(lease_until > now(), false) FROM qie_jobs
+            SELECT state, worker, lease_until IS NOT NULL, COALESCE(lease_until > now() + make_interval(secs => \(skew)), false)
+            FROM qie_jobs
             WHERE id = \(id) AND scope = \(scope)
             """
         ) { row in
@@ -247,108 +282,108 @@ public final class PostgresStore: RunStore {
 
     // MARK: Moves
 
-    /// About to send, under `worker`'s lease and within `limit`.
-    public func markSending(_ id: Int64, worker: String, estimatedCost: String?, limit: Decimal?) async throws {
-        let now = Self.now
-        guard let limit else {
-            let moved = try await database.rows(
-                """
-                UPDATE qie_jobs SET state = 'prepared', estimated_cost = \(estimatedCost), error = NULL, attempts = attempts + 1,
-                updated_at = \(now) WHERE id = \(id) AND worker = \(worker) AND lease_until > now() RETURNING id
-                """
-            ) { _ in () }
-            if moved.isEmpty { throw try await leaseRefusal(id) }
+    /// Records `move` of job `id` (see `RunStore.record`).
+    public func record(_ move: JobMove, job id: Int64, worker: String, limit: Decimal?) async throws {
+        let now = self.now
+        guard case .sending(let estimate, let carried) = move else {
+            let moved = try await database.rows(Self.change(move, now: now, id: id, scope: scope)) { _ in () }
+            if moved.isEmpty { throw StoreError.noJob(id) }
             return
         }
-        let scope = self.scope
-        let logger = database.logger
+        let (scope, skew, logger) = (scope, skew, database.logger)
+        let (estimated, earlier) = (MicroDollars.from(estimate), MicroDollars.from(carried))
         try await database.transaction { connection in
             // One sender at a time per run checks the money: workers never pass the limit together.
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(scope), 7151))", logger: logger)
-            var holds = false
-            for try await live in try await connection.query(
-                "SELECT worker = \(worker) AND COALESCE(lease_until > now(), false) FROM qie_jobs WHERE id = \(id) FOR UPDATE",
-                logger: logger
-            ).decode(Bool?.self) {
-                holds = live ?? false
+            if limit != nil {
+                try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(scope), 7151))", logger: logger)
             }
-            guard holds else { throw StoreError.leaseLost(job: id) }
-            var spent = Decimal(0)
-            var inFlight = Decimal(0)
-            for try await (state, total) in try await connection.query(
+            var moved = false
+            for try await _ in try await connection.query(
                 """
-                SELECT state = 'completed', SUM(COALESCE(reported_cost, estimated_cost)::numeric)::text FROM qie_jobs
-                WHERE scope = \(scope) AND state IN ('completed', 'submitted', 'uncertain', 'prepared') AND id <> \(id)
-                GROUP BY state = 'completed'
+                UPDATE qie_jobs SET state = 'sending', estimated_micros = \(estimated), reported_micros = NULL,
+                earlier_micros = earlier_micros + \(earlier), request_id = NULL, result_urls = NULL, error = NULL,
+                attempts = attempts + 1, updated_at = \(now)
+                WHERE id = \(id) AND scope = \(scope) AND worker = \(worker)
+                AND lease_until > now() + make_interval(secs => \(skew)) RETURNING id
                 """, logger: logger
-            ).decode((Bool, String?).self) {
-                let amount = total.flatMap { Decimal(string: $0) } ?? 0
-                if state { spent += amount } else { inFlight += amount }
+            ) {
+                moved = true
             }
-            let estimate = estimatedCost.flatMap { Decimal(string: $0) } ?? 0
-            if spent + inFlight + estimate > limit {
-                throw StoreError.costLimit(limit: limit, spent: spent, inFlight: inFlight, estimate: estimate)
+            guard moved else {
+                var exists = false
+                for try await _ in try await connection.query(
+                    "SELECT 1 FROM qie_jobs WHERE id = \(id) AND scope = \(scope)", logger: logger
+                ) {
+                    exists = true
+                }
+                throw exists ? StoreError.leaseLost(job: id) : StoreError.noJob(id)
             }
-            try await connection.query(
-                """
-                UPDATE qie_jobs SET state = 'prepared', estimated_cost = \(estimatedCost), error = NULL,
-                attempts = attempts + 1, updated_at = \(now) WHERE id = \(id)
-                """, logger: logger)
+            // Checked with the move in place: a throw rolls it back.
+            guard let limit else { return }
+            var money = RunMoney()
+            for try await (billed, atRisk, earlier, unpriced) in try await connection.query(
+                PostgresQuery(unsafeSQL: Self.moneyQuery, binds: Self.scopeBinds(scope)), logger: logger
+            ).decode((Int64, Int64, Int64, Int64).self) {
+                money = RunMoney(micros: billed, atRisk: atRisk, earlier: earlier, unpriced: unpriced)
+            }
+            if money.committed > limit {
+                let amount = estimate ?? 0
+                throw StoreError.costLimit(
+                    limit: limit, spent: money.billed + money.earlier, inFlight: money.atRisk - amount, estimate: amount)
+            }
         }
     }
 
-    private func leaseRefusal(_ id: Int64) async throws -> StoreError {
-        try await lease(of: id) == nil ? .noJob(id) : .leaseLost(job: id)
+    /// The statement recording `move` (all but `sending`), returning the row's id.
+    private static func change(_ move: JobMove, now: Double, id: Int64, scope: String) -> PostgresQuery {
+        let state = move.state.rawValue
+        switch move {
+        case .sending:
+            preconditionFailure("sending is recorded under its lease")
+        case .accepted(let requestID, let extra):
+            let extraAttempts = Int32(extra)
+            return """
+                UPDATE qie_jobs SET state = \(state), request_id = \(requestID), attempts = attempts + \(extraAttempts),
+                updated_at = \(now) WHERE id = \(id) AND scope = \(scope) RETURNING id
+                """
+        case .answered(let requestID, let results, let cost, let extra, let polls):
+            let urls = results.isEmpty ? nil : Self.json(results)
+            let (reported, extraAttempts, polled) = (MicroDollars.from(cost), Int32(extra), Int32(polls))
+            return """
+                UPDATE qie_jobs SET state = \(state), request_id = COALESCE(\(requestID), request_id), result_urls = \(urls),
+                reported_micros = \(reported), attempts = attempts + \(extraAttempts), polls = polls + \(polled),
+                updated_at = \(now) WHERE id = \(id) AND scope = \(scope) RETURNING id
+                """
+        case .completed(let outputs, let cost, let polls):
+            let (list, reported, polled) = (Self.json(outputs), MicroDollars.from(cost), Int32(polls))
+            return """
+                UPDATE qie_jobs SET state = \(state), outputs = \(list), reported_micros = COALESCE(\(reported), reported_micros),
+                error = NULL, polls = polls + \(polled), lease_until = NULL, updated_at = \(now)
+                WHERE id = \(id) AND scope = \(scope) RETURNING id
+                """
+        case .failed(let reason, let extra), .uncertain(let reason, let extra):
+            let extraAttempts = Int32(extra)
+            return """
+                UPDATE qie_jobs SET state = \(state), error = \(reason), attempts = attempts + \(extraAttempts),
+                lease_until = NULL, updated_at = \(now) WHERE id = \(id) AND scope = \(scope) RETURNING id
+                """
+        case .lost(let reason, let keep, let polls):
+            let polled = Int32(polls)
+            return """
+                UPDATE qie_jobs SET state = \(state), error = \(reason), result_urls = CASE WHEN \(keep) THEN result_urls END,
+                polls = polls + \(polled), lease_until = NULL, updated_at = \(now) WHERE id = \(id) AND scope = \(scope) RETURNING id
+                """
+        case .waiting(let reason, let polls):
+            let polled = Int32(polls)
+            return """
+                UPDATE qie_jobs SET state = \(state), error = \(reason), polls = polls + \(polled), lease_until = NULL,
+                updated_at = \(now) WHERE id = \(id) AND scope = \(scope) RETURNING id
+                """
+        }
     }
 
-    /// Accepted by the endpoint.
-    public func markSubmitted(
-        _ id: Int64, requestID: String?, resultURLs: [String] = [], reportedCost: String? = nil, extraAttempts: Int = 0
-    ) async throws {
-        let urls = resultURLs.isEmpty ? nil : String(decoding: try JSONEncoder().encode(resultURLs), as: UTF8.self)
-        let extra = Int32(extraAttempts)
-        try await database.query(
-            """
-            UPDATE qie_jobs SET state = 'submitted', request_id = COALESCE(\(requestID), request_id),
-            result_urls = COALESCE(\(urls), result_urls), reported_cost = COALESCE(\(reportedCost), reported_cost),
-            attempts = attempts + \(extra), updated_at = \(Self.now) WHERE id = \(id)
-            """)
-    }
-
-    /// Done; the lease ends.
-    public func markCompleted(_ id: Int64, outputs: [String], reportedCost: String?, polls: Int = 0) async throws {
-        let list = String(decoding: try JSONEncoder().encode(outputs), as: UTF8.self)
-        let polled = Int32(polls)
-        try await database.query(
-            """
-            UPDATE qie_jobs SET state = 'completed', outputs = \(list), reported_cost = COALESCE(\(reportedCost), reported_cost),
-            error = NULL, polls = polls + \(polled), lease_until = NULL, updated_at = \(Self.now) WHERE id = \(id)
-            """)
-    }
-
-    /// Ended with `error`; the lease ends.
-    public func markError(_ id: Int64, _ error: String, failed: Bool, extraAttempts: Int = 0) async throws {
-        let extra = Int32(extraAttempts)
-        try await database.query(
-            """
-            UPDATE qie_jobs SET state = CASE WHEN \(failed) THEN 'failed' ELSE state END, error = \(error),
-            attempts = attempts + \(extra), lease_until = NULL, updated_at = \(Self.now) WHERE id = \(id)
-            """)
-    }
-
-    /// Sent without a usable answer; the lease ends.
-    public func markUncertain(_ id: Int64, _ error: String, extraAttempts: Int = 0) async throws {
-        let extra = Int32(extraAttempts)
-        try await database.query(
-            """
-            UPDATE qie_jobs SET state = 'uncertain', error = \(error), attempts = attempts + \(extra), lease_until = NULL,
-            updated_at = \(Self.now) WHERE id = \(id)
-            """)
-    }
-
-    /// Forgets job `id`'s result URLs.
-    public func forgetResults(_ id: Int64) async throws {
-        try await database.query("UPDATE qie_jobs SET result_urls = NULL, updated_at = \(Self.now) WHERE id = \(id)")
+    private static func json(_ list: [String]) -> String {
+        String(decoding: (try? JSONEncoder().encode(list)) ?? Data("[]".utf8), as: UTF8.self)
     }
 
     /// Deletes the run's jobs and runs from the database (the other runs'
@@ -360,23 +395,26 @@ public final class PostgresStore: RunStore {
 
     // MARK: Money and counts
 
-    /// Money committed to the run.
-    public func committedCost(includingSubmitted: Bool) async throws -> (total: Decimal, unpriced: Int) {
-        let states = includingSubmitted ? ["completed", "submitted", "uncertain", "prepared"] : ["completed"]
-        let totals = try await database.rows(
-            """
-            SELECT COALESCE(SUM(COALESCE(reported_cost, estimated_cost)::numeric), 0)::text,
-            COUNT(*) FILTER (WHERE reported_cost IS NULL AND estimated_cost IS NULL)
-            FROM qie_jobs WHERE scope = \(scope) AND state = ANY(\(states))
-            """
-        ) { row in
-            let (total, unpriced) = try row.decode((String, Int64).self)
-            return (total: Decimal(string: total) ?? 0, unpriced: Int(unpriced))
-        }
-        return totals.first ?? (0, 0)
+    /// The one money query (`RunMoney.query`), for the scope bound as $1.
+    private static let moneyQuery = RunMoney.query(
+        table: "qie_jobs", estimated: "estimated_micros", reported: "reported_micros", earlier: "earlier_micros",
+        filter: "scope = $1")
+
+    private static func scopeBinds(_ scope: String) -> PostgresBindings {
+        var binds = PostgresBindings()
+        binds.append(scope)
+        return binds
     }
 
-    /// Counts by state, submissions, polls and money spent.
+    /// The run's money, by the one definition (`RunMoney.query`).
+    public func money() async throws -> RunMoney {
+        try await database.rows(PostgresQuery(unsafeSQL: Self.moneyQuery, binds: Self.scopeBinds(scope))) { row in
+            let (billed, atRisk, earlier, unpriced) = try row.decode((Int64, Int64, Int64, Int64).self)
+            return RunMoney(micros: billed, atRisk: atRisk, earlier: earlier, unpriced: unpriced)
+        }.first ?? RunMoney()
+    }
+
+    /// Counts by state, submissions, polls and the run's money.
     public func summary() async throws -> LedgerSummary {
         var summary = LedgerSummary()
         let states = try await database.rows(
@@ -391,7 +429,7 @@ public final class PostgresStore: RunStore {
             summary.submissions += Int(attempts)
             summary.polls += Int(polls)
         }
-        (summary.spentUSD, summary.unpriced) = try await committedCost(includingSubmitted: false)
+        summary.money = try await money()
         return summary
     }
 }

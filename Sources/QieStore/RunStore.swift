@@ -10,7 +10,7 @@ import Foundation
 /// it, `renew`s its leases while it runs, and a job whose lease ran out (its
 /// worker died) can be claimed by another, which picks it up from its
 /// recorded state: it polls a recorded id or fetches recorded results, and
-/// never sends again what was accepted. `markSending` succeeds only while the
+/// never sends again what was accepted. Recording `.sending` succeeds only while the
 /// worker holds the job's lease, so two workers never both send one job.
 public protocol RunStore: AnyObject, Sendable {
     /// Where the store is, for messages (never a password).
@@ -46,33 +46,19 @@ public protocol RunStore: AnyObject, Sendable {
     /// Who holds job `id` and whether the lease is still running; nil when there is no such job.
     func lease(of id: Int64) async throws -> JobLease?
 
-    /// About to send: prepared, with its estimate, one more attempt counted,
-    /// committed only while `worker` holds the job's lease (else
-    /// `StoreError.leaseLost`). With a `limit`, money committed to the run
-    /// (completed jobs' costs, the estimates of jobs in flight or that may
-    /// have been billed) plus this estimate must stay within it, checked in
-    /// the same transaction (else `StoreError.costLimit`), so workers sharing
-    /// the store never pass it together.
-    func markSending(_ id: Int64, worker: String, estimatedCost: String?, limit: Decimal?) async throws
-    /// Accepted: the endpoint's id, and for a synchronous answer its result
-    /// URLs and cost; `extraAttempts` counts submissions retried by the client.
-    func markSubmitted(_ id: Int64, requestID: String?, resultURLs: [String], reportedCost: String?, extraAttempts: Int)
-        async throws
-    /// Done: its outputs, and the endpoint's cost when it reported one. Ends the lease.
-    func markCompleted(_ id: Int64, outputs: [String], reportedCost: String?, polls: Int) async throws
-    /// Ended with `error`; an accepted job that may still finish keeps its
-    /// state (`failed: false`) so a later run asks about it again. Ends the lease.
-    func markError(_ id: Int64, _ error: String, failed: Bool, extraAttempts: Int) async throws
-    /// Sent without a usable answer: the endpoint may have billed it. Ends the lease.
-    func markUncertain(_ id: Int64, _ error: String, extraAttempts: Int) async throws
-    /// Forgets the result URLs recorded for job `id` (they expired).
-    func forgetResults(_ id: Int64) async throws
+    /// Records `move` of job `id`, as the edit's state machine decided it.
+    /// `.sending` is committed only while `worker` holds the job's lease
+    /// (else `StoreError.leaseLost`) and, with a `limit`, only while the
+    /// run's committed money (`RunMoney.committed`, this move included)
+    /// stays within it, checked in the same transaction (else
+    /// `StoreError.costLimit`), so workers sharing the store never pass it
+    /// together. Other moves are recorded as given and end the lease, but
+    /// for `accepted` and `answered`.
+    func record(_ move: JobMove, job id: Int64, worker: String, limit: Decimal?) async throws
 
-    /// Money of completed jobs (reported, else estimated) plus, with
-    /// `includingSubmitted`, the estimates of jobs accepted and not yet done
-    /// and of jobs that may have been billed (uncertain, or caught sending).
-    func committedCost(includingSubmitted: Bool) async throws -> (total: Decimal, unpriced: Int)
-    /// Job counts by state, submissions, polls, and the money spent on completed jobs.
+    /// The run's money, by the one definition (`RunMoney.query`).
+    func money() async throws -> RunMoney
+    /// Job counts by state, submissions, polls, and the run's money.
     func summary() async throws -> LedgerSummary
     /// Ends every lease on the run's jobs: for a run that holds the output
     /// folder alone (the SQLite ledger, under the folder's lock), leases left
@@ -128,8 +114,9 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// worker's now: nothing was recorded and nothing may be sent.
     case leaseLost(job: Int64)
     /// Money committed to the run plus this job's estimate would pass the
-    /// limit: `spent` on completed jobs, `inFlight` reserved by jobs sent
-    /// and not done, and the refused `estimate` (USD).
+    /// limit: `spent` (billed, and earlier attempts), `inFlight` (on the
+    /// wire or uncertain: it may have been billed), and the refused
+    /// `estimate` (USD).
     case costLimit(limit: Decimal, spent: Decimal, inFlight: Decimal, estimate: Decimal)
     /// A job the move names is not in the store.
     case noJob(Int64)

@@ -80,9 +80,9 @@ func storeOverhead(jobs: Int, url: String?) async throws {
                 prompt: "make it night", options: "{}"))
         let id = job.id!
         _ = try await store.claim(id, worker: worker, lease: 60)
-        try await store.markSending(id, worker: worker, estimatedCost: "0.0315", limit: nil)
-        try await store.markSubmitted(id, requestID: "run_\(index)", resultURLs: [], reportedCost: nil, extraAttempts: 0)
-        try await store.markCompleted(id, outputs: ["/out/\(index).png"], reportedCost: nil, polls: 0)
+        try await store.record(.sending(estimate: Decimal(string: "0.0315"), carried: 0), job: id, worker: worker, limit: nil)
+        try await store.record(.accepted(requestID: "run_\(index)", extraAttempts: 0), job: id, worker: worker, limit: nil)
+        try await store.record(.completed(outputs: ["/out/\(index).png"], reportedCost: nil, polls: 0), job: id, worker: worker, limit: nil)
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     if let shared = store as? PostgresStore {

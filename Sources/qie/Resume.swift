@@ -123,46 +123,42 @@ struct Status: AsyncParsableCommand {
         do { status = try await EditRun.status(folder: folder, store: settings) } catch { throw fail(error) }
         let summary = status.summary
         if json {
-            let jobs: [LedgerJob]
-            do {
-                let opened = try await EditRun.openStore(folder: folder, settings: settings)
-                do {
-                    jobs = try await opened.allJobs()
-                    await opened.close()
-                } catch {
-                    await opened.close()
-                    throw fail(.ledger("\(error)"))
-                }
-            } catch let error as EditError {
-                throw fail(error)
-            }
-            struct Output: Encodable {
-                var summary: LedgerSummary
-                var jobs: [LedgerJob]
-            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            TextStream.standardOutput.write(String(decoding: try encoder.encode(Output(summary: summary, jobs: jobs)), as: UTF8.self) + "\n")
+            TextStream.standardOutput.write(String(decoding: try encoder.encode(status), as: UTF8.self) + "\n")
             return
         }
         var out = LineBuffer()
+        let money = summary.money
         let states = JobState.allCases.compactMap { state in summary.byState[state.rawValue].map { "\($0) \(state.rawValue)" } }
         out.add("\(summary.jobs) job\(summary.jobs == 1 ? "" : "s") in \(DisplayPath.escape(folder)): \(states.joined(separator: ", "))")
+        let lost = status.lost.count
         out.add(
-            "spent: $\(summary.spentUSD)\(summary.unpriced > 0 ? " (+ \(summary.unpriced) unpriced)" : "") over \(summary.submissions) submission\(summary.submissions == 1 ? "" : "s")")
+            "spent: $\(money.billed)\(money.unpriced > 0 ? " (+ \(money.unpriced) unpriced)" : "") over \(summary.submissions) submission\(summary.submissions == 1 ? "" : "s")"
+                + (lost > 0 ? ", \(lost) of them paid with \(lost == 1 ? "its results" : "their results") lost" : ""))
+        if money.atRisk > 0 || !status.uncertain.isEmpty {
+            out.add("at risk: $\(money.atRisk) (\(status.uncertain.count) sent without a usable answer: may have been billed)")
+        }
+        if money.earlier > 0 { out.add("earlier attempts: $\(money.earlier) (jobs sent again; the first attempts may have been billed)") }
         if summary.polls > 0 {
             let completed = max(1, summary.byState[JobState.completed.rawValue] ?? 0)
             out.add(String(format: "polls: %d (%.1f per completed job)", summary.polls, Double(summary.polls) / Double(completed)))
         }
         for job in status.inFlight {
-            out.add("in flight: \(DisplayPath.escape(job.inputPath)): job \(job.requestID ?? "?") at \(job.endpoint)")
+            out.add("\(job.state.rawValue): \(DisplayPath.escape(job.input)): job \(job.requestID ?? "?") at \(job.endpoint) (billed; resuming fetches it)")
         }
         for job in status.uncertain {
-            let reason = job.state == .prepared ? "a run was stopped while sending it" : job.error ?? "no answer"
-            out.add("uncertain (may have been billed; --retry-uncertain sends it again): \(DisplayPath.escape(job.inputPath)): \(reason)")
+            let reason = job.state == .sending ? "a run was stopped while sending it" : job.error ?? "no answer"
+            out.add("\(job.state.rawValue) (may have been billed; --retry-uncertain sends it again): \(DisplayPath.escape(job.input)): \(reason)")
+        }
+        for job in status.lost {
+            let again = job.resultURLs.isEmpty
+                ? "--retry-failed sends it again, paying again" : "resuming fetches its results again while their links last"
+            out.add(
+                "lost (paid\(job.costUSD.map { " $\($0)" } ?? ""), results lost; \(again)): \(DisplayPath.escape(job.input)): \(job.error ?? "no reason recorded")\(job.requestID.map { " (job \($0))" } ?? "")")
         }
         for job in status.failed {
-            out.add("failed: \(DisplayPath.escape(job.inputPath)): \(job.error ?? "no reason recorded")")
+            out.add("failed: \(DisplayPath.escape(job.input)): \(job.error ?? "no reason recorded")")
         }
         if let run = status.lastRun {
             let arguments = run.argumentList

@@ -371,7 +371,7 @@ struct EditCLITests {
             }
             for job in try jobs() {
                 let key = job["key"] as? String ?? ""
-                if job["state"] as? String == "submitted" { caughtInFlight += 1 }
+                if ["accepted", "answered"].contains(job["state"] as? String) { caughtInFlight += 1 }
                 if let id = job["requestID"] as? String {
                     if let earlier = recordedIDs[key] { #expect(earlier == id, "job \(key) changed its request id") }
                     recordedIDs[key] = id
@@ -381,7 +381,7 @@ struct EditCLITests {
         #expect(caughtInFlight > 0, "no kill landed while a job was in flight")
         // Jobs a kill caught between sending and recording the id: they may
         // have reached the endpoint, so a plain resume does not send them.
-        let caughtSending = try jobs().filter { ["prepared", "uncertain"].contains($0["state"] as? String) }.count
+        let caughtSending = try jobs().filter { ["sending", "uncertain"].contains($0["state"] as? String) }.count
         // The ledger names the emulator, not the endpoint's documented
         // address: nothing is sent there until the address is given again.
         let (refused, refusal) = try runQie(["resume", root + "/out"], environment: environment)

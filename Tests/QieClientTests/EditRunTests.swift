@@ -166,7 +166,7 @@ struct EditRunTests {
                 let job = try #require(try ledger.jobs().first { $0.endpoint == profile.id })
                 #expect(!job.resultURLList.isEmpty)
                 // As if killed between hearing the answer and writing the result:
-                try ledger.update(job.id!) { $0.state = .submitted }
+                try ledger.update(job.id!) { $0.state = .answered }
                 try FileManager.default.removeItem(atPath: job.outputPaths[0])
                 let again = try await runFolder(root, options: testOptions(profile, base: base))
                 #expect(again.summary.batch.written == 1, "\(profile.id)")
@@ -204,7 +204,7 @@ struct EditRunTests {
             guard let first = held.first else { return }
             #expect(first.description.contains("would pass maxCost $0.05 ($0.0"), "\(first)")
             #expect(run.summary.budget?.limit == Decimal(string: "0.05"))
-            #expect(try Ledger(folder: root + "/out").summary().spentUSD == Decimal(string: "0.04"))
+            #expect(try Ledger(folder: root + "/out").summary().money.billed == Decimal(string: "0.04"))
         }
     }
 

@@ -30,9 +30,9 @@ struct PaidWorkTests {
             #expect(job.state == .uncertain && job.attempts == 1)
             #expect(job.error?.contains("HTTP 500") == true && job.error?.contains("not sent again") == true)
             // Its estimate counts: a budget of $0.03 has $0.01 left.
-            #expect(try ledger.committedCost(includingSubmitted: true).total == Decimal(string: "0.02"))
+            #expect(try ledger.money() == RunMoney(billed: 0, atRisk: Decimal(string: "0.02")!, earlier: 0, unpriced: 0))
             let status = try await EditRun.status(folder: root + "/out")
-            #expect(status.uncertain.map(\.inputPath) == [root + "/in/a.jpg"])
+            #expect(status.uncertain.map(\.input) == [root + "/in/a.jpg"])
 
             // Resumed: not sent, and the message says how to send it.
             let events = EventLog()
@@ -69,7 +69,7 @@ struct PaidWorkTests {
         }
     }
 
-    @Test("A failed job whose result URL was recorded is fetched again, never sent again; an expired one says so")
+    @Test("A billed job whose results were lost is fetched again from its recorded link, never sent again; an expired one says so and stays spent")
     func recordedResults() async throws {
         let root = try folder()
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -87,27 +87,33 @@ struct PaidWorkTests {
             for job in try ledger.jobs() {
                 let expired = job.inputPath.hasSuffix("b.jpg")
                 try ledger.update(try #require(job.id)) { row in
-                    row.state = .failed
+                    row.state = .lost
                     row.error = "download failed"
                     if expired { row.resultURLs = "[\"\(base)/files/gone.jpg\"]" }
                 }
             }
             try FileManager.default.removeItem(atPath: root + "/out/a.jpg")
 
-            var again = configuration
-            again.retryFailed = true
+            // Resumed as it is: both fetched from their links, neither paid for again.
             let events = EventLog()
-            let second = try await EditRun(again).run(environment: testEnvironment(), events: events.record)
+            let second = try await EditRun(configuration).run(environment: testEnvironment(), events: events.record)
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2, "a recorded result was paid for again")
             #expect(second.batch.written == 1 && second.batch.failed == 1)
+            #expect(second.spent == nil, "nothing was billed by this run")
             #expect(FileManager.default.fileExists(atPath: root + "/out/a.jpg"))
             let reason = events.failures.first?.reason(naming: \.name) ?? ""
-            #expect(reason.contains("paid for but can no longer be fetched") && reason.contains("retryFailed"), "\(reason)")
+            #expect(reason.contains("paid for") && reason.contains("results were lost") && reason.contains("retryFailed"), "\(reason)")
+            let lost = try #require(try ledger.jobs().first { $0.inputPath.hasSuffix("b.jpg") })
+            #expect(lost.state == .lost && lost.resultURLList.isEmpty)
+            #expect(try ledger.money() == RunMoney(billed: Decimal(string: "0.04")!, atRisk: 0, earlier: 0, unpriced: 0))
 
-            // Only now does retrying failed jobs send b again.
+            // Only when asked is b sent again; its first payment stays counted.
+            var again = configuration
+            again.retryFailed = true
             _ = try await EditRun(again).run(environment: testEnvironment())
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 3)
             #expect(try ledger.jobs().allSatisfy { $0.state == .completed })
+            #expect(try ledger.money() == RunMoney(billed: Decimal(string: "0.04")!, atRisk: 0, earlier: Decimal(string: "0.02")!, unpriced: 0))
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import QieCore
 import QieStore
 import QieTestSupport
 import Testing
@@ -10,9 +11,11 @@ enum StoreKind: String, CaseIterable, CustomStringConvertible {
 }
 
 /// A new, empty store of `kind` for one test, and a second handle on the
-/// same run (another worker's view: its own connections), closed by `body`'s end.
+/// same run (another worker's view: its own connections), both timed by
+/// `clock`, closed by `body`'s end.
 func withStores<T>(
-    _ kind: StoreKind, _ body: (_ first: any RunStore, _ second: any RunStore) async throws -> T
+    _ kind: StoreKind, clock: any QieClock = SystemClock(),
+    _ body: (_ first: any RunStore, _ second: any RunStore) async throws -> T
 ) async throws -> T {
     let folder = NSTemporaryDirectory() + "qie-store-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -21,12 +24,12 @@ func withStores<T>(
     let second: any RunStore
     switch kind {
     case .sqlite:
-        first = try Ledger(folder: folder)
-        second = try Ledger(folder: folder)
+        first = try Ledger(folder: folder, clock: clock)
+        second = try Ledger(folder: folder, clock: clock)
     case .postgres:
         let url = try PostgresURL(try PostgresServer.url)
-        first = try await PostgresStore.open(url: url, scope: folder)
-        second = try await PostgresStore.open(url: url, scope: folder)
+        first = try await PostgresStore.open(url: url, scope: folder, clock: clock)
+        second = try await PostgresStore.open(url: url, scope: folder, clock: clock)
     }
     do {
         let result = try await body(first, second)
@@ -74,38 +77,45 @@ struct RunStoreTests {
         }
     }
 
-    @Test("A claim excludes other workers until its lease runs out; renewals keep it; the lost lease sends nothing", arguments: StoreKind.allCases)
+    @Test("A claim excludes other workers until its lease runs out by the store's clock; renewals keep it; the lost lease sends nothing", arguments: StoreKind.allCases)
     func leases(_ kind: StoreKind) async throws {
-        try await withStores(kind) { store, other in
+        let clock = ManualClock(start: Date())
+        try await withStores(kind, clock: clock) { store, other in
             let id = try #require(try await store.register(job(1)).id)
             #expect(try await store.claim(id, worker: "a", lease: 60)?.worker == "a")
-            #expect(try await other.claim(id, worker: "b", lease: 0.5) == nil)
+            #expect(try await other.claim(id, worker: "b", lease: 10) == nil)
             #expect(try await other.lease(of: id) == JobLease(state: .pending, worker: "a", isSet: true, isLive: true))
-            // Claimed again for half a second and renewed for a minute: it holds past the half second.
-            #expect(try await store.claim(id, worker: "a", lease: 0.5)?.worker == "a")
+            // Claimed again for ten seconds and renewed for a minute: it holds past the ten seconds.
+            #expect(try await store.claim(id, worker: "a", lease: 10)?.worker == "a")
             try await store.renew(worker: "a", lease: 60)
-            try await Task.sleep(for: .milliseconds(700))
-            #expect(try await other.claim(id, worker: "b", lease: 0.5) == nil)
-            // Claimed again for 0.3 s and not renewed: it runs out, and the other worker takes the job.
-            #expect(try await store.claim(id, worker: "a", lease: 0.3) != nil)
-            try await Task.sleep(for: .milliseconds(600))
+            clock.advance(by: 30)
+            #expect(try await other.claim(id, worker: "b", lease: 10) == nil)
+            // Claimed again for ten seconds and not renewed: it runs out, and the other worker takes the job.
+            #expect(try await store.claim(id, worker: "a", lease: 10) != nil)
+            clock.advance(by: 11)
             #expect(try await other.lease(of: id)?.isLive == false)
             #expect(try await other.claim(id, worker: "b", lease: 30)?.worker == "b")
             // The first worker may no longer send it.
+            let sending = JobMove.sending(estimate: Decimal(string: "0.03"), carried: 0)
             await #expect(throws: StoreError.leaseLost(job: id)) {
-                try await store.markSending(id, worker: "a", estimatedCost: "0.03", limit: nil)
+                try await store.record(sending, job: id, worker: "a", limit: nil)
             }
-            try await other.markSending(id, worker: "b", estimatedCost: "0.03", limit: nil)
-            let sending = try #require(try await store.job(id: id))
-            #expect(sending.state == .prepared && sending.attempts == 1 && sending.estimatedCost == "0.03")
+            try await other.record(sending, job: id, worker: "b", limit: nil)
+            let sent = try #require(try await store.job(id: id))
+            #expect(sent.state == .sending && sent.attempts == 1 && sent.estimatedCost == Decimal(string: "0.03"))
 
-            try await other.markSubmitted(id, requestID: "job-1", resultURLs: [], reportedCost: nil, extraAttempts: 0)
-            try await other.markCompleted(id, outputs: ["/out/1.png"], reportedCost: "0.025", polls: 3)
+            try await other.record(.accepted(requestID: "job-1", extraAttempts: 0), job: id, worker: "b", limit: nil)
+            try await other.record(
+                .completed(outputs: ["/out/1.png"], reportedCost: Decimal(string: "0.025"), polls: 3), job: id, worker: "b", limit: nil)
             // A completed job is nobody's to claim, and its lease is over.
             #expect(try await store.claim(id, worker: "a", lease: 30) == nil)
             #expect(try await store.lease(of: id) == JobLease(state: .completed, worker: "b", isSet: false, isLive: false))
             let done = try #require(try await store.job(id: id))
-            #expect(done.outputPaths == ["/out/1.png"] && done.reportedCost == "0.025" && done.polls == 3 && done.requestID == "job-1")
+            #expect(done.outputPaths == ["/out/1.png"] && done.reportedCost == Decimal(string: "0.025") && done.polls == 3)
+            #expect(done.requestID == "job-1")
+            await #expect(throws: StoreError.noJob(id + 1000)) {
+                try await store.record(sending, job: id + 1000, worker: "a", limit: nil)
+            }
         }
     }
 
@@ -118,11 +128,79 @@ struct RunStoreTests {
             for id in [one, two, three] { _ = try #require(try await store.claim(id, worker: "a", lease: 60)) }
             try await store.release(one, worker: "a")
             #expect(try await other.claim(one, worker: "b", lease: 60) != nil)
-            try await store.markError(two, "HTTP 500", failed: true, extraAttempts: 0)
+            try await store.record(.failed(reason: "HTTP 400", extraAttempts: 0), job: two, worker: "a", limit: nil)
             #expect(try await other.lease(of: two) == JobLease(state: .failed, worker: "a", isSet: false, isLive: false))
             #expect(try await other.claim(three, worker: "b", lease: 60) == nil)
             try await other.releaseAll()
             #expect(try await other.claim(three, worker: "b", lease: 60) != nil)
+        }
+    }
+
+    @Test("Every move is recorded as given, and the run's money follows the one definition", arguments: StoreKind.allCases)
+    func movesAndMoney(_ kind: StoreKind) async throws {
+        try await withStores(kind) { store, other in
+            func sent(_ index: Int, estimate: String?, carried: String = "0") async throws -> Int64 {
+                let id = try #require(try await store.register(job(index)).id)
+                _ = try #require(try await store.claim(id, worker: "a", lease: 60))
+                try await store.record(
+                    .sending(estimate: estimate.flatMap { Decimal(string: $0) }, carried: Decimal(string: carried)!), job: id,
+                    worker: "a", limit: nil)
+                return id
+            }
+            _ = try await store.register(job(0))  // pending: no money
+            let sending = try await sent(1, estimate: "0.02")  // at risk
+            let accepted = try await sent(2, estimate: "0.02")
+            try await store.record(.accepted(requestID: "j2", extraAttempts: 1), job: accepted, worker: "a", limit: nil)
+            let answered = try await sent(3, estimate: "0.0393216")
+            try await store.record(
+                .answered(requestID: "j3", results: ["https://r/3.png"], reportedCost: Decimal(string: "0.04"), extraAttempts: 0, polls: 2),
+                job: answered, worker: "a", limit: nil)
+            let completed = try await sent(4, estimate: "0.02")
+            try await store.record(.completed(outputs: ["/o/4.png"], reportedCost: nil, polls: 1), job: completed, worker: "a", limit: nil)
+            let failed = try await sent(5, estimate: "0.02")
+            try await store.record(.failed(reason: "HTTP 400", extraAttempts: 0), job: failed, worker: "a", limit: nil)
+            let uncertain = try await sent(6, estimate: "0.02")
+            try await store.record(.uncertain(reason: "HTTP 500", extraAttempts: 2), job: uncertain, worker: "a", limit: nil)
+            let lost = try await sent(7, estimate: "0.02")
+            try await store.record(
+                .answered(requestID: "j7", results: ["https://r/7.png"], reportedCost: nil, extraAttempts: 0, polls: 0), job: lost,
+                worker: "a", limit: nil)
+            try await store.record(.lost(reason: "HTTP 404 fetching", keepResults: false, polls: 0), job: lost, worker: "a", limit: nil)
+            let kept = try await sent(8, estimate: "0.02")
+            try await store.record(
+                .answered(requestID: "j8", results: ["https://r/8.png"], reportedCost: nil, extraAttempts: 0, polls: 0), job: kept,
+                worker: "a", limit: nil)
+            try await store.record(.lost(reason: "disk full", keepResults: true, polls: 0), job: kept, worker: "a", limit: nil)
+            let waiting = try await sent(9, estimate: "0.02")
+            try await store.record(.accepted(requestID: "j9", extraAttempts: 0), job: waiting, worker: "a", limit: nil)
+            try await store.record(.waiting(reason: "timed out", polls: 4), job: waiting, worker: "a", limit: nil)
+            let unpriced = try await sent(10, estimate: nil)
+            try await store.record(.uncertain(reason: "dropped", extraAttempts: 0), job: unpriced, worker: "a", limit: nil)
+            // Sent again after an uncertain first attempt: the first stays counted.
+            let again = try await sent(11, estimate: "0.02")
+            try await store.record(.uncertain(reason: "HTTP 502", extraAttempts: 0), job: again, worker: "a", limit: nil)
+            _ = try #require(try await store.claim(again, worker: "a", lease: 60))
+            try await store.record(.sending(estimate: Decimal(string: "0.02"), carried: Decimal(string: "0.02")!), job: again, worker: "a", limit: nil)
+
+            let states = try await other.allJobs().map(\.state)
+            #expect(states == [.pending, .sending, .accepted, .answered, .completed, .failed, .uncertain, .lost, .lost, .accepted, .uncertain, .sending])
+            let rows = try await other.allJobs()
+            #expect(rows[2].requestID == "j2" && rows[2].attempts == 2)
+            #expect(rows[3].resultURLList == ["https://r/3.png"] && rows[3].reportedCost == Decimal(string: "0.04") && rows[3].polls == 2)
+            #expect(rows[3].estimatedCost == Decimal(string: "0.039322"), "stored to the micro-dollar, rounded up")
+            #expect(rows[6].attempts == 3 && rows[6].error == "HTTP 500")
+            #expect(rows[7].resultURLList.isEmpty && rows[8].resultURLList == ["https://r/8.png"])
+            #expect(rows[9].error == "timed out" && rows[9].polls == 4 && rows[9].requestID == "j9")
+            #expect(rows[11].earlierCost == Decimal(string: "0.02") && rows[11].attempts == 2 && rows[11].error == nil)
+            // Billed: accepted 0.02, answered 0.04 (reported), completed 0.02, lost 0.02 + 0.02, waiting 0.02.
+            // At risk: sending 0.02, uncertain 0.02, sent again 0.02 (and one unpriced). Earlier: 0.02.
+            let money = try await other.money()
+            #expect(money == RunMoney(billed: Decimal(string: "0.14")!, atRisk: Decimal(string: "0.06")!, earlier: Decimal(string: "0.02")!, unpriced: 1))
+            #expect(money.committed == Decimal(string: "0.22"))
+            let summary = try await store.summary()
+            #expect(summary.money == money && summary.jobs == 12 && summary.polls == 7 && summary.submissions == 15)
+            #expect(summary.byState == ["pending": 1, "sending": 2, "accepted": 2, "answered": 1, "completed": 1, "failed": 1, "uncertain": 2, "lost": 2])
+            _ = sending
         }
     }
 
@@ -133,13 +211,14 @@ struct RunStoreTests {
             var ids: [Int64] = []
             for index in 0..<20 { ids.append(try #require(try await store.register(job(index)).id)) }
             let limit = Decimal(string: "0.10")!
+            let cent = JobMove.sending(estimate: Decimal(string: "0.01"), carried: 0)
             let sent = try await withThrowingTaskGroup(of: Bool.self) { group in
                 for (index, id) in ids.enumerated() {
                     let (handle, worker) = index % 2 == 0 ? (store, "a") : (other, "b")
                     group.addTask {
                         _ = try #require(try await handle.claim(id, worker: worker, lease: 60))
                         do {
-                            try await handle.markSending(id, worker: worker, estimatedCost: "0.01", limit: limit)
+                            try await handle.record(cent, job: id, worker: worker, limit: limit)
                             return true
                         } catch StoreError.costLimit(let limit, let spent, let inFlight, let estimate) {
                             #expect(limit == Decimal(string: "0.10") && estimate == Decimal(string: "0.01"))
@@ -153,23 +232,72 @@ struct RunStoreTests {
                 return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
             }
             #expect(sent == 10)
-            #expect(try await other.committedCost(includingSubmitted: true).total == Decimal(string: "0.10"))
+            #expect(try await other.money().committed == Decimal(string: "0.10"))
+            // A refused move left nothing behind: its job is still pending.
+            #expect(try await store.allJobs(in: [.pending]).count == 10)
             // A job that completes for less than its estimate frees the rest.
-            let prepared = try await store.allJobs(in: [.prepared])
-            let first = try #require(prepared.first?.id)
-            try await store.markCompleted(first, outputs: [], reportedCost: "0.005", polls: 0)
+            let first = try #require(try await store.allJobs(in: [.sending]).first?.id)
+            try await store.record(
+                .completed(outputs: [], reportedCost: Decimal(string: "0.005"), polls: 0), job: first, worker: "a", limit: nil)
             let pending = try #require(try await store.allJobs(in: [.pending]).first?.id)
             _ = try #require(try await other.claim(pending, worker: "b", lease: 60))
             await #expect(throws: StoreError.self) {
-                try await other.markSending(pending, worker: "b", estimatedCost: "0.01", limit: limit)
+                try await other.record(cent, job: pending, worker: "b", limit: limit)
             }
-            try await other.markSending(pending, worker: "b", estimatedCost: "0.005", limit: limit)
-            // Spent: completed only; committed: in flight too.
+            try await other.record(.sending(estimate: Decimal(string: "0.005"), carried: 0), job: pending, worker: "b", limit: limit)
+            // A job that was billed and lost stays counted: the limit is full.
+            let billed = try #require(try await store.allJobs(in: [.sending]).first?.id)
+            try await store.record(.lost(reason: "result expired", keepResults: false, polls: 0), job: billed, worker: "a", limit: nil)
+            let next = try #require(try await store.allJobs(in: [.pending]).first?.id)
+            _ = try #require(try await store.claim(next, worker: "a", lease: 60))
+            await #expect(throws: StoreError.self) {
+                try await store.record(.sending(estimate: Decimal(string: "0.001"), carried: 0), job: next, worker: "a", limit: limit)
+            }
             let summary = try await store.summary()
-            #expect(summary.spentUSD == Decimal(string: "0.005") && summary.jobs == 20 && summary.submissions == 11)
-            #expect(summary.byState == ["completed": 1, "prepared": 10, "pending": 9])
-            #expect(try await store.committedCost(includingSubmitted: true).total == Decimal(string: "0.1"))
+            #expect(summary.money.billed == Decimal(string: "0.015") && summary.money.atRisk == Decimal(string: "0.085"))
+            #expect(summary.jobs == 20 && summary.submissions == 11)
+            #expect(summary.byState == ["completed": 1, "lost": 1, "sending": 9, "pending": 9])
+            #expect(try await store.money().committed == Decimal(string: "0.1"))
         }
+    }
+
+    @Test("Rows an earlier qie wrote take the money model's states and amounts, the same on both stores", arguments: StoreKind.allCases)
+    func migratingEarlierRows(_ kind: StoreKind) async throws {
+        // state, request id, result links, estimate, reported -> state now.
+        let rows: [(String, String?, String?, String?, String?, JobState)] = [
+            ("pending", nil, nil, nil, nil, .pending),
+            ("prepared", nil, nil, "0.02", nil, .sending),
+            ("submitted", "j2", nil, "0.02", nil, .accepted),
+            ("submitted", "j3", "[\"https://r/3.png\"]", "0.02", "0.0209", .answered),
+            ("completed", "j4", nil, "0.02", "0.02097152", .completed),
+            ("failed", nil, nil, "0.02", nil, .failed),
+            ("failed", "j6", nil, "0.02", nil, .lost),
+            ("failed", nil, "[\"https://r/7.png\"]", "0.02", nil, .lost),
+            ("uncertain", nil, nil, "0.02", "-5", .uncertain),
+            ("completed", nil, nil, "0.02abc", "1e3", .completed),
+        ]
+        let folder = NSTemporaryDirectory() + "qie-legacy-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let store: any RunStore
+        switch kind {
+        case .sqlite:
+            try LegacyStores.sqlite(folder: folder, rows: rows.map { ($0.0, $0.1, $0.2, $0.3, $0.4) })
+            store = try Ledger(folder: folder)
+        case .postgres:
+            let database = try PostgresServer.newDatabase()
+            try LegacyStores.postgres(url: database, scope: folder, rows: rows.map { ($0.0, $0.1, $0.2, $0.3, $0.4) })
+            store = try await PostgresStore.open(url: try PostgresURL(database), scope: folder)
+        }
+        let jobs = try await store.allJobs()
+        let money = try await store.money()
+        await store.close()
+        #expect(jobs.map(\.state) == rows.map(\.5))
+        #expect(jobs[3].reportedCost == Decimal(string: "0.0209") && jobs[4].reportedCost == Decimal(string: "0.020972"))
+        #expect(jobs[8].reportedCost == nil && jobs[8].estimatedCost == Decimal(string: "0.02"), "a negative amount is dropped")
+        #expect(jobs[9].estimatedCost == nil && jobs[9].reportedCost == nil, "text that is not an amount is dropped")
+        // Billed: j2 0.02, j3 0.0209, j4 0.020972, j6 0.02, j7 0.02; at risk: prepared 0.02, uncertain 0.02; one unpriced.
+        #expect(money == RunMoney(billed: Decimal(string: "0.101872")!, atRisk: Decimal(string: "0.04")!, earlier: 0, unpriced: 1))
     }
 
     @Test("Runs into different folders share a database without seeing each other")
