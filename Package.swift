@@ -158,7 +158,8 @@ let package = Package(
             dependencies: ["QieStore", "QieCore", "QieTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "QieCoreTests", dependencies: ["QieCore"]),
         .testTarget(name: "QieImagingTests", dependencies: ["QieImaging"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging", "QieProviders", "QieFiles"]),
+        .testTarget(
+            name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging", "QieProviders", "QieFiles", "QieTestSupport"]),
         .testTarget(name: "QieProvidersTests", dependencies: ["QieProviders", "QieImaging"]),
         .testTarget(
             name: "QieClientTests",
@@ -173,6 +174,7 @@ let package = Package(
             dependencies: [
                 "QieGateway", "QieEmulator", "QiePipeline", "QieTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
     ]
 )

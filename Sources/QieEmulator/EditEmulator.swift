@@ -121,6 +121,23 @@ public final class EditEmulator: Sendable {
         var callbacks: [(status: Int, signature: String?)] = []
         var port = 0
         var recorded = 0
+        /// While set, answers and job ends wait here for `release()`.
+        var held: [CheckedContinuation<Void, Never>]? = nil
+        /// Tasks waiting for a number of submissions to one endpoint.
+        var submissionWatchers: [(profile: String, count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+
+        /// Counts a submission to `profile` and returns the watchers it satisfies.
+        mutating func countSubmission(_ profile: String) -> [CheckedContinuation<Void, Never>] {
+            submissions[profile, default: 0] += 1
+            let seen = submissions[profile] ?? 0
+            var ready: [CheckedContinuation<Void, Never>] = []
+            submissionWatchers.removeAll { watcher in
+                guard watcher.profile == profile, seen >= watcher.count else { return false }
+                ready.append(watcher.continuation)
+                return true
+            }
+            return ready
+        }
     }
 
     let state = Mutex(State())
@@ -156,6 +173,44 @@ public final class EditEmulator: Sendable {
 
     /// Submissions received for an endpoint, faults and rejections included.
     public func submissions(to profile: ProviderProfile) -> Int { state.withLock { $0.submissions[profile.id] ?? 0 } }
+
+    /// Returns once `count` submissions to `profile` have arrived (faults
+    /// and rejections included): a test waits on this event, not on time.
+    public func waitForSubmissions(_ count: Int, to profile: ProviderProfile) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state -> Bool in
+                if (state.submissions[profile.id] ?? 0) >= count { return true }
+                state.submissionWatchers.append((profile.id, count, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    /// Holds every answer and every job's end until `release()`: a test
+    /// decides when the endpoint is done, whatever the machine's speed.
+    public func hold() { state.withLock { state in if state.held == nil { state.held = [] } } }
+
+    /// Lets held answers and jobs go on, and stops holding.
+    public func release() {
+        let waiting = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            defer { state.held = nil }
+            return state.held ?? []
+        }
+        for waiter in waiting { waiter.resume() }
+    }
+
+    /// Waits here while the emulator is held.
+    private func passHold() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let free = state.withLock { state -> Bool in
+                guard state.held != nil else { return true }
+                state.held?.append(continuation)
+                return false
+            }
+            if free { continuation.resume() }
+        }
+    }
 
     /// The most submissions to `profile` that were being answered at the same
     /// moment (1 when a client sent them one after another).
@@ -261,7 +316,7 @@ public final class EditEmulator: Sendable {
         // The key is checked before the body is read, as a real endpoint's
         // gateway does: an unauthenticated caller cannot make it buffer anything.
         guard request.headers[.authorization] == "Bearer \(apiKey)" else {
-            state.withLock { $0.submissions[profile.id, default: 0] += 1 }
+            for watcher in state.withLock({ $0.countSubmission(profile.id) }) { watcher.resume() }
             if !asJob { try await Task.sleep(until: began + latency) }
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
         }
@@ -271,20 +326,21 @@ public final class EditEmulator: Sendable {
         do {
             body = try await request.body.collect(upTo: limit ?? 64 * 1024 * 1024)
         } catch {
-            state.withLock { $0.submissions[profile.id, default: 0] += 1 }
+            for watcher in state.withLock({ $0.countSubmission(profile.id) }) { watcher.resume() }
             return errorResponse(
                 profile, status: .contentTooLarge,
                 "Payload too large: the request body exceeds \(limit.map { "\($0 / 1_000_000) MB" } ?? "the limit")")
         }
         let data = Data(buffer: body)
         defer { state.withLock { $0.submitting[profile.id, default: 1] -= 1 } }
-        let fault = state.withLock { state -> EmulatedFault? in
-            state.submissions[profile.id, default: 0] += 1
+        let (fault, watchers) = state.withLock { state -> (EmulatedFault?, [CheckedContinuation<Void, Never>]) in
+            let watchers = state.countSubmission(profile.id)
             state.submitting[profile.id, default: 0] += 1
             state.mostSubmitting[profile.id] = max(state.mostSubmitting[profile.id] ?? 0, state.submitting[profile.id] ?? 0)
             state.received[profile.id, default: []].append(data)
-            return state.faults.isEmpty ? nil : state.faults.removeFirst()
+            return (state.faults.isEmpty ? nil : state.faults.removeFirst(), watchers)
         }
+        for watcher in watchers { watcher.resume() }
         if let fault, let response = play(fault, profile: profile) {
             if !asJob { try await Task.sleep(until: began + latency) }
             return response
@@ -307,6 +363,7 @@ public final class EditEmulator: Sendable {
         // the latency (a real endpoint's time includes its work).
         let outputs = try await Self.render(edit, effect: effect)
         try await Task.sleep(until: began + delay)
+        await passHold()
         let (urls, inline) = publish(outputs, edit: edit, fault: fault)
         var cost: String? = nil
         if case .reportedCost(let value) = fault { cost = value }
@@ -475,6 +532,7 @@ public final class EditEmulator: Sendable {
                 } catch {}
             }
             try? await Task.sleep(until: began + latency)
+            await passHold()
             let finished = state.withLock { state -> Job? in
                 guard var job = state.jobs[id] else { return nil }
                 job.status = error == nil ? Self.doneStatus(profile) : Self.failedStatus(profile)

@@ -214,11 +214,28 @@ struct EditsService: Sendable {
         // is charged nothing), and what each request was or may have been billed.
         let sent = Atomic<Bool>(false)
         let money = Mutex<[Int: RequestMoney]>([:])
+        // A place among the edits running at once is taken when the edit
+        // starts: after its idempotency key is its own, so a duplicate
+        // waiting for the first holds none.
+        let admission = self.admission
+        let queueLimit = configuration.queueLimit
+        let place = Mutex<(admitted: Bool, refused: Bool)>((false, false))
         hooks.events = { event in
-            guard case .moved(let index, let move) = event else { return }
-            if case .sending = move { sent.store(true, ordering: .relaxed) }
-            money.withLock { _ = $0[index, default: RequestMoney()].apply(move) }
+            switch event {
+            case .started:
+                guard await admission.enter(queueLimit: queueLimit) else {
+                    place.withLock { $0.refused = true }
+                    throw CancellationError()
+                }
+                place.withLock { $0.admitted = true }
+            case .moved(let index, let move):
+                if case .sending = move { sent.store(true, ordering: .relaxed) }
+                money.withLock { _ = $0[index, default: RequestMoney()].apply(move) }
+            case .prepared, .fetched:
+                break
+            }
         }
+        defer { if place.withLock({ $0.admitted }) { admission.leave() } }
         if let key = request.headers[Self.idempotencyHeader], !key.isEmpty {
             // Keys are the client's own: two clients never share one. A key
             // stands for one request: reused for another, it is refused
@@ -239,18 +256,17 @@ struct EditsService: Sendable {
             hooks.idempotency = (store.idempotency, scoped)
         }
 
-        guard await admission.enter(queueLimit: configuration.queueLimit) else {
-            throw GatewayError(
-                status: 429,
-                message: "the gateway has \(configuration.concurrency) edits running and \(configuration.queueLimit) waiting; try again shortly",
-                type: "rate_limit_error", code: "gateway_queue_full", retryAfter: 1)
-        }
-        defer { admission.leave() }
         let result: EditResult
         do {
             result = try await editor.edit(input, options: options, hooks: hooks)
             log.timings = result.timings
         } catch {
+            if place.withLock({ $0.refused }) {
+                throw GatewayError(
+                    status: 429,
+                    message: "the gateway has \(configuration.concurrency) edits running and \(configuration.queueLimit) waiting; try again shortly",
+                    type: "rate_limit_error", code: "gateway_queue_full", retryAfter: 1)
+            }
             // Money that was or may have been billed shows in the log, whatever the answer.
             let requests = money.withLock { Array($0.values) }
             let billed = requests.filter { $0.charge == .billed }.compactMap(\.amount).reduce(0, +)

@@ -71,12 +71,14 @@ public struct Gateway: Sendable {
     /// SQLite in the state folder. The folder is made either way (uploads
     /// are spooled there while they are read).
     private func openStore() async throws -> any GatewayStore {
-        guard let text = configuration.stateURL else { return try SQLiteGatewayStore(folder: configuration.stateDirectory) }
+        guard let text = configuration.stateURL else {
+            return try SQLiteGatewayStore(folder: configuration.stateDirectory, clock: clock)
+        }
         try SQLiteGatewayStore.makeFolder(configuration.stateDirectory)
         do {
             let url = try PostgresURL(text, environment: environment)
             return try await PostgresGatewayStore.open(
-                url: url, lease: configuration.stateLease, connections: min(16, configuration.concurrency + 2))
+                url: url, lease: configuration.stateLease, connections: min(16, configuration.concurrency + 2), clock: clock)
         } catch {
             throw GatewayConfigurationError.state("\(error)")
         }

@@ -59,14 +59,17 @@ extension GatewayStore {
 /// folder at a time (a lock in the folder says so).
 final class SQLiteGatewayStore: GatewayStore {
     let folder: String
+    /// Times keys, files and days.
+    let clock: any QieClock
     let database: DatabaseQueue
     let idempotency: any IdempotencyStore
     private let lock: RunLock
 
     static let fileName = "gateway.sqlite"
 
-    init(folder: String) throws(GatewayConfigurationError) {
+    init(folder: String, clock: any QieClock = SystemClock()) throws(GatewayConfigurationError) {
         self.folder = folder
+        self.clock = clock
         try Self.makeFolder(folder)
         do {
             lock = try RunLock(folder: folder)
@@ -134,7 +137,7 @@ final class SQLiteGatewayStore: GatewayStore {
                 try db.drop(table: "spending")
             }
             try migrator.migrate(database)
-            idempotency = SQLiteIdempotencyStore(database: database)
+            idempotency = KeyedEdits(records: SQLiteKeyRecords(database: database, clock: clock), clock: clock)
             // Edits that were running when an earlier gateway stopped may have
             // been billed: their keys answer with that, never run again.
             try database.write { db in
@@ -163,13 +166,13 @@ final class SQLiteGatewayStore: GatewayStore {
     }
 
     func bind(_ key: String, to fingerprint: String) async throws -> Bool {
-        try await database.write { db in
+        let now = clock.now().timeIntervalSince1970
+        return try await database.write { db in
             if let known = try String.fetchOne(db, sql: "SELECT fingerprint FROM fingerprint WHERE key = ?", arguments: [key]) {
                 return known == fingerprint
             }
             try db.execute(
-                sql: "INSERT INTO fingerprint (key, fingerprint, created) VALUES (?, ?, ?)",
-                arguments: [key, fingerprint, Date().timeIntervalSince1970])
+                sql: "INSERT INTO fingerprint (key, fingerprint, created) VALUES (?, ?, ?)", arguments: [key, fingerprint, now])
             return true
         }
     }
@@ -177,77 +180,66 @@ final class SQLiteGatewayStore: GatewayStore {
     deinit { withExtendedLifetime(lock) {} }
 }
 
-/// Idempotency keys kept in the gateway's SQLite file: outcomes survive a
-/// restart; a concurrent duplicate in this process waits for the first.
-actor SQLiteIdempotencyStore: IdempotencyStore {
-    private let database: DatabaseQueue
-    private var waiters: [String: [CheckedContinuation<IdempotencyClaim, any Error>]] = [:]
+/// Idempotency keys' rows in the gateway's SQLite file: outcomes survive a
+/// restart. One gateway uses the file at a time, so a running row this
+/// process does not hold is an earlier gateway's that stopped.
+struct SQLiteKeyRecords: KeyRecords {
+    let database: DatabaseQueue
+    let clock: any QieClock
 
-    init(database: DatabaseQueue) { self.database = database }
-
-    func claim(_ key: String) async throws -> IdempotencyClaim {
+    func claim(_ key: String) async throws -> KeyRecord {
+        let now = clock.now().timeIntervalSince1970
         let found: (state: String, result: Data?, error: String?)? = try await database.write { db in
             if let row = try Row.fetchOne(db, sql: "SELECT state, result, error FROM idempotency WHERE key = ?", arguments: [key]) {
                 return (row["state"], row["result"], row["error"])
             }
-            try db.execute(
-                sql: "INSERT INTO idempotency (key, state, created) VALUES (?, 'running', ?)",
-                arguments: [key, Date().timeIntervalSince1970])
+            try db.execute(sql: "INSERT INTO idempotency (key, state, created) VALUES (?, 'running', ?)", arguments: [key, now])
             return nil
         }
         guard let found else { return .claimed }
         switch found.state {
         case "finished":
-            if let data = found.result, let result = try? JSONDecoder().decode(EditResult.self, from: data) {
-                return .finished(result)
-            }
-            return .failed(.failedEarlier(reason: "the first answer under this key could not be read back"))
+            if let data = found.result, let result = try? JSONDecoder().decode(EditResult.self, from: data) { return .finished(result) }
+            return .failed(reason: "the first answer under this key could not be read back")
         case "failed":
-            return .failed(.failedEarlier(reason: found.error ?? "no reason recorded"))
+            return .failed(reason: found.error ?? "no reason recorded")
         default:
-            return try await withCheckedThrowingContinuation { continuation in
-                waiters[key, default: []].append(continuation)
-            }
+            return .running(holder: "an earlier gateway", alive: false)
         }
     }
 
-    func finish(_ key: String, _ outcome: IdempotencyOutcome) async {
-        let claim: IdempotencyClaim
+    func finish(_ key: String, _ outcome: IdempotencyOutcome) async -> IdempotencyClaim {
         do {
             switch outcome {
             case .finished(let result):
                 let data = try JSONEncoder().encode(result)
                 try await database.write { db in
-                    try db.execute(
-                        sql: "UPDATE idempotency SET state = 'finished', result = ? WHERE key = ?", arguments: [data, key])
+                    try db.execute(sql: "UPDATE idempotency SET state = 'finished', result = ? WHERE key = ?", arguments: [data, key])
                 }
-                claim = .finished(result)
+                return .finished(result)
             case .failed(let error):
                 let reason = error.reason(naming: GatewayField.name)
                 try await database.write { db in
-                    try db.execute(
-                        sql: "UPDATE idempotency SET state = 'failed', error = ? WHERE key = ?", arguments: [reason, key])
+                    try db.execute(sql: "UPDATE idempotency SET state = 'failed', error = ? WHERE key = ?", arguments: [reason, key])
                 }
-                claim = .failed(error)
+                return .failed(error)
             }
         } catch {
-            claim = .failed(.ledger("the idempotency record could not be written: \(error)"))
+            return .failed(.ledger("the idempotency record could not be written: \(error)"))
         }
-        for waiter in waiters.removeValue(forKey: key) ?? [] { waiter.resume(returning: claim) }
     }
 
     func release(_ key: String) async {
-        var queue = waiters[key] ?? []
-        if queue.isEmpty {
-            waiters[key] = nil
-            _ = try? await database.write { db in
-                try db.execute(sql: "DELETE FROM idempotency WHERE key = ? AND state = 'running'", arguments: [key])
-            }
-        } else {
-            // The row stays running: the next waiter runs the edit now.
-            let next = queue.removeFirst()
-            waiters[key] = queue.isEmpty ? nil : queue
-            next.resume(returning: .claimed)
+        _ = try? await database.write { db in
+            try db.execute(sql: "DELETE FROM idempotency WHERE key = ? AND state = 'running'", arguments: [key])
+        }
+    }
+
+    func markStopped(_ key: String, holder: String) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: "UPDATE idempotency SET state = 'failed', error = ? WHERE key = ? AND state = 'running'",
+                arguments: [SQLiteGatewayStore.stoppedWhileEditing, key])
         }
     }
 }
@@ -262,7 +254,7 @@ extension SQLiteGatewayStore {
         let path = folder + "/files/" + name
         try image.data.write(to: URL(fileURLWithPath: path), options: .atomic)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
-        let expires = Date().addingTimeInterval(lifetime).timeIntervalSince1970
+        let expires = clock.now().addingTimeInterval(lifetime).timeIntervalSince1970
         try await database.write { db in
             try db.execute(
                 sql: "INSERT INTO files (id, name, contentType, expires) VALUES (?, ?, ?, ?)",
@@ -276,14 +268,14 @@ extension SQLiteGatewayStore {
         let row = try await database.read { db in
             try Row.fetchOne(db, sql: "SELECT name, contentType, expires FROM files WHERE id = ?", arguments: [id])
         }
-        guard let row, (row["expires"] as Double) > Date().timeIntervalSince1970,
+        guard let row, (row["expires"] as Double) > clock.now().timeIntervalSince1970,
             let data = FileManager.default.contents(atPath: folder + "/files/" + (row["name"] as String))
         else { return nil }
         return (ByteBuffer(data: data), row["contentType"])
     }
 
     func sweep(keyLifetime: TimeInterval) async throws {
-        let now = Date().timeIntervalSince1970
+        let now = clock.now().timeIntervalSince1970
         let expired = try await database.write { db in
             let names = try String.fetchAll(db, sql: "SELECT name FROM files WHERE expires <= ?", arguments: [now])
             try db.execute(sql: "DELETE FROM files WHERE expires <= ?", arguments: [now])

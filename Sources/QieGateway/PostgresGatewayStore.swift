@@ -23,18 +23,25 @@ final class PostgresGatewayStore: GatewayStore {
     let replica: String
     /// Seconds without a heartbeat after which a replica counts as stopped.
     let lease: TimeInterval
+    /// Times waits, retries and days.
+    let clock: any QieClock
+    /// Seconds the store's clock is ahead of the machine's: 0 for the
+    /// system clock, so expiry is the server's own time.
+    private var skew: Double { clock is SystemClock ? 0 : clock.now().timeIntervalSinceNow }
     let idempotency: any IdempotencyStore
     /// Renews this replica's row every third of the lease, from open to close.
     private let heartbeat = Mutex<Task<Void, Never>?>(nil)
 
     /// Connects to `url`, creates or migrates the gateway's tables (a newer
     /// qie's are refused) and registers this replica.
-    static func open(url: PostgresURL, lease: TimeInterval, connections: Int) async throws -> PostgresGatewayStore {
+    static func open(
+        url: PostgresURL, lease: TimeInterval, connections: Int, clock: any QieClock = SystemClock()
+    ) async throws -> PostgresGatewayStore {
         let database = try QieStore.PostgresDatabase(url, maxConnections: max(4, connections))
         do {
             try await database.check()
             try await database.migrate(namespace: "gateway", migrations)
-            let store = PostgresGatewayStore(database: database, lease: lease)
+            let store = PostgresGatewayStore(database: database, lease: lease, clock: clock)
             try await database.query("INSERT INTO qie_gateway_replicas (id, seen) VALUES (\(store.replica), now())")
             store.startHeartbeat()
             return store
@@ -44,12 +51,14 @@ final class PostgresGatewayStore: GatewayStore {
         }
     }
 
-    private init(database: QieStore.PostgresDatabase, lease: TimeInterval) {
+    private init(database: QieStore.PostgresDatabase, lease: TimeInterval, clock: any QieClock) {
         self.database = database
         self.lease = lease
+        self.clock = clock
         // One process may open the store more than once (tests do): each is its own replica.
         replica = WorkerIdentity.current + "/" + UUID().uuidString.prefix(8).lowercased()
-        idempotency = PostgresIdempotencyStore(database: database, replica: replica, lease: lease)
+        idempotency = KeyedEdits(
+            records: PostgresKeyRecords(database: database, replica: replica, lease: lease, clock: clock), clock: clock)
     }
 
     static let migrations: [(name: String, sql: [String])] = [
@@ -102,7 +111,10 @@ final class PostgresGatewayStore: GatewayStore {
 
     func bind(_ key: String, to fingerprint: String) async throws -> Bool {
         try await database.query(
-            "INSERT INTO qie_gateway_fingerprints (key, fingerprint) VALUES (\(key), \(fingerprint)) ON CONFLICT (key) DO NOTHING")
+            """
+            INSERT INTO qie_gateway_fingerprints (key, fingerprint, created)
+            VALUES (\(key), \(fingerprint), now() + make_interval(secs => \(skew))) ON CONFLICT (key) DO NOTHING
+            """)
         let known = try await database.rows("SELECT fingerprint FROM qie_gateway_fingerprints WHERE key = \(key)") {
             try $0.decode(String.self)
         }
@@ -115,7 +127,7 @@ final class PostgresGatewayStore: GatewayStore {
         try await database.query(
             """
             INSERT INTO qie_gateway_files (id, content_type, bytes, expires)
-            VALUES (\(id), \(type), \(ByteBuffer(data: image.data)), now() + make_interval(secs => \(lifetime)))
+            VALUES (\(id), \(type), \(ByteBuffer(data: image.data)), now() + make_interval(secs => \(skew + lifetime)))
             """)
         return id
     }
@@ -123,7 +135,7 @@ final class PostgresGatewayStore: GatewayStore {
     func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)? {
         guard Self.isFileID(id) else { return nil }
         return try await database.rows(
-            "SELECT bytes, content_type FROM qie_gateway_files WHERE id = \(id) AND expires > now()"
+            "SELECT bytes, content_type FROM qie_gateway_files WHERE id = \(id) AND expires > now() + make_interval(secs => \(skew))"
         ) { row in
             let (bytes, type) = try row.decode((ByteBuffer, String).self)
             return (body: bytes, contentType: type)
@@ -136,15 +148,16 @@ final class PostgresGatewayStore: GatewayStore {
 
     // Every replica sweeps: each statement is safe to run twice.
     func sweep(keyLifetime: TimeInterval) async throws {
-        try await database.query("DELETE FROM qie_gateway_files WHERE expires <= now()")
+        let skew = self.skew
+        try await database.query("DELETE FROM qie_gateway_files WHERE expires <= now() + make_interval(secs => \(skew))")
         try await database.query(
             """
             DELETE FROM qie_gateway_idempotency
-            WHERE created <= now() - make_interval(secs => \(keyLifetime)) AND state <> 'running'
+            WHERE created <= now() + make_interval(secs => \(skew - keyLifetime)) AND state <> 'running'
             """)
         try await database.query(
             """
-            DELETE FROM qie_gateway_fingerprints f WHERE created <= now() - make_interval(secs => \(keyLifetime))
+            DELETE FROM qie_gateway_fingerprints f WHERE created <= now() + make_interval(secs => \(skew - keyLifetime))
             AND NOT EXISTS (SELECT 1 FROM qie_gateway_idempotency i WHERE i.key = f.key AND i.state = 'running')
             """)
         // Replicas gone for a day: nothing of theirs can be running.
@@ -175,17 +188,16 @@ final class PostgresGatewayStore: GatewayStore {
     }
 }
 
-/// Idempotency keys in PostgreSQL. A key is claimed by inserting its row;
-/// a duplicate anywhere reads the row until the edit ends (50 ms at first,
-/// up to a second), or answers that it may have been charged once the
-/// replica running it has missed its heartbeats for the lease.
-struct PostgresIdempotencyStore: IdempotencyStore {
+/// Idempotency keys' rows in PostgreSQL. A key is claimed by inserting its
+/// row; a key another replica runs is `running` with whether that replica
+/// still beats (by the server's clock).
+struct PostgresKeyRecords: KeyRecords {
     let database: QieStore.PostgresDatabase
     let replica: String
     let lease: TimeInterval
+    let clock: any QieClock
 
-    func claim(_ key: String) async throws -> IdempotencyClaim {
-        var wait = 0.05
+    func claim(_ key: String) async throws -> KeyRecord {
         while true {
             let inserted = try await database.rows(
                 """
@@ -201,52 +213,50 @@ struct PostgresIdempotencyStore: IdempotencyStore {
                 """
             ) { try $0.decode((String, ByteBuffer?, String?, String, Bool).self) }
             // Released meanwhile: claim it again.
-            guard let (state, result, error, runner, alive) = rows.first else { continue }
+            guard let (state, result, error, holder, alive) = rows.first else { continue }
             switch state {
             case "finished":
                 if let result, let decoded = try? JSONDecoder().decode(EditResult.self, from: Data(buffer: result)) {
                     return .finished(decoded)
                 }
-                return .failed(.failedEarlier(reason: "the first answer under this key could not be read back"))
+                return .failed(reason: "the first answer under this key could not be read back")
             case "failed":
-                return .failed(.failedEarlier(reason: error ?? "no reason recorded"))
+                return .failed(reason: error ?? "no reason recorded")
             default:
-                if !alive {
-                    let reason = PostgresGatewayStore.stoppedWhileEditing
-                    try await database.query(
-                        """
-                        UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason)
-                        WHERE key = \(key) AND state = 'running' AND replica = \(runner)
-                        """)
-                    continue
-                }
-                try await Task.sleep(for: .seconds(wait))
-                wait = min(1, wait * 1.5)
+                return .running(holder: holder, alive: alive)
             }
         }
     }
 
-    func finish(_ key: String, _ outcome: IdempotencyOutcome) async {
+    func finish(_ key: String, _ outcome: IdempotencyOutcome) async -> IdempotencyClaim {
         switch outcome {
         case .finished(let result):
-            let data: Data
-            do {
-                data = try JSONEncoder().encode(result)
-            } catch {
-                let reason = "the first answer under this key could not be kept: \(error)"
+            guard let data = try? JSONEncoder().encode(result) else {
+                let reason = "the first answer under this key could not be kept"
                 await persist("UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason) WHERE key = \(key)")
-                return
+                return .failed(.failedEarlier(reason: reason))
             }
             await persist(
                 "UPDATE qie_gateway_idempotency SET state = 'finished', result = \(ByteBuffer(data: data)) WHERE key = \(key)")
+            return .finished(result)
         case .failed(let error):
             let reason = error.reason(naming: GatewayField.name)
             await persist("UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason) WHERE key = \(key)")
+            return .failed(error)
         }
     }
 
     func release(_ key: String) async {
         await persist("DELETE FROM qie_gateway_idempotency WHERE key = \(key) AND state = 'running' AND replica = \(replica)")
+    }
+
+    func markStopped(_ key: String, holder: String) async throws {
+        let reason = PostgresGatewayStore.stoppedWhileEditing
+        try await database.query(
+            """
+            UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason)
+            WHERE key = \(key) AND state = 'running' AND replica = \(holder)
+            """)
     }
 
     /// Runs `query`, trying again for a few seconds while the server cannot
@@ -260,7 +270,7 @@ struct PostgresIdempotencyStore: IdempotencyStore {
                 return
             } catch {
                 if pause == 0 || Task.isCancelled { return }
-                try? await Task.sleep(for: .seconds(pause))
+                try? await clock.sleep(for: pause)
             }
         }
     }

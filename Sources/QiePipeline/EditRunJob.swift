@@ -161,6 +161,8 @@ struct RunContext: Sendable {
             let limiter = self.limiter
             hooks.events = { event in
                 switch event {
+                case .started:
+                    break
                 case .prepared:
                     await gate.enter(number)
                     let withdrawn = stop.isCancelled

@@ -198,6 +198,11 @@ public struct EditHooks: Sendable {
 
 /// What happens during one edit, in order.
 public enum EditEvent: Sendable {
+    /// The edit starts: its idempotency key (if any) is this edit's, and
+    /// nothing is read, reserved or sent yet. A caller that limits the edits
+    /// running at once takes a place here (duplicates waiting on the key
+    /// hold none); throwing ends the edit, and the key is given up.
+    case started
     /// The input is prepared; nothing is reserved or sent yet. A caller that
     /// limits the edits on the wire waits here, so later inputs are prepared
     /// while earlier ones are with the endpoint (a folder run does).
@@ -462,6 +467,7 @@ public final class Editor: Sendable {
         let seed = input.seed ?? options.seed
         let negativePrompt = input.negativePrompt ?? options.negativePrompt
         let events = hooks.events ?? { _ in }
+        try await events(.started)
 
         // Each request starts from where an earlier run left it (a new
         // request otherwise); one that ended there ends here, unprepared.

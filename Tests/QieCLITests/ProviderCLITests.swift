@@ -1,5 +1,6 @@
 import Foundation
 import QieImaging
+import QieTestSupport
 import Testing
 
 /// A new temporary folder.
@@ -105,13 +106,25 @@ struct ProviderCLITests {
     }
 }
 
+/// Waits, without a deadline of its own, until `condition` holds: tests
+/// wait on what happens, not on how long it takes. A guard of ten minutes
+/// keeps a broken run from hanging the suite.
+func waitUntil(_ condition: () -> Bool) {
+    let guardline = Date().addingTimeInterval(600)
+    while !condition() && Date() < guardline { Thread.sleep(forTimeInterval: 0.01) }
+}
+
 /// `qie emulate` running in the background for a test, logging each request.
 final class EmulatorProcess: QieServer {
     /// With `latencyMax`, each submission's drawn latency is logged as it arrives (`latency SECONDS`).
-    init(environment extra: [String: String] = [:], latency: Double = 0, latencyMax: Double? = nil, effect: String = "none") throws {
+    /// `faults` are played one per submission, in order (`--fault`).
+    init(
+        environment extra: [String: String] = [:], latency: Double = 0, latencyMax: Double? = nil, effect: String = "none",
+        faults: [String] = []
+    ) throws {
         try super.init(
             ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency), "--effect", effect, "--log-requests"]
-                + (latencyMax.map { ["--latency-max", String($0)] } ?? []),
+                + (latencyMax.map { ["--latency-max", String($0)] } ?? []) + faults.flatMap { ["--fault", $0] },
             environment: extra)
     }
 }
@@ -356,11 +369,15 @@ struct EditCLITests {
         }
 
         var recordedIDs: [String: String] = [:]  // job key -> request id seen at a kill
-        var caughtInFlight = 0  // accepted jobs not yet finished when killed
-        var generator = SystemRandomNumberGenerator()
+        var caughtInFlight = 0  // jobs on the wire or accepted and not yet finished when killed
+        // Each kill lands just after the endpoint accepted one to four more
+        // submissions (an event, not a moment): those jobs are on the wire.
+        var generator = SeededGenerator(seed: SeededGenerator.seed(printedAs: "killAndResume(\(kase.provider))"))
         for _ in 0..<kase.kills {
+            let before = emulator.count(of: kase.accepted)
             let process = try startQie(arguments, environment: environment)
-            Thread.sleep(forTimeInterval: Double.random(in: 0.4...(kase.kills > 4 ? 1.2 : 1.6), using: &generator))
+            let target = before + 1 + Int(generator.next() % 4)
+            waitUntil { emulator.count(of: kase.accepted) >= target || !process.isRunning }
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             if process.terminationReason == .exit {
@@ -371,7 +388,7 @@ struct EditCLITests {
             }
             for job in try jobs() {
                 let key = job["key"] as? String ?? ""
-                if ["accepted", "answered"].contains(job["state"] as? String) { caughtInFlight += 1 }
+                if ["sending", "accepted", "answered"].contains(job["state"] as? String) { caughtInFlight += 1 }
                 if let id = job["requestID"] as? String {
                     if let earlier = recordedIDs[key] { #expect(earlier == id, "job \(key) changed its request id") }
                     recordedIDs[key] = id

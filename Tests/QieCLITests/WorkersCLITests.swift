@@ -46,12 +46,14 @@ struct WorkersCLITests {
         try survivor.run()
         let doomed = try (0..<2).map { _ in try startQie(arguments, environment: environment) }
 
-        // Killed one after the other at random moments; what each was
-        // sending at that moment (recorded, not yet accepted) is noted.
+        // Killed one after the other, each once the endpoint has accepted a
+        // chosen number more submissions (an event, not a moment); what each
+        // was sending then (recorded, not yet accepted) is noted.
         var caughtSending = Set<String>()
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededGenerator(seed: SeededGenerator.seed(printedAs: "threeWorkersTwoKilled"))
         for process in doomed {
-            Thread.sleep(forTimeInterval: Double.random(in: 1.5...4, using: &generator))
+            let target = emulator.count(of: accepted) + 20 + Int(generator.next() % 80)
+            waitUntil { emulator.count(of: accepted) >= target || !process.isRunning }
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             #expect(process.terminationReason == .uncaughtSignal)

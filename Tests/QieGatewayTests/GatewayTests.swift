@@ -356,6 +356,40 @@ struct GatewayTests {
         }
     }
 
+    @Test("A daily budget of $0.03 behind an endpoint that answers and loses every result sends one $0.02 edit: it stays spent, and the log shows it", arguments: StateKind.allCases)
+    func lostResultsStaySpent(kind: StateKind) async throws {
+        let input = try photo(64, 48)
+        let form = multipart { $0.file("image", input); $0.field("prompt", "x") }
+        let log = CapturedLog()
+        let state = stateFolder()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        try await withEmulator { emulator, environment in
+            // Every answer's result link is dead by the time it is fetched.
+            emulator.inject(Array(repeating: .expiredResult, count: 5))
+            var configuration = try kind.configuration(folder: state)
+            configuration.maxCostPerDay = Decimal(string: "0.03")
+            try await Gateway(configuration, environment: environment, logger: log.logger).withApplication { application in
+                try await application.test(.router) { client in
+                    var statuses: [HTTPResponse.Status] = []
+                    for _ in 0..<5 { statuses.append(try await edit(client, form).status) }
+                    #expect(statuses == [.badGateway] + Array(repeating: .tooManyRequests, count: 4), "\(statuses)")
+                    #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+                }
+            }
+            // The lost edit's money is the day's: a new gateway on the same state refuses too.
+            try await Gateway(configuration, environment: environment).withApplication { application in
+                try await application.test(.router) { client in
+                    let again = try await edit(client, form)
+                    #expect(again.status == .tooManyRequests, "\(String(buffer: again.body))")
+                    #expect((errorObject(again)["message"] as? String)?.contains("$0.02 spent") == true, "\(String(buffer: again.body))")
+                    #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
+                }
+            }
+        }
+        let lines = log.all
+        #expect(lines.first?.contains("outcome=502 endpoint_result_lost") == true && lines.first?.contains("cost_usd=0.02") == true, "\(lines)")
+    }
+
     @Test("Endpoint failures: its message in a 502 marked not to retry; its rate limit as a 429 with retry-after")
     func endpointFailures() async throws {
         let form = multipart { $0.file("image", try! photo(64, 48)); $0.field("prompt", "x") }

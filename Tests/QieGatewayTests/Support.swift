@@ -1,10 +1,12 @@
 import Foundation
 import HummingbirdTesting
+import Logging
 import NIOCore
 import QieEmulator
 import QieGateway
 import QiePipeline
 import QieTestSupport
+import Synchronization
 import Testing
 
 extension Multipart {
@@ -89,3 +91,32 @@ func images(_ response: TestResponse) throws -> [ImageInfo] {
 }
 
 enum GatewayTestError: Error { case noImage }
+
+/// Log lines a gateway wrote, kept for a test to read: each as its message
+/// and metadata, `key=value` sorted.
+final class CapturedLog: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    var all: [String] { lines.withLock { $0 } }
+
+    /// A logger writing here.
+    var logger: Logger {
+        Logger(label: "qie-serve") { _ in Handler(log: self) }
+    }
+
+    fileprivate func append(_ line: String) { lines.withLock { $0.append(line) } }
+
+    private struct Handler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .info
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let fields = (metadata.merging(event.metadata ?? [:]) { $1 }).map { "\($0.key)=\($0.value)" }.sorted()
+            log.append(([event.message.description] + fields).joined(separator: " "))
+        }
+    }
+}

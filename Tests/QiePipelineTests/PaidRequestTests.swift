@@ -2,6 +2,7 @@ import Foundation
 import QieClient
 import QieProviders
 import QieStore
+import QieTestSupport
 import Testing
 
 @testable import QiePipeline
@@ -293,8 +294,7 @@ struct PaidRequestTests {
 
     @Test("Random event sequences keep the invariants (the seed is printed)")
     func randomSequences() {
-        let seed = UInt64.random(in: 0...UInt64.max)
-        print("PaidRequestTests.randomSequences seed: \(seed)")
+        let seed = SeededGenerator.seed(printedAs: "PaidRequestTests.randomSequences")
         var generator = SeededGenerator(seed: seed)
         for round in 0..<3000 {
             let start = Self.allStarts[Int(generator.next() % UInt64(Self.allStarts.count))]
@@ -305,15 +305,3 @@ struct PaidRequestTests {
     }
 }
 
-/// SplitMix64: a small generator that replays from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
