@@ -32,6 +32,10 @@ public enum EmulatedFault: Sendable, Equatable {
     case htmlErrorPage
     /// A success whose result URL answers 404 (expired).
     case expiredResult
+    /// A normal answer (a place holder, so later faults land on later submissions).
+    case normal
+    /// A normal answer, this many seconds after the submission instead of the latency.
+    case delayed(seconds: Int)
     /// The connection is closed in the middle of the answer.
     case dropConnection
     /// A synchronous submission is accepted as a job still running (RunPod's
@@ -354,7 +358,13 @@ public final class EditEmulator: Sendable {
         }
 
         record(data, path: request.uri.path, contentType: request.headers[.contentType] ?? "")
-        let delay = drawLatency()
+        let delay: Duration
+        if case .delayed(let seconds)? = fault {
+            delay = .seconds(seconds)
+            requestLog?("latency \(seconds).000")
+        } else {
+            delay = drawLatency()
+        }
         if asJob || fault == .acceptedPending || fault.isJobFailure {
             let id = startJob(edit, profile: profile, began: began, latency: delay, fault: fault)
             return acceptance(profile, id: id, edit: edit, enqueued: enqueued)
@@ -738,7 +748,7 @@ public final class EditEmulator: Sendable {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: ResponseBody(contentLength: 4096) { _ in throw DroppedConnection() })
         case .expiredResult, .acceptedPending, .jobFailure, .reportedCost, .slowResult, .redirectedResult, .manyResults,
-            .hugeResult, .resultAddress:
+            .hugeResult, .resultAddress, .normal, .delayed:
             return nil
         }
     }
@@ -831,7 +841,7 @@ extension EmulatedFault {
         "status:CODE", "too-many-requests:SECONDS", "unavailable:SECONDS", "malformed-json", "html-error-page",
         "expired-result", "drop-connection", "accepted-pending", "job-failure:MESSAGE", "reported-cost:JSON",
         "slow-result:BYTES_PER_SECOND", "redirected-result:HOPS:LOCATION", "many-results:COUNT", "huge-result:BYTES",
-        "result-address:URL",
+        "result-address:URL", "normal", "delayed:SECONDS",
     ]
 
     /// A fault from its spelling (`status:500`, `slow-result:1`,
@@ -856,6 +866,8 @@ extension EmulatedFault {
         case ("many-results", _): guard let number, number > 0 else { return nil }; self = .manyResults(number)
         case ("huge-result", _): guard let number, number > 0 else { return nil }; self = .hugeResult(bytes: number)
         case ("result-address", let address?): self = .resultAddress(address)
+        case ("normal", nil): self = .normal
+        case ("delayed", _): guard let number, number >= 0 else { return nil }; self = .delayed(seconds: number)
         case ("redirected-result", let rest?):
             let pieces = rest.split(separator: ":", maxSplits: 1).map(String.init)
             guard pieces.count == 2, let hops = Int(pieces[0]), hops > 0 else { return nil }

@@ -6,6 +6,7 @@ import NIOCore
 import NIOFoundationCompat
 import QiePipeline
 import QieStore
+import ServiceLifecycle
 import Synchronization
 
 /// A local OpenAI-compatible images gateway over the edit endpoints
@@ -42,27 +43,65 @@ public struct Gateway: Sendable {
         self.clock = clock
     }
 
-    /// Serves until cancelled. `onReady` gets the address (`http://HOST:PORT`)
-    /// once the gateway listens.
+    /// Serves until SIGTERM or SIGINT (or cancellation). The state, its
+    /// sweeper and the HTTP server run as services in one group (Swift
+    /// Service Lifecycle), over one HTTP client to the endpoints. On a
+    /// signal the server stops taking requests and lets the edits in flight
+    /// finish (each records its outcome, and its money, as every edit does);
+    /// then the sweeper stops and the state closes (a PostgreSQL replica
+    /// marks any edit of its own still running as possibly charged, so a
+    /// retry elsewhere never sends it again). `onReady` gets the address
+    /// (`http://HOST:PORT`) once the gateway listens.
     public func run(onReady: @escaping @Sendable (String) async -> Void = { _ in }) async throws {
-        try await withApplication(onReady: onReady) { application in try await application.run() }
+        try await withParts(onReady: onReady) { parts in
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [parts.state, parts.sweeper, parts.application], gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: Logger(label: "qie-serve.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })))
+            try await group.run()
+        }
     }
 
     /// Builds the gateway's HTTP application (state opened, one editor per
-    /// model) and hands it to `body`, which runs it (or tests it with
-    /// HummingbirdTesting); everything is closed when `body` returns.
+    /// model over one HTTP client, the sweeper running) and hands it to
+    /// `body`, which runs it (or tests it with HummingbirdTesting);
+    /// everything is closed when `body` returns or throws.
     public func withApplication<T: Sendable>(
         onReady: @escaping @Sendable (String) async -> Void = { _ in },
         _ body: @Sendable (Application<RouterResponder<BasicRequestContext>>) async throws -> T
     ) async throws -> T {
+        try await withParts(onReady: onReady) { parts in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await parts.sweeper.run() }
+                defer { group.cancelAll() }
+                return try await body(parts.application)
+            }
+        }
+    }
+
+    /// What a running gateway is made of.
+    private struct Parts: Sendable {
+        var application: Application<RouterResponder<BasicRequestContext>>
+        var sweeper: StateSweeper
+        var state: StateService
+    }
+
+    /// Opens the state and one HTTP client, builds the parts, and closes
+    /// both when `body` ends, on every path.
+    private func withParts<T: Sendable>(
+        onReady: @escaping @Sendable (String) async -> Void, _ body: @Sendable (Parts) async throws -> T
+    ) async throws -> T {
         try configuration.validate()
         let store = try await openStore()
+        let client = Editor.makeClient(configuration.options, connections: configuration.concurrency)
         do {
-            let result = try await serve(store: store, onReady: onReady, body)
+            let result = try await serve(store: store, client: client, onReady: onReady, body)
             await store.close()
+            try? await client.shutdown()
             return result
         } catch {
             await store.close()
+            try? await client.shutdown()
             throw error
         }
     }
@@ -85,8 +124,8 @@ public struct Gateway: Sendable {
     }
 
     private func serve<T: Sendable>(
-        store: any GatewayStore, onReady: @escaping @Sendable (String) async -> Void,
-        _ body: @Sendable (Application<RouterResponder<BasicRequestContext>>) async throws -> T
+        store: any GatewayStore, client: EditClient, onReady: @escaping @Sendable (String) async -> Void,
+        _ body: @Sendable (Parts) async throws -> T
     ) async throws -> T {
         let profiles = try configuration.profiles()
         var daily: (any EditBudget)? = nil
@@ -97,8 +136,7 @@ public struct Gateway: Sendable {
         let configuredURL = configuration.publicURL
         let address = Mutex<String>(configuredURL ?? "http://\(host):\(port)")
         return try await Self.withEditors(
-            profiles[...], options: configuration.options, environment: environment,
-            connections: configuration.concurrency, opened: [:]
+            profiles[...], options: configuration.options, environment: environment, client: client, opened: [:]
         ) { editors in
             let service = EditsService(
                 configuration: configuration, profiles: profiles, editors: editors, store: store, budget: budget,
@@ -115,23 +153,15 @@ public struct Gateway: Sendable {
                     await onReady(listening)
                 },
                 logger: Logger(label: "qie-serve.http", factory: { _ in SwiftLogNoOpLogHandler() }))
-            return try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    // Expired result files and keys go, whichever store keeps them.
-                    while !Task.isCancelled {
-                        try? await store.sweep(keyLifetime: configuration.keyLifetime)
-                        try? await Task.sleep(for: .seconds(configuration.sweepInterval))
-                    }
-                }
-                defer { group.cancelAll() }
-                return try await body(application)
-            }
+            let sweeper = StateSweeper(
+                store: store, keyLifetime: configuration.keyLifetime, interval: configuration.sweepInterval, clock: clock)
+            return try await body(Parts(application: application, sweeper: sweeper, state: StateService(store: store)))
         }
     }
 
-    /// Opens an editor for each profile in turn, nested, and runs `body` with all of them.
+    /// Opens an editor for each profile in turn over `client`, nested, and runs `body` with all of them.
     private static func withEditors<T: Sendable>(
-        _ profiles: ArraySlice<ProviderProfile>, options: EditOptions, environment: [String: String], connections: Int,
+        _ profiles: ArraySlice<ProviderProfile>, options: EditOptions, environment: [String: String], client: EditClient,
         opened: [String: Editor], _ body: @Sendable ([String: Editor]) async throws -> T
     ) async throws -> T {
         guard let profile = profiles.first else { return try await body(opened) }
@@ -140,11 +170,41 @@ public struct Gateway: Sendable {
         own.numImages = 1
         own.flow = nil
         let rest = profiles.dropFirst()
-        return try await Editor.with(own, environment: environment, connections: connections) { editor in
+        return try await Editor.with(own, environment: environment, client: client) { editor in
             var all = opened
             all[profile.id] = editor
-            return try await withEditors(
-                rest, options: options, environment: environment, connections: connections, opened: all, body)
+            return try await withEditors(rest, options: options, environment: environment, client: client, opened: all, body)
         }
+    }
+}
+
+/// Deletes expired result files and idempotency keys, at once and then
+/// every `interval` seconds of `clock`, whichever store keeps them, until
+/// the gateway shuts down.
+struct StateSweeper: Service {
+    let store: any GatewayStore
+    let keyLifetime: TimeInterval
+    let interval: TimeInterval
+    let clock: any QieClock
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await store.sweep(keyLifetime: keyLifetime)
+                try? await clock.sleep(for: interval)
+            }
+        }
+    }
+}
+
+/// The gateway's state as a service: open while the gateway runs, closed
+/// once the server has shut down (a PostgreSQL replica then marks any edit
+/// of its own still running as possibly charged, and leaves).
+struct StateService: Service {
+    let store: any GatewayStore
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await store.close()
     }
 }

@@ -197,12 +197,16 @@ struct PostgresKeyRecords: KeyRecords {
     let lease: TimeInterval
     let clock: any QieClock
 
+    /// Seconds the clock is ahead of the machine's (0 for the system clock).
+    private var skew: Double { clock is SystemClock ? 0 : clock.now().timeIntervalSinceNow }
+
     func claim(_ key: String) async throws -> KeyRecord {
         while true {
             let inserted = try await database.rows(
                 """
-                INSERT INTO qie_gateway_idempotency (key, state, replica) VALUES (\(key), 'running', \(replica))
-                ON CONFLICT (key) DO NOTHING RETURNING key
+                INSERT INTO qie_gateway_idempotency (key, state, replica, created)
+                VALUES (\(key), 'running', \(replica), now() + make_interval(secs => \(skew))) ON CONFLICT (key) DO NOTHING
+                RETURNING key
                 """
             ) { _ in true }
             if !inserted.isEmpty { return .claimed }

@@ -303,46 +303,65 @@ public final class Editor: Sendable {
         _ options: EditOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
         connections: Int = 8, _ body: @Sendable (Editor) async throws -> T
     ) async throws -> T {
-        let profile: ProviderProfile
-        do { profile = try options.profile() } catch { throw EditError.setting(error) }
-        let flow = options.resolvedFlow(for: profile)
-        let client = EditClient(
-            connectTimeout: .milliseconds(Int64(options.timeouts.connect * 1000)),
-            requestTimeout: .milliseconds(Int64(options.timeouts.request * 1000)), connectionsPerHost: max(8, connections))
-        let signals: JobSignals? = flow == .callback || flow == .serverSentEvents ? JobSignals() : nil
-        let editor = Editor(options: options, client: client, environment: environment, signals: signals)
+        let client = makeClient(options, connections: connections)
         do {
-            let listener = try signals.map { try editor.listener(profile: profile, flow: flow, signals: $0) } ?? nil
-            let result = try await withThrowingTaskGroup(of: Void.self) { services in
-                if let listener {
-                    let (ready, readiness) = AsyncStream<Result<Void, any Error>>.makeStream()
-                    services.addTask {
-                        do {
-                            try await listener { readiness.yield(.success(())) }
-                        } catch {
-                            readiness.yield(.failure(error))
-                        }
-                        readiness.finish()
-                    }
-                    // Send nothing before the listener is up.
-                    var iterator = ready.makeAsyncIterator()
-                    switch await iterator.next() {
-                    case .failure(let error)?:
-                        throw EditError.listener(endpoint: profile.id, flow: flow, reason: "\(error)")
-                    case nil:
-                        throw EditError.listener(endpoint: profile.id, flow: flow, reason: "it stopped at once")
-                    case .success?:
-                        break
-                    }
-                }
-                defer { services.cancelAll() }
-                return try await body(editor)
-            }
+            let result = try await with(options, environment: environment, client: client, body)
             try? await client.shutdown()
             return result
         } catch {
             try? await client.shutdown()
             throw error
+        }
+    }
+
+    /// An HTTP client with the options' timeouts and `connections`
+    /// connections per endpoint: one for a whole process, shared by its
+    /// editors (`with(_:environment:client:_:)`), shut down by its owner.
+    public static func makeClient(_ options: EditOptions, connections: Int = 8) -> EditClient {
+        EditClient(
+            connectTimeout: .milliseconds(Int64(options.timeouts.connect * 1000)),
+            requestTimeout: .milliseconds(Int64(options.timeouts.request * 1000)), connectionsPerHost: max(8, connections))
+    }
+
+    /// Runs `body` with an editor for `options` over `client`, which the
+    /// caller owns (one client per process, shared by every editor: the
+    /// gateway's models share one pool). With the callback or event-stream
+    /// flow the listener runs (and is ready) before `body` starts, and stops
+    /// when it returns or throws; `client` stays open.
+    public static func with<T: Sendable>(
+        _ options: EditOptions, environment: [String: String] = ProcessInfo.processInfo.environment, client: EditClient,
+        _ body: @Sendable (Editor) async throws -> T
+    ) async throws -> T {
+        let profile: ProviderProfile
+        do { profile = try options.profile() } catch { throw EditError.setting(error) }
+        let flow = options.resolvedFlow(for: profile)
+        let signals: JobSignals? = flow == .callback || flow == .serverSentEvents ? JobSignals() : nil
+        let editor = Editor(options: options, client: client, environment: environment, signals: signals)
+        let listener = try signals.map { try editor.listener(profile: profile, flow: flow, signals: $0) } ?? nil
+        return try await withThrowingTaskGroup(of: Void.self) { services in
+            if let listener {
+                let (ready, readiness) = AsyncStream<Result<Void, any Error>>.makeStream()
+                services.addTask {
+                    do {
+                        try await listener { readiness.yield(.success(())) }
+                    } catch {
+                        readiness.yield(.failure(error))
+                    }
+                    readiness.finish()
+                }
+                // Send nothing before the listener is up.
+                var iterator = ready.makeAsyncIterator()
+                switch await iterator.next() {
+                case .failure(let error)?:
+                    throw EditError.listener(endpoint: profile.id, flow: flow, reason: "\(error)")
+                case nil:
+                    throw EditError.listener(endpoint: profile.id, flow: flow, reason: "it stopped at once")
+                case .success?:
+                    break
+                }
+            }
+            defer { services.cancelAll() }
+            return try await body(editor)
         }
     }
 

@@ -66,9 +66,13 @@ struct GatewayReplicasCLITests {
         try writeImage(640, 480, to: work + "/photo.jpg")
         let image = try Data(contentsOf: URL(fileURLWithPath: work + "/photo.jpg"))
         let state = try PostgresServer.newDatabase()
-        // Each submission is logged as it arrives (its drawn latency), and answered a second later.
-        let emulator = try EmulatorProcess(latency: 1, latencyMax: 1.1)
-        let arrived = "latency 1."
+        // Each submission is logged as it arrives (its drawn latency), and
+        // answered a second later; the fourth is answered only after ten
+        // minutes, so its replica is killed while it is at the endpoint,
+        // whatever the machine is doing.
+        let emulator = try EmulatorProcess(
+            latency: 1, latencyMax: 1.1, faults: ["normal", "normal", "normal", "delayed:600"])
+        let arrived = "latency 600."
         let submitted = "POST /v2/qwen-image-edit-2511/runsync -> "
         let environment = [
             "QIE_GATEWAY_KEYS": Self.gatewayKey, "RUNPOD_API_KEY": "cli-key", "QIE_RUNPOD_BASE_URL": emulator.address,
@@ -84,12 +88,12 @@ struct GatewayReplicasCLITests {
         // An Idempotency-Key answered on one replica and retried on the other: the same images, nothing sent again.
         let answered = try await send(edit(first, image: image, key: "retry-1"))
         #expect(answered.status == 200, "\(String(decoding: answered.body, as: UTF8.self))")
-        #expect(emulator.waitForLog(submitted, count: 1, seconds: 30))
+        #expect(emulator.waitForLog(submitted, count: 1, seconds: 300))
         let retried = try await send(edit(second, image: image, key: "retry-1"))
         #expect(retried.status == 200 && retried.headers["x-litellm-response-cost"] == "0")
         #expect(retried.first["b64_json"] as? String == answered.first["b64_json"] as? String && answered.first["b64_json"] != nil)
         #expect(emulator.count(of: submitted) == 1, "\(emulator.output)")
-        #expect(second.waitForLog("\"outcome\":\"200 replayed\"", seconds: 30), "\(second.output)")
+        #expect(second.waitForLog("\"outcome\":\"200 replayed\"", seconds: 300), "\(second.output)")
 
         // The same key on both replicas at once: one edit, and both get its answer.
         let toFirst = edit(first, image: image, key: "together-1"), toSecond = edit(second, image: image, key: "together-1")
@@ -116,20 +120,21 @@ struct GatewayReplicasCLITests {
         // have charged, without sending again.
         let cut = edit(first, image: image, key: "killed-1")
         let doomed = Task { try? await send(cut) }
-        #expect(emulator.waitForLog(arrived, count: 4, seconds: 30), "\(emulator.output)")
+        #expect(emulator.waitForLog(arrived, count: 1, seconds: 300), "\(emulator.output)")
         kill(first.process.processIdentifier, SIGKILL)
         first.process.waitUntilExit()
         _ = await doomed.value
         let afterKill = try await send(edit(second, image: image, key: "killed-1"))
         #expect(afterKill.status == 502 && afterKill.headers["x-should-retry"] == "false", "\(afterKill.status) \(afterKill.error)")
         #expect((afterKill.error["message"] as? String)?.contains("may have charged") == true, "\(afterKill.error)")
-        #expect(emulator.count(of: submitted) == 4, "\(emulator.output)")
+        // Four submissions arrived; the fourth is still at the endpoint.
+        #expect(emulator.count(of: "latency ") == 4 && emulator.count(of: submitted) == 3, "\(emulator.output)")
 
         // One budget: four edits spent or in flight across both replicas ($0.08);
         // the fifth would pass $0.09 and is refused before anything is sent.
         let refused = try await send(edit(second, image: image))
         #expect(refused.status == 429 && refused.error["code"] as? String == "gateway_budget_reached", "\(refused.error)")
-        #expect(emulator.count(of: submitted) == 4)
+        #expect(emulator.count(of: "latency ") == 4)
 
         // The endpoint key never reached a client or a log line.
         for answer in [answered, retried, one, other, linked, afterKill, refused] {

@@ -52,8 +52,9 @@ class QieServer {
     /// How many times `text` occurs in what the server printed.
     func count(of text: String) -> Int { log.lock.withLock { log.text.components(separatedBy: text).count - 1 } }
 
-    /// Waits (up to `seconds`) until what the server printed holds `text` `count` times.
-    func waitForLog(_ text: String, count: Int = 1, seconds: Double = 30) -> Bool {
+    /// Waits until what the server printed holds `text` `count` times (an
+    /// event); `seconds` only guards against a server that never prints it.
+    func waitForLog(_ text: String, count: Int = 1, seconds: Double = 300) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if self.count(of: text) >= count { return true }

@@ -15,7 +15,7 @@ struct GatewayTests {
     /// Runs `body` with a router-level client of a gateway over the emulator.
     func withGateway(
         latency: Duration = .zero, effect: EmulatedEffect = .none, state: String = stateFolder(), kind: StateKind = .sqlite,
-        configure: (inout GatewayConfiguration) -> Void = { _ in },
+        clock: any QieClock = SystemClock(), configure: (inout GatewayConfiguration) -> Void = { _ in },
         _ body: @escaping @Sendable (EditEmulator, any TestClientProtocol) async throws -> Void
     ) async throws {
         defer { try? FileManager.default.removeItem(atPath: state) }
@@ -23,7 +23,7 @@ struct GatewayTests {
             var configuration = try kind.configuration(folder: state)
             configuration.options.timeouts.pollInterval = 0.05
             configure(&configuration)
-            try await Gateway(configuration, environment: environment).withApplication { application in
+            try await Gateway(configuration, environment: environment, clock: clock).withApplication { application in
                 try await application.test(.router) { client in try await body(emulator, client) }
             }
         }
@@ -121,7 +121,8 @@ struct GatewayTests {
     @Test("response_format=url: a link to the gateway that serves the image with its type until it expires; unknown ids are 404", arguments: StateKind.allCases)
     func urls(kind: StateKind) async throws {
         let input = try photo(300, 200)
-        try await withGateway(kind: kind, configure: { $0.fileLifetime = 2 }) { _, client in
+        let clock = ManualClock(start: Date())
+        try await withGateway(kind: kind, clock: clock, configure: { $0.fileLifetime = 2 }) { _, client in
             var form = Multipart()
             form.file("image", input)
             form.field("prompt", "x")
@@ -140,7 +141,8 @@ struct GatewayTests {
             #expect(info.format == .jpeg && info.displaySize == PixelSize(width: 300, height: 200))
             let missing = try await client.execute(uri: "/v1/files/" + String(repeating: "ab", count: 24) + ".jpg", method: .get)
             #expect(missing.status == .notFound && errorObject(missing)["code"] as? String == "file_not_found")
-            try await Task.sleep(for: .seconds(2.2))
+            // Past its lifetime by the gateway's clock.
+            clock.advance(by: 2.5)
             let expired = try await client.execute(uri: path, method: .get)
             #expect(expired.status == .notFound && errorObject(expired)["code"] as? String == "file_not_found")
         }
@@ -314,14 +316,17 @@ struct GatewayTests {
         let input = try photo(96, 64)
         let key: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "short-lived"]
         let first = multipart { $0.file("image", input); $0.field("prompt", "first") }
-        try await withGateway(kind: kind, configure: { $0.keyLifetime = 1 }) { emulator, client in
+        let clock = ManualClock(start: Date())
+        try await withGateway(kind: kind, clock: clock, configure: { $0.keyLifetime = 1 }) { emulator, client in
             #expect(try await edit(client, first, headers: key).status == .ok)
             let replayed = try await edit(client, first, headers: key)
             #expect(replayed.headers[HTTPField.Name("x-litellm-response-cost")!] == "0")
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
-            // Past the lifetime (and a sweep, every half lifetime): the key and
+            // Past the lifetime, and a sweep (every half lifetime): the key and
             // the request it stood for are forgotten, so another request may use it.
-            try await Task.sleep(for: .seconds(2.2))
+            await clock.waitForSleepers(1)  // the sweeper, between sweeps
+            clock.advance(by: 2)
+            await clock.waitForSleepers(1)  // asleep again: its sweep is done
             let other = multipart { $0.file("image", input); $0.field("prompt", "second") }
             let again = try await edit(client, other, headers: key)
             #expect(again.status == .ok, "\(String(buffer: again.body))")
@@ -344,10 +349,13 @@ struct GatewayTests {
             #expect(second.headers[.retryAfter].flatMap(Int.init) != nil)
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
         }
-        try await withGateway(latency: .milliseconds(800), configure: { $0.concurrency = 1; $0.queueLimit = 0 }) { emulator, client in
+        try await withGateway(configure: { $0.concurrency = 1; $0.queueLimit = 0 }) { emulator, client in
+            // The first edit holds the only place until the endpoint answers it.
+            emulator.hold()
             async let a = edit(client, form)
-            try await Task.sleep(for: .milliseconds(300))
+            await emulator.waitForSubmissions(1, to: .runpodQwenImageEdit2511)
             let b = try await edit(client, form)
+            emulator.release()
             let one = try await a
             #expect(one.status == .ok)
             #expect(b.status == .tooManyRequests && errorObject(b)["code"] as? String == "gateway_queue_full")

@@ -246,7 +246,7 @@ struct RunStoreTests {
             }
             try await other.record(.sending(estimate: Decimal(string: "0.005"), carried: 0), job: pending, worker: "b", limit: limit)
             // A job that was billed and lost stays counted: the limit is full.
-            let billed = try #require(try await store.allJobs(in: [.sending]).first?.id)
+            let billed = try #require(try await store.allJobs(in: [.sending]).first { $0.estimatedCost == Decimal(string: "0.01") }?.id)
             try await store.record(.lost(reason: "result expired", keepResults: false, polls: 0), job: billed, worker: "a", limit: nil)
             let next = try #require(try await store.allJobs(in: [.pending]).first?.id)
             _ = try #require(try await store.claim(next, worker: "a", lease: 60))
