@@ -1,4 +1,5 @@
 import Foundation
+import QieCore
 import Synchronization
 
 /// Where an edit reserves its estimated cost before anything is sent, and
@@ -117,23 +118,27 @@ public final class Budget: EditBudget {
     public var wasReached: Bool { state.withLock { $0.refused } }
 }
 
-/// At most `perSecond` submissions a second to one endpoint, spaced evenly.
+/// At most `perSecond` submissions a second to one endpoint, spaced evenly
+/// by `clock`.
 public final class RateLimiter: Sendable {
-    private let interval: Duration
-    private let next = Mutex(ContinuousClock.now)
+    private let interval: Double
+    private let clock: any QieClock
+    private let next: Mutex<Date?> = Mutex(nil)
 
     /// A limiter letting `perSecond` submissions through each second.
-    public init(perSecond: Double) {
-        interval = .nanoseconds(Int64(1_000_000_000 / max(0.001, perSecond)))
+    public init(perSecond: Double, clock: any QieClock = SystemClock()) {
+        interval = 1 / max(0.001, perSecond)
+        self.clock = clock
     }
 
     /// Waits for this caller's turn.
     public func wait() async throws {
-        let slot = next.withLock { next -> ContinuousClock.Instant in
-            let slot = max(next, ContinuousClock.now)
-            next = slot + interval
+        let now = clock.now()
+        let slot = next.withLock { next -> Date in
+            let slot = max(next ?? now, now)
+            next = slot.addingTimeInterval(interval)
             return slot
         }
-        try await Task.sleep(until: slot)
+        try await clock.sleep(until: slot)
     }
 }

@@ -361,7 +361,7 @@ public struct EditRun: Sendable {
     /// folder was recorded there). Close it when done.
     public static func openStore(folder: String, settings: RunStoreSettings) async throws(EditError) -> any RunStore {
         guard let url = settings.url else { return try openLedger(folder: folder) }
-        let store = try await openShared(url: url, folder: folder, environment: settings.environment)
+        let store = try await openShared(url: url, folder: folder, environment: settings.environment, clock: settings.clock)
         let last: LedgerRun?
         do {
             last = try await store.lastRun()
@@ -377,10 +377,12 @@ public struct EditRun: Sendable {
     }
 
     /// The shared store at `url`, scoped to `folder`'s absolute path.
-    static func openShared(url: String, folder: String, environment: [String: String]) async throws(EditError) -> PostgresStore {
+    static func openShared(
+        url: String, folder: String, environment: [String: String], clock: any QieClock
+    ) async throws(EditError) -> PostgresStore {
         do {
             let address = try PostgresURL(url, environment: environment)
-            return try await PostgresStore.open(url: address, scope: PromptManifest.absolute(folder))
+            return try await PostgresStore.open(url: address, scope: PromptManifest.absolute(folder), clock: clock)
         } catch {
             throw .ledger("\(error)")
         }
@@ -509,10 +511,11 @@ public struct EditRun: Sendable {
         }
         let ledger: any RunStore
         if let url = settings.url {
-            ledger = try await Self.openShared(url: url, folder: outputPath, environment: settings.environment)
+            ledger = try await Self.openShared(
+                url: url, folder: outputPath, environment: settings.environment, clock: settings.clock)
         } else {
             do {
-                let local = try Ledger(folder: outputPath)
+                let local = try Ledger(folder: outputPath, clock: settings.clock)
                 // Under the folder's lock, any lease left in the file is a killed run's.
                 try local.releaseAll()
                 ledger = local
@@ -538,7 +541,7 @@ public struct EditRun: Sendable {
                 files, copies: options.requestsPerInput(on: profile), resultsPerRequest: options.imagesPerRequest(on: profile),
                 sidecars: true),
             folder: folder,
-            ledger: ledger, worker: worker, limiter: config.rate.map { RateLimiter(perSecond: $0) }, events: events)
+            ledger: ledger, worker: worker, limiter: config.rate.map { RateLimiter(perSecond: $0, clock: settings.clock) }, events: events)
         events(.started(total: jobs.count, endpoint: profile.id))
         for problem in problems { events(.inputProblem(problem)) }
 
@@ -570,7 +573,7 @@ public struct EditRun: Sendable {
         // Leases are renewed three times per lease while the run lasts.
         let heartbeat = Task {
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(worker.lease / 3))
+                try? await settings.clock.sleep(for: worker.lease / 3)
                 if Task.isCancelled { return }
                 try? await ledger.renew(worker: worker.name, lease: worker.lease)
             }
@@ -641,7 +644,7 @@ public struct EditRun: Sendable {
                     waiting = still + retaken
                     // Often enough that the run ends within a moment of the other
                     // workers' last job; a lease check is one indexed read.
-                    if !waiting.isEmpty { try? await Task.sleep(for: .seconds(min(0.2, worker.lease / 4))) }
+                    if !waiting.isEmpty { try? await settings.clock.sleep(for: min(0.2, worker.lease / 4)) }
                 }
                 if !waiting.isEmpty, worker.wasRefused { summary.withLock { $0.held += waiting.count } }
             }

@@ -1,4 +1,5 @@
 import Foundation
+import QieCore
 import QieStore
 
 /// Where an edit run keeps its jobs, and how workers sharing them hold theirs.
@@ -18,6 +19,9 @@ public struct RunStoreSettings: Sendable {
     public var lease: Double
     /// Where `PGPASSWORD` is read when the URL has no password.
     public var environment: [String: String]
+    /// Times leases, their renewals and the waits for other workers' jobs
+    /// (the machine's clock; a test gives a `ManualClock`).
+    public var clock: any QieClock = SystemClock()
 
     /// The variable naming the shared store.
     public static let urlVariable = "QIE_LEDGER_URL"

@@ -35,9 +35,14 @@ func withEmulator(
     let emulator = EditEmulator(apiKey: endpointKey, latency: latency, effect: effect)
     let (ports, sink) = AsyncStream.makeStream(of: Int.self)
     let server = Task { try await emulator.run(port: 0) { sink.yield($0) } }
-    defer { server.cancel() }
+    // The server ends with the test, on every path: stopped, and waited for.
+    func stop() async {
+        server.cancel()
+        _ = await server.result
+    }
     var iterator = ports.makeAsyncIterator()
     guard let port = await iterator.next() else {
+        await stop()
         Issue.record("the emulator did not start")
         return
     }
@@ -46,7 +51,13 @@ func withEmulator(
         environment[profile.auth.keyVariable] = endpointKey
         environment[profile.baseURLVariable] = "http://127.0.0.1:\(port)"
     }
-    try await body(emulator, environment)
+    do {
+        try await body(emulator, environment)
+        await stop()
+    } catch {
+        await stop()
+        throw error
+    }
 }
 
 /// Where a gateway under test keeps its state: the SQLite file in its
