@@ -104,12 +104,16 @@ actor KeyedEdits: IdempotencyStore {
     }
 
     func finish(_ key: String, _ outcome: IdempotencyOutcome) async {
-        let claim = await records.finish(key, outcome)
+        // Written even when the request's task is cancelled (its client gone):
+        // the outcome is what every retry of the key is answered with.
+        let records = self.records
+        let claim = await Task { await records.finish(key, outcome) }.value
         end(key, with: .outcome(claim))
     }
 
     func release(_ key: String) async {
-        await records.release(key)
+        let records = self.records
+        await Task { await records.release(key) }.value
         end(key, with: .again)
     }
 

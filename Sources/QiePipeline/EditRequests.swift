@@ -177,16 +177,15 @@ actor EditRequests {
         machines.compactMap { if case .finishing(let answer) = $0.state { answer } else { nil } }
     }
 
-    /// How the edit ended: its first failure, and whether any request
-    /// reached the endpoint (so it may have been billed).
+    /// How the edit ended: its first failure, and whether any request may
+    /// have been billed (a request the endpoint refused was not).
     func outcome() -> EditorOutcome {
-        EditorOutcome(
-            failure: firstFailure() ?? .stopped, reachedEndpoint: machines.contains { $0.sent || $0.mayHaveBeenBilled })
+        EditorOutcome(failure: firstFailure() ?? .stopped, mayHaveBeenBilled: machines.contains(where: \.mayHaveBeenBilled))
     }
 }
 
-/// A failed edit's error, and whether any of its requests reached the endpoint.
+/// A failed edit's error, and whether any of its requests may have been billed.
 struct EditorOutcome {
     var failure: EditError
-    var reachedEndpoint: Bool
+    var mayHaveBeenBilled: Bool
 }

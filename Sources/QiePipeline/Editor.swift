@@ -434,26 +434,27 @@ public final class Editor: Sendable {
             await store.release(key)
             throw EditError.wrapping(error)
         }
-        switch (outcome.result, outcome.reachedEndpoint) {
+        switch (outcome.result, outcome.mayHaveBeenBilled) {
         case (.success(let result), _):
             await store.finish(key, .finished(result))
             return result
         case (.failure(let error), true):
-            // A request that reached the endpoint may be billed: its retry
-            // gets this answer, not a second request.
+            // A request that may have been billed: its retry gets this
+            // answer, not a second request.
             await store.finish(key, .failed(error))
             throw error
         case (.failure(let error), false):
+            // Nothing was billed (never sent, or refused by the endpoint):
+            // the next request under the key runs it again.
             await store.release(key)
             throw error
         }
     }
 
-    /// How an edit ended, and whether any of its requests reached the
-    /// endpoint (so it may have been billed).
+    /// How an edit ended, and whether any of its requests may have been billed.
     private struct EditOutcome {
         var result: Result<EditResult, EditError>
-        var reachedEndpoint: Bool
+        var mayHaveBeenBilled: Bool
 
         func get() throws(EditError) -> EditResult { try result.get() }
     }
@@ -461,7 +462,7 @@ public final class Editor: Sendable {
     /// The outcome of an edit whose requests ended without completing.
     private func failed(_ run: EditRequests) async -> EditOutcome {
         let ended = await run.outcome()
-        return EditOutcome(result: .failure(ended.failure), reachedEndpoint: ended.reachedEndpoint)
+        return EditOutcome(result: .failure(ended.failure), mayHaveBeenBilled: ended.mayHaveBeenBilled)
     }
 
     /// What the stages share for one edit.
@@ -612,7 +613,7 @@ public final class Editor: Sendable {
                 timings: timings, warnings: answers.flatMap(\.warnings), requestEncoding: requestEncoding)
             let outputs = try await hooks.deliver?(result) ?? []
             await run.feedAll(.delivered(outputs: outputs))
-            return EditOutcome(result: .success(result), reachedEndpoint: true)
+            return EditOutcome(result: .success(result), mayHaveBeenBilled: true)
         } catch {
             await run.feedAll(.failed(EditError.wrapping(error)))
             return await failed(run)

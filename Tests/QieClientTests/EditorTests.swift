@@ -80,7 +80,7 @@ struct EditorTests {
         }
     }
 
-    @Test("A failure before anything was sent frees the key; one after the endpoint answered is kept, not paid again")
+    @Test("A failure that billed nothing frees the key (the retry runs); one that may have been billed is kept, not paid again")
     func idempotentFailures() async throws {
         try await withEmulator { emulator, base in
             let store = InMemoryIdempotencyStore()
@@ -92,20 +92,26 @@ struct EditorTests {
                 }
                 let result = try await editor.edit(EditInput(image: .data(try photo(200, 200))), hooks: EditHooks(idempotency: (store, "k")))
                 #expect(result.images.count == 1)
-                // The endpoint refuses (a 4xx after the request was sent): the retry gets the same refusal.
+                // The endpoint refuses (a 4xx: nothing billed): the retry runs, and succeeds.
                 emulator.inject([.status(400)])
-                let first = await #expect(throws: EditError.self) {
+                await #expect(throws: EditError.self) {
                     try await editor.edit(EditInput(image: .data(try photo(200, 200))), hooks: EditHooks(idempotency: (store, "j")))
+                }
+                let retried = try await editor.edit(EditInput(image: .data(try photo(200, 200))), hooks: EditHooks(idempotency: (store, "j")))
+                #expect(retried.images.count == 1)
+                // A 500 after sending may have been billed: the retry gets the same failure, as data.
+                emulator.inject([.status(500)])
+                let first = await #expect(throws: EditError.self) {
+                    try await editor.edit(EditInput(image: .data(try photo(200, 200))), hooks: EditHooks(idempotency: (store, "m")))
                 }
                 let again = await #expect(throws: EditError.self) {
-                    try await editor.edit(EditInput(image: .data(try photo(200, 200))), hooks: EditHooks(idempotency: (store, "j")))
+                    try await editor.edit(EditInput(image: .data(try photo(200, 200))), hooks: EditHooks(idempotency: (store, "m")))
                 }
                 #expect(first?.description == again?.description)
-                // The retry gets the same failure as data, not only its words.
                 guard case .endpoint(let client)? = again else { Issue.record("\(String(describing: again))"); return }
-                #expect(client.status == 400 && client.kind == .rejected)
+                #expect(client.status == 500 && client.kind == .uncertain)
             }
-            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2)
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 4)
         }
     }
 

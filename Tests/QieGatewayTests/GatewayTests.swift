@@ -311,6 +311,36 @@ struct GatewayTests {
         }
     }
 
+    @Test("32 clients sending one Idempotency-Key 100 times each, cheap failures first: none is stranded, one edit is paid, every success is its answer", .timeLimit(.minutes(5)), arguments: StateKind.allCases)
+    func idempotencyStress(kind: StateKind) async throws {
+        let input = try photo(64, 48)
+        let form = multipart { $0.file("image", input); $0.field("prompt", "once") }
+        let key: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "stress-1"]
+        try await withGateway(kind: kind, configure: { $0.concurrency = 4; $0.queueLimit = 64 }) { emulator, client in
+            // The first three edits under the key are refused by the endpoint
+            // (nothing billed: the key is given up and the next claims it).
+            emulator.inject([.status(400), .status(400), .status(400)])
+            let answers = try await withThrowingTaskGroup(of: [(HTTPResponse.Status, String?)].self) { group in
+                for _ in 0..<32 {
+                    group.addTask {
+                        var seen: [(HTTPResponse.Status, String?)] = []
+                        for _ in 0..<100 {
+                            let response = try await edit(client, form, headers: key)
+                            seen.append((response.status, (object(response)["data"] as? [[String: Any]])?.first?["b64_json"] as? String))
+                        }
+                        return seen
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            #expect(answers.count == 3200)
+            #expect(answers.filter { $0.0 == .badGateway }.count == 3, "\(Set(answers.map(\.0.code)))")
+            let images = Set(answers.filter { $0.0 == .ok }.compactMap(\.1))
+            #expect(answers.filter { $0.0 == .ok }.count == 3197 && images.count == 1)
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 4)
+        }
+    }
+
     @Test("An Idempotency-Key is kept for the key lifetime: within it a retry is answered from the first edit, after it the key is new", arguments: StateKind.allCases)
     func keyLifetime(kind: StateKind) async throws {
         let input = try photo(96, 64)
