@@ -47,7 +47,9 @@ struct Edit: AsyncParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Print the plan and the estimated cost; send nothing.")
     var dryRun = false
 
-    @Option(name: .customLong("max-cost"), help: "Stop sending before spent + in flight would pass this many USD.")
+    @Option(
+        name: .customLong("max-cost"),
+        help: "Stop sending before the folder's money (spent, at risk and earlier attempts, this run's and earlier runs') would pass this many USD.")
     var maxCost: String?
 
     @Option(help: "Submissions per second to the endpoint, at most.")
@@ -263,9 +265,13 @@ struct Edit: AsyncParsableCommand {
         if let reportError = summary.reportError {
             TextStream.standardError.write("error: cannot write the report: \(reportError)\n")
         }
+        if let atRisk = summary.atRisk, atRisk > 0 {
+            TextStream.standardError.write(
+                "at risk: $\(atRisk) sent without a usable answer (may have been billed); qie status lists the jobs\n")
+        }
         if let budget = summary.budget {
             TextStream.standardError.write(
-                "stopped sending at --max-cost $\(budget.limit): $\(budget.spent) spent; run again with a higher --max-cost to go on\n")
+                "stopped sending at --max-cost $\(budget.limit): $\(budget.spent) spent or possibly billed; run again with a higher --max-cost to go on\n")
         }
         if summary.stopped { throw ExitCode(130) }
         if !summary.succeeded { throw ExitCode(1) }
