@@ -218,8 +218,7 @@ public struct PaidRequest: Sendable {
             if case .resuming(let recorded) = state { return pickUp(recorded) }
             if start.priced, estimate == nil {
                 let error = EditError.unpriced(endpoint: endpoint)
-                return [.record(.failed(reason: error.reason(naming: \.name), extraAttempts: 0))]
-                    + end(.failed(reason: error.reason(naming: \.name)), failure: error)
+                return recordUnsent(error.reason(naming: \.name)) + end(.failed(reason: error.reason(naming: \.name)), failure: error)
             }
             state = .reserving
             return [.reserve(estimate: estimate)]
@@ -229,7 +228,7 @@ public struct PaidRequest: Sendable {
             // Nothing reserved, nothing sent: an input that cannot be read,
             // a budget that cannot be asked.
             let reason = error.reason(naming: \.name)
-            return [.record(.failed(reason: reason, extraAttempts: 0))] + end(.failed(reason: reason), failure: error)
+            return recordUnsent(reason) + end(.failed(reason: reason), failure: error)
         case (.resuming, .failed(let error)):
             // A recorded job (billed) that cannot be picked up now: its record
             // stands, and the next run tries again.
@@ -288,6 +287,16 @@ public struct PaidRequest: Sendable {
 
         default:
             return []
+        }
+    }
+
+    /// The record of an attempt that failed before it was sent: `failed`,
+    /// unless an earlier attempt's record says money may have been billed
+    /// (an uncertain or lost job tried again), which stands.
+    private func recordUnsent(_ reason: String) -> [Action] {
+        switch start.recorded {
+        case .sending, .uncertain, .lost: []
+        default: [.record(.failed(reason: reason, extraAttempts: 0))]
         }
     }
 

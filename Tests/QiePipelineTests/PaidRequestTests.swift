@@ -200,6 +200,11 @@ struct PaidRequestTests {
         (machine, actions) = Self.run(.init(.sending, recordedCost: Self.estimate), [])
         #expect(Self.moves(actions) == [.uncertain(reason: "the run sending it was stopped before hearing back", extraAttempts: 0)])
         #expect(!actions.contains(.send))
+        // An uncertain job tried again that fails before it is sent keeps its record (and its money).
+        (machine, actions) = Self.run(
+            .init(.uncertain(reason: "HTTP 500"), recordedCost: Self.estimate, retryUncertain: true),
+            [.failed(.input(.init(.unreadable, "changed")))])
+        #expect(Self.moves(actions).isEmpty && !actions.contains(.send))
         // A recorded job that cannot be picked up now keeps its record.
         (machine, actions) = Self.run(.init(.accepted(jobID: "j")), [.failed(.input(.init(.unreadable, "gone")))])
         #expect(Self.moves(actions).isEmpty)
@@ -235,6 +240,7 @@ struct PaidRequestTests {
         var settles: [Decimal] = []
         var reserved = false
         var billed = false  // the endpoint accepted or answered it
+        var sendRecorded = false  // this attempt was recorded as leaving
         var finalActions = 0
         for event in events {
             let wasFinal = machine.state.isFinal
@@ -247,6 +253,14 @@ struct PaidRequestTests {
                 case .record(let move):
                     if move.state == .accepted || move.state == .answered { billed = true }
                     #expect(!(billed && move.state == .failed), "a billed request recorded as failed: \(context)")
+                    // Money an earlier attempt may have been billed is never recorded away.
+                    if move.state == .failed, !sendRecorded {
+                        switch start.recorded {
+                        case .sending, .uncertain, .lost: Issue.record("a charging record overwritten as failed: \(context)")
+                        default: break
+                        }
+                    }
+                    if case .sending = move { sendRecorded = true }
                 default: break
                 }
             }
