@@ -7,19 +7,6 @@ import QieProviders
 import Synchronization
 import Testing
 
-/// Runs an emulator on 127.0.0.1 for the body of a test.
-func withEmulator(
-    latency: Duration = .zero, signingSecret: String? = nil, _ body: (EditEmulator, String) async throws -> Void
-) async throws {
-    let emulator = EditEmulator(apiKey: "test-key", latency: latency, signingSecret: signingSecret)
-    let ready = AsyncStream<Int>.makeStream()
-    let server = Task { try await emulator.run(port: 0) { port in ready.continuation.yield(port) } }
-    var iterator = ready.stream.makeAsyncIterator()
-    guard let port = await iterator.next() else { Issue.record("emulator did not start"); return }
-    defer { server.cancel() }
-    try await body(emulator, "http://127.0.0.1:\(port)")
-}
-
 func photo(_ width: Int, _ height: Int) throws -> Data {
     let pixels = [UInt8]((0..<(width * height)).flatMap { i in [UInt8(i % 256), 120, 30] })
     return try Image(pixels: pixels, size: PixelSize(width: width, height: height), channels: 3)

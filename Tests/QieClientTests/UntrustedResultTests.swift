@@ -53,22 +53,22 @@ struct UntrustedResultTests {
 
     @Test("Results in a format no endpoint returns (TIFF, HEIC) are refused before decoding")
     func formats() async throws {
-        let client = EditClient()
-        defer { Task { try await client.shutdown() } }
-        let tiff = Data([0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00] + [UInt8](repeating: 0, count: 64))
-        let heic = Data([0, 0, 0, 0x18] + Array("ftypheic".utf8) + [0, 0, 0, 0] + Array("mif1heic".utf8) + [UInt8](repeating: 0, count: 32))
-        for (data, name) in [(tiff, "TIFF"), (heic, "HEIC")] {
-            let error = await #expect(throws: ClientError.self) {
-                _ = try await client.fetch(.inline(data), from: .runpodQwenImageEdit2511)
+        try await withTestClient { client in
+            let tiff = Data([0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00] + [UInt8](repeating: 0, count: 64))
+            let heic = Data([0, 0, 0, 0x18] + Array("ftypheic".utf8) + [0, 0, 0, 0] + Array("mif1heic".utf8) + [UInt8](repeating: 0, count: 32))
+            for (data, name) in [(tiff, "TIFF"), (heic, "HEIC")] {
+                let error = await #expect(throws: ClientError.self) {
+                    _ = try await client.fetch(.inline(data), from: .runpodQwenImageEdit2511)
+                }
+                #expect(
+                    error?.message.contains("the result is \(name), a format runpod-qwen-image-edit-2511 does not return (JPEG, PNG, WebP)") == true,
+                    "\(String(describing: error))")
             }
-            #expect(
-                error?.message.contains("the result is \(name), a format runpod-qwen-image-edit-2511 does not return (JPEG, PNG, WebP)") == true,
-                "\(String(describing: error))")
+            let big = await #expect(throws: ClientError.self) {
+                _ = try await client.fetch(.inline(try photo(64, 64)), from: .runpodQwenImageEdit2511, checks: ResultChecks(maxBytes: 100))
+            }
+            #expect(big?.message.contains("over the 100-byte limit") == true)
         }
-        let big = await #expect(throws: ClientError.self) {
-            _ = try await client.fetch(.inline(try photo(64, 64)), from: .runpodQwenImageEdit2511, checks: ResultChecks(maxBytes: 100))
-        }
-        #expect(big?.message.contains("over the 100-byte limit") == true)
     }
 
     @Test("A redirect chain ending on a unix socket is refused at that hop; resumed, it is fetched again, never sent again")
@@ -181,10 +181,9 @@ struct UntrustedResultTests {
                 #expect(run.summary.batch.written == 1)
                 let job = try #require(try Ledger(folder: root + "/out").jobs().first)
                 let url = try #require(job.resultURLList.first)
-                let client = EditClient()
-                let served = try await client.fetch(
-                    .url(url), from: .runpodQwenImageEdit2511, checks: ResultChecks(allowPrivateAddresses: true))
-                try await client.shutdown()
+                let served = try await withTestClient { client in
+                    try await client.fetch(.url(url), from: .runpodQwenImageEdit2511, checks: ResultChecks(allowPrivateAddresses: true))
+                }
                 let written = try Data(contentsOf: URL(fileURLWithPath: job.outputPaths[0]))
                 #expect((written == served) == keep, "keepResultBytes \(keep)")
                 let info = try ImageProbe.probe(data: written)
