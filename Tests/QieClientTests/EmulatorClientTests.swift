@@ -90,13 +90,16 @@ struct EmulatorClientTests {
 
     @Test("503 and 429 with Retry-After (provably not processed) are retried; the job then succeeds")
     func retries() async throws {
-        try await withTestClient { client in try await withEmulator { emulator, base in
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
             emulator.inject([.unavailable(retryAfter: 0), .tooManyRequests(retryAfter: 1)])
-            let start = Date()
-            let outcome = try await client.send(try build(.runpodQwenImageEdit2511, base: base), to: .runpodQwenImageEdit2511)
+            let request = try build(.runpodQwenImageEdit2511, base: base)
+            let start = clock.now()
+            let outcome = try await advancingClock(clock) { try await client.send(request, to: .runpodQwenImageEdit2511) }
             guard case .completed = outcome else { Issue.record("\(outcome)"); return }
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 3)
-            #expect(Date().timeIntervalSince(start) >= 1, "Retry-After was not honoured")
+            // The 503 asked for no pause and the 429 for a second: the client waited just that, on its clock.
+            #expect(clock.now().timeIntervalSince(start) == 1, "Retry-After was not honoured")
         } }
     }
 

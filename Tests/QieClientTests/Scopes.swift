@@ -69,12 +69,43 @@ func whileRunning<Ready: Sendable, T>(
 /// Runs an emulator on 127.0.0.1 for the body of a test. Answers the test
 /// held are let go when the body ends, so the server stops with nothing
 /// waiting in it.
-func withEmulator(
-    latency: Duration = .zero, signingSecret: String? = nil, _ body: (EditEmulator, String) async throws -> Void
-) async throws {
-    let emulator = EditEmulator(apiKey: "test-key", latency: latency, signingSecret: signingSecret)
+func withEmulator(signingSecret: String? = nil, _ body: (EditEmulator, String) async throws -> Void) async throws {
+    let emulator = EditEmulator(apiKey: "test-key", signingSecret: signingSecret)
     try await whileRunning({ ready in try await emulator.run(port: 0) { ready($0) } }) { port in
         defer { emulator.release() }
         try await body(emulator, "http://127.0.0.1:\(port)")
     }
+}
+
+/// `work`'s value, with `clock` moved on by `step` each time something
+/// sleeps on it (by default to the earliest deadline): the work's pauses
+/// pass as soon as it takes them, and time never moves while it is busy.
+/// A `step` that waits for an event first (the emulator's job ending)
+/// keeps time from running ahead of that event. Only for work whose every
+/// pause should pass: a wait for a signal would time out at once.
+func advancingClock<T>(
+    _ clock: ManualClock, by step: @escaping @Sendable (ManualClock) async -> Void = { $0.advanceToNextDeadline() },
+    _ work: () async throws -> T
+) async throws -> T {
+    let driver = Task {
+        while !Task.isCancelled {
+            await clock.waitForSleepers(1)
+            if Task.isCancelled { return }
+            await step(clock)
+        }
+    }
+    let outcome: Result<T, any Error>
+    do {
+        outcome = .success(try await work())
+    } catch {
+        outcome = .failure(error)
+    }
+    // The driver may be waiting for a sleeper: one that sleeps until it is
+    // cancelled lets it see that it is cancelled.
+    driver.cancel()
+    let wake = Task { try await clock.sleep(until: .distantFuture) }
+    await driver.value
+    wake.cancel()
+    _ = await wake.result
+    return try outcome.get()
 }

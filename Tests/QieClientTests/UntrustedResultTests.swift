@@ -111,13 +111,33 @@ struct UntrustedResultTests {
 
     @Test("A result served at 1 byte a second is cut off at the download deadline, not the idle timeout")
     func slowResult() async throws {
-        let (reason, submissions, seconds) = try await timedFailedEdit(fault: { _ in .slowResult(bytesPerSecond: 1) }) {
+        // Nothing races here: the result needs thousands of seconds at that
+        // rate, the deadline 1.5 s (300 s is the idle timeout).
+        let (reason, submissions) = try await failedEdit(fault: { _ in .slowResult(bytesPerSecond: 1) }) {
             $0.timeouts.download = 1.5
         }
         #expect(reason.contains("did not arrive within 1.5 s") && reason.contains("downloadTimeout"), "\(reason)")
-        // The run is bounded by the deadline (1.5 s), far below the idle timeout (300 s).
-        #expect(seconds < 30, "the run took \(seconds) s")
         #expect(submissions == 1)
+    }
+
+    @Test("The download deadline is on the client's clock: a result still arriving is cut off once that clock passes it", .timeLimit(.minutes(1)))
+    func downloadDeadline() async throws {
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
+            let profile = ProviderProfile.runpodQwenImageEdit2511
+            emulator.inject([.slowResult(bytesPerSecond: 1)])
+            let outcome = try await client.send(try build(profile, base: base), to: profile)
+            guard case .completed(let images, _, _) = outcome, let result = images.first else { Issue.record("\(outcome)"); return }
+            let start = clock.now()
+            let error = await #expect(throws: ClientError.self) {
+                _ = try await advancingClock(clock) {
+                    try await client.fetch(result, from: profile, checks: ResultChecks(deadline: 1.5, endpoint: base))
+                }
+            }
+            #expect(error?.message.contains("did not arrive within 1.5 s; it was cut off") == true, "\(String(describing: error))")
+            #expect(error?.message(naming: \.name).contains("downloadTimeout gives downloads longer") == true)
+            #expect(clock.now().timeIntervalSince(start) == 1.5)
+        } }
     }
 
     @Test("A 200 MB result is cut off at the cap while it streams; nothing is written")
@@ -134,27 +154,16 @@ struct UntrustedResultTests {
         fault: (String) -> EmulatedFault, profile: ProviderProfile = .runpodQwenImageEdit2511,
         configure: (inout EditOptions) -> Void = { _ in }, inspect: (String) throws -> Void = { _ in }
     ) async throws -> (reason: String, submissions: Int) {
-        let (reason, submissions, _) = try await timedFailedEdit(fault: fault, profile: profile, configure: configure, inspect: inspect)
-        return (reason, submissions)
-    }
-
-    /// As `failedEdit`, with the seconds the run took (the emulator's own shutdown left out).
-    private func timedFailedEdit(
-        fault: (String) -> EmulatedFault, profile: ProviderProfile = .runpodQwenImageEdit2511,
-        configure: (inout EditOptions) -> Void = { _ in }, inspect: (String) throws -> Void = { _ in }
-    ) async throws -> (reason: String, submissions: Int, seconds: Double) {
         let root = try folder()
         defer { try? FileManager.default.removeItem(atPath: root) }
         try write(160, 120, to: root + "/in/a.jpg")
-        var outcome = ("", 0, 0.0)
+        var outcome = ("", 0)
         try await withEmulator { emulator, base in
             emulator.inject([fault(base)])
             var options = testOptions(profile, base: base)
             options.flow = .synchronous
             configure(&options)
-            let started = Date()
             let run = try await runFolder(root, options: options)
-            let seconds = Date().timeIntervalSince(started)
             #expect(try images(in: root + "/out").isEmpty)
             // Nothing outside the output folder, and the key in no file.
             #expect(try FileManager.default.contentsOfDirectory(atPath: root).sorted() == ["in", "out"])
@@ -163,7 +172,7 @@ struct UntrustedResultTests {
                 #expect(data.range(of: Data("test-key".utf8)) == nil, "\(name) holds the key")
             }
             try inspect(root)
-            outcome = (run.failures["a.jpg"] ?? "", emulator.submissions(to: profile), seconds)
+            outcome = (run.failures["a.jpg"] ?? "", emulator.submissions(to: profile))
         }
         return outcome
     }
