@@ -66,12 +66,12 @@ struct RunRecord {
     var done: [EditJobOutput] { events.compactMap { if case .done(_, let output) = $0 { output } else { nil } } }
 }
 
-/// Runs a folder run of `root/in` into `root/out`, in process.
+/// Runs a folder run of `root/in` into `root/` + `output`, in process.
 func runFolder(
-    _ root: String, options: EditOptions, environment: [String: String] = testEnvironment(),
+    _ root: String, options: EditOptions, output: String = "out", environment: [String: String] = testEnvironment(),
     configure: (inout EditRunConfiguration) -> Void = { _ in }
 ) async throws -> RunRecord {
-    var configuration = EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: options)
+    var configuration = EditRunConfiguration(inputs: [root + "/in"], output: root + "/" + output, options: options)
     configuration.concurrency = 2
     configure(&configuration)
     let events = Mutex<[EditRunEvent]>([])
