@@ -732,7 +732,9 @@ public final class EditEmulator: Sendable {
     // MARK: Callbacks and events
 
     /// POSTs the documented callback payload: 3 attempts with 1 s and 2 s
-    /// pauses, retrying 5xx and network errors only.
+    /// pauses, retrying 5xx and network errors only. An attempt waits up to
+    /// a minute for the receiver's answer, so a slow machine does not turn
+    /// one delivery into two.
     private func deliverCallback(to url: String, job: Job, id: String, profile: ProviderProfile) async {
         let body = jsonData(describe(job, id: id, profile: profile, asCallback: true))
         var request = HTTPClientRequest(url: url)
@@ -748,7 +750,7 @@ public final class EditEmulator: Sendable {
         for attempt in 1...3 {
             var status = 0
             do {
-                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
                 status = Int(response.status.code)
                 _ = try? await response.body.collect(upTo: 1 << 20)
             } catch {}

@@ -353,6 +353,9 @@ struct NotificationPartsTests {
         let listener = CallbackListener(profile: profile, port: 0, signingSecret: "whsec-test", signals: signals)
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 2 * CallbackListener.maxConcurrent
+        // No request here has a deadline that a loaded machine could reach
+        // first: the test's time limit bounds a hang.
+        let patience = TimeAmount.minutes(10)
         try await withHTTPClient(configuration) { http in try await whileRunning({ ready in try await listener.run { ready($0) } }) { port in
             func delivery(_ body: HTTPClientRequest.Body, signature: String? = nil) -> HTTPClientRequest {
                 var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/runflow")
@@ -365,7 +368,7 @@ struct NotificationPartsTests {
                 // Chunked when not announced: no length to refuse it by; the read stops at the cap.
                 let chunks = stride(from: 0, to: body.count, by: 64 << 10).map { ByteBuffer(data: body[$0..<min(body.count, $0 + (64 << 10))]) }
                 let sent: HTTPClientRequest.Body = announced ? .bytes(ByteBuffer(data: body)) : .stream(chunks.async, length: .unknown)
-                return Int(try await http.execute(delivery(sent, signature: signature), timeout: .seconds(10)).status.code)
+                return Int(try await http.execute(delivery(sent, signature: signature), timeout: patience).status.code)
             }
             let signer = CallbackSignature(secret: "whsec-test")
             let big = Data(repeating: 0x20, count: CallbackListener.maxBodyBytes + 1)
@@ -399,7 +402,7 @@ struct NotificationPartsTests {
                     continuation.yield(ByteBuffer(string: "{"))
                     stalled.append(continuation)
                     let request = delivery(.stream(stream, length: .unknown))
-                    group.addTask { Int(try await http.execute(request, timeout: .seconds(60)).status.code) }
+                    group.addTask { Int(try await http.execute(request, timeout: patience).status.code) }
                 }
                 var answers = [try await group.next()]
                 for continuation in stalled { continuation.finish() }
