@@ -54,7 +54,7 @@ private func afterJobsEnd(_ count: Int = 1, of profile: ProviderProfile, in emul
 // Every wait in these tests is on an event (the emulator's submissions,
 // ended jobs and callbacks, a listener's connections) or on a ManualClock
 // the test moves; the time limit only keeps a regression from hanging the run.
-@Suite("Asynchronous jobs: polling, callbacks, events, lost jobs", .serialized, .timeLimit(.minutes(2)))
+@Suite("Asynchronous jobs: polling, callbacks, events, lost jobs", .serialized, .hangGuard)
 struct AsyncFlowTests {
     @Test("Runflow: the run is created once, polled to its end, and its output downloaded at the input's size")
     func runflowPolling() async throws {
@@ -313,7 +313,7 @@ struct AsyncFlowTests {
     }
 }
 
-@Suite("Signatures, event parsing, signals")
+@Suite("Signatures, event parsing, signals", .hangGuard)
 struct NotificationPartsTests {
     let body = Data(#"{"run_id":"r1","status":"succeeded"}"#.utf8)
 
@@ -344,9 +344,7 @@ struct NotificationPartsTests {
         #expect(check.isValid(check.header(for: body), body: body))
     }
 
-    @Test(
-        "The callback listener refuses over 1 MiB before verifying, holds signatures to the window, acts on a delivery once",
-        .timeLimit(.minutes(2)))
+    @Test("The callback listener refuses over 1 MiB before verifying, holds signatures to the window, acts on a delivery once")
     func listenerLimits() async throws {
         let profile = ProviderProfile.runflowQwenImageEdit2511
         let signals = JobSignals()
@@ -483,9 +481,7 @@ struct NotificationPartsTests {
         #expect((20..<30).allSatisfy { admitted[$0] - admitted[$0 - 20] >= 1 }, "more than 20 polls in a second: \(admitted)")
     }
 
-    @Test(
-        "A polled client learns its endpoint: twelve jobs that each end 4 s after submission take at most 3 polls each on average",
-        .timeLimit(.minutes(2)))
+    @Test("A polled client learns its endpoint: twelve jobs that each end 4 s after submission take at most 3 polls each on average")
     func pollsLearned() async throws {
         let clock = ManualClock()
         try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
@@ -548,8 +544,7 @@ struct NotificationPartsTests {
     }
 
     @Test(
-        "A signal that arrives before its waiter is kept; one posted while it waits wakes it; a wait without one ends with nil at its deadline",
-        .timeLimit(.minutes(1)))
+        "A signal that arrives before its waiter is kept; one posted while it waits wakes it; a wait without one ends with nil at its deadline")
     func signals() async {
         let signals = JobSignals()
         let clock = ManualClock()

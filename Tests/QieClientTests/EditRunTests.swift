@@ -5,7 +5,7 @@ import QieStore
 import Synchronization
 import Testing
 
-@Suite("Folder runs in process: results, ledger, resume, budgets, prompts per image", .serialized, .timeLimit(.minutes(5)))
+@Suite("Folder runs in process: results, ledger, resume, budgets, prompts per image", .serialized, .hangGuard)
 struct EditRunTests {
     @Test("Each input is edited once, restored to its own size, converted, and described in a sidecar")
     func editAndRestore() async throws {
@@ -565,7 +565,7 @@ struct EditRunTests {
     }
 }
 
-@Suite("Every endpoint and flow through a folder run, in process", .timeLimit(.minutes(5)))
+@Suite("Every endpoint and flow through a folder run, in process", .hangGuard)
 struct EditRunFlowTests {
     @Test(
         "The requested format, the input's exact size, a sidecar with flow, job ids and hash",

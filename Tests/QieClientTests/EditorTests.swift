@@ -4,7 +4,7 @@ import QiePipeline
 import Synchronization
 import Testing
 
-@Suite("One edit in memory: bytes in, converted and restored bytes out", .serialized, .timeLimit(.minutes(2)))
+@Suite("One edit in memory: bytes in, converted and restored bytes out", .serialized, .hangGuard)
 struct EditorTests {
     @Test("Bytes in, bytes out: planned, sent, fetched, converted and restored to the input's own size")
     func bytesInBytesOut() async throws {

@@ -23,7 +23,7 @@ func build(
     return try RequestBuilder.build(edit, plan: plan, for: profile, apiKey: key, baseURL: base, flow: flow)
 }
 
-@Suite("Client against the emulator", .serialized)
+@Suite("Client against the emulator", .serialized, .hangGuard)
 struct EmulatorClientTests {
     @Test("Every synchronous endpoint: request accepted, result downloaded, at the endpoint's size")
     func roundTrip() async throws {

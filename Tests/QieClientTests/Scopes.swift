@@ -109,3 +109,10 @@ func advancingClock<T>(
     _ = await wake.result
     return try outcome.get()
 }
+
+extension Trait where Self == TimeLimitTrait {
+    /// A time limit that only a hang reaches: tests wait on events and on
+    /// clocks they move, however long a loaded machine takes to get there
+    /// (in a full test run a test can wait most of a minute for a thread).
+    static var hangGuard: Self { .timeLimit(.minutes(10)) }
+}
