@@ -207,6 +207,9 @@ public struct JobResult: Sendable {
 }
 
 /// Sends edit requests and fetches results over one shared, pooled HTTP client.
+/// Every wait it makes (retry pauses, polls, the overall and download
+/// deadlines) reads its `clock`; only the connection's own connect and read
+/// timeouts are the machine's.
 public final class EditClient: Sendable {
     let http: HTTPClient
     /// When requests are tried again.
@@ -215,8 +218,12 @@ public final class EditClient: Sendable {
     public let requestTimeout: TimeAmount
     /// Largest response or result accepted.
     public let maxBodyBytes: Int
+    /// Where the client reads the time and waits.
+    public let clock: any QieClock
     /// When this client's jobs are polled, learned from those that ended.
-    public let polling = PollPlanner()
+    public let polling: PollPlanner
+    /// The clock's times as the instants submissions and waits are timed in.
+    let instants: ClockInstants
 
     /// A client with its own connection pool.
     ///
@@ -228,10 +235,11 @@ public final class EditClient: Sendable {
     ///   - connectionsPerHost: connections kept open to one endpoint;
     ///     at least the number of requests meant to be in flight at once
     ///     (AsyncHTTPClient's default of 8 would queue the rest).
+    ///   - clock: where retry pauses, polls and deadlines are timed.
     public init(
         retry: RetryPolicy = RetryPolicy(), connectTimeout: TimeAmount = .seconds(10),
         requestTimeout: TimeAmount = .seconds(300), maxBodyBytes: Int = 100 * 1024 * 1024,
-        connectionsPerHost: Int = 32
+        connectionsPerHost: Int = 32, clock: any QieClock = SystemClock()
     ) {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, connectionsPerHost)
@@ -243,6 +251,9 @@ public final class EditClient: Sendable {
         self.retry = retry
         self.requestTimeout = requestTimeout
         self.maxBodyBytes = maxBodyBytes
+        self.clock = clock
+        polling = PollPlanner(clock: clock)
+        instants = ClockInstants(clock)
     }
 
     /// Closes the pooled connections. Call once, when done.
@@ -261,8 +272,9 @@ public final class EditClient: Sendable {
         /// At most the policy's attempts, and only while the request provably
         /// was not processed (submissions, which are paid for).
         case unprocessed
-        /// Until this instant (polls of an accepted job, which must not be given up early).
-        case until(ContinuousClock.Instant)
+        /// Until the clock reaches this time (polls of an accepted job, which
+        /// must not be given up early).
+        case until(Date)
     }
 
     /// The one retry loop for submissions, polls and downloads: network
@@ -279,7 +291,7 @@ public final class EditClient: Sendable {
         func more() -> Bool {
             switch persistence {
             case .attempts, .unprocessed: tries < retry.maxAttempts
-            case .until(let deadline): ContinuousClock.now < deadline
+            case .until(let deadline): clock.now() < deadline
             }
         }
         let submission = if case .unprocessed = persistence { true } else { false }
@@ -302,9 +314,9 @@ public final class EditClient: Sendable {
                     ? RetryPolicy.shouldRetrySubmission(status: status, retryAfter: retryAfter)
                     : RetryPolicy.shouldRetry(status: status)
                 guard retrying else {
-                    return Answer(status: status, body: data, retryAfter: RetryPolicy.parseRetryAfter(retryAfter))
+                    return Answer(status: status, body: data, retryAfter: RetryPolicy.parseRetryAfter(retryAfter, now: clock.now()))
                 }
-                wait = RetryPolicy.parseRetryAfter(retryAfter)
+                wait = RetryPolicy.parseRetryAfter(retryAfter, now: clock.now())
                 if !more() { return Answer(status: status, body: data) }
             } catch is CancellationError {
                 throw CancellationError()
@@ -326,10 +338,8 @@ public final class EditClient: Sendable {
                 }
             }
             var pause = retry.delay(after: min(tries, 16), retryAfter: wait)
-            if case .until(let deadline) = persistence {
-                pause = min(pause, max(0, (deadline - ContinuousClock.now) / .seconds(1)))
-            }
-            try await Task.sleep(for: .seconds(pause))
+            if case .until(let deadline) = persistence { pause = min(pause, max(0, clock.seconds(until: deadline))) }
+            try await clock.sleep(for: pause)
         }
     }
 
@@ -375,7 +385,8 @@ public final class EditClient: Sendable {
         case answered(JobResult)
         /// It took the request as job `id`, still `status`: ask about it with
         /// `wait`, from `submittedAt` (when the submission left) and
-        /// `acceptedAt` (when its answer came).
+        /// `acceptedAt` (when its answer came), both read from the client's
+        /// clock (see `wait`).
         case accepted(
             id: String, status: String, submissions: Int, submittedAt: ContinuousClock.Instant,
             acceptedAt: ContinuousClock.Instant)
@@ -387,7 +398,7 @@ public final class EditClient: Sendable {
     /// job's id when the endpoint gave one: it took the request); a 5xx or
     /// an answer that cannot be read throws `.uncertain`.
     public func submit(_ request: BuiltRequest, on profile: ProviderProfile) async throws -> Submission {
-        let submitted = ContinuousClock.now
+        let submitted = clock.now()
         var submissions = 0
         let (first, status, warnings) = try await submit(request, to: profile, attempts: &submissions)
         switch first {
@@ -408,7 +419,8 @@ public final class EditClient: Sendable {
                 kind: .rejected, message: message, endpoint: profile.id, jobID: id, status: status, submissions: submissions)
         case .pending(let id, let status):
             return .accepted(
-                id: id, status: status, submissions: submissions, submittedAt: submitted, acceptedAt: ContinuousClock.now)
+                id: id, status: status, submissions: submissions, submittedAt: instants.instant(submitted),
+                acceptedAt: instants.instant(clock.now()))
         }
     }
 
@@ -445,14 +457,17 @@ public final class EditClient: Sendable {
     /// status GET). Poll failures are retried until the deadline: the job is
     /// never given up for lost while it may still finish. `submittedAt` (when
     /// the submission left) and `acceptedAt` (when its answer came) let the
-    /// poll planner learn how long the endpoint's jobs take.
+    /// poll planner learn how long the endpoint's jobs take. All three are
+    /// this client's instants (as `submit` gives them, or those plus a
+    /// duration): they stand for the client's clock, which times the wait.
     public func wait(
         for id: String, status: String = "submitted", request: BuiltRequest, on profile: ProviderProfile,
         policy: WaitPolicy = WaitPolicy(), signals: JobSignals? = nil,
         deadline: ContinuousClock.Instant? = nil, submittedAt: ContinuousClock.Instant? = nil,
         acceptedAt: ContinuousClock.Instant? = nil
     ) async throws -> JobResult {
-        let deadline = deadline ?? ContinuousClock.now + .seconds(policy.timeout)
+        let deadline = deadline.map(instants.time) ?? clock.now().addingTimeInterval(policy.timeout)
+        let submittedAt = submittedAt.map(instants.time), acceptedAt = acceptedAt.map(instants.time)
         var interval = signals == nil ? policy.firstInterval : policy.fallbackInterval
         var polls = 0
         var lastStatus = status
@@ -461,19 +476,20 @@ public final class EditClient: Sendable {
         // the least pause the endpoint asked for (Retry-After).
         var seenRunning: Double = 0
         var asked: Double = 0
-        func elapsed() -> Double? { submittedAt.map { (ContinuousClock.now - $0) / .seconds(1) } }
+        func elapsed() -> Double? { submittedAt.map { clock.now().timeIntervalSince($0) } }
         while true {
-            let remaining = (deadline - ContinuousClock.now) / .seconds(1)
+            let remaining = clock.seconds(until: deadline)
             guard remaining > 0 else {
                 throw ClientError(
                     kind: .timedOut,
                     message: "\(profile.id): job \(id) was still \(lastStatus) after \(String(format: "%g", policy.timeout)) s; it may yet finish (and be billed): ask for job \(id) again rather than submitting anew",
                     endpoint: profile.id, jobID: id)
             }
+            var known = polling.version
             let planned = signals == nil ? polling.pause(endpoint: profile.id, elapsed: elapsed(), cold: interval, policy: policy) : interval
             let pause = min(max(planned, asked), remaining)
             if let signals {
-                if let signal = await signals.wait(for: id, upTo: pause) {
+                if let signal = await signals.wait(for: id, upTo: pause, clock: clock) {
                     signalled = true
                     if let payload = signal.payload,
                         let outcome = try? ResponseReader.read(payload, status: 200, from: profile, jobID: id)
@@ -494,16 +510,19 @@ public final class EditClient: Sendable {
                 }
                 try Task.checkCancellation()
             } else {
-                // A long pause is planned again whenever another job of the
-                // run ends meanwhile: what it teaches may bring the poll forward.
-                var due = ContinuousClock.now + .seconds(pause)
-                var known = polling.version
-                while ContinuousClock.now < due {
-                    try await Task.sleep(until: min(due, ContinuousClock.now + .milliseconds(100)))
-                    if polling.version != known, asked == 0, policy.fixedInterval == nil, let seconds = elapsed() {
-                        known = polling.version
+                // A planned pause is planned again whenever another job of
+                // the run ends meanwhile: what it teaches may bring the poll
+                // forward. A pause the endpoint asked for, or a fixed one, is kept.
+                var due = clock.now().addingTimeInterval(pause)
+                if asked > 0 || policy.fixedInterval != nil || submittedAt == nil {
+                    try await clock.sleep(until: due)
+                } else {
+                    while clock.now() < due {
+                        let lesson = try await clock.value(of: { [polling, known] in await polling.lesson(after: known) }, before: due)
+                        guard let learned = lesson, let seconds = elapsed() else { break }
+                        known = learned
                         let again = polling.pause(endpoint: profile.id, elapsed: seconds, cold: interval, policy: policy)
-                        due = min(due, ContinuousClock.now + .seconds(again))
+                        due = min(due, clock.now().addingTimeInterval(again))
                     }
                 }
             }
@@ -538,7 +557,7 @@ public final class EditClient: Sendable {
                         // The endpoint times the job from when it took it, which is
                         // about when its acceptance was answered: counted from the
                         // submission, as the polls are, within what the polls saw.
-                        let taken = acceptedAt.flatMap { accepted in submittedAt.map { (accepted - $0) / .seconds(1) } } ?? 0
+                        let taken = acceptedAt.flatMap { accepted in submittedAt.map { accepted.timeIntervalSince($0) } } ?? 0
                         let duration = min(asking, max(seenRunning, taken + reported))
                         polling.record(endpoint: profile.id, low: duration, high: duration)
                     } else {

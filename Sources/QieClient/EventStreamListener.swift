@@ -82,8 +82,9 @@ public struct EventStreamParser: Sendable {
 
 /// Listens to an endpoint's event stream (Oxen's `/api/events`) and posts a
 /// wake-up signal for every job-ended event; the waiting job then polls for
-/// its result. Reconnects with backoff when the stream drops, so a lost
-/// stream only slows jobs down to their polling interval.
+/// its result. Reconnects with backoff (on the client's clock) when the
+/// stream drops, so a lost stream only slows jobs down to their polling
+/// interval.
 public struct EventStreamListener: Sendable {
     /// The endpoint whose stream is read.
     public let profile: ProviderProfile
@@ -135,7 +136,7 @@ public struct EventStreamListener: Sendable {
             }
             guard !Task.isCancelled else { return }
             let delay = client.retry.delay(after: min(failures, 8), retryAfter: nil) + 0.25
-            try? await Task.sleep(for: .seconds(delay))
+            try? await client.clock.sleep(for: delay)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import QieProviders
 import Synchronization
 
 /// Word that an asynchronous job has ended, from a callback or an event
@@ -18,16 +19,35 @@ public struct JobSignal: Sendable, Equatable {
 /// job that ends while its submission's answer is still on the wire is not
 /// missed.
 public final class JobSignals: Sendable {
+    /// One wait for a job's signal. It is registered before the waiting task
+    /// suspends (and before its deadline is set on the clock), so a signal
+    /// posted in between is handed to it rather than kept for someone else.
+    private enum Waiter {
+        /// Waiting, not (or no longer) suspended.
+        case registered
+        /// Suspended until a signal comes.
+        case suspended(CheckedContinuation<JobSignal?, Never>)
+        /// A signal came while it was not suspended.
+        case delivered(JobSignal)
+    }
+
     private struct State {
         var arrived: [String: JobSignal] = [:]
         var arrivalOrder: [String] = []
-        var waiting: [String: [UUID: CheckedContinuation<JobSignal?, Never>]] = [:]
-        var abandoned: Set<UUID> = []
+        var waiting: [String: [UInt64: Waiter]] = [:]
+        var lastToken: UInt64 = 0
 
         mutating func take(_ id: String) -> JobSignal? {
             guard let signal = arrived.removeValue(forKey: id) else { return nil }
             arrivalOrder.removeAll { $0 == id }
             return signal
+        }
+
+        /// Ends the wait `token` for job `id`: what it had come to.
+        mutating func remove(_ id: String, _ token: UInt64) -> Waiter? {
+            let waiter = waiting[id]?.removeValue(forKey: token)
+            if waiting[id]?.isEmpty == true { waiting[id] = nil }
+            return waiter
         }
     }
 
@@ -39,57 +59,75 @@ public final class JobSignals: Sendable {
 
     /// Delivers a signal for job `id`: to its waiters, or kept for later.
     public func post(_ id: String, _ signal: JobSignal) {
-        let waiters = state.withLock { state -> [CheckedContinuation<JobSignal?, Never>] in
-            if let waiters = state.waiting.removeValue(forKey: id), !waiters.isEmpty { return Array(waiters.values) }
-            if state.arrived.updateValue(signal, forKey: id) == nil { state.arrivalOrder.append(id) }
-            while state.arrivalOrder.count > capacity { state.arrived[state.arrivalOrder.removeFirst()] = nil }
-            return []
-        }
-        for waiter in waiters { waiter.resume(returning: signal) }
-    }
-
-    /// Waits at most `seconds` for a signal for job `id`; nil when none came
-    /// (or the task was cancelled).
-    public func wait(for id: String, upTo seconds: Double) async -> JobSignal? {
-        if let signal = state.withLock({ $0.take(id) }) { return signal }
-        let token = UUID()
-        return await withTaskGroup(of: JobSignal?.self) { group in
-            group.addTask {
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { continuation in
-                        let ready = self.state.withLock { state -> JobSignal?? in
-                            if state.abandoned.remove(token) != nil { return .some(nil) }
-                            if let signal = state.take(id) { return .some(signal) }
-                            state.waiting[id, default: [:]][token] = continuation
-                            return .none
-                        }
-                        if case .some(let signal) = ready { continuation.resume(returning: signal) }
-                    }
-                } onCancel: {
-                    self.abandon(id, token)
+        let woken = state.withLock { state -> [CheckedContinuation<JobSignal?, Never>] in
+            var taken = false
+            var woken: [CheckedContinuation<JobSignal?, Never>] = []
+            for (token, waiter) in state.waiting[id] ?? [:] {
+                switch waiter {
+                case .suspended(let continuation):
+                    woken.append(continuation)
+                    _ = state.remove(id, token)
+                    taken = true
+                case .registered:
+                    state.waiting[id]?[token] = .delivered(signal)
+                    taken = true
+                case .delivered:
+                    break
                 }
             }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(max(0, seconds)))
-                return nil
+            if !taken {
+                if state.arrived.updateValue(signal, forKey: id) == nil { state.arrivalOrder.append(id) }
+                while state.arrivalOrder.count > capacity { state.arrived[state.arrivalOrder.removeFirst()] = nil }
             }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
+            return woken
         }
+        for waiter in woken { waiter.resume(returning: signal) }
     }
 
-    private func abandon(_ id: String, _ token: UUID) {
-        let waiter = state.withLock { state -> CheckedContinuation<JobSignal?, Never>? in
-            if let waiter = state.waiting[id]?.removeValue(forKey: token) {
-                if state.waiting[id]?.isEmpty == true { state.waiting[id] = nil }
-                return waiter
-            }
-            // Cancelled before the continuation was registered: leave a mark
-            // so registration resumes at once.
-            state.abandoned.insert(token)
-            return nil
+    /// Waits at most `seconds` of `clock`'s time for a signal for job `id`;
+    /// nil when none came (or the task was cancelled).
+    public func wait(for id: String, upTo seconds: Double, clock: any QieClock = SystemClock()) async -> JobSignal? {
+        let deadline = clock.now().addingTimeInterval(max(0, seconds))
+        let arrived = state.withLock { state -> (signal: JobSignal?, token: UInt64) in
+            if let signal = state.take(id) { return (signal, 0) }
+            state.lastToken += 1
+            state.waiting[id, default: [:]][state.lastToken] = .registered
+            return (nil, state.lastToken)
         }
-        waiter?.resume(returning: nil)
+        if let signal = arrived.signal { return signal }
+        let token = arrived.token
+        let signal = try? await clock.value(of: { await self.suspend(id, token) }, before: deadline)
+        // A signal handed over while the wait was ending counts.
+        if case .delivered(let late)? = state.withLock({ $0.remove(id, token) }) { return late }
+        return signal ?? nil
+    }
+
+    /// Suspends wait `token` for job `id` until a signal comes; nil when the
+    /// task is cancelled first (the wait stays registered until it ends).
+    private func suspend(_ id: String, _ token: UInt64) async -> JobSignal? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<JobSignal?, Never>) in
+                let ready = state.withLock { state -> JobSignal?? in
+                    switch state.waiting[id]?[token] {
+                    case .registered? where !Task.isCancelled:
+                        state.waiting[id]?[token] = .suspended(continuation)
+                        return .none
+                    case .delivered(let signal)?:
+                        _ = state.remove(id, token)
+                        return .some(signal)
+                    case .registered?, .suspended?, nil:
+                        return .some(nil)
+                    }
+                }
+                if case .some(let signal) = ready { continuation.resume(returning: signal) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<JobSignal?, Never>? in
+                guard case .suspended(let continuation)? = state.waiting[id]?[token] else { return nil }
+                state.waiting[id]?[token] = .registered
+                return continuation
+            }
+            waiter?.resume(returning: nil)
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import QieProviders
 import Synchronization
 
 /// When to ask about an accepted job, learned from the jobs before it.
@@ -17,7 +18,8 @@ import Synchronization
 /// `WaitPolicy.firstInterval` (give or take a third), growing by half.
 /// Polls to one endpoint are kept to at most
 /// `WaitPolicy.maxPollsPerSecond` in any second. One planner serves every
-/// job of a client.
+/// job of a client, and reads that client's clock: durations are learned
+/// and polls admitted in its time.
 public final class PollPlanner: Sendable {
     /// A job's duration: somewhere between `low` and `high` seconds after submission.
     struct Bracket: Sendable {
@@ -31,34 +33,69 @@ public final class PollPlanner: Sendable {
         var durations: [Bracket] = []
         /// When the latest polls to this endpoint left (or will), oldest
         /// first: as many as the cap allows in one window.
-        var recentPolls: [ContinuousClock.Instant] = []
+        var recentPolls: [Date] = []
     }
 
-    private let state = Mutex<[String: Endpoint]>([:])
-    /// Durations recorded so far, over all endpoints: a waiting job that sees
-    /// it change plans again with what was learned.
-    private let learned = Atomic<Int>(0)
+    private struct State {
+        var endpoints: [String: Endpoint] = [:]
+        /// Durations recorded so far, over all endpoints: a waiting job that
+        /// sees it change plans again with what was learned.
+        var learned = 0
+        /// Waits for the next duration recorded, by token.
+        var listeners: [UInt64: CheckedContinuation<Int, Never>] = [:]
+        var lastToken: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+    /// Where polls are admitted and durations measured.
+    private let clock: any QieClock
 
     /// How many durations have been recorded (changes whenever one is).
-    public var version: Int { learned.load(ordering: .relaxed) }
+    public var version: Int { state.withLock { $0.learned } }
     /// Durations remembered per endpoint (the most recent ones).
     static let memory = 64
 
-    /// A planner that has learned nothing yet.
-    public init() {}
+    /// A planner that has learned nothing yet, admitting polls in `clock`'s time.
+    public init(clock: any QieClock = SystemClock()) { self.clock = clock }
 
     /// Records a job on `endpoint` found done between `low` and `high`
     /// seconds after submission.
     public func record(endpoint: String, low: Double, high: Double) {
         guard low.isFinite, high.isFinite, high >= 0 else { return }
         let bracket = Bracket(low: max(0, min(low, high)), high: max(low, high))
-        state.withLock { endpoints in
-            var entry = endpoints[endpoint] ?? Endpoint()
+        let (learned, listeners) = state.withLock { state in
+            var entry = state.endpoints[endpoint] ?? Endpoint()
             entry.durations.append(bracket)
             if entry.durations.count > Self.memory { entry.durations.removeFirst() }
-            endpoints[endpoint] = entry
+            state.endpoints[endpoint] = entry
+            state.learned += 1
+            defer { state.listeners = [:] }
+            return (state.learned, Array(state.listeners.values))
         }
-        learned.add(1, ordering: .relaxed)
+        for listener in listeners { listener.resume(returning: learned) }
+    }
+
+    /// Returns `version` once it has passed `known` (at once if it has): a
+    /// job waiting to poll plans again when another job's end teaches the
+    /// planner something. Returns at once when the task is cancelled.
+    func lesson(after known: Int) async -> Int {
+        let token = state.withLock { state in
+            state.lastToken += 1
+            return state.lastToken
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+                let ready = state.withLock { state -> Int? in
+                    if state.learned > known || Task.isCancelled { return state.learned }
+                    state.listeners[token] = continuation
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        } onCancel: {
+            let (listener, learned) = state.withLock { ($0.listeners.removeValue(forKey: token), $0.learned) }
+            listener?.resume(returning: learned)
+        }
     }
 
     /// The spread of recent durations on `endpoint` (seconds): the early and
@@ -86,7 +123,7 @@ public final class PollPlanner: Sendable {
 
     /// The plan for `endpoint`'s next waits, from its recent brackets.
     func plan(endpoint: String) -> Plan? {
-        let brackets = state.withLock { $0[endpoint]?.durations ?? [] }
+        let brackets = state.withLock { $0.endpoints[endpoint]?.durations ?? [] }
         guard !brackets.isEmpty else { return nil }
         func at(_ sorted: [Double], _ q: Double) -> Double { sorted[Int((Double(sorted.count - 1) * q).rounded())] }
         let lows = brackets.map(\.low).sorted(), highs = brackets.map(\.high).sorted()
@@ -163,18 +200,19 @@ public final class PollPlanner: Sendable {
         guard perSecond > 0, perSecond.isFinite else { return }
         // Below one a second: one poll per 1/perSecond seconds.
         let allowed = max(1, Int(perSecond))
-        let window = Duration.seconds(Double(allowed) / perSecond)
-        let slot = state.withLock { endpoints -> ContinuousClock.Instant in
-            var entry = endpoints[endpoint] ?? Endpoint()
-            var slot = ContinuousClock.now
+        let window = Double(allowed) / perSecond
+        let now = clock.now()
+        let slot = state.withLock { state -> Date in
+            var entry = state.endpoints[endpoint] ?? Endpoint()
+            var slot = now
             if entry.recentPolls.count >= allowed {
-                slot = max(slot, entry.recentPolls[entry.recentPolls.count - allowed] + window)
+                slot = max(slot, entry.recentPolls[entry.recentPolls.count - allowed].addingTimeInterval(window))
             }
             entry.recentPolls.append(slot)
             if entry.recentPolls.count > allowed { entry.recentPolls.removeFirst(entry.recentPolls.count - allowed) }
-            endpoints[endpoint] = entry
+            state.endpoints[endpoint] = entry
             return slot
         }
-        if slot > .now { try await Task.sleep(until: slot) }
+        if slot > now { try await clock.sleep(until: slot) }
     }
 }

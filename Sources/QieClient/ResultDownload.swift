@@ -15,8 +15,8 @@ public struct ResultChecks: Sendable, Equatable {
     /// Largest result accepted, in bytes.
     public var maxBytes: Int
     /// Longest one download may take from connecting to its last byte, in
-    /// seconds, redirects and retries included: a result that trickles in is
-    /// cut off, not only one that stalls.
+    /// seconds of the client's clock, redirects and retries included: a
+    /// result that trickles in is cut off, not only one that stalls.
     public var deadline: Double
     /// Fetch results from loopback, private and link-local addresses too
     /// (on when the endpoint itself is on such an address, like a local emulator).
@@ -122,24 +122,18 @@ extension EditClient {
     /// Downloads a result within `checks`: each address (and each redirect
     /// hop) checked before connecting, the body streamed into a private
     /// temporary file and cut off at `maxBytes`, the whole download cut off
-    /// at the deadline. The bytes are returned mapped from that file, which
-    /// is already unlinked.
+    /// at the deadline (on the client's clock). The bytes are returned mapped
+    /// from that file, which is already unlinked.
     func download(_ address: String, from profile: ProviderProfile, checks: ResultChecks) async throws -> Data {
-        let shown = ResultChecks.shown(address)
-        let seconds = checks.deadline
-        return try await withThrowingTaskGroup(of: Data.self) { group in
-            group.addTask { try await self.following(address, from: profile, checks: checks) }
-            group.addTask {
-                try await Task.sleep(for: .seconds(seconds))
-                throw ClientError(
-                    kind: .network,
-                    message: "\(profile.id): the result at \(shown) did not arrive within \(Self.seconds(seconds)); it was cut off",
-                    endpoint: profile.id, hint: "\(setting: .downloadTimeout) gives downloads longer")
-            }
-            defer { group.cancelAll() }
-            guard let data = try await group.next() else { throw CancellationError() }
-            return data
+        let deadline = clock.now().addingTimeInterval(checks.deadline)
+        let downloaded = try await clock.value(of: { try await self.following(address, from: profile, checks: checks) }, before: deadline)
+        guard let data = downloaded else {
+            throw ClientError(
+                kind: .network,
+                message: "\(profile.id): the result at \(ResultChecks.shown(address)) did not arrive within \(Self.seconds(checks.deadline)); it was cut off",
+                endpoint: profile.id, hint: "\(setting: .downloadTimeout) gives downloads longer")
         }
+        return data
     }
 
     private static func seconds(_ value: Double) -> String {
@@ -195,7 +189,7 @@ extension EditClient {
                         message: "\(profile.id): the result at \(shown) answered HTTP \(status)\([403, 404, 410].contains(status) ? " (expired or removed)" : "")",
                         endpoint: profile.id, status: status)
                 }
-                wait = RetryPolicy.parseRetryAfter(response.headers.first(name: "Retry-After"))
+                wait = RetryPolicy.parseRetryAfter(response.headers.first(name: "Retry-After"), now: clock.now())
             } catch let error as ClientError {
                 throw error
             } catch is CancellationError {
@@ -208,7 +202,7 @@ extension EditClient {
                         endpoint: profile.id)
                 }
             }
-            try await Task.sleep(for: .seconds(retry.delay(after: tries, retryAfter: wait)))
+            try await clock.sleep(for: retry.delay(after: tries, retryAfter: wait))
         }
     }
 

@@ -111,9 +111,71 @@ public final class EditEmulator: Sendable {
         var serving: Serving = .normal
     }
 
+    /// What the emulator counts, per endpoint, for tests to wait on.
+    enum Counted: Hashable, Sendable {
+        /// Submissions received, faults and rejections included.
+        case submissions
+        /// Jobs that ended, done or failed.
+        case endedJobs
+        /// Callbacks delivered (whatever the receiver answered).
+        case deliveries
+    }
+
+    /// Counts by what and endpoint, with the tasks waiting for a count.
+    struct Tally {
+        struct Key: Hashable {
+            var what: Counted
+            var profile: String
+        }
+
+        private struct Watcher {
+            var key: Key
+            var count: Int
+            var continuation: CheckedContinuation<Void, Never>
+        }
+
+        private var counts: [Key: Int] = [:]
+        private var watchers: [UInt64: Watcher] = [:]
+        private var lastToken: UInt64 = 0
+
+        /// How many of `what` were counted for `profile`.
+        subscript(_ what: Counted, _ profile: String) -> Int { counts[Key(what: what, profile: profile)] ?? 0 }
+
+        /// Counts one `what` for `profile`; returns the watchers that count satisfies.
+        mutating func count(_ what: Counted, _ profile: String) -> [CheckedContinuation<Void, Never>] {
+            let key = Key(what: what, profile: profile)
+            counts[key, default: 0] += 1
+            let seen = counts[key] ?? 0
+            let ready = watchers.filter { $0.value.key == key && seen >= $0.value.count }
+            for token in ready.keys { watchers[token] = nil }
+            return ready.values.map(\.continuation)
+        }
+
+        /// A token for the next watcher.
+        mutating func token() -> UInt64 {
+            lastToken += 1
+            return lastToken
+        }
+
+        /// Keeps `continuation` as `token` until `count` of `what` are counted
+        /// for `profile`; false (and not kept) when they already are.
+        mutating func watch(
+            _ what: Counted, _ profile: String, count: Int, token: UInt64, _ continuation: CheckedContinuation<Void, Never>
+        ) -> Bool {
+            guard self[what, profile] < count else { return false }
+            watchers[token] = Watcher(key: Key(what: what, profile: profile), count: count, continuation: continuation)
+            return true
+        }
+
+        /// Stops watching for `token`: its continuation, when it was kept.
+        mutating func unwatch(_ token: UInt64) -> CheckedContinuation<Void, Never>? {
+            watchers.removeValue(forKey: token)?.continuation
+        }
+    }
+
     struct State {
         var files: [String: StoredFile] = [:]
-        var submissions: [String: Int] = [:]
+        var counted = Tally()
         var submitting: [String: Int] = [:]
         var mostSubmitting: [String: Int] = [:]
         var polls: [String: Int] = [:]
@@ -127,21 +189,6 @@ public final class EditEmulator: Sendable {
         var recorded = 0
         /// While set, answers and job ends wait here for `release()`.
         var held: [CheckedContinuation<Void, Never>]? = nil
-        /// Tasks waiting for a number of submissions to one endpoint.
-        var submissionWatchers: [(profile: String, count: Int, continuation: CheckedContinuation<Void, Never>)] = []
-
-        /// Counts a submission to `profile` and returns the watchers it satisfies.
-        mutating func countSubmission(_ profile: String) -> [CheckedContinuation<Void, Never>] {
-            submissions[profile, default: 0] += 1
-            let seen = submissions[profile] ?? 0
-            var ready: [CheckedContinuation<Void, Never>] = []
-            submissionWatchers.removeAll { watcher in
-                guard watcher.profile == profile, seen >= watcher.count else { return false }
-                ready.append(watcher.continuation)
-                return true
-            }
-            return ready
-        }
     }
 
     let state = Mutex(State())
@@ -176,23 +223,54 @@ public final class EditEmulator: Sendable {
     public func injectIntoPolls(_ faults: [EmulatedFault]) { state.withLock { $0.pollFaults += faults } }
 
     /// Submissions received for an endpoint, faults and rejections included.
-    public func submissions(to profile: ProviderProfile) -> Int { state.withLock { $0.submissions[profile.id] ?? 0 } }
+    public func submissions(to profile: ProviderProfile) -> Int { state.withLock { $0.counted[.submissions, profile.id] } }
 
     /// Returns once `count` submissions to `profile` have arrived (faults
     /// and rejections included): a test waits on this event, not on time.
+    /// Returns at once when the task is cancelled.
     public func waitForSubmissions(_ count: Int, to profile: ProviderProfile) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state -> Bool in
-                if (state.submissions[profile.id] ?? 0) >= count { return true }
-                state.submissionWatchers.append((profile.id, count, continuation))
-                return false
+        await waitFor(count, .submissions, of: profile)
+    }
+
+    /// Returns once `count` jobs of `profile` have ended (done or failed):
+    /// a poll from then on finds the job's end, however slow the machine.
+    /// Returns at once when the task is cancelled.
+    public func waitForEndedJobs(_ count: Int, of profile: ProviderProfile) async {
+        await waitFor(count, .endedJobs, of: profile)
+    }
+
+    /// Returns once `count` callbacks for `profile`'s jobs have been
+    /// delivered and their answers recorded (see `callbacks()`). Returns at
+    /// once when the task is cancelled.
+    public func waitForCallbacks(_ count: Int, from profile: ProviderProfile) async {
+        await waitFor(count, .deliveries, of: profile)
+    }
+
+    /// Returns once `count` of `what` are counted for `profile`, or at once
+    /// when the task is cancelled.
+    private func waitFor(_ count: Int, _ what: Counted, of profile: ProviderProfile) async {
+        let token = state.withLock { $0.counted.token() }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let waiting = state.withLock { state in
+                    !Task.isCancelled && state.counted.watch(what, profile.id, count: count, token: token, continuation)
+                }
+                if !waiting { continuation.resume() }
             }
-            if ready { continuation.resume() }
+        } onCancel: {
+            state.withLock { $0.counted.unwatch(token) }?.resume()
         }
     }
 
-    /// Holds every answer and every job's end until `release()`: a test
-    /// decides when the endpoint is done, whatever the machine's speed.
+    /// Counts one `what` of `profile` and wakes whoever waited for that count.
+    private func count(_ what: Counted, of profile: ProviderProfile) {
+        for watcher in state.withLock({ $0.counted.count(what, profile.id) }) { watcher.resume() }
+    }
+
+    /// Holds every synchronous result and every job's end until `release()`
+    /// (refusals, faults, a job's acceptance, polls and result files are
+    /// answered at once): a test decides when the endpoint is done, whatever
+    /// the machine's speed.
     public func hold() { state.withLock { state in if state.held == nil { state.held = [] } } }
 
     /// Lets held answers and jobs go on, and stops holding.
@@ -320,7 +398,7 @@ public final class EditEmulator: Sendable {
         // The key is checked before the body is read, as a real endpoint's
         // gateway does: an unauthenticated caller cannot make it buffer anything.
         guard request.headers[.authorization] == "Bearer \(apiKey)" else {
-            for watcher in state.withLock({ $0.countSubmission(profile.id) }) { watcher.resume() }
+            count(.submissions, of: profile)
             if !asJob { try await Task.sleep(until: began + latency) }
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
         }
@@ -330,7 +408,7 @@ public final class EditEmulator: Sendable {
         do {
             body = try await request.body.collect(upTo: limit ?? 64 * 1024 * 1024)
         } catch {
-            for watcher in state.withLock({ $0.countSubmission(profile.id) }) { watcher.resume() }
+            count(.submissions, of: profile)
             return errorResponse(
                 profile, status: .contentTooLarge,
                 "Payload too large: the request body exceeds \(limit.map { "\($0 / 1_000_000) MB" } ?? "the limit")")
@@ -338,7 +416,7 @@ public final class EditEmulator: Sendable {
         let data = Data(buffer: body)
         defer { state.withLock { $0.submitting[profile.id, default: 1] -= 1 } }
         let (fault, watchers) = state.withLock { state -> (EmulatedFault?, [CheckedContinuation<Void, Never>]) in
-            let watchers = state.countSubmission(profile.id)
+            let watchers = state.counted.count(.submissions, profile.id)
             state.submitting[profile.id, default: 0] += 1
             state.mostSubmitting[profile.id] = max(state.mostSubmitting[profile.id] ?? 0, state.submitting[profile.id] ?? 0)
             state.received[profile.id, default: []].append(data)
@@ -553,6 +631,7 @@ public final class EditEmulator: Sendable {
                 return job
             }
             guard let finished else { return }
+            count(.endedJobs, of: profile)
             if let spec = profile.events, spec.completedEvents.first != nil {
                 let payload = jsonData(["generation_id": id, "status": finished.status, "result_url": finished.urls.first ?? NSNull()])
                 broadcast("event: \(spec.completedEvents[0])\ndata: \(String(decoding: payload, as: UTF8.self))\n\n")
@@ -663,7 +742,9 @@ public final class EditEmulator: Sendable {
     // MARK: Callbacks and events
 
     /// POSTs the documented callback payload: 3 attempts with 1 s and 2 s
-    /// pauses, retrying 5xx and network errors only.
+    /// pauses, retrying 5xx and network errors only. An attempt waits up to
+    /// a minute for the receiver's answer, so a slow machine does not turn
+    /// one delivery into two.
     private func deliverCallback(to url: String, job: Job, id: String, profile: ProviderProfile) async {
         let body = jsonData(describe(job, id: id, profile: profile, asCallback: true))
         var request = HTTPClientRequest(url: url)
@@ -679,11 +760,12 @@ public final class EditEmulator: Sendable {
         for attempt in 1...3 {
             var status = 0
             do {
-                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
                 status = Int(response.status.code)
                 _ = try? await response.body.collect(upTo: 1 << 20)
             } catch {}
             state.withLock { $0.callbacks.append((status, signature)) }
+            count(.deliveries, of: profile)
             if status != 0 && status < 500 { return }
             if attempt < 3 { try? await Task.sleep(for: .seconds(attempt)) }
         }

@@ -11,23 +11,6 @@ import QieProviders
 import Synchronization
 import Testing
 
-/// A client for one test, shut down afterwards whatever happens.
-@discardableResult
-func withTestClient<T: Sendable>(
-    connectTimeout: TimeAmount = .seconds(10), _ body: (EditClient) async throws -> T
-) async throws -> T {
-    let client = EditClient(
-        retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.05, maxDelay: 1), connectTimeout: connectTimeout)
-    do {
-        let value = try await body(client)
-        try await client.shutdown()
-        return value
-    } catch {
-        try await client.shutdown()
-        throw error
-    }
-}
-
 /// A port nothing listens on right now.
 func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -46,19 +29,6 @@ func freePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// Runs `service` in the background for the body (a listener), cancelled after.
-func whileRunning<T>(
-    _ service: @escaping @Sendable (@escaping @Sendable () -> Void) async throws -> Void,
-    _ body: () async throws -> T
-) async throws -> T {
-    let ready = AsyncStream<Void>.makeStream()
-    let task = Task { try await service { ready.continuation.yield() } }
-    defer { task.cancel() }
-    var iterator = ready.stream.makeAsyncIterator()
-    _ = await iterator.next()
-    return try await body()
-}
-
 /// The first JSON body the emulator received for `profile`.
 func firstBody(_ emulator: EditEmulator, _ profile: ProviderProfile) throws -> [String: Any] {
     let data = try #require(emulator.bodies(sentTo: profile).first)
@@ -71,19 +41,36 @@ private func poller(_ profile: ProviderProfile, _ base: String, key: String = "t
     { RequestBuilder.poll(id: $0, for: profile, apiKey: key, baseURL: base) }
 }
 
-@Suite("Asynchronous jobs: polling, callbacks, events, lost jobs", .serialized)
+/// A clock step for `advancingClock` that first waits until `count` jobs of
+/// `profile` have ended in the emulator: every poll from then on finds the
+/// end, however long the emulator took to get there.
+private func afterJobsEnd(_ count: Int = 1, of profile: ProviderProfile, in emulator: EditEmulator) -> @Sendable (ManualClock) async -> Void {
+    { clock in
+        await emulator.waitForEndedJobs(count, of: profile)
+        clock.advanceToNextDeadline()
+    }
+}
+
+// Every wait in these tests is on an event (the emulator's submissions,
+// ended jobs and callbacks, a listener's connections) or on a ManualClock
+// the test moves; the time limit only keeps a regression from hanging the run.
+@Suite("Asynchronous jobs: polling, callbacks, events, lost jobs", .serialized, .hangGuard)
 struct AsyncFlowTests {
     @Test("Runflow: the run is created once, polled to its end, and its output downloaded at the input's size")
     func runflowPolling() async throws {
-        try await withTestClient { client in try await withEmulator(latency: .milliseconds(600)) { emulator, base in
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
             let profile = ProviderProfile.runflowQwenImageEdit2511
             let request = try build(profile, base: base, flow: .polling)
             let ids = Mutex<[String]>([])
-            let job = try await client.perform(
-                request, on: profile, poll: poller(profile, base), policy: fast,
-                accepted: { id in ids.withLock { $0.append(id) } })
+            // The first poll is due once the job has ended: it finds the end.
+            let job = try await advancingClock(clock, by: afterJobsEnd(of: profile, in: emulator)) {
+                try await client.perform(
+                    request, on: profile, poll: poller(profile, base), policy: fast,
+                    accepted: { id in ids.withLock { $0.append(id) } })
+            }
             #expect(emulator.submissions(to: profile) == 1 && emulator.jobs(of: profile) == 1)
-            #expect(emulator.polls(of: profile) >= 1 && job.polls == emulator.polls(of: profile))
+            #expect(job.polls == 1 && emulator.polls(of: profile) == 1)
             #expect(job.requestID?.hasPrefix("run_") == true && ids.withLock { $0 } == [job.requestID!])
             let image = try await client.fetch(try #require(job.images.first), from: profile, checks: ResultChecks(endpoint: base))
             let info = try ImageProbe.probe(data: image)
@@ -100,15 +87,20 @@ struct AsyncFlowTests {
 
     @Test("Failed polls are retried and never resubmit: 5xx, 429, HTML, malformed JSON and a dropped connection")
     func pollFailures() async throws {
-        try await withTestClient { client in try await withEmulator(latency: .milliseconds(300)) { emulator, base in
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
             let profile = ProviderProfile.oxenQwenImageEdit2511
             emulator.injectIntoPolls([
                 .status(503), .dropConnection, .htmlErrorPage, .malformedJSON, .tooManyRequests(retryAfter: 1), .status(500),
             ])
-            let job = try await client.perform(
-                try build(profile, base: base, flow: .polling), on: profile, poll: poller(profile, base), policy: fast)
+            let request = try build(profile, base: base, flow: .polling)
+            let job = try await advancingClock(clock, by: afterJobsEnd(of: profile, in: emulator)) {
+                try await client.perform(request, on: profile, poll: poller(profile, base), policy: fast)
+            }
             #expect(emulator.submissions(to: profile) == 1 && emulator.jobs(of: profile) == 1)
-            #expect(job.submissions == 1 && emulator.polls(of: profile) >= 7)
+            // Each failure cost one poll, asked again after its pause; the
+            // seventh found the job, which had ended before the first.
+            #expect(job.submissions == 1 && job.polls == 7 && emulator.polls(of: profile) == 7)
             let image = try await client.fetch(try #require(job.images.first), from: profile, checks: ResultChecks(endpoint: base))
             #expect(try ImageProbe.probe(data: image).format == .png)
         } }
@@ -129,12 +121,17 @@ struct AsyncFlowTests {
 
     @Test("RunPod answering IN_PROGRESS: the job is polled at the status route, not sent again")
     func runpodInProgress() async throws {
-        try await withTestClient { client in try await withEmulator(latency: .milliseconds(400)) { emulator, base in
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
             let profile = ProviderProfile.runpodQwenImageEdit2511
             emulator.inject([.acceptedPending])
             emulator.injectIntoPolls([.status(502)])
-            let job = try await client.perform(try build(profile, base: base), on: profile, poll: poller(profile, base), policy: fast)
-            #expect(emulator.submissions(to: profile) == 1 && emulator.polls(of: profile) >= 2)
+            let request = try build(profile, base: base)
+            let job = try await advancingClock(clock, by: afterJobsEnd(of: profile, in: emulator)) {
+                try await client.perform(request, on: profile, poll: poller(profile, base), policy: fast)
+            }
+            // The 502 is asked again after its pause, and that poll finds the end.
+            #expect(emulator.submissions(to: profile) == 1 && emulator.polls(of: profile) == 2 && job.polls == 2)
             #expect(job.reportedCost == Decimal(string: "0.02"))
             let image = try await client.fetch(try #require(job.images.first), from: profile, checks: ResultChecks(endpoint: base))
             #expect(try ImageProbe.probe(data: image).width == 1536)
@@ -143,12 +140,15 @@ struct AsyncFlowTests {
 
     @Test("A job that ends failed says which endpoint, which job and what it said")
     func jobFailure() async throws {
-        try await withTestClient { client in try await withEmulator { emulator, base in
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
             let profile = ProviderProfile.oxenQwenImageEdit2511
             emulator.inject([.jobFailure("content policy: the prompt was refused")])
+            let request = try build(profile, base: base, flow: .polling)
             do {
-                _ = try await client.perform(
-                    try build(profile, base: base, flow: .polling), on: profile, poll: poller(profile, base), policy: fast)
+                _ = try await advancingClock(clock, by: afterJobsEnd(of: profile, in: emulator)) {
+                    try await client.perform(request, on: profile, poll: poller(profile, base), policy: fast)
+                }
                 Issue.record("a failed job was reported as done")
             } catch let error as ClientError {
                 #expect(error.kind == .rejected)
@@ -161,59 +161,70 @@ struct AsyncFlowTests {
 
     @Test("The overall timeout ends the wait with the job's id, without resubmitting")
     func overallTimeout() async throws {
-        try await withTestClient { client in try await withEmulator(latency: .seconds(5)) { emulator, base in
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
             let profile = ProviderProfile.runflowQwenImageEdit2511
             let policy = WaitPolicy(firstInterval: 0.1, maxInterval: 0.2, timeout: 0.8)
+            let request = try build(profile, base: base, flow: .polling)
+            // The job does not end while the test holds it: every poll finds it running.
+            emulator.hold()
+            let submitted = clock.now()
             do {
-                _ = try await client.perform(
-                    try build(profile, base: base, flow: .polling), on: profile, poll: poller(profile, base), policy: policy)
+                _ = try await advancingClock(clock) {
+                    try await client.perform(request, on: profile, poll: poller(profile, base), policy: policy)
+                }
                 Issue.record("the wait did not time out")
             } catch let error as ClientError {
                 #expect(error.kind == .timedOut)
                 #expect(error.message.contains("job run_") && error.message.contains("after 0.8 s"))
                 #expect(error.message.contains("rather than submitting anew"))
             }
-            #expect(emulator.submissions(to: profile) == 1)
+            #expect(abs(clock.now().timeIntervalSince(submitted) - 0.8) < 1e-3, "the wait ended at the timeout, on the client's clock")
+            #expect(emulator.submissions(to: profile) == 1 && emulator.polls(of: profile) >= 1)
         } }
     }
 
     @Test("An unknown job id is reported, not resubmitted")
     func unknownJob() async throws {
-        try await withTestClient { client in try await withEmulator { emulator, base in
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
             let profile = ProviderProfile.runflowQwenImageEdit2511
             let request = try #require(RequestBuilder.poll(id: "run_gone", for: profile, apiKey: "test-key", baseURL: base))
-            await #expect(throws: ClientError.self) {
-                _ = try await client.wait(for: "run_gone", request: request, on: profile, policy: fast)
+            let error = await #expect(throws: ClientError.self) {
+                _ = try await advancingClock(clock) { try await client.wait(for: "run_gone", request: request, on: profile, policy: fast) }
             }
-            do {
-                _ = try await client.wait(for: "run_gone", request: request, on: profile, policy: fast)
-            } catch let error as ClientError {
-                #expect(error.message == "runflow-qwen-image-edit-2511: the endpoint no longer knows job run_gone (HTTP 404 when polled)")
-            }
-            #expect(emulator.submissions(to: profile) == 0)
+            #expect(error?.message == "runflow-qwen-image-edit-2511: the endpoint no longer knows job run_gone (HTTP 404 when polled)")
+            #expect(emulator.submissions(to: profile) == 0 && emulator.polls(of: profile) == 1)
         } }
     }
 
     /// Submits a Runflow callback job with a listener holding `listenerSecret`
-    /// and an emulator signing with `senderSecret`.
+    /// and an emulator signing with `senderSecret`. The client's clock moves
+    /// only once the callback was delivered and answered: a poll can only be
+    /// the fallback for a callback that did not wake the job.
     private func callbackJob(
         listenerSecret: String, senderSecret: String, policy: WaitPolicy,
         check: (JobResult, EditEmulator, EditClient, Int) async throws -> Void
     ) async throws {
-        try await withTestClient { client in try await withEmulator(latency: .milliseconds(250), signingSecret: senderSecret) { emulator, base in
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator(signingSecret: senderSecret) { emulator, base in
             let profile = ProviderProfile.runflowQwenImageEdit2511
-            let port = try freePort()
             let signals = JobSignals()
-            let listener = CallbackListener(profile: profile, port: port, signingSecret: listenerSecret, signals: signals)
-            try await whileRunning({ ready in try await listener.run { _ in ready() } }) {
+            let listener = CallbackListener(profile: profile, port: 0, signingSecret: listenerSecret, signals: signals)
+            try await whileRunning({ ready in try await listener.run { ready($0) } }) { port in
                 var edit = EditRequest(prompt: "make it blue", images: [.bytes(try photo(400, 300), format: .jpeg, filename: "in.jpg")])
                 edit.callbackURL = "http://127.0.0.1:\(port)/runflow"
                 edit.metadata = ["file": "in.jpg"]
-                let job = try await client.perform(
-                    try build(profile, base: base, request: edit, flow: .callback), on: profile,
-                    poll: poller(profile, base), policy: policy, signals: signals)
+                let request = try build(profile, base: base, request: edit, flow: .callback)
+                let delivered: @Sendable (ManualClock) async -> Void = { clock in
+                    await emulator.waitForCallbacks(1, from: profile)
+                    clock.advanceToNextDeadline()
+                }
+                let job = try await advancingClock(clock, by: delivered) {
+                    try await client.perform(request, on: profile, poll: poller(profile, base), policy: policy, signals: signals)
+                }
                 // The emulator records a delivery once it has the listener's answer.
-                for _ in 0..<100 where emulator.callbacks().isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+                await emulator.waitForCallbacks(1, from: profile)
                 try await check(job, emulator, client, port)
             }
         } }
@@ -238,7 +249,7 @@ struct AsyncFlowTests {
     func forgedCallback() async throws {
         let policy = WaitPolicy(firstInterval: 0.1, fallbackInterval: 1.5, timeout: 30)
         try await callbackJob(listenerSecret: "whsec-test", senderSecret: "not-the-secret", policy: policy) { job, emulator, _, _ in
-            #expect(!job.signalled && job.polls >= 1 && job.images.count == 1)
+            #expect(!job.signalled && job.polls == 1 && job.images.count == 1)
             #expect(emulator.callbacks().map(\.status) == [401])
             #expect(emulator.submissions(to: .runflowQwenImageEdit2511) == 1)
         }
@@ -246,15 +257,23 @@ struct AsyncFlowTests {
 
     @Test("Oxen's event stream wakes the job; one poll fetches the result; a dropped stream reconnects")
     func serverSentEvents() async throws {
-        try await withTestClient { client in try await withEmulator(latency: .milliseconds(300)) { emulator, base in
+        // The clock never moves for the jobs: each is found only because its
+        // event woke the wait (the fallback poll is 20 s of that clock away).
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
             let profile = ProviderProfile.oxenQwenImageEdit2511
             let signals = JobSignals()
-            let connections = Atomic<Int>(0)
+            let (connections, connected) = AsyncStream<Void>.makeStream()
             let events = try #require(RequestBuilder.events(for: profile, apiKey: "test-key", baseURL: base))
             let stream = EventStreamListener(client: client, request: events, profile: profile, signals: signals)
             try await whileRunning({ ready in
-                await stream.run { connections.add(1, ordering: .relaxed); ready() }
-            }) {
+                await stream.run {
+                    connected.yield()
+                    ready(())
+                }
+            }) { _ in
+                var opened = connections.makeAsyncIterator()
+                _ = await opened.next()
                 let job = try await client.perform(
                     try build(profile, base: base, flow: .serverSentEvents), on: profile, poll: poller(profile, base),
                     policy: fast, signals: signals)
@@ -262,9 +281,12 @@ struct AsyncFlowTests {
                 #expect(emulator.bodies(sentTo: profile).count == 1)
                 #expect(job.images.count == 1)
 
+                // Dropped, the stream is opened again after a pause on the client's clock.
                 emulator.closeEventStreams()
-                for _ in 0..<100 where connections.load(ordering: .relaxed) < 2 { try await Task.sleep(for: .milliseconds(50)) }
-                #expect(connections.load(ordering: .relaxed) == 2 && emulator.openEventStreams == 1)
+                await clock.waitForSleepers(1)
+                clock.advanceToNextDeadline()
+                _ = await opened.next()
+                #expect(emulator.openEventStreams == 1)
                 let second = try await client.perform(
                     try build(profile, base: base, flow: .serverSentEvents), on: profile, poll: poller(profile, base),
                     policy: fast, signals: signals)
@@ -291,7 +313,7 @@ struct AsyncFlowTests {
     }
 }
 
-@Suite("Signatures, event parsing, signals")
+@Suite("Signatures, event parsing, signals", .hangGuard)
 struct NotificationPartsTests {
     let body = Data(#"{"run_id":"r1","status":"succeeded"}"#.utf8)
 
@@ -325,25 +347,26 @@ struct NotificationPartsTests {
     @Test("The callback listener refuses over 1 MiB before verifying, holds signatures to the window, acts on a delivery once")
     func listenerLimits() async throws {
         let profile = ProviderProfile.runflowQwenImageEdit2511
-        let port = try freePort()
         let signals = JobSignals()
-        let listener = CallbackListener(profile: profile, port: port, signingSecret: "whsec-test", signals: signals)
+        let listener = CallbackListener(profile: profile, port: 0, signingSecret: "whsec-test", signals: signals)
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 2 * CallbackListener.maxConcurrent
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        try await whileRunning({ ready in try await listener.run { _ in ready() } }) {
-            func post(_ body: Data, signature: String?, announced: Bool = true) async throws -> Int {
+        // No request here has a deadline that a loaded machine could reach
+        // first: the test's time limit bounds a hang.
+        let patience = TimeAmount.minutes(10)
+        try await withHTTPClient(configuration) { http in try await whileRunning({ ready in try await listener.run { ready($0) } }) { port in
+            func delivery(_ body: HTTPClientRequest.Body, signature: String? = nil) -> HTTPClientRequest {
                 var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/runflow")
                 request.method = .POST
                 if let signature { request.headers.add(name: "Runflow-Signature", value: signature) }
-                if announced {
-                    request.body = .bytes(ByteBuffer(data: body))
-                } else {
-                    // Chunked: no length to refuse it by; the read stops at the cap.
-                    let chunks = stride(from: 0, to: body.count, by: 64 << 10).map { ByteBuffer(data: body[$0..<min(body.count, $0 + (64 << 10))]) }
-                    request.body = .stream(chunks.async, length: .unknown)
-                }
-                return Int(try await http.execute(request, timeout: .seconds(10)).status.code)
+                request.body = body
+                return request
+            }
+            func post(_ body: Data, signature: String?, announced: Bool = true) async throws -> Int {
+                // Chunked when not announced: no length to refuse it by; the read stops at the cap.
+                let chunks = stride(from: 0, to: body.count, by: 64 << 10).map { ByteBuffer(data: body[$0..<min(body.count, $0 + (64 << 10))]) }
+                let sent: HTTPClientRequest.Body = announced ? .bytes(ByteBuffer(data: body)) : .stream(chunks.async, length: .unknown)
+                return Int(try await http.execute(delivery(sent, signature: signature), timeout: patience).status.code)
             }
             let signer = CallbackSignature(secret: "whsec-test")
             let big = Data(repeating: 0x20, count: CallbackListener.maxBodyBytes + 1)
@@ -351,44 +374,44 @@ struct NotificationPartsTests {
             let chunked = try await post(big, signature: signer.header(for: big), announced: false)
             #expect(announced == 413 && chunked == 413)
 
+            // A delivery is acted on before it is answered: once the answer
+            // is in, what was posted for the job is there, and nothing more comes.
             let body = Data(#"{"event":"run.completed","run_id":"r-1","status":"succeeded","output":null}"#.utf8)
             let stale = try await post(body, signature: signer.header(for: body, at: Date().addingTimeInterval(-3600)))
             #expect(stale == 401)
-            #expect(await signals.wait(for: "r-1", upTo: 0.2) == nil, "a stale delivery is not acted on")
+            #expect(await signals.wait(for: "r-1", upTo: 0) == nil, "a stale delivery is not acted on")
             let header = signer.header(for: body)
             let fresh = try await post(body, signature: header)
             #expect(fresh == 200)
-            #expect(await signals.wait(for: "r-1", upTo: 5) == JobSignal(payload: body))
+            #expect(await signals.wait(for: "r-1", upTo: 0) == JobSignal(payload: body))
             // The same delivery again (a replay, or a retry after a lost answer): acknowledged, not acted on.
             let replay = try await post(body, signature: header)
             #expect(replay == 200)
-            #expect(await signals.wait(for: "r-1", upTo: 0.3) == nil)
+            #expect(await signals.wait(for: "r-1", upTo: 0) == nil)
 
-            // As many deliveries as it takes at once, each stalled mid-body:
-            // the next one is turned away unread, and they are all answered once they end.
+            // One delivery more than it takes at once, each stalled mid-body:
+            // exactly one is turned away unread, and answered while the others
+            // still wait for their bodies; they are all answered once those end.
             var stalled: [AsyncStream<ByteBuffer>.Continuation] = []
-            var answers: [Task<Int, any Error>] = []
-            for _ in 0..<CallbackListener.maxConcurrent {
-                let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
-                continuation.yield(ByteBuffer(string: "{"))
-                stalled.append(continuation)
-                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/runflow")
-                request.method = .POST
-                request.body = .stream(stream, length: .unknown)
-                answers.append(Task { Int(try await http.execute(request, timeout: .seconds(30)).status.code) })
+            let answers = try await withThrowingTaskGroup(of: Int.self) { group in
+                defer { for continuation in stalled { continuation.finish() } }
+                for _ in 0...CallbackListener.maxConcurrent {
+                    let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
+                    continuation.yield(ByteBuffer(string: "{"))
+                    stalled.append(continuation)
+                    let request = delivery(.stream(stream, length: .unknown))
+                    group.addTask { Int(try await http.execute(request, timeout: patience).status.code) }
+                }
+                var answers = [try await group.next()]
+                for continuation in stalled { continuation.finish() }
+                for try await answer in group { answers.append(answer) }
+                return answers
             }
-            var busy = 0
-            for _ in 0..<100 where busy != 503 {
-                busy = try await post(Data("{}".utf8), signature: nil)
-                if busy != 503 { try await Task.sleep(for: .milliseconds(50)) }
-            }
-            #expect(busy == 503)
-            for continuation in stalled { continuation.finish() }
-            for answer in answers { #expect(try await answer.value == 401) }
+            #expect(answers.first == 503, "\(answers)")
+            #expect(answers.dropFirst().allSatisfy { $0 == 401 } && answers.count == CallbackListener.maxConcurrent + 1, "\(answers)")
             let after = try await post(Data("{}".utf8), signature: nil)
             #expect(after == 401, "a place is free again")
-        }
-        try await http.shutdown()
+        } }
     }
 
     @Test("Polls are planned from the durations seen: once just after a steady duration, from the earliest end through a varying one, then less often")
@@ -440,28 +463,66 @@ struct NotificationPartsTests {
         let beyond = planner.pause(endpoint: "spread", elapsed: 20, cold: 1, policy: policy)
         #expect(beyond > 5, "\(beyond)")
 
-        // Polls to one endpoint: as many as the cap at once, then no more than the cap in any second.
-        let start = ContinuousClock.now
-        for _ in 0..<20 { try await planner.admit(endpoint: "e", perSecond: 20) }
-        let burst = ContinuousClock.now - start
-        for _ in 0..<10 { try await planner.admit(endpoint: "e", perSecond: 20) }
-        #expect(burst < .milliseconds(500), "the first 20 polls were held back: \(burst)")
-        #expect(ContinuousClock.now - start >= .milliseconds(990), "30 polls at 20 a second left within a second")
+        // Polls to one endpoint: as many as the cap at once, then no more
+        // than the cap in any second (of the planner's clock).
+        let clock = ManualClock()
+        let admitting = PollPlanner(clock: clock)
+        let start = clock.now()
+        let admitted = try await advancingClock(clock) {
+            var times: [Double] = []
+            for _ in 0..<30 {
+                try await admitting.admit(endpoint: "e", perSecond: 20)
+                times.append(clock.now().timeIntervalSince(start))
+            }
+            return times
+        }
+        #expect(admitted.prefix(20).allSatisfy { $0 == 0 }, "the first 20 polls were held back: \(admitted)")
+        #expect(admitted.dropFirst(20).allSatisfy { $0 == 1 }, "the next ones left as soon as the window allowed: \(admitted)")
+        #expect((20..<30).allSatisfy { admitted[$0] - admitted[$0 - 20] >= 1 }, "more than 20 polls in a second: \(admitted)")
     }
 
-    @Test("A polled run learns its endpoint: at most 3 polls per job on average, counted in sidecars, the ledger and qie status")
+    @Test("A polled client learns its endpoint: twelve jobs that each end 4 s after submission take at most 3 polls each on average")
+    func pollsLearned() async throws {
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
+            let profile = ProviderProfile.oxenQwenImageEdit2511  // reports no durations: they are learned from polls alone
+            let request = try build(profile, base: base, flow: .polling)
+            var polls: [Int] = []
+            for number in 1...12 {
+                // The job is held until the clock reaches 4 s after its
+                // submission; time moves on from there only once it has ended.
+                emulator.hold()
+                let ends = clock.now().addingTimeInterval(4)
+                let job = try await advancingClock(clock, by: { clock in
+                    clock.advance(by: 0.01)
+                    if clock.now() >= ends {
+                        emulator.release()
+                        await emulator.waitForEndedJobs(number, of: profile)
+                    }
+                }) {
+                    try await client.perform(request, on: profile, poll: poller(profile, base))
+                }
+                polls.append(job.polls)
+            }
+            #expect(polls.reduce(0, +) == emulator.polls(of: profile))
+            #expect(polls.reduce(0, +) <= 3 * 12, "polls per job: \(polls)")
+            #expect(polls.suffix(6).allSatisfy { $0 <= 2 }, "a job like those before it is found at its end: \(polls)")
+        } }
+    }
+
+    @Test("A polled run counts its polls alike in sidecars, the ledger and qie status")
     func pollsCounted() async throws {
         let root = try folder()
         defer { try? FileManager.default.removeItem(atPath: root) }
         for index in 1...12 { try write(96 + index, 64, to: root + "/in/\(index).jpg") }
-        try await withEmulator(latency: .milliseconds(600)) { emulator, base in
+        try await withEmulator { emulator, base in
             var options = testOptions(.runflowQwenImageEdit2511, base: base)
             options.timeouts.pollInterval = nil  // planned
             let run = try await runFolder(root, options: options) { $0.concurrency = 4 }
             #expect(run.summary.batch.written == 12)
             let polls = emulator.polls(of: .runflowQwenImageEdit2511)
             let sidecarPolls = run.done.reduce(0) { $0 + $1.result.polls }
-            #expect(sidecarPolls == polls && Double(polls) / 12 <= 3, "\(polls) polls for 12 jobs")
+            #expect(sidecarPolls == polls && polls >= 12, "\(polls) polls for 12 jobs, \(sidecarPolls) in sidecars")
             let status = try await EditRun.status(folder: root + "/out")
             #expect(status.summary.polls == polls)
         }
@@ -482,15 +543,27 @@ struct NotificationPartsTests {
         ])
     }
 
-    @Test("A signal that arrives before its waiter is kept; a wait without one times out with nil")
+    @Test(
+        "A signal that arrives before its waiter is kept; one posted while it waits wakes it; a wait without one ends with nil at its deadline")
     func signals() async {
         let signals = JobSignals()
+        let clock = ManualClock()
         signals.post("early", JobSignal(payload: body))
-        #expect(await signals.wait(for: "early", upTo: 5) == JobSignal(payload: body))
-        #expect(await signals.wait(for: "never", upTo: 0.05) == nil)
-        async let late = signals.wait(for: "late", upTo: 5)
-        try? await Task.sleep(for: .milliseconds(50))
+        #expect(await signals.wait(for: "early", upTo: 5, clock: clock) == JobSignal(payload: body))
+
+        async let never = signals.wait(for: "never", upTo: 5, clock: clock)
+        await clock.waitForSleepers(1)
+        clock.advance(by: 4)
+        #expect(clock.sleeperCount == 1, "the wait ended before its deadline")
+        clock.advance(by: 1)
+        #expect(await never == nil)
+
+        // A waiter is registered before it sleeps: once it sleeps, a post is its.
+        async let late = signals.wait(for: "late", upTo: 5, clock: clock)
+        await clock.waitForSleepers(1)
         signals.post("late", JobSignal(payload: nil))
         #expect(await late == JobSignal(payload: nil))
+        #expect(clock.sleeperCount == 0, "the wait's deadline outlived it")
+        #expect(await signals.wait(for: "late", upTo: 0, clock: clock) == nil, "a signal handed to a waiter is not kept as well")
     }
 }

@@ -4,7 +4,7 @@ import QiePipeline
 import Synchronization
 import Testing
 
-@Suite("One edit in memory: bytes in, converted and restored bytes out", .serialized)
+@Suite("One edit in memory: bytes in, converted and restored bytes out", .serialized, .hangGuard)
 struct EditorTests {
     @Test("Bytes in, bytes out: planned, sent, fetched, converted and restored to the input's own size")
     func bytesInBytesOut() async throws {
@@ -35,14 +35,18 @@ struct EditorTests {
 
     @Test("n where the endpoint has no count field: that many requests at once, that many images back")
     func repeatedRequests() async throws {
-        // A second of latency: the three requests overlap there even when a
-        // loaded machine spaces their sending out.
-        try await withEmulator(latency: .seconds(1)) { emulator, base in
+        try await withEmulator { emulator, base in
             var options = testOptions(.runpodQwenImageEdit, base: base)
             options.numImages = 3
-            let result = try await Editor.with(options, environment: testEnvironment()) { editor in
+            // The answers are held until all three requests have arrived:
+            // they overlap however the machine spaces their sending out.
+            emulator.hold()
+            async let edited = Editor.with(options, environment: testEnvironment()) { editor in
                 try await editor.edit(EditInput(image: .data(try photo(300, 300))))
             }
+            await emulator.waitForSubmissions(3, to: .runpodQwenImageEdit)
+            emulator.release()
+            let result = try await edited
             #expect(result.images.count == 3 && result.submissions == 3 && result.requestIDs.count == 3)
             #expect(emulator.submissions(to: .runpodQwenImageEdit) == 3)
             // Sent in parallel: the emulator was answering all three at once.
@@ -57,10 +61,13 @@ struct EditorTests {
 
     @Test("An idempotency key: a retry returns the first result, concurrent duplicates wait, one submission")
     func idempotency() async throws {
-        try await withEmulator(latency: .milliseconds(200)) { emulator, base in
+        try await withEmulator { emulator, base in
             let options = testOptions(.runpodQwenImageEdit2511, base: base)
-            let store = InMemoryIdempotencyStore()
+            let store = ObservedIdempotencyStore()
             let input = try photo(320, 240)
+            // The first edit's answer is held until all four have claimed the
+            // key: the three others come while it is on the wire.
+            emulator.hold()
             let results = try await Editor.with(options, environment: testEnvironment()) { editor in
                 try await withThrowingTaskGroup(of: EditResult.self) { group in
                     for _ in 0..<4 {
@@ -68,6 +75,9 @@ struct EditorTests {
                             try await editor.edit(EditInput(image: .data(input)), hooks: EditHooks(idempotency: (store, "retry-1")))
                         }
                     }
+                    await store.waitForClaims(4)
+                    await emulator.waitForSubmissions(1, to: .runpodQwenImageEdit2511)
+                    emulator.release()
                     var all: [EditResult] = []
                     for try await result in group { all.append(result) }
                     all.append(try await editor.edit(EditInput(image: .data(input)), hooks: EditHooks(idempotency: (store, "retry-1"))))
@@ -170,5 +180,33 @@ struct EditorTests {
             }
             #expect(emulator.submissions(to: .runflowQwenImageEdit2511) == 0)
         }
+    }
+}
+
+/// The in-memory idempotency store, counting claims so a test can wait
+/// until duplicates have come (they then wait for the first edit).
+actor ObservedIdempotencyStore: IdempotencyStore {
+    private let store = InMemoryIdempotencyStore()
+    private var claims = 0
+    private var watchers: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+
+    func claim(_ key: String) async throws -> IdempotencyClaim {
+        claims += 1
+        watchers.removeAll { watcher in
+            guard claims >= watcher.count else { return false }
+            watcher.continuation.resume()
+            return true
+        }
+        return try await store.claim(key)
+    }
+
+    func finish(_ key: String, _ outcome: IdempotencyOutcome) async { await store.finish(key, outcome) }
+
+    func release(_ key: String) async { await store.release(key) }
+
+    /// Returns once `count` claims have been made.
+    func waitForClaims(_ count: Int) async {
+        if claims >= count { return }
+        await withCheckedContinuation { watchers.append((count, $0)) }
     }
 }

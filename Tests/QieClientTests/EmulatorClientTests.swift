@@ -7,19 +7,6 @@ import QieProviders
 import Synchronization
 import Testing
 
-/// Runs an emulator on 127.0.0.1 for the body of a test.
-func withEmulator(
-    latency: Duration = .zero, signingSecret: String? = nil, _ body: (EditEmulator, String) async throws -> Void
-) async throws {
-    let emulator = EditEmulator(apiKey: "test-key", latency: latency, signingSecret: signingSecret)
-    let ready = AsyncStream<Int>.makeStream()
-    let server = Task { try await emulator.run(port: 0) { port in ready.continuation.yield(port) } }
-    var iterator = ready.stream.makeAsyncIterator()
-    guard let port = await iterator.next() else { Issue.record("emulator did not start"); return }
-    defer { server.cancel() }
-    try await body(emulator, "http://127.0.0.1:\(port)")
-}
-
 func photo(_ width: Int, _ height: Int) throws -> Data {
     let pixels = [UInt8]((0..<(width * height)).flatMap { i in [UInt8(i % 256), 120, 30] })
     return try Image(pixels: pixels, size: PixelSize(width: width, height: height), channels: 3)
@@ -36,7 +23,7 @@ func build(
     return try RequestBuilder.build(edit, plan: plan, for: profile, apiKey: key, baseURL: base, flow: flow)
 }
 
-@Suite("Client against the emulator", .serialized)
+@Suite("Client against the emulator", .serialized, .hangGuard)
 struct EmulatorClientTests {
     @Test("Every synchronous endpoint: request accepted, result downloaded, at the endpoint's size")
     func roundTrip() async throws {
@@ -103,13 +90,16 @@ struct EmulatorClientTests {
 
     @Test("503 and 429 with Retry-After (provably not processed) are retried; the job then succeeds")
     func retries() async throws {
-        try await withTestClient { client in try await withEmulator { emulator, base in
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
             emulator.inject([.unavailable(retryAfter: 0), .tooManyRequests(retryAfter: 1)])
-            let start = Date()
-            let outcome = try await client.send(try build(.runpodQwenImageEdit2511, base: base), to: .runpodQwenImageEdit2511)
+            let request = try build(.runpodQwenImageEdit2511, base: base)
+            let start = clock.now()
+            let outcome = try await advancingClock(clock) { try await client.send(request, to: .runpodQwenImageEdit2511) }
             guard case .completed = outcome else { Issue.record("\(outcome)"); return }
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 3)
-            #expect(Date().timeIntervalSince(start) >= 1, "Retry-After was not honoured")
+            // The 503 asked for no pause and the 429 for a second: the client waited just that, on its clock.
+            #expect(clock.now().timeIntervalSince(start) == 1, "Retry-After was not honoured")
         } }
     }
 

@@ -39,10 +39,9 @@ struct InputSafetyTests {
                 .write(to: URL(fileURLWithPath: manifest))
             let inside = try await runFolder(root, options: runsync(base)) { $0.manifest = manifest }
             #expect(inside.summary.batch.written >= 1 && emulator.submissions(to: .runpodQwenImageEdit2511) >= 1)
-            try FileManager.default.removeItem(atPath: root + "/out")
             try Data("{\"file\": \"in/a.jpg\", \"prompt\": \"add a hat\", \"images\": [\"\(elsewhere)/private.jpg\"]}\n".utf8)
                 .write(to: URL(fileURLWithPath: manifest))
-            let allowed = try await runFolder(root, options: runsync(base)) {
+            let allowed = try await runFolder(root, options: runsync(base), output: "allowed") {
                 $0.manifest = manifest
                 $0.allowOutsideReferences = true
             }

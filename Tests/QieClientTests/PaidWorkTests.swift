@@ -181,9 +181,10 @@ struct PaidWorkTests {
             #expect((sidecar?["requestEncoding"] as? String)?.hasPrefix("JPEG quality ") == true, "\(String(describing: sidecar?["requestEncoding"]))")
 
             // Noise too large for any encoding qie tries: refused before sending, and it says what to do.
-            try FileManager.default.removeItem(atPath: root + "/out")
             for name in ["r1", "r2"] { try writeNoise(3600, 3600, to: root + "/refs/\(name).png") }
-            let refused = try await runFolder(root, options: options) { $0.references = [root + "/refs/r1.png", root + "/refs/r2.png"] }
+            let refused = try await runFolder(root, options: options, output: "refused") {
+                $0.references = [root + "/refs/r1.png", root + "/refs/r2.png"]
+            }
             let reason = refused.failures["a.jpg"] ?? ""
             #expect(reason.contains("not sent") && reason.contains("limit of 10000000 bytes for the poll flow") && reason.contains("references"), "\(reason)")
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1, "nothing more was sent")

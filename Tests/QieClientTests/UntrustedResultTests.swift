@@ -10,7 +10,7 @@ import Testing
 
 /// Results come from the endpoint's answer: their addresses, sizes, counts,
 /// download times and bytes are checked before anything is written.
-@Suite("Untrusted results: addresses, redirects, counts, sizes, deadlines, bytes")
+@Suite("Untrusted results: addresses, redirects, counts, sizes, deadlines, bytes", .hangGuard)
 struct UntrustedResultTests {
     @Test("Result addresses: http(s) only, no credentials, public hosts unless the endpoint is private or it is allowed")
     func addresses() throws {
@@ -53,22 +53,22 @@ struct UntrustedResultTests {
 
     @Test("Results in a format no endpoint returns (TIFF, HEIC) are refused before decoding")
     func formats() async throws {
-        let client = EditClient()
-        defer { Task { try await client.shutdown() } }
-        let tiff = Data([0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00] + [UInt8](repeating: 0, count: 64))
-        let heic = Data([0, 0, 0, 0x18] + Array("ftypheic".utf8) + [0, 0, 0, 0] + Array("mif1heic".utf8) + [UInt8](repeating: 0, count: 32))
-        for (data, name) in [(tiff, "TIFF"), (heic, "HEIC")] {
-            let error = await #expect(throws: ClientError.self) {
-                _ = try await client.fetch(.inline(data), from: .runpodQwenImageEdit2511)
+        try await withTestClient { client in
+            let tiff = Data([0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00] + [UInt8](repeating: 0, count: 64))
+            let heic = Data([0, 0, 0, 0x18] + Array("ftypheic".utf8) + [0, 0, 0, 0] + Array("mif1heic".utf8) + [UInt8](repeating: 0, count: 32))
+            for (data, name) in [(tiff, "TIFF"), (heic, "HEIC")] {
+                let error = await #expect(throws: ClientError.self) {
+                    _ = try await client.fetch(.inline(data), from: .runpodQwenImageEdit2511)
+                }
+                #expect(
+                    error?.message.contains("the result is \(name), a format runpod-qwen-image-edit-2511 does not return (JPEG, PNG, WebP)") == true,
+                    "\(String(describing: error))")
             }
-            #expect(
-                error?.message.contains("the result is \(name), a format runpod-qwen-image-edit-2511 does not return (JPEG, PNG, WebP)") == true,
-                "\(String(describing: error))")
+            let big = await #expect(throws: ClientError.self) {
+                _ = try await client.fetch(.inline(try photo(64, 64)), from: .runpodQwenImageEdit2511, checks: ResultChecks(maxBytes: 100))
+            }
+            #expect(big?.message.contains("over the 100-byte limit") == true)
         }
-        let big = await #expect(throws: ClientError.self) {
-            _ = try await client.fetch(.inline(try photo(64, 64)), from: .runpodQwenImageEdit2511, checks: ResultChecks(maxBytes: 100))
-        }
-        #expect(big?.message.contains("over the 100-byte limit") == true)
     }
 
     @Test("A redirect chain ending on a unix socket is refused at that hop; resumed, it is fetched again, never sent again")
@@ -111,13 +111,33 @@ struct UntrustedResultTests {
 
     @Test("A result served at 1 byte a second is cut off at the download deadline, not the idle timeout")
     func slowResult() async throws {
-        let (reason, submissions, seconds) = try await timedFailedEdit(fault: { _ in .slowResult(bytesPerSecond: 1) }) {
+        // Nothing races here: the result needs thousands of seconds at that
+        // rate, the deadline 1.5 s (300 s is the idle timeout).
+        let (reason, submissions) = try await failedEdit(fault: { _ in .slowResult(bytesPerSecond: 1) }) {
             $0.timeouts.download = 1.5
         }
         #expect(reason.contains("did not arrive within 1.5 s") && reason.contains("downloadTimeout"), "\(reason)")
-        // The run is bounded by the deadline (1.5 s), far below the idle timeout (300 s).
-        #expect(seconds < 30, "the run took \(seconds) s")
         #expect(submissions == 1)
+    }
+
+    @Test("The download deadline is on the client's clock: a result still arriving is cut off once that clock passes it")
+    func downloadDeadline() async throws {
+        let clock = ManualClock()
+        try await withTestClient(clock: clock) { client in try await withEmulator { emulator, base in
+            let profile = ProviderProfile.runpodQwenImageEdit2511
+            emulator.inject([.slowResult(bytesPerSecond: 1)])
+            let outcome = try await client.send(try build(profile, base: base), to: profile)
+            guard case .completed(let images, _, _) = outcome, let result = images.first else { Issue.record("\(outcome)"); return }
+            let start = clock.now()
+            let error = await #expect(throws: ClientError.self) {
+                _ = try await advancingClock(clock) {
+                    try await client.fetch(result, from: profile, checks: ResultChecks(deadline: 1.5, endpoint: base))
+                }
+            }
+            #expect(error?.message.contains("did not arrive within 1.5 s; it was cut off") == true, "\(String(describing: error))")
+            #expect(error?.message(naming: \.name).contains("downloadTimeout gives downloads longer") == true)
+            #expect(clock.now().timeIntervalSince(start) == 1.5)
+        } }
     }
 
     @Test("A 200 MB result is cut off at the cap while it streams; nothing is written")
@@ -134,27 +154,16 @@ struct UntrustedResultTests {
         fault: (String) -> EmulatedFault, profile: ProviderProfile = .runpodQwenImageEdit2511,
         configure: (inout EditOptions) -> Void = { _ in }, inspect: (String) throws -> Void = { _ in }
     ) async throws -> (reason: String, submissions: Int) {
-        let (reason, submissions, _) = try await timedFailedEdit(fault: fault, profile: profile, configure: configure, inspect: inspect)
-        return (reason, submissions)
-    }
-
-    /// As `failedEdit`, with the seconds the run took (the emulator's own shutdown left out).
-    private func timedFailedEdit(
-        fault: (String) -> EmulatedFault, profile: ProviderProfile = .runpodQwenImageEdit2511,
-        configure: (inout EditOptions) -> Void = { _ in }, inspect: (String) throws -> Void = { _ in }
-    ) async throws -> (reason: String, submissions: Int, seconds: Double) {
         let root = try folder()
         defer { try? FileManager.default.removeItem(atPath: root) }
         try write(160, 120, to: root + "/in/a.jpg")
-        var outcome = ("", 0, 0.0)
+        var outcome = ("", 0)
         try await withEmulator { emulator, base in
             emulator.inject([fault(base)])
             var options = testOptions(profile, base: base)
             options.flow = .synchronous
             configure(&options)
-            let started = Date()
             let run = try await runFolder(root, options: options)
-            let seconds = Date().timeIntervalSince(started)
             #expect(try images(in: root + "/out").isEmpty)
             // Nothing outside the output folder, and the key in no file.
             #expect(try FileManager.default.contentsOfDirectory(atPath: root).sorted() == ["in", "out"])
@@ -163,7 +172,7 @@ struct UntrustedResultTests {
                 #expect(data.range(of: Data("test-key".utf8)) == nil, "\(name) holds the key")
             }
             try inspect(root)
-            outcome = (run.failures["a.jpg"] ?? "", emulator.submissions(to: profile), seconds)
+            outcome = (run.failures["a.jpg"] ?? "", emulator.submissions(to: profile))
         }
         return outcome
     }
@@ -181,10 +190,9 @@ struct UntrustedResultTests {
                 #expect(run.summary.batch.written == 1)
                 let job = try #require(try Ledger(folder: root + "/out").jobs().first)
                 let url = try #require(job.resultURLList.first)
-                let client = EditClient()
-                let served = try await client.fetch(
-                    .url(url), from: .runpodQwenImageEdit2511, checks: ResultChecks(allowPrivateAddresses: true))
-                try await client.shutdown()
+                let served = try await withTestClient { client in
+                    try await client.fetch(.url(url), from: .runpodQwenImageEdit2511, checks: ResultChecks(allowPrivateAddresses: true))
+                }
                 let written = try Data(contentsOf: URL(fileURLWithPath: job.outputPaths[0]))
                 #expect((written == served) == keep, "keepResultBytes \(keep)")
                 let info = try ImageProbe.probe(data: written)
