@@ -93,7 +93,7 @@ public struct Gateway: Sendable {
     ) async throws -> T {
         try configuration.validate()
         let store = try await openStore()
-        let client = Editor.makeClient(configuration.options, connections: configuration.concurrency)
+        let client = Editor.makeClient(configuration.options, connections: configuration.concurrency, clock: clock)
         do {
             let result = try await serve(store: store, client: client, onReady: onReady, body)
             await store.close()

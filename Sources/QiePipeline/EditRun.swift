@@ -579,7 +579,7 @@ public struct EditRun: Sendable {
             }
         }
         do {
-            try await Editor.with(options, environment: environment, connections: config.concurrency) { editor in
+            try await Editor.with(options, environment: environment, connections: config.concurrency, clock: settings.clock) { editor in
                 // `concurrency` jobs on the wire, in order, and as many again
                 // prepared ahead, so that places freed together are taken at once.
                 let gate = OrderedTurnstile(capacity: config.concurrency)
@@ -649,11 +649,14 @@ public struct EditRun: Sendable {
                 if !waiting.isEmpty, worker.wasRefused { summary.withLock { $0.held += waiting.count } }
             }
         } catch {
+            // The heartbeat ends before the store closes: nothing of the run outlives it.
             heartbeat.cancel()
+            await heartbeat.value
             await ledger.close()
             throw EditError.wrapping(error)
         }
         heartbeat.cancel()
+        await heartbeat.value
         var batch = summary.withLock { $0.close(total: jobs.count, since: start) }
         batch.failed += problems.count
         batch.total += problems.count

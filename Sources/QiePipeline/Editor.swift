@@ -301,9 +301,9 @@ public final class Editor: Sendable {
     /// closed when `body` returns or throws. Keys come from `environment`.
     public static func with<T: Sendable>(
         _ options: EditOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
-        connections: Int = 8, _ body: @Sendable (Editor) async throws -> T
+        connections: Int = 8, clock: any QieClock = SystemClock(), _ body: @Sendable (Editor) async throws -> T
     ) async throws -> T {
-        let client = makeClient(options, connections: connections)
+        let client = makeClient(options, connections: connections, clock: clock)
         do {
             let result = try await with(options, environment: environment, client: client, body)
             try? await client.shutdown()
@@ -315,12 +315,14 @@ public final class Editor: Sendable {
     }
 
     /// An HTTP client with the options' timeouts and `connections`
-    /// connections per endpoint: one for a whole process, shared by its
-    /// editors (`with(_:environment:client:_:)`), shut down by its owner.
-    public static func makeClient(_ options: EditOptions, connections: Int = 8) -> EditClient {
+    /// connections per endpoint, its waits (polls, retries, deadlines) read
+    /// from `clock`: one for a whole process, shared by its editors
+    /// (`with(_:environment:client:_:)`), shut down by its owner.
+    public static func makeClient(_ options: EditOptions, connections: Int = 8, clock: any QieClock = SystemClock()) -> EditClient {
         EditClient(
             connectTimeout: .milliseconds(Int64(options.timeouts.connect * 1000)),
-            requestTimeout: .milliseconds(Int64(options.timeouts.request * 1000)), connectionsPerHost: max(8, connections))
+            requestTimeout: .milliseconds(Int64(options.timeouts.request * 1000)), connectionsPerHost: max(8, connections),
+            clock: clock)
     }
 
     /// Runs `body` with an editor for `options` over `client`, which the

@@ -551,8 +551,9 @@ public final class Ledger: RunStore {
         try database.write { db in try db.execute(sql: "UPDATE jobs SET leaseUntil = NULL WHERE leaseUntil IS NOT NULL") }
     }
 
-    /// Nothing to close: the file is closed when the ledger goes.
-    public func close() async {}
+    /// Closes the database file (checkpointing its journal); the ledger is
+    /// not used afterwards.
+    public func close() async { try? database.close() }
 
     // MARK: Money and counts
 
