@@ -519,8 +519,13 @@ public final class EditClient: Sendable {
                 } else {
                     while clock.now() < due {
                         let lesson = try await clock.value(of: { [polling, known] in await polling.lesson(after: known) }, before: due)
-                        guard let learned = lesson, let seconds = elapsed() else { break }
-                        known = learned
+                        guard lesson != nil else { break }
+                        // Jobs sent together end together: what the next tenth of a
+                        // second teaches too is planned from at once, rather than
+                        // each lesson moving the poll on its own.
+                        try await clock.sleep(until: min(due, clock.now().addingTimeInterval(Self.lessonWindow)))
+                        guard let seconds = elapsed() else { break }
+                        known = polling.version
                         let again = polling.pause(endpoint: profile.id, elapsed: seconds, cold: interval, policy: policy)
                         due = min(due, clock.now().addingTimeInterval(again))
                     }
@@ -584,6 +589,10 @@ public final class EditClient: Sendable {
             }
         }
     }
+
+    /// Seconds a waiting job lets other jobs' ends gather before it plans
+    /// its next poll again from what they taught.
+    static let lessonWindow = 0.1
 
     /// A job's queue and run time as the endpoint reports them, in seconds:
     /// RunPod's `delayTime` + `executionTime`, Runflow's `duration_ms` (both

@@ -292,23 +292,24 @@ public final class PostgresStore: RunStore {
         }
         let (scope, skew, logger) = (scope, skew, database.logger)
         let (estimated, earlier) = (MicroDollars.from(estimate), MicroDollars.from(carried))
+        let sending: PostgresQuery = """
+            UPDATE qie_jobs SET state = 'sending', estimated_micros = \(estimated), reported_micros = NULL,
+            earlier_micros = earlier_micros + \(earlier), request_id = NULL, result_urls = NULL, error = NULL,
+            attempts = attempts + 1, updated_at = \(now)
+            WHERE id = \(id) AND scope = \(scope) AND worker = \(worker)
+            AND lease_until > now() + make_interval(secs => \(skew)) RETURNING id
+            """
+        guard let limit else {
+            // No limit to check: one statement, under the lease.
+            let moved = try await database.rows(sending) { _ in () }
+            if moved.isEmpty { throw try await lease(of: id) == nil ? StoreError.noJob(id) : StoreError.leaseLost(job: id) }
+            return
+        }
         try await database.transaction { connection in
             // One sender at a time per run checks the money: workers never pass the limit together.
-            if limit != nil {
-                try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(scope), 7151))", logger: logger)
-            }
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(scope), 7151))", logger: logger)
             var moved = false
-            for try await _ in try await connection.query(
-                """
-                UPDATE qie_jobs SET state = 'sending', estimated_micros = \(estimated), reported_micros = NULL,
-                earlier_micros = earlier_micros + \(earlier), request_id = NULL, result_urls = NULL, error = NULL,
-                attempts = attempts + 1, updated_at = \(now)
-                WHERE id = \(id) AND scope = \(scope) AND worker = \(worker)
-                AND lease_until > now() + make_interval(secs => \(skew)) RETURNING id
-                """, logger: logger
-            ) {
-                moved = true
-            }
+            for try await _ in try await connection.query(sending, logger: logger) { moved = true }
             guard moved else {
                 var exists = false
                 for try await _ in try await connection.query(
@@ -319,7 +320,6 @@ public final class PostgresStore: RunStore {
                 throw exists ? StoreError.leaseLost(job: id) : StoreError.noJob(id)
             }
             // Checked with the move in place: a throw rolls it back.
-            guard let limit else { return }
             var money = RunMoney()
             for try await (billed, atRisk, earlier, unpriced) in try await connection.query(
                 PostgresQuery(unsafeSQL: Self.moneyQuery, binds: Self.scopeBinds(scope)), logger: logger

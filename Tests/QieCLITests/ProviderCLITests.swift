@@ -271,9 +271,9 @@ struct EditCLITests {
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
         for name in ["a", "b", "c"] { try writeImage(320, 240, to: root + "/in/\(name).jpg") }
-        // The edit in flight ends 5 s after it was accepted: it is still on the
-        // wire when the first Ctrl-C lands, whatever the machine is doing.
-        let emulator = try EmulatorProcess(latency: 5)
+        // The first run's edit ends 10 s after it was accepted, the second
+        // run's never: each is still on the wire when its Ctrl-C lands.
+        let emulator = try EmulatorProcess(faults: ["delayed:10", "delayed:3600"])
 
         func start(_ out: String) throws -> (Process, Pipe) {
             let pipe = Pipe()
@@ -326,6 +326,8 @@ struct EditCLITests {
         ]
         let first = try startQie(arguments, environment: ["RUNFLOW_API_KEY": "cli-key"])
         #expect(emulator.waitForLog("POST /v1/models/alibaba/qwen-image-edit-2511/runs -> 201"))
+        // Frozen while it holds the folder: it is running for as long as the check takes.
+        kill(first.processIdentifier, SIGSTOP)
         let (status, output) = try runQie(arguments, environment: ["RUNFLOW_API_KEY": "cli-key"])
         #expect(status == 1)
         #expect(output.contains("another qie edit (process \(first.processIdentifier)) is writing into this folder"), "\(output)")
