@@ -296,8 +296,13 @@ struct EditCLITests {
         let written = try FileManager.default.contentsOfDirectory(atPath: root + "/once").filter { $0.hasSuffix(".png") }
         #expect(written == ["a.png"], "\(text)")
 
+        // The run polls a job only once its acceptance is recorded: a poll is
+        // the event after which a Ctrl-C finds the job among the accepted.
+        let polled = "GET /v1/runs/run_"
+        let pollsBefore = emulator.count(of: polled)
         let (hard, hardOutput) = try start("/twice")
         #expect(emulator.waitForLog(submitted, count: 2))
+        #expect(emulator.waitForLog(polled, count: pollsBefore + 1))
         kill(hard.processIdentifier, SIGINT)
         // The second Ctrl-C once the first was heard (two at once may arrive as one).
         var stopped = ""
@@ -326,6 +331,9 @@ struct EditCLITests {
         ]
         let first = try startQie(arguments, environment: ["RUNFLOW_API_KEY": "cli-key"])
         #expect(emulator.waitForLog("POST /v1/models/alibaba/qwen-image-edit-2511/runs -> 201"))
+        // Polled only once its acceptance is in the ledger: killed after that,
+        // the job is resumed (polled), not left uncertain.
+        #expect(emulator.waitForLog("GET /v1/runs/run_"))
         // Frozen while it holds the folder: it is running for as long as the check takes.
         kill(first.processIdentifier, SIGSTOP)
         let (status, output) = try runQie(arguments, environment: ["RUNFLOW_API_KEY": "cli-key"])
