@@ -4,8 +4,12 @@ import NIOCore
 
 /// A `multipart/form-data` body as the OpenAI SDKs send `images.edit`: file
 /// parts (`image`, `image[]`, `mask`) are streamed to files in a folder of
-/// their own as they arrive, so a large body is never held in memory; text
-/// fields are kept (each up to 1 MiB).
+/// their own as they arrive, in writes of up to 1 MiB, so a large body is
+/// never held in memory; text fields are kept. What a client can make the
+/// gateway hold is bounded: at most `maxParts` parts, each text field up to
+/// `fieldLimit` bytes and all of them `textLimit`, and at most
+/// `headerLimit` bytes of a part's headers (or of anything before the first
+/// part) read without a part to show for it.
 final class EditsForm {
     /// A file part, on disk.
     struct FilePart {
@@ -22,7 +26,19 @@ final class EditsForm {
     /// The folder holding the file parts; removed by `remove()`.
     let folder: String
 
-    static let fieldLimit = 1 << 20
+    /// The longest text field, bytes (a prompt of 32,000 characters fits).
+    static let fieldLimit = 256 << 10
+    /// All text fields together, bytes.
+    static let textLimit = 1 << 20
+    /// The most parts in one body: images, a mask and the text fields.
+    static let maxParts = 64
+    /// The most headers of one part.
+    static let maxPartHeaders = 16
+    /// Bytes the parser may take in without a header, a body byte or a part
+    /// ending: a part's headers, or the preamble.
+    static let headerLimit = 16 << 10
+    /// Bytes of a file part gathered before they are written.
+    static let writeSize = 1 << 20
 
     private init(folder: String) { self.folder = folder }
 
@@ -64,13 +80,32 @@ final class EditsForm {
             for try await chunk in body {
                 total += chunk.readableBytes
                 if total > limit { throw GatewayError.tooLarge(limit: limit) }
-                try parser.execute(chunk)
-                if let error = reader.failure { throw error }
+                // Fed in slices, so that bytes held by the parser without a
+                // callback (a header being read) are seen before they pile up.
+                var rest = chunk
+                while rest.readableBytes > 0, let slice = rest.readSlice(length: min(rest.readableBytes, 4096)) {
+                    try parser.execute(slice)
+                    if let error = reader.failure { throw error }
+                    reader.unseen += slice.readableBytes
+                    if reader.unseen > headerLimit {
+                        throw GatewayError.invalid(
+                            nil, "a multipart part's headers (or the bytes before the first part) are longer than \(headerLimit >> 10) KiB",
+                            code: "invalid_multipart")
+                    }
+                }
             }
+            try reader.flush()
+            if let error = reader.failure { throw error }
         } catch let error as GatewayError {
             reader.close()
             form.remove()
             throw error
+        } catch let slow as ClientTooSlow {
+            reader.close()
+            form.remove()
+            throw GatewayError(
+                status: 408, message: "\(slow); the connection is closed (send the request at once, or faster)",
+                type: "invalid_request_error", code: "client_too_slow")
         } catch {
             reader.close()
             form.remove()
@@ -93,40 +128,71 @@ final class EditsForm {
         var handle: FileHandle?
         var current: FilePart?
         var text: [UInt8] = []
+        /// A file part's bytes not written yet.
+        var pending: [UInt8] = []
         var started = false
         var partOpen = false
         var failure: GatewayError?
+        /// Bytes given to the parser since its last callback.
+        var unseen = 0
+        var parts = 0
+        var headerCount = 0
+        var textTotal = 0
 
         init(form: EditsForm) { self.form = form }
 
         func header(_ name: String, _ value: String) {
+            unseen = 0
+            headerCount += 1
+            if headerCount > EditsForm.maxPartHeaders, failure == nil {
+                failure = .invalid(nil, "a multipart part has more than \(EditsForm.maxPartHeaders) headers", code: "invalid_multipart")
+            }
             headers[name.lowercased()] = value
             partOpen = true
         }
 
         func body(_ buffer: inout ByteBuffer) {
+            unseen = 0
             partOpen = true
             if !started { start() }
             guard failure == nil else { return }
-            if let handle {
-                let bytes = buffer.readableBytesView
-                do {
-                    try handle.write(contentsOf: bytes)
-                    current?.byteCount += bytes.count
-                } catch {
-                    failure = GatewayError(status: 500, message: "cannot store the upload: \(error)", type: "server_error")
-                }
+            if handle != nil {
+                pending.append(contentsOf: buffer.readableBytesView)
+                current?.byteCount += buffer.readableBytes
+                if pending.count >= EditsForm.writeSize { write() }
             } else {
                 text.append(contentsOf: buffer.readableBytesView)
+                textTotal += buffer.readableBytes
                 if text.count > EditsForm.fieldLimit {
-                    failure = .invalid(fieldName, "\(fieldName ?? "a field") is longer than 1 MiB")
+                    failure = .invalid(fieldName, "\(fieldName ?? "a field") is longer than \(EditsForm.fieldLimit >> 10) KiB")
+                } else if textTotal > EditsForm.textLimit {
+                    failure = .invalid(fieldName, "the text fields together are longer than \(EditsForm.textLimit >> 20) MiB")
                 }
             }
         }
 
+        /// Writes what a file part gathered.
+        private func write() {
+            guard let handle, !pending.isEmpty else { return }
+            do {
+                try handle.write(contentsOf: pending)
+                pending.removeAll(keepingCapacity: true)
+            } catch {
+                failure = GatewayError(status: 500, message: "cannot store the upload: \(error)", type: "server_error")
+            }
+        }
+
+        /// Writes what is gathered; throws what failed.
+        func flush() throws(GatewayError) {
+            write()
+            if let failure { throw failure }
+        }
+
         func complete() {
+            unseen = 0
             if !started { start() }
             if let current {
+                write()
                 try? handle?.close()
                 handle = nil
                 form.files.append(current)
@@ -136,6 +202,7 @@ final class EditsForm {
             current = nil
             text = []
             headers = [:]
+            headerCount = 0
             started = false
             partOpen = false
         }
@@ -147,6 +214,11 @@ final class EditsForm {
 
         private func start() {
             started = true
+            parts += 1
+            guard parts <= EditsForm.maxParts else {
+                failure = .invalid(nil, "the body has more than \(EditsForm.maxParts) parts", code: "invalid_multipart")
+                return
+            }
             let disposition = headers["content-disposition"]
             let filename = Self.parameter("filename", in: disposition)
             guard let name = fieldName else {

@@ -46,7 +46,14 @@ struct EditsRequest {
     /// The most images one request takes, as OpenAI's `image[]`.
     static let maxImages = 10
 
-    init(form: EditsForm, limits: ImageLimits) throws(GatewayError) {
+    /// The first image's size as shown (orientation applied): the size of
+    /// each result when no `size` is asked.
+    var inputSize = PixelSize(width: 0, height: 0)
+
+    /// The pixels the answer holds: `n` images of the asked size, or of the input's.
+    var outputPixels: Int { n * (size ?? inputSize).width * (size ?? inputSize).height }
+
+    init(form: EditsForm, limits: ImageLimits, maxOutputMegapixels: Double = .infinity) throws(GatewayError) {
         let fields = form.fields
         func text(_ name: String) -> String? {
             fields[name].map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.flatMap { $0.isEmpty ? nil : $0 }
@@ -79,7 +86,9 @@ struct EditsRequest {
             guard part.byteCount > 0 else { throw .invalid("image", "\(label)\(named) is empty") }
             // The format is read from the bytes: the SDK labels raw bytes application/octet-stream.
             do throws(ImagingError) {
-                try limits.check(try ImageProbe.probe(file: part.path))
+                let info = try ImageProbe.probe(file: part.path)
+                try limits.check(info)
+                if index == 0 { inputSize = info.displaySize }
             } catch {
                 let code = error.kind == .tooLarge ? "image_too_large" : "invalid_image"
                 throw .invalid("image", "\(label)\(named): \(error.reason)", code: code)
@@ -159,6 +168,16 @@ struct EditsRequest {
         case nil, "false", "0": stream = false
         case "true", "1": stream = true
         case let value?: throw .invalid("stream", "stream must be true or false; got \(value)")
+        }
+        // Every image made is decoded, restored and encoded here, and held
+        // until it is answered: the request's work is bounded by its pixels.
+        let megapixels = Double(outputPixels) / 1_000_000
+        if megapixels > maxOutputMegapixels {
+            let each = size ?? inputSize
+            throw .invalid(
+                size != nil ? "size" : "n",
+                "n=\(n) image\(n == 1 ? "" : "s") of \(each.width)x\(each.height) make \(Int(megapixels.rounded(.up))) megapixels; this gateway makes at most \(formatMegapixels(maxOutputMegapixels)) per request: ask for fewer or smaller images",
+                code: "output_too_large")
         }
         if let partial = try integer("partial_images", 0...3, what: "an integer from 0 to 3"), partial > 0 {
             throw .invalid(

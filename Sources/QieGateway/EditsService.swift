@@ -20,6 +20,10 @@ struct EditsService: Sendable {
     let budget: (any EditBudget)?
     /// Edits running at once; `configuration.queueLimit` more wait, the rest get 429.
     let admission: Turnstile
+    /// Requests inside the gateway (reading, queued, running or waiting on a
+    /// key): at most `concurrency + queueLimit`, the rest get 429 before
+    /// their bodies are read.
+    let intake: Intake
     let address: @Sendable () -> String
     let logger: Logger
 
@@ -180,14 +184,32 @@ struct EditsService: Sendable {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
             throw .tooLarge(limit: configuration.maxBodyBytes)
         }
+        // Nothing is read before the request has a place: among the requests
+        // inside the gateway (running, queued, or waiting on an idempotency
+        // key), then among the edits running. Bodies being read or kept are
+        // bounded by the first, the work in progress by the second.
+        guard intake.enter() else { throw queueFull }
+        defer { intake.leave() }
+        let place = AdmissionPlace(admission: admission, queueLimit: configuration.queueLimit)
+        let queued = Date()
+        guard await place.take() else { throw queueFull }
+        defer { place.give() }
+        log.queueSeconds = Date().timeIntervalSince(queued)
         let reading = Date()
         let form = try await EditsForm.read(
             request.body, boundary: boundary, limit: configuration.maxBodyBytes, directory: configuration.stateDirectory)
         defer { form.remove() }
-        let asked = try EditsRequest(form: form, limits: configuration.options.limits)
+        let asked = try EditsRequest(
+            form: form, limits: configuration.options.limits, maxOutputMegapixels: configuration.maxOutputMegapixels)
         log.readSeconds = Date().timeIntervalSince(reading)
         log.model = asked.model
         log.n = asked.n
+        if asked.responseFormat == .url && !configuration.servesResultLinks {
+            throw .invalid(
+                "response_format",
+                "response_format=url needs the gateway's public URL: it listens on \(configuration.host), which is no address to give clients; ask for b64_json, or give the gateway the public URL clients reach it at",
+                code: "result_links_unavailable")
+        }
         log.images = asked.images.count
         let profile: ProviderProfile
         if let name = asked.model {
@@ -214,20 +236,14 @@ struct EditsService: Sendable {
         // is charged nothing), and what each request was or may have been billed.
         let sent = Atomic<Bool>(false)
         let money = Mutex<[Int: RequestMoney]>([:])
-        // A place among the edits running at once is taken when the edit
-        // starts: after its idempotency key is its own, so a duplicate
-        // waiting for the first holds none.
-        let admission = self.admission
-        let queueLimit = configuration.queueLimit
-        let place = Mutex<(admitted: Bool, refused: Bool)>((false, false))
+        // A duplicate waiting for the first edit under its key gives its
+        // place back while it waits, and takes one again when its edit starts.
         hooks.events = { event in
             switch event {
+            case .waitingForKey:
+                place.give()
             case .started:
-                guard await admission.enter(queueLimit: queueLimit) else {
-                    place.withLock { $0.refused = true }
-                    throw CancellationError()
-                }
-                place.withLock { $0.admitted = true }
+                guard await place.take() else { throw CancellationError() }
             case .moved(let index, let move):
                 if case .sending = move { sent.store(true, ordering: .relaxed) }
                 money.withLock { _ = $0[index, default: RequestMoney()].apply(move) }
@@ -235,7 +251,6 @@ struct EditsService: Sendable {
                 break
             }
         }
-        defer { if place.withLock({ $0.admitted }) { admission.leave() } }
         if let key = request.headers[Self.idempotencyHeader], !key.isEmpty {
             // Keys are the client's own: two clients never share one. A key
             // stands for one request: reused for another, it is refused
@@ -261,12 +276,7 @@ struct EditsService: Sendable {
             result = try await editor.edit(input, options: options, hooks: hooks)
             log.timings = result.timings
         } catch {
-            if place.withLock({ $0.refused }) {
-                throw GatewayError(
-                    status: 429,
-                    message: "the gateway has \(configuration.concurrency) edits running and \(configuration.queueLimit) waiting; try again shortly",
-                    type: "rate_limit_error", code: "gateway_queue_full", retryAfter: 1)
-            }
+            if place.refused { throw queueFull }
             // Money that was or may have been billed shows in the log, whatever the answer.
             let requests = money.withLock { Array($0.values) }
             let billed = requests.filter { $0.charge == .billed }.compactMap(\.amount).reduce(0, +)
@@ -285,9 +295,21 @@ struct EditsService: Sendable {
         return try await answer(result, asked: asked, replayed: replayed)
     }
 
+    /// 429: the gateway is full.
+    private var queueFull: GatewayError {
+        GatewayError(
+            status: 429,
+            message: "the gateway has \(configuration.concurrency) edits running and \(configuration.queueLimit) waiting; try again shortly",
+            type: "rate_limit_error", code: "gateway_queue_full", retryAfter: 1)
+    }
+
     /// The edit's answer in OpenAI's shape, or as server-sent events when asked.
     private func answer(_ result: EditResult, asked: EditsRequest, replayed: Bool) async throws(GatewayError) -> Response {
         var data: [ImagesAnswer.Item] = []
+        // Images answered inline are written into the body as it is sent,
+        // base64 a chunk at a time: the JSON holds a marker in their place.
+        var inline: [Data] = []
+        let marker = InlineImagesBody.newMarker()
         for image in result.images {
             switch asked.responseFormat {
             case .url:
@@ -298,7 +320,8 @@ struct EditsService: Sendable {
                     throw GatewayError(status: 500, message: "the result could not be stored: \(error)", type: "server_error", mayRetry: false)
                 }
             case .base64:
-                data.append(ImagesAnswer.Item(b64_json: image.data.base64EncodedString()))
+                data.append(ImagesAnswer.Item(b64_json: marker + String(inline.count)))
+                inline.append(image.data)
             }
         }
         let first = result.images.first
@@ -328,11 +351,12 @@ struct EditsService: Sendable {
             }
             headers[.contentType] = "text/event-stream"
             headers[.cacheControl] = "no-cache"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: events)))
+            return Response(status: .ok, headers: headers, body: InlineImagesBody(text: events, marker: marker, images: inline).body)
         }
         headers[.contentType] = "application/json"
         let body = (try? encoder.encode(answer)) ?? Data("{}".utf8)
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(data: body)))
+        let text = String(decoding: body, as: UTF8.self)
+        return Response(status: .ok, headers: headers, body: InlineImagesBody(text: text, marker: marker, images: inline).body)
     }
 
     // MARK: Answers
@@ -358,6 +382,8 @@ struct EditsService: Sendable {
 }
 
 /// One log line per request: who, what, how it ended, how long, what it cost.
+/// What the client chose (the model's name) is cut to 100 characters; the
+/// handler escapes what could end the line.
 struct RequestLog {
     var requestID: String
     var key = "-"
@@ -371,13 +397,14 @@ struct RequestLog {
     var cost: String?
     /// Money a failed edit may have been billed (sent without a usable answer).
     var atRisk: String?
+    var queueSeconds: Double?
     var readSeconds: Double?
     var timings: EditTimings?
     var answerSeconds: Double?
 
     func write(to logger: Logger) {
         var metadata: Logger.Metadata = [
-            "request": "\(requestID)", "key": "\(key)", "model": "\(model ?? "-")", "images": "\(images)", "n": "\(n)",
+            "request": "\(requestID)", "key": "\(key)", "model": "\(GatewayLogHandler.capped(model ?? "-"))", "images": "\(images)", "n": "\(n)",
             "outcome": "\(outcome)", "seconds": "\(String(format: "%.3f", seconds))",
         ]
         if let size { metadata["size"] = "\(size)" }
@@ -386,6 +413,7 @@ struct RequestLog {
         if let atRisk { metadata["at_risk_usd"] = "\(atRisk)" }
         // Where the time went: reading the upload, each step of the edit, writing the answer.
         var steps: [String] = []
+        if let queueSeconds, queueSeconds >= 0.001 { steps.append(String(format: "queue:%.3f", queueSeconds)) }
         if let readSeconds { steps.append(String(format: "read:%.3f", readSeconds)) }
         if let timings {
             steps.append(String(format: "prepare:%.3f", timings.prepare))
@@ -497,5 +525,127 @@ struct ImagesAnswer: Encodable {
         self.quality = quality
         self.usage = usage
         self.qie = qie
+    }
+}
+
+/// Counts the requests inside the gateway, up to a limit.
+final class Intake: Sendable {
+    private let count = Atomic<Int>(0)
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Takes a place, or false (nothing to leave) when all are taken.
+    func enter() -> Bool {
+        let (_, now) = count.add(1, ordering: .acquiringAndReleasing)
+        if now <= limit { return true }
+        count.subtract(1, ordering: .acquiringAndReleasing)
+        return false
+    }
+
+    func leave() { count.subtract(1, ordering: .acquiringAndReleasing) }
+}
+
+/// One request's place among the edits running: taken before its body is
+/// read, given back while it waits on another request's idempotency key,
+/// taken again when its edit starts, and given back once at the end.
+final class AdmissionPlace: Sendable {
+    private let admission: Turnstile
+    private let queueLimit: Int
+    private let state = Mutex<(held: Bool, refused: Bool)>((false, false))
+
+    init(admission: Turnstile, queueLimit: Int) {
+        self.admission = admission
+        self.queueLimit = queueLimit
+    }
+
+    /// Whether a place was refused because the queue was full.
+    var refused: Bool { state.withLock { $0.refused } }
+
+    /// Takes a place (waiting in the queue) unless one is held; false when the queue is full.
+    func take() async -> Bool {
+        if state.withLock({ $0.held }) { return true }
+        guard await admission.enter(queueLimit: queueLimit) else {
+            state.withLock { $0.refused = true }
+            return false
+        }
+        state.withLock { $0.held = true }
+        return true
+    }
+
+    /// Gives the place back, if held.
+    func give() {
+        let held = state.withLock { state -> Bool in
+            defer { state.held = false }
+            return state.held
+        }
+        if held { admission.leave() }
+    }
+}
+
+/// An answer whose images are written as base64 while it is sent, a chunk
+/// at a time, rather than built whole in memory first: `text` holds
+/// `marker` followed by an image's index where that image's base64 goes.
+struct InlineImagesBody {
+    private enum Piece {
+        case text(ByteBuffer)
+        case image(Data)
+    }
+
+    private let pieces: [Piece]
+
+    /// Bytes of an image encoded per write (a multiple of 3: no padding inside).
+    static let chunk = 3 << 16
+
+    /// A marker no answer holds otherwise.
+    static func newMarker() -> String { "qie-inline-" + UUID().uuidString + "-" }
+
+    init(text: String, marker: String, images: [Data]) {
+        var pieces: [Piece] = []
+        var rest = Substring(text)
+        while let found = rest.range(of: marker) {
+            let digits = rest[found.upperBound...].prefix(while: \.isNumber)
+            pieces.append(.text(ByteBuffer(string: String(rest[..<found.lowerBound]))))
+            if let index = Int(digits), images.indices.contains(index) { pieces.append(.image(images[index])) }
+            rest = rest[digits.endIndex...]
+        }
+        pieces.append(.text(ByteBuffer(string: String(rest))))
+        self.pieces = pieces
+    }
+
+    /// The exact length: the text, and each image's base64.
+    var contentLength: Int {
+        pieces.reduce(0) { total, piece in
+            switch piece {
+            case .text(let buffer): total + buffer.readableBytes
+            case .image(let data): total + Base64Encoder.encodedCount(data.count)
+            }
+        }
+    }
+
+    var body: ResponseBody {
+        let pieces = self.pieces
+        return ResponseBody(contentLength: contentLength) { writer in
+            for piece in pieces {
+                switch piece {
+                case .text(let buffer):
+                    try await writer.write(buffer)
+                case .image(let data):
+                    var start = 0
+                    while start < data.count {
+                        let end = min(data.count, start + Self.chunk)
+                        var buffer = ByteBufferAllocator().buffer(capacity: Base64Encoder.encodedCount(end - start))
+                        data[data.startIndex + start..<data.startIndex + end].withUnsafeBytes { input in
+                            _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Base64Encoder.encodedCount(input.count)) {
+                                Base64Encoder.encode(input, into: $0)
+                            }
+                        }
+                        try await writer.write(buffer)
+                        start = end
+                    }
+                }
+            }
+            try await writer.finish(nil)
+        }
     }
 }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import NIOFoundationCompat
@@ -111,13 +112,14 @@ public struct Gateway: Sendable {
     /// are spooled there while they are read).
     private func openStore() async throws -> any GatewayStore {
         guard let text = configuration.stateURL else {
-            return try SQLiteGatewayStore(folder: configuration.stateDirectory, clock: clock)
+            return try SQLiteGatewayStore(folder: configuration.stateDirectory, keyLifetime: configuration.keyLifetime, clock: clock)
         }
         try SQLiteGatewayStore.makeFolder(configuration.stateDirectory)
         do {
             let url = try PostgresURL(text, environment: environment)
             return try await PostgresGatewayStore.open(
-                url: url, lease: configuration.stateLease, connections: min(16, configuration.concurrency + 2), clock: clock)
+                url: url, lease: configuration.stateLease, connections: min(16, configuration.concurrency + 2),
+                keyLifetime: configuration.keyLifetime, clock: clock)
         } catch {
             throw GatewayConfigurationError.state("\(error)")
         }
@@ -141,9 +143,16 @@ public struct Gateway: Sendable {
             let service = EditsService(
                 configuration: configuration, profiles: profiles, editors: editors, store: store, budget: budget,
                 admission: Turnstile(capacity: configuration.concurrency),
+                intake: Intake(limit: configuration.concurrency + configuration.queueLimit),
                 address: { address.withLock { $0 } }, logger: logger)
+            let deadlines = configuration.clientDeadlines
+            let clock = self.clock
+            // Headers are bounded in size and count, and every connection in pace.
+            let http = HTTP1Channel.Configuration(
+                additionalChannelHandlers: [ClientPace(deadlines: deadlines, clock: clock)],
+                httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 << 10, maxHeaderListSize: 64 << 10, maxHeaderFieldCount: 100))
             let application = Application(
-                router: service.router(),
+                router: service.router(), server: .http1(configuration: http),
                 configuration: .init(address: .hostname(host, port: port), serverName: "qie-serve"),
                 onServerRunning: { channel in
                     let bound = channel.localAddress?.port ?? port

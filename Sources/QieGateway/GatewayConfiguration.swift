@@ -16,13 +16,34 @@ public struct GatewayKey: Sendable, Equatable {
         id = "key-" + SHA256.hash(data: Data(secret.utf8)).prefix(4).map { String(format: "%02x", $0) }.joined()
     }
 
-    /// Keys from a comma-separated list (`QIE_GATEWAY_KEYS`) or a file with
-    /// one key per line (blank lines and lines starting with `#` skipped).
-    public static func parse(_ text: String) -> [GatewayKey] {
-        text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == "\r" })
+    /// Keys from the environment's comma-separated list (`QIE_GATEWAY_KEYS`):
+    /// each piece trimmed of spaces, empty pieces skipped.
+    public static func keys(list text: String) -> [GatewayKey] {
+        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map(GatewayKey.init)
+    }
+
+    /// Keys from a keys file's text: one key per line, the whole line (a
+    /// comma is part of the key, never a separator), trimmed of spaces;
+    /// blank lines and lines starting with `#` are skipped. A file without
+    /// any key is refused: it would otherwise start a gateway without keys.
+    public static func keys(file text: String, path: String) throws(GatewayConfigurationError) -> [GatewayKey] {
+        let keys = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
             .map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !$0.hasPrefix("#") }
             .map(GatewayKey.init)
+        if keys.isEmpty { throw .keysFile(path: path, reason: "holds no key (one key per line; blank lines and # comments are skipped)") }
+        return keys
+    }
+
+    /// Keys from the keys file at `path` (see `keys(file:path:)`).
+    public static func keys(contentsOf path: String) throws(GatewayConfigurationError) -> [GatewayKey] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw .keysFile(path: path, reason: "cannot be read as UTF-8 text")
+        }
+        return try keys(file: text, path: path)
     }
 }
 
@@ -51,6 +72,13 @@ public struct GatewayConfiguration: Sendable {
     }()
     /// The largest request body taken, bytes.
     public var maxBodyBytes = 64 << 20
+    /// The most pixels one request's answer may hold, in megapixels: `n`
+    /// times the asked size (or the input's). Each is decoded, restored and
+    /// encoded here; a request over it is refused with 400 before anything
+    /// is sent. 64: four 16 MP photos, or ten 2048x2048 images and more.
+    public var maxOutputMegapixels: Double = 64
+    /// How slow a client may send its request before it is cut off.
+    public var clientDeadlines = ClientDeadlines()
     /// Edits running at once; more wait in a queue.
     public var concurrency = 8
     /// Requests waiting beyond `concurrency`; more are answered 429.
@@ -97,6 +125,13 @@ public struct GatewayConfiguration: Sendable {
         NetworkAddress.isLoopback(host: host)
     }
 
+    /// Whether `response_format=url` is answered: links are built from
+    /// `publicURL`, or from the loopback address the gateway listens on.
+    /// Bound to any other address without `publicURL`, a link would name an
+    /// address clients may not reach (`0.0.0.0`) or one taken from what a
+    /// client sent, so such requests are refused with 400 instead.
+    public var servesResultLinks: Bool { publicURL != nil || isLoopback }
+
     /// The endpoints offered, in order (the first is the default model).
     public func profiles() throws(GatewayConfigurationError) -> [ProviderProfile] {
         if models.isEmpty { return ProviderCatalog.all }
@@ -119,6 +154,10 @@ public struct GatewayConfiguration: Sendable {
         if concurrency < 1 { throw .invalid("concurrency", "at least 1") }
         if queueLimit < 0 { throw .invalid("queue", "0 or more") }
         if maxBodyBytes < 1024 { throw .invalid("max body", "at least 1 KiB") }
+        if !(maxOutputMegapixels >= 1) { throw .invalid("max output megapixels", "at least 1") }
+        if !(clientDeadlines.headerSeconds > 0) || !(clientDeadlines.bodyGraceSeconds >= 0) || !(clientDeadlines.minimumBodyRate >= 0) {
+            throw .invalid("client deadlines", "a header time over 0 s, a grace and a minimum body rate of 0 or more")
+        }
         if fileLifetime <= 0 { throw .invalid("file lifetime", "more than 0 seconds") }
         if keyLifetime < 1 { throw .invalid("key lifetime", "at least 1 second") }
         if let limit = maxCostPerDay, limit <= 0 { throw .invalid("max cost per day", "more than 0") }
@@ -135,7 +174,13 @@ public struct GatewayConfiguration: Sendable {
             segments.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(":") && $0 != "*" && $0 != "**" }),
             !["/v1/images/edits", "/v1/images/generations", "/v1/models"].contains(filesPath)
         else { throw .invalid("files path", "a path such as /v1/files or /results, apart from the API's own routes") }
-        if let url = publicURL, URL(string: url)?.scheme == nil { throw .invalid("public URL", "an absolute URL such as https://images.example.com") }
+        if let url = publicURL {
+            let parsed = URLComponents(string: url)
+            let host = parsed?.host ?? ""
+            guard let scheme = parsed?.scheme?.lowercased(), ["http", "https"].contains(scheme), !host.isEmpty,
+                NetworkAddress.scope(of: host) != .special, parsed?.query == nil, parsed?.fragment == nil
+            else { throw .invalid("public URL", "an http(s) URL that clients reach the gateway at, such as https://images.example.com") }
+        }
         _ = try profiles()
     }
 }
@@ -150,6 +195,8 @@ public enum GatewayConfigurationError: Error, Sendable, Equatable, CustomStringC
     case invalid(String, String)
     /// The state folder cannot be used.
     case state(String)
+    /// A keys file that cannot be read or holds no key.
+    case keysFile(path: String, reason: String)
 
     /// What is wrong and what to do.
     public var description: String {
@@ -159,6 +206,7 @@ public enum GatewayConfigurationError: Error, Sendable, Equatable, CustomStringC
         case .unknownModel(let name, let reason): "model \(name): \(reason)"
         case .invalid(let setting, let expected): "\(setting) must be \(expected)"
         case .state(let reason): "the gateway's state: \(reason)"
+        case .keysFile(let path, let reason): "the keys file \(DisplayPath.escape(path)) \(reason)"
         }
     }
 }

@@ -13,17 +13,13 @@ import Synchronization
 /// served by URL, and the day's spending. `SQLiteGatewayStore` keeps them in
 /// the state folder for one gateway; `PostgresGatewayStore` in a database
 /// shared by replicas behind a load balancer.
-protocol GatewayStore: Sendable {
+protocol GatewayStore: ResultFiles {
     /// Idempotency keys and their outcomes.
     var idempotency: any IdempotencyStore { get }
     /// Binds an idempotency key to the request it was first sent with: true
     /// when `fingerprint` is that request's (or the key is new), false when
     /// the key was used with another request.
     func bind(_ key: String, to fingerprint: String) async throws -> Bool
-    /// Keeps `image` for `lifetime` seconds; returns its id.
-    func addFile(_ image: EditedImage, lifetime: TimeInterval) async throws -> String
-    /// A kept file's bytes and content type, unless unknown or expired.
-    func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)?
     /// The daily spending limit across every client (and replica), its
     /// UTC days read from `clock`. Both stores mean the same by it: a day's
     /// spending plus its open reservations never pass the limit, and
@@ -67,7 +63,12 @@ final class SQLiteGatewayStore: GatewayStore {
 
     static let fileName = "gateway.sqlite"
 
-    init(folder: String, clock: any QieClock = SystemClock()) throws(GatewayConfigurationError) {
+    /// Result files, in `files/` under the folder.
+    private let files: SQLiteResultFiles
+
+    /// The state in `folder`; finished answers under idempotency keys are
+    /// kept `keyLifetime` seconds.
+    init(folder: String, keyLifetime: TimeInterval = 86400, clock: any QieClock = SystemClock()) throws(GatewayConfigurationError) {
         self.folder = folder
         self.clock = clock
         try Self.makeFolder(folder)
@@ -137,7 +138,9 @@ final class SQLiteGatewayStore: GatewayStore {
                 try db.drop(table: "spending")
             }
             try migrator.migrate(database)
-            idempotency = KeyedEdits(records: SQLiteKeyRecords(database: database, clock: clock), clock: clock)
+            files = SQLiteResultFiles(folder: folder, database: database, clock: clock)
+            idempotency = KeyedEdits(
+                records: SQLiteKeyRecords(database: database, clock: clock), files: files, lifetime: keyLifetime, clock: clock)
             // Edits that were running when an earlier gateway stopped may have
             // been billed: their keys answer with that, never run again.
             try database.write { db in
@@ -199,7 +202,7 @@ struct SQLiteKeyRecords: KeyRecords {
         guard let found else { return .claimed }
         switch found.state {
         case "finished":
-            if let data = found.result, let result = try? JSONDecoder().decode(EditResult.self, from: data) { return .finished(result) }
+            if let data = found.result { return .finished(data) }
             return .failed(reason: "the first answer under this key could not be read back")
         case "failed":
             return .failed(reason: found.error ?? "no reason recorded")
@@ -208,24 +211,14 @@ struct SQLiteKeyRecords: KeyRecords {
         }
     }
 
-    func finish(_ key: String, _ outcome: IdempotencyOutcome) async -> IdempotencyClaim {
-        do {
+    func finish(_ key: String, _ outcome: KeptOutcome) async throws {
+        try await database.write { db in
             switch outcome {
-            case .finished(let result):
-                let data = try JSONEncoder().encode(result)
-                try await database.write { db in
-                    try db.execute(sql: "UPDATE idempotency SET state = 'finished', result = ? WHERE key = ?", arguments: [data, key])
-                }
-                return .finished(result)
-            case .failed(let error):
-                let reason = error.reason(naming: GatewayField.name)
-                try await database.write { db in
-                    try db.execute(sql: "UPDATE idempotency SET state = 'failed', error = ? WHERE key = ?", arguments: [reason, key])
-                }
-                return .failed(error)
+            case .finished(let answer):
+                try db.execute(sql: "UPDATE idempotency SET state = 'finished', result = ? WHERE key = ?", arguments: [answer, key])
+            case .failed(let reason):
+                try db.execute(sql: "UPDATE idempotency SET state = 'failed', error = ? WHERE key = ?", arguments: [reason, key])
             }
-        } catch {
-            return .failed(.ledger("the idempotency record could not be written: \(error)"))
         }
     }
 
@@ -245,11 +238,25 @@ struct SQLiteKeyRecords: KeyRecords {
 }
 
 extension SQLiteGatewayStore {
-    // Results asked for as URLs: files in the state folder under unguessable
-    // ids, each with its content type and expiry in the database.
+    func addFile(_ image: EditedImage, lifetime: TimeInterval) async throws -> String {
+        try await files.addFile(image, lifetime: lifetime)
+    }
+
+    func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)? {
+        try await files.file(id)
+    }
+}
+
+/// Result files (asked for as URLs, or kept for idempotency keys): files in
+/// the state folder under unguessable ids, each with its content type and
+/// expiry in the database.
+struct SQLiteResultFiles: ResultFiles {
+    let folder: String
+    let database: DatabaseQueue
+    let clock: any QieClock
 
     func addFile(_ image: EditedImage, lifetime: TimeInterval) async throws -> String {
-        let id = Self.newFileID()
+        let id = SQLiteGatewayStore.newFileID()
         let name = "\(id).\(image.format.fileExtension)"
         let path = folder + "/files/" + name
         try image.data.write(to: URL(fileURLWithPath: path), options: .atomic)
@@ -264,7 +271,7 @@ extension SQLiteGatewayStore {
     }
 
     func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)? {
-        guard Self.isFileID(id) else { return nil }
+        guard SQLiteGatewayStore.isFileID(id) else { return nil }
         let row = try await database.read { db in
             try Row.fetchOne(db, sql: "SELECT name, contentType, expires FROM files WHERE id = ?", arguments: [id])
         }
@@ -273,6 +280,9 @@ extension SQLiteGatewayStore {
         else { return nil }
         return (ByteBuffer(data: data), row["contentType"])
     }
+}
+
+extension SQLiteGatewayStore {
 
     func sweep(keyLifetime: TimeInterval) async throws {
         let now = clock.now().timeIntervalSince1970

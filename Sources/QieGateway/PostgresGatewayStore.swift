@@ -35,13 +35,13 @@ final class PostgresGatewayStore: GatewayStore {
     /// Connects to `url`, creates or migrates the gateway's tables (a newer
     /// qie's are refused) and registers this replica.
     static func open(
-        url: PostgresURL, lease: TimeInterval, connections: Int, clock: any QieClock = SystemClock()
+        url: PostgresURL, lease: TimeInterval, connections: Int, keyLifetime: TimeInterval = 86400, clock: any QieClock = SystemClock()
     ) async throws -> PostgresGatewayStore {
         let database = try QieStore.PostgresDatabase(url, maxConnections: max(4, connections))
         do {
             try await database.check()
             try await database.migrate(namespace: "gateway", migrations)
-            let store = PostgresGatewayStore(database: database, lease: lease, clock: clock)
+            let store = PostgresGatewayStore(database: database, lease: lease, keyLifetime: keyLifetime, clock: clock)
             try await database.query("INSERT INTO qie_gateway_replicas (id, seen) VALUES (\(store.replica), now())")
             store.startHeartbeat()
             return store
@@ -51,14 +51,15 @@ final class PostgresGatewayStore: GatewayStore {
         }
     }
 
-    private init(database: QieStore.PostgresDatabase, lease: TimeInterval, clock: any QieClock) {
+    private init(database: QieStore.PostgresDatabase, lease: TimeInterval, keyLifetime: TimeInterval, clock: any QieClock) {
         self.database = database
         self.lease = lease
         self.clock = clock
         // One process may open the store more than once (tests do): each is its own replica.
         replica = WorkerIdentity.current + "/" + UUID().uuidString.prefix(8).lowercased()
         idempotency = KeyedEdits(
-            records: PostgresKeyRecords(database: database, replica: replica, lease: lease, clock: clock), clock: clock)
+            records: PostgresKeyRecords(database: database, replica: replica, lease: lease, clock: clock),
+            files: PostgresResultFiles(database: database, clock: clock), lifetime: keyLifetime, clock: clock)
     }
 
     static let migrations: [(name: String, sql: [String])] = [
@@ -122,24 +123,11 @@ final class PostgresGatewayStore: GatewayStore {
     }
 
     func addFile(_ image: EditedImage, lifetime: TimeInterval) async throws -> String {
-        let id = Self.newFileID()
-        let type = image.format.mimeType
-        try await database.query(
-            """
-            INSERT INTO qie_gateway_files (id, content_type, bytes, expires)
-            VALUES (\(id), \(type), \(ByteBuffer(data: image.data)), now() + make_interval(secs => \(skew + lifetime)))
-            """)
-        return id
+        try await PostgresResultFiles(database: database, clock: clock).addFile(image, lifetime: lifetime)
     }
 
     func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)? {
-        guard Self.isFileID(id) else { return nil }
-        return try await database.rows(
-            "SELECT bytes, content_type FROM qie_gateway_files WHERE id = \(id) AND expires > now() + make_interval(secs => \(skew))"
-        ) { row in
-            let (bytes, type) = try row.decode((ByteBuffer, String).self)
-            return (body: bytes, contentType: type)
-        }.first
+        try await PostgresResultFiles(database: database, clock: clock).file(id)
     }
 
     func dailyBudget(limit: Decimal, clock: any QieClock) async throws -> any EditBudget {
@@ -220,9 +208,7 @@ struct PostgresKeyRecords: KeyRecords {
             guard let (state, result, error, holder, alive) = rows.first else { continue }
             switch state {
             case "finished":
-                if let result, let decoded = try? JSONDecoder().decode(EditResult.self, from: Data(buffer: result)) {
-                    return .finished(decoded)
-                }
+                if let result { return .finished(Data(buffer: result)) }
                 return .failed(reason: "the first answer under this key could not be read back")
             case "failed":
                 return .failed(reason: error ?? "no reason recorded")
@@ -232,21 +218,13 @@ struct PostgresKeyRecords: KeyRecords {
         }
     }
 
-    func finish(_ key: String, _ outcome: IdempotencyOutcome) async -> IdempotencyClaim {
+    func finish(_ key: String, _ outcome: KeptOutcome) async throws {
         switch outcome {
-        case .finished(let result):
-            guard let data = try? JSONEncoder().encode(result) else {
-                let reason = "the first answer under this key could not be kept"
-                await persist("UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason) WHERE key = \(key)")
-                return .failed(.failedEarlier(reason: reason))
-            }
+        case .finished(let answer):
             await persist(
-                "UPDATE qie_gateway_idempotency SET state = 'finished', result = \(ByteBuffer(data: data)) WHERE key = \(key)")
-            return .finished(result)
-        case .failed(let error):
-            let reason = error.reason(naming: GatewayField.name)
+                "UPDATE qie_gateway_idempotency SET state = 'finished', result = \(ByteBuffer(data: answer)) WHERE key = \(key)")
+        case .failed(let reason):
             await persist("UPDATE qie_gateway_idempotency SET state = 'failed', error = \(reason) WHERE key = \(key)")
-            return .failed(error)
         }
     }
 
@@ -356,5 +334,36 @@ final class PostgresDailyBudget: EditBudget {
                     logger: logger)
             }
         }
+    }
+}
+
+/// Result files (asked for as URLs, or kept for idempotency keys) in the
+/// shared database, so any replica serves them.
+struct PostgresResultFiles: ResultFiles {
+    let database: QieStore.PostgresDatabase
+    let clock: any QieClock
+
+    /// Seconds the clock is ahead of the machine's (0 for the system clock).
+    private var skew: Double { clock is SystemClock ? 0 : clock.now().timeIntervalSinceNow }
+
+    func addFile(_ image: EditedImage, lifetime: TimeInterval) async throws -> String {
+        let id = PostgresGatewayStore.newFileID()
+        let type = image.format.mimeType
+        try await database.query(
+            """
+            INSERT INTO qie_gateway_files (id, content_type, bytes, expires)
+            VALUES (\(id), \(type), \(ByteBuffer(data: image.data)), now() + make_interval(secs => \(skew + lifetime)))
+            """)
+        return id
+    }
+
+    func file(_ id: String) async throws -> (body: ByteBuffer, contentType: String)? {
+        guard PostgresGatewayStore.isFileID(id) else { return nil }
+        return try await database.rows(
+            "SELECT bytes, content_type FROM qie_gateway_files WHERE id = \(id) AND expires > now() + make_interval(secs => \(skew))"
+        ) { row in
+            let (bytes, type) = try row.decode((ByteBuffer, String).self)
+            return (body: bytes, contentType: type)
+        }.first
     }
 }

@@ -161,7 +161,7 @@ struct RunContext: Sendable {
             let limiter = self.limiter
             hooks.events = { event in
                 switch event {
-                case .started:
+                case .started, .waitingForKey:
                     break
                 case .prepared:
                     await gate.enter(number)

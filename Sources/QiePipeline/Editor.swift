@@ -200,9 +200,15 @@ public struct EditHooks: Sendable {
 public enum EditEvent: Sendable {
     /// The edit starts: its idempotency key (if any) is this edit's, and
     /// nothing is read, reserved or sent yet. A caller that limits the edits
-    /// running at once takes a place here (duplicates waiting on the key
-    /// hold none); throwing ends the edit, and the key is given up.
+    /// running at once takes a place here, or again here after giving it
+    /// back at `.waitingForKey`; throwing ends the edit, and the key is given up.
     case started
+    /// Another request holds the edit's idempotency key, and the edit waits
+    /// for it to end before `.started` (or before the first one's answer is
+    /// returned): a caller that took a place among the edits running can
+    /// give it back here and take one again at `.started`. Thrown errors
+    /// are ignored.
+    case waitingForKey
     /// The input is prepared; nothing is reserved or sent yet. A caller that
     /// limits the edits on the wire waits here, so later inputs are prepared
     /// while earlier ones are with the endpoint (a folder run does).
@@ -420,7 +426,8 @@ public final class Editor: Sendable {
         guard let (store, key) = hooks.idempotency else {
             return try await perform(input, options: options, hooks: hooks).get()
         }
-        switch try await store.claim(key) {
+        let events = hooks.events
+        switch try await store.claim(key, waiting: { try? await events?(.waitingForKey) }) {
         case .finished(let result):
             return result
         case .failed(let error):

@@ -32,6 +32,17 @@ public protocol IdempotencyStore: Sendable {
     /// Gives `key` up: the edit failed before anything was sent, so the next
     /// claim runs it again.
     func release(_ key: String) async
+    /// Claims `key` as `claim(_:)` does, calling `waiting` once before the
+    /// first wait (another caller holds the key), so a caller that limits
+    /// the edits running at once can give its place back while it waits.
+    func claim(_ key: String, waiting: @escaping @Sendable () async -> Void) async throws -> IdempotencyClaim
+}
+
+extension IdempotencyStore {
+    /// Claims `key` without saying when it waits.
+    public func claim(_ key: String, waiting: @escaping @Sendable () async -> Void) async throws -> IdempotencyClaim {
+        try await claim(key)
+    }
 }
 
 /// An idempotency store in memory, for one process (a shared store can
@@ -49,6 +60,13 @@ public actor InMemoryIdempotencyStore: IdempotencyStore {
 
     /// Claims `key`, waiting while another caller runs it.
     public func claim(_ key: String) async throws -> IdempotencyClaim {
+        try await claim(key, waiting: {})
+    }
+
+    /// Claims `key`, waiting while another caller runs it (`waiting` is
+    /// called before the wait).
+    public func claim(_ key: String, waiting: @escaping @Sendable () async -> Void) async throws -> IdempotencyClaim {
+        if case .running? = entries[key] { await waiting() }
         switch entries[key] {
         case nil:
             entries[key] = .running([])

@@ -3,7 +3,7 @@
 /// 4096-entry table of character pairs), which measures ~2x faster than
 /// swift-extras-base64's byte-at-a-time encoder on large buffers (see
 /// `qie-bench`). Decoding uses swift-extras-base64.
-enum Base64Encoder {
+package enum Base64Encoder {
     static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     /// Pairs of characters for every 12-bit value, little-endian in a UInt16.
@@ -11,11 +11,11 @@ enum Base64Encoder {
         UInt16(alphabet[value >> 6]) | UInt16(alphabet[value & 63]) << 8
     }
 
-    static func encodedCount(_ count: Int) -> Int { (count + 2) / 3 * 4 }
+    package static func encodedCount(_ count: Int) -> Int { (count + 2) / 3 * 4 }
 
     /// Encodes `input` into `output` (at least `encodedCount(input.count)`
     /// bytes) and returns the bytes written.
-    static func encode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int {
+    package static func encode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int {
         precondition(output.count >= encodedCount(input.count), "base64 output buffer too small")
         guard let source = input.baseAddress, let target = output.baseAddress else { return 0 }
         let bytes = source.assumingMemoryBound(to: UInt8.self)

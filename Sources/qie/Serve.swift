@@ -46,6 +46,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-body"), help: "Largest request body, MiB.")
     var maxBody = 64
 
+    @Option(
+        name: .customLong("max-output-megapixels"),
+        help: "Most megapixels one request's answer may hold (n times the size asked); more is refused with 400. Default: \(Int(GatewayConfiguration(stateDirectory: "").maxOutputMegapixels)).")
+    var maxOutputMegapixels: Double?
+
     @Option(help: "Edits running at once; more wait in the queue.")
     var concurrency = 8
 
@@ -86,15 +91,17 @@ struct Serve: AsyncParsableCommand {
         configuration.host = host
         configuration.port = port
         configuration.models = providers
-        var keys = GatewayKey.parse(environment["QIE_GATEWAY_KEYS"] ?? "")
+        var keys = GatewayKey.keys(list: environment["QIE_GATEWAY_KEYS"] ?? "")
         if let keysFile {
-            guard let text = try? String(contentsOfFile: keysFile, encoding: .utf8) else {
-                throw ValidationError("--keys-file \(DisplayPath.escape(keysFile)) cannot be read")
+            do {
+                keys += try GatewayKey.keys(contentsOf: keysFile)
+            } catch {
+                throw ValidationError("--keys-file: \(error)")
             }
-            keys += GatewayKey.parse(text)
         }
         configuration.keys = keys
         configuration.maxBodyBytes = maxBody << 20
+        if let maxOutputMegapixels { configuration.maxOutputMegapixels = maxOutputMegapixels }
         configuration.concurrency = concurrency
         configuration.queueLimit = queue
         configuration.fileLifetime = fileLifetime
@@ -107,16 +114,19 @@ struct Serve: AsyncParsableCommand {
         configuration.options.timeouts.overall = timeout
         configuration.options.price = try price.override()
         configuration.options.rounding = try price.megapixelRounding()
-        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json, got \(logFormat)") }
+        guard let format = GatewayLogHandler.Format(rawValue: logFormat) else {
+            throw ValidationError("--log-format must be text or json, got \(logFormat)")
+        }
         do {
             try configuration.validate()
         } catch {
             throw ValidationError("\(error)")
         }
 
-        let json = logFormat == "json"
-        let logger = Logger(label: "qie-serve") { _ in LineLogHandler(json: json) }
+        let logger = Logger(label: "qie-serve") { _ in GatewayLogHandler(format: format) }
         let keyIDs = keys.map(\.id)
+        let servesLinks = configuration.servesResultLinks
+        let host = self.host
         let stateShown = configuration.stateURL.map { PostgresURL.redacting($0) } ?? configuration.stateDirectory
         try await Gateway(configuration, environment: environment, logger: logger).run { address in
             var lines = ["qie serve listening on \(address) (Ctrl-C to stop)"]
@@ -125,6 +135,9 @@ struct Serve: AsyncParsableCommand {
                     ? "no gateway keys: loopback clients only (set QIE_GATEWAY_KEYS to require keys)"
                     : "gateway keys: \(keyIDs.joined(separator: ", "))")
             lines.append("state: \(stateShown)")
+            if !servesLinks {
+                lines.append("result links: off (no --public-url while listening on \(host)); response_format=url is answered 400")
+            }
             TextStream.standardOutput.write(lines.joined(separator: "\n") + "\n")
         }
     }
@@ -133,32 +146,5 @@ struct Serve: AsyncParsableCommand {
     static func defaultState(_ environment: [String: String]) -> String {
         if let state = environment["XDG_STATE_HOME"], !state.isEmpty { return state + "/qie/serve" }
         return (environment["HOME"] ?? NSTemporaryDirectory()) + "/.local/state/qie/serve"
-    }
-}
-
-/// One line per log event on standard error: `time level message key=value ...`,
-/// or a JSON object.
-struct LineLogHandler: LogHandler {
-    let json: Bool
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .info
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-        let time = ISO8601DateFormatter().string(from: Date())
-        guard json else {
-            let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            TextStream.standardError.write("\(time) \(event.level) \(event.message) \(fields)\n")
-            return
-        }
-        var object: [String: String] = ["time": time, "level": "\(event.level)", "message": "\(event.message)"]
-        for (key, value) in merged { object[key] = "\(value)" }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-        TextStream.standardError.write(String(decoding: data, as: UTF8.self) + "\n")
     }
 }

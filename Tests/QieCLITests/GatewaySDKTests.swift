@@ -70,7 +70,7 @@ struct GatewaySDKTests {
 
         // The log: one line per request, the client's key id, never a key or image bytes.
         let log = gateway.output
-        #expect(log.contains("key=key-") && log.contains("outcome=200") && log.contains("outcome=401"))
+        #expect(log.contains("key=key-") && log.contains("outcome=200") && log.contains("outcome=\"401 invalid_api_key\""))
         #expect(!log.contains("cli-key") && !log.contains("sdk-gateway-key"))
         // No image bytes: no word in the log is anywhere near an image's length.
         let longest = log.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(\.count).max() ?? 0

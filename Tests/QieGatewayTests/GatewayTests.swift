@@ -242,7 +242,7 @@ struct GatewayTests {
     @Test("Gateway keys: none or a wrong one is 401; the right one works; the endpoint key never shows")
     func keys() async throws {
         let input = try photo(64, 48)
-        try await withGateway(configure: { $0.keys = GatewayKey.parse("alpha-key, beta-key") }) { _, client in
+        try await withGateway(configure: { $0.keys = GatewayKey.keys(list: "alpha-key, beta-key") }) { _, client in
             var form = Multipart()
             form.file("image", input)
             form.field("prompt", "x")
