@@ -43,8 +43,7 @@ start_emulator() {  # name, then qie emulate options
   local name=$1; shift
   "$qie" emulate --port 0 --api-key bench-key --log-requests "$@" >"$work/emulator-$name.out" 2>/dev/null &
   emulator=$!
-  for _ in $(seq 50); do grep -q "listening" "$work/emulator-$name.out" 2>/dev/null && break; sleep 0.1; done
-  base=$(grep -o "http://127.0.0.1:[0-9]*" "$work/emulator-$name.out" | head -1)
+  base=$(listening_address "$work/emulator-$name.out" "$emulator")
 }
 stop_emulator() { kill "$emulator"; wait "$emulator" 2>/dev/null || true; emulator=""; }
 seconds() { python3 -c "import time; print(time.time())"; }

@@ -33,23 +33,18 @@ stop() { for pid in ${emulator:-} ${gateway:-}; do kill "$pid" 2>/dev/null || tr
 cleanup() { stop; rm -rf "$work"; }
 trap cleanup EXIT
 
-address() {  # file: waits for the first http://127.0.0.1:PORT it prints
-  for _ in $(seq 100); do grep -q "http://127.0.0.1:" "$1" 2>/dev/null && break; sleep 0.1; done
-  grep -o "http://127.0.0.1:[0-9]*" "$1" | head -1
-}
-
 start() {  # latency concurrency
   stop
   wait 2>/dev/null || true
   "$qie" emulate --port 0 --api-key bench-key --latency "$1" >"$work/emulator.out" 2>&1 &
   emulator=$!
-  endpoint=$(address "$work/emulator.out")
+  endpoint=$(listening_address "$work/emulator.out" "$emulator")
   rm -rf "$work/state"
   RUNPOD_API_KEY=bench-key QIE_RUNPOD_BASE_URL="$endpoint" QIE_GATEWAY_KEYS=bench-gateway \
     "$qie" serve --port 0 --provider runpod --concurrency "$2" --queue 1024 --state "$work/state" \
     >"$work/gateway.out" 2>"$work/gateway.log" &
   gateway=$!
-  served=$(address "$work/gateway.out")
+  served=$(listening_address "$work/gateway.out" "$gateway")
 }
 
 rss() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$gateway/status"; }

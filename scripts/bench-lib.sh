@@ -28,3 +28,15 @@ need_debug_build() {
     [ -x "$executable" ] || { echo "build first (swift build --build-tests): $executable is missing" >&2; exit 1; }
   done
 }
+
+# `listening_address FILE PID`: waits until the process PID has printed an
+# address (http://HOST:PORT) into FILE, and prints it. An event, not a time:
+# a debug build on a busy machine may take long to start; the wait ends when
+# the address is printed, or fails at once when the process is gone.
+listening_address() {
+  until grep -q "http://[0-9.]*:[0-9]" "$1" 2>/dev/null; do
+    kill -0 "$2" 2>/dev/null || { echo "$(basename "$1") : the process exited before listening:" >&2; cat "$1" >&2; return 1; }
+    sleep 0.05
+  done
+  grep -o "http://[0-9.]*:[0-9]*" "$1" | head -1
+}

@@ -84,8 +84,7 @@ for n in $small $large; do
 done
 "$qie" emulate --port 0 --api-key bench-key >"$work/emulator.out" 2>/dev/null &
 emulator=$!
-for _ in $(seq 50); do grep -q "listening" "$work/emulator.out" 2>/dev/null && break; sleep 0.1; done
-base=$(grep -o "http://127.0.0.1:[0-9]*" "$work/emulator.out" | head -1)
+base=$(listening_address "$work/emulator.out" "$emulator")
 for n in $small $large; do
   start=$(date +%s.%N)
   LUMENFALL_API_KEY=bench-key /usr/bin/time -f "%M" -o "$work/rss-$n" "$qie" edit "$work/in-$n" --provider lumenfall \

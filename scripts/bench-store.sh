@@ -68,9 +68,7 @@ PY
 port_file="$work/emulator.port"
 $qie emulate --port 0 --api-key bench-key --latency "$latency" >"$port_file" 2>/dev/null &
 emulator=$!
-for _ in $(seq 50); do grep -q http "$port_file" 2>/dev/null && break; sleep 0.1; done
-address=$(grep -o 'http://[0-9.:]*' "$port_file" | head -1)
-[ -n "$address" ] || { echo "qie emulate did not start" >&2; exit 1; }
+address=$(listening_address "$port_file" "$emulator")
 
 single=""
 for workers in 1 2 3; do
