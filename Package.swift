@@ -169,6 +169,7 @@ let package = Package(
                 "QieClient", "QieWebhooks", "QieEmulator", "QieProviders", "QieImaging", "QiePipeline", "QieStore",
                 "QieFiles", "QieReport", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ], resources: [.copy("Fixtures")]),
         .testTarget(name: "QieCLITests", dependencies: ["QieImaging", "QieTestSupport"]),
         .testTarget(
