@@ -45,11 +45,14 @@ package enum Platform {
         package var inode: UInt64
         package var kind: Kind
         package var size: Int64
+        /// The permission bits (`0o600`).
+        package var mode: UInt32
 
         init(_ status: stat) {
             device = UInt64(status.st_dev)
             inode = UInt64(status.st_ino)
             size = Int64(status.st_size)
+            mode = UInt32(status.st_mode) & 0o7777
             switch status.st_mode & S_IFMT {
             case S_IFDIR: kind = .directory
             case S_IFREG: kind = .regular

@@ -526,9 +526,13 @@ public struct EditRun: Sendable {
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
+            // The store may be shared: no password of a PostgreSQL URL in the
+            // command line is recorded, however it was given.
+            var recorded = configuration
+            recorded.commandLine = configuration.commandLine?.map(PostgresURL.redacting)
             try await ledger.recordRun(
-                configuration: String(decoding: try encoder.encode(configuration), as: UTF8.self),
-                version: EditRunConfiguration.currentVersion, arguments: (config.commandLine ?? []).map(PostgresURL.redacting),
+                configuration: String(decoding: try encoder.encode(recorded), as: UTF8.self),
+                version: EditRunConfiguration.currentVersion, arguments: recorded.commandLine ?? [],
                 directory: config.workingDirectory)
         } catch {
             await ledger.close()

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import QieCore
+import QieFiles
 
 /// One row of the ledger: one paid request (one input, one copy).
 public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutablePersistableRecord {
@@ -175,8 +176,11 @@ public struct LedgerRun: Sendable, Codable, Equatable, FetchableRecord, MutableP
     /// The configuration's format version.
     public var configurationVersion: Int?
 
-    /// The command line's arguments.
-    public var argumentList: [String] { (try? JSONDecoder().decode([String].self, from: Data(arguments.utf8))) ?? [] }
+    /// The command line's arguments, without the password of any
+    /// PostgreSQL URL among them (an earlier qie may have recorded one).
+    public var argumentList: [String] {
+        ((try? JSONDecoder().decode([String].self, from: Data(arguments.utf8))) ?? []).map(PostgresURL.redacting)
+    }
     /// Keeps the row id after an insert.
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
