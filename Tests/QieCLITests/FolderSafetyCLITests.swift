@@ -14,12 +14,104 @@ private func everything(under folder: String) -> String {
     return text
 }
 
+/// The permission bits of what `path` names itself (a link as a link).
+private func mode(_ path: String) throws -> Int {
+    try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+}
+
+private func link(_ path: String, to target: String) throws {
+    try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: target)
+}
+
+/// Runs `qie` that is expected to stop at once (a refusal); one still
+/// running after a minute (it did not refuse) is stopped, and so reported.
+private func runBriefly(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let output = Pipe()
+    let process = try startQie(arguments, environment: ["RUNPOD_API_KEY": "k"], output: output)
+    let guardline = Date().addingTimeInterval(60)
+    waitUntil { !process.isRunning || Date() > guardline }
+    if process.isRunning { process.terminate() }
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationReason == .uncaughtSignal ? -1 : process.terminationStatus, text)
+}
+
 /// A new folder holding `in/a.jpg` (200x150), for a run to edit.
 private func folderWithImage() throws -> String {
     let root = try folder()
     try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
     try writeImage(200, 150, to: root + "/in/a.jpg")
     return root
+}
+
+private func makeFolders(_ paths: String...) throws {
+    for path in paths { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+}
+
+@Suite("What qie reads stays inside the inputs; its own files are never opened through a link", .serialized)
+struct FolderSafetyCLITests {
+    @Test("qie's own files planted as links are refused by name, never written through; records are 0600 in a folder qie did not make")
+    func ownFilesNeverThroughLinks() throws {
+        let root = try folderWithImage()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let bashrc = root + "/bashrc"
+        try Data("# mine\n".utf8).write(to: URL(fileURLWithPath: bashrc))
+        let emulator = try EmulatorProcess()
+        func edit(_ out: String) throws -> (status: Int32, output: String) {
+            try runQie(
+                ["edit", root + "/in", "--provider", "runpod", "--prompt", "night", "--out", root + "/" + out, "--base-url", emulator.address],
+                environment: ["RUNPOD_API_KEY": "cli-key"])
+        }
+        func untouched() throws -> Bool { try String(contentsOfFile: bashrc, encoding: .utf8) == "# mine\n" }
+
+        for (out, planted, target) in [
+            ("ledger", ".qie-ledger.sqlite", bashrc), ("dangling", ".qie-ledger.sqlite", root + "/created.sqlite"),
+            ("wal", ".qie-ledger.sqlite-wal", bashrc), ("lock", ".qie-lock", bashrc),
+        ] {
+            try makeFolders(root + "/" + out)
+            try link(root + "/\(out)/\(planted)", to: target)
+            let (status, output) = try edit(out)
+            #expect(status != 0, "\(planted): \(output)")
+            #expect(output.contains("\(root)/\(out)/\(planted): is a symbolic link"), "\(planted): \(output)")
+            #expect(try untouched(), "\(planted) was written through")
+            #expect(!FileManager.default.fileExists(atPath: root + "/created.sqlite"))
+            #expect(!FileManager.default.fileExists(atPath: bashrc + "-wal") && !FileManager.default.fileExists(atPath: bashrc + "-journal"))
+        }
+
+        // A sidecar's name as a link: that job fails naming it; nothing is written through it.
+        try makeFolders(root + "/sidecar")
+        try link(root + "/sidecar/a.json", to: bashrc)
+        let (sidecarStatus, sidecarOutput) = try edit("sidecar")
+        #expect(sidecarStatus == 1, "\(sidecarOutput)")
+        #expect(sidecarOutput.contains("\(root)/sidecar/a.json: is a symbolic link"), "\(sidecarOutput)")
+        #expect(try untouched())
+
+        // In a folder the user made (0755, any umask), the records holding prompts are 0600,
+        // and a ledger an earlier version left readable by others is made 0600.
+        try makeFolders(root + "/made")
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: root + "/made")
+        let (status, output) = try edit("made")
+        #expect(status == 0, "\(output)")
+        let records = [".qie-ledger.sqlite", "a.json", "report.json", "report.html"]
+        for name in records + [".qie-ledger.sqlite-wal", ".qie-ledger.sqlite-shm"]
+        where FileManager.default.fileExists(atPath: root + "/made/" + name) {
+            #expect(try mode(root + "/made/" + name) == 0o600, "\(name)")
+        }
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: root + "/made/.qie-ledger.sqlite")
+        let (again, againOutput) = try edit("made")
+        #expect(again == 0, "\(againOutput)")
+        #expect(try mode(root + "/made/.qie-ledger.sqlite") == 0o600)
+
+        // The gateway's state: its database and its files folder, the same way.
+        for (state, planted) in [("state-db", "gateway.sqlite"), ("state-files", "files")] {
+            try makeFolders(root + "/" + state, root + "/elsewhere")
+            try link(root + "/\(state)/\(planted)", to: planted == "files" ? root + "/elsewhere" : bashrc)
+            let (status, output) = try runBriefly(["serve", "--port", "0", "--provider", "runpod", "--state", root + "/" + state])
+            #expect(status != 0, "\(planted): \(output)")
+            #expect(output.contains("\(root)/\(state)/\(planted)") && output.contains("link"), "\(planted): \(output)")
+            #expect(try untouched())
+        }
+    }
 }
 
 @Suite("The PostgreSQL password stays out of everything", .serialized)

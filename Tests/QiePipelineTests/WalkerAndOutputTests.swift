@@ -68,12 +68,15 @@ struct OutputFolderTests {
         #expect(error?.reason.contains("is a link") == true)
         #expect(!folder.exists("elsewhere/x.jpg"))
 
-        // A link at the file's own name is replaced by the file, not followed.
+        // A link at the file's own name is refused, naming it: neither followed nor replaced.
+        try folder.write("elsewhere/y.jpg", Data("theirs".utf8))
         try FileManager.default.createSymbolicLink(atPath: folder.path + "/out/y.jpg", withDestinationPath: folder.path + "/elsewhere/y.jpg")
-        try out.write(Data("y".utf8), to: "y.jpg")
-        #expect(!folder.exists("elsewhere/y.jpg"))
+        let planted = #expect(throws: OutputError.self) { try out.write(Data("y".utf8), to: "y.jpg") }
+        #expect(planted?.path == folder.path + "/out/y.jpg" && planted?.reason.contains("symbolic link") == true, "\(String(describing: planted))")
+        #expect(try String(contentsOfFile: folder.path + "/elsewhere/y.jpg", encoding: .utf8) == "theirs")
         let attributes = try FileManager.default.attributesOfItem(atPath: folder.path + "/out/y.jpg")
-        #expect(attributes[.type] as? FileAttributeType == .typeRegular)
+        #expect(attributes[.type] as? FileAttributeType == .typeSymbolicLink)
+        #expect(folder.listing().filter { $0.contains(".tmp") }.isEmpty, "no temporary file left")
     }
 
     @Test("Paths that climb out of the folder are refused")
