@@ -50,6 +50,92 @@ private func makeFolders(_ paths: String...) throws {
 
 @Suite("What qie reads stays inside the inputs; its own files are never opened through a link", .serialized)
 struct FolderSafetyCLITests {
+    @Test("A link among the inputs leading elsewhere is skipped with a warning: its content reaches no request, ledger, sidecar or report; --follow-links reads it")
+    func linksStayInside() throws {
+        let root = try folderWithImage()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeFolders(root + "/private", root + "/bodies")
+        let secret = "SECRET-\(UUID().uuidString)"
+        try Data(secret.utf8).write(to: URL(fileURLWithPath: root + "/private/secret.txt"))
+        try link(root + "/in/a.txt", to: root + "/private/secret.txt")
+        try writeImage(120, 90, to: root + "/private/away.jpg")
+        try link(root + "/in/away.jpg", to: root + "/private/away.jpg")
+        // A link that stays inside is followed as before.
+        try makeFolders(root + "/in/sub")
+        try writeImage(80, 60, to: root + "/in/sub/b.jpg")
+        try link(root + "/in/b-again.jpg", to: "sub/b.jpg")
+
+        let emulator = try EmulatorProcess(recordBodies: root + "/bodies")
+        func edit(_ out: String, _ extra: [String] = []) throws -> (status: Int32, output: String) {
+            try runQie(
+                ["edit", root + "/in", "--provider", "runpod", "--prompt", "night", "--out", root + "/" + out, "--base-url", emulator.address]
+                    + extra, environment: ["RUNPOD_API_KEY": "cli-key"])
+        }
+        let (status, output) = try edit("out")
+        #expect(status == 0, "\(output)")
+        for name in ["a.txt", "away.jpg"] {
+            #expect(
+                output.contains("warning \(root)/in/\(name) is a link to ")
+                    && output.contains("outside the inputs given; skipped (--follow-links follows it)"), "\(output)")
+        }
+        #expect(output.contains("edited 2 of 2 files"), "a.jpg and b-again.jpg (sub/b.jpg once): \(output)")
+        #expect(!FileManager.default.fileExists(atPath: root + "/out/away.jpg"))
+        let sent = everything(under: root + "/bodies")
+        #expect(sent.contains("\"night\""), "the run's own prompt went instead")
+        #expect(!sent.contains(secret), "the linked file reached the endpoint")
+        #expect(!everything(under: root + "/out").contains(secret), "the linked file reached the ledger, a sidecar or the report")
+        #expect(!output.contains(secret))
+
+        // qie prepare and qie probe walk the same way.
+        let probe = try QieBinary.run(["probe", root + "/in"])
+        #expect(probe.stderr.contains("warning \(root)/in/away.jpg is a link to "), "\(probe.stderr)")
+        #expect(!probe.stdout.contains("away.jpg"), "\(probe.stdout)")
+        let prepare = try QieBinary.run(["prepare", root + "/in", "--size", "64x64", "--out", root + "/prepared"])
+        #expect(prepare.stderr.contains("warning \(root)/in/away.jpg is a link to "), "\(prepare.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: root + "/prepared/away.jpg"))
+        let probeFollowing = try QieBinary.run(["probe", root + "/in", "--follow-links"])
+        #expect(probeFollowing.stdout.contains("away.jpg: jpeg 120x90"), "\(probeFollowing.stdout)")
+
+        // Asked to, the run follows them: the linked prompt is sent.
+        let (followed, followedOutput) = try edit("out-following", ["--follow-links"])
+        #expect(followed == 0, "\(followedOutput)")
+        #expect(!followedOutput.contains("is a link to"))
+        #expect(everything(under: root + "/bodies").contains(secret), "--follow-links reads the linked prompt")
+        #expect(FileManager.default.fileExists(atPath: root + "/out-following/away.jpg"))
+    }
+
+    @Test("A manifest's reference is judged by where it leads (.., absolute, a link), refused with the manifest's line")
+    func manifestReferences() throws {
+        let root = try folderWithImage()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeFolders(root + "/private")
+        try writeImage(120, 90, to: root + "/private/logo.jpg")
+        try writeImage(120, 90, to: root + "/in/own-logo.jpg")
+        try link(root + "/in/logo.jpg", to: root + "/private/logo.jpg")
+        let header = "file,prompt,seed,negative_prompt,images\n"
+        for (reference, leads) in [("../private/logo.jpg", false), (root + "/private/logo.jpg", false), ("logo.jpg", true)] {
+            try Data((header + "a.jpg,make it night,,,own-logo.jpg\n").utf8).write(to: URL(fileURLWithPath: root + "/in/ok.csv"))
+            try Data((header + "own-logo.jpg,make it night,,,own-logo.jpg\na.jpg,make it night,,,\(reference)\n").utf8).write(
+                to: URL(fileURLWithPath: root + "/in/m.csv"))
+            let run = try QieBinary.run([
+                "edit", root + "/in", "--provider", "runpod", "--manifest", root + "/in/m.csv", "--out", root + "/out", "--dry-run",
+            ])
+            #expect(run.status == 2, "\(reference): \(run.stderr)")
+            #expect(run.stderr.contains("m.csv:3 names the reference"), "\(reference): \(run.stderr)")
+            #expect(run.stderr.contains("--allow-outside-references allows it"), "\(run.stderr)")
+            #expect(run.stderr.contains("it leads to") == leads, "\(run.stderr)")
+            let allowed = try QieBinary.run([
+                "edit", root + "/in", "--provider", "runpod", "--manifest", root + "/in/m.csv", "--out", root + "/out", "--dry-run",
+                "--allow-outside-references",
+            ])
+            #expect(allowed.status == 0, "\(reference): \(allowed.stderr)")
+        }
+        let inside = try QieBinary.run([
+            "edit", root + "/in", "--provider", "runpod", "--manifest", root + "/in/ok.csv", "--out", root + "/out", "--dry-run",
+        ])
+        #expect(inside.status == 0, "\(inside.stderr)")
+    }
+
     @Test("qie's own files planted as links are refused by name, never written through; records are 0600 in a folder qie did not make")
     func ownFilesNeverThroughLinks() throws {
         let root = try folderWithImage()
