@@ -94,12 +94,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]),
-        // The run store: the SQLite ledger in the output folder, or PostgreSQL
-        // shared by workers on several machines.
+        // The run store: the SQLite ledger in the output folder (opened
+        // through no link), or PostgreSQL shared by workers on several machines.
         .target(
             name: "QieStore",
             dependencies: [
-                "QieCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "PostgresNIO", package: "postgres-nio"),
+                "QieCore", "QieFiles", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
             ]),
         // report.html / report.json and their thumbnails.
@@ -172,6 +173,7 @@ let package = Package(
                 "QieClient", "QieWebhooks", "QieEmulator", "QieProviders", "QieImaging", "QiePipeline", "QieStore",
                 "QieFiles", "QieReport", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ], resources: [.copy("Fixtures")]),
         .testTarget(name: "QieCLITests", dependencies: ["QieImaging", "QieTestSupport"]),
         .testTarget(

@@ -214,9 +214,8 @@ extension EditClient {
         _ body: HTTPClientResponse.Body, shown: String, profile: ProviderProfile, checks: ResultChecks
     ) async throws -> Data {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("qie-result-\(UUID().uuidString)").path
-        guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
-            let handle = FileHandle(forWritingAtPath: path)
-        else {
+        // A new name, never a file or link that was there first.
+        guard let handle = try? PrivateFile.createNew(path) else {
             throw ClientError(
                 kind: .badResponse, message: "\(profile.id): no temporary file for the result at \(shown) (\(path))",
                 endpoint: profile.id)

@@ -20,8 +20,9 @@ public enum Setting: String, Sendable, Codable, CaseIterable {
     case retryUncertain, allowInsecureHTTP
     /// What results from an endpoint must pass: where they come from, their size, their download time, their bytes.
     case allowPrivateResults, maxResultBytes, downloadTimeout, keepResultBytes
-    /// What inputs may be: references outside the run's folders, file sizes.
-    case allowOutsideReferences, maxFileBytes
+    /// What inputs may be: references outside the run's folders, file sizes,
+    /// links leading outside the inputs.
+    case allowOutsideReferences, maxFileBytes, followLinks
     /// Spending limits and prices.
     case maxCost, pricePerImage, pricePerMegapixel, megapixelRounding
     /// Limits checked from an image's header before decoding.

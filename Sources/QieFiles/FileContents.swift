@@ -18,6 +18,8 @@ public enum FileContents {
         case tooLarge(size: Int64, limit: Int)
         /// The system refused to open or read it.
         case unreadable(String)
+        /// A symbolic link, where links are not followed.
+        case link
 
         /// In words, for messages that name the file.
         public var description: String {
@@ -27,6 +29,7 @@ public enum FileContents {
             case .notRegular: "is not a regular file (device, pipe or socket); copy its content to a file"
             case .tooLarge(let size, let limit): "is \(size) bytes, over the \(limit)-byte limit; refused before reading"
             case .unreadable(let reason): "cannot be read: \(reason)"
+            case .link: "is a symbolic link, not followed here"
             }
         }
     }
@@ -43,11 +46,22 @@ public enum FileContents {
     }
 
     /// Reads all of `path`, refusing it from `fstat` on the open descriptor
-    /// first (see `check`). A file that shrinks while read returns what was there.
-    public static func read(_ path: String, maxBytes: Int) throws(Refusal) -> Data {
+    /// first (see `check`). A file that shrinks while read returns what was
+    /// there. With `followingLinks` false, a symbolic link at `path` itself
+    /// is refused (`.link`) instead of followed.
+    public static func read(_ path: String, maxBytes: Int, followingLinks: Bool = true) throws(Refusal) -> Data {
         let descriptor: Int32
-        do { descriptor = try Platform.openForReading(path) } catch { throw error.isMissing ? .missing : .unreadable(error.text) }
+        do {
+            descriptor = try Platform.openForReading(path, followingLinks: followingLinks)
+        } catch {
+            throw error.isMissing ? .missing : !followingLinks && error.isLink ? .link : .unreadable(error.text)
+        }
         defer { _ = Platform.close(descriptor) }
+        return try read(descriptor: descriptor, maxBytes: maxBytes)
+    }
+
+    /// Reads all of an open file, checked from `fstat` first.
+    package static func read(descriptor: Int32, maxBytes: Int) throws(Refusal) -> Data {
         let size: Int
         do { size = Int(try checked(try Platform.status(of: descriptor), maxBytes: maxBytes)) } catch let error as Refusal {
             throw error

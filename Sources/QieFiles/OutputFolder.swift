@@ -19,9 +19,12 @@ public struct OutputError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// The folder outputs go to. Every write stays inside it: paths are walked
 /// component by component with `openat`, refusing symbolic links and `..`,
-/// and each file is written to a temporary name and renamed into place, so a
-/// reader (or a crash) never sees half a file. A folder it creates is
-/// readable by the user only (0700): it holds prompts, job ids and results.
+/// and each file is written to a new temporary name (`O_CREAT|O_EXCL`, never
+/// a link) and renamed into place, so a reader (or a crash) never sees half
+/// a file. A symbolic link found where a file goes is refused with an
+/// `OutputError` naming it, neither written through nor replaced. A folder
+/// it creates is readable by the user only (0700): it holds prompts, job ids
+/// and results.
 public final class OutputFolder: Sendable {
     /// The folder's path, as given.
     public let path: String
@@ -111,29 +114,64 @@ public final class OutputFolder: Sendable {
         var file: StreamedFile
     }
 
-    /// Opens the folders down to the file (never through links), checks the
-    /// output is not its own input, and creates the temporary file.
-    private func begin(_ relativePath: String, protecting input: String?, isPrivate: Bool) throws(OutputError) -> Pending {
+    /// Creates (readable by the user only) the folder at `relativePath`, each
+    /// of its components inside this folder and none a link; returns its path.
+    @discardableResult
+    public func folder(_ relativePath: String) throws(OutputError) -> String {
+        let (full, components) = try Self.split(relativePath, in: path)
+        Platform.close(try open(components[...], full: full, creating: true))
+        return full
+    }
+
+    /// Reads the regular file at `relativePath` (at most `maxBytes`), reached
+    /// through no link, as it is written.
+    public func read(_ relativePath: String, maxBytes: Int = 256 << 20) throws(OutputError) -> Data {
+        let (full, components) = try Self.split(relativePath, in: path)
+        let directory = try open(components.dropLast(), full: full, creating: false)
+        defer { Platform.close(directory) }
+        let file: Int32
+        do {
+            file = try Platform.openForReading(in: directory, components[components.count - 1])
+        } catch {
+            throw OutputError(
+                path: full, reason: error.isLink ? "is a symbolic link; " + PrivateFile.linkAdvice : Self.reason("cannot be read", error))
+        }
+        defer { Platform.close(file) }
+        do {
+            return try FileContents.read(descriptor: file, maxBytes: maxBytes)
+        } catch {
+            throw OutputError(path: full, reason: "\(error)")
+        }
+    }
+
+    /// The full path of `relativePath` and its components, refusing an empty
+    /// name and `.` or `..`.
+    private static func split(_ relativePath: String, in path: String) throws(OutputError) -> (String, [String]) {
         let full = path.hasSuffix("/") ? path + relativePath : path + "/" + relativePath
         let components = relativePath.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-        guard let fileName = components.last,
-            !components.contains(where: { $0 == "." || $0 == ".." })
-        else {
+        guard !components.isEmpty, !components.contains(where: { $0 == "." || $0 == ".." }) else {
             throw OutputError(path: full, reason: "output name is empty or leaves the output folder")
         }
+        return (full, components)
+    }
+
+    /// Opens the folders `components` down from this one (creating them when
+    /// asked), never through a link; the caller closes the descriptor.
+    private func open(_ components: ArraySlice<String>, full: String, creating: Bool) throws(OutputError) -> Int32 {
         var directory: Int32
         do {
             directory = try Platform.duplicate(descriptor)
         } catch {
             throw OutputError(path: full, reason: Self.reason("cannot open the output folder", error))
         }
-
-        for component in components.dropLast() {
-            do {
-                try Platform.makeFolder(in: directory, component, mode: 0o700)
-            } catch {
-                Platform.close(directory)
-                throw OutputError(path: full, reason: Self.reason("cannot create folder \"\(component)\"", error))
+        for component in components {
+            if creating {
+                do {
+                    try Platform.makeFolder(in: directory, component, mode: 0o700)
+                } catch {
+                    Platform.close(directory)
+                    throw OutputError(path: full, reason: Self.reason("cannot create folder \"\(component)\"", error))
+                }
             }
             let next: Int32
             do {
@@ -149,7 +187,22 @@ public final class OutputFolder: Sendable {
             Platform.close(directory)
             directory = next
         }
+        return directory
+    }
 
+    /// Opens the folders down to the file (never through links), checks the
+    /// output is not its own input, and creates the temporary file.
+    private func begin(_ relativePath: String, protecting input: String?, isPrivate: Bool) throws(OutputError) -> Pending {
+        let (full, components) = try Self.split(relativePath, in: path)
+        let fileName = components[components.count - 1]
+        let directory = try open(components.dropLast(), full: full, creating: true)
+
+        // A link where the file goes is refused, not replaced: someone put
+        // it there, and the file it names is not this output.
+        if Platform.isLink(in: directory, fileName) {
+            Platform.close(directory)
+            throw OutputError(path: full, reason: "is a symbolic link; " + PrivateFile.linkAdvice)
+        }
         if let input, let inputStatus = Platform.status(input), let targetStatus = Platform.status(in: directory, fileName),
             FileIdentity(inputStatus) == FileIdentity(targetStatus)
         {

@@ -27,6 +27,10 @@ package struct PlatformError: Error, Sendable, Equatable {
     package var isDiskFull: Bool { code == ENOSPC }
     /// A path component is a symbolic link or a file where a folder was expected.
     package var isLinkOrNotFolder: Bool { code == ELOOP || code == ENOTDIR }
+    /// The last component is a symbolic link, refused (`O_NOFOLLOW`).
+    package var isLink: Bool { code == ELOOP }
+    /// Not a regular file (a folder, pipe or device) where one was expected.
+    package var isNotRegular: Bool { code == EINVAL || code == EISDIR }
     /// Something already exists there.
     package var alreadyExists: Bool { code == EEXIST }
 
@@ -45,11 +49,14 @@ package enum Platform {
         package var inode: UInt64
         package var kind: Kind
         package var size: Int64
+        /// The permission bits (`0o600`).
+        package var mode: UInt32
 
         init(_ status: stat) {
             device = UInt64(status.st_dev)
             inode = UInt64(status.st_ino)
             size = Int64(status.st_size)
+            mode = UInt32(status.st_mode) & 0o7777
             switch status.st_mode & S_IFMT {
             case S_IFDIR: kind = .directory
             case S_IFREG: kind = .regular
@@ -62,6 +69,65 @@ package enum Platform {
     package static func status(_ path: String) -> Status? {
         var result = stat()
         return stat(path, &result) == 0 ? Status(result) : nil
+    }
+
+    /// The status of what `path` names itself, a symbolic link as a link
+    /// (`isLink`), not followed; nil when nothing is there.
+    package static func linkStatus(_ path: String) -> (status: Status, isLink: Bool)? {
+        var result = stat()
+        guard lstat(path, &result) == 0 else { return nil }
+        return (Status(result), result.st_mode & S_IFMT == S_IFLNK)
+    }
+
+    /// Whether `name` inside the open folder `directory` is a symbolic link.
+    package static func isLink(in directory: Int32, _ name: String) -> Bool {
+        var result = stat()
+        return fstatat(directory, name, &result, AT_SYMLINK_NOFOLLOW) == 0 && result.st_mode & S_IFMT == S_IFLNK
+    }
+
+    /// The absolute path `path` leads to, every link and `..` resolved
+    /// (`realpath`); nil when it leads nowhere.
+    package static func resolved(_ path: String) -> String? {
+        guard let pointer = realpath(path, nil) else { return nil }
+        defer { free(pointer) }
+        return String(cString: pointer)
+    }
+
+    /// Opens (creating it with `mode` when missing, less the umask) a file
+    /// for reading and writing, never through a symbolic link and never a
+    /// named pipe or device: `ELOOP` for a link, `EINVAL` for anything but a
+    /// regular file. Its mode is set to `mode` exactly, whatever it was
+    /// (left as it is when the file may only be read, or is another user's:
+    /// the other checks still hold).
+    package static func openOwnFile(_ path: String, mode: UInt32) throws(PlatformError) -> Int32 {
+        var fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)
+        var writable = true
+        if fd < 0, errno == EACCES || errno == EROFS {
+            fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            writable = false
+        }
+        guard fd >= 0 else { throw .last }
+        var result = stat()
+        guard fstat(fd, &result) == 0 else {
+            let error = PlatformError.last
+            _ = close(fd)
+            throw error
+        }
+        guard result.st_mode & S_IFMT == S_IFREG else {
+            _ = close(fd)
+            throw PlatformError(code: EINVAL)
+        }
+        // Another user's file keeps its mode (only its owner may change it).
+        if writable, result.st_mode & 0o777 != mode_t(mode) { _ = fchmod(fd, mode_t(mode)) }
+        return fd
+    }
+
+    /// Creates a new file at `path` for writing (`O_CREAT|O_EXCL`, never a
+    /// link), readable by the user only.
+    package static func createPrivate(_ path: String) throws(PlatformError) -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .last }
+        return fd
     }
 
     /// The status of `name` inside the open folder `directory`, following links.
@@ -172,9 +238,19 @@ package enum Platform {
     }
 
     /// Opens a file for reading without waiting on a named pipe (opening one
-    /// would block until a writer comes); the caller checks the kind.
-    package static func openForReading(_ path: String) throws(PlatformError) -> Int32 {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+    /// would block until a writer comes); the caller checks the kind. With
+    /// `followingLinks` false a symbolic link (as the last component) is
+    /// refused (`ELOOP`).
+    package static func openForReading(_ path: String, followingLinks: Bool = true) throws(PlatformError) -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followingLinks ? 0 : O_NOFOLLOW))
+        guard fd >= 0 else { throw .last }
+        return fd
+    }
+
+    /// Opens `name` inside `directory` for reading, refusing a symbolic link
+    /// (`ELOOP`) and never waiting on a named pipe; the caller checks the kind.
+    package static func openForReading(in directory: Int32, _ name: String) throws(PlatformError) -> Int32 {
+        let fd = openat(directory, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW)
         guard fd >= 0 else { throw .last }
         return fd
     }
@@ -193,13 +269,6 @@ package enum Platform {
             if n >= 0 { return n }
             if errno != EINTR { throw .last }
         }
-    }
-
-    /// Opens (creating) a lock file, never through a link.
-    package static func openLockFile(_ path: String) throws(PlatformError) -> Int32 {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw .last }
-        return fd
     }
 
     /// Takes an exclusive lock without waiting; false when another process

@@ -13,8 +13,10 @@ public final class RunLock: Sendable {
         let path = (folder as NSString).appendingPathComponent(Self.fileName)
         let fd: Int32
         do {
-            fd = try Platform.openLockFile(path)
+            fd = try Platform.openOwnFile(path, mode: 0o600)
         } catch {
+            if error.isLink { throw OutputError(path: path, reason: "is a symbolic link; " + PrivateFile.linkAdvice) }
+            if error.isNotRegular { throw OutputError(path: path, reason: "is not a regular file; remove it, or choose another folder") }
             throw OutputError(path: path, reason: "cannot open the run lock: \(error.text)")
         }
         guard Platform.tryLock(fd) else {

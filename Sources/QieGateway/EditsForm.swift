@@ -1,6 +1,7 @@
 import Foundation
 import MultipartKit
 import NIOCore
+import QieFiles
 
 /// A `multipart/form-data` body as the OpenAI SDKs send `images.edit`: file
 /// parts (`image`, `image[]`, `mask`) are streamed to files in a folder of
@@ -228,9 +229,7 @@ final class EditsForm {
             // Files: anything sent with a filename, and the image fields however sent.
             guard filename != nil || ["image", "image[]", "mask"].contains(name) else { return }
             let path = form.folder + "/part-\(form.files.count)"
-            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
-                let opened = FileHandle(forWritingAtPath: path)
-            else {
+            guard let opened = try? PrivateFile.createNew(path) else {
                 failure = GatewayError(status: 500, message: "cannot store the upload", type: "server_error")
                 return
             }

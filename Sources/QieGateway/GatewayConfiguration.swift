@@ -163,7 +163,7 @@ public struct GatewayConfiguration: Sendable {
         if let limit = maxCostPerDay, limit <= 0 { throw .invalid("max cost per day", "more than 0") }
         if let url = stateURL {
             do {
-                _ = try PostgresURL(url)
+                _ = try PostgresURL(url, environment: [:])
             } catch {
                 throw .state("\(error)")
             }

@@ -83,11 +83,11 @@ final class SQLiteGatewayStore: GatewayStore {
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
             }
+            // SQLite opens the file and its journals by name: never through a link, 0600.
             let path = folder + "/" + Self.fileName
-            if !FileManager.default.fileExists(atPath: path) {
-                FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
-            }
+            let identity = try PrivateFile.prepare(path)
             database = try DatabaseQueue(path: path, configuration: configuration)
+            try PrivateFile.confirm(path, is: identity)
             var migrator = DatabaseMigrator()
             migrator.registerMigration("v1") { db in
                 try db.create(table: "idempotency") { table in
@@ -151,22 +151,33 @@ final class SQLiteGatewayStore: GatewayStore {
                         """,
                     arguments: [Self.stoppedWhileEditing])
             }
+        } catch let error as OutputError {
+            throw .state("\(error)")
         } catch {
             throw .state("\(folder)/\(Self.fileName): \(error)")
         }
     }
 
     /// Makes the state folder (and its `files`) readable by this user only:
-    /// prompts, uploads and results are the users'.
+    /// prompts, uploads and results are the users'. A link where `files`
+    /// belongs is refused (the folder itself is the one the user named).
     static func makeFolder(_ folder: String) throws(GatewayConfigurationError) {
         do {
             try FileManager.default.createDirectory(
-                atPath: folder + "/files", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: folder)
         } catch {
             throw .state("cannot create \(folder): \(error.localizedDescription)")
         }
+        do {
+            _ = try OutputFolder(path: folder).folder(Self.filesFolder)
+        } catch {
+            throw .state("\(error)")
+        }
     }
+
+    /// The folder, inside the state folder, of result files served by URL.
+    static let filesFolder = "files"
 
     func bind(_ key: String, to fingerprint: String) async throws -> Bool {
         let now = clock.now().timeIntervalSince1970
@@ -258,9 +269,8 @@ struct SQLiteResultFiles: ResultFiles {
     func addFile(_ image: EditedImage, lifetime: TimeInterval) async throws -> String {
         let id = SQLiteGatewayStore.newFileID()
         let name = "\(id).\(image.format.fileExtension)"
-        let path = folder + "/files/" + name
-        try image.data.write(to: URL(fileURLWithPath: path), options: .atomic)
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        // Written inside the state folder only, through no link, 0600.
+        try OutputFolder(path: folder).write(image.data, to: SQLiteGatewayStore.filesFolder + "/" + name, isPrivate: true)
         let expires = clock.now().addingTimeInterval(lifetime).timeIntervalSince1970
         try await database.write { db in
             try db.execute(
@@ -276,7 +286,7 @@ struct SQLiteResultFiles: ResultFiles {
             try Row.fetchOne(db, sql: "SELECT name, contentType, expires FROM files WHERE id = ?", arguments: [id])
         }
         guard let row, (row["expires"] as Double) > clock.now().timeIntervalSince1970,
-            let data = FileManager.default.contents(atPath: folder + "/files/" + (row["name"] as String))
+            let data = try? OutputFolder(path: folder).read(SQLiteGatewayStore.filesFolder + "/" + (row["name"] as String))
         else { return nil }
         return (ByteBuffer(data: data), row["contentType"])
     }

@@ -111,7 +111,7 @@ public enum EditError: SettingNamingError, Sendable {
         case .yielded: "another worker holds it now (this worker's lease on it ran out); it was not sent here"
         case .noPrompts:
             "no prompt: give \(naming(.prompt)), a \(naming(.manifest)), or a text file NAME.txt next to each image"
-        case .manifest(let error): "manifest \(error)"
+        case .manifest(let error): "manifest \(error.message(naming: naming))"
         case .noLedger(let folder):
             "\(DisplayPath.escape(folder)) has no qie ledger: it is not the output folder of an edit run (for a run whose jobs are in a shared PostgreSQL store, name the store: \(RunStoreSettings.urlVariable))"
         case .noRun(let folder): "the ledger in \(DisplayPath.escape(folder)) records no edit run"

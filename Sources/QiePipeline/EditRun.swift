@@ -47,9 +47,15 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
     /// larger files are refused from their size alone, before any read.
     public var maxFileBytes = 256 << 20
     /// Send reference images a manifest names outside the run's input
-    /// folders and the manifest's own folder. Off: such a row is refused
-    /// before anything is sent (a manifest is a file others may have written).
+    /// folders and the manifest's own folder (judged by where they lead,
+    /// links and `..` resolved). Off: such a row is refused before anything
+    /// is sent (a manifest is a file others may have written).
     public var allowOutsideReferences = false
+    /// Follow symbolic links among the inputs (folder entries, prompt files,
+    /// a manifest's references) wherever they lead. Off (`InputBounds.followsLinksByDefault`):
+    /// a link is followed only when its target lies inside the inputs named;
+    /// one leading elsewhere is skipped, with an `EditRunEvent.linkSkipped`.
+    public var followLinks = InputBounds.followsLinksByDefault
     /// The command line the run was started with, for people reading the
     /// ledger (never used to resume).
     public var commandLine: [String]?
@@ -83,6 +89,7 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
         retryUncertain = try values.decodeIfPresent(Bool.self, forKey: .retryUncertain) ?? retryUncertain
         maxFileBytes = try values.decodeIfPresent(Int.self, forKey: .maxFileBytes) ?? maxFileBytes
         allowOutsideReferences = try values.decodeIfPresent(Bool.self, forKey: .allowOutsideReferences) ?? allowOutsideReferences
+        followLinks = try values.decodeIfPresent(Bool.self, forKey: .followLinks) ?? followLinks
         commandLine = try values.decodeIfPresent([String].self, forKey: .commandLine)
     }
 
@@ -198,6 +205,10 @@ public enum EditRunEvent: Sendable {
     case started(total: Int, endpoint: String)
     /// An argument or folder entry could not be walked (the run goes on).
     case inputProblem(InputProblem)
+    /// A symbolic link among the inputs (a folder entry, or the prompt file
+    /// beside an image) leads outside the inputs named, so it was skipped,
+    /// not read; `followLinks` follows it.
+    case linkSkipped(SkippedLink)
     /// A job began (it is read and prepared, then waits for a place on the wire).
     case jobStarted(EditJob)
     /// A job prepared ahead was not sent because the run was stopped first:
@@ -273,6 +284,8 @@ public struct EditEstimate: Sendable {
     public var items: [EditEstimateItem]
     /// Arguments or folder entries that could not be walked.
     public var problems: [InputProblem]
+    /// Links skipped because they lead outside the inputs (see `InputBounds`).
+    public var skippedLinks: [SkippedLink] = []
     /// Files planned.
     public var planned: Int { items.filter { !$0.skipped && (try? $0.plan.get()) != nil }.count }
     /// Files that cannot be edited.
@@ -409,9 +422,13 @@ public struct EditRun: Sendable {
     /// What a run starts from, checked: the endpoint, the prompts and the
     /// files (the output folder and the manifest excluded from the walk, and
     /// the text files that give an image its prompt, `NAME.txt` next to
-    /// `NAME.jpg`, taken out).
+    /// `NAME.jpg`, taken out), and the links skipped because they lead
+    /// outside the inputs (folder entries and prompt files alike).
     private func start() throws(EditError)
-        -> (profile: ProviderProfile, prompts: PromptManifest, files: [InputFile], problems: [InputProblem])
+        -> (
+            profile: ProviderProfile, prompts: PromptManifest, files: [InputFile], problems: [InputProblem],
+            skippedLinks: [SkippedLink]
+        )
     {
         let config = configuration
         let profile: ProviderProfile
@@ -421,26 +438,41 @@ public struct EditRun: Sendable {
         } catch {
             throw .setting(error)
         }
-        let prompts = try prompts()
+        var prompts = try prompts()
         if !config.allowOutsideReferences, let manifest = config.manifest {
-            // Rows may name references only under the inputs' folders or the manifest's own.
+            // Rows may name references only under the inputs' folders or the
+            // manifest's own, judged by where they lead, not by their text.
             let inputs = config.inputs.map { path in
                 let full = config.resolve(path)
                 return FileContents.isFolder(full) ? full : (full as NSString).deletingLastPathComponent
             }
             let folders = inputs + [(config.resolve(manifest) as NSString).deletingLastPathComponent]
-            if let (image, reference) = prompts.references(outside: folders).first {
+            let inside = InputBounds(inputs: folders)
+            // With links followed, a reference whose own path lies inside may lead anywhere.
+            let outside = prompts.references(outside: folders).filter { found in
+                !(config.followLinks && inside.contains(resolved: URL(fileURLWithPath: found.reference).standardized.path))
+            }
+            if let found = outside.first {
+                let leads = found.target == URL(fileURLWithPath: found.reference).standardized.path
+                    ? "" : " (it leads to \(DisplayPath.escape(found.target)))"
                 throw .manifest(
                     ManifestError(
-                        file: config.resolve(manifest), line: nil,
-                        "names the reference \(DisplayPath.escape(reference)) for \(DisplayPath.escape(image)), outside the input folders and the manifest's folder; move it there, or give \(Setting.allowOutsideReferences.name) to send it"))
+                        file: config.resolve(manifest), line: found.line,
+                        "names the reference \(DisplayPath.escape(found.reference))\(leads) for \(DisplayPath.escape(found.image)), outside the input folders and the manifest's folder; move it there",
+                        allowedBy: .allowOutsideReferences))
             }
         }
         var excluded = [config.resolve(config.output)]
         if let manifest = config.manifest { excluded.append(config.resolve(manifest)) }
-        var (files, problems) = InputWalker(excluding: excluded).walk(config.inputs.map(config.resolve))
-        files.removeAll(where: PromptManifest.isPromptFile(among: files))
-        return (profile, prompts, files, problems)
+        var walk = InputWalker(excluding: excluded, followsLinks: config.followLinks).walk(config.inputs.map(config.resolve))
+        walk.files.removeAll(where: PromptManifest.isPromptFile(among: walk.files))
+        prompts.bounds = walk.bounds
+        // A prompt file beside a file named directly is not walked: judged here.
+        var skipped = walk.skippedLinks
+        for file in walk.files where file.isExplicit {
+            if let link = prompts.skippedPromptFile(for: file.path), !skipped.contains(link) { skipped.append(link) }
+        }
+        return (profile, prompts, walk.files, walk.problems, skipped)
     }
 
     /// The prompts per image: the manifest's rows (and `NAME.txt` files).
@@ -457,7 +489,7 @@ public struct EditRun: Sendable {
     /// nothing is sent and no key is needed.
     public func estimate() throws(EditError) -> EditEstimate {
         let options = configuration.options
-        let (profile, prompts, files, problems) = try start()
+        let (profile, prompts, files, problems, skippedLinks) = try start()
         let requests = options.requestsPerInput(on: profile)
         let planned: [PlannedInput]
         do { planned = try options.plan(files) } catch { throw .setting(error) }
@@ -468,7 +500,7 @@ public struct EditRun: Sendable {
             return EditEstimateItem(
                 input: item.input, plan: plan, requests: requests, cost: cost, prompt: prompt, skipped: item.skipped)
         }
-        return EditEstimate(endpoint: profile.id, items: items, problems: problems)
+        return EditEstimate(endpoint: profile.id, items: items, problems: problems, skippedLinks: skippedLinks)
     }
 
     /// Runs: owns the run's store (the SQLite ledger under the output
@@ -487,7 +519,7 @@ public struct EditRun: Sendable {
         stop: BatchCancellation = BatchCancellation(), events: @escaping @Sendable (EditRunEvent) -> Void = { _ in }
     ) async throws(EditError) -> EditRunSummary {
         let settings = settings ?? RunStoreSettings(environment: environment)
-        let (profile, prompts, files, problems) = try start()
+        let (profile, prompts, files, problems, skippedLinks) = try start()
         // Folder runs poll where the endpoint can: the job's id is recorded
         // milliseconds after sending, so a kill never pays twice.
         var resolved = configuration
@@ -526,9 +558,13 @@ public struct EditRun: Sendable {
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
+            // The store may be shared: no password of a PostgreSQL URL in the
+            // command line is recorded, however it was given.
+            var recorded = configuration
+            recorded.commandLine = configuration.commandLine?.map(PostgresURL.redacting)
             try await ledger.recordRun(
-                configuration: String(decoding: try encoder.encode(configuration), as: UTF8.self),
-                version: EditRunConfiguration.currentVersion, arguments: (config.commandLine ?? []).map(PostgresURL.redacting),
+                configuration: String(decoding: try encoder.encode(recorded), as: UTF8.self),
+                version: EditRunConfiguration.currentVersion, arguments: recorded.commandLine ?? [],
                 directory: config.workingDirectory)
         } catch {
             await ledger.close()
@@ -544,6 +580,7 @@ public struct EditRun: Sendable {
             ledger: ledger, worker: worker, limiter: config.rate.map { RateLimiter(perSecond: $0, clock: settings.clock) }, events: events)
         events(.started(total: jobs.count, endpoint: profile.id))
         for problem in problems { events(.inputProblem(problem)) }
+        for link in skippedLinks { events(.linkSkipped(link)) }
 
         let start = Date()
         var initial = BatchSummary()

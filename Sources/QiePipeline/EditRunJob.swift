@@ -103,7 +103,7 @@ struct RunContext: Sendable {
         }
         do {
             guard let asked = request(for: input) else {
-                if let problem = PromptManifest.promptFileProblem(for: input.path) {
+                if let problem = prompts.promptFileProblem(for: input.path) {
                     throw EditError.input(ImagingError(.unreadable, "no prompt: \(problem)", file: input.path))
                 }
                 throw EditError.noPrompt(textFile: OutputNaming.stem((input.relativePath as NSString).lastPathComponent) + ".txt")

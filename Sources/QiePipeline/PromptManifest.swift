@@ -1,4 +1,5 @@
 import Foundation
+import QieCore
 import QieFiles
 import SwiftCSV
 
@@ -31,8 +32,14 @@ public struct InputRequest: Sendable, Equatable {
 public struct PromptManifest: Sendable {
     /// Requests by the input's absolute, standardised path.
     public private(set) var requests: [String: InputRequest] = [:]
+    /// The manifest's line of each request, by the same key.
+    private var lines: [String: Int] = [:]
     /// The manifest file, when read from one.
     public let path: String?
+    /// The run's inputs: a prompt file (`NAME.txt`) that is a link is read
+    /// only when it leads inside them (or links are followed); nil reads
+    /// prompt files wherever they lead.
+    public var bounds: InputBounds?
 
     /// No manifest: only `NAME.txt` files give prompts.
     public init() { path = nil }
@@ -98,27 +105,56 @@ public struct PromptManifest: Sendable {
             } else if let text = fields["images"] as? String, !text.trimmingCharacters(in: .whitespaces).isEmpty {
                 references = text.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
             }
-            request.references = references?.map { Self.absolute($0, relativeTo: folder) }
+            // As written (made absolute, `..` folded, links kept): judged by where they lead before they are read.
+            request.references = references?.map { path in
+                URL(fileURLWithPath: path.hasPrefix("/") ? path : (folder as NSString).appendingPathComponent(path)).standardized.path
+            }
             let key = Self.absolute(name, relativeTo: folder)
             if requests[key] != nil { throw ManifestError(file: file, line: line, "names \(name) a second time") }
             requests[key] = request
+            lines[key] = line
         }
     }
 
     /// Adds another manifest's rows (its rows win for the same image).
     public mutating func merge(_ other: PromptManifest) {
         requests.merge(other.requests) { _, theirs in theirs }
+        lines.merge(other.lines) { _, theirs in theirs }
     }
 
     /// The request for an input: its manifest row, else its `NAME.txt` (a
-    /// regular file under `maxPromptFileBytes`, UTF-8), else nil.
+    /// regular file under `maxPromptFileBytes`, UTF-8, and within `bounds`),
+    /// else nil.
     public func request(for path: String) -> InputRequest? {
         if let row = requests[Self.absolute(path)] { return row }
-        guard let text = Self.promptFile(for: path), let data = try? FileContents.read(text, maxBytes: Self.maxPromptFileBytes - 1),
+        guard let text = Self.promptFile(for: path), let data = try? promptFileContents(text),
             let prompt = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
             !prompt.isEmpty
         else { return nil }
         return InputRequest(prompt: prompt)
+    }
+
+    /// A prompt file the bounds admit, read through one descriptor (a
+    /// file that is no link is opened as no link, so it cannot be swapped
+    /// for one meanwhile); `.link` when it leads outside them.
+    private func promptFileContents(_ text: String) throws(FileContents.Refusal) -> Data {
+        guard let bounds else { return try FileContents.read(text, maxBytes: Self.maxPromptFileBytes - 1) }
+        switch bounds.admit(text) {
+        case .missing: throw .missing
+        case .outside: throw .link
+        case .admitted:
+            let isLink = Platform.linkStatus(text)?.isLink ?? false
+            return try FileContents.read(text, maxBytes: Self.maxPromptFileBytes - 1, followingLinks: isLink)
+        }
+    }
+
+    /// The prompt file (`NAME.txt`) next to `path` that is a link leading
+    /// outside `bounds`: not read.
+    public func skippedPromptFile(for path: String) -> SkippedLink? {
+        guard requests[Self.absolute(path)] == nil, let bounds, let text = Self.promptFile(for: path),
+            case .outside(let link) = bounds.admit(text)
+        else { return nil }
+        return link
     }
 
     /// Prompt files (`NAME.txt`) must be smaller than this: 64 KiB.
@@ -133,10 +169,16 @@ public struct PromptManifest: Sendable {
     /// Why the `NAME.txt` next to `path` gives no prompt although it is
     /// there (not a regular file, too large, not UTF-8 text, empty); nil
     /// when it gives one or is not there.
-    public static func promptFileProblem(for path: String) -> String? {
-        guard let text = promptFile(for: path), Platform.status(text) != nil else { return nil }
+    public static func promptFileProblem(for path: String) -> String? { PromptManifest().promptFileProblem(for: path) }
+
+    /// Why the `NAME.txt` next to `path` gives no prompt although it is
+    /// there (as the static form says, and a link leading outside `bounds`).
+    public func promptFileProblem(for path: String) -> String? {
+        guard let text = Self.promptFile(for: path), Platform.linkStatus(text) != nil else { return nil }
+        let maxPromptFileBytes = Self.maxPromptFileBytes
+        if let link = skippedPromptFile(for: path) { return "\(link), so it gives no prompt" }
         do {
-            let data = try FileContents.read(text, maxBytes: maxPromptFileBytes - 1)
+            let data = try promptFileContents(text)
             guard let prompt = String(data: data, encoding: .utf8) else { return "\(DisplayPath.escape(text)) is not UTF-8 text" }
             return prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "\(DisplayPath.escape(text)) is empty" : nil
         } catch .tooLarge {
@@ -146,16 +188,34 @@ public struct PromptManifest: Sendable {
         }
     }
 
-    /// Reference images rows name outside every one of `folders` (compared
-    /// as standardised absolute paths), as (image, reference) pairs.
-    public func references(outside folders: [String]) -> [(image: String, reference: String)] {
-        func standard(_ path: String) -> String { URL(fileURLWithPath: Self.absolute(path)).standardized.path }
-        let roots = folders.map(standard)
-        var found: [(image: String, reference: String)] = []
-        for (image, request) in requests.sorted(by: { $0.key < $1.key }) {
+    /// A reference image a manifest row names outside the folders a run reads.
+    public struct OutsideReference: Sendable, Equatable {
+        /// The image the row is for.
+        public var image: String
+        /// The reference as the row names it (made absolute).
+        public var reference: String
+        /// Where it leads, every link and `..` resolved.
+        public var target: String
+        /// The manifest's line.
+        public var line: Int?
+    }
+
+    /// Reference images rows name whose resolved paths (`realpath`: `..`,
+    /// absolute paths and links all followed to where they lead) lie outside
+    /// every one of `folders` (resolved too), in row order. A reference that
+    /// leads nowhere is judged by its text, standardised.
+    public func references(outside folders: [String]) -> [OutsideReference] {
+        func resolved(_ path: String) -> String {
+            Platform.resolved(path) ?? URL(fileURLWithPath: Self.absolute(path)).standardized.path
+        }
+        let bounds = InputBounds(inputs: folders.map(resolved))
+        var found: [OutsideReference] = []
+        for (image, request) in requests.sorted(by: { (lines[$0.key] ?? 0, $0.key) < (lines[$1.key] ?? 0, $1.key) }) {
             for reference in request.references ?? [] {
-                let path = standard(reference)
-                if !roots.contains(where: { path.hasPrefix($0 == "/" ? "/" : $0 + "/") }) { found.append((image, path)) }
+                let target = resolved(reference)
+                if !bounds.contains(resolved: target) {
+                    found.append(OutsideReference(image: image, reference: reference, target: target, line: lines[image]))
+                }
             }
         }
         return found
@@ -184,15 +244,21 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
     public var line: Int?
     /// What is wrong.
     public var reason: String
+    /// The setting that would let the run go on as the manifest asks, when one would.
+    public var allowedBy: Setting?
 
-    init(file: String, line: Int?, _ reason: String) {
+    init(file: String, line: Int?, _ reason: String, allowedBy: Setting? = nil) {
         self.file = file
         self.line = line
         self.reason = reason
+        self.allowedBy = allowedBy
     }
 
     /// `FILE:LINE reason`, the path escaped for one line.
-    public var description: String {
-        "\(DisplayPath.escape(file))\(line.map { ":\($0)" } ?? "") \(reason)"
+    public var description: String { message(naming: \.name) }
+
+    /// `FILE:LINE reason`, naming the setting that allows it as a front end spells it.
+    public func message(naming: (Setting) -> String) -> String {
+        "\(DisplayPath.escape(file))\(line.map { ":\($0)" } ?? "") \(reason)" + (allowedBy.map { "; \(naming($0)) allows it" } ?? "")
     }
 }

@@ -17,7 +17,8 @@ public struct RunStoreSettings: Sendable {
     /// Seconds a claim on a job lasts without being renewed (60): how long a
     /// dead worker's jobs wait before another takes them.
     public var lease: Double
-    /// Where `PGPASSWORD` is read when the URL has no password.
+    /// Where `PGPASSWORD` (else `PGPASSFILE` or `HOME`, for the password
+    /// file) is read when the URL has no password (see `PostgresURL`).
     public var environment: [String: String]
     /// Times leases, their renewals and the waits for other workers' jobs
     /// (the machine's clock; a test gives a `ManualClock`).

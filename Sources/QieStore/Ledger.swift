@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import QieCore
+import QieFiles
 
 /// One row of the ledger: one paid request (one input, one copy).
 public struct LedgerJob: Sendable, Codable, Equatable, FetchableRecord, MutablePersistableRecord {
@@ -175,8 +176,11 @@ public struct LedgerRun: Sendable, Codable, Equatable, FetchableRecord, MutableP
     /// The configuration's format version.
     public var configurationVersion: Int?
 
-    /// The command line's arguments.
-    public var argumentList: [String] { (try? JSONDecoder().decode([String].self, from: Data(arguments.utf8))) ?? [] }
+    /// The command line's arguments, without the password of any
+    /// PostgreSQL URL among them (an earlier qie may have recorded one).
+    public var argumentList: [String] {
+        ((try? JSONDecoder().decode([String].self, from: Data(arguments.utf8))) ?? []).map(PostgresURL.redacting)
+    }
     /// Keeps the row id after an insert.
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
@@ -229,12 +233,11 @@ public final class Ledger: RunStore {
     public init(folder: String, clock: any QieClock = SystemClock()) throws {
         path = (folder as NSString).appendingPathComponent(Self.fileName)
         self.clock = clock
+        // Readable by the user only (it holds prompts, job ids and result
+        // URLs), and never a link: SQLite opens it, and its journals, by
+        // name, so they are checked before and after it does.
+        let identity = try PrivateFile.prepare(path)
         guard !Self.isNewer(path) else { throw LedgerError.newer(path: path) }
-        // Readable by the user only: it holds prompts, job ids and result
-        // URLs. SQLite gives its journal files the database file's mode.
-        if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
-        }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
@@ -244,6 +247,7 @@ public final class Ledger: RunStore {
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         database = try DatabaseQueue(path: path, configuration: configuration)
+        try PrivateFile.confirm(path, is: identity)
         try Self.migrator.migrate(database)
     }
 

@@ -32,7 +32,16 @@ public struct CallbackSignature: Sendable {
 
     /// Whether `header` is a valid, recent signature of `body` (false when the header is missing).
     public func isValid(_ header: String?, body: Data, now: Date = Date()) -> Bool {
-        guard let header = header?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return false }
+        verify(header, body: body, now: now) != nil
+    }
+
+    /// What a valid, recent signature vouches for: when the delivery was
+    /// signed and a digest of its body; nil when `header` is missing, wrong
+    /// or stale. Two deliveries with the same `replayKey` are one delivery
+    /// however their headers are spelled (`sha256=` or not, hex in either
+    /// case, extra candidates, spaces), so a replay is judged by this.
+    public func verify(_ header: String?, body: Data, now: Date = Date()) -> SignedDelivery? {
+        guard let header = header?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return nil }
         let key = SymmetricKey(data: Data(secret.utf8))
         if header.contains("v1=") {
             var timestamp: String? = nil
@@ -44,17 +53,19 @@ public struct CallbackSignature: Sendable {
                 if pair[0] == "v1" { signatures.append(pair[1]) }
             }
             guard let timestamp, let seconds = Double(timestamp), abs(now.timeIntervalSince1970 - seconds) <= tolerance
-            else { return false }
+            else { return nil }
             let signed = Data((timestamp + ".").utf8) + body
-            return signatures.contains { Self.matches($0, signed, key) }
+            guard signatures.contains(where: { Self.matches($0, signed, key) }) else { return nil }
+            return SignedDelivery(signedAt: Date(timeIntervalSince1970: seconds), body: body)
         }
         let hex = header.hasPrefix("sha256=") ? String(header.dropFirst(7)) : header
-        guard Self.matches(hex, body, key) else { return false }
+        guard Self.matches(hex, body, key) else { return nil }
         // Signed, but when? The body says, and the signature covers it.
         guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
-            let text = object[timestampField] as? String, let sent = Self.date(text)
-        else { return false }
-        return abs(now.timeIntervalSince(sent)) <= tolerance
+            let text = object[timestampField] as? String, let sent = Self.date(text),
+            abs(now.timeIntervalSince(sent)) <= tolerance
+        else { return nil }
+        return SignedDelivery(signedAt: sent, body: body)
     }
 
     private static func date(_ text: String) -> Date? {
@@ -100,6 +111,24 @@ public struct CallbackSignature: Sendable {
     }
 }
 
+/// What a verified callback signature vouches for: the time it was signed
+/// at and the SHA-256 of the body it covers.
+public struct SignedDelivery: Sendable, Hashable {
+    /// When the delivery was signed (the `t=` time, or the body's own time for the bare forms).
+    public var signedAt: Date
+    /// The SHA-256 of the signed body, in hex.
+    public var bodyDigest: String
+
+    /// The delivery of `body` signed at `signedAt`.
+    public init(signedAt: Date, body: Data) {
+        self.signedAt = signedAt
+        bodyDigest = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The same for every spelling of the same signed delivery: its time and body digest.
+    public var replayKey: String { "\(signedAt.timeIntervalSince1970):\(bodyDigest)" }
+}
+
 /// A local HTTP listener for an endpoint's callbacks (webhooks). Each
 /// delivery is acknowledged at once and posted to `signals` under its job id.
 /// With a signing secret, an unsigned or wrongly signed delivery is refused
@@ -121,7 +150,9 @@ public final class CallbackListener: Sendable {
     /// Deliveries handled at once; more are refused (503) unread.
     public static let maxConcurrent = 32
     private let inFlight = Mutex(0)
-    /// Signatures already accepted, with when: a replay is acknowledged and ignored.
+    /// Deliveries already accepted (by `SignedDelivery.replayKey`: what was
+    /// signed, not how the header spelled it), with when: a replay is
+    /// acknowledged and ignored.
     private let seen = Mutex<[String: Date]>([:])
 
     /// A listener on `host`:`port` that posts each delivery to `signals`,
@@ -171,14 +202,15 @@ public final class CallbackListener: Sendable {
         if let signature {
             let header = request.headers[HTTPField.Name(spec.signatureHeader)!]
             let now = Date()
-            guard let header, signature.isValid(header, body: body, now: now) else {
+            guard let delivery = signature.verify(header, body: body, now: now) else {
                 return Self.refusal(.unauthorized, "bad signature")
             }
-            // A delivery seen before (a replay, or a retry after a lost
-            // acknowledgement) is acknowledged and not acted on again.
+            // A delivery seen before (a replay, however its signature is
+            // spelled, or a retry after a lost acknowledgement) is
+            // acknowledged and not acted on again.
             let fresh = seen.withLock { seen in
                 seen = seen.filter { now.timeIntervalSince($0.value) <= 2 * signature.tolerance }
-                return seen.updateValue(now, forKey: header) == nil
+                return seen.updateValue(now, forKey: delivery.replayKey) == nil
             }
             guard fresh else { return Response(status: .ok) }
             trusted = true

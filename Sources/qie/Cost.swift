@@ -18,6 +18,8 @@ struct Cost: ParsableCommand {
 
     @OptionGroup var endpoint: ProviderOptions
 
+    @OptionGroup var links: LinkOptions
+
     @Option(help: "Ask for this exact size (WxH).")
     var size: String?
 
@@ -40,7 +42,7 @@ struct Cost: ParsableCommand {
         options.size = try endpoint.sizeRequest(size: size)
         let override = try price.override()
         let rounding = try price.megapixelRounding()
-        let (files, problems) = InputWalker().walk(inputs)
+        let (files, problems) = links.walk(inputs)
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
 
         var out = LineBuffer()

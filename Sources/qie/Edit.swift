@@ -129,6 +129,8 @@ struct Edit: AsyncParsableCommand {
         help: "Send reference images a manifest names outside the input folders and the manifest's folder.")
     var allowOutsideReferences = false
 
+    @OptionGroup var links: LinkOptions
+
     @Option(help: "How results come back: sync, poll, callback or sse (default: poll where offered, else sync).")
     var flow: ProviderProfile.Flow?
 
@@ -209,6 +211,7 @@ struct Edit: AsyncParsableCommand {
         run.retryUncertain = retryUncertain
         run.maxFileBytes = maxFileBytes
         run.allowOutsideReferences = allowOutsideReferences
+        run.followLinks = links.followLinks
         return run
     }
 
@@ -288,6 +291,7 @@ struct Edit: AsyncParsableCommand {
         }
         var out = LineBuffer()
         for problem in estimate.problems { TextStream.standardError.write("error \(problem)\n") }
+        for link in estimate.skippedLinks { TextStream.standardError.write(LinkOptions.warning(link)) }
         for item in estimate.items where !item.skipped {
             let path = DisplayPath.escape(item.input.path)
             switch item.plan {
@@ -339,6 +343,8 @@ final class EditProgress: Sendable {
             reporter.start(total: total)
         case .inputProblem(let problem):
             TextStream.standardError.write("error \(problem)\n")
+        case .linkSkipped(let link):
+            TextStream.standardError.write(LinkOptions.warning(link))
         case .jobStarted(let job):
             started.withLock { $0[Self.key(job)] = Date() }
             reporter.started(job.input)

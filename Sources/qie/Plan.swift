@@ -15,6 +15,8 @@ struct Plan: ParsableCommand {
 
     @OptionGroup var endpoint: ProviderOptions
 
+    @OptionGroup var links: LinkOptions
+
     @Option(help: "Ask for this exact size (WxH) instead of the planned one.")
     var size: String?
 
@@ -40,7 +42,7 @@ struct Plan: ParsableCommand {
         options.size = try endpoint.sizeRequest(size: size)
         options.fit = fit
         options.position = Position(parsing: position) ?? .centre
-        let (files, problems) = InputWalker().walk(inputs)
+        let (files, problems) = links.walk(inputs)
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
         var failed = problems.count
         var out = LineBuffer()

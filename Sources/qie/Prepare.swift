@@ -71,6 +71,8 @@ struct Prepare: ParsableCommand {
 
     @OptionGroup var limits: LimitOptions
 
+    @OptionGroup var links: LinkOptions
+
     @Option(
         help: ArgumentHelp(
             "Prepare for this endpoint: its planned size per image replaces --size (see `qie providers`).",
@@ -194,7 +196,7 @@ struct Prepare: ParsableCommand {
             TextStream.standardError.write("error \(error)\n")
             throw ExitCode(1)
         }
-        let (files, problems) = InputWalker(excluding: [out]).walk(inputs)
+        let (files, problems) = links.walk(inputs, excluding: [out])
         let reporter = progressReporter(json: json)
         for problem in problems {
             TextStream.standardError.write("error \(problem)\n")

@@ -18,12 +18,14 @@ struct Probe: ParsableCommand {
     @Flag(help: "One JSON object per file instead of text.")
     var json = false
 
+    @OptionGroup var links: LinkOptions
+
     func validate() throws {
         if paths.isEmpty { throw ValidationError("give at least one file or folder") }
     }
 
     func run() throws {
-        let (files, problems) = InputWalker().walk(paths)
+        let (files, problems) = links.walk(paths)
         var failed = problems.count
         for problem in problems {
             TextStream.standardError.write("error \(problem)\n")

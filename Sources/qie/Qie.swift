@@ -1,4 +1,5 @@
 import ArgumentParser
+import QieFiles
 import QieImaging
 
 @main
@@ -34,4 +35,23 @@ struct LimitOptions: ParsableArguments {
         }
         guard maxSide > 0 else { throw ValidationError("--max-side must be positive, got \(maxSide)") }
     }
+}
+
+/// How links among the inputs are treated, shared by every command that walks folders.
+struct LinkOptions: ParsableArguments {
+    @Flag(
+        name: .customLong("follow-links"),
+        help: "Follow symbolic links among the inputs wherever they lead (default: only links whose target lies inside the inputs named; others are skipped with a warning).")
+    var followLinks = InputBounds.followsLinksByDefault
+
+    /// Walks `inputs` (skipping the folders in `excluding`), printing a
+    /// warning for each link skipped; the files, and what could not be walked.
+    func walk(_ inputs: [String], excluding: [String] = []) -> (files: [InputFile], problems: [InputProblem]) {
+        let walk = InputWalker(excluding: excluding, followsLinks: followLinks).walk(inputs)
+        for link in walk.skippedLinks { TextStream.standardError.write(Self.warning(link)) }
+        return (walk.files, walk.problems)
+    }
+
+    /// The warning line for a link skipped because it leads outside the inputs.
+    static func warning(_ link: SkippedLink) -> String { "warning \(link) (\(Flags.name(.followLinks)) follows it)\n" }
 }

@@ -175,7 +175,7 @@ struct StoreOptions: ParsableArguments {
     @Option(
         name: .customLong("ledger"),
         help: ArgumentHelp(
-            "A PostgreSQL URL (postgres://USER@HOST:PORT/DB) shared by workers on several machines (default: $QIE_LEDGER_URL, else the SQLite ledger in the output folder). Give the password in PGPASSWORD or QIE_LEDGER_URL rather than here.",
+            "A PostgreSQL URL (postgres://USER@HOST:PORT/DB; another machine's needs ?sslmode=require, verify-full or disable) shared by workers on several machines (default: $QIE_LEDGER_URL, else the SQLite ledger in the output folder). Give the password in ~/.pgpass (or PGPASSFILE), PGPASSWORD or QIE_LEDGER_URL rather than here.",
             valueName: "url"))
     var ledger: String?
 
@@ -196,7 +196,8 @@ struct StoreOptions: ParsableArguments {
         settings.lease = lease
         if let url = settings.url {
             do {
-                _ = try PostgresURL(url, environment: environment)
+                let address = try PostgresURL(url, environment: environment)
+                for warning in address.warnings { TextStream.standardError.write("warning: \(warning)\n") }
             } catch {
                 TextStream.standardError.write("error: \(error)\n")
                 throw ExitCode(2)

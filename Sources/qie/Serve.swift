@@ -37,7 +37,7 @@ struct Serve: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Where the gateway keeps idempotency keys, result files and the day's spending: a folder (SQLite), or postgres://USER@HOST/DATABASE shared by replicas behind a load balancer.",
-            discussion: "Default: QIE_GATEWAY_STATE, else $XDG_STATE_HOME/qie/serve. A password comes from the URL or PGPASSWORD."))
+            discussion: "Default: QIE_GATEWAY_STATE, else $XDG_STATE_HOME/qie/serve. A password comes from the URL, PGPASSWORD or ~/.pgpass (PGPASSFILE); a server on another machine needs ?sslmode=require, verify-full or disable."))
     var state: String?
 
     @Option(help: "With a PostgreSQL state: seconds a replica may miss its heartbeat before its running edits count as stopped.")
@@ -127,6 +127,9 @@ struct Serve: AsyncParsableCommand {
         let keyIDs = keys.map(\.id)
         let servesLinks = configuration.servesResultLinks
         let host = self.host
+        if let url = configuration.stateURL, let address = try? PostgresURL(url, environment: environment) {
+            for warning in address.warnings { TextStream.standardError.write("warning: \(warning)\n") }
+        }
         let stateShown = configuration.stateURL.map { PostgresURL.redacting($0) } ?? configuration.stateDirectory
         try await Gateway(configuration, environment: environment, logger: logger).run { address in
             var lines = ["qie serve listening on \(address) (Ctrl-C to stop)"]

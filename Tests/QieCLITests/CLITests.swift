@@ -15,10 +15,15 @@ enum QieBinary {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("qie")
     }
 
-    static func run(_ arguments: [String], in directory: String? = nil) throws -> QieRun {
+    /// Runs `qie` with `arguments` to its end; `launcher` (`["/usr/bin/unshare", "-n"]`)
+    /// runs it through another program, and `environment` adds variables.
+    static func run(
+        _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:], launcher: [String] = []
+    ) throws -> QieRun {
         let process = Process()
-        process.executableURL = url
-        process.arguments = arguments
+        process.executableURL = launcher.first.map(URL.init(fileURLWithPath:)) ?? url
+        process.arguments = launcher.isEmpty ? arguments : Array(launcher.dropFirst()) + [url.path] + arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

@@ -118,13 +118,15 @@ func waitUntil(_ condition: () -> Bool) {
 final class EmulatorProcess: QieServer {
     /// With `latencyMax`, each submission's drawn latency is logged as it arrives (`latency SECONDS`).
     /// `faults` are played one per submission, in order (`--fault`).
+    /// With `recordBodies`, every accepted submission's body is written to that folder.
     init(
         environment extra: [String: String] = [:], latency: Double = 0, latencyMax: Double? = nil, effect: String = "none",
-        faults: [String] = []
+        faults: [String] = [], recordBodies: String? = nil
     ) throws {
         try super.init(
             ["emulate", "--port", "0", "--api-key", "cli-key", "--latency", String(latency), "--effect", effect, "--log-requests"]
-                + (latencyMax.map { ["--latency-max", String($0)] } ?? []) + faults.flatMap { ["--fault", $0] },
+                + (latencyMax.map { ["--latency-max", String($0)] } ?? []) + faults.flatMap { ["--fault", $0] }
+                + (recordBodies.map { ["--record-bodies", $0] } ?? []),
             environment: extra)
     }
 }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import Glibc
 import NIOCore
@@ -411,6 +412,55 @@ struct NotificationPartsTests {
             #expect(answers.dropFirst().allSatisfy { $0 == 401 } && answers.count == CallbackListener.maxConcurrent + 1, "\(answers)")
             let after = try await post(Data("{}".utf8), signature: nil)
             #expect(after == 401, "a place is free again")
+        } }
+    }
+
+    @Test("A replayed callback is the same delivery however its signature is spelled: acknowledged, never acted on twice")
+    func replaysJudgedBySignedContent() async throws {
+        let profile = ProviderProfile.runflowQwenImageEdit2511
+        let signals = JobSignals()
+        let listener = CallbackListener(profile: profile, port: 0, signingSecret: "whsec-replay", signals: signals)
+        let signer = CallbackSignature(secret: "whsec-replay")
+        let key = SymmetricKey(data: Data("whsec-replay".utf8))
+        func hex(_ data: Data) -> String {
+            Data(HMAC<SHA256>.authenticationCode(for: data, using: key)).map { String(format: "%02x", $0) }.joined()
+        }
+        try await withHTTPClient(HTTPClient.Configuration()) { http in try await whileRunning({ ready in try await listener.run { ready($0) } }) { port in
+            func post(_ body: Data, _ signature: String) async throws -> Int {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/runflow")
+                request.method = .POST
+                request.headers.add(name: "Runflow-Signature", value: signature)
+                request.body = .bytes(ByteBuffer(data: body))
+                return Int(try await http.execute(request, timeout: .minutes(10)).status.code)
+            }
+            // The timestamped form, then the same signed delivery spelled otherwise.
+            let timed = Data(#"{"event":"run.completed","run_id":"r-timed","status":"succeeded","output":null}"#.utf8)
+            let header = signer.header(for: timed)
+            let t = String(header.split(separator: ",")[0])
+            let code = String(try #require(header.split(separator: "=").last))
+            #expect(try await post(timed, header) == 200)
+            #expect(await signals.wait(for: "r-timed", upTo: 0) == JobSignal(payload: timed))
+            let other = String(repeating: "0", count: 64)
+            for spelling in ["\(t),v1=\(code.uppercased())", "\(t), v1=\(code)", " \(t) ,  v1=\(code) ", "\(t),v1=\(other),v1=\(code)", "v1=\(code),\(t)"] {
+                #expect(signer.isValid(spelling, body: timed), "\(spelling) is a valid signature")
+                #expect(try await post(timed, spelling) == 200, "\(spelling)")
+                #expect(await signals.wait(for: "r-timed", upTo: 0) == nil, "\(spelling) was acted on again")
+            }
+
+            // The bare forms, dated by the body they sign.
+            let stamp = ISO8601DateFormatter().string(from: Date())
+            let bare = Data(#"{"run_id":"r-bare","status":"succeeded","completed_at":"\#(stamp)"}"#.utf8)
+            let digest = hex(bare)
+            #expect(try await post(bare, digest) == 200)
+            #expect(await signals.wait(for: "r-bare", upTo: 0) == JobSignal(payload: bare))
+            for spelling in ["sha256=" + digest, digest.uppercased(), "sha256=" + digest.uppercased(), " \(digest) "] {
+                #expect(try await post(bare, spelling) == 200, "\(spelling)")
+                #expect(await signals.wait(for: "r-bare", upTo: 0) == nil, "\(spelling) was acted on again")
+            }
+            // Another delivery (another body) is acted on.
+            let next = Data(#"{"run_id":"r-bare","status":"failed","completed_at":"\#(stamp)"}"#.utf8)
+            #expect(try await post(next, "sha256=" + hex(next)) == 200)
+            #expect(await signals.wait(for: "r-bare", upTo: 0) == JobSignal(payload: next))
         } }
     }
 

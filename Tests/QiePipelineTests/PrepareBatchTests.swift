@@ -19,7 +19,7 @@ struct PrepareBatchTests {
         let truncated = try Sample.image(300, 300, format: .png)
         try folder.write("in/cut.png", truncated.prefix(truncated.count / 3))
 
-        let (files, _) = InputWalker().walk([folder.path + "/in"])
+        let files = InputWalker().walk([folder.path + "/in"]).files
         let settings = PrepareSettings(
             resize: ResizeOptions(size: PixelSize(width: 128, height: 160)), format: .jpeg, encode: EncodeOptions(format: .jpeg),
             concurrency: 3)
@@ -62,7 +62,7 @@ struct PrepareBatchTests {
         defer { folder.remove() }
         try folder.write("in/a.webp", try Sample.image(64, 64, format: .webp))
         try folder.write("in/b.png", try Sample.image(64, 64, format: .png))
-        let (files, _) = InputWalker().walk([folder.path + "/in"])
+        let files = InputWalker().walk([folder.path + "/in"]).files
         let summary = PrepareBatch(
             inputs: files, output: try OutputFolder(path: folder.path + "/out"),
             settings: PrepareSettings(resize: ResizeOptions(size: PixelSize(width: 32, height: 32)))
@@ -78,7 +78,7 @@ struct PrepareBatchTests {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         for i in 0..<6 { try folder.write("in/\(i).jpg", try Sample.image(64, 64)) }
-        let (files, _) = InputWalker().walk([folder.path + "/in"])
+        let files = InputWalker().walk([folder.path + "/in"]).files
         let cancellation = BatchCancellation()
         let summary = PrepareBatch(
             inputs: files, output: try OutputFolder(path: folder.path + "/out"),

@@ -1,4 +1,5 @@
 import Foundation
+import QieFiles
 import QieImaging
 import QiePipeline
 import Testing
@@ -15,7 +16,8 @@ struct InputWalkerTests {
         try folder.write("in/.hidden.jpg", Data([1]))
         try folder.write("in/.git/config", Data([1]))
         try folder.write("in/out/old.jpg", Data([1]))
-        let (files, problems) = InputWalker(excluding: [folder.path + "/in/out"]).walk([folder.path + "/in"])
+        let walk = InputWalker(excluding: [folder.path + "/in/out"]).walk([folder.path + "/in"])
+        let (files, problems) = (walk.files, walk.problems)
         #expect(problems.isEmpty)
         #expect(files.map(\.relativePath) == ["a.png", "b.jpg", "sub/deeper/c.webp"])
         #expect(files.allSatisfy { !$0.isExplicit })
@@ -27,10 +29,57 @@ struct InputWalkerTests {
         defer { folder.remove() }
         let a = try folder.write("in/a.jpg", Data([1]))
         try FileManager.default.createSymbolicLink(atPath: folder.path + "/in/loop", withDestinationPath: folder.path + "/in")
-        let (files, problems) = InputWalker().walk([a, folder.path + "/in", folder.path + "/nope.jpg"])
+        let walk = InputWalker().walk([a, folder.path + "/in", folder.path + "/nope.jpg"])
+        let (files, problems) = (walk.files, walk.problems)
         #expect(files.count == 1)
         #expect(files.first?.isExplicit == true)
         #expect(problems.map(\.reason) == ["no such file or folder"])
+    }
+
+    @Test("A link is followed only where it leads inside the inputs named; one leading elsewhere is skipped and listed, unless links are followed")
+    func linksStayInside() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        try folder.write("in/a.jpg", Data([1]))
+        try folder.write("in/real/b.jpg", Data([1]))
+        try folder.write("other/c.jpg", Data([1]))
+        try folder.write("secret/key.jpg", Data([1]))
+        try folder.write("secret/more.jpg", Data([1]))
+        let link = { (name: String, target: String) in
+            try FileManager.default.createSymbolicLink(atPath: folder.path + "/in/" + name, withDestinationPath: target)
+        }
+        try link("inside.jpg", folder.path + "/in/real/b.jpg")
+        try link("named.jpg", folder.path + "/other/c.jpg")
+        try link("away.jpg", folder.path + "/secret/key.jpg")
+        try link("climb", "../secret")
+        let inputs = [folder.path + "/in", folder.path + "/other"]
+        let walk = InputWalker().walk(inputs)
+        // Links leading inside are followed, each file listed once (in/real/b.jpg
+        // is inside.jpg, other/c.jpg is named.jpg: other/ was named too).
+        #expect(walk.files.map(\.relativePath) == ["a.jpg", "inside.jpg", "named.jpg"], "\(walk.files)")
+        #expect(walk.problems.isEmpty)
+        let secret = try #require(Platform.resolved(folder.path + "/secret"))
+        #expect(
+            walk.skippedLinks == [
+                SkippedLink(path: folder.path + "/in/away.jpg", target: secret + "/key.jpg"),
+                SkippedLink(path: folder.path + "/in/climb", target: secret),
+            ])
+        #expect(walk.skippedLinks[0].description.contains("outside the inputs"))
+
+        let followed = InputWalker(followsLinks: true).walk(inputs)
+        #expect(followed.skippedLinks.isEmpty)
+        #expect(followed.files.map(\.relativePath) == ["a.jpg", "away.jpg", "climb/more.jpg", "inside.jpg", "named.jpg"])
+
+        // Prompt files beside an image are judged by the same bounds.
+        try folder.write("secret/words.txt", Data("the secret".utf8))
+        try link("a.txt", folder.path + "/secret/words.txt")
+        var prompts = PromptManifest()
+        prompts.bounds = InputWalker().walk(inputs).bounds
+        #expect(prompts.request(for: folder.path + "/in/a.jpg") == nil)
+        #expect(prompts.skippedPromptFile(for: folder.path + "/in/a.jpg")?.target == secret + "/words.txt")
+        #expect(prompts.promptFileProblem(for: folder.path + "/in/a.jpg")?.contains("outside the inputs") == true)
+        prompts.bounds?.followsLinks = true
+        #expect(prompts.request(for: folder.path + "/in/a.jpg")?.prompt == "the secret")
     }
 
     @Test("Names with spaces, unicode and a leading dash are walked as they are")
@@ -38,7 +87,7 @@ struct InputWalkerTests {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         for name in ["with space.jpg", "ünïcødé 写真.png", "-dash.jpg"] { try folder.write("in/" + name, Data([1])) }
-        let (files, _) = InputWalker().walk([folder.path + "/in"])
+        let files = InputWalker().walk([folder.path + "/in"]).files
         #expect(Set(files.map(\.relativePath)) == ["with space.jpg", "ünïcødé 写真.png", "-dash.jpg"])
     }
 }
@@ -68,12 +117,15 @@ struct OutputFolderTests {
         #expect(error?.reason.contains("is a link") == true)
         #expect(!folder.exists("elsewhere/x.jpg"))
 
-        // A link at the file's own name is replaced by the file, not followed.
+        // A link at the file's own name is refused, naming it: neither followed nor replaced.
+        try folder.write("elsewhere/y.jpg", Data("theirs".utf8))
         try FileManager.default.createSymbolicLink(atPath: folder.path + "/out/y.jpg", withDestinationPath: folder.path + "/elsewhere/y.jpg")
-        try out.write(Data("y".utf8), to: "y.jpg")
-        #expect(!folder.exists("elsewhere/y.jpg"))
+        let planted = #expect(throws: OutputError.self) { try out.write(Data("y".utf8), to: "y.jpg") }
+        #expect(planted?.path == folder.path + "/out/y.jpg" && planted?.reason.contains("symbolic link") == true, "\(String(describing: planted))")
+        #expect(try String(contentsOfFile: folder.path + "/elsewhere/y.jpg", encoding: .utf8) == "theirs")
         let attributes = try FileManager.default.attributesOfItem(atPath: folder.path + "/out/y.jpg")
-        #expect(attributes[.type] as? FileAttributeType == .typeRegular)
+        #expect(attributes[.type] as? FileAttributeType == .typeSymbolicLink)
+        #expect(folder.listing().filter { $0.contains(".tmp") }.isEmpty, "no temporary file left")
     }
 
     @Test("Paths that climb out of the folder are refused")

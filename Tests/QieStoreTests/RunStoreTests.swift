@@ -345,6 +345,7 @@ struct RunStoreTests {
         #expect(PostgresURL.redacting("postgres://qie:\(password)@host/db") == "postgres://qie@host/db")
         #expect(throws: StoreError.self) { try PostgresURL("postgres://host/db") }
         #expect(throws: StoreError.self) { try PostgresURL("postgres://u@host/db?sslmode=sometimes") }
-        #expect(try PostgresURL("postgres://u@h/db", environment: ["PGPASSWORD": "p"]).description == "postgres://u@h:5432/db")
+        #expect(
+            try PostgresURL("postgres://u@h/db?sslmode=require", environment: ["PGPASSWORD": "p"]).description == "postgres://u@h:5432/db")
     }
 }

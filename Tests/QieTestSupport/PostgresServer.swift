@@ -34,6 +34,13 @@ public enum PostgresServer {
         guard status == 0 else { throw Failure(description: "psql failed: \(output)") }
     }
 
+    /// What `sql` returns from `url`, as psql prints it unaligned (`-At`): one row a line.
+    public static func query(_ url: String, _ sql: String) throws -> String {
+        let (status, output) = try run("/usr/bin/psql", [url, "-v", "ON_ERROR_STOP=1", "-q", "-At", "-c", sql])
+        guard status == 0 else { throw Failure(description: "psql failed: \(output)") }
+        return output
+    }
+
     /// The repository's root, from this file's place in it.
     public static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path

@@ -187,6 +187,8 @@ func describe(_ event: EditRunEvent) -> String? {
     switch event {
     case .started(let total, let endpoint): "started: \(total) jobs on \(endpoint)"
     case .inputProblem(let problem): "error \(problem)"
+    // A link leading outside the inputs is not read (EditRunConfiguration.followLinks follows it).
+    case .linkSkipped(let link): "warning \(link)"
     case .jobStarted(let job): "start \(job.input.relativePath)"
     case .sent(let job, let jobID): "sent \(job.input.relativePath): job \(jobID)"
     case .done(let job, let output):
