@@ -209,9 +209,14 @@ public struct JobResult: Sendable {
 /// Sends edit requests and fetches results over one shared, pooled HTTP client.
 /// Every wait it makes (retry pauses, polls, the overall and download
 /// deadlines) reads its `clock`; only the connection's own connect and read
-/// timeouts are the machine's.
+/// timeouts are the machine's. A result on a name is fetched over a client
+/// pinned to the address its check saw (see `ResultChecks` and `ResultTarget`).
 public final class EditClient: Sendable {
     let http: HTTPClient
+    /// Clients that connect result hosts' names to their checked addresses.
+    let pinned: PinnedHTTPClients
+    /// How result hosts' names are resolved before they are checked.
+    public let resolver: HostResolver
     /// When requests are tried again.
     public let retry: RetryPolicy
     /// Longest wait for one request's answer.
@@ -236,10 +241,13 @@ public final class EditClient: Sendable {
     ///     at least the number of requests meant to be in flight at once
     ///     (AsyncHTTPClient's default of 8 would queue the rest).
     ///   - clock: where retry pauses, polls and deadlines are timed.
+    ///   - resolver: how result hosts' names are resolved before they are
+    ///     checked and connected to (the system's resolver unless a test
+    ///     plays another).
     public init(
         retry: RetryPolicy = RetryPolicy(), connectTimeout: TimeAmount = .seconds(10),
         requestTimeout: TimeAmount = .seconds(300), maxBodyBytes: Int = 100 * 1024 * 1024,
-        connectionsPerHost: Int = 32, clock: any QieClock = SystemClock()
+        connectionsPerHost: Int = 32, clock: any QieClock = SystemClock(), resolver: HostResolver = .system
     ) {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, connectionsPerHost)
@@ -248,6 +256,8 @@ public final class EditClient: Sendable {
         // hop at a time, each hop checked before connecting (`fetch`).
         configuration.redirectConfiguration = .disallow
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        pinned = PinnedHTTPClients(configuration: configuration)
+        self.resolver = resolver
         self.retry = retry
         self.requestTimeout = requestTimeout
         self.maxBodyBytes = maxBodyBytes
@@ -257,7 +267,12 @@ public final class EditClient: Sendable {
     }
 
     /// Closes the pooled connections. Call once, when done.
-    public func shutdown() async throws { try await http.shutdown() }
+    public func shutdown() async throws {
+        let pins: Result<Void, any Error>
+        do { pins = .success(try await pinned.shutdown()) } catch { pins = .failure(error) }
+        try await http.shutdown()
+        try pins.get()
+    }
 
     private struct Answer {
         var status: Int

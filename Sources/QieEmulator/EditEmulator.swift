@@ -184,8 +184,10 @@ public final class EditEmulator: Sendable {
         var received: [String: [Data]] = [:]
         var jobs: [String: Job] = [:]
         var streams: [UUID: AsyncStream<String>.Continuation] = [:]
+        var resultRequests = 0
         var callbacks: [(status: Int, signature: String?)] = []
         var port = 0
+        var host = "127.0.0.1"
         var recorded = 0
         /// While set, answers and job ends wait here for `release()`.
         var held: [CheckedContinuation<Void, Never>]? = nil
@@ -315,6 +317,9 @@ public final class EditEmulator: Sendable {
     /// Event streams open now.
     public var openEventStreams: Int { state.withLock { $0.streams.count } }
 
+    /// Requests for result files (`/files/...`), served or not.
+    public var resultRequests: Int { state.withLock { $0.resultRequests } }
+
     /// Ends every open event stream (as a dropped connection would).
     public func closeEventStreams() {
         let streams = state.withLock { state in
@@ -327,15 +332,18 @@ public final class EditEmulator: Sendable {
     /// The endpoints emulated: all of the catalog.
     public static var profiles: [ProviderProfile] { ProviderCatalog.all }
 
-    /// Serves on 127.0.0.1:`port` (0 picks a free port) until the task is cancelled.
-    /// `logger` receives the server's own messages (none by default).
+    /// Serves on `host`:`port` (127.0.0.1; port 0 picks a free one) until
+    /// the task is cancelled; result URLs name `host`. `logger` receives the
+    /// server's own messages (none by default).
     public func run(
-        port: Int = 0, logger: Logger = Logger(label: "qie-emulator", factory: { _ in SwiftLogNoOpLogHandler() }),
+        host: String = "127.0.0.1", port: Int = 0,
+        logger: Logger = Logger(label: "qie-emulator", factory: { _ in SwiftLogNoOpLogHandler() }),
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
+        state.withLock { $0.host = host.contains(":") ? "[\(host)]" : host }
         let app = Application(
             router: router(),
-            configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "qie-emulator"),
+            configuration: .init(address: .hostname(host, port: port), serverName: "qie-emulator"),
             onServerRunning: { [self] channel in
                 let bound = channel.localAddress?.port ?? port
                 self.state.withLock { $0.port = bound }
@@ -381,7 +389,11 @@ public final class EditEmulator: Sendable {
         }
         router.get("/files/:name") { [self] _, context in
             let name = context.parameters.get("name") ?? ""
-            guard let file = self.state.withLock({ $0.files[name] }) else {
+            let stored = self.state.withLock { state in
+                state.resultRequests += 1
+                return state.files[name]
+            }
+            guard let file = stored else {
                 return Response(status: .notFound, body: .init(byteBuffer: ByteBuffer(string: "expired or unknown file")))
             }
             return Self.serve(file)
@@ -467,7 +479,7 @@ public final class EditEmulator: Sendable {
     private func publish(_ outputs: [PreparedImage], edit: EmulatedRequest, fault: EmulatedFault?) -> (
         urls: [String], inline: [Data]
     ) {
-        let port = state.withLock { $0.port }
+        let (host, port) = state.withLock { ($0.host, $0.port) }
         var urls: [String] = []
         var inline: [Data] = []
         let now = Date()
@@ -480,7 +492,7 @@ public final class EditEmulator: Sendable {
                 let name = UUID().uuidString.lowercased() + "." + output.format.fileExtension
                 var file = StoredFile(data: output.data, type: output.format.mimeType, createdAt: now)
                 var stored: [String: StoredFile] = [name: file]
-                var url = "http://127.0.0.1:\(port)/files/\(name)"
+                var url = "http://\(host):\(port)/files/\(name)"
                 switch fault {
                 case .expiredResult?: stored = [:]
                 case .slowResult(let rate)?: stored[name]?.serving = .slow(rate)
@@ -496,7 +508,7 @@ public final class EditEmulator: Sendable {
                         stored[hopName] = file
                         next = "/files/\(hopName)"
                     }
-                    url = "http://127.0.0.1:\(port)\(next)"
+                    url = "http://\(host):\(port)\(next)"
                 case .manyResults(let count)?: urls += Array(repeating: url, count: max(0, count - 1))
                 default: break
                 }
