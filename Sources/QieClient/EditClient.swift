@@ -491,8 +491,20 @@ public final class EditClient: Sendable {
         // the least pause the endpoint asked for (Retry-After).
         var seenRunning: Double = 0
         var asked: Double = 0
+        // Why the signals stopped for good, once they did: the job is then
+        // polled as if none had been expected, and told why.
+        var fellBack: String? = nil
         func elapsed() -> Double? { submittedAt.map { clock.now().timeIntervalSince($0) } }
         while true {
+            // Signals that stopped may have missed the job's end: it is asked
+            // about at once.
+            var pollNow = false
+            if fellBack == nil, let reason = signals?.closedReason {
+                fellBack = reason
+                interval = policy.firstInterval
+                pollNow = true
+            }
+            let listening = fellBack == nil ? signals : nil
             let remaining = clock.seconds(until: deadline)
             guard remaining > 0 else {
                 throw ClientError(
@@ -501,10 +513,18 @@ public final class EditClient: Sendable {
                     endpoint: profile.id, jobID: id)
             }
             var known = polling.version
-            let planned = signals == nil ? polling.pause(endpoint: profile.id, elapsed: elapsed(), cold: interval, policy: policy) : interval
+            let planned = listening == nil ? polling.pause(endpoint: profile.id, elapsed: elapsed(), cold: interval, policy: policy) : interval
             let pause = min(max(planned, asked), remaining)
-            if let signals {
-                if let signal = await signals.wait(for: id, upTo: pause, clock: clock) {
+            if pollNow {
+                // No pause.
+            } else if let listening {
+                let signal = await listening.wait(for: id, upTo: pause, clock: clock)
+                if signal == nil, let reason = listening.closedReason {
+                    // Woken by their closing: asked about now, and polled from then on.
+                    fellBack = reason
+                    interval = policy.firstInterval
+                }
+                if let signal {
                     signalled = true
                     if let payload = signal.payload,
                         let outcome = try? ResponseReader.read(payload, status: 200, from: profile, jobID: id)
@@ -572,7 +592,7 @@ public final class EditClient: Sendable {
             }
             switch outcome {
             case .completed(let images, let cost, _):
-                if let asking, signals == nil {
+                if let asking, listening == nil {
                     if let reported = Self.reportedDuration(answer.body) {
                         // The endpoint times the job from when it took it, which is
                         // about when its acceptance was answered: counted from the
@@ -586,7 +606,7 @@ public final class EditClient: Sendable {
                 }
                 return JobResult(
                     images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls, signalled: signalled,
-                    warnings: warnings)
+                    warnings: warnings + (fellBack.map { [$0] } ?? []))
             case .failed(let message, _):
                 if !(200..<300).contains(answer.status) {
                     throw ClientError(
@@ -600,7 +620,7 @@ public final class EditClient: Sendable {
                 lastStatus = status
                 if let asking { seenRunning = asking }
                 asked = answer.retryAfter ?? 0
-                if signals == nil { interval = min(policy.maxInterval, interval * 1.5) }
+                if listening == nil { interval = min(policy.maxInterval, interval * 1.5) }
             }
         }
     }
