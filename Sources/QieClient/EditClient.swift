@@ -209,8 +209,9 @@ public struct JobResult: Sendable {
 /// Sends edit requests and fetches results over one shared, pooled HTTP client.
 /// Every wait it makes (retry pauses, polls, the overall and download
 /// deadlines) reads its `clock`; only the connection's own connect and read
-/// timeouts are the machine's. A result on a name is fetched over a client
-/// pinned to the address its check saw (see `ResultChecks` and `ResultTarget`).
+/// timeouts are the machine's. A result on a name that was checked is
+/// fetched over a client pinned to an address its check saw (see
+/// `ResultChecks` and `ResultTarget`).
 public final class EditClient: Sendable {
     let http: HTTPClient
     /// Clients that connect result hosts' names to their checked addresses.
