@@ -157,6 +157,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // Edits whose results point at private addresses, played inside a
+        // network namespace of their own by QieClientTests (not a product).
+        .executableTarget(
+            name: "qie-network-probe",
+            dependencies: [
+                "QieClient", "QieEmulator", "QieImaging", "QiePipeline", "QieProviders",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/NetworkProbe"),
+
         // A throwaway PostgreSQL server for the tests (scripts/pg-server.sh), and multipart forms.
         .target(name: "QieTestSupport", path: "Tests/QieTestSupport"),
         .testTarget(

@@ -209,9 +209,15 @@ public struct JobResult: Sendable {
 /// Sends edit requests and fetches results over one shared, pooled HTTP client.
 /// Every wait it makes (retry pauses, polls, the overall and download
 /// deadlines) reads its `clock`; only the connection's own connect and read
-/// timeouts are the machine's.
+/// timeouts are the machine's. A result on a name that was checked is
+/// fetched over a client pinned to an address its check saw (see
+/// `ResultChecks` and `ResultTarget`).
 public final class EditClient: Sendable {
     let http: HTTPClient
+    /// Clients that connect result hosts' names to their checked addresses.
+    let pinned: PinnedHTTPClients
+    /// How result hosts' names are resolved before they are checked.
+    public let resolver: HostResolver
     /// When requests are tried again.
     public let retry: RetryPolicy
     /// Longest wait for one request's answer.
@@ -236,10 +242,13 @@ public final class EditClient: Sendable {
     ///     at least the number of requests meant to be in flight at once
     ///     (AsyncHTTPClient's default of 8 would queue the rest).
     ///   - clock: where retry pauses, polls and deadlines are timed.
+    ///   - resolver: how result hosts' names are resolved before they are
+    ///     checked and connected to (the system's resolver unless a test
+    ///     plays another).
     public init(
         retry: RetryPolicy = RetryPolicy(), connectTimeout: TimeAmount = .seconds(10),
         requestTimeout: TimeAmount = .seconds(300), maxBodyBytes: Int = 100 * 1024 * 1024,
-        connectionsPerHost: Int = 32, clock: any QieClock = SystemClock()
+        connectionsPerHost: Int = 32, clock: any QieClock = SystemClock(), resolver: HostResolver = .system
     ) {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, connectionsPerHost)
@@ -248,6 +257,8 @@ public final class EditClient: Sendable {
         // hop at a time, each hop checked before connecting (`fetch`).
         configuration.redirectConfiguration = .disallow
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        pinned = PinnedHTTPClients(configuration: configuration)
+        self.resolver = resolver
         self.retry = retry
         self.requestTimeout = requestTimeout
         self.maxBodyBytes = maxBodyBytes
@@ -257,7 +268,12 @@ public final class EditClient: Sendable {
     }
 
     /// Closes the pooled connections. Call once, when done.
-    public func shutdown() async throws { try await http.shutdown() }
+    public func shutdown() async throws {
+        let pins: Result<Void, any Error>
+        do { pins = .success(try await pinned.shutdown()) } catch { pins = .failure(error) }
+        try await http.shutdown()
+        try pins.get()
+    }
 
     private struct Answer {
         var status: Int
@@ -476,8 +492,20 @@ public final class EditClient: Sendable {
         // the least pause the endpoint asked for (Retry-After).
         var seenRunning: Double = 0
         var asked: Double = 0
+        // Why the signals stopped for good, once they did: the job is then
+        // polled as if none had been expected, and told why.
+        var fellBack: String? = nil
         func elapsed() -> Double? { submittedAt.map { clock.now().timeIntervalSince($0) } }
         while true {
+            // Signals that stopped may have missed the job's end: it is asked
+            // about at once.
+            var pollNow = false
+            if fellBack == nil, let reason = signals?.closedReason {
+                fellBack = reason
+                interval = policy.firstInterval
+                pollNow = true
+            }
+            let listening = fellBack == nil ? signals : nil
             let remaining = clock.seconds(until: deadline)
             guard remaining > 0 else {
                 throw ClientError(
@@ -486,10 +514,18 @@ public final class EditClient: Sendable {
                     endpoint: profile.id, jobID: id)
             }
             var known = polling.version
-            let planned = signals == nil ? polling.pause(endpoint: profile.id, elapsed: elapsed(), cold: interval, policy: policy) : interval
+            let planned = listening == nil ? polling.pause(endpoint: profile.id, elapsed: elapsed(), cold: interval, policy: policy) : interval
             let pause = min(max(planned, asked), remaining)
-            if let signals {
-                if let signal = await signals.wait(for: id, upTo: pause, clock: clock) {
+            if pollNow {
+                // No pause.
+            } else if let listening {
+                let signal = await listening.wait(for: id, upTo: pause, clock: clock)
+                if signal == nil, let reason = listening.closedReason {
+                    // Woken by their closing: asked about now, and polled from then on.
+                    fellBack = reason
+                    interval = policy.firstInterval
+                }
+                if let signal {
                     signalled = true
                     if let payload = signal.payload,
                         let outcome = try? ResponseReader.read(payload, status: 200, from: profile, jobID: id)
@@ -557,7 +593,7 @@ public final class EditClient: Sendable {
             }
             switch outcome {
             case .completed(let images, let cost, _):
-                if let asking, signals == nil {
+                if let asking, listening == nil {
                     if let reported = Self.reportedDuration(answer.body) {
                         // The endpoint times the job from when it took it, which is
                         // about when its acceptance was answered: counted from the
@@ -571,7 +607,7 @@ public final class EditClient: Sendable {
                 }
                 return JobResult(
                     images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls, signalled: signalled,
-                    warnings: warnings)
+                    warnings: warnings + (fellBack.map { [$0] } ?? []))
             case .failed(let message, _):
                 if !(200..<300).contains(answer.status) {
                     throw ClientError(
@@ -585,7 +621,7 @@ public final class EditClient: Sendable {
                 lastStatus = status
                 if let asking { seenRunning = asking }
                 asked = answer.retryAfter ?? 0
-                if signals == nil { interval = min(policy.maxInterval, interval * 1.5) }
+                if listening == nil { interval = min(policy.maxInterval, interval * 1.5) }
             }
         }
     }

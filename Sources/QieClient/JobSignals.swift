@@ -17,7 +17,8 @@ public struct JobSignal: Sendable, Equatable {
 /// Routes job signals to waiters by job id. A signal that arrives before
 /// anyone waits for its job is kept (the most recent `capacity` of them), so a
 /// job that ends while its submission's answer is still on the wire is not
-/// missed.
+/// missed. Signals whose source has stopped for good are closed
+/// (`close(reason:)`): waits end at once, and waiting jobs are polled instead.
 public final class JobSignals: Sendable {
     /// One wait for a job's signal. It is registered before the waiting task
     /// suspends (and before its deadline is set on the clock), so a signal
@@ -36,6 +37,7 @@ public final class JobSignals: Sendable {
         var arrivalOrder: [String] = []
         var waiting: [String: [UInt64: Waiter]] = [:]
         var lastToken: UInt64 = 0
+        var closed: String? = nil
 
         mutating func take(_ id: String) -> JobSignal? {
             guard let signal = arrived.removeValue(forKey: id) else { return nil }
@@ -84,18 +86,43 @@ public final class JobSignals: Sendable {
         for waiter in woken { waiter.resume(returning: signal) }
     }
 
+    /// Why no more signals will come, once `close(reason:)` was called.
+    public var closedReason: String? { state.withLock { $0.closed } }
+
+    /// Says no more signals will come, and why (the source stopped for
+    /// good): every wait, now and later, ends at once with what was already
+    /// posted for its job, or nil.
+    public func close(reason: String) {
+        let woken = state.withLock { state -> [CheckedContinuation<JobSignal?, Never>] in
+            if state.closed == nil { state.closed = reason }
+            var woken: [CheckedContinuation<JobSignal?, Never>] = []
+            for (id, waiters) in state.waiting {
+                for (token, waiter) in waiters {
+                    if case .suspended(let continuation) = waiter {
+                        woken.append(continuation)
+                        _ = state.remove(id, token)
+                    }
+                }
+            }
+            return woken
+        }
+        for waiter in woken { waiter.resume(returning: nil) }
+    }
+
     /// Waits at most `seconds` of `clock`'s time for a signal for job `id`;
-    /// nil when none came (or the task was cancelled).
+    /// nil when none came (or the task was cancelled, or the signals are closed).
     public func wait(for id: String, upTo seconds: Double, clock: any QieClock = SystemClock()) async -> JobSignal? {
         let deadline = clock.now().addingTimeInterval(max(0, seconds))
         let arrived = state.withLock { state -> (signal: JobSignal?, token: UInt64) in
             if let signal = state.take(id) { return (signal, 0) }
+            if state.closed != nil { return (nil, 0) }
             state.lastToken += 1
             state.waiting[id, default: [:]][state.lastToken] = .registered
             return (nil, state.lastToken)
         }
         if let signal = arrived.signal { return signal }
         let token = arrived.token
+        if token == 0 { return nil }
         let signal = try? await clock.value(of: { await self.suspend(id, token) }, before: deadline)
         // A signal handed over while the wait was ending counts.
         if case .delivered(let late)? = state.withLock({ $0.remove(id, token) }) { return late }
@@ -109,7 +136,7 @@ public final class JobSignals: Sendable {
             await withCheckedContinuation { (continuation: CheckedContinuation<JobSignal?, Never>) in
                 let ready = state.withLock { state -> JobSignal?? in
                     switch state.waiting[id]?[token] {
-                    case .registered? where !Task.isCancelled:
+                    case .registered? where !Task.isCancelled && state.closed == nil:
                         state.waiting[id]?[token] = .suspended(continuation)
                         return .none
                     case .delivered(let signal)?:

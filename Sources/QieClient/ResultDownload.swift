@@ -8,9 +8,11 @@ import QieProviders
 /// What an endpoint's result must pass before its bytes are accepted: where
 /// it may be fetched from, how large it may be, and how long its download may
 /// take. Result addresses come from the endpoint's answer, so they are
-/// treated as untrusted: only `http`/`https`, no user name or password, and
-/// (unless `allowPrivateAddresses`) only hosts whose every address is on the
-/// public internet, checked before connecting and again for every redirect.
+/// treated as untrusted: only `http`/`https`, no user name or password, no
+/// IPv4 address spelled other than as four decimal numbers, and (unless
+/// `allowPrivateAddresses`) only hosts whose every address is on the public
+/// internet, checked before connecting and again for every redirect; a
+/// name's connection goes to an address its check saw (`ResultTarget`).
 public struct ResultChecks: Sendable, Equatable {
     /// Largest result accepted, in bytes.
     public var maxBytes: Int
@@ -49,12 +51,20 @@ public struct ResultChecks: Sendable, Equatable {
         self.endpoint = endpoint
     }
 
-    /// Refuses a result address qie must not connect to: a scheme other than
-    /// `http`/`https` (a unix socket, a file), a user name or password, and,
-    /// unless `allowPrivateAddresses`, a host with any loopback, private,
-    /// link-local or special address (names are resolved first). Blocking
-    /// when a name must be resolved.
-    public func check(_ address: String, endpoint: String) throws(ClientError) {
+    /// Refuses a result address qie must not connect to, and says where it
+    /// may connect for it: a scheme other than `http`/`https` (a unix
+    /// socket, a file), a user name or password, an IPv4 address spelled
+    /// other than as four decimal numbers (`012.0.0.1`, `127.1`,
+    /// `0x7f000001`: see `NetworkAddress.isAmbiguousIPv4`), and, unless
+    /// `allowPrivateAddresses`, a host with any loopback, private,
+    /// link-local or special address. A name is resolved once, with
+    /// `resolver`, and every address it gave is checked; the target returned
+    /// names those addresses, and the download connects to them and to no
+    /// other (see `ResultTarget`). Blocking when a name must be resolved.
+    @discardableResult
+    public func check(_ address: String, endpoint: String, resolver: HostResolver = .system) throws(ClientError)
+        -> ResultTarget
+    {
         let shown = Self.shown(address)
         func refuse(_ why: String, hint: Phrase? = nil) -> ClientError {
             ClientError(
@@ -66,32 +76,41 @@ public struct ResultChecks: Sendable, Equatable {
         }
         guard scheme == "http" || scheme == "https" else { throw refuse("results are fetched over http or https only, not \(scheme)") }
         guard url.user == nil && url.password == nil else { throw refuse("it carries a user name or password") }
-        guard let host = url.host, !host.isEmpty else { throw refuse("it names no host") }
-        if allowPrivateAddresses { return }
+        // The host exactly as the HTTP client reads it (brackets trimmed).
+        guard let given = url.host, !given.isEmpty else { throw refuse("it names no host") }
+        let host = given.hasPrefix("[") && given.hasSuffix("]") ? String(given.dropFirst().dropLast()) : given
+        let named = Sanitized.text(host, limit: 200)
+        if NetworkAddress.isAmbiguousIPv4(host) {
+            throw refuse("\(named) is an ambiguous IPv4 address; write it as four decimal numbers")
+        }
+        if allowPrivateAddresses { return ResultTarget(url: address, host: host, addresses: []) }
         // The endpoint's own address is looked up only when a result is not public.
+        var endpointPrivate: Bool? = nil
+        func allowed() -> Bool {
+            if endpointPrivate == nil { endpointPrivate = self.endpoint.map { Self.endpointIsPrivate($0, resolver: resolver) } ?? false }
+            return endpointPrivate ?? false
+        }
         let hint: Phrase = "\(setting: .allowPrivateResults) fetches it anyway, if you trust the endpoint"
-        var refusal: String? = nil
-        if NetworkAddress.scope(of: host) == nil && NetworkAddress.isLoopback(host: host) {
-            refusal = "\(host) is this machine; results are fetched from public addresses only"
+        let literal = NetworkAddress.scope(of: host) != nil
+        if !literal && NetworkAddress.isLoopback(host: host) && !allowed() {
+            throw refuse("\(named) is this machine; results are fetched from public addresses only", hint: hint)
+        }
+        let addresses: [String]
+        if literal {
+            addresses = [host]
         } else {
-            let addresses: [String]
-            if NetworkAddress.scope(of: host) != nil {
-                addresses = [host]
-            } else {
-                guard let resolved = Platform.addresses(of: host), !resolved.isEmpty else {
-                    throw refuse("\(host) does not resolve")
-                }
-                addresses = resolved
-            }
-            for address in addresses {
-                let scope = NetworkAddress.scope(of: address) ?? .special
-                if scope != .publicInternet {
-                    refusal = "\(host) is a \(scope.rawValue) address (\(address)); results are fetched from public addresses only"
-                    break
-                }
+            guard let resolved = resolver.addresses(of: host), !resolved.isEmpty else { throw refuse("\(named) does not resolve") }
+            addresses = resolved
+        }
+        for address in addresses {
+            let scope = NetworkAddress.scope(of: address) ?? .special
+            if scope != .publicInternet && !allowed() {
+                throw refuse(
+                    "\(named) is a \(scope.rawValue) address (\(Sanitized.text(address, limit: 100))); results are fetched from public addresses only",
+                    hint: hint)
             }
         }
-        if let refusal, self.endpoint.map(Self.endpointIsPrivate) != true { throw refuse(refusal, hint: hint) }
+        return ResultTarget(url: address, host: host, addresses: literal ? [] : addresses)
     }
 
     /// An address as messages show it: control characters stripped, a user
@@ -109,13 +128,58 @@ public struct ResultChecks: Sendable, Equatable {
 
     /// Whether results from an endpoint at `baseURL` may come from private
     /// addresses: when the endpoint itself is on one (a local emulator or a
-    /// proxy on the user's own network). Blocking when a name must be resolved.
-    public static func endpointIsPrivate(_ baseURL: String) -> Bool {
+    /// proxy on the user's own network), its name resolved with `resolver`.
+    /// Blocking when a name must be resolved.
+    public static func endpointIsPrivate(_ baseURL: String, resolver: HostResolver = .system) -> Bool {
         guard let host = URL(string: baseURL)?.host, !host.isEmpty else { return false }
         if NetworkAddress.isLoopback(host: host) { return true }
         if let scope = NetworkAddress.scope(of: host) { return scope != .publicInternet }
-        return Platform.addresses(of: host)?.contains { NetworkAddress.scope(of: $0) != .publicInternet } ?? false
+        return resolver.addresses(of: host)?.contains { NetworkAddress.scope(of: $0) != .publicInternet } ?? false
     }
+}
+
+/// A result address that passed `ResultChecks`, and where it may be
+/// connected to.
+public struct ResultTarget: Sendable, Equatable {
+    /// The address as the endpoint gave it.
+    public var url: String
+    /// Its host as the HTTP client reads it (an IPv6 address without its
+    /// brackets): sent as the Host header, and the name TLS asks for (SNI)
+    /// and verifies the certificate against.
+    public var host: String
+    /// What `host` resolved to when it was checked, every one of them
+    /// checked: connections for this address go to these and to no other
+    /// address, whatever the name answers later. Empty when `host` is an
+    /// address itself (connected to as written), or when nothing was checked
+    /// (`ResultChecks.allowPrivateAddresses`).
+    public var addresses: [String]
+
+    /// A target for `url` on `host`, pinned to `addresses`.
+    public init(url: String, host: String, addresses: [String]) {
+        self.url = url
+        self.host = host
+        self.addresses = addresses
+    }
+}
+
+/// How a result host's name becomes addresses: the system's resolver
+/// unless a caller (a test playing DNS rebinding) injects another. It is
+/// asked once per result address and redirect hop; the answer is checked
+/// and then connected to as it is, so what it says next time cannot move a
+/// connection that was already checked.
+public struct HostResolver: Sendable {
+    private let lookUp: @Sendable (String) -> [String]?
+
+    /// A resolver whose answer for `host` is `lookUp(host)`: numeric
+    /// addresses, best first; nil or none when the name does not resolve.
+    /// It may block (it is called off the event loops).
+    public init(_ lookUp: @escaping @Sendable (_ host: String) -> [String]?) { self.lookUp = lookUp }
+
+    /// The numeric addresses `host` resolves to, or nil.
+    public func addresses(of host: String) -> [String]? { lookUp(host) }
+
+    /// The system's resolver (`getaddrinfo`: the hosts file, then DNS).
+    public static let system = HostResolver { Platform.addresses(of: $0) }
 }
 
 extension EditClient {
@@ -140,32 +204,74 @@ extension EditClient {
         value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
     }
 
+    /// What one request for a result came to.
+    private enum Answer {
+        /// A redirect to this address (the next hop, not yet checked).
+        case redirected(to: String, status: Int)
+        /// The result's bytes.
+        case saved(Data)
+        /// An answer worth asking again (5xx, 429), after `Retry-After` when given.
+        case retry(after: Double?)
+    }
+
     /// Follows redirects one checked hop at a time; network errors, 5xx and
-    /// 429 are tried again (a download costs nothing).
+    /// 429 are tried again (a download costs nothing). Each hop is checked
+    /// once, its name resolved once, and every try of it connects only to
+    /// the addresses that check saw (the next one after a network error).
     private func following(_ address: String, from profile: ProviderProfile, checks: ResultChecks) async throws -> Data {
         var current = address
         var hops = 0
         var tries = 0
+        var target: ResultTarget? = nil
         while true {
             try Task.checkCancellation()
             let hop = current
-            try await NIOThreadPool.singleton.runIfActive { try checks.check(hop, endpoint: profile.id) }
+            let checked: ResultTarget
+            if let target {
+                checked = target
+            } else {
+                checked = try await NIOThreadPool.singleton.runIfActive { [resolver] in
+                    try checks.check(hop, endpoint: profile.id, resolver: resolver)
+                }
+                target = checked
+            }
             let shown = ResultChecks.shown(current)
             tries += 1
             var request = HTTPClientRequest(url: current)
             request.method = .GET
             var wait: Double? = nil
             do {
-                let response = try await http.execute(request, timeout: requestTimeout)
-                let status = Int(response.status.code)
-                if (300..<400).contains(status), status != 304 {
-                    guard let location = response.headers.first(name: "Location"),
-                        let next = URL(string: location, relativeTo: URL(string: current))?.absoluteURL.absoluteString
-                    else {
+                let answer = try await connecting(to: checked, attempt: tries) { http in
+                    let response = try await http.execute(request, timeout: requestTimeout)
+                    let status = Int(response.status.code)
+                    if (300..<400).contains(status), status != 304 {
+                        guard let location = response.headers.first(name: "Location"),
+                            let next = URL(string: location, relativeTo: URL(string: hop))?.absoluteURL.absoluteString
+                        else {
+                            throw ClientError(
+                                kind: .badResponse, message: "\(profile.id): the result at \(shown) redirects nowhere (HTTP \(status))",
+                                endpoint: profile.id, status: status)
+                        }
+                        return Answer.redirected(to: next, status: status)
+                    }
+                    if (200..<300).contains(status) {
+                        if let length = response.headers.first(name: "Content-Length").flatMap(Int.init), length > checks.maxBytes {
+                            throw checks.tooLarge("the result at \(shown)", size: "\(length) bytes", endpoint: profile.id)
+                        }
+                        return Answer.saved(try await save(response.body, shown: shown, profile: profile, checks: checks))
+                    }
+                    guard RetryPolicy.shouldRetry(status: status), tries < retry.maxAttempts else {
                         throw ClientError(
-                            kind: .badResponse, message: "\(profile.id): the result at \(shown) redirects nowhere (HTTP \(status))",
+                            kind: .badResponse,
+                            message: "\(profile.id): the result at \(shown) answered HTTP \(status)\([403, 404, 410].contains(status) ? " (expired or removed)" : "")",
                             endpoint: profile.id, status: status)
                     }
+                    return Answer.retry(after: RetryPolicy.parseRetryAfter(response.headers.first(name: "Retry-After"), now: clock.now()))
+                }
+                switch answer {
+                case .saved(let data):
+                    return data
+                case .redirected(let next, let status):
                     hops += 1
                     guard hops <= checks.maxRedirects else {
                         throw ClientError(
@@ -174,22 +280,12 @@ extension EditClient {
                             endpoint: profile.id, status: status)
                     }
                     current = next
+                    target = nil
                     tries = 0
                     continue
+                case .retry(let after):
+                    wait = after
                 }
-                if (200..<300).contains(status) {
-                    if let length = response.headers.first(name: "Content-Length").flatMap(Int.init), length > checks.maxBytes {
-                        throw checks.tooLarge("the result at \(shown)", size: "\(length) bytes", endpoint: profile.id)
-                    }
-                    return try await save(response.body, shown: shown, profile: profile, checks: checks)
-                }
-                guard RetryPolicy.shouldRetry(status: status), tries < retry.maxAttempts else {
-                    throw ClientError(
-                        kind: .badResponse,
-                        message: "\(profile.id): the result at \(shown) answered HTTP \(status)\([403, 404, 410].contains(status) ? " (expired or removed)" : "")",
-                        endpoint: profile.id, status: status)
-                }
-                wait = RetryPolicy.parseRetryAfter(response.headers.first(name: "Retry-After"), now: clock.now())
             } catch let error as ClientError {
                 throw error
             } catch is CancellationError {
@@ -206,6 +302,18 @@ extension EditClient {
         }
     }
 
+    /// `body`'s value, given the HTTP client that connects `target` where
+    /// its check allows: the shared client when its host is an address
+    /// itself (or nothing was checked), else a client pinned to one of the
+    /// checked addresses (try `attempt` takes the next one), which keeps the
+    /// name for the Host header and TLS.
+    private func connecting<T>(
+        to target: ResultTarget, attempt: Int, _ body: (HTTPClient) async throws -> T
+    ) async throws -> T {
+        guard !target.addresses.isEmpty else { return try await body(http) }
+        let address = target.addresses[(attempt - 1) % target.addresses.count]
+        return try await pinned.with(PinnedHTTPClients.Pin(host: target.host, address: address), body)
+    }
 
     /// Streams a body into a new private temporary file, stopping at the cap,
     /// and returns its bytes mapped from the file (removed at once: the

@@ -52,16 +52,46 @@ public enum NetworkAddress {
         }
     }
 
-    /// The four octets of a dotted-quad IPv4 address, or nil.
+    /// The four octets of an IPv4 address written as four decimal numbers
+    /// without leading zeros (`10.0.0.1`, not `010.0.0.1`), or nil.
     public static func ipv4(_ text: String) -> (UInt8, UInt8, UInt8, UInt8)? {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 4 else { return nil }
         var octets: [UInt8] = []
         for part in parts {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCII), let value = UInt8(part) else { return nil }
+            guard (1...3).contains(part.utf8.count), part.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+                part.utf8.count == 1 || part.utf8.first != 0x30, let value = UInt8(part)
+            else { return nil }
             octets.append(value)
         }
         return (octets[0], octets[1], octets[2], octets[3])
+    }
+
+    /// Whether `host` is an IPv4 address in any spelling but four decimal
+    /// numbers: its last label (a trailing dot aside) is a number, decimal
+    /// or `0x` hex, so the URL standard and the system's resolver
+    /// (`inet_aton`) read it as an address, yet it is not a plain dotted
+    /// quad. `012.0.0.1` is 10.0.0.1 to the resolver (octal) and 12.0.0.1 to
+    /// a reader; `127.1`, `0x7f000001`, `2130706433` and `127.0.0.1.` are all
+    /// this machine. Such a host means different addresses to different
+    /// readers, so no result is fetched from it.
+    public static func isAmbiguousIPv4(_ host: String) -> Bool {
+        // An IPv6 address (its last group may be a dotted quad) is no IPv4 spelling.
+        if host.contains(":") { return false }
+        var labels = host.split(separator: ".", omittingEmptySubsequences: false)
+        if labels.count > 1, labels.last?.isEmpty == true { labels.removeLast() }
+        guard let last = labels.last, isNumber(last) else { return false }
+        return ipv4(host) == nil
+    }
+
+    /// A label the resolver reads as a number: decimal or octal digits, or
+    /// `0x` followed by hex digits (or nothing).
+    private static func isNumber(_ label: Substring) -> Bool {
+        let bytes = Array(label.utf8)
+        if bytes.count >= 2, bytes[0] == 0x30, bytes[1] | 0x20 == 0x78 {
+            return bytes.dropFirst(2).allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0 | 0x20) }
+        }
+        return !bytes.isEmpty && bytes.allSatisfy { (0x30...0x39).contains($0) }
     }
 
     /// The eight 16-bit groups of an IPv6 address (`::` and a trailing

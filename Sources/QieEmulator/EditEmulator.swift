@@ -58,6 +58,10 @@ public enum EmulatedFault: Sendable, Equatable {
     case hugeResult(bytes: Int)
     /// A success whose result is at this address instead of the emulator's.
     case resultAddress(String)
+    /// A job whose end is announced on the event stream after an event of
+    /// this many bytes of data (as one `data:` line when `inOneLine`, else
+    /// as lines of 64 KiB), streamed as the client reads it.
+    case oversizedEvent(bytes: Int, inOneLine: Bool)
 }
 
 /// A local server that speaks every documented wire format strictly: RunPod
@@ -119,6 +123,18 @@ public final class EditEmulator: Sendable {
         case endedJobs
         /// Callbacks delivered (whatever the receiver answered).
         case deliveries
+        /// Event streams opened.
+        case openedEventStreams
+        /// Event streams ended (closed by the client or the emulator).
+        case endedEventStreams
+    }
+
+    /// What an event stream is sent.
+    enum StreamItem: Sendable {
+        /// Text as it is.
+        case text(String)
+        /// An event of this many bytes of data (see `EmulatedFault.oversizedEvent`).
+        case oversized(bytes: Int, inOneLine: Bool)
     }
 
     /// Counts by what and endpoint, with the tasks waiting for a count.
@@ -183,9 +199,12 @@ public final class EditEmulator: Sendable {
         var pollFaults: [EmulatedFault] = []
         var received: [String: [Data]] = [:]
         var jobs: [String: Job] = [:]
-        var streams: [UUID: AsyncStream<String>.Continuation] = [:]
+        var streams: [UUID: AsyncStream<StreamItem>.Continuation] = [:]
+        var eventStreamBytes = 0
+        var resultRequests = 0
         var callbacks: [(status: Int, signature: String?)] = []
         var port = 0
+        var host = "127.0.0.1"
         var recorded = 0
         /// While set, answers and job ends wait here for `release()`.
         var held: [CheckedContinuation<Void, Never>]? = nil
@@ -315,6 +334,25 @@ public final class EditEmulator: Sendable {
     /// Event streams open now.
     public var openEventStreams: Int { state.withLock { $0.streams.count } }
 
+    /// Returns once `count` event streams of `profile` have been opened.
+    /// Returns at once when the task is cancelled.
+    public func waitForOpenedEventStreams(_ count: Int, of profile: ProviderProfile) async {
+        await waitFor(count, .openedEventStreams, of: profile)
+    }
+
+    /// Returns once `count` event streams of `profile` have ended, closed by
+    /// the client or by the emulator: what they were sent is counted by then
+    /// (`eventStreamBytes`). Returns at once when the task is cancelled.
+    public func waitForEndedEventStreams(_ count: Int, of profile: ProviderProfile) async {
+        await waitFor(count, .endedEventStreams, of: profile)
+    }
+
+    /// Bytes the event streams took (each write the connection accepted).
+    public var eventStreamBytes: Int { state.withLock { $0.eventStreamBytes } }
+
+    /// Requests for result files (`/files/...`), served or not.
+    public var resultRequests: Int { state.withLock { $0.resultRequests } }
+
     /// Ends every open event stream (as a dropped connection would).
     public func closeEventStreams() {
         let streams = state.withLock { state in
@@ -327,15 +365,18 @@ public final class EditEmulator: Sendable {
     /// The endpoints emulated: all of the catalog.
     public static var profiles: [ProviderProfile] { ProviderCatalog.all }
 
-    /// Serves on 127.0.0.1:`port` (0 picks a free port) until the task is cancelled.
-    /// `logger` receives the server's own messages (none by default).
+    /// Serves on `host`:`port` (127.0.0.1; port 0 picks a free one) until
+    /// the task is cancelled; result URLs name `host`. `logger` receives the
+    /// server's own messages (none by default).
     public func run(
-        port: Int = 0, logger: Logger = Logger(label: "qie-emulator", factory: { _ in SwiftLogNoOpLogHandler() }),
+        host: String = "127.0.0.1", port: Int = 0,
+        logger: Logger = Logger(label: "qie-emulator", factory: { _ in SwiftLogNoOpLogHandler() }),
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
+        state.withLock { $0.host = host.contains(":") ? "[\(host)]" : host }
         let app = Application(
             router: router(),
-            configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "qie-emulator"),
+            configuration: .init(address: .hostname(host, port: port), serverName: "qie-emulator"),
             onServerRunning: { [self] channel in
                 let bound = channel.localAddress?.port ?? port
                 self.state.withLock { $0.port = bound }
@@ -348,7 +389,7 @@ public final class EditEmulator: Sendable {
                 // Event streams get a comment every 10 s, as proxies expect.
                 while !Task.isCancelled {
                     try await Task.sleep(for: .seconds(10))
-                    self.broadcast(": keep-alive\n\n")
+                    self.broadcast(.text(": keep-alive\n\n"))
                 }
             }
             try await group.next()
@@ -381,7 +422,11 @@ public final class EditEmulator: Sendable {
         }
         router.get("/files/:name") { [self] _, context in
             let name = context.parameters.get("name") ?? ""
-            guard let file = self.state.withLock({ $0.files[name] }) else {
+            let stored = self.state.withLock { state in
+                state.resultRequests += 1
+                return state.files[name]
+            }
+            guard let file = stored else {
                 return Response(status: .notFound, body: .init(byteBuffer: ByteBuffer(string: "expired or unknown file")))
             }
             return Self.serve(file)
@@ -467,7 +512,7 @@ public final class EditEmulator: Sendable {
     private func publish(_ outputs: [PreparedImage], edit: EmulatedRequest, fault: EmulatedFault?) -> (
         urls: [String], inline: [Data]
     ) {
-        let port = state.withLock { $0.port }
+        let (host, port) = state.withLock { ($0.host, $0.port) }
         var urls: [String] = []
         var inline: [Data] = []
         let now = Date()
@@ -480,7 +525,7 @@ public final class EditEmulator: Sendable {
                 let name = UUID().uuidString.lowercased() + "." + output.format.fileExtension
                 var file = StoredFile(data: output.data, type: output.format.mimeType, createdAt: now)
                 var stored: [String: StoredFile] = [name: file]
-                var url = "http://127.0.0.1:\(port)/files/\(name)"
+                var url = "http://\(host):\(port)/files/\(name)"
                 switch fault {
                 case .expiredResult?: stored = [:]
                 case .slowResult(let rate)?: stored[name]?.serving = .slow(rate)
@@ -496,7 +541,7 @@ public final class EditEmulator: Sendable {
                         stored[hopName] = file
                         next = "/files/\(hopName)"
                     }
-                    url = "http://127.0.0.1:\(port)\(next)"
+                    url = "http://\(host):\(port)\(next)"
                 case .manyResults(let count)?: urls += Array(repeating: url, count: max(0, count - 1))
                 default: break
                 }
@@ -634,7 +679,8 @@ public final class EditEmulator: Sendable {
             count(.endedJobs, of: profile)
             if let spec = profile.events, spec.completedEvents.first != nil {
                 let payload = jsonData(["generation_id": id, "status": finished.status, "result_url": finished.urls.first ?? NSNull()])
-                broadcast("event: \(spec.completedEvents[0])\ndata: \(String(decoding: payload, as: UTF8.self))\n\n")
+                if case .oversizedEvent(let bytes, let inOneLine)? = fault { broadcast(.oversized(bytes: bytes, inOneLine: inOneLine)) }
+                broadcast(.text("event: \(spec.completedEvents[0])\ndata: \(String(decoding: payload, as: UTF8.self))\n\n"))
             }
             if let callback = edit.callbackURL {
                 await deliverCallback(to: callback, job: finished, id: id, profile: profile)
@@ -784,20 +830,44 @@ public final class EditEmulator: Sendable {
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
         }
         let id = UUID()
-        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        let (stream, continuation) = AsyncStream<StreamItem>.makeStream(bufferingPolicy: .bufferingNewest(1024))
         continuation.onTermination = { [self] _ in _ = state.withLock { $0.streams.removeValue(forKey: id) } }
         state.withLock { $0.streams[id] = continuation }
-        continuation.yield(": connected\n\n")
+        continuation.yield(.text(": connected\n\n"))
+        count(.openedEventStreams, of: profile)
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
-            body: ResponseBody { writer in
-                for await text in stream { try await writer.write(ByteBuffer(string: text)) }
+            body: ResponseBody { [self] writer in
+                defer { count(.endedEventStreams, of: profile) }
+                func send(_ buffer: ByteBuffer) async throws {
+                    try await writer.write(buffer)
+                    state.withLock { $0.eventStreamBytes += buffer.readableBytes }
+                }
+                for await item in stream {
+                    switch item {
+                    case .text(let text):
+                        try await send(ByteBuffer(string: text))
+                    case .oversized(let bytes, let inOneLine):
+                        // Written a piece at a time, as fast as the client takes them.
+                        let piece = 64 * 1024
+                        var sent = 0
+                        try await send(ByteBuffer(string: "event: oversized\ndata: "))
+                        while sent < bytes {
+                            let size = min(piece, bytes - sent)
+                            var buffer = ByteBuffer(repeating: UInt8(ascii: "x"), count: size)
+                            sent += size
+                            if !inOneLine && sent < bytes { buffer.writeString("\ndata: ") }
+                            try await send(buffer)
+                        }
+                        try await send(ByteBuffer(string: "\n\n"))
+                    }
+                }
                 try await writer.finish(nil)
             })
     }
 
-    private func broadcast(_ text: String) {
-        for stream in state.withLock({ Array($0.streams.values) }) { stream.yield(text) }
+    private func broadcast(_ item: StreamItem) {
+        for stream in state.withLock({ Array($0.streams.values) }) { stream.yield(item) }
     }
 
     // MARK: Answers
@@ -830,7 +900,7 @@ public final class EditEmulator: Sendable {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: ResponseBody(contentLength: 4096) { _ in throw DroppedConnection() })
         case .expiredResult, .acceptedPending, .jobFailure, .reportedCost, .slowResult, .redirectedResult, .manyResults,
-            .hugeResult, .resultAddress, .normal, .delayed:
+            .hugeResult, .resultAddress, .normal, .delayed, .oversizedEvent:
             return nil
         }
     }
@@ -923,7 +993,7 @@ extension EmulatedFault {
         "status:CODE", "too-many-requests:SECONDS", "unavailable:SECONDS", "malformed-json", "html-error-page",
         "expired-result", "drop-connection", "accepted-pending", "job-failure:MESSAGE", "reported-cost:JSON",
         "slow-result:BYTES_PER_SECOND", "redirected-result:HOPS:LOCATION", "many-results:COUNT", "huge-result:BYTES",
-        "result-address:URL", "normal", "delayed:SECONDS",
+        "result-address:URL", "normal", "delayed:SECONDS", "oversized-event:BYTES", "oversized-event-line:BYTES",
     ]
 
     /// A fault from its spelling (`status:500`, `slow-result:1`,
@@ -948,6 +1018,10 @@ extension EmulatedFault {
         case ("many-results", _): guard let number, number > 0 else { return nil }; self = .manyResults(number)
         case ("huge-result", _): guard let number, number > 0 else { return nil }; self = .hugeResult(bytes: number)
         case ("result-address", let address?): self = .resultAddress(address)
+        case ("oversized-event", _): guard let number, number > 0 else { return nil }; self = .oversizedEvent(bytes: number, inOneLine: false)
+        case ("oversized-event-line", _):
+            guard let number, number > 0 else { return nil }
+            self = .oversizedEvent(bytes: number, inOneLine: true)
         case ("normal", nil): self = .normal
         case ("delayed", _): guard let number, number >= 0 else { return nil }; self = .delayed(seconds: number)
         case ("redirected-result", let rest?):

@@ -62,6 +62,13 @@ public struct EditOptions: Sendable, Codable, Equatable {
     public var allowPrivateResults = false
     /// Largest result accepted, in bytes (64 MiB).
     public var maxResultBytes = 64 << 20
+    /// The longest line read from an endpoint's event stream, in bytes
+    /// (1 MiB; see `EventStreamLimits`): a longer one closes the stream and
+    /// its jobs are polled instead.
+    public var maxEventLineBytes = EventStreamLimits().maxLineBytes
+    /// The largest event read from an endpoint's event stream, in bytes
+    /// (4 MiB): a larger one closes the stream and its jobs are polled instead.
+    public var maxEventBytes = EventStreamLimits().maxEventBytes
     /// Write the endpoint's own bytes when a result needs no conversion,
     /// after the same checks (decoded in full within `limits`). Off: every
     /// result is re-encoded from its pixels, without the endpoint's metadata.
@@ -104,6 +111,8 @@ public struct EditOptions: Sendable, Codable, Equatable {
         try take(.allowPrivateResults, \.allowPrivateResults)
         try take(.maxResultBytes, \.maxResultBytes)
         try take(.keepResultBytes, \.keepResultBytes)
+        try take(.maxEventLineBytes, \.maxEventLineBytes)
+        try take(.maxEventBytes, \.maxEventBytes)
         self = options
     }
 
@@ -165,6 +174,9 @@ public struct EditOptions: Sendable, Codable, Equatable {
         if limits.maxSide < 1 { throw SettingError(.maxSide, value: "\(limits.maxSide)", .invalid(expected: "positive")) }
         if maxResultBytes < 1024 {
             throw SettingError(.maxResultBytes, value: String(maxResultBytes), .invalid(expected: "at least 1024 bytes"))
+        }
+        for (setting, value) in [(Setting.maxEventLineBytes, maxEventLineBytes), (.maxEventBytes, maxEventBytes)] where value < 1024 {
+            throw SettingError(setting, value: String(value), .invalid(expected: "at least 1024 bytes"))
         }
         if let baseURL, URL(string: baseURL)?.host == nil || !["http", "https"].contains(URL(string: baseURL)?.scheme ?? "") {
             throw SettingError(

@@ -398,9 +398,12 @@ public final class Editor: Sendable {
             guard let request = RequestBuilder.events(for: profile, apiKey: access.apiKey, baseURL: access.baseURL) else {
                 throw .listener(endpoint: profile.id, flow: flow, reason: "the endpoint has no event stream")
             }
-            let stream = EventStreamListener(client: client, request: request, profile: profile, signals: signals)
+            let stream = EventStreamListener(
+                client: client, request: request, profile: profile, signals: signals,
+                limits: EventStreamLimits(maxLineBytes: options.maxEventLineBytes, maxEventBytes: options.maxEventBytes))
             // Jobs are polled as a fallback, so an unreachable stream does not
-            // hold edits up: it is ready as soon as it is trying.
+            // hold edits up: it is ready as soon as it is trying (and a stream
+            // closed over its limits leaves its jobs to polling).
             return { ready in
                 ready()
                 await stream.run()

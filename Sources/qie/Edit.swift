@@ -116,6 +116,15 @@ struct Edit: AsyncParsableCommand {
     @Option(name: .customLong("download-timeout"), help: "Longest one result download may take, start to end, in seconds.")
     var downloadTimeout: Double = 120
 
+    @Option(
+        name: .customLong("max-event-line-bytes"),
+        help: "Longest line read from an event stream, in bytes (a longer one closes it; jobs are polled).")
+    var maxEventLineBytes: Int = 1 << 20
+
+    @Option(
+        name: .customLong("max-event-bytes"), help: "Largest event read from an event stream, in bytes (a larger one closes it; jobs are polled).")
+    var maxEventBytes: Int = 4 << 20
+
     @Flag(
         name: .customLong("keep-result-bytes"),
         help: "Write the endpoint's own bytes when no conversion is needed (after a full decode); default: re-encode without metadata.")
@@ -196,6 +205,8 @@ struct Edit: AsyncParsableCommand {
         options.allowInsecureHTTP = allowInsecureHTTP
         options.allowPrivateResults = allowPrivateResults
         options.maxResultBytes = maxResultBytes
+        options.maxEventLineBytes = maxEventLineBytes
+        options.maxEventBytes = maxEventBytes
         options.timeouts.download = downloadTimeout
         options.keepResultBytes = keepResultBytes
         options.price = try price.override()

@@ -579,13 +579,13 @@ struct NotificationPartsTests {
     }
 
     @Test("Event stream parsing across chunk boundaries, CRLF, comments and multi-line data")
-    func eventParsing() {
+    func eventParsing() throws {
         var parser = EventStreamParser()
         let text = ": hello\r\n\r\nevent: media_generation_completed\r\ndata: {\"generation_id\":\r\ndata: \"g1\"}\r\n\r\ndata: plain\n\n"
         var events: [EventStreamParser.Event] = []
         let bytes = Array(text.utf8)
         for chunk in stride(from: 0, to: bytes.count, by: 7) {
-            events += parser.feed(bytes[chunk..<min(chunk + 7, bytes.count)])
+            events += try parser.feed(bytes[chunk..<min(chunk + 7, bytes.count)])
         }
         #expect(events == [
             .init(name: "media_generation_completed", data: "{\"generation_id\":\n\"g1\"}"),
