@@ -252,13 +252,13 @@ public final class PostgresStore: RunStore {
         try await database.query(
             """
             UPDATE qie_jobs SET lease_until = now() + make_interval(secs => \(skew + lease))
-            WHERE worker = \(worker) AND lease_until IS NOT NULL
+            WHERE worker = \(worker) AND scope = \(scope) AND lease_until IS NOT NULL
             """)
     }
 
     /// Gives up `worker`'s lease on job `id`.
     public func release(_ id: Int64, worker: String) async throws {
-        try await database.query("UPDATE qie_jobs SET lease_until = NULL WHERE id = \(id) AND worker = \(worker)")
+        try await database.query("UPDATE qie_jobs SET lease_until = NULL WHERE id = \(id) AND scope = \(scope) AND worker = \(worker)")
     }
 
     /// Who holds job `id`.

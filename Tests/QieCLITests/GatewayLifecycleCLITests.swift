@@ -32,7 +32,7 @@ struct GatewayLifecycleCLITests {
         let inFlight = request
         async let answer = send(inFlight)
         // Stopped once the edit is at the endpoint (an event, not a moment).
-        #expect(emulator.waitForLog("latency 4.", count: 1, seconds: 120), "\(emulator.output)")
+        #expect(emulator.waitForLog("latency 4.", count: 1, seconds: 120), "\(emulator.output)\n--- gateway:\n\(gateway.output)")
         kill(gateway.process.processIdentifier, signal)
         let answered = try await answer
         #expect(answered.status == 200, "\(String(decoding: answered.body, as: UTF8.self))")

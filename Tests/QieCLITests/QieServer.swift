@@ -29,7 +29,7 @@ class QieServer {
         }
         guard let found = banner.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix("http://127.0.0.1:") })
         else {
-            process.terminate()
+            if process.isRunning { process.terminate() }
             let errors = String(decoding: err.fileHandleForReading.availableData, as: UTF8.self)
             throw ServerStartError(description: "qie \(arguments.first ?? "") printed no address: \(banner) \(errors)")
         }
@@ -64,7 +64,10 @@ class QieServer {
     }
 
     deinit {
-        process.terminate()
+        // Only a process still running is signalled: the pid of one that
+        // ended may by now be another process's (pids wrap quickly on a
+        // busy machine), which a stray SIGTERM would stop.
+        if process.isRunning { process.terminate() }
         process.waitUntilExit()
     }
 }

@@ -136,6 +136,31 @@ struct RunStoreTests {
         }
     }
 
+    @Test("One run's lease renewals and releases never touch another run's jobs in the same database, whatever its clock")
+    func leasesStayInTheirRun() async throws {
+        let url = try PostgresURL(try PostgresServer.url)
+        let mine = try await PostgresStore.open(url: url, scope: "leases-\(UUID().uuidString)")
+        // Another run, by the same worker name, its clock an hour behind.
+        let theirs = try await PostgresStore.open(
+            url: url, scope: "leases-\(UUID().uuidString)", clock: ManualClock(start: Date().addingTimeInterval(-3600)))
+        do {
+            let id = try #require(try await mine.register(job(1)).id)
+            let other = try #require(try await theirs.register(job(1)).id)
+            _ = try #require(try await mine.claim(id, worker: "w", lease: 60))
+            _ = try #require(try await theirs.claim(other, worker: "w", lease: 60))
+            try await theirs.renew(worker: "w", lease: 1)
+            try await theirs.release(id, worker: "w")
+            #expect(try await mine.claim(id, worker: "z", lease: 60) == nil, "another run's renewal or release freed this run's job")
+            #expect(try await mine.lease(of: id)?.isLive == true)
+        } catch {
+            await mine.close()
+            await theirs.close()
+            throw error
+        }
+        await mine.close()
+        await theirs.close()
+    }
+
     @Test("Every move is recorded as given, and the run's money follows the one definition", arguments: StoreKind.allCases)
     func movesAndMoney(_ kind: StoreKind) async throws {
         try await withStores(kind) { store, other in
