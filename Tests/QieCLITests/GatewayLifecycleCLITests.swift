@@ -32,12 +32,13 @@ struct GatewayLifecycleCLITests {
         let inFlight = request
         async let answer = send(inFlight)
         // Stopped once the edit is at the endpoint (an event, not a moment).
-        #expect(emulator.waitForLog("latency 4.", count: 1, seconds: 120), "\(emulator.output)\n--- gateway:\n\(gateway.output)")
+        #expect(await emulator.waitingForLog("latency 4.", count: 1, seconds: 120), "\(emulator.output)\n--- gateway:\n\(gateway.output)")
         kill(gateway.process.processIdentifier, signal)
         let answered = try await answer
         #expect(answered.status == 200, "\(String(decoding: answered.body, as: UTF8.self))")
         #expect(answered.first["b64_json"] != nil)
-        gateway.process.waitUntilExit()
+        let stopped = gateway.process
+        await offThePool { stopped.waitUntilExit() }
         #expect(gateway.process.terminationReason == .exit && gateway.process.terminationStatus == 0, "\(gateway.output)")
         #expect(gateway.output.contains("outcome=200"), "\(gateway.output)")
 

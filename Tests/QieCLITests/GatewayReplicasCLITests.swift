@@ -88,12 +88,12 @@ struct GatewayReplicasCLITests {
         // An Idempotency-Key answered on one replica and retried on the other: the same images, nothing sent again.
         let answered = try await send(edit(first, image: image, key: "retry-1"))
         #expect(answered.status == 200, "\(String(decoding: answered.body, as: UTF8.self))")
-        #expect(emulator.waitForLog(submitted, count: 1, seconds: 300))
+        #expect(await emulator.waitingForLog(submitted, count: 1, seconds: 300))
         let retried = try await send(edit(second, image: image, key: "retry-1"))
         #expect(retried.status == 200 && retried.headers["x-litellm-response-cost"] == "0")
         #expect(retried.first["b64_json"] as? String == answered.first["b64_json"] as? String && answered.first["b64_json"] != nil)
         #expect(emulator.count(of: submitted) == 1, "\(emulator.output)")
-        #expect(second.waitForLog("\"outcome\":\"200 replayed\"", seconds: 300), "\(second.output)")
+        #expect(await second.waitingForLog("\"outcome\":\"200 replayed\"", seconds: 300), "\(second.output)")
 
         // The same key on both replicas at once: one edit, and both get its answer.
         let toFirst = edit(first, image: image, key: "together-1"), toSecond = edit(second, image: image, key: "together-1")
@@ -120,9 +120,10 @@ struct GatewayReplicasCLITests {
         // have charged, without sending again.
         let cut = edit(first, image: image, key: "killed-1")
         let doomed = Task { try? await send(cut) }
-        #expect(emulator.waitForLog(arrived, count: 1, seconds: 300), "\(emulator.output)")
+        #expect(await emulator.waitingForLog(arrived, count: 1, seconds: 300), "\(emulator.output)")
         kill(first.process.processIdentifier, SIGKILL)
-        first.process.waitUntilExit()
+        let killed = first.process
+        await offThePool { killed.waitUntilExit() }
         _ = await doomed.value
         let afterKill = try await send(edit(second, image: image, key: "killed-1"))
         #expect(afterKill.status == 502 && afterKill.headers["x-should-retry"] == "false", "\(afterKill.status) \(afterKill.error)")

@@ -1,8 +1,10 @@
 import Foundation
 
 /// A `qie` server (`emulate`, `serve`) running in the background for a test:
-/// the address its first line announces, and everything it prints.
-class QieServer {
+/// the address its first line announces, and everything it prints. Used
+/// across threads: what it printed is behind a lock, and its process and
+/// address do not change once it started.
+class QieServer: @unchecked Sendable {
     /// What the server printed, filled by reader threads.
     private final class Log: @unchecked Sendable {
         let lock = NSLock()
@@ -63,6 +65,13 @@ class QieServer {
         return false
     }
 
+    /// `waitForLog` for async tests: the wait blocks a thread of its own,
+    /// never one of the few the tests' tasks share, so tasks the test started
+    /// (a request in flight) go on meanwhile.
+    func waitingForLog(_ text: String, count: Int = 1, seconds: Double = 300) async -> Bool {
+        await offThePool { self.waitForLog(text, count: count, seconds: seconds) }
+    }
+
     deinit {
         // Only a process still running is signalled: the pid of one that
         // ended may by now be another process's (pids wrap quickly on a
@@ -74,4 +83,13 @@ class QieServer {
 
 struct ServerStartError: Error, CustomStringConvertible {
     var description: String
+}
+
+/// Runs blocking `work` (a process to wait for, a log to watch) on a thread
+/// of its own and awaits it, so an async test's other tasks keep the shared
+/// threads.
+func offThePool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(returning: work()) }
+    }
 }
