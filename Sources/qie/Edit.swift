@@ -250,8 +250,8 @@ struct Edit: AsyncParsableCommand {
             if stop.isCancelled {
                 let jobs = progress.accepted()
                 var lines = ["\nstopped"]
-                for (path, job) in jobs {
-                    lines.append("  \(DisplayPath.escape(path)): job \(job.id) at \(job.endpoint) was accepted; its result was not fetched")
+                for (input, job) in jobs {
+                    lines.append("  \(input): job \(job.id) at \(job.endpoint) was accepted; its result was not fetched")
                 }
                 if !jobs.isEmpty { lines.append("run the same command again (or qie resume \(out)) to pick them up") }
                 TextStream.standardError.write(lines.joined(separator: "\n") + "\n")
@@ -335,7 +335,8 @@ struct Edit: AsyncParsableCommand {
 final class EditProgress: Sendable {
     let reporter: any BatchReporter
     private let endpoint: String
-    private let inFlight = Mutex<[String: (endpoint: String, id: String)]>([:])
+    /// Accepted jobs not fetched yet, by job (an input's copies apart).
+    private let inFlight = Mutex<[String: (label: String, endpoint: String, id: String)]>([:])
     private let started = Mutex<[String: Date]>([:])
 
     init(reporter: any BatchReporter, endpoint: String) {
@@ -343,9 +344,10 @@ final class EditProgress: Sendable {
         self.endpoint = endpoint
     }
 
-    /// Accepted jobs whose results were not fetched, by input path.
+    /// Accepted jobs whose results were not fetched: each named by its
+    /// input (and copy, with several results per input).
     func accepted() -> [(String, (endpoint: String, id: String))] {
-        inFlight.withLock { $0 }.sorted { $0.key < $1.key }
+        inFlight.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.value.label, ($0.value.endpoint, $0.value.id)) }
     }
 
     func render(_ event: EditRunEvent) {
@@ -360,7 +362,8 @@ final class EditProgress: Sendable {
             started.withLock { $0[Self.key(job)] = Date() }
             reporter.started(job.input)
         case .sent(let job, let id):
-            inFlight.withLock { $0[job.input.path] = (endpoint, id) }
+            let label = job.copy > 0 ? "\(DisplayPath.escape(job.input.path)) (copy \(job.copy))" : DisplayPath.escape(job.input.path)
+            inFlight.withLock { $0[Self.key(job)] = (label, endpoint, id) }
         case .done(let job, let output):
             let result = output.result
             for warning in result.warnings {
@@ -392,7 +395,7 @@ final class EditProgress: Sendable {
     private static func key(_ job: EditJob) -> String { job.input.path + (job.copy > 0 ? "#\(job.copy)" : "") }
 
     private func finished(_ job: EditJob, _ status: ItemReport.Status, cost: Decimal? = nil) {
-        inFlight.withLock { _ = $0.removeValue(forKey: job.input.path) }
+        inFlight.withLock { _ = $0.removeValue(forKey: Self.key(job)) }
         let seconds = started.withLock { $0.removeValue(forKey: Self.key(job)) }.map { Date().timeIntervalSince($0) } ?? 0
         reporter.report(ItemReport(input: job.input, status: status, seconds: seconds, cost: cost))
     }

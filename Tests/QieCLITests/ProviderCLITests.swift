@@ -320,6 +320,43 @@ struct EditCLITests {
         #expect(stopped.contains("a.jpg: job run_") && stopped.contains("was accepted; its result was not fetched"), "\(stopped)")
     }
 
+    @Test("A second Ctrl-C names each accepted copy of an input apart, however many results it was asked for")
+    func interruptNamesCopies() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
+        try writeImage(320, 240, to: root + "/in/a.jpg")
+        // RunPod has no count field: two copies are two jobs, neither ending while the test runs.
+        let emulator = try EmulatorProcess(faults: ["delayed:3600", "delayed:3600"])
+        let pipe = Pipe()
+        let process = try startQie(
+            [
+                "edit", root + "/in", "--provider", "runpod", "--flow", "poll", "--prompt", "x", "--out", root + "/out",
+                "--num-images", "2", "--base-url", emulator.address, "--poll-interval", "0.2",
+            ], environment: ["RUNPOD_API_KEY": "cli-key"], output: pipe)
+        // Each job is polled only once its acceptance is recorded: two job ids polled.
+        func polledJobs() -> Set<String> {
+            let lines = emulator.output.split(separator: "\n").filter { $0.hasPrefix("GET /v2/qwen-image-edit-2511/status/") && $0.contains(" -> ") }
+            return Set(lines.compactMap { $0.split(separator: "/status/").last?.split(separator: " ").first.map(String.init) })
+        }
+        waitUntil { polledJobs().count >= 2 || !process.isRunning }
+        kill(process.processIdentifier, SIGINT)
+        var heard = ""
+        while !heard.contains("interrupted") {
+            let chunk = pipe.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            heard += String(decoding: chunk, as: UTF8.self)
+        }
+        kill(process.processIdentifier, SIGINT)
+        heard += String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let jobs = polledJobs()
+        #expect(jobs.count == 2, "\(emulator.output)")
+        #expect(process.terminationStatus == 130, "\(heard)")
+        for job in jobs { #expect(heard.contains("job \(job) at"), "\(heard)") }
+        #expect(heard.contains("a.jpg (copy 1): job") && heard.contains("a.jpg (copy 2): job"), "\(heard)")
+    }
+
     @Test("A second run into the same folder is refused while the first is running, and allowed once it was killed")
     func oneRunPerFolder() throws {
         let root = try folder()

@@ -93,6 +93,21 @@ public enum PostgresServer {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of this process is inherited: the server it starts
+        // lives as long as the tests, and would hold open whatever it got.
+        // Foundation learns that a child it started has ended when the
+        // child's end of a socket pair closes; a server holding that end
+        // (taken while another test started its child) kept the child
+        // unreaped, and the test waiting on it spinning, until the end.
+        // (glibc 2.34's posix_spawn_file_actions_addclosefrom_np, which the
+        // Swift Glibc module does not import: looked up by name.)
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else {
+            throw Failure(description: "this C library lacks posix_spawn_file_actions_addclosefrom_np (glibc 2.34 or later is needed)")
+        }
+        guard unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3) == 0 else {
+            throw Failure(description: "cannot keep this process's descriptors from \(executable)")
+        }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
