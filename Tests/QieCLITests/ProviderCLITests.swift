@@ -114,6 +114,22 @@ func waitUntil(_ condition: () -> Bool) {
     while !condition() && Date() < guardline { Thread.sleep(forTimeInterval: 0.01) }
 }
 
+/// Presses Ctrl-C on a running `qie edit` twice, the second once the first
+/// was heard (two at once may arrive as one); everything it printed, once it ended.
+func interruptTwice(_ process: Process, output: Pipe) -> String {
+    kill(process.processIdentifier, SIGINT)
+    var heard = ""
+    while !heard.contains("interrupted") {
+        let chunk = output.fileHandleForReading.availableData
+        if chunk.isEmpty { break }
+        heard += String(decoding: chunk, as: UTF8.self)
+    }
+    if process.isRunning { kill(process.processIdentifier, SIGINT) }
+    heard += String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return heard
+}
+
 /// `qie emulate` running in the background for a test, logging each request.
 final class EmulatorProcess: QieServer {
     /// With `latencyMax`, each submission's drawn latency is logged as it arrives (`latency SECONDS`).
@@ -305,17 +321,7 @@ struct EditCLITests {
         let (hard, hardOutput) = try start("/twice")
         #expect(emulator.waitForLog(submitted, count: 2))
         #expect(emulator.waitForLog(polled, count: pollsBefore + 1))
-        kill(hard.processIdentifier, SIGINT)
-        // The second Ctrl-C once the first was heard (two at once may arrive as one).
-        var stopped = ""
-        while !stopped.contains("interrupted") {
-            let chunk = hardOutput.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            stopped += String(decoding: chunk, as: UTF8.self)
-        }
-        kill(hard.processIdentifier, SIGINT)
-        stopped += String(decoding: hardOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        hard.waitUntilExit()
+        let stopped = interruptTwice(hard, output: hardOutput)
         #expect(hard.terminationStatus == 130)
         #expect(stopped.contains("a.jpg: job run_") && stopped.contains("was accepted; its result was not fetched"), "\(stopped)")
     }
@@ -340,16 +346,7 @@ struct EditCLITests {
             return Set(lines.compactMap { $0.split(separator: "/status/").last?.split(separator: " ").first.map(String.init) })
         }
         waitUntil { polledJobs().count >= 2 || !process.isRunning }
-        kill(process.processIdentifier, SIGINT)
-        var heard = ""
-        while !heard.contains("interrupted") {
-            let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            heard += String(decoding: chunk, as: UTF8.self)
-        }
-        kill(process.processIdentifier, SIGINT)
-        heard += String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let heard = interruptTwice(process, output: pipe)
         let jobs = polledJobs()
         #expect(jobs.count == 2, "\(emulator.output)")
         #expect(process.terminationStatus == 130, "\(heard)")
