@@ -195,6 +195,7 @@ struct EditsService: Sendable {
         guard await place.take() else { throw queueFull }
         defer { place.give() }
         log.queueSeconds = Date().timeIntervalSince(queued)
+        logger.debug("reading the body", metadata: ["request": "\(log.requestID)"])
         let reading = Date()
         let form = try await EditsForm.read(
             request.body, boundary: boundary, limit: configuration.maxBodyBytes, directory: configuration.stateDirectory)

@@ -112,7 +112,7 @@ struct GatewayIntakeTests {
     @Test("A client that trickles its headers is cut off; one that trickles its body gets 408 and is cut off, and the log says so", .timeLimit(.minutes(2)))
     func slowClients() async throws {
         let clock = ManualClock(start: Date())
-        let log = CapturedLog()
+        let log = CapturedLog(level: .debug)
         let state = stateFolder()
         try await withLiveGateway(state: state, clock: clock, logger: log.logger) { emulator, _, port in
             // Each connection first has a request answered, so its pace is
@@ -132,15 +132,15 @@ struct GatewayIntakeTests {
             _ = await slow.readResponseHead()
             try slow.send(
                 "POST /v1/images/edits HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: \(form.contentType)\r\nContent-Length: 100000\r\n\r\n--\(form.boundary)\r\n")
-            // Its body is being read once its upload folder exists.
-            while uploads(in: state).isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+            // Its pace is watched from its head on: the gateway says when it starts reading the body.
+            await log.wait(for: "reading the body")
             clock.advance(by: 11)
             let (answer, cut) = await slow.readToEnd()
             #expect(cut, "a body at a few bytes in 11 s is not cut off")
             let text = String(decoding: answer, as: UTF8.self)
             #expect(text.isEmpty || text.hasPrefix("HTTP/1.1 408"), "\(text)")
             // The request's own line: its place and its upload are given back.
-            while !log.all.contains(where: { $0.contains("client_too_slow") }) { try await Task.sleep(for: .milliseconds(5)) }
+            await log.wait(for: "client_too_slow")
             #expect(log.all.contains { $0.contains("outcome=408 client_too_slow") }, "\(log.all)")
             #expect(uploads(in: state).isEmpty)
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 0)

@@ -106,16 +106,50 @@ enum GatewayTestError: Error { case noImage }
 /// Log lines a gateway wrote, kept for a test to read: each as its message
 /// and metadata, `key=value` sorted.
 final class CapturedLog: Sendable {
-    private let lines = Mutex<[String]>([])
+    private struct State {
+        var lines: [String] = []
+        var waiters: [(matches: @Sendable (String) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
+    }
 
-    var all: [String] { lines.withLock { $0 } }
+    private let state = Mutex(State())
+    /// The lowest level kept (`.debug` to see a request's steps as they happen).
+    let level: Logger.Level
+
+    init(level: Logger.Level = .info) { self.level = level }
+
+    var all: [String] { state.withLock { $0.lines } }
 
     /// A logger writing here.
     var logger: Logger {
-        Logger(label: "qie-serve") { _ in Handler(log: self) }
+        let level = self.level
+        return Logger(label: "qie-serve") { _ in
+            var handler = Handler(log: self)
+            handler.logLevel = level
+            return handler
+        }
     }
 
-    fileprivate func append(_ line: String) { lines.withLock { $0.append(line) } }
+    /// Returns once a line holding `text` was written (an event, not a time).
+    func wait(for text: String) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let found = state.withLock { state -> Bool in
+                if state.lines.contains(where: { $0.contains(text) }) { return true }
+                state.waiters.append(({ $0.contains(text) }, continuation))
+                return false
+            }
+            if found { continuation.resume() }
+        }
+    }
+
+    fileprivate func append(_ line: String) {
+        let woken = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.lines.append(line)
+            let due = state.waiters.filter { $0.matches(line) }.map(\.continuation)
+            state.waiters.removeAll { $0.matches(line) }
+            return due
+        }
+        for waiter in woken { waiter.resume() }
+    }
 
     private struct Handler: LogHandler {
         let log: CapturedLog
