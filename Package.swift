@@ -69,11 +69,15 @@ let package = Package(
         .target(name: "QieFiles"),
         // The only Swift module that imports C: probe, decode, resize, encode, restore.
         .target(name: "QieImaging", dependencies: ["QieCore", "QieFiles", "CVips", "CVipsShims", "CCodecShims"]),
-        // Endpoint profiles, size planning, cost and request bodies: no I/O but
-        // reading the images a body streams; no libvips.
+        // Hosts (one file each: endpoints as data, their requests, answers,
+        // cancels, callbacks and emulation), size planning, cost and request
+        // bodies: no I/O but reading the images a body streams; no libvips.
         .target(
             name: "QieProviders",
-            dependencies: ["QieCore", .product(name: "ExtrasBase64", package: "swift-extras-base64")]),
+            dependencies: [
+                "QieCore", .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         // HTTP to the endpoints: one pooled client, retries, polling, the event
         // stream, downloads.
         .target(

@@ -440,6 +440,23 @@ public final class EditClient: Sendable {
         }
     }
 
+    /// Asks the endpoint to cancel job `id` with `request` (its cancel
+    /// route) and reads what it said through its host. Network failures,
+    /// 5xx and 429 are tried again within the retry policy (a cancel is
+    /// free and safe to repeat); a cancel that could not be asked is
+    /// `.refused` with why. It never throws.
+    public func cancel(_ id: String, request: BuiltRequest, on profile: ProviderProfile) async -> CancelOutcome {
+        var attempts = 0
+        do {
+            let answer = try await exchange(request, profile: profile, what: "cancelling job \(id)", attempts: &attempts)
+            return profile.host.readCancel(answer.body, status: answer.status, for: profile)
+        } catch let error as ClientError {
+            return .refused(message: error.message)
+        } catch {
+            return .refused(message: "\(profile.id): cancelling job \(id) was stopped")
+        }
+    }
+
     /// Submits an edit and, when the endpoint accepts it as a job, waits for
     /// the job's end: by polling, or woken by `signals` (a callback listener or
     /// an event stream) with polling as the fallback. Once a job id is known
@@ -594,7 +611,7 @@ public final class EditClient: Sendable {
             switch outcome {
             case .completed(let images, let cost, _):
                 if let asking, listening == nil {
-                    if let reported = Self.reportedDuration(answer.body) {
+                    if let reported = Self.reportedDuration(answer.body, on: profile) {
                         // The endpoint times the job from when it took it, which is
                         // about when its acceptance was answered: counted from the
                         // submission, as the polls are, within what the polls saw.
@@ -630,18 +647,11 @@ public final class EditClient: Sendable {
     /// its next poll again from what they taught.
     static let lessonWindow = 0.1
 
-    /// A job's queue and run time as the endpoint reports them, in seconds:
-    /// RunPod's `delayTime` + `executionTime`, Runflow's `duration_ms` (both
-    /// in milliseconds), or nil.
-    static func reportedDuration(_ body: Data) -> Double? {
+    /// A job's queue and run time as its host reports it in a poll's
+    /// answer, in seconds, or nil.
+    static func reportedDuration(_ body: Data, on profile: ProviderProfile) -> Double? {
         guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else { return nil }
-        if let delay = (object["delayTime"] as? NSNumber)?.doubleValue,
-            let execution = (object["executionTime"] as? NSNumber)?.doubleValue, delay >= 0, execution >= 0
-        {
-            return (delay + execution) / 1000
-        }
-        if let duration = (object["duration_ms"] as? NSNumber)?.doubleValue, duration >= 0 { return duration / 1000 }
-        return nil
+        return profile.host.reportedDuration(object)
     }
 
     /// The bytes of a result, downloaded at once (some URLs expire) or decoded

@@ -62,6 +62,9 @@ public enum EmulatedFault: Sendable, Equatable {
     /// this many bytes of data (as one `data:` line when `inOneLine`, else
     /// as lines of 64 KiB), streamed as the client reads it.
     case oversizedEvent(bytes: Int, inOneLine: Bool)
+    /// A job that stays in the queue (no worker takes it) until it is
+    /// cancelled or forgotten.
+    case staysQueued
 }
 
 /// A local server that speaks every documented wire format strictly: RunPod
@@ -92,18 +95,18 @@ public final class EditEmulator: Sendable {
     /// type, file), so a benchmark can replay exactly what a client sent.
     public let recordBodies: String?
 
+    /// A job, as its host describes it, and the endpoint it was sent to.
     struct Job {
-        var profileID: String
-        var status: String
-        var createdAt: Date
-        var startedAt: Date?
-        var completedAt: Date?
-        var urls: [String] = []
-        var dataURIs: [String] = []
-        var error: String?
-        var metadata: Data?
-        var outputSize: PixelSize
-        var seed: Int
+        var profile: ProviderProfile
+        var job: EmulatedJob
+        /// Held in the queue until cancelled (`EmulatedFault.staysQueued`).
+        var staysQueued = false
+
+        /// Moves the job to `phase`, in its host's words.
+        mutating func move(to phase: JobPhase) {
+            job.phase = phase
+            job.status = profile.host.emulatedStatus(phase, for: profile)
+        }
     }
 
     /// A result file and how it is served.
@@ -127,6 +130,8 @@ public final class EditEmulator: Sendable {
         case openedEventStreams
         /// Event streams ended (closed by the client or the emulator).
         case endedEventStreams
+        /// Cancels received for a known job.
+        case cancels
     }
 
     /// What an event stream is sent.
@@ -195,6 +200,7 @@ public final class EditEmulator: Sendable {
         var submitting: [String: Int] = [:]
         var mostSubmitting: [String: Int] = [:]
         var polls: [String: Int] = [:]
+        var cancels: [String: Int] = [:]
         var faults: [EmulatedFault] = []
         var pollFaults: [EmulatedFault] = []
         var received: [String: [Data]] = [:]
@@ -322,8 +328,16 @@ public final class EditEmulator: Sendable {
     /// Status polls received for an endpoint.
     public func polls(of profile: ProviderProfile) -> Int { state.withLock { $0.polls[profile.id] ?? 0 } }
 
+    /// Cancels received for known jobs of `profile`.
+    public func cancels(of profile: ProviderProfile) -> Int { state.withLock { $0.cancels[profile.id] ?? 0 } }
+
+    /// Waits until `count` cancels of `profile`'s jobs were received.
+    public func waitForCancels(_ count: Int, of profile: ProviderProfile) async {
+        await waitFor(count, .cancels, of: profile)
+    }
+
     /// Jobs created for an endpoint (submissions that were accepted).
-    public func jobs(of profile: ProviderProfile) -> Int { state.withLock { $0.jobs.values.filter { $0.profileID == profile.id }.count } }
+    public func jobs(of profile: ProviderProfile) -> Int { state.withLock { $0.jobs.values.filter { $0.profile.id == profile.id }.count } }
 
     /// Request bodies received for an endpoint, in order.
     public func bodies(sentTo profile: ProviderProfile) -> [Data] { state.withLock { $0.received[profile.id] ?? [] } }
@@ -416,6 +430,11 @@ public final class EditEmulator: Sendable {
                     try await self.poll(request, id: context.parameters.get("id") ?? "", profile: profile)
                 }
             }
+            if let cancel = profile.routes.cancel {
+                router.post(RouterPath(cancel.replacingOccurrences(of: "{id}", with: ":id"))) { [self] request, context in
+                    try await self.cancel(request, id: context.parameters.get("id") ?? "", profile: profile)
+                }
+            }
             if let events = profile.routes.events {
                 router.get(RouterPath(events)) { [self] request, _ in self.events(request, profile: profile) }
             }
@@ -488,9 +507,9 @@ public final class EditEmulator: Sendable {
         } else {
             delay = drawLatency()
         }
-        if asJob || fault == .acceptedPending || fault.isJobFailure {
-            let id = startJob(edit, profile: profile, began: began, latency: delay, fault: fault)
-            return acceptance(profile, id: id, edit: edit, enqueued: enqueued)
+        if asJob || fault == .acceptedPending || fault == .staysQueued || fault.isJobFailure {
+            let job = startJob(edit, profile: profile, began: began, latency: delay, fault: fault)
+            return answer(profile.host.emulatedAcceptance(of: job, for: profile, enqueued: enqueued))
         }
         // Synchronous: the images are made off the server's threads, within
         // the latency (a real endpoint's time includes its work).
@@ -628,34 +647,33 @@ public final class EditEmulator: Sendable {
     private func startJob(
         _ edit: EmulatedRequest, profile: ProviderProfile, began: ContinuousClock.Instant, latency: Duration,
         fault: EmulatedFault?
-    ) -> String {
-        let id: String
-        switch profile.envelope {
-        case .inputObject where profile.flow.contains(.synchronous): id = "sync-" + UUID().uuidString.lowercased()
-        case .inputObject: id = "run_" + UUID().uuidString.lowercased()
-        default: id = "gen_" + UUID().uuidString.lowercased()
-        }
-        let job = Job(
-            profileID: profile.id, status: Self.queuedStatus(profile), createdAt: Date(), metadata: edit.metadata,
-            outputSize: edit.outputSize, seed: Int.random(in: 0..<1_000_000))
+    ) -> EmulatedJob {
+        let host = profile.host
         let now = Date()
+        var job = Job(
+            profile: profile,
+            job: EmulatedJob(
+                id: host.emulatedJobID(for: profile), phase: .queued, status: host.emulatedStatus(.queued, for: profile),
+                createdAt: now, metadata: edit.metadata, outputSize: edit.outputSize, seed: Int.random(in: 0..<1_000_000),
+                cost: CostEstimator.estimate(profile, outputSize: edit.outputSize).total ?? 0),
+            staysQueued: fault == .staysQueued)
+        let id = job.job.id
+        let accepted = job.job
         state.withLock { state in
             // Finished jobs older than the retention are forgotten, as a real endpoint's are.
-            state.jobs = state.jobs.filter { $0.value.completedAt.map { now.timeIntervalSince($0) < retention } ?? true }
+            state.jobs = state.jobs.filter { $0.value.job.completedAt.map { now.timeIntervalSince($0) < retention } ?? true }
+            // A worker takes it at once (answered as queued), unless it is to stay queued.
+            if !job.staysQueued {
+                job.move(to: .running)
+                job.job.startedAt = now
+            }
             state.jobs[id] = job
         }
+        guard !job.staysQueued else { return accepted }
         let failure: String? = if case .jobFailure(let message) = fault { message } else { nil }
         Task { [self] in
             var urls: [String] = []
             var error = failure
-            state.withLock { state in
-                switch state.jobs[id]?.status {
-                case "queued": state.jobs[id]?.status = "running"
-                case "IN_QUEUE": state.jobs[id]?.status = "IN_PROGRESS"
-                default: break
-                }
-                state.jobs[id]?.startedAt = Date()
-            }
             if error == nil {
                 do {
                     let outputs = try await Self.render(edit, effect: effect)
@@ -666,108 +684,27 @@ public final class EditEmulator: Sendable {
             }
             try? await Task.sleep(until: began + latency)
             await passHold()
-            let finished = state.withLock { state -> Job? in
-                guard var job = state.jobs[id] else { return nil }
-                job.status = error == nil ? Self.doneStatus(profile) : Self.failedStatus(profile)
-                job.error = error
-                job.urls = urls
-                job.completedAt = Date()
+            let finished = state.withLock { state -> EmulatedJob? in
+                // A job cancelled while it ran stays cancelled.
+                guard var job = state.jobs[id], job.job.phase == .running else { return nil }
+                job.move(to: error == nil ? .succeeded : .failed)
+                job.job.error = error
+                job.job.urls = urls
+                job.job.completedAt = Date()
                 state.jobs[id] = job
-                return job
+                return job.job
             }
             guard let finished else { return }
             count(.endedJobs, of: profile)
-            if let spec = profile.events, spec.completedEvents.first != nil {
-                let payload = jsonData(["generation_id": id, "status": finished.status, "result_url": finished.urls.first ?? NSNull()])
+            if let (name, data) = host.emulatedEvent(for: finished, profile: profile) {
                 if case .oversizedEvent(let bytes, let inOneLine)? = fault { broadcast(.oversized(bytes: bytes, inOneLine: inOneLine)) }
-                broadcast(.text("event: \(spec.completedEvents[0])\ndata: \(String(decoding: payload, as: UTF8.self))\n\n"))
+                broadcast(.text("event: \(name)\ndata: \(String(decoding: jsonData(data), as: UTF8.self))\n\n"))
             }
             if let callback = edit.callbackURL {
-                await deliverCallback(to: callback, job: finished, id: id, profile: profile)
+                await deliverCallback(to: callback, job: finished, profile: profile)
             }
         }
-        return id
-    }
-
-    private static func queuedStatus(_ profile: ProviderProfile) -> String {
-        profile.flow.contains(.synchronous) && profile.envelope == .inputObject ? "IN_QUEUE" : "queued"
-    }
-
-    private static func doneStatus(_ profile: ProviderProfile) -> String {
-        profile.flow.contains(.synchronous) && profile.envelope == .inputObject ? "COMPLETED" : "succeeded"
-    }
-
-    private static func failedStatus(_ profile: ProviderProfile) -> String {
-        profile.flow.contains(.synchronous) && profile.envelope == .inputObject ? "FAILED" : "failed"
-    }
-
-    /// The answer to an accepted submission.
-    private func acceptance(_ profile: ProviderProfile, id: String, edit: EmulatedRequest, enqueued: Bool) -> Response {
-        switch profile.result {
-        case .urlArray:
-            // Runflow: the run as created.
-            return json(
-                ["id": id, "status": "queued", "created_at": Self.timestamp(Date()), "metadata": Self.object(edit.metadata)],
-                status: .created)
-        case .url(let path) where path == ["output", "image_url"]:
-            // /run answers at once, in the queue; a runsync that outlasts its
-            // wait answers with the job still running.
-            return enqueued
-                ? json(["id": id, "status": "IN_QUEUE"], status: .ok)
-                : json(["id": id, "status": "IN_PROGRESS", "delayTime": 0], status: .ok)
-        default:
-            return json(["generations": [["generation_id": id, "status": "queued"]]], status: .ok)
-        }
-    }
-
-    /// The job as its endpoint describes it when polled (and in callbacks).
-    private func describe(_ job: Job, id: String, profile: ProviderProfile, asCallback: Bool = false) -> [String: Any] {
-        switch profile.result {
-        case .urlArray:
-            let terminal = ["succeeded", "failed", "cancelled"].contains(job.status)
-            let output: Any =
-                job.status == "succeeded"
-                ? [
-                    "outputs": job.urls.map {
-                        ["url": $0, "type": "image", "width": job.outputSize.width, "height": job.outputSize.height]
-                    },
-                    "seed": job.seed, "model_data": [String: Any](), "nsfw_detected": false,
-                    "timing": ["inference_ms": Int(job.completedAt.map { $0.timeIntervalSince(job.createdAt) * 1000 } ?? 0)],
-                ] as [String: Any] : NSNull()
-            var object: [String: Any] = [
-                "status": job.status, "output": output, "created_at": Self.timestamp(job.createdAt),
-                "completed_at": terminal ? Self.timestamp(job.completedAt ?? Date()) : NSNull(),
-                "duration_ms": job.completedAt.map { Int($0.timeIntervalSince(job.createdAt) * 1000) } ?? NSNull(),
-                "metadata": Self.object(job.metadata),
-            ]
-            if asCallback {
-                object["run_id"] = id
-                object["event"] =
-                    job.status == "succeeded" ? "run.completed" : job.status == "failed" ? "run.failed" : "run.cancelled"
-            } else {
-                object["id"] = id
-                object["error"] = job.error ?? NSNull()
-            }
-            return object
-        case .url(let path) where path == ["output", "image_url"]:
-            // RunPod's status object: time in the queue and running, in ms.
-            var object: [String: Any] = ["id": id, "status": job.status]
-            if let started = job.startedAt {
-                object["delayTime"] = Int(started.timeIntervalSince(job.createdAt) * 1000)
-                object["executionTime"] = Int(((job.completedAt ?? Date()).timeIntervalSince(started)) * 1000)
-            }
-            if job.status == "COMPLETED" {
-                let cost = CostEstimator.estimate(ProviderCatalog.all.first { $0.id == job.profileID }!, outputSize: job.outputSize).total ?? 0
-                object["output"] = ["image_url": job.urls.first ?? "", "cost": NSDecimalNumber(decimal: cost)]
-            }
-            if let error = job.error { object["error"] = error }
-            return object
-        default:
-            return [
-                "generation_id": id, "status": job.status, "result_url": job.urls.first ?? NSNull(),
-                "error_message": job.error ?? NSNull(),
-            ]
-        }
+        return accepted
     }
 
     private func poll(_ request: Request, id: String, profile: ProviderProfile) async throws -> Response {
@@ -779,10 +716,35 @@ public final class EditEmulator: Sendable {
         guard request.headers[.authorization] == "Bearer \(apiKey)" else {
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
         }
-        guard let job = state.withLock({ $0.jobs[id] }), job.profileID == profile.id else {
+        guard let job = state.withLock({ $0.jobs[id] }), job.profile.id == profile.id else {
             return errorResponse(profile, status: .notFound, "Not found: no job \(id)")
         }
-        return json(describe(job, id: id, profile: profile), status: .ok)
+        return json(profile.host.emulatedDescription(of: job.job, for: profile, asCallback: false), status: .ok)
+    }
+
+    /// Cancels job `id`: one still queued never runs; one running is ended
+    /// where it stands (its host says whether it had started); one that has
+    /// ended stays as it ended.
+    private func cancel(_ request: Request, id: String, profile: ProviderProfile) async throws -> Response {
+        guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+            return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
+        }
+        let cancelled = state.withLock { state -> (EmulatedJob, Bool)? in
+            guard var job = state.jobs[id], job.profile.id == profile.id else { return nil }
+            state.cancels[profile.id, default: 0] += 1
+            let wasRunning = job.job.startedAt != nil
+            if !job.job.phase.isTerminal {
+                job.move(to: .cancelled)
+                job.job.completedAt = Date()
+                state.jobs[id] = job
+            }
+            return (job.job, wasRunning)
+        }
+        guard let (job, wasRunning) = cancelled else {
+            return errorResponse(profile, status: .notFound, "Not found: no job \(id)")
+        }
+        count(.cancels, of: profile)
+        return answer(profile.host.emulatedCancel(of: job, for: profile, wasRunning: wasRunning))
     }
 
     // MARK: Callbacks and events
@@ -791,17 +753,14 @@ public final class EditEmulator: Sendable {
     /// pauses, retrying 5xx and network errors only. An attempt waits up to
     /// a minute for the receiver's answer, so a slow machine does not turn
     /// one delivery into two.
-    private func deliverCallback(to url: String, job: Job, id: String, profile: ProviderProfile) async {
-        let body = jsonData(describe(job, id: id, profile: profile, asCallback: true))
+    private func deliverCallback(to url: String, job: EmulatedJob, profile: ProviderProfile) async {
+        let body = jsonData(profile.host.emulatedDescription(of: job, for: profile, asCallback: true))
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Runflow-Request-Id", value: UUID().uuidString.lowercased())
-        var signature: String? = nil
-        if let signingSecret, !signingSecret.isEmpty {
-            signature = Self.sign(body, secret: signingSecret)
-            request.headers.add(name: "Runflow-Signature", value: signature!)
-        }
+        let signed = profile.host.emulatedCallbackHeaders(for: body, secret: signingSecret, at: Date())
+        for (name, value) in signed { request.headers.add(name: name, value: value) }
+        let signature = profile.callback.flatMap { spec in signed.first { $0.0 == spec.signatureHeader }?.1 }
         request.body = .bytes(ByteBuffer(data: body))
         for attempt in 1...3 {
             var status = 0
@@ -815,14 +774,6 @@ public final class EditEmulator: Sendable {
             if status != 0 && status < 500 { return }
             if attempt < 3 { try? await Task.sleep(for: .seconds(attempt)) }
         }
-    }
-
-    /// `t=UNIX,v1=HEX`: HMAC-SHA256 over "UNIX.BODY" with the signing secret.
-    static func sign(_ body: Data, secret: String, at time: Date = Date()) -> String {
-        let timestamp = String(Int(time.timeIntervalSince1970))
-        let code = HMAC<SHA256>.authenticationCode(
-            for: Data((timestamp + ".").utf8) + body, using: SymmetricKey(data: Data(secret.utf8)))
-        return "t=\(timestamp),v1=" + Data(code).map { String(format: "%02x", $0) }.joined()
     }
 
     private func events(_ request: Request, profile: ProviderProfile) -> Response {
@@ -900,7 +851,7 @@ public final class EditEmulator: Sendable {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: ResponseBody(contentLength: 4096) { _ in throw DroppedConnection() })
         case .expiredResult, .acceptedPending, .jobFailure, .reportedCost, .slowResult, .redirectedResult, .manyResults,
-            .hugeResult, .resultAddress, .normal, .delayed, .oversizedEvent:
+            .hugeResult, .resultAddress, .normal, .delayed, .oversizedEvent, .staysQueued:
             return nil
         }
     }
@@ -908,41 +859,20 @@ public final class EditEmulator: Sendable {
     private func success(
         _ profile: ProviderProfile, urls: [String], inline: [Data], edit: EmulatedRequest, cost reported: String? = nil
     ) -> Response {
-        let object: [String: Any]
-        switch profile.result {
-        case .url(let path) where path == ["output", "image_url"]:
-            let estimate = CostEstimator.estimate(profile, outputSize: edit.outputSize).total ?? 0
-            let cost: Any = reported.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
-                ?? NSDecimalNumber(decimal: estimate)
-            object = [
-                "id": "sync-" + UUID().uuidString.lowercased(), "status": "COMPLETED", "delayTime": 0,
-                "executionTime": 1, "output": ["image_url": urls.first ?? "", "cost": cost],
-            ]
-        case .openAIData:
-            let data: [[String: Any]] =
-                edit.returnsBase64
-                ? inline.map { ["b64_json": $0.base64EncodedString(), "revised_prompt": edit.prompt] }
-                : urls.map { ["url": $0, "revised_prompt": edit.prompt] }
-            object = ["created": Int(Date().timeIntervalSince1970), "data": data]
-        default:
-            object = ["generation_id": "gen_" + UUID().uuidString.lowercased(), "status": "succeeded", "result_url": urls.first ?? ""]
-        }
-        return json(object, status: .ok)
+        let results = EmulatedResults(
+            urls: urls, inline: inline, prompt: edit.prompt, returnsBase64: edit.returnsBase64,
+            cost: CostEstimator.estimate(profile, outputSize: edit.outputSize).total ?? 0, reportedCost: reported)
+        return json(profile.host.emulatedSuccess(results, for: profile), status: .ok)
     }
 
     private func errorResponse(
         _ profile: ProviderProfile, status: HTTPResponse.Status, _ message: String, param: String? = nil
     ) -> Response {
-        switch profile.envelope {
-        case .inputObject:
-            return json(["id": "sync-" + UUID().uuidString.lowercased(), "status": "FAILED", "error": message], status: status)
-        case .multipart:
-            var error: [String: Any] = ["message": message, "type": "invalid_request_error"]
-            if let param { error["param"] = param }
-            return json(["error": error], status: status)
-        case .flatJSON:
-            return json(["error": message], status: status)
-        }
+        json(profile.host.emulatedError(message, param: param, for: profile), status: status)
+    }
+
+    private func answer(_ answer: EmulatedAnswer) -> Response {
+        json(answer.body, status: HTTPResponse.Status(code: answer.status))
     }
 
     private func json(_ object: [String: Any], status: HTTPResponse.Status) -> Response {
@@ -954,13 +884,7 @@ public final class EditEmulator: Sendable {
         (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
     }
 
-    private static func object(_ json: Data?) -> Any {
-        json.flatMap { try? JSONSerialization.jsonObject(with: $0) } ?? NSNull()
-    }
 
-    private static func timestamp(_ date: Date) -> String {
-        date.formatted(.iso8601)
-    }
 }
 
 /// Writes one line per answered request: method, path, status, and the time
@@ -1023,6 +947,7 @@ extension EmulatedFault {
             guard let number, number > 0 else { return nil }
             self = .oversizedEvent(bytes: number, inOneLine: true)
         case ("normal", nil): self = .normal
+        case ("stays-queued", nil): self = .staysQueued
         case ("delayed", _): guard let number, number >= 0 else { return nil }; self = .delayed(seconds: number)
         case ("redirected-result", let rest?):
             let pieces = rest.split(separator: ":", maxSplits: 1).map(String.init)

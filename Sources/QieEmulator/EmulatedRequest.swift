@@ -69,14 +69,14 @@ struct EmulatedRequest: Sendable {
                     throw EmulatorRejection.bad("Missing required field: input", param: "input")
                 }
                 fields = input
-                if let value = object["callback_url"], !(value is NSNull) {
+                if let name = profile.field(for: .callbackURL)?.name, let value = object[name], !(value is NSNull) {
                     guard let text = value as? String, let url = URL(string: text), ["http", "https"].contains(url.scheme ?? "")
-                    else { throw EmulatorRejection.bad("callback_url must be an http(s) URL or null", param: "callback_url") }
+                    else { throw EmulatorRejection.bad("\(name) must be an http(s) URL or null", param: name) }
                     callbackURL = text
                 }
-                if let value = object["metadata"], !(value is NSNull) {
+                if let name = profile.field(for: .metadata)?.name, let value = object[name], !(value is NSNull) {
                     guard let object = value as? [String: Any] else {
-                        throw EmulatorRejection.bad("metadata must be an object or null", param: "metadata")
+                        throw EmulatorRejection.bad("\(name) must be an object or null", param: name)
                     }
                     metadata = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                 }

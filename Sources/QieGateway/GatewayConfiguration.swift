@@ -66,7 +66,7 @@ public struct GatewayConfiguration: Sendable {
     /// (`keepResultBytes`, on here); turn it off to have every result
     /// encoded again from its pixels, as folder runs do.
     public var options: EditOptions = {
-        var options = EditOptions(endpoint: "runpod")
+        var options = EditOptions(endpoint: ProviderCatalog.defaultProfile.id)
         options.keepResultBytes = true
         return options
     }()

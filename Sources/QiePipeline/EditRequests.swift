@@ -56,7 +56,7 @@ actor EditRequests {
                 if let reservation = reservations.removeValue(forKey: index) { await budget?.settle(reservation, spent: spent) }
             case .end:
                 break
-            case .reserve, .send, .poll, .fetch, .finish:
+            case .reserve, .send, .poll, .cancel, .fetch, .finish:
                 steps[index].append(action)
             }
         }
@@ -129,6 +129,8 @@ actor EditRequests {
                 await feed(index, event)
             case .poll(let id):
                 await feed(index, await stages.poll(id, waits: await waitStart(index)))
+            case .cancel(let id):
+                await feed(index, .cancelled(await stages.cancel(id)))
             case .fetch(let answer):
                 switch await stages.fetch(answer) {
                 case .success(let data):
@@ -146,7 +148,7 @@ actor EditRequests {
     private func nextStep(_ index: Int) -> PaidRequest.Action? {
         guard let step = steps[index].first else { return nil }
         switch step {
-        case .send, .poll, .fetch:
+        case .send, .poll, .cancel, .fetch:
             steps[index].removeFirst()
             return step
         default:

@@ -620,22 +620,35 @@ public struct EditRun: Sendable {
                 // `concurrency` jobs on the wire, in order, and as many again
                 // prepared ahead, so that places freed together are taken at once.
                 let gate = OrderedTurnstile(capacity: config.concurrency)
-                await withTaskGroup(of: (EditJob, JobOutcome).self) { group in
+                await withTaskGroup(of: (EditJob, JobOutcome)?.self) { group in
                     var next = 0
+                    var running = 0
                     func addNext() {
                         guard next < jobs.count, !stop.isCancelled, !worker.wasRefused else { return }
                         let (job, number) = (jobs[next], next)
                         next += 1
+                        running += 1
                         events(.jobStarted(job))
                         group.addTask {
                             (job, await context.process(job, number: number, editor: editor, gate: gate, stop: stop))
                         }
                     }
+                    // A stop now cancels the edits in progress (see `BatchCancellation.stopNow()`).
+                    group.addTask {
+                        await stop.untilStoppedNow()
+                        return nil
+                    }
                     for _ in 0..<(config.concurrency * 2) { addNext() }
-                    while let (job, outcome) = await group.next() {
+                    while running > 0, let ended = await group.next() {
+                        guard let (job, outcome) = ended else {
+                            group.cancelAll()
+                            continue
+                        }
+                        running -= 1
                         record(job, outcome)
                         addNext()
                     }
+                    group.cancelAll()
                     // The budget stopped the run: the jobs never started are held too.
                     if worker.wasRefused { summary.withLock { $0.held += jobs.count - next } }
                 }
@@ -658,8 +671,8 @@ public struct EditRun: Sendable {
                         guard let lease = found else { continue }
                         if lease.isLive {
                             still.append((job, row))
-                        } else if lease.state == .completed || (!lease.isSet && [.failed, .uncertain, .lost].contains(lease.state)) {
-                            // Ended by its worker (done, failed, or left uncertain): that worker reported it.
+                        } else if lease.state == .completed || (!lease.isSet && [.failed, .uncertain, .lost, .cancelled].contains(lease.state)) {
+                            // Ended by its worker (done, failed, cancelled, or left uncertain): that worker reported it.
                             summary.withLock { $0.record(.elsewhere) }
                         } else {
                             // Its worker stopped (or gave it up unfinished): it is this run's now.
@@ -776,6 +789,9 @@ public struct EditRunStatus: Sendable, Encodable {
     /// Jobs billed whose results were lost: fetched again while their
     /// recorded links last, sent again (paying again) only with `retryFailed`.
     public var lost: [JobStatus] { jobs.filter { $0.state == .lost } }
+    /// Jobs given up and cancelled at the endpoint before they ran: nothing
+    /// was billed, and the next run sends them again.
+    public var cancelled: [JobStatus] { jobs.filter { $0.state == .cancelled } }
 
     /// A status of `summary`, `jobs` and `lastRun`.
     public init(summary: LedgerSummary, jobs: [JobStatus] = [], lastRun: LedgerRun? = nil) {

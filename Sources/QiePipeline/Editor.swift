@@ -556,7 +556,10 @@ public final class Editor: Sendable {
                 await run.feedAll(.failed(EditError.wrapping(error)), where: { $0.state == .ready })
             }
         }
-        await run.feedAll(.prepared(estimate: estimate, endpoint: profile.id, results: options.imagesPerRequest(on: profile)))
+        await run.feedAll(
+            .prepared(
+                estimate: estimate, endpoint: profile.id, results: options.imagesPerRequest(on: profile),
+                cancels: profile.routes.cancel != nil))
 
         // Money: every request of the edit reserved together, or none.
         let reservations = await run.pendingReservations()
@@ -711,6 +714,19 @@ public final class Editor: Sendable {
             } catch {
                 return .failed(EditError.wrapping(error))
             }
+        }
+
+        /// Cancels job `id`, given up: what the endpoint said. It is asked
+        /// even when the edit was stopped (that is when it is needed), in a
+        /// task of its own that the stop does not cancel.
+        func cancel(_ id: String) async -> CancelOutcome {
+            let profile = context.profile
+            let access = context.access
+            guard let request = RequestBuilder.cancel(id: id, for: profile, apiKey: access.apiKey, baseURL: access.baseURL) else {
+                return .refused(message: "\(profile.id) has no way to cancel a job")
+            }
+            let client = editor.client
+            return await Task { await client.cancel(id, request: request, on: profile) }.value
         }
 
         /// Downloads (or decodes) every result of `answer`, at once (some

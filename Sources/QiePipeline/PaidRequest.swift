@@ -25,7 +25,10 @@ import QieStore
 /// - a request sent without a usable answer may have been billed: its
 ///   money stays spent (`uncertain`), and it is sent again only when asked;
 /// - money is released only when a failure proves nothing was billed
-///   (refused before acceptance, or never sent).
+///   (refused before acceptance, or never sent), or when an accepted job
+///   that was given up (its wait timed out, the run was stopped) is
+///   cancelled at the endpoint and the endpoint confirms it never ran;
+///   cancelled too late, it may have been billed (`uncertain`).
 public struct PaidRequest: Sendable {
     /// Where the request stands.
     public enum State: Sendable, Equatable {
@@ -44,6 +47,9 @@ public struct PaidRequest: Sendable {
         case sending
         /// The endpoint took it as job `jobID`: billed; its end is awaited.
         case accepted(jobID: String)
+        /// Job `jobID` was given up (`reason`) and is being cancelled at
+        /// the endpoint: billed unless the endpoint says it never ran.
+        case cancelling(jobID: String, reason: String)
         /// The endpoint answered with results: billed; they are fetched.
         case answered(EndpointAnswer)
         /// The results are in hand: converted, restored and delivered locally.
@@ -52,6 +58,9 @@ public struct PaidRequest: Sendable {
         case completed(outputs: [String], cost: Decimal?)
         /// Ended and nothing was billed: its reservation is released.
         case failed(reason: String)
+        /// Given up and cancelled at the endpoint before it ran: nothing
+        /// was billed; its reservation is released.
+        case cancelled(reason: String)
         /// Sent and no usable answer came back: it may have been billed.
         case uncertain(reason: String)
         /// Billed, and its results could not be had.
@@ -72,7 +81,7 @@ public struct PaidRequest: Sendable {
         /// Whether the machine has nothing more to do.
         public var isFinal: Bool {
             switch self {
-            case .completed, .failed, .uncertain, .lost, .waiting, .refused, .yielded, .withdrawn, .endedEarlier: true
+            case .completed, .failed, .cancelled, .uncertain, .lost, .waiting, .refused, .yielded, .withdrawn, .endedEarlier: true
             default: false
             }
         }
@@ -114,7 +123,8 @@ public struct PaidRequest: Sendable {
         case start(Start)
         /// The input is prepared; the request would cost `estimate` (nil:
         /// unpriced) at `endpoint`, and asks for `results` results.
-        case prepared(estimate: Decimal?, endpoint: String, results: Int)
+        /// `cancels`: the endpoint can cancel a job that is given up.
+        case prepared(estimate: Decimal?, endpoint: String, results: Int, cancels: Bool = false)
         /// The estimate is reserved.
         case reserved
         /// `sending` is recorded: the request may leave.
@@ -130,6 +140,8 @@ public struct PaidRequest: Sendable {
         case accepted(jobID: String, submissions: Int)
         /// The endpoint answered with results.
         case answered(EndpointAnswer)
+        /// What the endpoint said to the cancel of a job given up.
+        case cancelled(CancelOutcome)
         /// Every result is downloaded.
         case fetched
         /// The results are delivered to `outputs` (files written; none for
@@ -154,6 +166,9 @@ public struct PaidRequest: Sendable {
         case send
         /// Ask the endpoint about job `jobID` until it ends.
         case poll(jobID: String)
+        /// Ask the endpoint to cancel job `jobID` (given up), and feed back
+        /// what it said (`cancelled`).
+        case cancel(jobID: String)
         /// Fetch the answer's results.
         case fetch(EndpointAnswer)
         /// Convert, restore and deliver the results.
@@ -174,6 +189,8 @@ public struct PaidRequest: Sendable {
     /// Results the request asks for: an answer with more is the endpoint's
     /// error (billed, and none of them fetched).
     public private(set) var resultsAsked = 1
+    /// Whether the endpoint can cancel a job that is given up.
+    public private(set) var cancels = false
     /// What an earlier attempt may have been billed, carried into this one.
     public private(set) var carried: Decimal = 0
     /// Whether money is reserved and not yet settled.
@@ -193,7 +210,7 @@ public struct PaidRequest: Sendable {
     /// endpoint now, or in the run it was picked up from).
     public var mayHaveBeenBilled: Bool {
         switch state {
-        case .sending, .accepted, .answered, .finishing, .completed, .uncertain, .lost, .waiting: true
+        case .sending, .accepted, .cancelling, .answered, .finishing, .completed, .uncertain, .lost, .waiting: true
         default: false
         }
     }
@@ -210,10 +227,11 @@ public struct PaidRequest: Sendable {
             self.start = start
             return begin(start)
 
-        case (.ready, .prepared(let estimate, let endpoint, let results)),
-            (.resuming, .prepared(let estimate, let endpoint, let results)):
+        case (.ready, .prepared(let estimate, let endpoint, let results, let cancels)),
+            (.resuming, .prepared(let estimate, let endpoint, let results, let cancels)):
             self.estimate = estimate
             self.endpoint = endpoint
+            self.cancels = cancels
             resultsAsked = results
             if case .resuming(let recorded) = state { return pickUp(recorded) }
             if start.priced, estimate == nil {
@@ -264,8 +282,10 @@ public struct PaidRequest: Sendable {
         case (.sending, .failed(let error)):
             return failedSending(error)
 
-        case (.accepted, .failed(let error)):
-            return failedWaiting(error)
+        case (.accepted(let id), .failed(let error)):
+            return failedWaiting(error, jobID: id)
+        case (.cancelling(_, let reason), .cancelled(let outcome)):
+            return cancelled(outcome, reason: reason)
 
         case (.answered(let answer), .fetched):
             state = .finishing(answer)
@@ -408,14 +428,25 @@ public struct PaidRequest: Sendable {
         }
     }
 
-    /// A failure while an accepted job was waited for: billed either way.
-    private mutating func failedWaiting(_ error: EditError) -> [Action] {
+    /// A failure while an accepted job was waited for: billed, unless it
+    /// was given up (timed out, stopped) and the endpoint can cancel it.
+    private mutating func failedWaiting(_ error: EditError, jobID: String) -> [Action] {
         let reason = error.reason(naming: \.name)
         let mayYetFinish: Bool
+        var givenUp = false
         switch error {
-        case .endpoint(let client): mayYetFinish = client.kind == .timedOut || client.kind == .network
-        case .stopped: mayYetFinish = true
+        case .endpoint(let client):
+            mayYetFinish = client.kind == .timedOut || client.kind == .network
+            givenUp = client.kind == .timedOut
+        case .stopped:
+            mayYetFinish = true
+            givenUp = true
         default: mayYetFinish = false
+        }
+        if givenUp && cancels {
+            failure = error
+            state = .cancelling(jobID: jobID, reason: reason)
+            return [.cancel(jobID: jobID)]
         }
         guard mayYetFinish else {
             let lost = EditError.resultsLost(cost: amount, reason: reason, sendAgain: .retryFailed)
@@ -425,6 +456,26 @@ public struct PaidRequest: Sendable {
         // It may yet finish: asked about again on resume.
         return [.record(.waiting(reason: reason, polls: 0))]
             + end(.waiting(reason: reason), failure: error, settle: amount ?? 0)
+    }
+
+    /// What the endpoint said to the cancel of a job given up for `reason`:
+    /// confirmed before it ran, nothing was billed and the reservation is
+    /// released; too late, it may have been billed (`uncertain`); refused
+    /// or unanswered, the job may yet finish and is asked about on resume.
+    private mutating func cancelled(_ outcome: CancelOutcome, reason: String) -> [Action] {
+        let error = failure ?? .stopped
+        switch outcome {
+        case .cancelledBeforeRunning:
+            let said = "\(reason); cancelled at \(endpoint) before it ran, so nothing was billed"
+            return [.record(.cancelled(reason: said, polls: 0))] + end(.cancelled(reason: said), failure: error, settle: 0)
+        case .tooLate(let status):
+            let said = "\(reason); cancelled at \(endpoint), which had already started it (\(status)): it may have been billed"
+            return [.record(.uncertain(reason: said, extraAttempts: 0))]
+                + end(.uncertain(reason: said), failure: error, settle: amount ?? 0)
+        case .refused(let message):
+            let said = "\(reason); the cancel was refused (\(message)), so it is asked about again on resume"
+            return [.record(.waiting(reason: said, polls: 0))] + end(.waiting(reason: said), failure: error, settle: amount ?? 0)
+        }
     }
 
     /// A failure while results were fetched: billed; the links are kept
@@ -575,6 +626,7 @@ public enum RecordedRequest: Sendable, Equatable {
         case .failed: self = .failed(reason: reason)
         case .uncertain: self = .uncertain(reason: reason)
         case .lost: self = .lost(reason: reason, answer: answer)
+        case .cancelled: self = .new  // cancelled before it ran: nothing billed, sent again
         }
     }
 }

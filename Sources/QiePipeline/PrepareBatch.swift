@@ -193,15 +193,62 @@ public struct BatchSummary: Sendable, Equatable {
     }
 }
 
-/// Stops a run between images (Ctrl-C).
+/// Stops a run: between images (`cancel()`, a first Ctrl-C), or at once
+/// (`stopNow()`, a second one).
 public final class BatchCancellation: Sendable {
     private let flag = Atomic<Bool>(false)
+    private struct Now {
+        var stopped = false
+        var lastToken: UInt64 = 0
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    }
+    private let now = Mutex(Now())
+
     /// A token that has not been cancelled.
     public init() {}
     /// Asks the run to start no more images; those in progress finish. Safe from any thread.
     public func cancel() { flag.store(true, ordering: .relaxed) }
-    /// Whether `cancel()` was called.
+    /// Whether `cancel()` (or `stopNow()`) was called.
     public var isCancelled: Bool { flag.load(ordering: .relaxed) }
+
+    /// Stops the work in progress too: an edit run cancels its edits, so
+    /// jobs not yet sent are withdrawn, and accepted jobs are given up:
+    /// cancelled at endpoints that can cancel them (recorded `cancelled`
+    /// when the endpoint confirms they never ran, `uncertain` when it was
+    /// too late to know), left to be asked about on resume elsewhere. What
+    /// may have been billed is recorded before the run returns. Safe from any thread.
+    public func stopNow() {
+        cancel()
+        let waiters = now.withLock { now -> [CheckedContinuation<Void, Never>] in
+            now.stopped = true
+            defer { now.waiters = [:] }
+            return Array(now.waiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Whether `stopNow()` was called.
+    public var isStoppedNow: Bool { now.withLock { $0.stopped } }
+
+    /// Returns once `stopNow()` is called, or when the calling task is cancelled.
+    func untilStoppedNow() async {
+        let token = now.withLock { now -> UInt64 in
+            now.lastToken += 1
+            return now.lastToken
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let waiting = now.withLock { now -> Bool in
+                    guard !now.stopped, !Task.isCancelled else { return false }
+                    now.waiters[token] = continuation
+                    return true
+                }
+                if !waiting { continuation.resume() }
+            }
+        } onCancel: {
+            now.withLock { $0.waiters.removeValue(forKey: token) }?.resume()
+        }
+    }
 }
 
 /// Prepares a list of inputs into an output folder, several at once.

@@ -1,14 +1,32 @@
-/// The endpoints qie knows. A new endpoint is one file in `Profiles/` and one
-/// entry here.
+/// The hosts and endpoints qie knows. A new host is one file in `Hosts/`
+/// and one entry in `hosts`.
 public enum ProviderCatalog {
-    /// Every endpoint profile, in listing order.
-    public static let all: [ProviderProfile] = [
-        .runpodQwenImageEdit2511,
-        .runpodQwenImageEdit,
-        .runflowQwenImageEdit2511,
-        .oxenQwenImageEdit2511,
-        .lumenfallQwenImageEdit2511,
-    ]
+    /// Every host, in listing order.
+    public static let hosts: [any EndpointHost] = [RunPod(), Runflow(), Oxen(), Lumenfall()]
+
+    /// Every endpoint profile, in listing order: each host's in turn.
+    public static let all: [ProviderProfile] = hosts.flatMap(\.profiles)
+
+    /// The endpoint used when none is named: the first listed.
+    public static var defaultProfile: ProviderProfile { all[0] }
+
+    /// The endpoints, each as its id with its shortest alias, for help texts
+    /// (`runpod-qwen-image-edit-2511 (runpod), ...`).
+    public static var endpointList: String {
+        all.map { profile in
+            let alias = profile.aliases.min { $0.count < $1.count }
+            return alias.map { "\(profile.id) (\($0))" } ?? profile.id
+        }.joined(separator: ", ")
+    }
+
+    /// The endpoints that take `option`, with the field each calls it, for
+    /// help texts (`runflow sync_mode, lumenfall sync_mode`).
+    public static func fieldNames(of option: EditOption) -> String {
+        let named = all.compactMap { profile in
+            profile.field(for: option).map { "\(profile.aliases.min { $0.count < $1.count } ?? profile.id) \($0.name)" }
+        }
+        return named.isEmpty ? "no endpoint" : named.joined(separator: ", ")
+    }
 
     /// Finds a profile by id or alias, ignoring case.
     public static func profile(named name: String) throws(ProvidersError) -> ProviderProfile {

@@ -1,8 +1,12 @@
 import QieCore
 
 /// Everything qie knows about one hosted edit endpoint, as data, from its
-/// published document. One file per endpoint in `Profiles/`.
+/// published document. Each is declared by its host (`EndpointHost`), in
+/// that host's file in `Hosts/`.
 public struct ProviderProfile: Sendable {
+    /// The host that sells the endpoint: how its requests, answers,
+    /// cancels, callbacks and emulation go.
+    public var host: any EndpointHost
     /// Stable id that names the endpoint (in `EditOptions.endpoint`, `ProviderCatalog.profile(named:)`), e.g. `runpod-qwen-image-edit-2511`.
     public var id: String
     /// Short names accepted wherever the id is.
@@ -56,6 +60,17 @@ public struct ProviderProfile: Sendable {
         public var enqueue: String?
         /// A server-sent events stream.
         public var events: String?
+        /// Cancelling a submitted job; `{id}` is replaced by its id.
+        public var cancel: String?
+
+        /// The routes of an endpoint.
+        public init(submit: String, poll: String? = nil, enqueue: String? = nil, events: String? = nil, cancel: String? = nil) {
+            self.submit = submit
+            self.poll = poll
+            self.enqueue = enqueue
+            self.events = events
+            self.cancel = cancel
+        }
     }
 
     /// How the API key is sent.

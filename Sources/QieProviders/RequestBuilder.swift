@@ -198,43 +198,15 @@ public enum RequestBuilder {
                 SettingError(.outputCompression, value: String(compression), .invalid(expected: "from 0 to 100")))
         }
 
-        let images = profile.images
-        let imageValue: JSONValue =
-            images.isArray ? .array(request.images.map { .image($0) }) : .image(request.images[0])
-        let sizeFields = plan.fields.map { ($0.name, JSONValue.string($0.value)) }
         // Sent when the user chose a format (or one is needed for a local
         // conversion); otherwise the endpoint's default applies.
-        let sendsFormat = request.outputFormat != nil
-        let formatField: [(String, JSONValue)] =
-            sendsFormat ? [(profile.outputFormat.field, .string(profile.outputFormat.spelling(of: native)!))] : []
-
-        let body: RequestBody
-        switch profile.envelope {
-        case .inputObject:
-            let input: [(String, JSONValue)] =
-                [("prompt", .string(request.prompt)), (images.field, imageValue)] + sizeFields + optionFields
-                + formatField
-            body = .json(.object([("input", .object(input))] + topLevel))
-        case .flatJSON:
-            let fields: [(String, JSONValue)] =
-                [("model", .string(profile.model)), ("prompt", .string(request.prompt)), (images.field, imageValue)]
-                + sizeFields + optionFields + formatField
-            body = .json(.object(fields))
-        case .multipart:
-            var parts: [MultipartPart] = [
-                .field(name: "model", value: profile.model), .field(name: "prompt", value: request.prompt),
-            ]
-            let partName = request.images.count > 1 ? images.field + "[]" : images.field
-            parts += request.images.map { .file(name: partName, image: $0) }
-            parts += plan.fields.map { .field(name: $0.name, value: $0.value) }
-            for (fieldName, value) in optionFields {
-                parts.append(.field(name: fieldName, value: formText(value)))
-            }
-            if sendsFormat {
-                parts.append(.field(name: profile.outputFormat.field, value: profile.outputFormat.spelling(of: native)!))
-            }
-            body = .multipart(boundary: boundary, parts: parts)
-        }
+        let fields = RequestFields(
+            prompt: request.prompt, imageField: profile.images.field, imagesAsArray: profile.images.isArray,
+            images: request.images, sizes: plan.fields.map { ($0.name, $0.value) }, options: optionFields, beside: topLevel,
+            outputFormat: request.outputFormat != nil
+                ? (profile.outputFormat.field, profile.outputFormat.spelling(of: native)!) : nil,
+            boundary: boundary)
+        let body = profile.host.body(fields, for: profile)
 
         var headers: [(String, String)] = [("Content-Type", body.contentType), ("Accept", "application/json")]
         if let apiKey {
@@ -248,38 +220,45 @@ public enum RequestBuilder {
 
     /// The GET that asks about job `id`, or nil when the endpoint documents no polling.
     public static func poll(id: String, for profile: ProviderProfile, apiKey: String?, baseURL: String? = nil) -> BuiltRequest? {
-        guard let route = profile.routes.poll else { return nil }
-        let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? id
-        var headers: [(String, String)] = [("Accept", "application/json")]
-        if let apiKey { headers.insert((profile.auth.header, "\(profile.auth.scheme) \(apiKey)"), at: 0) }
-        return BuiltRequest(
-            method: "GET", url: base(baseURL, profile) + route.replacingOccurrences(of: "{id}", with: escaped),
-            headers: headers, body: .empty, emulations: [], nativeFormat: profile.outputFormat.defaultFormat,
-            authHeader: profile.auth.header)
+        profile.routes.poll.map {
+            bodiless("GET", route: $0, id: id, accept: "application/json", for: profile, apiKey: apiKey, baseURL: baseURL)
+        }
+    }
+
+    /// The POST that cancels job `id`, or nil when the endpoint has no cancel route.
+    public static func cancel(id: String, for profile: ProviderProfile, apiKey: String?, baseURL: String? = nil) -> BuiltRequest? {
+        profile.routes.cancel.map {
+            bodiless("POST", route: $0, id: id, accept: "application/json", for: profile, apiKey: apiKey, baseURL: baseURL)
+        }
     }
 
     /// The GET that opens the endpoint's event stream, or nil when it has none.
     public static func events(for profile: ProviderProfile, apiKey: String?, baseURL: String? = nil) -> BuiltRequest? {
         guard let route = profile.routes.events else { return nil }
-        var headers: [(String, String)] = [("Accept", "text/event-stream"), ("Cache-Control", "no-cache")]
+        var request = bodiless("GET", route: route, id: nil, accept: "text/event-stream", for: profile, apiKey: apiKey, baseURL: baseURL)
+        request.headers.append(("Cache-Control", "no-cache"))
+        return request
+    }
+
+    /// A request without a body to `route` (`{id}` replaced by `id`, escaped).
+    private static func bodiless(
+        _ method: String, route: String, id: String?, accept: String, for profile: ProviderProfile, apiKey: String?,
+        baseURL: String?
+    ) -> BuiltRequest {
+        var path = route
+        if let id {
+            let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? id
+            path = route.replacingOccurrences(of: "{id}", with: escaped)
+        }
+        var headers: [(String, String)] = [("Accept", accept)]
         if let apiKey { headers.insert((profile.auth.header, "\(profile.auth.scheme) \(apiKey)"), at: 0) }
         return BuiltRequest(
-            method: "GET", url: base(baseURL, profile) + route, headers: headers, body: .empty, emulations: [],
+            method: method, url: base(baseURL, profile) + path, headers: headers, body: .empty, emulations: [],
             nativeFormat: profile.outputFormat.defaultFormat, authHeader: profile.auth.header)
     }
 
     private static func base(_ baseURL: String?, _ profile: ProviderProfile) -> String {
         let base = baseURL ?? profile.baseURL
         return base.hasSuffix("/") ? String(base.dropLast()) : base
-    }
-
-    private static func formText(_ value: JSONValue) -> String {
-        switch value {
-        case .string(let text): text
-        case .integer(let number): String(number)
-        case .number(let number): String(number)
-        case .bool(let flag): flag ? "true" : "false"
-        default: ""
-        }
     }
 }

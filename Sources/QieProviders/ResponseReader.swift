@@ -40,33 +40,35 @@ public enum ResponseReader {
                 .invalidResponse,
                 "\(profile.id) answered HTTP \(status) with \(describe(body)) instead of JSON; the endpoint or a proxy in front of it is misbehaving")
         }
-        let id = (object["id"] ?? object["run_id"] ?? object["generation_id"]).flatMap { $0 as? String }.map(safeID) ?? jobID
-        // Oxen's queue answers an enqueue with its generations.
-        if let generations = object["generations"] as? [[String: Any]],
-            let generation = generations.first?["generation_id"] as? String
-        {
-            return .pending(
-                requestID: safeID(generation), status: Sanitized.text((generations.first?["status"] as? String) ?? "queued", limit: 40))
-        }
-        if let state = (object["status"] as? String)?.lowercased() {
+        return try profile.host.read(object, for: profile, jobID: jobID, warn: warn)
+    }
+
+    /// A job's answer in the common shape: a `status` word (`failed`,
+    /// `cancelled`, `error`, `timed_out` end it; `completed`, `succeeded`,
+    /// `success` finish it; any other keeps it pending under `id`), its
+    /// results at `profile.result`, and a reported `cost`. Hosts read their
+    /// own fields and pass them here.
+    public static func job(
+        _ answer: [String: Any], for profile: ProviderProfile, id: String?, error: String?, cost: Any?,
+        warn: (String) -> Void
+    ) throws(ProvidersError) -> ResponseOutcome {
+        let id = id.map(safeID)
+        if let state = (answer["status"] as? String)?.lowercased() {
             switch state {
             case "failed", "cancelled", "canceled", "error", "timed_out":
-                let message = (object["error"] as? String) ?? (object["error_message"] as? String)
-                    ?? ((object["error"] as? [String: Any])?["message"] as? String) ?? "the job ended as \(state)"
-                return .failed(message: Sanitized.text(message), requestID: id)
+                return .failed(message: Sanitized.text(error ?? "the job ended as \(state)"), requestID: id)
             case "completed", "succeeded", "success":
                 break
             default:
                 if let id { return .pending(requestID: id, status: Sanitized.text(state, limit: 40)) }
             }
         }
-        let images = try results(object, profile: profile)
+        let images = try results(answer, profile: profile)
         guard !images.isEmpty else {
             throw ProvidersError(
                 .invalidResponse, "\(profile.id) reported success but its response has no image at \(profile.result.description)")
         }
-        let cost = reportedCost((object["output"] as? [String: Any])?["cost"], profile: profile, warn: warn)
-        return .completed(images: images, reportedCost: cost, requestID: id)
+        return .completed(images: images, reportedCost: reportedCost(cost, profile: profile, warn: warn), requestID: id)
     }
 
     /// A reported cost, when it is a finite amount >= 0 (a number, or a
@@ -96,7 +98,7 @@ public enum ResponseReader {
 
     /// A job id as the endpoint gave it when it is printable and at most 200
     /// characters; otherwise made so (it is shown, stored and put in URLs).
-    static func safeID(_ id: String) -> String { Sanitized.isClean(id, limit: 200) ? id : Sanitized.text(id, limit: 200) }
+    public static func safeID(_ id: String) -> String { Sanitized.isClean(id, limit: 200) ? id : Sanitized.text(id, limit: 200) }
 
     private static func results(_ object: [String: Any], profile: ProviderProfile) throws(ProvidersError) -> [ResultImage] {
         func value(_ path: [String]) -> Any? {
@@ -140,7 +142,7 @@ public enum ResponseReader {
     }
 
     /// The endpoint's own words for an HTTP error, in any of the documented shapes.
-    static func errorMessage(_ json: Any?, body: Data, status: Int, profile: ProviderProfile) -> String {
+    public static func errorMessage(_ json: Any?, body: Data, status: Int, profile: ProviderProfile) -> String {
         var said: String? = nil
         if let object = json as? [String: Any] {
             if let error = object["error"] as? [String: Any] {

@@ -171,6 +171,7 @@ public struct RunReport: Sendable {
             .job { display: flex; gap: 12px; align-items: flex-start; background: #fff; border: 1px solid #ddd;
                    border-radius: 6px; padding: 8px; margin-bottom: 8px; }
             .job.failed, .job.lost, .job.uncertain { border-color: #d33; }
+            .job.cancelled { border-color: #999; }
             .charge { color: #8a5a00; }
             figure { margin: 0; text-align: center; font-size: 11px; color: #777; }
             figure img { display: block; width: 200px; height: 150px; object-fit: contain; background: #eee; }
@@ -203,6 +204,7 @@ public struct RunReport: Sendable {
         case JobState.lost.rawValue: page += " &middot; <span class=\"charge\">paid, results lost</span>"
         case JobState.uncertain.rawValue, JobState.sending.rawValue:
             page += " &middot; <span class=\"charge\">may have been billed</span>"
+        case JobState.cancelled.rawValue: page += " &middot; cancelled before it ran, not billed"
         default: break
         }
         if let id = entry.requestID { page += " &middot; job \(escape(id))" }

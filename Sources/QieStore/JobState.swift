@@ -12,6 +12,9 @@ import Foundation
 ///                   \          +-> lost                 (the endpoint failed the job it took)
 ///                    +-> uncertain                      (sent; no usable answer)
 ///                    +-> failed                         (refused before anything was billed)
+///
+/// accepted -> cancelled   (given up and cancelled at the endpoint before it ran: not billed)
+/// accepted -> uncertain   (given up and cancelled too late to know)
 /// ```
 public enum JobState: String, Sendable, Codable, CaseIterable {
     /// Known; nothing reserved, nothing sent.
@@ -41,11 +44,15 @@ public enum JobState: String, Sendable, Codable, CaseIterable {
     /// Recorded result links are fetched again on resume while they last;
     /// sent again (paying again) only with `retryFailed`.
     case lost
+    /// Accepted, then given up (its wait timed out, the run was stopped)
+    /// and cancelled at the endpoint, which confirmed it had not run:
+    /// nothing was billed. The next run sends it again.
+    case cancelled
 
     /// What the job's money is in this state.
     public var charge: Charge {
         switch self {
-        case .pending, .failed: .none
+        case .pending, .failed, .cancelled: .none
         case .sending, .uncertain: .atRisk
         case .accepted, .answered, .completed, .lost: .billed
         }
@@ -112,6 +119,9 @@ public enum JobMove: Sendable, Equatable {
     /// Accepted and still to be asked about (the wait timed out or was
     /// stopped): stays `accepted`, with why it is not done yet.
     case waiting(reason: String, polls: Int)
+    /// Given up and cancelled at the endpoint before it ran: nothing was
+    /// billed (`reason`: why it was given up).
+    case cancelled(reason: String, polls: Int)
 
     /// The state the move leads to.
     public var state: JobState {
@@ -123,6 +133,7 @@ public enum JobMove: Sendable, Equatable {
         case .failed: .failed
         case .uncertain: .uncertain
         case .lost: .lost
+        case .cancelled: .cancelled
         }
     }
 }

@@ -493,7 +493,7 @@ public final class Ledger: RunStore {
                 UPDATE jobs SET state = \(state), error = \(reason), resultURLs = CASE WHEN \(keep) THEN resultURLs END,
                 polls = polls + \(polls), leaseUntil = NULL, updatedAt = \(now) WHERE id = \(id)
                 """
-        case .waiting(let reason, let polls):
+        case .waiting(let reason, let polls), .cancelled(let reason, let polls):
             return """
                 UPDATE jobs SET state = \(state), error = \(reason), polls = polls + \(polls), leaseUntil = NULL,
                 updatedAt = \(now) WHERE id = \(id)

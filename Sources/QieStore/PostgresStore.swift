@@ -373,7 +373,7 @@ public final class PostgresStore: RunStore {
                 UPDATE qie_jobs SET state = \(state), error = \(reason), result_urls = CASE WHEN \(keep) THEN result_urls END,
                 polls = polls + \(polled), lease_until = NULL, updated_at = \(now) WHERE id = \(id) AND scope = \(scope) RETURNING id
                 """
-        case .waiting(let reason, let polls):
+        case .waiting(let reason, let polls), .cancelled(let reason, let polls):
             let polled = Int32(polls)
             return """
                 UPDATE qie_jobs SET state = \(state), error = \(reason), polls = polls + \(polled), lease_until = NULL,

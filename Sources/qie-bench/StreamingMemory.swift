@@ -19,12 +19,12 @@ func resetPeakResident() {
     try? Data("5".utf8).write(to: URL(fileURLWithPath: "/proc/self/clear_refs"))
 }
 
-/// RSS growth while sending one RunPod request with three large inputs, as
+/// RSS growth while sending one request with three large inputs, as
 /// the client sends it now (streamed from disk, data URIs encoded on the fly)
 /// and as a body collected in memory first (how qie sent it before), each in
 /// a fresh process, side by side.
 func streamingMemory(inputMegabytes: Int) throws {
-    print("RSS growth sending one RunPod request with three \(inputMegabytes) MB inputs (peak resident, fresh process each)")
+    print("RSS growth sending one request with three \(inputMegabytes) MB inputs as data URIs (peak resident, fresh process each)")
     print("      mode          growth   x one input")
     for mode in ["buffered", "streamed"] {
         let process = Process()
@@ -46,6 +46,8 @@ func streamingMemory(inputMegabytes: Int) throws {
 
 /// One measurement: prints the peak RSS growth in bytes.
 func streamOnce(buffered: Bool, inputMegabytes: Int) async throws {
+    // An endpoint that takes three inputs as data URIs in JSON.
+    let profile = ProviderCatalog.all.first { $0.images.maxCount >= 3 && $0.images.inline == .dataURI && $0.envelope != .multipart }!
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("qie-bench-stream-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -66,7 +68,7 @@ func streamOnce(buffered: Bool, inputMegabytes: Int) async throws {
     // A local endpoint that reads each body as it arrives and keeps nothing.
     let router = Router()
     let received = ReceivedBytes()
-    router.post("/v2/qwen-image-edit-2511/runsync") { request, _ -> Response in
+    router.post(RouterPath(profile.routes.submit)) { request, _ -> Response in
         var count = 0
         for try await chunk in request.body { count += chunk.readableBytes }
         received.add(count)
@@ -84,7 +86,6 @@ func streamOnce(buffered: Bool, inputMegabytes: Int) async throws {
     let bound = await iterator.next() ?? 0
     let base = "http://127.0.0.1:\(bound)"
 
-    let profile = ProviderProfile.runpodQwenImageEdit2511
     let plan = try SizePlanner.plan(input: PixelSize(width: 1024, height: 1024), for: profile)
     let built = try RequestBuilder.build(
         EditRequest(prompt: "make it night", images: images), plan: plan, for: profile, apiKey: "bench", baseURL: base)

@@ -76,7 +76,7 @@ func storeOverhead(jobs: Int, url: String?) async throws {
         let job = try await store.register(
             LedgerJob(
                 key: "key-\(index)", inputPath: "/photos/\(index).jpg", inputSHA256: String(repeating: "a", count: 64),
-                inputSize: 1_000_000, inputModified: 1.0, copy: 0, endpoint: "runflow-qwen-image-edit-2511",
+                inputSize: 1_000_000, inputModified: 1.0, copy: 0, endpoint: ProviderCatalog.defaultProfile.id,
                 prompt: "make it night", options: "{}"))
         let id = job.id!
         _ = try await store.claim(id, worker: worker, lease: 60)

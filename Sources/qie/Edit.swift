@@ -18,10 +18,10 @@ struct Edit: AsyncParsableCommand {
             written atomically next to a JSON sidecar (endpoint, prompt, seed, request ids, cost, \
             plan, input hash, timings). The key comes from the endpoint's environment variable (see \
             `qie providers`). --flow chooses how results come back where an endpoint offers several: \
-            sync (one request), poll (submit, then ask until done), callback (Runflow POSTs to \
-            --callback-url; a local listener receives it, verified with RUNFLOW_SIGNING_SECRET when set) \
-            or sse (Oxen's event stream). The default is poll wherever an endpoint offers it (RunPod's \
-            /run and /status, Runflow, Oxen's queue): the job's id is recorded milliseconds after \
+            sync (one request), poll (submit, then ask until done), callback (the endpoint POSTs to \
+            --callback-url; a local listener receives it, verified with the endpoint's signing secret \
+            when set) or sse (the endpoint's event stream). The default is poll wherever an endpoint \
+            offers it (`qie providers` lists each one's flows): the job's id is recorded milliseconds after \
             sending, so a killed run asks about the job instead of paying for it again; sync answers \
             a single edit soonest but a kill during its wait cannot tell whether it was billed. \
             An accepted job is only ever polled, never sent again. A submission is sent again only \
@@ -240,22 +240,25 @@ struct Edit: AsyncParsableCommand {
     /// Runs `run`, rendering its events: a progress line on a terminal, plain
     /// lines, or JSON lines. Ctrl-C starts no more edits and lets those in
     /// flight finish (their jobs may already be paid for); a second Ctrl-C
-    /// stops at once and names the accepted jobs whose results were not fetched.
+    /// stops now: accepted jobs are cancelled where the endpoint can cancel
+    /// them, and each is named with what became of it; a third quits at once.
     static func execute(_ run: EditRun, json: Bool, store: RunStoreSettings) async throws {
         let configuration = run.configuration
         let out = configuration.output
         let progress = EditProgress(reporter: progressReporter(json: json), endpoint: configuration.options.endpoint)
         let stop = BatchCancellation()
+        let givenUp = Mutex<[(String, (endpoint: String, id: String))]>([])
         let interrupt = Terminal.onInterrupt {
-            if stop.isCancelled {
-                let jobs = progress.accepted()
-                var lines = ["\nstopped"]
-                for (input, job) in jobs {
-                    lines.append("  \(input): job \(job.id) at \(job.endpoint) was accepted; its result was not fetched")
-                }
-                if !jobs.isEmpty { lines.append("run the same command again (or qie resume \(out)) to pick them up") }
-                TextStream.standardError.write(lines.joined(separator: "\n") + "\n")
+            if stop.isStoppedNow {
+                TextStream.standardError.write(Self.leftBehind(givenUp.withLock { $0 }, states: [:], folder: out))
                 Terminal.exitNow(130)
+            }
+            if stop.isCancelled {
+                givenUp.withLock { $0 = progress.accepted() }
+                TextStream.standardError.write(
+                    "\nstopping now: the edits in flight are given up, their accepted jobs cancelled where the endpoint can (Ctrl-C again to quit at once)\n")
+                stop.stopNow()
+                return
             }
             TextStream.standardError.write(
                 "\ninterrupted: finishing the edits in flight, starting no more (Ctrl-C again to stop now)\n")
@@ -287,8 +290,35 @@ struct Edit: AsyncParsableCommand {
             TextStream.standardError.write(
                 "stopped sending at --max-cost $\(budget.limit): $\(budget.spent) spent or possibly billed; run again with a higher --max-cost to go on\n")
         }
+        if stop.isStoppedNow {
+            // What became of each job given up, as the run's store recorded it.
+            let jobs = givenUp.withLock { $0 }
+            let recorded = (try? await EditRun.status(folder: out, store: store))?.jobs ?? []
+            var states: [String: JobState] = [:]
+            for job in recorded { if let id = job.requestID { states[id] = job.state } }
+            TextStream.standardError.write(Self.leftBehind(jobs, states: states, folder: out))
+        }
         if summary.stopped { throw ExitCode(130) }
         if !summary.succeeded { throw ExitCode(1) }
+    }
+
+    /// The jobs a stop gave up, each with what became of it (`states`, by
+    /// job id; a job not found there was accepted and not fetched).
+    static func leftBehind(_ jobs: [(String, (endpoint: String, id: String))], states: [String: JobState], folder: String) -> String {
+        var lines = ["\nstopped"]
+        for (input, job) in jobs {
+            let fate =
+                switch states[job.id] {
+                case .cancelled?: "was cancelled before it ran; nothing was billed"
+                case .uncertain?: "was cancelled too late to know whether it ran; it may have been billed (qie status lists it)"
+                case .completed?: "finished; its result was written"
+                case .lost?: "was paid for; its result was lost (qie status lists it)"
+                default: "was accepted; its result was not fetched"
+                }
+            lines.append("  \(input): job \(job.id) at \(job.endpoint) \(fate)")
+        }
+        if !jobs.isEmpty { lines.append("run the same command again (or qie resume \(DisplayPath.escape(folder))) to pick them up") }
+        return lines.joined(separator: "\n") + "\n"
     }
 
     /// --dry-run: each file's plan and estimate, and the total, from headers only.

@@ -8,13 +8,14 @@ struct Emulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a local server that speaks every endpoint's wire format, strictly.",
         discussion: """
-            Emulates RunPod (both runsync endpoints and the status route), Runflow's runs (create, \
-            poll, callbacks signed with RUNFLOW_SIGNING_SECRET when it is set), Oxen.ai's edit, queue \
-            and event stream, and Lumenfall's OpenAI-style multipart edit on 127.0.0.1: it rejects what \
-            the real endpoint would (wrong or missing bearer token, unknown field, wrong enum, \
-            unsupported size, too many images, wrong content type) and answers with a real image made \
-            from the input at the size the endpoint would produce, after --latency. Point a provider at \
-            it with --base-url or its base-URL variable, for example QIE_RUNPOD_BASE_URL=http://127.0.0.1:8787.
+            Emulates every endpoint of every host qie knows (\(ProviderCatalog.hosts.map(\.name).joined(separator: ", "))) \
+            on 127.0.0.1, each route as its host documents it (submit, queue, status, cancel, event \
+            stream, callbacks signed with the host's signing secret when its variable is set): it \
+            rejects what the real endpoint would (wrong or missing bearer token, unknown field, wrong \
+            enum, unsupported size, too many images, wrong content type) and answers with a real image \
+            made from the input at the size the endpoint would produce, after --latency. Point a \
+            provider at it with --base-url or its base-URL variable (listed when it starts, and by \
+            `qie providers`).
             """)
 
     @Option(help: "Port on 127.0.0.1 (0 picks a free one).")
@@ -65,7 +66,9 @@ struct Emulate: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let secret = ProcessInfo.processInfo.environment["RUNFLOW_SIGNING_SECRET"]
+        let environment = ProcessInfo.processInfo.environment
+        let signing = ProviderCatalog.all.compactMap(\.callback).first { environment[$0.secretVariable]?.isEmpty == false }
+        let secret = signing.flatMap { environment[$0.secretVariable] }
         var log: (@Sendable (String) -> Void)? = nil
         if logRequests { log = { @Sendable line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) } }
         let emulator = EditEmulator(
@@ -82,10 +85,11 @@ struct Emulate: AsyncParsableCommand {
                 if let enqueue = routes.enqueue { paths.append("POST \(enqueue)") }
                 if let poll = routes.poll { paths.append("GET \(poll)") }
                 if let events = routes.events { paths.append("GET \(events)") }
+                if let cancel = routes.cancel { paths.append("POST \(cancel)") }
                 lines.append("  \(profile.id): \(paths.joined(separator: ", "))")
                 lines.append("      \(profile.baseURLVariable)=http://127.0.0.1:\(bound)")
             }
-            if secret?.isEmpty == false { lines.append("callbacks are signed with RUNFLOW_SIGNING_SECRET") }
+            if let signing { lines.append("callbacks are signed with \(signing.secretVariable)") }
             TextStream.standardOutput.write(lines.joined(separator: "\n") + "\n")
         }
     }

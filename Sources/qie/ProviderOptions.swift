@@ -6,7 +6,7 @@ import QieProviders
 
 /// Choosing an endpoint and the size asked of it.
 struct ProviderOptions: ParsableArguments {
-    @Option(help: "Endpoint: runpod-qwen-image-edit-2511 (runpod), runpod-qwen-image-edit, runflow, oxen, lumenfall. See `qie providers`.")
+    @Option(help: "Endpoint: \(ProviderCatalog.endpointList). See `qie providers`.")
     var provider: String
 
     @Option(name: .customLong("aspect-ratio"), help: "Ask for this aspect ratio (W:H) instead of the closest one.")

@@ -160,6 +160,10 @@ struct Status: AsyncParsableCommand {
         for job in status.failed {
             out.add("failed: \(DisplayPath.escape(job.input)): \(job.error ?? "no reason recorded")")
         }
+        for job in status.cancelled {
+            out.add(
+                "cancelled (not billed; the next run sends it again): \(DisplayPath.escape(job.input)): \(job.error ?? "no reason recorded")\(job.requestID.map { " (job \($0))" } ?? "")")
+        }
         if let run = status.lastRun {
             let arguments = run.argumentList
             out.add(arguments.isEmpty ? "last run: started from the library (qie resume runs it again)" : "last run: qie \(arguments.joined(separator: " "))")

@@ -17,7 +17,7 @@ struct Serve: AsyncParsableCommand {
             nearest accepted one and restored to exactly the size asked), n (repeated requests where \
             the endpoint has no count), output formats, result URLs (GET /v1/files/ID), cost \
             (x-litellm-response-cost) and Idempotency-Key. Endpoint keys come from the environment as for \
-            `qie edit` (RUNPOD_API_KEY, ...) and never leave the gateway. Clients send a gateway key \
+            `qie edit` (each endpoint's variable, listed by `qie providers`) and never leave the gateway. Clients send a gateway key \
             from QIE_GATEWAY_KEYS (comma separated) or --keys-file; without keys the gateway listens \
             on loopback only.
             """)

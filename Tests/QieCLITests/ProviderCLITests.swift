@@ -326,14 +326,15 @@ struct EditCLITests {
         #expect(stopped.contains("a.jpg: job run_") && stopped.contains("was accepted; its result was not fetched"), "\(stopped)")
     }
 
-    @Test("A second Ctrl-C names each accepted copy of an input apart, however many results it was asked for")
-    func interruptNamesCopies() throws {
+    @Test("A second Ctrl-C cancels accepted jobs at an endpoint that can: a queued one is not billed, a running one may be; each copy is named apart")
+    func interruptCancels() throws {
         let root = try folder()
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
         try writeImage(320, 240, to: root + "/in/a.jpg")
-        // RunPod has no count field: two copies are two jobs, neither ending while the test runs.
-        let emulator = try EmulatorProcess(faults: ["delayed:3600", "delayed:3600"])
+        // RunPod has no count field: two copies are two jobs, neither ending
+        // while the test runs: one no worker takes, one running for an hour.
+        let emulator = try EmulatorProcess(faults: ["stays-queued", "delayed:3600"])
         let pipe = Pipe()
         let process = try startQie(
             [
@@ -350,8 +351,51 @@ struct EditCLITests {
         let jobs = polledJobs()
         #expect(jobs.count == 2, "\(emulator.output)")
         #expect(process.terminationStatus == 130, "\(heard)")
+        #expect(heard.contains("stopping now"), "\(heard)")
         for job in jobs { #expect(heard.contains("job \(job) at"), "\(heard)") }
         #expect(heard.contains("a.jpg (copy 1): job") && heard.contains("a.jpg (copy 2): job"), "\(heard)")
+        // Each job cancelled once; the queued one never ran, the running one may have been billed.
+        let cancels = emulator.output.split(separator: "\n").filter { $0.hasPrefix("POST /v2/qwen-image-edit-2511/cancel/") }
+        #expect(cancels.count == 2, "\(emulator.output)")
+        #expect(heard.contains("was cancelled before it ran; nothing was billed"), "\(heard)")
+        #expect(heard.contains("was cancelled too late to know whether it ran; it may have been billed"), "\(heard)")
+
+        // The ledger says the same, and the money: $0.02 at risk, nothing spent.
+        let (_, status) = try runQie(["status", root + "/out"], environment: [:])
+        #expect(status.contains("1 uncertain") && status.contains("1 cancelled"), "\(status)")
+        #expect(status.contains("spent: $0 ") && status.contains("at risk: $0.02"), "\(status)")
+        #expect(status.contains("cancelled (not billed; the next run sends it again)"), "\(status)")
+    }
+
+    @Test("A RunPod job on /run past --timeout is cancelled once at the endpoint; the ledger says cancelled, nothing is spent, and the next run sends it")
+    func timeoutCancels() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
+        try writeImage(320, 240, to: root + "/in/a.jpg")
+        let emulator = try EmulatorProcess(faults: ["stays-queued"])
+        let arguments = [
+            "edit", root + "/in", "--provider", "runpod", "--flow", "poll", "--prompt", "x", "--out", root + "/out",
+            "--base-url", emulator.address, "--poll-interval", "0.2", "--timeout", "1",
+        ]
+        let (code, output) = try runQie(arguments, environment: ["RUNPOD_API_KEY": "cli-key"])
+        #expect(code == 1, "\(output)")
+        let cancels = emulator.output.split(separator: "\n").filter { $0.hasPrefix("POST /v2/qwen-image-edit-2511/cancel/") }
+        #expect(cancels.count == 1 && cancels[0].contains(" -> 200"), "\(emulator.output)")
+        let (_, status) = try runQie(["status", root + "/out", "--json"], environment: [:])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any], "\(status)")
+        let job = try #require((json["jobs"] as? [[String: Any]])?.first)
+        #expect(job["state"] as? String == "cancelled", "\(status)")
+        #expect((job["error"] as? String)?.contains("before it ran, so nothing was billed") == true, "\(status)")
+        #expect(json["spentUSD"] as? String == "0" && json["atRiskUSD"] as? String == "0", "\(status)")
+
+        // Nothing was billed: the next run sends it again (the emulator answers normally now).
+        var again = arguments
+        again.removeLast(2)
+        let (second, secondOutput) = try runQie(again, environment: ["RUNPOD_API_KEY": "cli-key"])
+        #expect(second == 0, "\(secondOutput)")
+        #expect(emulator.count(of: "POST /v2/qwen-image-edit-2511/run ") == 2, "\(emulator.output)")
+        #expect(FileManager.default.fileExists(atPath: root + "/out/a.jpg"))
     }
 
     @Test("A second run into the same folder is refused while the first is running, and allowed once it was killed")

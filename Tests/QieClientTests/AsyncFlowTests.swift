@@ -320,7 +320,7 @@ struct NotificationPartsTests {
 
     @Test("Runflow-Signature: bare hex, sha256=HEX and t=,v1= (known HMAC-SHA256 values), refused when tampered or stale")
     func signatures() {
-        let check = CallbackSignature(secret: "s3cret")
+        let check = RunflowSignature(secret: "s3cret")
         // Reference values computed with Python's hmac module, over a body
         // completed at 1700000000 (2023-11-14T22:13:20Z).
         let body = Data(#"{"run_id":"r1","status":"succeeded","completed_at":"2023-11-14T22:13:20Z"}"#.utf8)
@@ -341,7 +341,7 @@ struct NotificationPartsTests {
         #expect(!check.isValid(bare, body: body + Data(" ".utf8), now: soon))
         #expect(!check.isValid(String(bare.dropLast()) + "f", body: body, now: soon))
         #expect(!check.isValid(nil, body: body))
-        #expect(!CallbackSignature(secret: "other").isValid(bare, body: body, now: soon))
+        #expect(!RunflowSignature(secret: "other").isValid(bare, body: body, now: soon))
         #expect(check.isValid(check.header(for: body), body: body))
     }
 
@@ -369,7 +369,7 @@ struct NotificationPartsTests {
                 let sent: HTTPClientRequest.Body = announced ? .bytes(ByteBuffer(data: body)) : .stream(chunks.async, length: .unknown)
                 return Int(try await http.execute(delivery(sent, signature: signature), timeout: patience).status.code)
             }
-            let signer = CallbackSignature(secret: "whsec-test")
+            let signer = RunflowSignature(secret: "whsec-test")
             let big = Data(repeating: 0x20, count: CallbackListener.maxBodyBytes + 1)
             let announced = try await post(big, signature: signer.header(for: big))
             let chunked = try await post(big, signature: signer.header(for: big), announced: false)
@@ -420,7 +420,7 @@ struct NotificationPartsTests {
         let profile = ProviderProfile.runflowQwenImageEdit2511
         let signals = JobSignals()
         let listener = CallbackListener(profile: profile, port: 0, signingSecret: "whsec-replay", signals: signals)
-        let signer = CallbackSignature(secret: "whsec-replay")
+        let signer = RunflowSignature(secret: "whsec-replay")
         let key = SymmetricKey(data: Data("whsec-replay".utf8))
         func hex(_ data: Data) -> String {
             Data(HMAC<SHA256>.authenticationCode(for: data, using: key)).map { String(format: "%02x", $0) }.joined()

@@ -51,6 +51,49 @@ struct PaidWorkTests {
         }
     }
 
+    @Test("A /run job past the timeout is cancelled once at the endpoint: queued, nothing is billed and the next run sends it; running, it may have been billed")
+    func cancelledAtTimeout() async throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write(160, 120, to: root + "/in/a.jpg")
+        try await withEmulator { emulator, base in
+            let runpod = ProviderProfile.runpodQwenImageEdit2511
+            var options = testOptions(runpod, base: base)
+            options.flow = .polling
+            options.timeouts.overall = 1
+            var configuration = EditRunConfiguration(inputs: [root + "/in"], output: root + "/out", options: options)
+            configuration.maxCost = Decimal(string: "0.05")
+            // No worker takes the job: it is still queued when the run gives up on it.
+            emulator.inject([.staysQueued])
+            let first = try await EditRun(configuration).run(environment: testEnvironment())
+            #expect(first.batch.failed == 1 && emulator.submissions(to: runpod) == 1)
+            #expect(emulator.cancels(of: runpod) == 1)
+            let ledger = try Ledger(folder: root + "/out")
+            let job = try #require(try ledger.jobs().first)
+            #expect(job.state == .cancelled && job.requestID != nil)
+            #expect(job.error?.contains("before it ran, so nothing was billed") == true, "\(job.error ?? "")")
+            #expect(try ledger.money() == RunMoney())
+            let status = try await EditRun.status(folder: root + "/out")
+            #expect(status.cancelled.map(\.input) == [root + "/in/a.jpg"])
+
+            // Nothing was billed: the next run sends it again, and it is done.
+            configuration.options.timeouts.overall = 1800
+            let second = try await EditRun(configuration).run(environment: testEnvironment())
+            #expect(second.batch.written == 1 && emulator.submissions(to: runpod) == 2 && emulator.cancels(of: runpod) == 1)
+
+            // Given up while it runs: cancelled too late to know, so its money is at risk.
+            try write(120, 160, to: root + "/in/b.jpg")
+            configuration.options.timeouts.overall = 1
+            emulator.inject([.delayed(seconds: 600)])
+            let third = try await EditRun(configuration).run(environment: testEnvironment())
+            #expect(third.batch.failed == 1 && emulator.submissions(to: runpod) == 3 && emulator.cancels(of: runpod) == 2)
+            let late = try #require(try ledger.jobs().first { $0.inputPath.hasSuffix("b.jpg") })
+            #expect(late.state == .uncertain, "\(late.state)")
+            #expect(late.error?.contains("may have been billed") == true, "\(late.error ?? "")")
+            #expect(try ledger.money() == RunMoney(billed: Decimal(string: "0.02")!, atRisk: Decimal(string: "0.02")!, earlier: 0, unpriced: 0))
+        }
+    }
+
     @Test("A negative reported cost is ignored with a warning in the sidecar; the estimate stands")
     func negativeCost() async throws {
         let root = try folder()

@@ -115,6 +115,50 @@ struct PaidRequestTests {
         }
     }
 
+    @Test("A job given up where the endpoint cancels: released only when it never ran; too late it may be billed; refused it waits")
+    func givenUpAndCancelled() {
+        let cancelling: [PaidRequest.Event] = [
+            .prepared(estimate: Self.estimate, endpoint: "e", results: 1, cancels: true), .reserved, .sendingRecorded,
+            .accepted(jobID: "job-1", submissions: 1),
+        ]
+        for given in [Self.client(.timedOut, jobID: "job-1"), EditError.stopped] {
+            let reason = given.reason(naming: \.name)
+            var (machine, actions) = Self.run(.init(), cancelling + [.failed(given)])
+            #expect(machine.state == .cancelling(jobID: "job-1", reason: reason))
+            #expect(actions.last == .cancel(jobID: "job-1"))
+            #expect(machine.mayHaveBeenBilled && machine.holdsReservation, "billed until the endpoint says otherwise")
+
+            (machine, actions) = Self.run(.init(), cancelling + [.failed(given), .cancelled(.cancelledBeforeRunning)])
+            guard case .cancelled(let said) = machine.state else { Issue.record("\(machine.state)"); continue }
+            #expect(said.hasPrefix(reason) && said.contains("before it ran"))
+            #expect(Self.settlements(actions) == [0])
+            #expect(Self.moves(actions).last == .cancelled(reason: said, polls: 0))
+            #expect(!machine.mayHaveBeenBilled)
+
+            (machine, actions) = Self.run(.init(), cancelling + [.failed(given), .cancelled(.tooLate(status: "IN_PROGRESS"))])
+            guard case .uncertain(let late) = machine.state else { Issue.record("\(machine.state)"); continue }
+            #expect(late.contains("IN_PROGRESS") && late.contains("may have been billed"))
+            #expect(Self.settlements(actions) == [Self.estimate])
+            #expect(Self.moves(actions).last == .uncertain(reason: late, extraAttempts: 0))
+
+            (machine, actions) = Self.run(.init(), cancelling + [.failed(given), .cancelled(.refused(message: "HTTP 404"))])
+            guard case .waiting(let refused) = machine.state else { Issue.record("\(machine.state)"); continue }
+            #expect(refused.contains("HTTP 404"))
+            #expect(Self.settlements(actions) == [Self.estimate])
+        }
+        // A job the endpoint failed is not given up: lost, with no cancel.
+        let (machine, actions) = Self.run(.init(), cancelling + [.failed(Self.client(.rejected, status: 200, jobID: "job-1"))])
+        if case .lost = machine.state {} else { Issue.record("\(machine.state)") }
+        #expect(!actions.contains(.cancel(jobID: "job-1")))
+        // A cancelled job is sent again by the next run: its record reads as new.
+        var row = LedgerJob(
+            key: "k", inputPath: "/a.png", inputSHA256: String(repeating: "a", count: 64), inputSize: 1, inputModified: 1, copy: 0,
+            endpoint: "e", prompt: "p", options: "{}")
+        row.state = .cancelled
+        row.requestID = "job-1"
+        #expect(RecordedRequest(row) == .new)
+    }
+
     @Test("Results that cannot be fetched or finished stay spent; links kept unless expired or proved unusable")
     func lostResults() {
         let cases: [(EditError, recorded: Bool, atFinish: Bool, keep: Bool)] = [
@@ -215,12 +259,14 @@ struct PaidRequestTests {
 
     /// One event of each kind.
     static let allEvents: [PaidRequest.Event] = [
-        .prepared(estimate: estimate, endpoint: "e", results: 1), .reserved, .sendingRecorded,
+        .prepared(estimate: estimate, endpoint: "e", results: 1),
+        .prepared(estimate: estimate, endpoint: "e", results: 1, cancels: true), .reserved, .sendingRecorded,
         .refused(BudgetRefusal(limit: 1, spent: 1, inFlight: 0, estimate: estimate)), .yielded, .withdrawn,
         .accepted(jobID: "job-1", submissions: 1), .answered(answer),
         .answered(EndpointAnswer(jobID: "job-2", results: [.url("a"), .url("b")], reportedCost: Decimal(string: "0.5"))),
         .fetched, .delivered(outputs: ["/o"]), .failed(client(.rejected, status: 400)), .failed(client(.uncertain)),
         .failed(client(.timedOut, jobID: "job-1")), .failed(client(.badResponse, status: 404)), .failed(.stopped),
+        .cancelled(.cancelledBeforeRunning), .cancelled(.tooLate(status: "IN_PROGRESS")), .cancelled(.refused(message: "m")),
     ]
 
     /// The starts a machine can have.
@@ -239,7 +285,9 @@ struct PaidRequestTests {
         var sends = 0
         var settles: [Decimal] = []
         var reserved = false
-        var billed = false  // the endpoint accepted or answered it
+        var billed = false  // the endpoint answered it, or accepted it and did not confirm a cancel before it ran
+        var accepted = false
+        var cancelled = false  // the endpoint confirmed a cancel before it ran
         var sendRecorded = false  // this attempt was recorded as leaving
         var finalActions = 0
         for event in events {
@@ -251,8 +299,10 @@ struct PaidRequestTests {
                 case .send: sends += 1
                 case .settle(let spent): settles.append(spent)
                 case .record(let move):
-                    if move.state == .accepted || move.state == .answered { billed = true }
-                    #expect(!(billed && move.state == .failed), "a billed request recorded as failed: \(context)")
+                    if move.state == .answered { billed = true }
+                    if move.state == .accepted { accepted = true }
+                    if move.state == .cancelled { cancelled = true }
+                    #expect(!((billed || accepted) && move.state == .failed), "a billed request recorded as failed: \(context)")
                     // Money an earlier attempt may have been billed is never recorded away.
                     if move.state == .failed, !sendRecorded {
                         switch start.recorded {
@@ -267,6 +317,8 @@ struct PaidRequestTests {
             if case .reserved = event, !more.isEmpty { reserved = true }
             actions += more
         }
+        if accepted && !cancelled { billed = true }
+        #expect(!(cancelled && billed), "cancelled after results came: \(context)")
         #expect(sends <= 1, "sent \(sends) times: \(context)")
         #expect(sends == 0 || actions.contains(.record(.sending(estimate: machine.estimate, carried: machine.carried))), "sent unrecorded: \(context)")
         #expect(settles.count <= 1, "settled \(settles.count) times: \(context)")
@@ -275,7 +327,11 @@ struct PaidRequestTests {
         if let spent = settles.first {
             // Money that may have been billed is never released.
             if machine.sent, spent == 0 {
-                if case .failed = machine.state {} else { Issue.record("released after sending, ending \(machine.state): \(context)") }
+                switch machine.state {
+                case .failed: break
+                case .cancelled: #expect(accepted, "cancelled without a job: \(context)")
+                default: Issue.record("released after sending, ending \(machine.state): \(context)")
+                }
                 #expect(!billed, "a billed request released: \(context)")
             }
             if case .completed(_, let cost) = machine.state { #expect(spent == cost ?? 0, "settled \(spent), cost \(String(describing: cost)): \(context)") }

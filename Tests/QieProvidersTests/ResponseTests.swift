@@ -73,4 +73,26 @@ struct ResponseTests {
         }
         #expect(noImage?.message.contains("no image at output.image_url") == true)
     }
+
+    @Test("RunPod's cancel: POST /v2/ENDPOINT/cancel/ID with the key; CANCELLED without executionTime never ran, with it may have been billed")
+    func runpodCancel() throws {
+        let profile = ProviderProfile.runpodQwenImageEdit2511
+        let request = try #require(RequestBuilder.cancel(id: "sync-a/b", for: profile, apiKey: "sk-SECRET"))
+        #expect(request.method == "POST")
+        #expect(request.url == "https://api.runpod.ai/v2/qwen-image-edit-2511/cancel/sync-a%2Fb")
+        #expect(request.headers.first { $0.0 == "Authorization" }?.1 == "Bearer sk-SECRET")
+        #expect(request.redactedHeaders.first { $0.0 == "Authorization" }?.1 == "Bearer ***")
+        let host = profile.host
+        #expect(host.readCancel(Data(#"{"id": "j", "status": "CANCELLED", "delayTime": 120}"#.utf8), status: 200, for: profile) == .cancelledBeforeRunning)
+        #expect(
+            host.readCancel(Data(#"{"id": "j", "status": "CANCELLED", "delayTime": 5, "executionTime": 900}"#.utf8), status: 200, for: profile)
+                == .tooLate(status: "CANCELLED"))
+        #expect(host.readCancel(Data(#"{"id": "j", "status": "COMPLETED", "executionTime": 900}"#.utf8), status: 200, for: profile) == .tooLate(status: "COMPLETED"))
+        #expect(
+            host.readCancel(Data(#"{"error": "job not found"}"#.utf8), status: 404, for: profile)
+                == .refused(message: "runpod-qwen-image-edit-2511 answered HTTP 404: job not found"))
+        // Hosts without a cancel route have none to build.
+        #expect(RequestBuilder.cancel(id: "x", for: .oxenQwenImageEdit2511, apiKey: "k") == nil)
+        #expect(RequestBuilder.cancel(id: "x", for: .runflowQwenImageEdit2511, apiKey: "k") == nil)
+    }
 }

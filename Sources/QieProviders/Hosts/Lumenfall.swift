@@ -1,8 +1,65 @@
+import Foundation
 import QieCore
+
+/// Lumenfall's OpenAI-compatible image edits (multipart, answered at once).
+public struct Lumenfall: EndpointHost {
+    /// The host.
+    public init() {}
+
+    /// The company's name.
+    public var name: String { "Lumenfall" }
+    /// The endpoints it sells.
+    public var profiles: [ProviderProfile] { [.lumenfallQwenImageEdit2511] }
+
+    // MARK: Answers
+
+    /// OpenAI's images answer: `data[]` of `url` or `b64_json`.
+    public func read(
+        _ answer: [String: Any], for profile: ProviderProfile, jobID: String?, warn: (String) -> Void
+    ) throws(ProvidersError) -> ResponseOutcome {
+        let error = (answer["error"] as? String) ?? ((answer["error"] as? [String: Any])?["message"] as? String)
+        return try ResponseReader.job(answer, for: profile, id: (answer["id"] as? String) ?? jobID, error: error, cost: nil, warn: warn)
+    }
+
+    // MARK: Emulation
+
+    /// A new job's id, spelled as the host spells them.
+    public func emulatedJobID(for profile: ProviderProfile) -> String { "gen_" + UUID().uuidString.lowercased() }
+
+    /// The host's word for `phase`.
+    public func emulatedStatus(_ phase: JobPhase, for profile: ProviderProfile) -> String { phase.rawValue }
+
+    /// A job still running (only a fault makes one).
+    public func emulatedAcceptance(of job: EmulatedJob, for profile: ProviderProfile, enqueued: Bool) -> EmulatedAnswer {
+        EmulatedAnswer(status: 200, body: ["id": job.id, "status": job.status])
+    }
+
+    /// The job's id and status.
+    public func emulatedDescription(of job: EmulatedJob, for profile: ProviderProfile, asCallback: Bool) -> [String: Any] {
+        ["id": job.id, "status": job.status]
+    }
+
+    /// The answer to a synchronous edit that finished.
+    public func emulatedSuccess(_ results: EmulatedResults, for profile: ProviderProfile) -> [String: Any] {
+        let data: [[String: Any]] =
+            results.returnsBase64
+            ? results.inline.map { ["b64_json": $0.base64EncodedString(), "revised_prompt": results.prompt] }
+            : results.urls.map { ["url": $0, "revised_prompt": results.prompt] }
+        return ["created": Int(Date().timeIntervalSince1970), "data": data]
+    }
+
+    /// OpenAI's error object.
+    public func emulatedError(_ message: String, param: String?, for profile: ProviderProfile) -> [String: Any] {
+        var error: [String: Any] = ["message": message, "type": "invalid_request_error"]
+        if let param { error["param"] = param }
+        return ["error": error]
+    }
+}
 
 extension ProviderProfile {
     /// Lumenfall's OpenAI-compatible `qwen-image-edit-2511` (lumenfall-qwen-image-edit-2511.md).
     public static let lumenfallQwenImageEdit2511 = ProviderProfile(
+        host: Lumenfall(),
         id: "lumenfall-qwen-image-edit-2511",
         aliases: ["lumenfall"],
         provider: "Lumenfall",
