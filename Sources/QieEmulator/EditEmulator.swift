@@ -132,6 +132,8 @@ public final class EditEmulator: Sendable {
         case endedEventStreams
         /// Cancels received for a known job.
         case cancels
+        /// Status polls received.
+        case polls
     }
 
     /// What an event stream is sent.
@@ -327,6 +329,11 @@ public final class EditEmulator: Sendable {
 
     /// Status polls received for an endpoint.
     public func polls(of profile: ProviderProfile) -> Int { state.withLock { $0.polls[profile.id] ?? 0 } }
+
+    /// Waits until `count` status polls of `profile`'s jobs were received.
+    public func waitForPolls(_ count: Int, of profile: ProviderProfile) async {
+        await waitFor(count, .polls, of: profile)
+    }
 
     /// Cancels received for known jobs of `profile`.
     public func cancels(of profile: ProviderProfile) -> Int { state.withLock { $0.cancels[profile.id] ?? 0 } }
@@ -712,6 +719,7 @@ public final class EditEmulator: Sendable {
             state.polls[profile.id, default: 0] += 1
             return state.pollFaults.isEmpty ? nil : state.pollFaults.removeFirst()
         }
+        count(.polls, of: profile)
         if let fault, let response = play(fault, profile: profile) { return response }
         guard request.headers[.authorization] == "Bearer \(apiKey)" else {
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")

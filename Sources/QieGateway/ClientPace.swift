@@ -52,6 +52,10 @@ final class ClientPace: ChannelDuplexHandler, RemovableChannelHandler {
     private let tick: TimeAmount
     private var stage: Stage
     private var timer: RepeatedTask?
+    /// Whether the client closed its connection or its sending side.
+    private var gone = false
+    /// What to do if the client goes away before the answer in progress is written.
+    private var goneActions: [@Sendable () -> Void] = []
 
     init(deadlines: ClientDeadlines, clock: any QieClock, tick: TimeAmount = .seconds(1)) {
         self.deadlines = deadlines
@@ -78,7 +82,28 @@ final class ClientPace: ChannelDuplexHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        clientGone()
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The server allows half-closed connections: a client that went
+        // away shows as its input closing, not (yet) as the channel closing.
+        if let event = event as? ChannelEvent, event == .inputClosed { clientGone() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Runs `action` (on the event loop) once if the client goes away
+    /// before the answer in progress is written; at once if it has gone.
+    func whenGone(_ action: @escaping @Sendable () -> Void) {
+        if gone { action() } else { goneActions.append(action) }
+    }
+
+    private func clientGone() {
+        gone = true
+        let actions = goneActions
+        goneActions = []
+        for action in actions { action() }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -95,8 +120,10 @@ final class ClientPace: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
-            // The answer is out: the next request's headers are timed from here.
+            // The answer is out: the next request's headers are timed from
+            // here, and its client's going away concerns it no longer.
             if case .answering = stage { stage = .headers(since: clock.now()) }
+            goneActions = []
         }
         context.write(data, promise: promise)
     }

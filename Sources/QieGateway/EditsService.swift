@@ -32,8 +32,8 @@ struct EditsService: Sendable {
     static let retryHeader = HTTPField.Name("x-should-retry")!
     static let requestIDHeader = HTTPField.Name("x-request-id")!
 
-    func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    func router() -> Router<GatewayRequestContext> {
+        let router = Router(context: GatewayRequestContext.self)
         router.get("/v1/models") { request, _ in
             if let failure = authenticate(request).failure { return Self.response(failure) }
             return Self.json(models(), status: .ok)
@@ -46,7 +46,7 @@ struct EditsService: Sendable {
             }
             return Self.json(model(profile), status: .ok)
         }
-        router.post("/v1/images/edits") { request, _ in await edits(request) }
+        router.post("/v1/images/edits") { request, context in await edits(request, context: context) }
         router.post("/v1/images/generations") { request, _ in
             Self.response(
                 GatewayError(
@@ -154,13 +154,13 @@ struct EditsService: Sendable {
 
     // MARK: Edits
 
-    private func edits(_ request: Request) async -> Response {
+    private func edits(_ request: Request, context: GatewayRequestContext) async -> Response {
         let started = Date()
         let requestID = "req_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         var line = RequestLog(requestID: requestID)
         let response: Response
         do {
-            response = try await edit(request, log: &line)
+            response = try await edit(request, context: context, log: &line)
         } catch {
             line.outcome = "\(error.status) \(error.code ?? error.type)"
             response = Self.response(error)
@@ -172,7 +172,9 @@ struct EditsService: Sendable {
         return answered
     }
 
-    private func edit(_ request: Request, log: inout RequestLog) async throws(GatewayError) -> Response {
+    private func edit(
+        _ request: Request, context: GatewayRequestContext, log: inout RequestLog
+    ) async throws(GatewayError) -> Response {
         let client = authenticate(request)
         log.key = client.keyID
         if let failure = client.failure { throw failure }
@@ -273,8 +275,25 @@ struct EditsService: Sendable {
         }
 
         let result: EditResult
+        let clientGone = Atomic<Bool>(false)
         do {
-            result = try await editor.edit(input, options: options, hooks: hooks)
+            if hooks.idempotency == nil {
+                // No retry will come for this edit: when its client goes away,
+                // it is given up, and its accepted jobs cancelled where the
+                // endpoint can cancel them (money released when they never ran).
+                let editing = Task { [hooks] in try await editor.edit(input, options: options, hooks: hooks) }
+                context.whenClientGone {
+                    clientGone.store(true, ordering: .relaxed)
+                    editing.cancel()
+                }
+                result = try await withTaskCancellationHandler {
+                    try await editing.value
+                } onCancel: {
+                    editing.cancel()
+                }
+            } else {
+                result = try await editor.edit(input, options: options, hooks: hooks)
+            }
             log.timings = result.timings
         } catch {
             if place.refused { throw queueFull }
@@ -284,6 +303,12 @@ struct EditsService: Sendable {
             let atRisk = requests.filter { $0.charge == .atRisk }.compactMap(\.amount).reduce(0, +)
             if billed > 0 { log.cost = "\(billed)" }
             if atRisk > 0 { log.atRisk = "\(atRisk)" }
+            let cancelled = requests.filter { $0.state == .cancelled }.count
+            if cancelled > 0 { log.cancelled = cancelled }
+            if clientGone.load(ordering: .relaxed) {
+                // No one hears the answer; the log says why the edit ended (nginx's 499).
+                throw GatewayError(status: 499, message: "the client closed the connection", type: "client_closed_request")
+            }
             throw GatewayError(error as? EditError ?? .ledger("\(error)"))
         }
         let replayed = hooks.idempotency != nil && !sent.load(ordering: .relaxed)
@@ -398,6 +423,8 @@ struct RequestLog {
     var cost: String?
     /// Money a failed edit may have been billed (sent without a usable answer).
     var atRisk: String?
+    /// Jobs given up and cancelled at the endpoint before they ran.
+    var cancelled: Int?
     var queueSeconds: Double?
     var readSeconds: Double?
     var timings: EditTimings?
@@ -412,6 +439,7 @@ struct RequestLog {
         if let endpointSeconds { metadata["endpoint_seconds"] = "\(String(format: "%.3f", endpointSeconds))" }
         if let cost { metadata["cost_usd"] = "\(cost)" }
         if let atRisk { metadata["at_risk_usd"] = "\(atRisk)" }
+        if let cancelled { metadata["cancelled"] = "\(cancelled)" }
         // Where the time went: reading the upload, each step of the edit, writing the answer.
         var steps: [String] = []
         if let queueSeconds, queueSeconds >= 0.001 { steps.append(String(format: "queue:%.3f", queueSeconds)) }

@@ -69,7 +69,7 @@ public struct Gateway: Sendable {
     /// everything is closed when `body` returns or throws.
     public func withApplication<T: Sendable>(
         onReady: @escaping @Sendable (String) async -> Void = { _ in },
-        _ body: @Sendable (Application<RouterResponder<BasicRequestContext>>) async throws -> T
+        _ body: @Sendable (Application<RouterResponder<GatewayRequestContext>>) async throws -> T
     ) async throws -> T {
         try await withParts(onReady: onReady) { parts in
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -82,7 +82,7 @@ public struct Gateway: Sendable {
 
     /// What a running gateway is made of.
     private struct Parts: Sendable {
-        var application: Application<RouterResponder<BasicRequestContext>>
+        var application: Application<RouterResponder<GatewayRequestContext>>
         var sweeper: StateSweeper
         var state: StateService
     }

@@ -53,7 +53,12 @@ actor EditRequests {
                 }
                 if case .sending = move { actions = machines[index].handle(.sendingRecorded) }
             case .settle(let spent):
-                if let reservation = reservations.removeValue(forKey: index) { await budget?.settle(reservation, spent: spent) }
+                if let reservation = reservations.removeValue(forKey: index), let budget {
+                    // Settled even when the edit was cancelled meanwhile (a
+                    // client gone, a run stopped): a store's write would
+                    // refuse a cancelled task, and a release must not be lost.
+                    await Task { await budget.settle(reservation, spent: spent) }.value
+                }
             case .end:
                 break
             case .reserve, .send, .poll, .cancel, .fetch, .finish:

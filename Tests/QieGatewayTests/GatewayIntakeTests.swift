@@ -72,6 +72,54 @@ struct GatewayIntakeTests {
         }
     }
 
+    @Test("A client that goes away from an edit sent without an Idempotency-Key: its accepted job is cancelled at the endpoint, and the money held for it released")
+    func clientGoneCancels() async throws {
+        let input = try photo(64, 48)
+        let form = multipart { $0.file("image", input); $0.field("prompt", "x") }
+        let log = CapturedLog()
+        try await withLiveGateway(logger: log.logger, configure: { $0.maxCostPerDay = Decimal(string: "0.02") }) { emulator, client, port in
+            let runpod = ProviderProfile.runpodQwenImageEdit2511
+            // The endpoint takes the job as one still to run, and no worker starts it.
+            emulator.inject([.staysQueued])
+            let connection = try RawConnection(port: port)
+            try connection.send(
+                "POST /v1/images/edits HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: \(form.contentType)\r\nContent-Length: \(form.bytes.count)\r\n\r\n")
+            try connection.send(form.bytes)
+            // Accepted (its id recorded, then polled): the client goes away.
+            await emulator.waitForPolls(1, of: runpod)
+            connection.hangUp()
+            await emulator.waitForCancels(1, of: runpod)
+            await log.wait(for: "cancelled=1")
+            #expect(log.all.contains { $0.contains("cancelled=1") && $0.contains("outcome=499 client_closed_request") }, "\(log.all)")
+            #expect(!log.all.contains { $0.contains("at_risk_usd") }, "\(log.all)")
+            // Nothing was billed: the day's whole budget takes the next edit.
+            let next = try await edit(client, form)
+            #expect(next.status == .ok, "\(String(buffer: next.body)) \(log.all)")
+            #expect(emulator.submissions(to: runpod) == 2 && emulator.cancels(of: runpod) == 1)
+        }
+    }
+
+    @Test("With an Idempotency-Key the edit goes on when its client goes away: the retry gets its answer, nothing is cancelled or sent again")
+    func clientGoneKeepsKeyedEdit() async throws {
+        let input = try photo(64, 48)
+        let form = multipart { $0.file("image", input); $0.field("prompt", "x") }
+        try await withLiveGateway { emulator, client, port in
+            let runpod = ProviderProfile.runpodQwenImageEdit2511
+            emulator.inject([.acceptedPending])
+            emulator.hold()
+            let connection = try RawConnection(port: port)
+            try connection.send(
+                "POST /v1/images/edits HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: gone-1\r\nContent-Type: \(form.contentType)\r\nContent-Length: \(form.bytes.count)\r\n\r\n")
+            try connection.send(form.bytes)
+            await emulator.waitForPolls(1, of: runpod)
+            connection.hangUp()
+            emulator.release()
+            let retry = try await edit(client, form, headers: [HTTPField.Name("Idempotency-Key")!: "gone-1"])
+            #expect(retry.status == .ok)
+            #expect(emulator.submissions(to: runpod) == 1 && emulator.cancels(of: runpod) == 0)
+        }
+    }
+
     @Test("Parts, part headers, text fields and request headers are bounded; each is refused before anything is sent")
     func bodyLimits() async throws {
         let input = try photo(64, 48)

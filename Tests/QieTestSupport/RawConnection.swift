@@ -33,6 +33,10 @@ public final class RawConnection: @unchecked Sendable {
 
     deinit { close(socket) }
 
+    /// Goes away: shuts the connection in both directions, as a client
+    /// that gave up (or died) does.
+    public func hangUp() { Glibc.shutdown(socket, Int32(SHUT_RDWR)) }
+
     /// Sends `text` (or `data`) as it is.
     public func send(_ text: String) throws { try send(Data(text.utf8)) }
 

@@ -1,0 +1,31 @@
+import Hummingbird
+import NIOCore
+
+/// The gateway's request context: Hummingbird's core context, and the
+/// client's connection, so an edit its client no longer waits for can be
+/// given up.
+public struct GatewayRequestContext: RequestContext {
+    /// Hummingbird's per-request storage.
+    public var coreContext: CoreRequestContextStorage
+    /// The client's connection.
+    let channel: any Channel
+
+    /// The context of a request that came in on `source`'s channel.
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+
+    /// Runs `action` once if the client goes away (closes its connection
+    /// or its sending side) before this request's answer is written.
+    func whenClientGone(_ action: @escaping @Sendable () -> Void) {
+        let channel = self.channel
+        channel.eventLoop.execute {
+            if let pace = try? channel.pipeline.syncOperations.handler(type: ClientPace.self) {
+                pace.whenGone(action)
+            } else if !channel.isActive {
+                action()
+            }
+        }
+    }
+}
