@@ -327,8 +327,17 @@ public struct EditRun: Sendable {
     /// now, and it reads only inputs under the folders trusted (see
     /// `ResumeTrust`), so a ledger written by someone else cannot send the
     /// key, or the user's images, anywhere new.
+    ///
+    /// A ledger written before configurations were stored records the
+    /// command line instead. With `commandLine`, a front end that knows that
+    /// command line reads it back (the arguments, and the directory they
+    /// were run from) as the configuration it asked for, or nil when it is
+    /// not one of its own; that configuration is validated and held to
+    /// `trust` as a stored one is. Without it, or when it gives nil, such a
+    /// ledger throws `.legacyRun`.
     public static func resume(
-        folder: String, trust: ResumeTrust = ResumeTrust(), store settings: RunStoreSettings = RunStoreSettings()
+        folder: String, trust: ResumeTrust = ResumeTrust(), store settings: RunStoreSettings = RunStoreSettings(),
+        commandLine reader: ((_ arguments: [String], _ directory: String) throws -> EditRunConfiguration?)? = nil
     ) async throws(EditError) -> EditRun {
         let store = try await openStore(folder: folder, settings: settings)
         let run: LedgerRun?
@@ -341,7 +350,7 @@ public struct EditRun: Sendable {
         }
         guard let run else { throw .noRun(folder: folder) }
         guard let text = run.configuration, let version = run.configurationVersion else {
-            throw .legacyRun(folder: folder, arguments: run.argumentList, directory: run.directory)
+            return try legacy(run, folder: folder, trust: trust, reader: reader)
         }
         guard version <= EditRunConfiguration.currentVersion else { throw .newerRun(folder: folder, version: version) }
         let configuration: EditRunConfiguration
@@ -350,6 +359,28 @@ public struct EditRun: Sendable {
         } catch {
             throw .ledger("the stored configuration cannot be read: \(error)")
         }
+        try configuration.check(trust, folder: folder)
+        return EditRun(configuration)
+    }
+
+    /// The run an earlier qie's recorded command line asks for, read by
+    /// `reader`, validated and held to `trust`.
+    private static func legacy(
+        _ run: LedgerRun, folder: String, trust: ResumeTrust,
+        reader: ((_ arguments: [String], _ directory: String) throws -> EditRunConfiguration?)?
+    ) throws(EditError) -> EditRun {
+        let arguments = run.argumentList
+        let read: EditRunConfiguration?
+        do {
+            read = try reader?(arguments, run.directory)
+        } catch {
+            throw .ledger("the command line recorded in \(DisplayPath.escape(folder)) cannot be read: \(error)")
+        }
+        guard var configuration = read else {
+            throw .legacyRun(folder: folder, arguments: arguments, directory: run.directory)
+        }
+        configuration.commandLine = arguments
+        do { try configuration.validate() } catch { throw .setting(error) }
         try configuration.check(trust, folder: folder)
         return EditRun(configuration)
     }

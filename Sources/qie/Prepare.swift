@@ -18,6 +18,11 @@ struct Prepare: ParsableCommand {
             and metadata stripped (GPS included).
             """)
 
+    /// The library's defaults, which the options below start from.
+    static let defaults = (
+        settings: PrepareSettings(), resize: ResizeOptions(size: PixelSize(width: 1, height: 1)),
+        encode: EncodeOptions(format: .jpeg))
+
     @Argument(help: "Image files or folders.", completion: .file())
     var inputs: [String]
 
@@ -28,16 +33,16 @@ struct Prepare: ParsableCommand {
     var size: String?
 
     @Option(help: "How to reach --size: contain (pad), cover (crop), fill (stretch), inside, outside.")
-    var fit: Fit = .contain
+    var fit = defaults.resize.fit
 
     @Option(
         help:
             "Where the image sits when padded or which part a crop keeps: centre, north, northeast, east, southeast, south, southwest, west, northwest; with --fit cover also attention or entropy."
     )
-    var position: String = "centre"
+    var position = defaults.resize.position.rawValue
 
     @Option(help: "Padding for --fit contain: a colour (#rrggbb, #rrggbbaa, r,g,b[,a], white, transparent...), blur or edge.")
-    var background: String = "white"
+    var background = defaults.resize.fill.description
 
     @Option(help: "Output format: jpeg (jpg), png, webp, avif or gif. Default: the input's (HEIC and TIFF become png).")
     var format: String?
@@ -45,8 +50,8 @@ struct Prepare: ParsableCommand {
     @Option(help: "Quality 1-100 for jpeg, webp and avif (defaults: 90, 90, 60).")
     var quality: Int?
 
-    @Option(help: "PNG compression level 0-9.")
-    var compression: Int = 6
+    @Option(help: "PNG compression level 0-9 (default 6).")
+    var compression: Int?
 
     @Option(help: "Encoder effort: webp 0-6, avif 0-9, gif 1-10.")
     var effort: Int?
@@ -58,13 +63,13 @@ struct Prepare: ParsableCommand {
     var lossless = false
 
     @Option(help: "JPEG chroma subsampling: 420 (smaller, faster) or 444 (full colour resolution).")
-    var chroma: String = "420"
+    var chroma = defaults.encode.chromaSubsampling ? "420" : "444"
 
     @Flag(help: "Embed an sRGB ICC profile (all other metadata is always stripped).")
     var keepIcc = false
 
-    @Option(help: "Images processed at once (default: the number of cores).")
-    var concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Images processed at once (the number of cores unless given).")
+    var concurrency = defaults.settings.concurrency
 
     @Flag(help: "One JSON object per file (and a summary object) on standard output.")
     var json = false
@@ -100,7 +105,7 @@ struct Prepare: ParsableCommand {
     var seed: Int?
 
     @Option(name: .customLong("num-images"), help: "With --emit-requests: outputs wanted.")
-    var numImages: Int = 1
+    var numImages = Edit.defaults.options.numImages
 
     @Option(name: .customLong("result-format"), help: "With --emit-requests: the format wanted back (converted locally if the endpoint cannot).")
     var resultFormat: String?

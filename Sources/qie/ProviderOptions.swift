@@ -39,7 +39,7 @@ struct PriceOptions: ParsableArguments {
     var pricePerMegapixel: String?
 
     @Option(name: .customLong("megapixel-rounding"), help: "How billed megapixels round: none, hundredth or whole.")
-    var rounding: String = "none"
+    var rounding = Edit.defaults.options.rounding.rawValue
 
     func validate() throws {
         _ = try override()
