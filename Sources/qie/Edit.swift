@@ -47,7 +47,7 @@ struct Edit: AsyncParsableCommand {
     @Option(help: "Prompts per image: CSV with a header (file,prompt[,seed,negative_prompt,images]) or JSON Lines.")
     var manifest: String?
 
-    @Flag(name: .customLong("dry-run"), help: "Print the plan and the estimated cost; send nothing.")
+    @Flag(name: .customLong("dry-run"), help: "Print the plan, the names written and the estimated cost; send nothing (with --json: one JSON document).")
     var dryRun = false
 
     @Option(
@@ -68,6 +68,13 @@ struct Edit: AsyncParsableCommand {
 
     @Option(help: "Output folder (created if missing).", completion: .directory)
     var out: String
+
+    @Option(
+        name: .customLong("name"),
+        help: ArgumentHelp(
+            "Name results from a template, relative to --out: {dir} (the input's folder under its input folder), {stem} (its name without extension), {ext} (the result's format), {index} (the result's number from 1; needed with several results per input). It ends with .{ext}; names that leave --out or meet are refused before anything is sent. Default: the input's path and name.",
+            valueName: "template"))
+    var name: String?
 
     @Option(name: .customLong("negative-prompt"), help: "What to keep out of the result.")
     var negativePrompt: String?
@@ -226,6 +233,7 @@ struct Edit: AsyncParsableCommand {
         run.maxFileBytes = maxFileBytes
         run.allowOutsideReferences = allowOutsideReferences
         run.followLinks = links.followLinks
+        run.outputName = try name.map { text in try Flags.validating { try OutputNameTemplate(text) } }
         return run
     }
 
@@ -307,17 +315,23 @@ struct Edit: AsyncParsableCommand {
         for problem in estimate.problems { TextStream.standardError.write("error \(problem)\n") }
         for link in estimate.skippedLinks { TextStream.standardError.write(LinkOptions.warning(link)) }
         for item in estimate.items where !item.skipped {
-            let path = DisplayPath.escape(item.input.path)
-            switch item.plan {
-            case .failure(let error):
-                TextStream.standardError.write("error \(path): \(error.reason(naming: Flags.name))\n")
-            case .success(let plan):
-                let copies = item.requests
-                let asked = item.prompt ?? "(no prompt)"
-                out.add(
-                    "would edit \(path): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(item.cost.map { "~$\($0)" } ?? "price unknown") \"\(asked.prefix(60))\""
-                )
+            if case .failure(let error) = item.plan {
+                TextStream.standardError.write("error \(DisplayPath.escape(item.input.path)): \(error.reason(naming: Flags.name))\n")
             }
+        }
+        if json {
+            TextStream.standardOutput.write(try JSONText.document(EditEstimateReport(estimate, naming: Flags.name)))
+            if estimate.failed > 0 { throw ExitCode(1) }
+            return
+        }
+        for item in estimate.items where !item.skipped {
+            guard case .success(let plan) = item.plan else { continue }
+            let copies = item.requests
+            let asked = item.prompt ?? "(no prompt)"
+            let names = item.outputs.map(DisplayPath.escape).joined(separator: ", ")
+            out.add(
+                "would edit \(DisplayPath.escape(item.input.path)) as \(names): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(item.cost.map { "~$\($0)" } ?? "price unknown") \"\(asked.prefix(60))\""
+            )
         }
         let planned = estimate.planned
         let requests = estimate.requests

@@ -19,6 +19,7 @@ enum Flags {
         case .baseURL: "--base-url"
         case .allowInsecureHTTP: "--allow-insecure-http"
         case .apiKey: "the API key"
+        case .outputName: "--name"
         default: "--" + setting.rawValue.replacing(/[A-Z]/) { "-" + $0.output.lowercased() }
         }
     }

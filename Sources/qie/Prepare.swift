@@ -29,6 +29,16 @@ struct Prepare: ParsableCommand {
     @Option(help: "Output folder (created if missing).", completion: .directory)
     var out: String
 
+    @Option(
+        name: .customLong("name"),
+        help: ArgumentHelp(
+            "Name outputs from a template, relative to --out: {dir} (the input's folder under its input folder), {stem} (its name without extension), {ext} (the output format's), {index} (always 1 here). It ends with .{ext}; names that leave --out or meet are refused before any image is read. Default: the input's path and name.",
+            valueName: "template"))
+    var name: String?
+
+    @Flag(name: .customLong("skip-existing"), help: "Leave inputs whose output is in --out already (counted as skipped; nothing read past the header).")
+    var skipExisting = false
+
     @Option(help: "Target size WxH, for example 1024x1280. Without it images keep their size.")
     var size: String?
 
@@ -187,9 +197,12 @@ struct Prepare: ParsableCommand {
                 size: try ProviderOptions.sizeRequest(size: size, aspectRatio: aspectRatio, resolution: resolution),
                 fit: fit, position: Position(parsing: position) ?? .centre, fill: fill, request: request)
         }
-        return PrepareSettings(
+        var settings = PrepareSettings(
             resize: target == nil ? resize : nil, format: outputFormat, encode: encode, limits: limits.limits,
             concurrency: concurrency, provider: target)
+        settings.outputName = try name.map { text in try Flags.validating { try OutputNameTemplate(text) } }
+        settings.skipExisting = skipExisting
+        return settings
     }
 
     func run() throws {
@@ -220,9 +233,18 @@ struct Prepare: ParsableCommand {
             cancellation.cancel()
         }
 
-        reporter.start(total: files.count)
-        var summary = PrepareBatch(inputs: files, output: folder, settings: settings)
-            .run(cancellation: cancellation) { reporter.report(ItemReport($0)) }
+        let batch = PrepareBatch(inputs: files, output: folder, settings: settings)
+        var summary: BatchSummary
+        do {
+            // Names that would meet are refused before anything is read.
+            _ = try batch.naming()
+            reporter.start(total: files.count)
+            summary = try batch.run(cancellation: cancellation) { reporter.report(ItemReport($0)) }
+        } catch {
+            interrupt.cancel()
+            TextStream.standardError.write("error: \(Flags.message(error))\n")
+            throw ExitCode(2)
+        }
         summary.failed += problems.count
         summary.total += problems.count
         reporter.finish(summary, outputFolder: out)
