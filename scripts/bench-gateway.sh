@@ -36,6 +36,10 @@ trap cleanup EXIT
 start() {  # latency concurrency
   stop
   wait 2>/dev/null || true
+  # The last start's address must not be read for this one's: a process
+  # started in the background may not have truncated its file yet when the
+  # wait for its address begins.
+  rm -f "$work/emulator.out" "$work/gateway.out"
   "$qie" emulate --port 0 --api-key bench-key --latency "$1" >"$work/emulator.out" 2>&1 &
   emulator=$!
   endpoint=$(listening_address "$work/emulator.out" "$emulator")

@@ -31,6 +31,10 @@ public enum Setting: String, Sendable, Codable, CaseIterable {
     case maxMegapixels, maxSide
     /// The endpoint's key (read from the environment).
     case apiKey
+    /// How outputs are named (a template), and whether inputs whose output exists already are skipped.
+    case outputName, skipExisting
+    /// Where a run's jobs are kept (a shared store's URL), and how long a worker's claim on a job lasts.
+    case ledger, lease
 
     /// The setting's name in library messages: the name of the property
     /// that holds it in the library's configuration values (`maxCost`).

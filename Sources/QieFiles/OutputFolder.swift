@@ -123,6 +123,13 @@ public final class OutputFolder: Sendable {
         return full
     }
 
+    /// The full path of `relativePath` when something is there already (a
+    /// file, a folder, or a link, which is not followed), else nil.
+    public func existing(_ relativePath: String) -> String? {
+        guard let (full, _) = try? Self.split(relativePath, in: path) else { return nil }
+        return (try? FileManager.default.attributesOfItem(atPath: full)) == nil ? nil : full
+    }
+
     /// Reads the regular file at `relativePath` (at most `maxBytes`), reached
     /// through no link, as it is written.
     public func read(_ relativePath: String, maxBytes: Int = 256 << 20) throws(OutputError) -> Data {

@@ -65,9 +65,12 @@ public struct GatewayConfiguration: Sendable {
     /// on as the endpoint made it once it decodes in full
     /// (`keepResultBytes`, on here); turn it off to have every result
     /// encoded again from its pixels, as folder runs do.
+    /// Each edit's time limit, from submission to result, is 600 s here
+    /// (folder runs wait longer: a client is waiting on this one).
     public var options: EditOptions = {
         var options = EditOptions(endpoint: ProviderCatalog.defaultProfile.id)
         options.keepResultBytes = true
+        options.timeouts.overall = 600
         return options
     }()
     /// The largest request body taken, bytes.
@@ -119,6 +122,53 @@ public struct GatewayConfiguration: Sendable {
     public init(stateDirectory: String) {
         self.stateDirectory = stateDirectory
     }
+
+    /// The variable holding client keys, comma separated (see `GatewayKey.keys(list:)`).
+    public static let keysVariable = "QIE_GATEWAY_KEYS"
+    /// The variable naming where the state is kept when no `state` is given:
+    /// a folder, or a PostgreSQL URL.
+    public static let stateVariable = "QIE_GATEWAY_STATE"
+
+    /// Every setting at its default, for front ends that show defaults
+    /// (`qie serve --help`) and start from them. Its state folder is the
+    /// default one of the process's environment.
+    public static var defaults: GatewayConfiguration {
+        GatewayConfiguration(stateDirectory: defaultStateDirectory(ProcessInfo.processInfo.environment))
+    }
+
+    /// The state folder used when none is named: `$XDG_STATE_HOME/qie/serve`,
+    /// else `~/.local/state/qie/serve` (`$HOME`; the temporary folder when
+    /// neither is set).
+    public static func defaultStateDirectory(_ environment: [String: String]) -> String {
+        if let state = environment["XDG_STATE_HOME"], !state.isEmpty { return state + "/qie/serve" }
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSTemporaryDirectory()
+        return home + "/.local/state/qie/serve"
+    }
+
+    /// The configuration `environment` asks for, every other setting at its
+    /// default: client keys from `QIE_GATEWAY_KEYS`, and the state from
+    /// `state` (a folder, or a `postgres://` URL shared by replicas), else
+    /// `QIE_GATEWAY_STATE`, else `defaultStateDirectory(_:)`. With a
+    /// PostgreSQL state, `stateURL` is set and `stateDirectory` is the
+    /// default folder, which then only holds uploads while they are read.
+    /// Nothing is opened or checked here: `validate()` does that.
+    public static func fromEnvironment(_ environment: [String: String], state: String? = nil) -> GatewayConfiguration {
+        let chosen = (state ?? environment[stateVariable]).flatMap { $0.isEmpty ? nil : $0 }
+        let folder = defaultStateDirectory(environment)
+        var configuration: GatewayConfiguration
+        if let chosen, PostgresURL.isPostgres(chosen) {
+            configuration = GatewayConfiguration(stateDirectory: folder)
+            configuration.stateURL = chosen
+        } else {
+            configuration = GatewayConfiguration(stateDirectory: chosen ?? folder)
+        }
+        configuration.keys = GatewayKey.keys(list: environment[keysVariable] ?? "")
+        return configuration
+    }
+
+    /// Where the state is kept, as it may be shown: the folder, or the
+    /// PostgreSQL URL without its password.
+    public var stateLocation: String { stateURL.map(PostgresURL.redacting) ?? stateDirectory }
 
     /// Whether `host` only accepts connections from this machine.
     public var isLoopback: Bool {
@@ -202,7 +252,7 @@ public enum GatewayConfigurationError: Error, Sendable, Equatable, CustomStringC
     public var description: String {
         switch self {
         case .keysNeeded(let host):
-            "refusing to listen on \(host) without client keys: anyone who can reach it could spend your endpoint credit; set QIE_GATEWAY_KEYS (comma separated) or a keys file, or listen on 127.0.0.1"
+            "refusing to listen on \(host) without client keys: anyone who can reach it could spend your endpoint credit; set \(GatewayConfiguration.keysVariable) (comma separated) or a keys file, or listen on 127.0.0.1"
         case .unknownModel(let name, let reason): "model \(name): \(reason)"
         case .invalid(let setting, let expected): "\(setting) must be \(expected)"
         case .state(let reason): "the gateway's state: \(reason)"

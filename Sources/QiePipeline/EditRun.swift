@@ -56,6 +56,11 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
     /// a link is followed only when its target lies inside the inputs named;
     /// one leading elsewhere is skipped, with an `EditRunEvent.linkSkipped`.
     public var followLinks = InputBounds.followsLinksByDefault
+    /// How outputs are named; nil: after their inputs (`photo.jpg`'s results
+    /// as `photo.webp`, or `photo-1.webp`, `photo-2.webp`, ..., with the
+    /// sidecar `photo.json`). Stored with the run, so a resumed run names
+    /// its results alike.
+    public var outputName: OutputNameTemplate?
     /// The command line the run was started with, for people reading the
     /// ledger (never used to resume).
     public var commandLine: [String]?
@@ -91,6 +96,20 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
         allowOutsideReferences = try values.decodeIfPresent(Bool.self, forKey: .allowOutsideReferences) ?? allowOutsideReferences
         followLinks = try values.decodeIfPresent(Bool.self, forKey: .followLinks) ?? followLinks
         commandLine = try values.decodeIfPresent([String].self, forKey: .commandLine)
+        outputName = try values.decodeIfPresent(OutputNameTemplate.self, forKey: .outputName)
+    }
+
+    /// How the results of `files` are named on `profile`: after the inputs,
+    /// or by `outputName`, whose names are checked here, before anything is
+    /// sent (see `OutputNaming`).
+    public func naming(_ files: [InputFile], on profile: ProviderProfile) throws(SettingError) -> OutputNaming {
+        let copies = options.requestsPerInput(on: profile)
+        let results = options.imagesPerRequest(on: profile)
+        guard let outputName else {
+            return OutputNaming(files, copies: copies, resultsPerRequest: results, sidecars: true)
+        }
+        return try OutputNaming(
+            files, copies: copies, resultsPerRequest: results, sidecars: true, template: outputName, format: options.format)
     }
 
     /// Checks every setting before anything is read or sent.
@@ -274,6 +293,9 @@ public struct EditEstimateItem: Sendable {
     public var prompt: String?
     /// Not an image and not named like one (found in a folder): not counted.
     public var skipped: Bool
+    /// The files its results would be written to, relative to the output
+    /// folder, in the format asked (else the endpoint's default).
+    public var outputs: [String] = []
 }
 
 /// What a run would do and cost, from headers only.
@@ -327,8 +349,17 @@ public struct EditRun: Sendable {
     /// now, and it reads only inputs under the folders trusted (see
     /// `ResumeTrust`), so a ledger written by someone else cannot send the
     /// key, or the user's images, anywhere new.
+    ///
+    /// A ledger written before configurations were stored records the
+    /// command line instead. With `commandLine`, a front end that knows that
+    /// command line reads it back (the arguments, and the directory they
+    /// were run from) as the configuration it asked for, or nil when it is
+    /// not one of its own; that configuration is validated and held to
+    /// `trust` as a stored one is. Without it, or when it gives nil, such a
+    /// ledger throws `.legacyRun`.
     public static func resume(
-        folder: String, trust: ResumeTrust = ResumeTrust(), store settings: RunStoreSettings = RunStoreSettings()
+        folder: String, trust: ResumeTrust = ResumeTrust(), store settings: RunStoreSettings = RunStoreSettings(),
+        commandLine reader: ((_ arguments: [String], _ directory: String) throws -> EditRunConfiguration?)? = nil
     ) async throws(EditError) -> EditRun {
         let store = try await openStore(folder: folder, settings: settings)
         let run: LedgerRun?
@@ -341,7 +372,7 @@ public struct EditRun: Sendable {
         }
         guard let run else { throw .noRun(folder: folder) }
         guard let text = run.configuration, let version = run.configurationVersion else {
-            throw .legacyRun(folder: folder, arguments: run.argumentList, directory: run.directory)
+            return try legacy(run, folder: folder, trust: trust, reader: reader)
         }
         guard version <= EditRunConfiguration.currentVersion else { throw .newerRun(folder: folder, version: version) }
         let configuration: EditRunConfiguration
@@ -350,6 +381,28 @@ public struct EditRun: Sendable {
         } catch {
             throw .ledger("the stored configuration cannot be read: \(error)")
         }
+        try configuration.check(trust, folder: folder)
+        return EditRun(configuration)
+    }
+
+    /// The run an earlier qie's recorded command line asks for, read by
+    /// `reader`, validated and held to `trust`.
+    private static func legacy(
+        _ run: LedgerRun, folder: String, trust: ResumeTrust,
+        reader: ((_ arguments: [String], _ directory: String) throws -> EditRunConfiguration?)?
+    ) throws(EditError) -> EditRun {
+        let arguments = run.argumentList
+        let read: EditRunConfiguration?
+        do {
+            read = try reader?(arguments, run.directory)
+        } catch {
+            throw .ledger("the command line recorded in \(DisplayPath.escape(folder)) cannot be read: \(error)")
+        }
+        guard var configuration = read else {
+            throw .legacyRun(folder: folder, arguments: arguments, directory: run.directory)
+        }
+        configuration.commandLine = arguments
+        do { try configuration.validate() } catch { throw .setting(error) }
         try configuration.check(trust, folder: folder)
         return EditRun(configuration)
     }
@@ -427,7 +480,7 @@ public struct EditRun: Sendable {
     private func start() throws(EditError)
         -> (
             profile: ProviderProfile, prompts: PromptManifest, files: [InputFile], problems: [InputProblem],
-            skippedLinks: [SkippedLink]
+            skippedLinks: [SkippedLink], naming: OutputNaming
         )
     {
         let config = configuration
@@ -472,7 +525,9 @@ public struct EditRun: Sendable {
         for file in walk.files where file.isExplicit {
             if let link = prompts.skippedPromptFile(for: file.path), !skipped.contains(link) { skipped.append(link) }
         }
-        return (profile, prompts, walk.files, walk.problems, skipped)
+        let naming: OutputNaming
+        do { naming = try config.naming(walk.files, on: profile) } catch { throw .setting(error) }
+        return (profile, prompts, walk.files, walk.problems, skipped, naming)
     }
 
     /// The prompts per image: the manifest's rows (and `NAME.txt` files).
@@ -489,16 +544,23 @@ public struct EditRun: Sendable {
     /// nothing is sent and no key is needed.
     public func estimate() throws(EditError) -> EditEstimate {
         let options = configuration.options
-        let (profile, prompts, files, problems, skippedLinks) = try start()
+        let (profile, prompts, files, problems, skippedLinks, naming) = try start()
         let requests = options.requestsPerInput(on: profile)
         let planned: [PlannedInput]
         do { planned = try options.plan(files) } catch { throw .setting(error) }
+        let results = options.imagesPerRequest(on: profile)
+        let format = options.format ?? profile.outputFormat.defaultFormat
         let items = planned.map { item in
             let prompt = prompts.request(for: item.input.path)?.prompt ?? options.prompt
             let plan = item.plan.map(\.plan)
             let cost = (try? plan.get()).flatMap { options.estimate($0, on: profile).total.map { $0 * Decimal(requests) } }
+            let copies = requests == 1 ? [0] : Array(1...requests)
+            let outputs = copies.flatMap { copy in
+                (0..<results).map { naming.resultPath(for: item.input, copy: copy, result: $0, of: results, format: format) }
+            }
             return EditEstimateItem(
-                input: item.input, plan: plan, requests: requests, cost: cost, prompt: prompt, skipped: item.skipped)
+                input: item.input, plan: plan, requests: requests, cost: cost, prompt: prompt, skipped: item.skipped,
+                outputs: outputs)
         }
         return EditEstimate(endpoint: profile.id, items: items, problems: problems, skippedLinks: skippedLinks)
     }
@@ -519,7 +581,7 @@ public struct EditRun: Sendable {
         stop: BatchCancellation = BatchCancellation(), events: @escaping @Sendable (EditRunEvent) -> Void = { _ in }
     ) async throws(EditError) -> EditRunSummary {
         let settings = settings ?? RunStoreSettings(environment: environment)
-        let (profile, prompts, files, problems, skippedLinks) = try start()
+        let (profile, prompts, files, problems, skippedLinks, naming) = try start()
         // Folder runs poll where the endpoint can: the job's id is recorded
         // milliseconds after sending, so a kill never pays twice.
         var resolved = configuration
@@ -573,10 +635,7 @@ public struct EditRun: Sendable {
         let worker = RunWorker(name: WorkerIdentity.current, lease: settings.lease, costLimit: config.maxCost)
         let jobs = Self.jobs(of: files, options: options, profile: profile)
         let context = RunContext(
-            configuration: config, profile: profile, prompts: prompts, naming: OutputNaming(
-                files, copies: options.requestsPerInput(on: profile), resultsPerRequest: options.imagesPerRequest(on: profile),
-                sidecars: true),
-            folder: folder,
+            configuration: config, profile: profile, prompts: prompts, naming: naming, folder: folder,
             ledger: ledger, worker: worker, limiter: config.rate.map { RateLimiter(perSecond: $0, clock: settings.clock) }, events: events)
         events(.started(total: jobs.count, endpoint: profile.id))
         for problem in problems { events(.inputProblem(problem)) }

@@ -262,11 +262,10 @@ struct RunContext: Sendable {
         -> EditJobOutput
     {
         let input = job.input
-        let stem = naming.base(for: input) + (job.copy > 0 ? "-\(job.copy)" : "")
         var written: [String] = []
         for (index, image) in result.images.enumerated() {
-            let suffix = result.images.count > 1 ? "-\(index + 1)" : ""
-            written.append(try folder.write(image.data, to: "\(stem)\(suffix).\(image.format.fileExtension)", protecting: input.path))
+            let name = naming.resultPath(for: input, copy: job.copy, result: index, of: result.images.count, format: image.format)
+            written.append(try folder.write(image.data, to: name, protecting: input.path))
         }
         if let rowID, let first = result.images.first {
             // Contact-sheet thumbnails of the input and of what was written;
@@ -283,7 +282,7 @@ struct RunContext: Sendable {
         let record = EditRecord(result, job: key, input: input.path, inputSHA256: inputSHA256, outputs: written)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let sidecar = try folder.write(try encoder.encode(record), to: stem + ".json", isPrivate: true)
+        let sidecar = try folder.write(try encoder.encode(record), to: naming.sidecarPath(for: input, copy: job.copy), isPrivate: true)
         return EditJobOutput(paths: written, sidecar: sidecar, result: result)
     }
 

@@ -224,6 +224,20 @@ public enum EditEvent: Sendable {
 }
 
 /// The key and address an endpoint is called with, from the environment.
+extension EditOptions {
+    /// The address requests go to: `baseURL`, else the endpoint's base-URL
+    /// variable in `environment` (when set and not empty), else the
+    /// endpoint's documented address. This is where the key is sent.
+    public func address(on profile: ProviderProfile, environment: [String: String]) -> String {
+        chosenBaseURL(on: profile, environment: environment) ?? profile.baseURL
+    }
+
+    /// `baseURL`, else the endpoint's base-URL variable when set and not empty.
+    func chosenBaseURL(on profile: ProviderProfile, environment: [String: String]) -> String? {
+        baseURL ?? environment[profile.baseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
 struct EndpointAccess: Sendable {
     var apiKey: String
     var baseURL: String?
@@ -236,7 +250,7 @@ struct EndpointAccess: Sendable {
             throw .missingKey(endpoint: profile.id, variable: profile.auth.keyVariable)
         }
         apiKey = key
-        baseURL = options.baseURL ?? environment[profile.baseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
+        baseURL = options.chosenBaseURL(on: profile, environment: environment)
         signingSecret = profile.callback.flatMap { environment[$0.secretVariable] }
         if let baseURL { try Self.check(baseURL, allowInsecureHTTP: options.allowInsecureHTTP) }
     }

@@ -12,8 +12,13 @@ import QieStore
 /// second result of `a.jpg`), or with qie's files (input `report.jpg`'s
 /// sidecar and `report.json`). An input folder named like the report's
 /// thumbnail folder is written as `report-thumbs-input`.
+///
+/// With an `OutputNameTemplate` the names are the template's, as written:
+/// nothing is moved aside, and names that would meet are refused instead.
 public struct OutputNaming: Sendable {
     private let bases: [String: String]
+    /// The template, and the results each input's request gives; nil: names from the inputs' own.
+    private let template: (OutputNameTemplate, resultsPerRequest: Int)?
 
     /// Stems (names without extension) qie writes at the top of an output
     /// folder: the report, the ledger and the run lock.
@@ -66,14 +71,102 @@ public struct OutputNaming: Sendable {
             }
         }
         self.bases = bases
+        template = nil
     }
 
-    /// Where `input`'s output goes in the output folder, with `format`'s extension.
+    /// Naming by `template` for the whole batch `inputs`, each written as
+    /// `copies` requests of `resultsPerRequest` results (numbered together
+    /// by `{index}`), with a `.json` sidecar per request when `sidecars` is
+    /// set, in `format` (nil: as each result comes). Refuses, before anything
+    /// is written, a template without `{index}` when inputs have several
+    /// results, a name leading outside the output folder, and two inputs, or
+    /// an input and qie's own files (the report, its thumbnails, the ledger,
+    /// the lock), given one name, naming both. Without `format`, names that
+    /// differ only by extension count as one: the extension is not known yet.
+    public init(
+        _ inputs: [InputFile], copies: Int = 1, resultsPerRequest: Int = 1, sidecars: Bool = false,
+        template: OutputNameTemplate, format: OutputFormat? = nil
+    ) throws(SettingError) {
+        let results = max(1, copies) * max(1, resultsPerRequest)
+        func refuse(_ why: Phrase) -> SettingError {
+            SettingError(.outputName, value: SettingError.quoted(template.text), .explained(why))
+        }
+        if results > 1 && !template.usesIndex {
+            throw refuse("has no {index}, and each input has \(results) results; add it (for example {stem}-{index}.{ext})")
+        }
+        let ext = format?.fileExtension ?? "{ext}"
+        // qie's own files are an edit run's (the one with sidecars).
+        let reserved: Set<String> =
+            sidecars ? Set([RunReport.htmlName, RunReport.jsonName, Ledger.fileName, RunLock.fileName].map { $0.lowercased() }) : []
+        var owners: [String: String] = [:]
+        for input in inputs {
+            var names = (1...results).map { template.name(relativePath: input.relativePath, index: $0, fileExtension: ext) }
+            if sidecars {
+                names += stride(from: 1, through: results, by: max(1, resultsPerRequest)).map {
+                    template.name(relativePath: input.relativePath, index: $0, fileExtension: "json")
+                }
+            }
+            for name in names {
+                let shown = DisplayPath.escape(input.path)
+                if let part = OutputNameTemplate.outsidePart(name) {
+                    throw refuse("gives \(shown) the name \(DisplayPath.escape(name)), whose \(part) part leaves the output folder")
+                }
+                let key = name.lowercased()
+                let top = key.split(separator: "/").first.map(String.init) ?? key
+                if reserved.contains(key) || (sidecars && top == RunReport.thumbnailFolder && key.contains("/")) {
+                    throw refuse("gives \(shown) the name \(DisplayPath.escape(name)), which is qie's own (the report, its thumbnails, the ledger or the lock); change the template")
+                }
+                if let other = owners[key], other != input.path {
+                    let apart: Phrase =
+                        format == nil
+                        ? "add a placeholder that tells them apart ({dir}, {stem}, {index}), or give \(setting: .format)"
+                        : "add a placeholder that tells them apart ({dir}, {stem}, {index})"
+                    throw refuse(
+                        "gives both \(DisplayPath.escape(other)) and \(shown) the name \(DisplayPath.escape(name)); \(apart)")
+                }
+                owners[key] = input.path
+            }
+        }
+        bases = [:]
+        self.template = (template, max(1, resultsPerRequest))
+    }
+
+    /// Where result `result` (from 0) of the `count` that request `copy` of
+    /// `input` gave goes (`copy` 0 for an input's only request, else 1...),
+    /// with `format`'s extension.
+    public func resultPath(for input: InputFile, copy: Int, result: Int, of count: Int, format: OutputFormat) -> String {
+        if let (template, perRequest) = template {
+            return template.name(
+                relativePath: input.relativePath, index: (max(copy, 1) - 1) * perRequest + result + 1,
+                fileExtension: format.fileExtension)
+        }
+        return requestBase(for: input, copy: copy) + (count > 1 ? "-\(result + 1)" : "") + "." + format.fileExtension
+    }
+
+    /// Where the sidecar of request `copy` of `input` goes: its first
+    /// result's name with `.json` for the extension (without a template, the
+    /// request's name without result numbers).
+    public func sidecarPath(for input: InputFile, copy: Int) -> String {
+        if let (template, perRequest) = template {
+            return template.name(
+                relativePath: input.relativePath, index: (max(copy, 1) - 1) * perRequest + 1, fileExtension: "json")
+        }
+        return requestBase(for: input, copy: copy) + ".json"
+    }
+
+    /// Request `copy`'s name without extension or result number.
+    private func requestBase(for input: InputFile, copy: Int) -> String {
+        base(for: input) + (copy > 0 ? "-\(copy)" : "")
+    }
+
+    /// Where `input`'s output goes in the output folder, with `format`'s
+    /// extension (its only result).
     public func relativeOutputPath(for input: InputFile, format: OutputFormat) -> String {
-        base(for: input) + "." + format.fileExtension
+        resultPath(for: input, copy: 0, result: 0, of: 1, format: format)
     }
 
-    /// `input`'s output path without extension (and without copy or result numbers).
+    /// `input`'s output path without extension (and without copy or result
+    /// numbers), when names come from the inputs' own (not a template).
     public func base(for input: InputFile) -> String {
         bases[input.relativePath] ?? OutputNaming.stem(input.relativePath)
     }

@@ -49,6 +49,12 @@ public struct PrepareSettings: Sendable {
     public var concurrency: Int
     /// Plan sizes for an endpoint instead of `resize`.
     public var provider: ProviderTarget?
+    /// How outputs are named; nil: after their inputs (see `OutputNaming`).
+    public var outputName: OutputNameTemplate?
+    /// Leave an input alone when its output is in the folder already (a
+    /// file, a folder or a link of that name): it is counted as `existing`,
+    /// not read past its header, not written.
+    public var skipExisting = false
 
     /// Settings for a run; by default images keep their size and format, on every core.
     public init(
@@ -85,13 +91,16 @@ public struct PrepareResult: Sendable {
         case failed(EditError)
         /// Not an image and not named like one, found while walking a folder.
         case skipped
+        /// Not written: its output is at `path` already (`skipExisting`).
+        case existing(path: String)
     }
 
     /// What one item of a batch came to, for counting.
     public enum Kind: Sendable {
         /// Written; failed; skipped (not an image); done in an earlier run;
-        /// held back by the budget; ended by another worker sharing the run's store.
-        case written, failed, skipped, earlier, held, elsewhere
+        /// held back by the budget; ended by another worker sharing the run's
+        /// store; left alone because its output exists (`skipExisting`).
+        case written, failed, skipped, earlier, held, elsewhere, existing
     }
 
     /// The input.
@@ -107,6 +116,7 @@ public struct PrepareResult: Sendable {
         case .written: .written
         case .failed: .failed
         case .skipped: .skipped
+        case .existing: .existing
         }
     }
 }
@@ -159,6 +169,8 @@ public struct BatchSummary: Sendable, Equatable {
     public var held = 0
     /// Ended by another worker sharing the run's store (done or failed there).
     public var elsewhere = 0
+    /// Left alone because their output exists (`PrepareSettings.skipExisting`).
+    public var existing = 0
     /// Not started because the run was stopped.
     public var notStarted = 0
     /// Seconds the run took.
@@ -181,13 +193,14 @@ public struct BatchSummary: Sendable, Equatable {
         case .earlier: earlier += 1
         case .held: held += 1
         case .elsewhere: elsewhere += 1
+        case .existing: existing += 1
         }
     }
 
     /// The totals once a run over `total` items, begun at `start`, is over.
     mutating func close(total: Int, since start: Date) -> BatchSummary {
         self.total = total
-        notStarted = total - written - failed - skipped - earlier - held - elsewhere
+        notStarted = total - written - failed - skipped - earlier - held - elsewhere - existing
         seconds = Date().timeIntervalSince(start)
         return self
     }
@@ -267,12 +280,21 @@ public struct PrepareBatch: Sendable {
         self.settings = settings
     }
 
+    /// How the outputs are named: after the inputs, or by
+    /// `settings.outputName`, whose names are checked here (see `OutputNaming`).
+    public func naming() throws(SettingError) -> OutputNaming {
+        guard let template = settings.outputName else { return OutputNaming(inputs) }
+        return try OutputNaming(inputs, template: template, format: settings.format)
+    }
+
     /// Runs the batch on `settings.concurrency` threads. `report` is called once
     /// per input, from the worker that finished it, one call at a time.
+    /// Names that would meet (`settings.outputName`) are refused before any
+    /// file is read.
     public func run(
         cancellation: BatchCancellation = BatchCancellation(), report: @escaping @Sendable (PrepareResult) -> Void
-    ) -> BatchSummary {
-        let naming = OutputNaming(inputs)
+    ) throws(SettingError) -> BatchSummary {
+        let naming = try naming()
         let order = largestFirst(inputs)
         let next = Atomic<Int>(0)
         let summary = Mutex(BatchSummary())
@@ -313,26 +335,41 @@ public struct PrepareBatch: Sendable {
         return inputs.indices.sorted { sizes[$0] != sizes[$1] ? sizes[$0] > sizes[$1] : $0 < $1 }
     }
 
+    /// The format an input with header `info` is written in: the one asked,
+    /// else its own (HEIC and TIFF as PNG); for an endpoint, one it accepts
+    /// (PNG when its own is not).
+    private func outputFormat(for info: ImageInfo) throws(ImagingError) -> OutputFormat {
+        let format = settings.format ?? info.format.defaultOutput
+        guard let target = settings.provider else { return format }
+        let accepts = target.profile.images.accepts
+        if accepts.contains(format) { return format }
+        guard settings.format == nil else {
+            throw ImagingError(
+                SettingError(.format, value: format.rawValue, .notOffered(by: target.profile.id, offered: accepts.map(\.rawValue))))
+        }
+        return .png
+    }
+
+    /// The path of `input`'s output when it exists already (judged from its
+    /// header when the format is not fixed), else nil.
+    private func existingOutput(of input: InputFile, naming: OutputNaming) throws(ImagingError) -> String? {
+        let format = try outputFormat(for: ImageProbe.probe(file: input.path))
+        return output.existing(naming.relativeOutputPath(for: input, format: format))
+    }
+
     func prepare(_ input: InputFile, naming: OutputNaming) -> PrepareResult {
         let start = Date()
         let outcome: PrepareResult.Outcome
         do {
+            if settings.skipExisting, let existing = try existingOutput(of: input, naming: naming) {
+                return PrepareResult(input: input, outcome: .existing(path: existing), seconds: Date().timeIntervalSince(start))
+            }
             var plan: SizePlan? = nil
             let prepared = try ImageProcessor.prepare(file: input.path, limits: settings.limits) {
                 (info) throws(ImagingError) in
                 var encode = settings.encode
-                encode.format = settings.format ?? info.format.defaultOutput
+                encode.format = try outputFormat(for: info)
                 guard let target = settings.provider else { return (settings.resize, encode) }
-                let accepts = target.profile.images.accepts
-                if !accepts.contains(encode.format) {
-                    guard settings.format == nil else {
-                        throw ImagingError(
-                            SettingError(
-                                .format, value: encode.format.rawValue,
-                                .notOffered(by: target.profile.id, offered: accepts.map(\.rawValue))))
-                    }
-                    encode.format = .png
-                }
                 do throws(ProvidersError) {
                     let planned = try SizePlanner.plan(
                         input: info.displaySize, for: target.profile, request: target.size, fit: target.fit,

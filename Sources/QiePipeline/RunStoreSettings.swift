@@ -34,6 +34,24 @@ public struct RunStoreSettings: Sendable {
         self.environment = environment
     }
 
+    /// The shortest and longest lease accepted, seconds.
+    public static let leaseRange: ClosedRange<Double> = 1...3600
+
+    /// Refuses a lease outside `leaseRange` and a `url` that is not a
+    /// PostgreSQL URL (the SQLite ledger needs none), before anything is opened.
+    public func validate() throws(SettingError) {
+        guard Self.leaseRange.contains(lease) else {
+            throw SettingError(
+                .lease, value: "\(lease)",
+                .invalid(expected: "between \(Int(Self.leaseRange.lowerBound)) and \(Int(Self.leaseRange.upperBound)) seconds"))
+        }
+        if let url, !PostgresURL.isPostgres(url) {
+            throw SettingError(
+                .ledger, value: PostgresURL.redacting(url),
+                .invalid(expected: "a postgres:// URL (the SQLite ledger in the output folder is the default and needs none)"))
+        }
+    }
+
     /// The store `QIE_LEDGER_URL` names in `environment`, else the ledger in the output folder.
     public init(environment: [String: String]) {
         let named = environment[Self.urlVariable].flatMap { $0.isEmpty ? nil : $0 }

@@ -24,7 +24,7 @@ struct Cost: ParsableCommand {
     var size: String?
 
     @Option(name: .customLong("num-images"), help: "Outputs per input image.")
-    var numImages: Int = 1
+    var numImages = Edit.defaults.options.numImages
 
     @OptionGroup var price: PriceOptions
 

@@ -33,6 +33,9 @@ struct Edit: AsyncParsableCommand {
             OUT/report.html shows before/after pairs.
             """)
 
+    /// The library's defaults, which the options below start from.
+    static let defaults = EditRunConfiguration(inputs: [], output: "", options: EditOptions(endpoint: ""), workingDirectory: "")
+
     @Argument(help: "Image files or folders.", completion: .file())
     var inputs: [String]
 
@@ -44,7 +47,7 @@ struct Edit: AsyncParsableCommand {
     @Option(help: "Prompts per image: CSV with a header (file,prompt[,seed,negative_prompt,images]) or JSON Lines.")
     var manifest: String?
 
-    @Flag(name: .customLong("dry-run"), help: "Print the plan and the estimated cost; send nothing.")
+    @Flag(name: .customLong("dry-run"), help: "Print the plan, the names written and the estimated cost; send nothing (with --json: one JSON document).")
     var dryRun = false
 
     @Option(
@@ -66,6 +69,13 @@ struct Edit: AsyncParsableCommand {
     @Option(help: "Output folder (created if missing).", completion: .directory)
     var out: String
 
+    @Option(
+        name: .customLong("name"),
+        help: ArgumentHelp(
+            "Name results from a template, relative to --out: {dir} (the input's folder under its input folder), {stem} (its name without extension), {ext} (the result's format), {index} (the result's number from 1; needed with several results per input). It ends with .{ext}; names that leave --out or meet are refused before anything is sent. Default: the input's path and name.",
+            valueName: "template"))
+    var name: String?
+
     @Option(name: .customLong("negative-prompt"), help: "What to keep out of the result.")
     var negativePrompt: String?
 
@@ -73,16 +83,16 @@ struct Edit: AsyncParsableCommand {
     var seed: Int?
 
     @Option(name: .customLong("num-images"), help: "Results per input (repeated requests where the endpoint has no such field).")
-    var numImages: Int = 1
+    var numImages = defaults.options.numImages
 
     @Option(help: "Ask for this exact size (WxH).")
     var size: String?
 
     @Option(help: "contain (pad, default), cover (crop) or fill (stretch).")
-    var fit: Fit = .contain
+    var fit = defaults.options.fit
 
     @Option(help: "Padding colour, blur or edge (see `qie prepare --help`).")
-    var background: String = "white"
+    var background = defaults.options.background.description
 
     @Option(help: "Format written: jpeg, png, webp, avif or gif (converted locally when the endpoint cannot). Default: as returned.")
     var format: String?
@@ -97,7 +107,7 @@ struct Edit: AsyncParsableCommand {
     var references: [String] = []
 
     @Option(help: "Edits on the wire at once (as many more are prepared ahead).")
-    var concurrency: Int = 4
+    var concurrency = defaults.concurrency
 
     @Option(name: .customLong("base-url"), help: "Send to this address instead (for example `qie emulate`).")
     var baseURL: String?
@@ -111,19 +121,19 @@ struct Edit: AsyncParsableCommand {
     var allowPrivateResults = false
 
     @Option(name: .customLong("max-result-bytes"), help: "Largest result accepted, in bytes.")
-    var maxResultBytes: Int = 64 << 20
+    var maxResultBytes = defaults.options.maxResultBytes
 
     @Option(name: .customLong("download-timeout"), help: "Longest one result download may take, start to end, in seconds.")
-    var downloadTimeout: Double = 120
+    var downloadTimeout = defaults.options.timeouts.download
 
     @Option(
         name: .customLong("max-event-line-bytes"),
         help: "Longest line read from an event stream, in bytes (a longer one closes it; jobs are polled).")
-    var maxEventLineBytes: Int = 1 << 20
+    var maxEventLineBytes = defaults.options.maxEventLineBytes
 
     @Option(
         name: .customLong("max-event-bytes"), help: "Largest event read from an event stream, in bytes (a larger one closes it; jobs are polled).")
-    var maxEventBytes: Int = 4 << 20
+    var maxEventBytes = defaults.options.maxEventBytes
 
     @Flag(
         name: .customLong("keep-result-bytes"),
@@ -131,7 +141,7 @@ struct Edit: AsyncParsableCommand {
     var keepResultBytes = false
 
     @Option(name: .customLong("max-file-bytes"), help: "Largest input, reference or manifest read, in bytes (refused from its size before reading).")
-    var maxFileBytes: Int = 256 << 20
+    var maxFileBytes = defaults.maxFileBytes
 
     @Flag(
         name: .customLong("allow-outside-references"),
@@ -152,13 +162,13 @@ struct Edit: AsyncParsableCommand {
     var callbackListen: String?
 
     @Option(help: "Longest wait for one edit, from submission to result, in seconds.")
-    var timeout: Double = 1800
+    var timeout = defaults.options.timeouts.overall
 
     @Option(name: .customLong("request-timeout"), help: "Longest wait for one HTTP answer, in seconds.")
-    var requestTimeout: Double = 300
+    var requestTimeout = defaults.options.timeouts.request
 
     @Option(name: .customLong("connect-timeout"), help: "Longest wait to connect, in seconds.")
-    var connectTimeout: Double = 10
+    var connectTimeout = defaults.options.timeouts.connect
 
     @Option(
         name: .customLong("poll-interval"),
@@ -223,6 +233,7 @@ struct Edit: AsyncParsableCommand {
         run.maxFileBytes = maxFileBytes
         run.allowOutsideReferences = allowOutsideReferences
         run.followLinks = links.followLinks
+        run.outputName = try name.map { text in try Flags.validating { try OutputNameTemplate(text) } }
         return run
     }
 
@@ -334,17 +345,23 @@ struct Edit: AsyncParsableCommand {
         for problem in estimate.problems { TextStream.standardError.write("error \(problem)\n") }
         for link in estimate.skippedLinks { TextStream.standardError.write(LinkOptions.warning(link)) }
         for item in estimate.items where !item.skipped {
-            let path = DisplayPath.escape(item.input.path)
-            switch item.plan {
-            case .failure(let error):
-                TextStream.standardError.write("error \(path): \(error.reason(naming: Flags.name))\n")
-            case .success(let plan):
-                let copies = item.requests
-                let asked = item.prompt ?? "(no prompt)"
-                out.add(
-                    "would edit \(path): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(item.cost.map { "~$\($0)" } ?? "price unknown") \"\(asked.prefix(60))\""
-                )
+            if case .failure(let error) = item.plan {
+                TextStream.standardError.write("error \(DisplayPath.escape(item.input.path)): \(error.reason(naming: Flags.name))\n")
             }
+        }
+        if json {
+            TextStream.standardOutput.write(try JSONText.document(EditEstimateReport(estimate, naming: Flags.name)))
+            if estimate.failed > 0 { throw ExitCode(1) }
+            return
+        }
+        for item in estimate.items where !item.skipped {
+            guard case .success(let plan) = item.plan else { continue }
+            let copies = item.requests
+            let asked = item.prompt ?? "(no prompt)"
+            let names = item.outputs.map(DisplayPath.escape).joined(separator: ", ")
+            out.add(
+                "would edit \(DisplayPath.escape(item.input.path)) as \(names): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(item.cost.map { "~$\($0)" } ?? "price unknown") \"\(asked.prefix(60))\""
+            )
         }
         let planned = estimate.planned
         let requests = estimate.requests

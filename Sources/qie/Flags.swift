@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import QieCore
 import QieFiles
@@ -18,6 +19,7 @@ enum Flags {
         case .baseURL: "--base-url"
         case .allowInsecureHTTP: "--allow-insecure-http"
         case .apiKey: "the API key"
+        case .outputName: "--name"
         default: "--" + setting.rawValue.replacing(/[A-Z]/) { "-" + $0.output.lowercased() }
         }
     }
@@ -53,4 +55,14 @@ struct TextStream: Sendable {
     var isTerminal: Bool { Terminal.isTerminal(descriptor) }
 
     func write(_ text: String) { Terminal.write(descriptor, text) }
+}
+
+/// JSON as the command line prints it.
+enum JSONText {
+    /// `value` as one pretty-printed document (keys sorted, slashes as they are), and a newline.
+    static func document(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+    }
 }

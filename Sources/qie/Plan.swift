@@ -21,10 +21,10 @@ struct Plan: ParsableCommand {
     var size: String?
 
     @Option(help: "contain (pad, default), cover (crop) or fill (stretch).")
-    var fit: Fit = .contain
+    var fit = Edit.defaults.options.fit
 
     @Option(help: "Where the image sits in the padding or which part a crop keeps (see `qie prepare --help`).")
-    var position: String = "centre"
+    var position = Edit.defaults.options.position.rawValue
 
     @Flag(help: "One JSON object per file.")
     var json = false

@@ -18,26 +18,41 @@ struct Prepare: ParsableCommand {
             and metadata stripped (GPS included).
             """)
 
+    /// The library's defaults, which the options below start from.
+    static let defaults = (
+        settings: PrepareSettings(), resize: ResizeOptions(size: PixelSize(width: 1, height: 1)),
+        encode: EncodeOptions(format: .jpeg))
+
     @Argument(help: "Image files or folders.", completion: .file())
     var inputs: [String]
 
     @Option(help: "Output folder (created if missing).", completion: .directory)
     var out: String
 
+    @Option(
+        name: .customLong("name"),
+        help: ArgumentHelp(
+            "Name outputs from a template, relative to --out: {dir} (the input's folder under its input folder), {stem} (its name without extension), {ext} (the output format's), {index} (always 1 here). It ends with .{ext}; names that leave --out or meet are refused before any image is read. Default: the input's path and name.",
+            valueName: "template"))
+    var name: String?
+
+    @Flag(name: .customLong("skip-existing"), help: "Leave inputs whose output is in --out already (counted as skipped; nothing read past the header).")
+    var skipExisting = false
+
     @Option(help: "Target size WxH, for example 1024x1280. Without it images keep their size.")
     var size: String?
 
     @Option(help: "How to reach --size: contain (pad), cover (crop), fill (stretch), inside, outside.")
-    var fit: Fit = .contain
+    var fit = defaults.resize.fit
 
     @Option(
         help:
             "Where the image sits when padded or which part a crop keeps: centre, north, northeast, east, southeast, south, southwest, west, northwest; with --fit cover also attention or entropy."
     )
-    var position: String = "centre"
+    var position = defaults.resize.position.rawValue
 
     @Option(help: "Padding for --fit contain: a colour (#rrggbb, #rrggbbaa, r,g,b[,a], white, transparent...), blur or edge.")
-    var background: String = "white"
+    var background = defaults.resize.fill.description
 
     @Option(help: "Output format: jpeg (jpg), png, webp, avif or gif. Default: the input's (HEIC and TIFF become png).")
     var format: String?
@@ -45,8 +60,8 @@ struct Prepare: ParsableCommand {
     @Option(help: "Quality 1-100 for jpeg, webp and avif (defaults: 90, 90, 60).")
     var quality: Int?
 
-    @Option(help: "PNG compression level 0-9.")
-    var compression: Int = 6
+    @Option(help: "PNG compression level 0-9 (default 6).")
+    var compression: Int?
 
     @Option(help: "Encoder effort: webp 0-6, avif 0-9, gif 1-10.")
     var effort: Int?
@@ -58,13 +73,13 @@ struct Prepare: ParsableCommand {
     var lossless = false
 
     @Option(help: "JPEG chroma subsampling: 420 (smaller, faster) or 444 (full colour resolution).")
-    var chroma: String = "420"
+    var chroma = defaults.encode.chromaSubsampling ? "420" : "444"
 
     @Flag(help: "Embed an sRGB ICC profile (all other metadata is always stripped).")
     var keepIcc = false
 
-    @Option(help: "Images processed at once (default: the number of cores).")
-    var concurrency: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Images processed at once (the number of cores unless given).")
+    var concurrency = defaults.settings.concurrency
 
     @Flag(help: "One JSON object per file (and a summary object) on standard output.")
     var json = false
@@ -100,7 +115,7 @@ struct Prepare: ParsableCommand {
     var seed: Int?
 
     @Option(name: .customLong("num-images"), help: "With --emit-requests: outputs wanted.")
-    var numImages: Int = 1
+    var numImages = Edit.defaults.options.numImages
 
     @Option(name: .customLong("result-format"), help: "With --emit-requests: the format wanted back (converted locally if the endpoint cannot).")
     var resultFormat: String?
@@ -182,9 +197,12 @@ struct Prepare: ParsableCommand {
                 size: try ProviderOptions.sizeRequest(size: size, aspectRatio: aspectRatio, resolution: resolution),
                 fit: fit, position: Position(parsing: position) ?? .centre, fill: fill, request: request)
         }
-        return PrepareSettings(
+        var settings = PrepareSettings(
             resize: target == nil ? resize : nil, format: outputFormat, encode: encode, limits: limits.limits,
             concurrency: concurrency, provider: target)
+        settings.outputName = try name.map { text in try Flags.validating { try OutputNameTemplate(text) } }
+        settings.skipExisting = skipExisting
+        return settings
     }
 
     func run() throws {
@@ -215,9 +233,18 @@ struct Prepare: ParsableCommand {
             cancellation.cancel()
         }
 
-        reporter.start(total: files.count)
-        var summary = PrepareBatch(inputs: files, output: folder, settings: settings)
-            .run(cancellation: cancellation) { reporter.report(ItemReport($0)) }
+        let batch = PrepareBatch(inputs: files, output: folder, settings: settings)
+        var summary: BatchSummary
+        do {
+            // Names that would meet are refused before anything is read.
+            _ = try batch.naming()
+            reporter.start(total: files.count)
+            summary = try batch.run(cancellation: cancellation) { reporter.report(ItemReport($0)) }
+        } catch {
+            interrupt.cancel()
+            TextStream.standardError.write("error: \(Flags.message(error))\n")
+            throw ExitCode(2)
+        }
         summary.failed += problems.count
         summary.total += problems.count
         reporter.finish(summary, outputFolder: out)

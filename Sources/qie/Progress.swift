@@ -10,6 +10,8 @@ struct ItemReport: Sendable {
         case written(path: String, image: PreparedSummary)
         case earlier(path: String)
         case skipped
+        /// Left alone: its output is at this path already.
+        case existing(path: String)
         case held(String)
         case failed(String)
     }
@@ -32,6 +34,7 @@ struct ItemReport: Sendable {
             switch result.outcome {
             case .written(let path, let image): .written(path: path, image: image)
             case .skipped: .skipped
+            case .existing(let path): .existing(path: path)
             case .failed(let error): .failed(error.reason(naming: Flags.name))
             }
         self.init(input: result.input, status: status, seconds: result.seconds)
@@ -82,6 +85,7 @@ enum ReportText {
         var parts: [String] = []
         if summary.failed > 0 { parts.append("\(summary.failed) failed") }
         if summary.skipped > 0 { parts.append("\(summary.skipped) skipped (not images)") }
+        if summary.existing > 0 { parts.append("\(summary.existing) skipped (output exists)") }
         if summary.earlier > 0 { parts.append("\(summary.earlier) done in an earlier run") }
         if summary.elsewhere > 0 { parts.append("\(summary.elsewhere) by other workers") }
         if summary.held > 0 { parts.append("\(summary.held) held back by --max-cost") }
@@ -111,6 +115,8 @@ struct LineReporter: BatchReporter {
             TextStream.standardOutput.write(ReportText.written(item, path: output, image: image) + "\n")
         case .skipped:
             TextStream.standardOutput.write("skipped \(path): not an image\n")
+        case .existing(let output):
+            TextStream.standardOutput.write("skipped \(path): \(DisplayPath.escape(output)) exists\n")
         case .earlier(let output):
             TextStream.standardOutput.write("done \(path) -> \(DisplayPath.escape(output)) (earlier run)\n")
         case .held(let reason):
@@ -139,7 +145,7 @@ struct JSONLinesReporter: BatchReporter {
 
     struct Summary: Encodable {
         var summary = true
-        var total, written, failed, skipped, earlier, held, elsewhere, notStarted: Int
+        var total, written, failed, skipped, existing, earlier, held, elsewhere, notStarted: Int
         var seconds: Double
     }
 
@@ -156,6 +162,9 @@ struct JSONLinesReporter: BatchReporter {
         case .skipped:
             line.status = "skipped"
             line.error = "not an image"
+        case .existing(let path):
+            line.status = "exists"
+            line.output = path
         case .earlier(let path):
             line.status = "earlier"
             line.output = path
@@ -173,6 +182,7 @@ struct JSONLinesReporter: BatchReporter {
         emit(
             Summary(
                 total: summary.total, written: summary.written, failed: summary.failed, skipped: summary.skipped,
+                existing: summary.existing,
                 earlier: summary.earlier, held: summary.held, elsewhere: summary.elsewhere, notStarted: summary.notStarted,
                 seconds: (summary.seconds * 1000).rounded() / 1000))
     }
@@ -234,7 +244,7 @@ final class TerminalReporter: BatchReporter {
                 message = "error \(DisplayPath.escape(item.input.path)): \(reason)"
             case .held(let reason):
                 message = "held \(DisplayPath.escape(item.input.path)): \(reason)"
-            case .skipped, .earlier, .written:
+            case .skipped, .existing, .earlier, .written:
                 break
             }
             let now = Date()

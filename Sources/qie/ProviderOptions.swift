@@ -39,7 +39,7 @@ struct PriceOptions: ParsableArguments {
     var pricePerMegapixel: String?
 
     @Option(name: .customLong("megapixel-rounding"), help: "How billed megapixels round: none, hundredth or whole.")
-    var rounding: String = "none"
+    var rounding = Edit.defaults.options.rounding.rawValue
 
     func validate() throws {
         _ = try override()
@@ -75,11 +75,21 @@ func priceSummary(_ rule: PricingRule) -> String {
 }
 
 struct Providers: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the endpoints qie knows and what each accepts.")
+    static let configuration = CommandConfiguration(
+        abstract: "List the endpoints qie knows and what each accepts.",
+        discussion: "--json prints the same as one JSON array, an object per endpoint (ProviderSummary in the library).")
+
+    @Flag(help: "A JSON array: one object per endpoint.")
+    var json = false
 
     func run() throws {
+        let summaries = ProviderSummary.all
+        if json {
+            TextStream.standardOutput.write(try JSONText.document(summaries))
+            return
+        }
         var out = LineBuffer()
-        for profile in ProviderCatalog.all {
+        for profile in summaries {
             out.add("\(profile.id)  (\(([profile.provider + " " + profile.model] + profile.aliases.map { "alias " + $0 }).joined(separator: ", ")))")
             out.add("  endpoint: POST \(profile.baseURL)\(profile.routes.submit)  (base URL from \(profile.baseURLVariable) if set)")
             if let enqueue = profile.routes.enqueue { out.add("  queue:    POST \(enqueue)") }
@@ -88,17 +98,17 @@ struct Providers: ParsableCommand {
             out.add("  auth:     \(profile.auth.header): \(profile.auth.scheme) $\(profile.auth.keyVariable)")
             let images = profile.images
             out.add(
-                "  images:   \(images.field) (\(images.isArray ? "array" : "one"), at most \(images.maxCount)), local files as \(images.inline.rawValue); \(images.accepts.map(\.rawValue).joined(separator: "/"))"
+                "  images:   \(images.field) (\(images.isArray ? "array" : "one"), at most \(images.maxCount)), local files as \(images.inline); \(images.accepts.map(\.rawValue).joined(separator: "/"))"
             )
-            out.add("  sizes:    \(profile.sizes.summary)")
-            let formats = profile.outputFormat.spellings.map { $0.0.rawValue == $0.1 ? $0.1 : "\($0.0.rawValue) as \"\($0.1)\"" }
+            out.add("  sizes:    \(profile.sizes)")
+            let formats = profile.outputFormats.map { $0.format.rawValue == $0.spelling ? $0.spelling : "\($0.format.rawValue) as \"\($0.spelling)\"" }
             out.add(
-                "  output:   \(profile.outputFormat.field): \(formats.joined(separator: ", ")) (default \(profile.outputFormat.defaultFormat.rawValue)); others converted locally"
+                "  output:   \(profile.outputFormatField): \(formats.joined(separator: ", ")) (default \(profile.defaultOutputFormat.rawValue)); others converted locally"
             )
-            let options = profile.fields.map { "--\($0.option.rawValue) (\($0.name)\($0.defaultValue.map { ", default " + $0 } ?? ""))" }
+            let options = profile.fields.map { "\(Flags.name($0.setting)) (\($0.name)\($0.defaultValue.map { ", default " + $0 } ?? ""))" }
             out.add("  options:  \(options.isEmpty ? "none" : options.joined(separator: ", "))")
-            out.add("  flow:     \(profile.flow.map(\.rawValue).joined(separator: ", ")); result at \(profile.result.description)")
-            out.add("  price:    \(priceSummary(profile.pricing))")
+            out.add("  flow:     \(profile.flows.map(\.rawValue).joined(separator: ", ")); result at \(profile.result)")
+            out.add("  price:    \(profile.pricePublished ? profile.price : "\(profile.price) (set --price-per-image or --price-per-megapixel)")")
             for note in profile.notes { out.add("  note:     \(note)") }
             out.add("")
         }

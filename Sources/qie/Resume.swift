@@ -55,26 +55,26 @@ struct Resume: AsyncParsableCommand {
         let trust = ResumeTrust(baseURL: baseURL, callbackURL: callbackURL)
         let settings = try store.settings()
         do {
-            run = try await EditRun.resume(folder: folder, trust: trust, store: settings)
-        } catch .legacyRun(_, let arguments, let directory) {
-            // A ledger from before runs stored their configuration records the
-            // command line: it is read as the command line it is.
-            run = try legacy(arguments, directory: directory)
-            do { try run.configuration.check(trust, folder: folder) } catch { throw fail(error) }
+            // A ledger from before runs stored their configuration records
+            // the command line: it is read as the command line it is.
+            run = try await EditRun.resume(folder: folder, trust: trust, store: settings) { arguments, directory in
+                guard arguments.first == "edit" else { return nil }
+                return try Edit.parse(Array(arguments.dropFirst())).configuration(in: directory)
+            }
         } catch {
             throw fail(error)
         }
         if retryFailed { run.configuration.retryFailed = true }
         if retryUncertain { run.configuration.retryUncertain = true }
         TextStream.standardError.write(Self.describe(run.configuration))
-        try await Edit.execute(run, json: json || run.configuration.commandLine?.contains("--json") == true, store: settings)
+        try await Edit.execute(run, json: json, store: settings)
     }
 
     /// The configuration about to run, as lines: where the key goes, what is read, what is written.
     static func describe(_ configuration: EditRunConfiguration) -> String {
         let options = configuration.options
         let profile = try? options.profile()
-        let address = options.baseURL ?? profile.map { ProcessInfo.processInfo.environment[$0.baseURLVariable] ?? $0.baseURL } ?? "?"
+        let address = profile.map { options.address(on: $0, environment: ProcessInfo.processInfo.environment) } ?? "?"
         var lines = ["resuming into \(DisplayPath.escape(configuration.output)):"]
         lines.append("  endpoint: \(profile?.id ?? options.endpoint) at \(address), flow \(options.flow?.rawValue ?? "default")")
         if let callback = options.callback { lines.append("  callback: \(callback.url)") }
@@ -90,18 +90,6 @@ struct Resume: AsyncParsableCommand {
         if configuration.retryUncertain { limits.append("sending uncertain jobs again") }
         lines.append("  " + limits.joined(separator: ", "))
         return lines.joined(separator: "\n") + "\n"
-    }
-
-    private func legacy(_ arguments: [String], directory: String) throws -> EditRun {
-        guard arguments.first == "edit" else {
-            TextStream.standardError.write("error: the ledger in \(DisplayPath.escape(folder)) records no qie edit command\n")
-            throw ExitCode(2)
-        }
-        let edit = try Edit.parse(Array(arguments.dropFirst()))
-        var configuration = try edit.configuration(in: directory)
-        configuration.commandLine = arguments
-        try Flags.validating { try configuration.validate() }
-        return EditRun(configuration)
     }
 }
 
@@ -123,9 +111,7 @@ struct Status: AsyncParsableCommand {
         do { status = try await EditRun.status(folder: folder, store: settings) } catch { throw fail(error) }
         let summary = status.summary
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            TextStream.standardOutput.write(String(decoding: try encoder.encode(status), as: UTF8.self) + "\n")
+            TextStream.standardOutput.write(try JSONText.document(status))
             return
         }
         var out = LineBuffer()
@@ -184,20 +170,24 @@ struct StoreOptions: ParsableArguments {
     var ledger: String?
 
     @Option(name: .customLong("lease"), help: "With --ledger: seconds a worker's claim on a job lasts unrenewed (a dead worker's jobs wait this long).")
-    var lease: Double = 60
+    var lease = RunStoreSettings(environment: [:]).lease
 
     func validate() throws {
-        guard lease >= 1, lease <= 3600 else { throw ValidationError("--lease must be between 1 and 3600 seconds") }
-        if let ledger, !PostgresURL.isPostgres(ledger) {
-            throw ValidationError("--ledger must be a postgres:// URL (the SQLite ledger is the default and needs no option)")
-        }
+        // The flags alone: a URL from the environment is judged when it is read.
+        try Flags.validating { try store([:]).validate() }
+    }
+
+    /// The settings these options and `environment` ask for.
+    private func store(_ environment: [String: String]) -> RunStoreSettings {
+        var settings = RunStoreSettings(environment: environment)
+        if let ledger { settings.url = ledger }
+        settings.lease = lease
+        return settings
     }
 
     func settings() throws -> RunStoreSettings {
         let environment = ProcessInfo.processInfo.environment
-        var settings = RunStoreSettings(environment: environment)
-        if let ledger { settings.url = ledger }
-        settings.lease = lease
+        let settings = store(environment)
         if let url = settings.url {
             do {
                 let address = try PostgresURL(url, environment: environment)

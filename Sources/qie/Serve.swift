@@ -22,52 +22,55 @@ struct Serve: AsyncParsableCommand {
             on loopback only.
             """)
 
+    /// The library's defaults, which the options below start from.
+    private static let defaults = GatewayConfiguration.defaults
+
     @Option(help: "Address to listen on. Anything but loopback needs gateway keys.")
-    var host = "127.0.0.1"
+    var host = defaults.host
 
     @Option(help: "Port (0 picks a free one; the address is printed once listening).")
-    var port = 8080
+    var port = defaults.port
 
     @Option(name: .customLong("provider"), help: "An endpoint to offer as a model (repeat for more; the first is the default). Default: all.")
-    var providers: [String] = []
+    var providers: [String] = defaults.models
 
-    @Option(name: .customLong("keys-file"), help: "A file of gateway keys, one per line (added to QIE_GATEWAY_KEYS).")
+    @Option(name: .customLong("keys-file"), help: "A file of gateway keys, one per line (added to \(GatewayConfiguration.keysVariable)).")
     var keysFile: String?
 
     @Option(
         help: ArgumentHelp(
             "Where the gateway keeps idempotency keys, result files and the day's spending: a folder (SQLite), or postgres://USER@HOST/DATABASE shared by replicas behind a load balancer.",
-            discussion: "Default: QIE_GATEWAY_STATE, else $XDG_STATE_HOME/qie/serve. A password comes from the URL, PGPASSWORD or ~/.pgpass (PGPASSFILE); a server on another machine needs ?sslmode=require, verify-full or disable."))
+            discussion: "Default: \(GatewayConfiguration.stateVariable), else $XDG_STATE_HOME/qie/serve (~/.local/state/qie/serve). A password comes from the URL, PGPASSWORD or ~/.pgpass (PGPASSFILE); a server on another machine needs ?sslmode=require, verify-full or disable."))
     var state: String?
 
     @Option(help: "With a PostgreSQL state: seconds a replica may miss its heartbeat before its running edits count as stopped.")
-    var lease: Double = 30
+    var lease = defaults.stateLease
 
     @Option(name: .customLong("max-body"), help: "Largest request body, MiB.")
-    var maxBody = 64
+    var maxBody = defaults.maxBodyBytes >> 20
 
     @Option(
         name: .customLong("max-output-megapixels"),
-        help: "Most megapixels one request's answer may hold (n times the size asked); more is refused with 400. Default: \(Int(GatewayConfiguration(stateDirectory: "").maxOutputMegapixels)).")
-    var maxOutputMegapixels: Double?
+        help: "Most megapixels one request's answer may hold (n times the size asked); more is refused with 400.")
+    var maxOutputMegapixels = defaults.maxOutputMegapixels
 
     @Option(help: "Edits running at once; more wait in the queue.")
-    var concurrency = 8
+    var concurrency = defaults.concurrency
 
     @Option(help: "Requests waiting beyond --concurrency; more are answered 429.")
-    var queue = 64
+    var queue = defaults.queueLimit
 
     @Option(help: "Per-edit time limit in seconds, from submission to result.")
-    var timeout: Double = 600
+    var timeout = defaults.options.timeouts.overall
 
     @Option(name: .customLong("file-lifetime"), help: "Seconds a result asked for as a URL stays downloadable.")
-    var fileLifetime: Double = 3600
+    var fileLifetime = defaults.fileLifetime
 
     @Option(name: .customLong("key-lifetime"), help: "Seconds an Idempotency-Key and its answer are kept; a retry after that edits again.")
-    var keyLifetime: Double = 86400
+    var keyLifetime = defaults.keyLifetime
 
     @Option(name: .customLong("files-path"), help: "The path result URLs are served under.")
-    var filesPath = "/v1/files"
+    var filesPath = defaults.filesPath
 
     @Option(name: .customLong("public-url"), help: "The URL clients reach the gateway at, for result links behind a proxy.")
     var publicURL: String?
@@ -76,32 +79,26 @@ struct Serve: AsyncParsableCommand {
     var maxCostPerDay: String?
 
     @Option(name: .customLong("log-format"), help: "text or json: one line per request on standard error.")
-    var logFormat = "text"
+    var logFormat = GatewayLogHandler.Format.text
 
     @OptionGroup var price: PriceOptions
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let chosen = state ?? environment["QIE_GATEWAY_STATE"].flatMap { $0.isEmpty ? nil : $0 }
-        let shared = chosen.map { PostgresURL.isPostgres($0) } ?? false
-        // With a shared state the folder only spools uploads while they are read.
-        var configuration = GatewayConfiguration(stateDirectory: shared ? Self.defaultState(environment) : chosen ?? Self.defaultState(environment))
-        if shared { configuration.stateURL = chosen }
-        configuration.stateLease = lease
-        configuration.host = host
-        configuration.port = port
-        configuration.models = providers
-        var keys = GatewayKey.keys(list: environment["QIE_GATEWAY_KEYS"] ?? "")
+        var configuration = GatewayConfiguration.fromEnvironment(environment, state: state)
         if let keysFile {
             do {
-                keys += try GatewayKey.keys(contentsOf: keysFile)
+                configuration.keys += try GatewayKey.keys(contentsOf: keysFile)
             } catch {
                 throw ValidationError("--keys-file: \(error)")
             }
         }
-        configuration.keys = keys
+        configuration.stateLease = lease
+        configuration.host = host
+        configuration.port = port
+        configuration.models = providers
         configuration.maxBodyBytes = maxBody << 20
-        if let maxOutputMegapixels { configuration.maxOutputMegapixels = maxOutputMegapixels }
+        configuration.maxOutputMegapixels = maxOutputMegapixels
         configuration.concurrency = concurrency
         configuration.queueLimit = queue
         configuration.fileLifetime = fileLifetime
@@ -114,28 +111,26 @@ struct Serve: AsyncParsableCommand {
         configuration.options.timeouts.overall = timeout
         configuration.options.price = try price.override()
         configuration.options.rounding = try price.megapixelRounding()
-        guard let format = GatewayLogHandler.Format(rawValue: logFormat) else {
-            throw ValidationError("--log-format must be text or json, got \(logFormat)")
-        }
         do {
             try configuration.validate()
         } catch {
             throw ValidationError("\(error)")
         }
 
+        let format = logFormat
         let logger = Logger(label: "qie-serve") { _ in GatewayLogHandler(format: format) }
-        let keyIDs = keys.map(\.id)
+        let keyIDs = configuration.keys.map(\.id)
         let servesLinks = configuration.servesResultLinks
         let host = self.host
         if let url = configuration.stateURL, let address = try? PostgresURL(url, environment: environment) {
             for warning in address.warnings { TextStream.standardError.write("warning: \(warning)\n") }
         }
-        let stateShown = configuration.stateURL.map { PostgresURL.redacting($0) } ?? configuration.stateDirectory
+        let stateShown = configuration.stateLocation
         try await Gateway(configuration, environment: environment, logger: logger).run { address in
             var lines = ["qie serve listening on \(address) (Ctrl-C to stop)"]
             lines.append(
                 keyIDs.isEmpty
-                    ? "no gateway keys: loopback clients only (set QIE_GATEWAY_KEYS to require keys)"
+                    ? "no gateway keys: loopback clients only (set \(GatewayConfiguration.keysVariable) to require keys)"
                     : "gateway keys: \(keyIDs.joined(separator: ", "))")
             lines.append("state: \(stateShown)")
             if !servesLinks {
@@ -144,10 +139,6 @@ struct Serve: AsyncParsableCommand {
             TextStream.standardOutput.write(lines.joined(separator: "\n") + "\n")
         }
     }
-
-    /// `$XDG_STATE_HOME/qie/serve`, else `~/.local/state/qie/serve`.
-    static func defaultState(_ environment: [String: String]) -> String {
-        if let state = environment["XDG_STATE_HOME"], !state.isEmpty { return state + "/qie/serve" }
-        return (environment["HOME"] ?? NSTemporaryDirectory()) + "/.local/state/qie/serve"
-    }
 }
+
+extension GatewayLogHandler.Format: ExpressibleByArgument {}

@@ -359,6 +359,27 @@ struct EditRunTests {
             #expect(arguments.first == "edit" && arguments.contains("runflow") && directory == root)
             #expect(error.description.contains("run that command again"))
         }
+        // A front end that knows the command line reads it back; the run is then validated and held to the trust given.
+        let read = try await EditRun.resume(folder: root + "/out", trust: ResumeTrust(folders: [root])) { arguments, directory in
+            guard let provider = arguments.firstIndex(of: "--provider"), let prompt = arguments.firstIndex(of: "--prompt") else { return nil }
+            var options = EditOptions(endpoint: arguments[provider + 1])
+            options.prompt = arguments[prompt + 1]
+            return EditRunConfiguration(inputs: ["in"], output: "out", options: options, workingDirectory: directory)
+        }
+        #expect(read.configuration.options.endpoint == "runflow" && read.configuration.options.prompt == "Add a moon")
+        #expect(read.configuration.commandLine?.first == "edit" && read.configuration.workingDirectory == root)
+        do {
+            _ = try await EditRun.resume(folder: root + "/out") { _, _ in nil }
+            Issue.record("a command line its reader did not know was resumed")
+        } catch {
+            guard case .legacyRun = error else { Issue.record("\(error)"); return }
+        }
+        do {
+            _ = try await EditRun.resume(folder: root + "/out") { _, _ in throw CocoaError(.fileReadCorruptFile) }
+            Issue.record("a command line that cannot be read was resumed")
+        } catch {
+            #expect(error.description.contains("cannot be read"), "\(error)")
+        }
         try await withEmulator { emulator, base in
             func run(_ endpoint: String, _ configure: (inout EditOptions) -> Void) async throws -> EditRunSummary {
                 var options = EditOptions(endpoint: endpoint)

@@ -24,7 +24,7 @@ struct PrepareBatchTests {
             resize: ResizeOptions(size: PixelSize(width: 128, height: 160)), format: .jpeg, encode: EncodeOptions(format: .jpeg),
             concurrency: 3)
         let results = Mutex<[PrepareResult]>([])
-        let summary = PrepareBatch(inputs: files, output: try OutputFolder(path: folder.path + "/out"), settings: settings)
+        let summary = try PrepareBatch(inputs: files, output: try OutputFolder(path: folder.path + "/out"), settings: settings)
             .run { result in results.withLock { $0.append(result) } }
 
         #expect(summary.total == 7)
@@ -63,7 +63,7 @@ struct PrepareBatchTests {
         try folder.write("in/a.webp", try Sample.image(64, 64, format: .webp))
         try folder.write("in/b.png", try Sample.image(64, 64, format: .png))
         let files = InputWalker().walk([folder.path + "/in"]).files
-        let summary = PrepareBatch(
+        let summary = try PrepareBatch(
             inputs: files, output: try OutputFolder(path: folder.path + "/out"),
             settings: PrepareSettings(resize: ResizeOptions(size: PixelSize(width: 32, height: 32)))
         ).run { _ in }
@@ -80,7 +80,7 @@ struct PrepareBatchTests {
         for i in 0..<6 { try folder.write("in/\(i).jpg", try Sample.image(64, 64)) }
         let files = InputWalker().walk([folder.path + "/in"]).files
         let cancellation = BatchCancellation()
-        let summary = PrepareBatch(
+        let summary = try PrepareBatch(
             inputs: files, output: try OutputFolder(path: folder.path + "/out"),
             settings: PrepareSettings(concurrency: 1)
         ).run(cancellation: cancellation) { _ in cancellation.cancel() }

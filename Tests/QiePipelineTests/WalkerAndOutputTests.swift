@@ -187,4 +187,55 @@ struct OutputFolderTests {
         }
         #expect(Set(written).count == written.count && !written.contains("report"), "\(found)")
     }
+    @Test("A name template: each placeholder, an empty {dir} with its slash left out, {index} over copies and results; plain names as before")
+    func templates() throws {
+        let template = try OutputNameTemplate("{dir}/{stem}-night-{index}.{ext}")
+        #expect(template.name(relativePath: "sub/deep/photo.jpg", index: 2, fileExtension: "png") == "sub/deep/photo-night-2.png")
+        #expect(template.name(relativePath: "photo.tar.jpg", index: 1, fileExtension: "webp") == "photo.tar-night-1.webp")
+        let inputs = ["a.jpg", "sub/b.jpg"].map { InputFile(path: "/in/" + $0, relativePath: $0, isExplicit: false) }
+        // Two requests of two results each: {index} numbers all four; a sidecar is named after its request's first result.
+        let naming = try OutputNaming(inputs, copies: 2, resultsPerRequest: 2, sidecars: true, template: template, format: .png)
+        #expect(naming.resultPath(for: inputs[1], copy: 2, result: 1, of: 2, format: .png) == "sub/b-night-4.png")
+        #expect(naming.resultPath(for: inputs[0], copy: 1, result: 0, of: 2, format: .png) == "a-night-1.png")
+        #expect(naming.sidecarPath(for: inputs[1], copy: 2) == "sub/b-night-3.json")
+        let single = try OutputNaming(inputs, template: try OutputNameTemplate("{stem}-{index}.{ext}"))
+        #expect(single.relativeOutputPath(for: inputs[1], format: .jpeg) == "b-1.jpg")
+        // Without a template, the names are the inputs' own, numbered as before.
+        let plain = OutputNaming(inputs, copies: 2, resultsPerRequest: 2, sidecars: true)
+        #expect(plain.resultPath(for: inputs[0], copy: 2, result: 0, of: 2, format: .png) == "a-2-1.png")
+        #expect(plain.resultPath(for: inputs[0], copy: 0, result: 0, of: 1, format: .png) == "a.png")
+        #expect(plain.sidecarPath(for: inputs[0], copy: 2) == "a-2.json")
+    }
+
+    @Test("A name template is refused when malformed, leaving the folder, without {index} for several results, or giving two results one name")
+    func templateRefusals() throws {
+        let refused: [(String, String)] = [
+            ("", "is missing"), ("{stem}.png", "must end with .{ext}"), ("x/../{stem}.{ext}", "has a .. part"),
+            (".{dir}/{stem}.{ext}", "has a . part"), ("{stem", "unmatched brace"), ("{stem}}.{ext}", "unmatched brace"),
+            ("/{stem}.{ext}", "starts with /"), ("{size}.{ext}", "names {size}, which is not a placeholder"),
+        ]
+        for (text, words) in refused {
+            #expect(throws: SettingError.self, "\(text)") { try OutputNameTemplate(text) }
+            do {
+                _ = try OutputNameTemplate(text)
+            } catch {
+                #expect(error.setting == .outputName && error.description.contains(words), "\(text): \(error)")
+            }
+        }
+        let inputs = ["a.jpg", "a.png", "x/c.jpg"].map { InputFile(path: "/in/" + $0, relativePath: $0, isExplicit: false) }
+        func refusal(_ text: String, copies: Int = 1, sidecars: Bool = false, format: OutputFormat? = nil) -> String? {
+            do {
+                _ = try OutputNaming(inputs, copies: copies, sidecars: sidecars, template: try OutputNameTemplate(text), format: format)
+                return nil
+            } catch {
+                return error.description
+            }
+        }
+        #expect(refusal("{stem}.{ext}")?.contains("gives both /in/a.jpg and /in/a.png the name a.{ext}") == true)
+        #expect(refusal("{stem}.{ext}", format: .webp)?.contains("the name a.webp; add a placeholder") == true)
+        #expect(refusal("{dir}/{stem}-{index}.{ext}", copies: 2) != nil, "a.jpg and a.png still meet")
+        #expect(refusal("{stem}-x.{ext}", copies: 2)?.contains("has no {index}, and each input has 2 results") == true)
+        #expect(refusal("report.{ext}", sidecars: true)?.contains("the name report.json, which is qie's own") == true)
+        #expect(refusal("report-thumbs/{stem}-{index}.{ext}", sidecars: true)?.contains("qie's own") == true)
+    }
 }
