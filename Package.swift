@@ -189,7 +189,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ], resources: [.copy("Fixtures")]),
-        .testTarget(name: "QieCLITests", dependencies: ["QieImaging", "QieTestSupport"]),
+        .testTarget(name: "QieCLITests", dependencies: ["QieImaging", "QieProviders", "QieTestSupport"]),
         .testTarget(
             name: "QieGatewayTests",
             dependencies: [

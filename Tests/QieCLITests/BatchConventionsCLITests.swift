@@ -1,5 +1,6 @@
 import Foundation
 import QieImaging
+import QieProviders
 import Testing
 
 /// A JSON object from text, or a recorded failure naming the text.
@@ -27,11 +28,9 @@ struct BatchConventionsCLITests {
         #expect(run.status == 0, "\(run.stderr)")
         let list = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]], "\(run.stdout)")
         let ids = list.compactMap { $0["id"] as? String }
-        #expect(
-            ids == [
-                "runpod-qwen-image-edit-2511", "runpod-qwen-image-edit", "runflow-qwen-image-edit-2511", "oxen-qwen-image-edit-2511",
-                "lumenfall-qwen-image-edit-2511",
-            ])
+        // Every endpoint of the catalog, in its order (a new host's included).
+        #expect(ids == ProviderCatalog.all.map(\.id))
+        #expect(ids.contains("runpod-qwen-image-edit-2511") && ids.contains("lumenfall-qwen-image-edit-2511"))
         let runpod = try #require(list.first)
         #expect((runpod["auth"] as? [String: Any])?["keyVariable"] as? String == "RUNPOD_API_KEY")
         #expect(runpod["price"] as? String == "$0.02 per image" && runpod["pricePublished"] as? Bool == true)
@@ -39,7 +38,7 @@ struct BatchConventionsCLITests {
         #expect((runpod["aliases"] as? [String])?.contains("runpod") == true)
         let oxen = try #require(list.first { $0["id"] as? String == "oxen-qwen-image-edit-2511" })
         #expect(oxen["pricePublished"] as? Bool == false)
-        let lumenfall = try #require(list.last)
+        let lumenfall = try #require(list.first { $0["id"] as? String == "lumenfall-qwen-image-edit-2511" })
         let fields = (lumenfall["fields"] as? [[String: Any]])?.compactMap { $0["setting"] as? String } ?? []
         #expect(fields.contains("responseFormat"), "\(fields)")
         // The text lists the same endpoints, key variables and prices.

@@ -16,7 +16,7 @@ struct HostIsolationTests {
     ]
 
     /// qie's own words, in its ledgers, manifests and sidecars.
-    static let ownVocabulary: Set<String> = ["images", "outputs", "metadata"]
+    static let ownVocabulary: Set<String> = ["images", "outputs", "metadata", "format"]
 
     /// Where `Sources/` is, from this file's place in `Tests/`.
     static var sources: URL {
