@@ -101,12 +101,6 @@ public final class EditEmulator: Sendable {
         var job: EmulatedJob
         /// Held in the queue until cancelled (`EmulatedFault.staysQueued`).
         var staysQueued = false
-
-        /// Moves the job to `phase`, in its host's words.
-        mutating func move(to phase: JobPhase) {
-            job.phase = phase
-            job.status = profile.host.emulatedStatus(phase, for: profile)
-        }
     }
 
     /// A result file and how it is served.
@@ -660,8 +654,8 @@ public final class EditEmulator: Sendable {
         var job = Job(
             profile: profile,
             job: EmulatedJob(
-                id: host.emulatedJobID(for: profile), phase: .queued, status: host.emulatedStatus(.queued, for: profile),
-                createdAt: now, metadata: edit.metadata, outputSize: edit.outputSize, seed: Int.random(in: 0..<1_000_000),
+                id: host.emulatedJobID(for: profile), phase: .queued, createdAt: now, metadata: edit.metadata,
+                outputSize: edit.outputSize, seed: Int.random(in: 0..<1_000_000),
                 cost: CostEstimator.estimate(profile, outputSize: edit.outputSize).total ?? 0),
             staysQueued: fault == .staysQueued)
         let id = job.job.id
@@ -671,7 +665,7 @@ public final class EditEmulator: Sendable {
             state.jobs = state.jobs.filter { $0.value.job.completedAt.map { now.timeIntervalSince($0) < retention } ?? true }
             // A worker takes it at once (answered as queued), unless it is to stay queued.
             if !job.staysQueued {
-                job.move(to: .running)
+                job.job.phase = .running
                 job.job.startedAt = now
             }
             state.jobs[id] = job
@@ -694,7 +688,7 @@ public final class EditEmulator: Sendable {
             let finished = state.withLock { state -> EmulatedJob? in
                 // A job cancelled while it ran stays cancelled.
                 guard var job = state.jobs[id], job.job.phase == .running else { return nil }
-                job.move(to: error == nil ? .succeeded : .failed)
+                job.job.phase = error == nil ? .succeeded : .failed
                 job.job.error = error
                 job.job.urls = urls
                 job.job.completedAt = Date()
@@ -742,7 +736,7 @@ public final class EditEmulator: Sendable {
             state.cancels[profile.id, default: 0] += 1
             let wasRunning = job.job.startedAt != nil
             if !job.job.phase.isTerminal {
-                job.move(to: .cancelled)
+                job.job.phase = .cancelled
                 job.job.completedAt = Date()
                 state.jobs[id] = job
             }

@@ -93,7 +93,7 @@ extension EndpointHost {
 
     /// The cancel refused, in the endpoint's words: a host with a cancel route reads its answer itself.
     public func readCancel(_ body: Data, status: Int, for profile: ProviderProfile) -> CancelOutcome {
-        .refused(message: ResponseReader.errorMessage(try? JSONSerialization.jsonObject(with: body), body: body, status: status, profile: profile))
+        .refused(body, status: status, for: profile)
     }
 
     /// No signature to check.
@@ -168,6 +168,11 @@ public enum CancelOutcome: Sendable, Equatable {
     case tooLate(status: String)
     /// The endpoint refused the cancel or could not be asked (its words).
     case refused(message: String)
+
+    /// A cancel refused with HTTP `status` and `body`, in the endpoint's words.
+    public static func refused(_ body: Data, status: Int, for profile: ProviderProfile) -> CancelOutcome {
+        .refused(message: ResponseReader.errorMessage(try? JSONSerialization.jsonObject(with: body), body: body, status: status, profile: profile))
+    }
 }
 
 /// The phases of a job, whatever a host calls them.
@@ -191,10 +196,8 @@ public enum JobPhase: String, Sendable, CaseIterable {
 public struct EmulatedJob: Sendable {
     /// Its id.
     public var id: String
-    /// Where it stands.
+    /// Where it stands (its host's word for it: `EndpointHost.emulatedStatus`).
     public var phase: JobPhase
-    /// The host's word for `phase`.
-    public var status: String
     /// When it was submitted, started and ended.
     public var createdAt: Date
     /// When a worker took it.
@@ -216,12 +219,11 @@ public struct EmulatedJob: Sendable {
 
     /// A job with these parts.
     public init(
-        id: String, phase: JobPhase, status: String, createdAt: Date, startedAt: Date? = nil, completedAt: Date? = nil,
+        id: String, phase: JobPhase, createdAt: Date, startedAt: Date? = nil, completedAt: Date? = nil,
         urls: [String] = [], error: String? = nil, metadata: Data? = nil, outputSize: PixelSize, seed: Int, cost: Decimal
     ) {
         self.id = id
         self.phase = phase
-        self.status = status
         self.createdAt = createdAt
         self.startedAt = startedAt
         self.completedAt = completedAt

@@ -43,6 +43,16 @@ struct GatewayIntakeTests {
         return try await client.execute(uri: "/v1/images/edits", method: .post, headers: all, body: form.body)
     }
 
+    /// A connection that has sent `form` whole as an edit, with `headers`
+    /// (lines ending in CRLF) besides, and is left open for the answer.
+    func sendWhole(_ form: Multipart, port: Int, headers: String = "") throws -> RawConnection {
+        let connection = try RawConnection(port: port)
+        try connection.send(
+            "POST /v1/images/edits HTTP/1.1\r\nHost: 127.0.0.1\r\n\(headers)Content-Type: \(form.contentType)\r\nContent-Length: \(form.bytes.count)\r\n\r\n")
+        try connection.send(form.bytes)
+        return connection
+    }
+
     /// The uploads being read or kept in a state folder.
     func uploads(in state: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: state)) ?? []).filter { $0.hasPrefix("upload-") }
@@ -81,10 +91,7 @@ struct GatewayIntakeTests {
             let runpod = ProviderProfile.runpodQwenImageEdit2511
             // The endpoint takes the job as one still to run, and no worker starts it.
             emulator.inject([.staysQueued])
-            let connection = try RawConnection(port: port)
-            try connection.send(
-                "POST /v1/images/edits HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: \(form.contentType)\r\nContent-Length: \(form.bytes.count)\r\n\r\n")
-            try connection.send(form.bytes)
+            let connection = try sendWhole(form, port: port)
             // Accepted (its id recorded, then polled): the client goes away.
             await emulator.waitForPolls(1, of: runpod)
             connection.hangUp()
@@ -107,10 +114,7 @@ struct GatewayIntakeTests {
             let runpod = ProviderProfile.runpodQwenImageEdit2511
             emulator.inject([.acceptedPending])
             emulator.hold()
-            let connection = try RawConnection(port: port)
-            try connection.send(
-                "POST /v1/images/edits HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: gone-1\r\nContent-Type: \(form.contentType)\r\nContent-Length: \(form.bytes.count)\r\n\r\n")
-            try connection.send(form.bytes)
+            let connection = try sendWhole(form, port: port, headers: "Idempotency-Key: gone-1\r\n")
             await emulator.waitForPolls(1, of: runpod)
             connection.hangUp()
             emulator.release()

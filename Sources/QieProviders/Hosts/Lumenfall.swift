@@ -31,12 +31,12 @@ public struct Lumenfall: EndpointHost {
 
     /// A job still running (only a fault makes one).
     public func emulatedAcceptance(of job: EmulatedJob, for profile: ProviderProfile, enqueued: Bool) -> EmulatedAnswer {
-        EmulatedAnswer(status: 200, body: ["id": job.id, "status": job.status])
+        EmulatedAnswer(status: 200, body: ["id": job.id, "status": emulatedStatus(job.phase, for: profile)])
     }
 
     /// The job's id and status.
     public func emulatedDescription(of job: EmulatedJob, for profile: ProviderProfile, asCallback: Bool) -> [String: Any] {
-        ["id": job.id, "status": job.status]
+        ["id": job.id, "status": emulatedStatus(job.phase, for: profile)]
     }
 
     /// The answer to a synchronous edit that finished.

@@ -42,13 +42,13 @@ public struct Oxen: EndpointHost {
 
     /// The queue's generations, the new one queued.
     public func emulatedAcceptance(of job: EmulatedJob, for profile: ProviderProfile, enqueued: Bool) -> EmulatedAnswer {
-        EmulatedAnswer(status: 200, body: ["generations": [["generation_id": job.id, "status": job.status]]])
+        EmulatedAnswer(status: 200, body: ["generations": [["generation_id": job.id, "status": emulatedStatus(job.phase, for: profile)]]])
     }
 
     /// A generation: `{generation_id, status, result_url, error_message}`.
     public func emulatedDescription(of job: EmulatedJob, for profile: ProviderProfile, asCallback: Bool) -> [String: Any] {
         [
-            "generation_id": job.id, "status": job.status, "result_url": job.urls.first ?? NSNull(),
+            "generation_id": job.id, "status": emulatedStatus(job.phase, for: profile), "result_url": job.urls.first ?? NSNull(),
             "error_message": job.error ?? NSNull(),
         ]
     }
@@ -66,7 +66,7 @@ public struct Oxen: EndpointHost {
     /// The completion event, with the generation as its data.
     public func emulatedEvent(for job: EmulatedJob, profile: ProviderProfile) -> (name: String, data: [String: Any])? {
         guard let name = profile.events?.completedEvents.first else { return nil }
-        return (name, ["generation_id": job.id, "status": job.status, "result_url": job.urls.first ?? NSNull()])
+        return (name, ["generation_id": job.id, "status": emulatedStatus(job.phase, for: profile), "result_url": job.urls.first ?? NSNull()])
     }
 }
 

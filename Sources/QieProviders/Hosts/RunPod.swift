@@ -37,10 +37,7 @@ public struct RunPod: EndpointHost {
     public func readCancel(_ body: Data, status: Int, for profile: ProviderProfile) -> CancelOutcome {
         guard (200..<300).contains(status), let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
             let word = object["status"] as? String
-        else {
-            return .refused(
-                message: ResponseReader.errorMessage(try? JSONSerialization.jsonObject(with: body), body: body, status: status, profile: profile))
-        }
+        else { return .refused(body, status: status, for: profile) }
         if word == "CANCELLED", object["executionTime"] == nil { return .cancelledBeforeRunning }
         return .tooLate(status: Sanitized.text(word, limit: 40))
     }
@@ -72,7 +69,7 @@ public struct RunPod: EndpointHost {
     /// The status object: time in the queue and running (ms) once it
     /// started, the output once completed.
     public func emulatedDescription(of job: EmulatedJob, for profile: ProviderProfile, asCallback: Bool) -> [String: Any] {
-        var object: [String: Any] = ["id": job.id, "status": job.status]
+        var object: [String: Any] = ["id": job.id, "status": emulatedStatus(job.phase, for: profile)]
         if let started = job.startedAt {
             object["delayTime"] = Int(started.timeIntervalSince(job.createdAt) * 1000)
             object["executionTime"] = Int(((job.completedAt ?? Date()).timeIntervalSince(started)) * 1000)

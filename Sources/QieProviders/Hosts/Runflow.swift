@@ -46,7 +46,7 @@ public struct Runflow: EndpointHost {
     public func emulatedAcceptance(of job: EmulatedJob, for profile: ProviderProfile, enqueued: Bool) -> EmulatedAnswer {
         EmulatedAnswer(
             status: 201,
-            body: ["id": job.id, "status": job.status, "created_at": emulatedTimestamp(job.createdAt), "metadata": Self.object(job.metadata)])
+            body: ["id": job.id, "status": emulatedStatus(job.phase, for: profile), "created_at": emulatedTimestamp(job.createdAt), "metadata": Self.object(job.metadata)])
     }
 
     /// The documented callback payload, and (assumed) the same run object when polled.
@@ -61,7 +61,7 @@ public struct Runflow: EndpointHost {
                 "timing": ["inference_ms": Int(job.completedAt.map { $0.timeIntervalSince(job.createdAt) * 1000 } ?? 0)],
             ] as [String: Any] : NSNull()
         var object: [String: Any] = [
-            "status": job.status, "output": output, "created_at": emulatedTimestamp(job.createdAt),
+            "status": emulatedStatus(job.phase, for: profile), "output": output, "created_at": emulatedTimestamp(job.createdAt),
             "completed_at": job.phase.isTerminal ? emulatedTimestamp(job.completedAt ?? Date()) : NSNull(),
             "duration_ms": job.completedAt.map { Int($0.timeIntervalSince(job.createdAt) * 1000) } ?? NSNull(),
             "metadata": Self.object(job.metadata),
