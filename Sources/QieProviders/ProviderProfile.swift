@@ -15,6 +15,9 @@ public struct ProviderProfile: Sendable {
     public var provider: String
     /// The model name as the endpoint spells it.
     public var model: String
+    /// The open model release the endpoint runs, as qie names it: endpoints
+    /// of one version are interchangeable for routing.
+    public var version: ModelVersion
     /// The file name of the published document the profile follows.
     public var document: String
     /// Scheme and host, e.g. `https://api.runpod.ai`; overridable by `baseURLVariable`.
@@ -234,6 +237,21 @@ public struct ProviderProfile: Sendable {
 
     /// Whether `option` is a field of this endpoint.
     public func field(for option: EditOption) -> Field? { fields.first { $0.option == option } }
+}
+
+/// The releases of Qwen Image Edit that hosts sell, by qie's names for them.
+/// The same release sold by several hosts gives the same edit, so a request
+/// may go to whichever of them routing picks.
+public enum ModelVersion: String, Sendable, Codable, CaseIterable {
+    /// The first release, `qwen-image-edit`.
+    case edit = "qwen-image-edit"
+    /// The September 2025 release, `qwen-image-edit-2509`.
+    case edit2509 = "qwen-image-edit-2509"
+    /// `qwen-image-edit-plus`, as hosts sell it under that name (its inputs
+    /// are the 2509 release's; hosts do not all say which weights run).
+    case editPlus = "qwen-image-edit-plus"
+    /// The November 2025 release, `qwen-image-edit-2511`.
+    case edit2511 = "qwen-image-edit-2511"
 }
 
 /// The options users can set on an edit, endpoint-independent.

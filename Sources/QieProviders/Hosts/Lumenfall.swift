@@ -64,6 +64,7 @@ extension ProviderProfile {
         aliases: ["lumenfall"],
         provider: "Lumenfall",
         model: "qwen-image-edit-2511",
+        version: .edit2511,
         document: "lumenfall-qwen-image-edit-2511.md",
         baseURL: "https://api.lumenfall.ai",
         baseURLVariable: "QIE_LUMENFALL_BASE_URL",

@@ -78,6 +78,7 @@ extension ProviderProfile {
         aliases: ["oxen"],
         provider: "Oxen.ai",
         model: "qwen-image-edit-2511",
+        version: .edit2511,
         document: "oxen-qwen-image-edit-2511.md",
         baseURL: "https://hub.oxen.ai",
         baseURLVariable: "QIE_OXEN_BASE_URL",

@@ -220,6 +220,7 @@ extension ProviderProfile {
         aliases: ["runflow"],
         provider: "Runflow",
         model: "alibaba/qwen-image-edit-2511",
+        version: .edit2511,
         document: "runflow-qwen-image-edit-2511.md",
         baseURL: "https://api.runflow.io",
         baseURLVariable: "QIE_RUNFLOW_BASE_URL",
