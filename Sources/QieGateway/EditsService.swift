@@ -41,6 +41,9 @@ struct EditsService: Sendable {
         router.get("/v1/models/:model") { request, context in
             if let failure = authenticate(request).failure { return Self.response(failure) }
             let name = context.parameters.get("model") ?? ""
+            if let endpoints = release(named: name), let release = ModelVersion(rawValue: name.lowercased()) {
+                return Self.json(model((release, endpoints)), status: .ok)
+            }
             guard let profile = try? profile(named: name) else {
                 return Self.response(.unknownModel(name, offered: profiles.map(\.id)))
             }
@@ -84,11 +87,25 @@ struct EditsService: Sendable {
     // MARK: Models
 
     private func models() -> [String: Any] {
-        ["object": "list", "data": profiles.map(model)]
+        ["object": "list", "data": profiles.map(model) + configuration.releases(among: profiles).map(model)]
     }
 
     private func model(_ profile: ProviderProfile) -> [String: Any] {
         ["id": profile.id, "object": "model", "created": 0, "owned_by": profile.provider, "aliases": profile.aliases]
+    }
+
+    /// A release as a model: it stands for its endpoints, routed per request.
+    private func model(_ release: (release: ModelVersion, endpoints: [ProviderProfile])) -> [String: Any] {
+        [
+            "id": release.release.rawValue, "object": "model", "created": 0, "owned_by": "qie",
+            "endpoints": release.endpoints.map(\.id), "route": configuration.route.rawValue,
+        ]
+    }
+
+    /// The offered endpoints a release stands for, when `name` is one.
+    private func release(named name: String) -> [ProviderProfile]? {
+        guard let release = ModelVersion(rawValue: name.lowercased()) else { return nil }
+        return configuration.releases(among: profiles).first { $0.release == release }?.endpoints
     }
 
     private func profile(named name: String) throws -> ProviderProfile {
@@ -215,7 +232,11 @@ struct EditsService: Sendable {
         }
         log.images = asked.images.count
         let profile: ProviderProfile
-        if let name = asked.model {
+        // A release named as the model: routed among the offered endpoints that run it.
+        let routed = asked.model.flatMap(release(named:)) ?? []
+        if let first = routed.first {
+            profile = first
+        } else if let name = asked.model {
             do { profile = try self.profile(named: name) } catch { throw .unknownModel(name, offered: profiles.map(\.id)) }
         } else {
             profile = profiles[0]
@@ -225,6 +246,7 @@ struct EditsService: Sendable {
 
         var options = configuration.options
         options.endpoint = profile.id
+        if routed.count > 1 { options.routing = Routing(endpoints: routed.map(\.id), policy: configuration.route) }
         options.numImages = asked.n
         // OpenAI's default is PNG, whatever the endpoint returns.
         options.format = asked.outputFormat ?? .png
@@ -239,6 +261,8 @@ struct EditsService: Sendable {
         // is charged nothing), and what each request was or may have been billed.
         let sent = Atomic<Bool>(false)
         let money = Mutex<[Int: RequestMoney]>([:])
+        // The endpoint routing sent the edit to last.
+        let routedTo = Mutex<String?>(nil)
         // A duplicate waiting for the first edit under its key gives its
         // place back while it waits, and takes one again when its edit starts.
         hooks.events = { event in
@@ -247,6 +271,8 @@ struct EditsService: Sendable {
                 place.give()
             case .started:
                 guard await place.take() else { throw CancellationError() }
+            case .routed(let endpoint, _):
+                routedTo.withLock { $0 = endpoint }
             case .moved(let index, let move):
                 if case .sending = move { sent.store(true, ordering: .relaxed) }
                 money.withLock { _ = $0[index, default: RequestMoney()].apply(move) }
@@ -261,7 +287,7 @@ struct EditsService: Sendable {
             let scoped = client.keyID + "\n" + key
             let bound: Bool
             do {
-                bound = try await store.bind(scoped, to: try asked.fingerprint(model: profile.id))
+                bound = try await store.bind(scoped, to: try asked.fingerprint(model: routed.isEmpty ? profile.id : profile.version.rawValue))
             } catch {
                 throw GatewayError(status: 500, message: "the idempotency record could not be read: \(error)", type: "server_error")
             }
@@ -297,6 +323,7 @@ struct EditsService: Sendable {
             log.timings = result.timings
         } catch {
             if place.refused { throw queueFull }
+            if let endpoint = routedTo.withLock({ $0 }) { log.model = endpoint }
             // Money that was or may have been billed shows in the log, whatever the answer.
             let requests = money.withLock { Array($0.values) }
             let billed = requests.filter { $0.charge == .billed }.compactMap(\.amount).reduce(0, +)
@@ -312,6 +339,7 @@ struct EditsService: Sendable {
             throw GatewayError(error as? EditError ?? .ledger("\(error)"))
         }
         let replayed = hooks.idempotency != nil && !sent.load(ordering: .relaxed)
+        log.model = result.endpoint
         log.outcome = replayed ? "200 replayed" : "200"
         log.endpointSeconds = replayed ? nil : result.timings.endpoint
         log.cost = replayed ? "0" : result.cost.map { "\($0)" } ?? "unknown"

@@ -57,6 +57,9 @@ public struct GatewayConfiguration: Sendable {
     /// The endpoints offered as models (ids or aliases); empty: all of them.
     /// The first is the default model.
     public var models: [String] = []
+    /// How a model named by its release (`qwen-image-edit-2511`) picks
+    /// among the offered endpoints that run it, per request (see `Routing`).
+    public var route: Routing.Policy = .cheapest
     /// Client keys; empty: no key needed, loopback only.
     public var keys: [GatewayKey] = []
     /// What every edit starts from (timeouts, fit, background, prices, limits).
@@ -195,6 +198,16 @@ public struct GatewayConfiguration: Sendable {
             }
         }
         return profiles
+    }
+
+    /// The model releases offered as models of their own: each stands for
+    /// the offered endpoints that run it, in their order, and a request for
+    /// it is routed among them by `route`.
+    public func releases(among profiles: [ProviderProfile]) -> [(release: ModelVersion, endpoints: [ProviderProfile])] {
+        ModelVersion.allCases.compactMap { release in
+            let endpoints = profiles.filter { $0.version == release }
+            return endpoints.isEmpty ? nil : (release, endpoints)
+        }
     }
 
     /// Refuses what cannot be served safely or at all.

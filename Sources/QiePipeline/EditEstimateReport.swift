@@ -40,12 +40,15 @@ public struct EditEstimateReport: Sendable, Codable, Equatable {
         public var outputs: [String]
         /// Why it cannot be edited.
         public var error: String?
+        /// The endpoint it would go to (with routing, the one ranked first for it), when planned.
+        public var endpoint: String?
 
         /// A file of the report.
         public init(
             input: String, status: Status, plan: SizePlan? = nil, requests: Int, costUSD: String? = nil, prompt: String? = nil,
-            outputs: [String] = [], error: String? = nil
+            outputs: [String] = [], error: String? = nil, endpoint: String? = nil
         ) {
+            self.endpoint = endpoint
             self.input = input
             self.status = status
             self.plan = plan
@@ -83,6 +86,10 @@ public struct EditEstimateReport: Sendable, Codable, Equatable {
     public var files: [File]
     /// Arguments or folder entries that could not be walked.
     public var problems: [Problem]
+    /// The routing policy, when the run routes among endpoints.
+    public var route: Routing.Policy?
+    /// With routing, each endpoint as if every file went there, with what routing saves against it.
+    public var endpoints: [CostReport.EndpointTotal]?
 
     /// The report of `estimate`; errors name settings as `naming` spells
     /// them (the command line says `--max-cost` where the library says `maxCost`).
@@ -100,6 +107,7 @@ public struct EditEstimateReport: Sendable, Codable, Equatable {
                 file.status = .skipped
             case .success(let plan):
                 file.plan = plan
+                file.endpoint = item.endpoint
                 file.costUSD = item.cost.map { "\($0)" }
                 file.outputs = item.outputs
             case .failure(let error):
@@ -109,5 +117,7 @@ public struct EditEstimateReport: Sendable, Codable, Equatable {
             return file
         }
         problems = estimate.problems.map { Problem(path: $0.path, reason: $0.reason) }
+        route = estimate.route
+        endpoints = estimate.route == nil ? nil : estimate.endpoints
     }
 }

@@ -8,8 +8,12 @@ import QieProviders
 /// the result, and how to wait. `Codable`, so a run can store it and resume
 /// from it; keys are never part of it (they come from the environment).
 public struct EditOptions: Sendable, Codable, Equatable {
-    /// The endpoint: a profile id or alias (see `ProviderCatalog`).
+    /// The endpoint: a profile id or alias (see `ProviderCatalog`). With
+    /// `routing`, the first of its endpoints.
     public var endpoint: String
+    /// Several endpoints of one model release, each image sent to the one
+    /// its policy ranks first (see `Routing`); nil: `endpoint` alone.
+    public var routing: Routing?
     /// The size asked of the endpoint (planned from each input's shape when automatic).
     public var size: SizeRequest = .automatic
     /// How the input reaches the planned size: `contain` (pad), `cover` (crop) or `fill` (stretch).
@@ -88,6 +92,7 @@ public struct EditOptions: Sendable, Codable, Equatable {
         func take<Value: Decodable>(_ key: CodingKeys, _ path: WritableKeyPath<EditOptions, Value?>) throws {
             options[keyPath: path] = try values.decodeIfPresent(Value.self, forKey: key)
         }
+        try take(.routing, \.routing)
         try take(.size, \.size)
         try take(.fit, \.fit)
         try take(.position, \.position)
@@ -129,14 +134,15 @@ public struct EditOptions: Sendable, Codable, Equatable {
     public func resolvedFlow(for profile: ProviderProfile) -> ProviderProfile.Flow { flow ?? profile.defaultFlow }
 
     /// Requests sent per input: one when the endpoint has a count field,
-    /// `numImages` otherwise (each request then asks for one image).
+    /// `numImages` otherwise (each request then asks for one image). Routed
+    /// requests ask for one image each, so each is routed on its own.
     public func requestsPerInput(on profile: ProviderProfile) -> Int {
-        profile.field(for: .numImages) == nil ? max(1, numImages) : 1
+        profile.field(for: .numImages) == nil || routing != nil ? max(1, numImages) : 1
     }
 
     /// Images each request asks for.
     public func imagesPerRequest(on profile: ProviderProfile) -> Int {
-        profile.field(for: .numImages) == nil ? 1 : numImages
+        profile.field(for: .numImages) == nil || routing != nil ? 1 : numImages
     }
 
     /// The estimated price of one request for an input planned as `plan`.
@@ -151,21 +157,52 @@ public struct EditOptions: Sendable, Codable, Equatable {
         try SizePlanner.plan(input: size, for: profile, request: self.size, fit: fit, position: position)
     }
 
-    /// Checks everything that can be checked before any image is read, with
-    /// `imageCount` images per request (the input and its references).
-    public func validate(imageCount: Int = 1) throws(SettingError) {
-        let profile = try profile()
-        if let prompt, prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            throw SettingError(.prompt, .explained("is empty; say what to change"))
-        }
+    /// Checks what planning and pricing need, before any header is read:
+    /// the endpoint (routing's endpoints: known, each once, one release), a
+    /// fit an endpoint can be sent (contain, cover or fill) and at least one
+    /// image. A size an endpoint does not take is each file's error (with
+    /// routing, that endpoint is left out for it), as `qie plan` and `qie
+    /// cost` report it.
+    public func validatePlanning() throws(SettingError) {
+        _ = try candidateProfiles()
         if numImages < 1 { throw SettingError(.numImages, value: String(numImages), .invalid(expected: "at least 1")) }
-        if let quality, !(1...100).contains(quality) {
-            throw SettingError(.quality, value: String(quality), .invalid(expected: "an integer from 1 to 100"))
-        }
         if ![Fit.contain, .cover, .fill].contains(fit) {
             throw SettingError(
                 .fit, value: fit.rawValue,
                 .invalid(expected: "contain, cover or fill for an endpoint: the endpoint needs its exact size"))
+        }
+    }
+
+    /// Checks everything that can be checked before any image is read, with
+    /// `imageCount` images per request (the input and its references).
+    public func validate(imageCount: Int = 1) throws(SettingError) {
+        try validatePlanning()
+        if routing != nil {
+            if let flow, flow == .callback || flow == .serverSentEvents {
+                throw SettingError(
+                    .flow, value: flow.rawValue, .explained("cannot be routed: each endpoint has its own listener; use sync or poll"))
+            }
+            // Every endpoint of the route takes the request as asked, but a
+            // size one does not take only leaves it out (for every image).
+            let profiles = try candidateProfiles()
+            var sizeRefusals: [SettingError] = []
+            for profile in profiles {
+                do throws(SettingError) {
+                    try on(profile).validate(imageCount: imageCount)
+                } catch {
+                    guard [.size, .aspectRatio, .resolution].contains(error.setting) else { throw error }
+                    sizeRefusals.append(error)
+                }
+            }
+            if sizeRefusals.count == profiles.count, let first = sizeRefusals.first { throw first }
+            return
+        }
+        let profile = try profile()
+        if let prompt, prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw SettingError(.prompt, .explained("is empty; say what to change"))
+        }
+        if let quality, !(1...100).contains(quality) {
+            throw SettingError(.quality, value: String(quality), .invalid(expected: "an integer from 1 to 100"))
         }
         try timeouts.validate()
         if !(limits.maxMegapixels > 0) {

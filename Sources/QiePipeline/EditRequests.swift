@@ -187,12 +187,16 @@ actor EditRequests {
     /// How the edit ended: its first failure, and whether any request may
     /// have been billed (a request the endpoint refused was not).
     func outcome() -> EditorOutcome {
-        EditorOutcome(failure: firstFailure() ?? .stopped, mayHaveBeenBilled: machines.contains(where: \.mayHaveBeenBilled))
+        EditorOutcome(
+            failure: firstFailure() ?? .stopped, mayHaveBeenBilled: machines.contains(where: \.mayHaveBeenBilled),
+            refusedBeforeAcceptance: !machines.isEmpty && machines.allSatisfy(\.refusedBeforeAcceptance))
     }
 }
 
-/// A failed edit's error, and whether any of its requests may have been billed.
+/// A failed edit's error, whether any of its requests may have been billed,
+/// and whether every one was refused before the endpoint took it.
 struct EditorOutcome {
     var failure: EditError
     var mayHaveBeenBilled: Bool
+    var refusedBeforeAcceptance: Bool
 }

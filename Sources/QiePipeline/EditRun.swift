@@ -233,6 +233,9 @@ public enum EditRunEvent: Sendable {
     /// A job prepared ahead was not sent because the run was stopped first:
     /// nothing was sent or reserved for it, and the next run does it.
     case withdrawn(EditJob)
+    /// Routing sent a job to `endpoint`; `after` is the endpoint tried
+    /// before, which refused it before taking it (nothing billed there), and why.
+    case routed(EditJob, endpoint: String, after: (endpoint: String, reason: String)?)
     /// The endpoint accepted a job's request as `jobID` (it may now be billed).
     case sent(EditJob, jobID: String)
     /// A job's results are written.
@@ -296,6 +299,8 @@ public struct EditEstimateItem: Sendable {
     /// The files its results would be written to, relative to the output
     /// folder, in the format asked (else the endpoint's default).
     public var outputs: [String] = []
+    /// The endpoint it would go to (with routing, the one ranked first for it).
+    public var endpoint: String? = nil
 }
 
 /// What a run would do and cost, from headers only.
@@ -308,6 +313,10 @@ public struct EditEstimate: Sendable {
     public var problems: [InputProblem]
     /// Links skipped because they lead outside the inputs (see `InputBounds`).
     public var skippedLinks: [SkippedLink] = []
+    /// The routing policy, when the run routes among endpoints.
+    public var route: Routing.Policy? = nil
+    /// With routing, each endpoint as if every file went there, with what routing saves against it.
+    public var endpoints: [CostReport.EndpointTotal] = []
     /// Files planned.
     public var planned: Int { items.filter { !$0.skipped && (try? $0.plan.get()) != nil }.count }
     /// Files that cannot be edited.
@@ -553,16 +562,23 @@ public struct EditRun: Sendable {
         let items = planned.map { item in
             let prompt = prompts.request(for: item.input.path)?.prompt ?? options.prompt
             let plan = item.plan.map(\.plan)
-            let cost = (try? plan.get()).flatMap { options.estimate($0, on: profile).total.map { $0 * Decimal(requests) } }
+            let pick = item.endpoint.flatMap { try? ProviderCatalog.profile(named: $0) } ?? profile
+            let cost = (try? plan.get()).flatMap { options.estimate($0, on: pick).total.map { $0 * Decimal(requests) } }
             let copies = requests == 1 ? [0] : Array(1...requests)
             let outputs = copies.flatMap { copy in
                 (0..<results).map { naming.resultPath(for: item.input, copy: copy, result: $0, of: results, format: format) }
             }
             return EditEstimateItem(
                 input: item.input, plan: plan, requests: requests, cost: cost, prompt: prompt, skipped: item.skipped,
-                outputs: outputs)
+                outputs: outputs, endpoint: item.endpoint)
         }
-        return EditEstimate(endpoint: profile.id, items: items, problems: problems, skippedLinks: skippedLinks)
+        var estimate = EditEstimate(endpoint: profile.id, items: items, problems: problems, skippedLinks: skippedLinks)
+        if let routing = options.routing {
+            // Each endpoint alone, beside the routed total: what routing saves.
+            estimate.route = routing.policy
+            do { estimate.endpoints = try CostReport(files, options: options).total.endpoints } catch { throw .setting(error) }
+        }
+        return estimate
     }
 
     /// Runs: owns the run's store (the SQLite ledger under the output
@@ -585,13 +601,20 @@ public struct EditRun: Sendable {
         // Folder runs poll where the endpoint can: the job's id is recorded
         // milliseconds after sending, so a kill never pays twice.
         var resolved = configuration
-        if resolved.options.flow == nil { resolved.options.flow = profile.defaultRunFlow }
+        if resolved.options.routing != nil {
+            resolved.options.routing?.pollsWhereItCan = true
+        } else if resolved.options.flow == nil {
+            resolved.options.flow = profile.defaultRunFlow
+        }
         let config = resolved
         let options = config.options
         if options.prompt == nil, config.manifest == nil, !files.contains(where: { prompts.request(for: $0.path) != nil }) {
             throw .noPrompts
         }
-        _ = try EndpointAccess(profile: profile, options: options, environment: environment)
+        // Every endpoint a job may go to has its key and a trusted address.
+        let candidates: [ProviderProfile]
+        do { candidates = try options.candidateProfiles() } catch { throw .setting(error) }
+        for candidate in candidates { _ = try EndpointAccess(profile: candidate, options: options.on(candidate), environment: environment) }
 
         let outputPath = config.resolve(config.output)
         let folder: OutputFolder
@@ -803,20 +826,38 @@ public struct PlannedInput: Sendable {
     public var plan: Result<(info: ImageInfo, plan: SizePlan), EditError>
     /// Not an image and not named like one (found in a folder): to be skipped, not failed.
     public var skipped: Bool
+    /// The endpoint it is planned for (with routing, the one ranked first for it).
+    public var endpoint: String? = nil
 }
 
 extension EditOptions {
     /// Plans each file for the endpoint from its header alone (several at
     /// once), in order: the plans and costs shown before a run.
+    /// With routing, each file is planned for the endpoint its policy ranks
+    /// first for it (by price: its planned output's on each).
     public func plan(_ files: [InputFile]) throws(SettingError) -> [PlannedInput] {
         let profile = try profile()
+        let candidates = try candidateProfiles()
         return zip(files, ProbeBatch(files: files).run()).map { file, probe in
             switch probe {
             case .failure(let error):
                 return PlannedInput(input: file, plan: .failure(.input(error)), skipped: file.isSkippable(error))
             case .success(let info):
+                if candidates.count > 1 {
+                    let offers = (try? offers(for: info.displaySize)) ?? []
+                    guard let pick = offers.first else {
+                        return PlannedInput(input: file, plan: .failure(.setting(SettingError(.endpoint, .missing(hint: "none")))), skipped: false)
+                    }
+                    switch pick.plan {
+                    case .success(let plan):
+                        return PlannedInput(input: file, plan: .success((info, plan)), skipped: false, endpoint: pick.profile.id)
+                    case .failure(let error):
+                        return PlannedInput(input: file, plan: .failure(.request(error)), skipped: false)
+                    }
+                }
                 do {
-                    return PlannedInput(input: file, plan: .success((info, try plan(info.displaySize, on: profile))), skipped: false)
+                    return PlannedInput(
+                        input: file, plan: .success((info, try plan(info.displaySize, on: profile))), skipped: false, endpoint: profile.id)
                 } catch {
                     return PlannedInput(input: file, plan: .failure(EditError.wrapping(error)), skipped: false)
                 }

@@ -163,6 +163,16 @@ struct RunContext: Sendable {
                 switch event {
                 case .started, .waitingForKey:
                     break
+                case .routed(let endpoint, let after):
+                    // The refusal ended the job (and its lease): taken again
+                    // before it goes elsewhere, unless another worker took it.
+                    if after != nil, try await ledger.claim(rowID, worker: worker.name, lease: worker.lease) == nil {
+                        throw EditError.yielded
+                    }
+                    // Where the job goes is recorded before it is sent there,
+                    // so a run picking it up asks that endpoint about it.
+                    try await ledger.route(rowID, to: endpoint, worker: worker.name)
+                    events(.routed(job, endpoint: endpoint, after: after))
                 case .prepared:
                     await gate.enter(number)
                     let withdrawn = stop.isCancelled
@@ -202,6 +212,11 @@ struct RunContext: Sendable {
 
             var options = configuration.options
             options.numImages = options.imagesPerRequest(on: profile)
+            if options.routing != nil, Self.pinned(row.state), let sentTo = try? ProviderCatalog.profile(named: row.endpoint) {
+                // Sent before: it stays where it went, to be asked about (or
+                // sent again only as the run allows) there.
+                options = options.on(sentTo)
+            }
             if job.copy > 0 { options.numImages = 1 }
             var inputBytes = identity.bytes
             if inputBytes == nil {
@@ -338,14 +353,30 @@ struct RunContext: Sendable {
 /// prompt, seed, size or output option is a new one. Two files with the same
 /// content are two jobs: each gets its own output. The text of each option is
 /// fixed: ledgers written by earlier versions keep matching.
+extension RunContext {
+    /// Whether a job in `state` was sent to the endpoint its row names, so a
+    /// routed run keeps it there: everything but a job never sent, failed
+    /// (nothing billed) or cancelled before it ran.
+    static func pinned(_ state: JobState) -> Bool {
+        switch state {
+        case .pending, .failed, .cancelled: false
+        default: true
+        }
+    }
+}
+
 enum JobKey {
     static func make(
         inputPath: String, inputSHA256: String, copy: Int, request: InputRequest, references: [String],
         configuration: EditRunConfiguration, profile: ProviderProfile
     ) -> (key: String, options: String) {
         let asked = configuration.options
+        // A routed job is the same job on whichever endpoint of its release
+        // runs it: its key names the release, not the endpoint.
+        let endpoint = asked.routing == nil ? profile.id : "route:" + profile.version.rawValue
+        let model = asked.routing == nil ? profile.model : profile.version.rawValue
         var options: [String: String] = [
-            "endpoint": profile.id, "model": profile.model, "prompt": request.prompt, "size": asked.size.jobKeySpelling,
+            "endpoint": endpoint, "model": model, "prompt": request.prompt, "size": asked.size.jobKeySpelling,
             "fit": asked.fit.rawValue, "position": asked.position.rawValue, "fill": asked.background.description,
             "numImages": String(asked.numImages), "copy": String(copy), "references": references.joined(separator: ","),
         ]

@@ -213,6 +213,11 @@ public enum EditEvent: Sendable {
     /// limits the edits on the wire waits here, so later inputs are prepared
     /// while earlier ones are with the endpoint (a folder run does).
     case prepared
+    /// Routing sent the edit to `endpoint` (a profile id), the best ranked
+    /// for this input; `after` is the endpoint tried before it, which
+    /// refused the request before taking it (nothing billed there), and why.
+    /// A folder run records where the job goes before it is sent there.
+    case routed(endpoint: String, after: (endpoint: String, reason: String)?)
     /// Request `index` moved, as its state machine decided: the move a
     /// store records (`sending`, `accepted`, `answered`, `completed`,
     /// `failed`, `uncertain`, `lost`, `waiting`).
@@ -296,6 +301,12 @@ public final class Editor: Sendable {
     let signals: JobSignals?
     /// One image per core in decode, resize and encode, first come first served.
     private let imaging = Turnstile(capacity: ProcessInfo.processInfo.activeProcessorCount)
+    /// Seconds each endpoint (by id) took per completed edit, for routing's `fastest`.
+    private let durations = Mutex<[String: [Double]]>([:])
+
+    /// Seconds each endpoint (by id) took with the requests of each edit it
+    /// completed through this editor, in order.
+    public var measuredDurations: [String: [Double]] { durations.withLock { $0 } }
 
     private init(options: EditOptions, client: EditClient, environment: [String: String], signals: JobSignals?) {
         self.options = options
@@ -441,7 +452,7 @@ public final class Editor: Sendable {
     {
         let options = options ?? self.options
         guard let (store, key) = hooks.idempotency else {
-            return try await perform(input, options: options, hooks: hooks).get()
+            return try await route(input, options: options, hooks: hooks).get()
         }
         let events = hooks.events
         switch try await store.claim(key, waiting: { try? await events?(.waitingForKey) }) {
@@ -454,7 +465,7 @@ public final class Editor: Sendable {
         }
         let outcome: EditOutcome
         do {
-            outcome = try await perform(input, options: options, hooks: hooks)
+            outcome = try await route(input, options: options, hooks: hooks)
         } catch {
             // Ended before any request could reach the endpoint.
             await store.release(key)
@@ -481,6 +492,8 @@ public final class Editor: Sendable {
     private struct EditOutcome {
         var result: Result<EditResult, EditError>
         var mayHaveBeenBilled: Bool
+        /// Every request was refused before the endpoint took it: nothing was billed there.
+        var refusedBeforeAcceptance = false
 
         func get() throws(EditError) -> EditResult { try result.get() }
     }
@@ -488,7 +501,9 @@ public final class Editor: Sendable {
     /// The outcome of an edit whose requests ended without completing.
     private func failed(_ run: EditRequests) async -> EditOutcome {
         let ended = await run.outcome()
-        return EditOutcome(result: .failure(ended.failure), mayHaveBeenBilled: ended.mayHaveBeenBilled)
+        return EditOutcome(
+            result: .failure(ended.failure), mayHaveBeenBilled: ended.mayHaveBeenBilled,
+            refusedBeforeAcceptance: ended.refusedBeforeAcceptance)
     }
 
     /// What the stages share for one edit.
@@ -499,7 +514,57 @@ public final class Editor: Sendable {
         var flow: ProviderProfile.Flow
     }
 
-    private func perform(_ input: EditInput, options: EditOptions, hooks: EditHooks) async throws -> EditOutcome {
+    /// Sends the edit to its endpoint; with routing, to the endpoints in the
+    /// order the policy ranks them for this input (by the price of its
+    /// planned output on each, or the durations measured), going to the
+    /// next only when every request of the edit was refused before the
+    /// endpoint took it (`PaidRequest.refusedBeforeAcceptance`): never after
+    /// an acceptance, never on an ambiguous failure. Endpoints that cannot
+    /// take the input (a size they do not accept) are left out.
+    private func route(_ input: EditInput, options: EditOptions, hooks: EditHooks) async throws -> EditOutcome {
+        guard options.routing != nil else { return try await perform(input, options: options, hooks: hooks) }
+        let size = try await routedSize(of: input)
+        let offers: [EndpointOffer]
+        do { offers = try options.offers(for: size, durations: measuredDurations) } catch { throw EditError.setting(error) }
+        let usable = offers.filter(\.isPlanned)
+        guard !usable.isEmpty else {
+            if case .failure(let error) = offers.first?.plan { throw EditError.request(error) }
+            throw EditError.setting(SettingError(.endpoint, .missing(hint: "no endpoint of the route takes this input")))
+        }
+        var hooks = hooks
+        var after: (endpoint: String, reason: String)? = nil
+        var outcome: EditOutcome? = nil
+        for (attempt, offer) in usable.enumerated() {
+            try await hooks.events?(.routed(endpoint: offer.profile.id, after: after))
+            let ended = try await perform(input, options: options.on(offer.profile), hooks: hooks, isFallback: attempt > 0)
+            outcome = ended
+            guard case .failure(let error) = ended.result, ended.refusedBeforeAcceptance else { break }
+            after = (offer.profile.id, error.reason(naming: \.name))
+            // Refused there, so nothing of it stands: the next endpoint gets a new request.
+            hooks.resume = hooks.resume.map { PaidRequest.Start(priced: $0.priced) }
+        }
+        return outcome!
+    }
+
+    /// The size routing prices an input at: the frame asked, else its header's displayed size.
+    private func routedSize(of input: EditInput) async throws -> PixelSize {
+        if let size = input.size { return size }
+        let image = input.image
+        return try await imagingWork(urgent: true) { () throws(EditError) -> PixelSize in
+            do throws(ImagingError) {
+                switch image {
+                case .file(let path): return try ImageProbe.probe(file: path).displaySize
+                case .data(let data): return try ImageProbe.probe(data: data).displaySize
+                }
+            } catch {
+                throw .input(error)
+            }
+        }
+    }
+
+    private func perform(_ input: EditInput, options: EditOptions, hooks: EditHooks, isFallback: Bool = false) async throws
+        -> EditOutcome
+    {
         let start = Date()
         var timings = EditTimings()
         let profile: ProviderProfile
@@ -513,7 +578,8 @@ public final class Editor: Sendable {
         let seed = input.seed ?? options.seed
         let negativePrompt = input.negativePrompt ?? options.negativePrompt
         let events = hooks.events ?? { _ in }
-        try await events(.started)
+        // A fallback is the same edit: it started, and holds its place, already.
+        if !isFallback { try await events(.started) }
 
         // Each request starts from where an earlier run left it (a new
         // request otherwise); one that ended there ends here, unprepared.
@@ -540,7 +606,7 @@ public final class Editor: Sendable {
         timings.prepare = Date().timeIntervalSince(start)
         let queued = Date()
         do {
-            try await events(.prepared)
+            if !isFallback { try await events(.prepared) }
         } catch {
             await run.feedAll(.withdrawn)
             return await failed(run)
@@ -640,6 +706,7 @@ public final class Editor: Sendable {
                 estimatedCost: estimate.map { $0 * Decimal(count) },
                 reportedCost: reported.count == answers.count && !reported.isEmpty ? reported.reduce(0, +) : nil,
                 timings: timings, warnings: answers.flatMap(\.warnings), requestEncoding: requestEncoding)
+            durations.withLock { $0[profile.id, default: []].append(timings.endpoint) }
             let outputs = try await hooks.deliver?(result) ?? []
             await run.feedAll(.delivered(outputs: outputs))
             return EditOutcome(result: .success(result), mayHaveBeenBilled: true)

@@ -215,6 +215,15 @@ public struct PaidRequest: Sendable {
         }
     }
 
+    /// Whether the request ended refused by the endpoint before it took it
+    /// (a 4xx answer, a 429 at submission, a connection that failed before
+    /// the request was written): the one proof that nothing was billed
+    /// after sending, so routing may send it to another endpoint.
+    public var refusedBeforeAcceptance: Bool {
+        if case .failed = state { return sent }
+        return false
+    }
+
     /// The money this attempt counts: reported where the endpoint reported, else estimated.
     public var amount: Decimal? { reportedCost ?? estimate }
 

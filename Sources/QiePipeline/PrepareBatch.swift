@@ -70,14 +70,49 @@ public struct PrepareSettings: Sendable {
         self.concurrency = max(1, concurrency)
     }
 
-    /// Checks the settings before any file is read. Without a fixed format,
-    /// what depends on each input's format is checked per file.
+    /// Checks the settings before any file is read: the concurrency, lossless
+    /// encoding (webp or avif only), and with an endpoint, what it would
+    /// refuse (its size, the fit, the fields of the requests written, which
+    /// need a prompt). Without a fixed format, what depends on each input's
+    /// format is checked per file.
     public func validate() throws(SettingError) {
+        if concurrency < 1 { throw SettingError(.concurrency, value: String(concurrency), .invalid(expected: "at least 1")) }
+        if encode.lossless && format != .webp && format != .avif {
+            throw SettingError(.lossless, .onlyWith(.format, value: "webp or avif"))
+        }
+        if let provider { try provider.validate() }
         guard let format else { return }
         var options = encode
         options.format = format
         try options.validate()
         try resize?.validate(for: format)
+    }
+}
+
+extension ProviderTarget {
+    /// The edit options its requests would be sent with.
+    public var editOptions: EditOptions {
+        var options = EditOptions(endpoint: profile.id)
+        options.size = size
+        options.fit = fit
+        options.position = position
+        if let request {
+            options.prompt = request.prompt
+            options.negativePrompt = request.negativePrompt
+            options.seed = request.seed
+            options.numImages = request.numImages
+            options.format = request.outputFormat
+        }
+        return options
+    }
+
+    /// Checks what the endpoint would refuse before any image is read: the
+    /// size and fit, and the requests' fields (which need a prompt).
+    public func validate() throws(SettingError) {
+        if let request, request.prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw SettingError(.prompt, .missing(hint: "the requests written beside the images carry it"))
+        }
+        try editOptions.validate()
     }
 }
 

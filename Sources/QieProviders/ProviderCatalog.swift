@@ -19,6 +19,13 @@ public enum ProviderCatalog {
         }.joined(separator: ", ")
     }
 
+    /// Two endpoints of the default endpoint's release, by their shortest
+    /// aliases, as a route is written in help texts (`runpod,runflow`).
+    public static var routeExample: String {
+        all.filter { $0.version == defaultProfile.version }.prefix(2)
+            .map { profile in profile.aliases.min { $0.count < $1.count } ?? profile.id }.joined(separator: ",")
+    }
+
     /// The endpoints that take `option`, with the field each calls it, for
     /// help texts (`runflow sync_mode, lumenfall sync_mode`).
     public static func fieldNames(of option: EditOption) -> String {

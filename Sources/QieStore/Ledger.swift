@@ -537,6 +537,17 @@ public final class Ledger: RunStore {
         }
     }
 
+    /// Points job `id` at `endpoint` under `worker`'s lease (see `RunStore.route`).
+    public func route(_ id: Int64, to endpoint: String, worker: String) throws {
+        let now = clock.now().timeIntervalSince1970
+        try database.write { db in
+            try db.execute(
+                sql: "UPDATE jobs SET endpoint = ?, updatedAt = ? WHERE id = ? AND worker = ? AND leaseUntil > ?",
+                arguments: [endpoint, now, id, worker, now])
+            guard db.changesCount > 0 else { throw StoreError.leaseLost(job: id) }
+        }
+    }
+
     /// Who holds job `id`.
     public func lease(of id: Int64) throws -> JobLease? {
         let now = clock.now().timeIntervalSince1970

@@ -256,6 +256,18 @@ public final class PostgresStore: RunStore {
             """)
     }
 
+    /// Points job `id` at `endpoint` under `worker`'s lease (see `RunStore.route`).
+    public func route(_ id: Int64, to endpoint: String, worker: String) async throws {
+        let moved = try await database.rows(
+            """
+            UPDATE qie_jobs SET endpoint = \(endpoint), updated_at = \(now)
+            WHERE id = \(id) AND scope = \(scope) AND worker = \(worker)
+            AND lease_until > now() + make_interval(secs => \(skew)) RETURNING id
+            """
+        ) { _ in () }
+        if moved.isEmpty { throw StoreError.leaseLost(job: id) }
+    }
+
     /// Gives up `worker`'s lease on job `id`.
     public func release(_ id: Int64, worker: String) async throws {
         try await database.query("UPDATE qie_jobs SET lease_until = NULL WHERE id = \(id) AND scope = \(scope) AND worker = \(worker)")

@@ -55,6 +55,9 @@ public protocol RunStore: AnyObject, Sendable {
     /// together. Other moves are recorded as given and end the lease, but
     /// for `accepted` and `answered`.
     func record(_ move: JobMove, job id: Int64, worker: String, limit: Decimal?) async throws
+    /// Points job `id` at `endpoint` (a profile id routing picked), under
+    /// `worker`'s lease, before it is sent there.
+    func route(_ id: Int64, to endpoint: String, worker: String) async throws
 
     /// The run's money, by the one definition (`RunMoney.query`).
     func money() async throws -> RunMoney

@@ -28,80 +28,70 @@ struct Cost: ParsableCommand {
 
     @OptionGroup var price: PriceOptions
 
-    @Flag(help: "One JSON object per file and a total object.")
+    @Flag(help: "One JSON object per file, then the total's (CostReport in the library, format 1).")
     var json = false
 
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one file or folder") }
-        if numImages < 1 { throw ValidationError("--num-images must be at least 1, got \(numImages)") }
     }
 
     func run() throws {
-        let profile = try endpoint.profile()
-        var options = EditOptions(endpoint: endpoint.provider)
+        var options = try endpoint.editOptions()
         options.size = try endpoint.sizeRequest(size: size)
-        let override = try price.override()
-        let rounding = try price.megapixelRounding()
+        options.numImages = numImages
+        options.price = try price.override()
+        options.rounding = try price.megapixelRounding()
+        try Flags.validating { try options.validatePlanning() }
         let (files, problems) = links.walk(inputs)
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
+        let report = try Flags.validating { try CostReport(files, problems: problems.count, options: options, naming: Flags.name) }
 
         var out = LineBuffer()
-        var total = Decimal(0)
-        var unknown = 0
-        var priced = 0
-        var failed = problems.count
-        var inputMegapixels = 0.0
-        var outputMegapixels = Decimal(0)
-        if !json {
-            out.add("file\tinput\tinput MP\toutput\toutput MP\timages\tcost (USD)")
+        let routed = options.routing != nil
+        if json {
+            for file in report.files where file.status != .skipped { out.add(try JSONText.line(file)) }
+            out.add(try JSONText.line(report.total))
+        } else {
+            out.add("file\tinput\tinput MP\toutput\toutput MP\timages\tcost (USD)" + (routed ? "\tendpoint" : ""))
         }
-        for item in try Flags.validating({ try options.plan(files) }) {
-            let file = item.input
+        var inputMegapixels = 0.0
+        for file in report.files {
             let path = DisplayPath.escape(file.path)
-            switch item.plan {
-            case .success(let (info, plan)):
-                let estimate = CostEstimator.estimate(
-                    profile, outputSize: plan.expectedOutput, images: numImages, override: override, rounding: rounding)
-                priced += 1
-                inputMegapixels += info.megapixels
-                outputMegapixels += estimate.outputMegapixels * Decimal(numImages)
-                if let cost = estimate.total { total += cost } else { unknown += 1 }
-                if json {
-                    out.add(
-                        "{\"path\":\(jsonString(file.path)),\"input\":\"\(plan.input)\",\"inputMegapixels\":\(info.megapixels),\"output\":\"\(plan.expectedOutput)\",\"outputMegapixels\":\(estimate.outputMegapixels),\"images\":\(numImages),\"cost\":\(estimate.total.map { "\($0)" } ?? "null")}"
-                    )
-                } else {
-                    out.add(
-                        "\(path)\t\(plan.input)\t\(String(format: "%.2f", info.megapixels))\t\(plan.expectedOutput)\t\(estimate.outputMegapixels)\t\(numImages)\t\(estimate.totalText)"
-                    )
-                }
-            case .failure(let error):
-                if !item.skipped {
-                    failed += 1
-                    TextStream.standardError.write("error \(path): \(reason(error))\n")
-                }
+            switch file.status {
+            case .skipped:
+                continue
+            case .failed:
+                TextStream.standardError.write("error \(path): \(file.error ?? "cannot be priced")\n")
+            case .planned:
+                inputMegapixels += file.inputMegapixels ?? 0
+                if json { continue }
+                let cost = file.costUSD.map { "$" + $0 } ?? "unknown"
+                out.add(
+                    "\(path)\t\(file.input ?? "")\t\(String(format: "%.2f", file.inputMegapixels ?? 0))\t\(file.output ?? "")\t\(file.outputMegapixels ?? "")\t\(file.images)\t\(cost)"
+                        + (routed ? "\t\(file.endpoint ?? "")" : ""))
             }
         }
-        let estimate = CostEstimator.estimate(profile, outputSize: PixelSize(width: 1, height: 1), override: override)
-        let rule = profile.pricing == .unpublished && estimate.total == nil ? priceSummary(profile.pricing) : estimate.rule
-        let totalText = unknown == priced && priced > 0 ? "unknown" : "$\(total)" + (unknown > 0 ? " + \(unknown) unknown" : "")
-        if json {
+        if !json {
+            let total = report.total
+            let totalText =
+                total.costUSD.map { "$" + $0 } ?? (total.pricedUSD.map { "$\($0) + \(total.unpriced) unknown" } ?? "unknown")
             out.add(
-                "{\"total\":true,\"files\":\(priced),\"failed\":\(failed),\"outputImages\":\(priced * numImages),\"outputMegapixels\":\(outputMegapixels),\"cost\":\(unknown > 0 ? "null" : "\(total)"),\"rule\":\(jsonString(rule))}"
+                "total\t\(total.files) files\t\(String(format: "%.2f", inputMegapixels))\t\(total.outputImages) images\t\(total.outputMegapixels)\t\(total.outputImages)\t\(totalText)"
             )
-        } else {
-            out.add(
-                "total\t\(priced) files\t\(String(format: "%.2f", inputMegapixels))\t\(priced * numImages) images\t\(outputMegapixels)\t\(priced * numImages)\t\(totalText)"
-            )
-            out.add("priced at \(rule) on \(profile.id)")
+            if let route = total.route {
+                out.add("routed (\(route.rawValue)) among \(total.endpoints.map(\.endpoint).joined(separator: ", ")); each alone:")
+                for one in total.endpoints {
+                    var words = one.costUSD.map { "$" + $0 } ?? "unknown"
+                    if one.unpriced > 0 && one.costUSD != nil { words += " + \(one.unpriced) unknown" }
+                    if one.refused > 0 { words += ", cannot take \(one.refused) file\(one.refused == 1 ? "" : "s")" }
+                    if let saving = one.savingUSD { words += "; routing saves $\(saving)" }
+                    out.add("  \(one.endpoint): \(words) (\(one.rule == PricingRule.unpublished.summary ? priceSummary(.unpublished) : one.rule))")
+                }
+            } else if let one = total.endpoints.first {
+                out.add("priced at \(one.rule == PricingRule.unpublished.summary ? priceSummary(.unpublished) : one.rule) on \(one.endpoint)")
+            }
         }
         out.flush()
-        if failed > 0 { throw ExitCode(1) }
-    }
-
-    private func jsonString(_ text: String) -> String {
-        var sink = DataSink()
-        try? JSONValue.string(text).write(to: &sink)
-        return String(decoding: sink.data, as: UTF8.self)
+        if report.total.failed > 0 { throw ExitCode(1) }
     }
 }

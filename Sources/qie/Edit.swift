@@ -190,7 +190,7 @@ struct Edit: AsyncParsableCommand {
 
     /// The run these arguments ask for, with relative paths resolved against `directory`.
     func configuration(in directory: String) throws -> EditRunConfiguration {
-        var options = EditOptions(endpoint: endpoint.provider)
+        var options = try endpoint.editOptions()
         options.size = try endpoint.sizeRequest(size: size)
         options.fit = fit
         options.background = try Flags.validating { try PaddingFill(parsing: background) }
@@ -360,7 +360,7 @@ struct Edit: AsyncParsableCommand {
             let asked = item.prompt ?? "(no prompt)"
             let names = item.outputs.map(DisplayPath.escape).joined(separator: ", ")
             out.add(
-                "would edit \(DisplayPath.escape(item.input.path)) as \(names): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(item.cost.map { "~$\($0)" } ?? "price unknown") \"\(asked.prefix(60))\""
+                "would edit \(DisplayPath.escape(item.input.path)) as \(names): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(item.cost.map { "~$\($0)" } ?? "price unknown")\(estimate.route != nil ? " on " + (item.endpoint ?? "") : "") \"\(asked.prefix(60))\""
             )
         }
         let planned = estimate.planned
@@ -369,9 +369,16 @@ struct Edit: AsyncParsableCommand {
         let money =
             unpriced == planned && planned > 0
             ? "unknown (no price for \(estimate.endpoint); set --price-per-image)" : "$\(estimate.total)"
+        let on = estimate.route.map { "routed (\($0.rawValue)) among \(estimate.endpoints.map(\.endpoint).joined(separator: ", "))" } ?? "on \(estimate.endpoint)"
         out.add(
-            "dry run: \(requests) request\(requests == 1 ? "" : "s") for \(planned) image\(planned == 1 ? "" : "s") on \(estimate.endpoint), estimated \(money)\(unpriced > 0 && unpriced < planned ? " (\(unpriced) unpriced)" : ""); nothing sent"
+            "dry run: \(requests) request\(requests == 1 ? "" : "s") for \(planned) image\(planned == 1 ? "" : "s") \(on), estimated \(money)\(unpriced > 0 && unpriced < planned ? " (\(unpriced) unpriced)" : ""); nothing sent"
         )
+        for one in estimate.endpoints {
+            var words = one.costUSD.map { "$" + $0 } ?? "unknown"
+            if one.refused > 0 { words += ", cannot take \(one.refused) file\(one.refused == 1 ? "" : "s")" }
+            if let saving = one.savingUSD { words += "; routing saves $\(saving)" }
+            out.add("  \(one.endpoint) alone: \(words)")
+        }
         out.flush()
         if estimate.failed > 0 { throw ExitCode(1) }
     }
@@ -384,6 +391,8 @@ final class EditProgress: Sendable {
     private let endpoint: String
     /// Accepted jobs not fetched yet, by job (an input's copies apart).
     private let inFlight = Mutex<[String: (label: String, endpoint: String, id: String)]>([:])
+    /// Where routing sent each job, by job.
+    private let routed = Mutex<[String: String]>([:])
     private let started = Mutex<[String: Date]>([:])
 
     init(reporter: any BatchReporter, endpoint: String) {
@@ -408,9 +417,15 @@ final class EditProgress: Sendable {
         case .jobStarted(let job):
             started.withLock { $0[Self.key(job)] = Date() }
             reporter.started(job.input)
+        case .routed(let job, let to, let after):
+            routed.withLock { $0[Self.key(job)] = to }
+            if let after {
+                TextStream.standardError.write(
+                    "note \(Self.label(job)): \(after.endpoint) refused it before taking it, so nothing was billed there (\(after.reason)); sent to \(to)\n")
+            }
         case .sent(let job, let id):
-            let label = job.copy > 0 ? "\(DisplayPath.escape(job.input.path)) (copy \(job.copy))" : DisplayPath.escape(job.input.path)
-            inFlight.withLock { $0[Self.key(job)] = (label, endpoint, id) }
+            let sentTo = routed.withLock { $0[Self.key(job)] } ?? endpoint
+            inFlight.withLock { $0[Self.key(job)] = (Self.label(job), sentTo, id) }
         case .done(let job, let output):
             let result = output.result
             for warning in result.warnings {
@@ -440,6 +455,10 @@ final class EditProgress: Sendable {
     }
 
     private static func key(_ job: EditJob) -> String { job.input.path + (job.copy > 0 ? "#\(job.copy)" : "") }
+
+    private static func label(_ job: EditJob) -> String {
+        job.copy > 0 ? "\(DisplayPath.escape(job.input.path)) (copy \(job.copy))" : DisplayPath.escape(job.input.path)
+    }
 
     private func finished(_ job: EditJob, _ status: ItemReport.Status, cost: Decimal? = nil) {
         inFlight.withLock { _ = $0.removeValue(forKey: Self.key(job)) }

@@ -18,17 +18,20 @@ struct Emulate: AsyncParsableCommand {
             `qie providers`).
             """)
 
-    @Option(help: "Port on 127.0.0.1 (0 picks a free one).")
-    var port: Int = 8787
+    /// The library's defaults, which the options below start from.
+    static let defaults = EmulatorConfiguration()
 
-    @Option(name: .customLong("api-key"), help: "The bearer token the emulator accepts.")
-    var apiKey: String = "emulator-key"
+    @Option(help: "Port on 127.0.0.1 (0 picks a free one).")
+    var port = defaults.port
+
+    @Option(name: .customLong("api-key"), help: "The key the emulator accepts (each host's own header and scheme).")
+    var apiKey = defaults.apiKey
 
     @Option(help: "Seconds from submission to result.")
-    var latency: Double = 0
+    var latency = defaults.latency
 
     @Option(help: "What the emulated edit does: none (the input at the output size) or negative (its negative, to tell results from inputs).")
-    var effect: String = "none"
+    var effect = defaults.effect.rawValue
 
     @Option(
         name: .customLong("fault"),
@@ -41,7 +44,7 @@ struct Emulate: AsyncParsableCommand {
     var pollFaults: [String] = []
 
     @Option(help: "Seconds finished jobs and result files are kept before they are forgotten.")
-    var retention: Double = 3600
+    var retention = defaults.retention
 
     @Option(name: .customLong("latency-max"), help: "Draw each submission's latency between --latency and this many seconds.")
     var latencyMax: Double?
@@ -53,31 +56,36 @@ struct Emulate: AsyncParsableCommand {
     var logRequests = false
 
     func validate() throws {
-        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, got \(port)") }
-        guard latency >= 0 else { throw ValidationError("--latency must not be negative, got \(latency)") }
         guard EmulatedEffect(rawValue: effect) != nil else { throw ValidationError("--effect must be none or negative, got \(effect)") }
-        if let latencyMax, latencyMax < latency {
-            throw ValidationError("--latency-max must be at least --latency (\(latency)), got \(latencyMax)")
-        }
-        guard retention > 0 else { throw ValidationError("--retention must be positive, got \(retention)") }
         for fault in faults + pollFaults where EmulatedFault(parsing: fault) == nil {
             throw ValidationError("--fault \(fault) is not a fault; use one of: \(EmulatedFault.spellings.joined(separator: ", "))")
         }
+        do { try configuration().validate() } catch {
+            throw ValidationError(error.message { "--" + $0.replacing(/[A-Z]/) { "-" + $0.output.lowercased() } })
+        }
+    }
+
+    /// The emulator's configuration: the environment's, then these options.
+    func configuration() -> EmulatorConfiguration {
+        var configuration = EmulatorConfiguration.fromEnvironment()
+        configuration.port = port
+        configuration.apiKey = apiKey
+        configuration.latency = latency
+        configuration.latencyMax = latencyMax
+        configuration.effect = EmulatedEffect(rawValue: effect) ?? Self.defaults.effect
+        configuration.retention = retention
+        configuration.faults = faults.compactMap(EmulatedFault.init(parsing:))
+        configuration.pollFaults = pollFaults.compactMap(EmulatedFault.init(parsing:))
+        configuration.recordBodies = recordBodies
+        return configuration
     }
 
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        let signing = ProviderCatalog.all.compactMap(\.callback).first { environment[$0.secretVariable]?.isEmpty == false }
-        let secret = signing.flatMap { environment[$0.secretVariable] }
+        let configuration = configuration()
         var log: (@Sendable (String) -> Void)? = nil
         if logRequests { log = { @Sendable line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) } }
-        let emulator = EditEmulator(
-            apiKey: apiKey, latency: .milliseconds(Int(latency * 1000)), signingSecret: secret,
-            effect: EmulatedEffect(rawValue: effect) ?? .none, retention: retention,
-            latencyMax: latencyMax.map { .milliseconds(Int($0 * 1000)) }, recordBodies: recordBodies, requestLog: log)
-        emulator.inject(faults.compactMap(EmulatedFault.init(parsing:)))
-        emulator.injectIntoPolls(pollFaults.compactMap(EmulatedFault.init(parsing:)))
-        try await emulator.run(port: port) { bound in
+        let emulator = EditEmulator(configuration: configuration, requestLog: log)
+        try await emulator.run(port: configuration.port) { bound in
             var lines = ["qie emulator listening on http://127.0.0.1:\(bound) (Ctrl-C to stop)"]
             for profile in EditEmulator.profiles {
                 let routes = profile.routes
@@ -89,7 +97,7 @@ struct Emulate: AsyncParsableCommand {
                 lines.append("  \(profile.id): \(paths.joined(separator: ", "))")
                 lines.append("      \(profile.baseURLVariable)=http://127.0.0.1:\(bound)")
             }
-            if let signing { lines.append("callbacks are signed with \(signing.secretVariable)") }
+            if let variable = configuration.signingVariable { lines.append("callbacks are signed with \(variable)") }
             TextStream.standardOutput.write(lines.joined(separator: "\n") + "\n")
         }
     }

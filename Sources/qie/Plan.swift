@@ -31,17 +31,15 @@ struct Plan: ParsableCommand {
 
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one file or folder") }
-        if ![Fit.contain, .cover, .fill].contains(fit) {
-            throw ValidationError("--fit for an endpoint must be contain, cover or fill: the endpoint needs its exact size")
-        }
         if Position(parsing: position) == nil { throw ValidationError("--position \"\(position)\" is not a position") }
     }
 
     func run() throws {
-        var options = EditOptions(endpoint: endpoint.provider)
+        var options = try endpoint.editOptions()
         options.size = try endpoint.sizeRequest(size: size)
         options.fit = fit
         options.position = Position(parsing: position) ?? .centre
+        try Flags.validating { try options.validatePlanning() }
         let (files, problems) = links.walk(inputs)
         for problem in problems { TextStream.standardError.write("error \(problem)\n") }
         var failed = problems.count
@@ -54,10 +52,10 @@ struct Plan: ParsableCommand {
             switch item.plan {
             case .success(let (_, plan)):
                 if json {
-                    let line = PlanLine(path: file.path, plan: plan, paddingFraction: plan.paddingFraction)
+                    let line = PlanLine(path: file.path, endpoint: item.endpoint, plan: plan, paddingFraction: plan.paddingFraction)
                     out.add(String(decoding: try encoder.encode(line), as: UTF8.self))
                 } else {
-                    out.add("\(path): \(describe(plan))")
+                    out.add("\(path): \(options.routing != nil ? "on \(item.endpoint ?? ""): " : "")\(describe(plan))")
                 }
             case .failure(let error):
                 let skipped = item.skipped
@@ -88,6 +86,7 @@ struct Plan: ParsableCommand {
 
 private struct PlanLine: Encodable {
     var path: String
+    var endpoint: String?
     var plan: SizePlan
     var paddingFraction: Double
 }

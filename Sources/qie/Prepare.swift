@@ -138,36 +138,12 @@ struct Prepare: ParsableCommand {
         if provider == nil && (aspectRatio != nil || resolution != nil || emitRequests) {
             throw ValidationError("--aspect-ratio, --resolution and --emit-requests need --provider")
         }
-        if emitRequests && (prompt ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
-            throw ValidationError("--emit-requests needs --prompt: the request carries it")
-        }
         if let provider {
             _ = try ProviderOptions.profile(named: provider)
             _ = try ProviderOptions.sizeRequest(size: size, aspectRatio: aspectRatio, resolution: resolution)
-            if ![Fit.contain, .cover, .fill].contains(fit) {
-                throw ValidationError("--fit for an endpoint must be contain, cover or fill: the endpoint needs its exact size")
-            }
         }
         if let resultFormat, OutputFormat(name: resultFormat) == nil {
             throw ValidationError("--result-format must be jpeg, jpg, png, webp, avif or gif; got \"\(resultFormat)\"")
-        }
-        if let target = try settings().provider {
-            // What the endpoint would refuse (size, fields) is refused before any image is read.
-            var options = EditOptions(endpoint: target.profile.id)
-            options.size = target.size
-            options.fit = target.fit
-            if let request = target.request {
-                options.prompt = request.prompt
-                options.negativePrompt = request.negativePrompt
-                options.seed = request.seed
-                options.numImages = request.numImages
-                options.format = request.outputFormat
-            }
-            try Flags.validating { try options.validate() }
-        }
-        if concurrency < 1 { throw ValidationError("--concurrency must be at least 1, got \(concurrency)") }
-        if lossless && format.flatMap(OutputFormat.init(name:)).map({ $0 != .webp && $0 != .avif }) ?? true {
-            throw ValidationError("--lossless needs --format webp or --format avif")
         }
         let settings = try settings()
         try Flags.validating { try settings.validate() }
@@ -200,6 +176,7 @@ struct Prepare: ParsableCommand {
         var settings = PrepareSettings(
             resize: target == nil ? resize : nil, format: outputFormat, encode: encode, limits: limits.limits,
             concurrency: concurrency, provider: target)
+        settings.concurrency = concurrency
         settings.outputName = try name.map { text in try Flags.validating { try OutputNameTemplate(text) } }
         settings.skipExisting = skipExisting
         return settings

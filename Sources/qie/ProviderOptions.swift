@@ -4,10 +4,51 @@ import QieImaging
 import QiePipeline
 import QieProviders
 
-/// Choosing an endpoint and the size asked of it.
+/// Choosing an endpoint (or several to route among) and the size asked of it.
 struct ProviderOptions: ParsableArguments {
-    @Option(help: "Endpoint: \(ProviderCatalog.endpointList). See `qie providers`.")
+    @Option(
+        help: ArgumentHelp(
+            "Endpoint: \(ProviderCatalog.endpointList). See `qie providers`. Several of one model release, comma-separated (\(ProviderCatalog.routeExample)), route each image to one of them (--route).",
+            valueName: "endpoint[,endpoint...]"))
     var provider: String
+
+    @Option(
+        help: ArgumentHelp(
+            "With several endpoints: how each image picks one: \(Routing.Policy.allCases.map(\.rawValue).joined(separator: ", ")) (default \(Routing(endpoints: []).policy.rawValue)). It goes to the next only when the one picked refused it before taking it (nothing billed there).",
+            valueName: "policy"))
+    var route: String?
+
+    /// The endpoints named, in order.
+    var endpoints: [String] {
+        provider.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// The routing asked for: several endpoints, or none.
+    func routing() throws -> Routing? {
+        let names = endpoints
+        let policy = try route.map { text in
+            guard let policy = Routing.Policy(rawValue: text) else {
+                throw ValidationError(
+                    "--route must be \(Routing.Policy.allCases.map(\.rawValue).joined(separator: ", ")); got \"\(text)\"")
+            }
+            return policy
+        }
+        guard names.count > 1 else {
+            if route != nil { throw ValidationError("--route needs several endpoints in --provider, such as \(ProviderCatalog.routeExample)") }
+            return nil
+        }
+        var routing = Routing(endpoints: names)
+        if let policy { routing.policy = policy }
+        return routing
+    }
+
+    /// Edit options for the endpoint (or the route), every other setting at its default.
+    func editOptions() throws -> EditOptions {
+        var options = EditOptions(endpoint: endpoints.first ?? provider)
+        options.routing = try routing()
+        if let routing = options.routing { _ = try Flags.validating { try routing.profiles() } }
+        return options
+    }
 
     @Option(name: .customLong("aspect-ratio"), help: "Ask for this aspect ratio (W:H) instead of the closest one.")
     var aspectRatio: String?
@@ -15,7 +56,8 @@ struct ProviderOptions: ParsableArguments {
     @Option(help: "Ask for this resolution tier (for example 1K) where the endpoint has tiers.")
     var resolution: String?
 
-    func profile() throws -> ProviderProfile { try ProviderOptions.profile(named: provider) }
+    /// The endpoint, or the first of the route.
+    func profile() throws -> ProviderProfile { try ProviderOptions.profile(named: endpoints.first ?? provider) }
 
     static func profile(named name: String) throws -> ProviderProfile {
         try Flags.validating { try ProviderCatalog.profile(named: name) }

@@ -81,6 +81,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-format"), help: "text or json: one line per request on standard error.")
     var logFormat = GatewayLogHandler.Format.text
 
+    @Option(
+        help: ArgumentHelp(
+            "How a model named by its release (qwen-image-edit-2511) picks among the offered endpoints that run it: \(Routing.Policy.allCases.map(\.rawValue).joined(separator: ", ")).",
+            valueName: "policy"))
+    var route = defaults.route.rawValue
+
     @OptionGroup var price: PriceOptions
 
     func run() async throws {
@@ -97,6 +103,10 @@ struct Serve: AsyncParsableCommand {
         configuration.host = host
         configuration.port = port
         configuration.models = providers
+        guard let policy = Routing.Policy(rawValue: route) else {
+            throw ValidationError("--route must be \(Routing.Policy.allCases.map(\.rawValue).joined(separator: ", ")); got \"\(route)\"")
+        }
+        configuration.route = policy
         configuration.maxBodyBytes = maxBody << 20
         configuration.maxOutputMegapixels = maxOutputMegapixels
         configuration.concurrency = concurrency

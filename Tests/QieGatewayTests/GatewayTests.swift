@@ -537,14 +537,49 @@ struct GatewayTests {
         }
     }
 
-    @Test("GET /v1/models lists the offered endpoints in OpenAI's list shape, the default first")
+    @Test("A release named as the model is routed to its cheapest offered endpoint, and to the next when that one refuses before taking it")
+    func routedModel() async throws {
+        let input = try photo(320, 240)
+        try await withGateway(configure: { $0.models = ["runflow", "runpod"] }) { emulator, client in
+            var form = Multipart()
+            form.file("image", input)
+            form.field("prompt", "make it night")
+            form.field("model", "qwen-image-edit-2511")
+            // RunPod's $0.02 an image is cheaper than Runflow's $0.03 a megapixel here.
+            let first = try await edit(client, form)
+            #expect(first.status == .ok, "\(String(buffer: first.body))")
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1 && emulator.submissions(to: .runflowQwenImageEdit2511) == 0)
+            #expect((object(first)["qie"] as? [String: Any])?["endpoint"] as? String == "runpod-qwen-image-edit-2511")
+
+            // Refused by RunPod before it took the request: nothing billed there, sent to Runflow.
+            emulator.inject([.status(422)])
+            let second = try await edit(client, form)
+            #expect(second.status == .ok, "\(String(buffer: second.body))")
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 2 && emulator.submissions(to: .runflowQwenImageEdit2511) == 1)
+            let qie = object(second)["qie"] as? [String: Any]
+            #expect(qie?["endpoint"] as? String == "runflow-qwen-image-edit-2511", "\(String(buffer: second.body))")
+
+            // A 500 may have been billed: no second endpoint is paid.
+            emulator.inject([.status(500)])
+            let third = try await edit(client, form)
+            #expect(third.status.code >= 500, "\(String(buffer: third.body))")
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 3 && emulator.submissions(to: .runflowQwenImageEdit2511) == 1)
+        }
+    }
+
+    @Test("GET /v1/models lists the offered endpoints in OpenAI's list shape, the default first, then each release they run")
     func models() async throws {
         try await withGateway(configure: { $0.models = ["lumenfall", "runpod"] }) { _, client in
             let response = try await client.execute(uri: "/v1/models", method: .get)
             let list = object(response)
             #expect(list["object"] as? String == "list")
-            let ids = (list["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String }
-            #expect(ids == ["lumenfall-qwen-image-edit-2511", "runpod-qwen-image-edit-2511"])
+            let data = list["data"] as? [[String: Any]] ?? []
+            let ids = data.compactMap { $0["id"] as? String }
+            #expect(ids == ["lumenfall-qwen-image-edit-2511", "runpod-qwen-image-edit-2511", "qwen-image-edit-2511"])
+            #expect(data.last?["endpoints"] as? [String] == ["lumenfall-qwen-image-edit-2511", "runpod-qwen-image-edit-2511"])
+            #expect(data.last?["route"] as? String == "cheapest")
+            let release = try await client.execute(uri: "/v1/models/qwen-image-edit-2511", method: .get)
+            #expect(object(release)["id"] as? String == "qwen-image-edit-2511")
             let one = try await client.execute(uri: "/v1/models/runpod", method: .get)
             #expect(object(one)["id"] as? String == "runpod-qwen-image-edit-2511")
             let other = try await client.execute(uri: "/v1/models/oxen", method: .get)
