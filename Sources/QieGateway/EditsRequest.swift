@@ -3,8 +3,12 @@ import Foundation
 import QiePipeline
 
 /// The fields of `POST /v1/images/edits`, checked: each wrong value is a 400
-/// that names its field (`param`), as the OpenAI API answers. Fields the
-/// gateway does not know are ignored, as OpenAI's SDKs send extra fields.
+/// that names its field (`param`), as the OpenAI API answers. A field the
+/// edits endpoint does not have is refused as OpenAI refuses it
+/// (`Unknown parameter: 'moderation'.`, code `unknown_parameter`), and one
+/// no Qwen Image Edit endpoint can honour (`input_fidelity=high`,
+/// `partial_images`, `background=transparent`) is refused with its `param`,
+/// never dropped without a word.
 struct EditsRequest {
     enum ResponseFormat: String { case base64 = "b64_json", url }
 
@@ -23,6 +27,17 @@ struct EditsRequest {
     var seed: Int?
     var negativePrompt: String?
     var stream: Bool
+    /// The end user the client names (`user`), for the log.
+    var user: String?
+
+    /// The text fields OpenAI's edits endpoint takes, and qie's own
+    /// (`seed`, `negative_prompt`).
+    static let textFields: Set<String> = [
+        "prompt", "model", "n", "size", "response_format", "output_format", "output_compression", "background", "quality",
+        "input_fidelity", "stream", "partial_images", "user", "seed", "negative_prompt",
+    ]
+    /// The file fields it takes.
+    static let fileFields: Set<String> = ["image", "image[]", "mask"]
 
     /// What makes two requests the same edit: the endpoint, every field that
     /// changes the result, and the SHA-256 of each image and the mask.
@@ -64,6 +79,13 @@ struct EditsRequest {
                 throw .invalid(name, "\(name) must be \(what); got \(value)")
             }
             return number
+        }
+
+        // A field the endpoint does not have: refused by name, as OpenAI does.
+        let unknown = (fields.keys.filter { !Self.textFields.contains($0) } + form.files.map(\.field).filter { !Self.fileFields.contains($0) })
+            .sorted().first
+        if let unknown {
+            throw .invalid(unknown, "Unknown parameter: '\(unknown)'.", code: "unknown_parameter")
         }
 
         guard let prompt = text("prompt") else {
@@ -150,6 +172,21 @@ struct EditsRequest {
                 "background", "background=transparent cannot be honoured: no Qwen Image Edit endpoint returns transparency; use auto or opaque")
         case let value?:
             throw .invalid("background", "background must be auto, opaque or transparent; got \(value)")
+        }
+
+        switch text("input_fidelity")?.lowercased() {
+        case nil, "low":
+            break
+        case "high":
+            throw .invalid(
+                "input_fidelity",
+                "input_fidelity=high cannot be honoured: no Qwen Image Edit endpoint has such a setting (each keeps the input as its model does); use low or leave it out")
+        case let value?:
+            throw .invalid("input_fidelity", "input_fidelity must be high or low; got \(value)")
+        }
+        if let user = text("user") {
+            guard user.count <= 256 else { throw .invalid("user", "user is longer than 256 characters") }
+            self.user = user
         }
 
         let quality = text("quality")?.lowercased() ?? "auto"

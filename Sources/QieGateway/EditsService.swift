@@ -223,6 +223,7 @@ struct EditsService: Sendable {
             form: form, limits: configuration.options.limits, maxOutputMegapixels: configuration.maxOutputMegapixels)
         log.readSeconds = Date().timeIntervalSince(reading)
         log.model = asked.model
+        log.user = asked.user
         log.n = asked.n
         if asked.responseFormat == .url && !configuration.servesResultLinks {
             throw .invalid(
@@ -442,6 +443,8 @@ struct RequestLog {
     var requestID: String
     var key = "-"
     var model: String?
+    /// The end user the client named (`user`).
+    var user: String?
     var images = 0
     var n = 1
     var size: String?
@@ -464,6 +467,7 @@ struct RequestLog {
             "outcome": "\(outcome)", "seconds": "\(String(format: "%.3f", seconds))",
         ]
         if let size { metadata["size"] = "\(size)" }
+        if let user { metadata["user"] = "\(GatewayLogHandler.capped(user))" }
         if let endpointSeconds { metadata["endpoint_seconds"] = "\(String(format: "%.3f", endpointSeconds))" }
         if let cost { metadata["cost_usd"] = "\(cost)" }
         if let atRisk { metadata["at_risk_usd"] = "\(atRisk)" }

@@ -207,13 +207,35 @@ struct GatewayTests {
             #expect(json.status == .badRequest)
             #expect(ProviderCatalog.all.allSatisfy { emulator.submissions(to: $0) == 0 })
 
-            // A field the gateway does not know is ignored, as the SDK's extra fields are.
-            var extra = Multipart()
-            extra.file("image", input)
-            extra.field("prompt", "x")
-            extra.field("user", "someone")
-            extra.field("input_fidelity", "high")
-            let accepted = try await edit(client, extra)
+            // A field the edits endpoint does not have is refused by name, as OpenAI refuses it;
+            // one no endpoint can honour is refused with its param; user and input_fidelity=low are taken.
+            let refusals: [(String, String, String, String)] = [
+                ("moderation", "low", "Unknown parameter: 'moderation'.", "unknown_parameter"),
+                ("input_fidelity", "high", "input_fidelity=high cannot be honoured", "invalid_value"),
+                ("input_fidelity", "medium", "input_fidelity must be high or low", "invalid_value"),
+            ]
+            for (field, value, message, code) in refusals {
+                var extra = Multipart()
+                extra.file("image", input)
+                extra.field("prompt", "x")
+                extra.field(field, value)
+                let refused = try await edit(client, extra)
+                #expect(refused.status == .badRequest, "\(field)=\(value): \(String(buffer: refused.body))")
+                #expect(errorObject(refused)["param"] as? String == field && errorObject(refused)["code"] as? String == code)
+                #expect((errorObject(refused)["message"] as? String)?.contains(message) == true, "\(String(buffer: refused.body))")
+            }
+            var unknownFile = Multipart()
+            unknownFile.file("image", input)
+            unknownFile.file("reference", input)
+            unknownFile.field("prompt", "x")
+            #expect(errorObject(try await edit(client, unknownFile))["param"] as? String == "reference")
+            #expect(ProviderCatalog.all.allSatisfy { emulator.submissions(to: $0) == 0 })
+            var taken = Multipart()
+            taken.file("image", input)
+            taken.field("prompt", "x")
+            taken.field("user", "someone")
+            taken.field("input_fidelity", "low")
+            let accepted = try await edit(client, taken)
             #expect(accepted.status == .ok, "\(String(buffer: accepted.body))")
         }
     }
@@ -397,7 +419,7 @@ struct GatewayTests {
     @Test("A daily budget of $0.03 behind an endpoint that answers and loses every result sends one $0.02 edit: it stays spent, and the log shows it", arguments: StateKind.allCases)
     func lostResultsStaySpent(kind: StateKind) async throws {
         let input = try photo(64, 48)
-        let form = multipart { $0.file("image", input); $0.field("prompt", "x") }
+        let form = multipart { $0.file("image", input); $0.field("prompt", "x"); $0.field("user", "ann@example.com") }
         let log = CapturedLog()
         let state = stateFolder()
         defer { try? FileManager.default.removeItem(atPath: state) }
@@ -426,6 +448,7 @@ struct GatewayTests {
         }
         let lines = log.all
         #expect(lines.first?.contains("outcome=502 endpoint_result_lost") == true && lines.first?.contains("cost_usd=0.02") == true, "\(lines)")
+        #expect(lines.allSatisfy { $0.contains("user=ann@example.com") }, "\(lines)")
     }
 
     @Test("Endpoint failures: its message in a 502 marked not to retry; its rate limit as a 429 with retry-after")
