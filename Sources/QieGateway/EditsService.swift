@@ -26,6 +26,8 @@ struct EditsService: Sendable {
     let intake: Intake
     let address: @Sendable () -> String
     let logger: Logger
+    /// Times the keep-alive lines of streamed answers.
+    var clock: any QieClock = SystemClock()
 
     static let idempotencyHeader = HTTPField.Name("Idempotency-Key")!
     static let costHeader = HTTPField.Name("x-litellm-response-cost")!
@@ -172,18 +174,18 @@ struct EditsService: Sendable {
     // MARK: Edits
 
     private func edits(_ request: Request, context: GatewayRequestContext) async -> Response {
-        let started = Date()
         let requestID = "req_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         var line = RequestLog(requestID: requestID)
         let response: Response
         do {
             response = try await edit(request, context: context, log: &line)
         } catch {
+            line.streamed = false
             line.outcome = "\(error.status) \(error.code ?? error.type)"
             response = Self.response(error)
         }
-        line.seconds = Date().timeIntervalSince(started)
-        line.write(to: logger)
+        // A streamed answer writes its line when it ends.
+        if !line.streamed { line.end(to: logger) }
         var answered = response
         answered.headers[Self.requestIDHeader] = requestID
         return answered
@@ -207,18 +209,24 @@ struct EditsService: Sendable {
         // inside the gateway (running, queued, or waiting on an idempotency
         // key), then among the edits running. Bodies being read or kept are
         // bounded by the first, the work in progress by the second.
+        // What the request holds is given back once its answer is written:
+        // at the end of this call, or of the streamed body.
+        let hold = RequestHold()
+        defer { if !log.streamed { hold.release() } }
         guard intake.enter() else { throw queueFull }
-        defer { intake.leave() }
+        let intake = self.intake
+        hold.add { intake.leave() }
         let place = AdmissionPlace(admission: admission, queueLimit: configuration.queueLimit)
         let queued = Date()
         guard await place.take() else { throw queueFull }
-        defer { place.give() }
+        hold.add { place.give() }
         log.queueSeconds = Date().timeIntervalSince(queued)
         logger.debug("reading the body", metadata: ["request": "\(log.requestID)"])
         let reading = Date()
         let form = try await EditsForm.read(
             request.body, boundary: boundary, limit: configuration.maxBodyBytes, directory: configuration.stateDirectory)
-        defer { form.remove() }
+        let uploads = form.folder
+        hold.add { try? FileManager.default.removeItem(atPath: uploads) }
         let asked = try EditsRequest(
             form: form, limits: configuration.options.limits, maxOutputMegapixels: configuration.maxOutputMegapixels)
         log.readSeconds = Date().timeIntervalSince(reading)
@@ -260,10 +268,7 @@ struct EditsService: Sendable {
         var hooks = EditHooks(budget: budget)
         // Whether anything was sent (an idempotent retry sends nothing and
         // is charged nothing), and what each request was or may have been billed.
-        let sent = Atomic<Bool>(false)
-        let money = Mutex<[Int: RequestMoney]>([:])
-        // The endpoint routing sent the edit to last.
-        let routedTo = Mutex<String?>(nil)
+        let watch = EditWatch()
         // A duplicate waiting for the first edit under its key gives its
         // place back while it waits, and takes one again when its edit starts.
         hooks.events = { event in
@@ -273,10 +278,10 @@ struct EditsService: Sendable {
             case .started:
                 guard await place.take() else { throw CancellationError() }
             case .routed(let endpoint, _):
-                routedTo.withLock { $0 = endpoint }
+                watch.routedTo.withLock { $0 = endpoint }
             case .moved(let index, let move):
-                if case .sending = move { sent.store(true, ordering: .relaxed) }
-                money.withLock { _ = $0[index, default: RequestMoney()].apply(move) }
+                if case .sending = move { watch.sent.store(true, ordering: .relaxed) }
+                watch.money.withLock { _ = $0[index, default: RequestMoney()].apply(move) }
             case .prepared, .fetched:
                 break
             }
@@ -301,6 +306,27 @@ struct EditsService: Sendable {
             hooks.idempotency = (store.idempotency, scoped)
         }
 
+        // The edit and its answer: run now, or (stream=true) while the
+        // streamed body is written, its headers sent at once.
+        let run: @Sendable (inout RequestLog) async throws(GatewayError) -> (headers: HTTPFields, body: InlineImagesBody) = {
+            [hooks, options] log throws(GatewayError) in
+            try await perform(
+                editor: editor, input: input, options: options, hooks: hooks, asked: asked, context: context, place: place,
+                watch: watch, log: &log)
+        }
+        guard asked.stream else {
+            let (headers, body) = try await run(&log)
+            return Response(status: .ok, headers: headers, body: body.body)
+        }
+        log.streamed = true
+        return streamed(run, hold: hold, log: log)
+    }
+
+    /// The edit sent, waited for and answered: its answer's headers and body.
+    private func perform(
+        editor: Editor, input: EditInput, options: EditOptions, hooks: EditHooks, asked: EditsRequest,
+        context: GatewayRequestContext, place: AdmissionPlace, watch: EditWatch, log: inout RequestLog
+    ) async throws(GatewayError) -> (headers: HTTPFields, body: InlineImagesBody) {
         let result: EditResult
         let clientGone = Atomic<Bool>(false)
         do {
@@ -324,9 +350,9 @@ struct EditsService: Sendable {
             log.timings = result.timings
         } catch {
             if place.refused { throw queueFull }
-            if let endpoint = routedTo.withLock({ $0 }) { log.model = endpoint }
+            if let endpoint = watch.routedTo.withLock({ $0 }) { log.model = endpoint }
             // Money that was or may have been billed shows in the log, whatever the answer.
-            let requests = money.withLock { Array($0.values) }
+            let requests = watch.money.withLock { Array($0.values) }
             let billed = requests.filter { $0.charge == .billed }.compactMap(\.amount).reduce(0, +)
             let atRisk = requests.filter { $0.charge == .atRisk }.compactMap(\.amount).reduce(0, +)
             if billed > 0 { log.cost = "\(billed)" }
@@ -339,7 +365,7 @@ struct EditsService: Sendable {
             }
             throw GatewayError(error as? EditError ?? .ledger("\(error)"))
         }
-        let replayed = hooks.idempotency != nil && !sent.load(ordering: .relaxed)
+        let replayed = hooks.idempotency != nil && !watch.sent.load(ordering: .relaxed)
         log.model = result.endpoint
         log.outcome = replayed ? "200 replayed" : "200"
         log.endpointSeconds = replayed ? nil : result.timings.endpoint
@@ -359,7 +385,9 @@ struct EditsService: Sendable {
     }
 
     /// The edit's answer in OpenAI's shape, or as server-sent events when asked.
-    private func answer(_ result: EditResult, asked: EditsRequest, replayed: Bool) async throws(GatewayError) -> Response {
+    private func answer(_ result: EditResult, asked: EditsRequest, replayed: Bool) async throws(GatewayError)
+        -> (headers: HTTPFields, body: InlineImagesBody)
+    {
         var data: [ImagesAnswer.Item] = []
         // Images answered inline are written into the body as it is sent,
         // base64 a chunk at a time: the JSON holds a marker in their place.
@@ -404,15 +432,86 @@ struct EditsService: Sendable {
                 let json = (try? encoder.encode(event)) ?? Data("{}".utf8)
                 events += "event: image_edit.completed\ndata: \(String(decoding: json, as: UTF8.self))\n\n"
             }
-            headers[.contentType] = "text/event-stream"
-            headers[.cacheControl] = "no-cache"
-            return Response(status: .ok, headers: headers, body: InlineImagesBody(text: events, marker: marker, images: inline).body)
+            return (headers, InlineImagesBody(text: events, marker: marker, images: inline))
         }
         headers[.contentType] = "application/json"
         let body = (try? encoder.encode(answer)) ?? Data("{}".utf8)
         let text = String(decoding: body, as: UTF8.self)
-        return Response(status: .ok, headers: headers, body: InlineImagesBody(text: text, marker: marker, images: inline).body)
+        return (headers, InlineImagesBody(text: text, marker: marker, images: inline))
     }
+
+    /// A streamed answer (`stream=true`): its headers go out at once, a
+    /// comment line keeps the connection alive every `streamKeepAlive`
+    /// seconds while the edit runs, then its events follow (or an `error`
+    /// event with the error OpenAI's shape gives it); the request's log line
+    /// is written, and what it holds given back, when the stream ends.
+    private func streamed(
+        _ run: @escaping @Sendable (inout RequestLog) async throws(GatewayError) -> (headers: HTTPFields, body: InlineImagesBody),
+        hold: RequestHold, log: RequestLog
+    ) -> Response {
+        let (clock, interval, logger) = (clock, configuration.streamKeepAlive, logger)
+        let body = ResponseBody { writer in
+            enum Item: Sendable {
+                case tick
+                case done(Result<InlineImagesBody, GatewayError>, RequestLog)
+            }
+            let (items, feed) = AsyncStream.makeStream(of: Item.self)
+            let editing = Task {
+                var line = log
+                do throws(GatewayError) {
+                    let (_, body) = try await run(&line)
+                    feed.yield(.done(.success(body), line))
+                } catch {
+                    line.outcome = "\(error.status) \(error.code ?? error.type)"
+                    feed.yield(.done(.failure(error), line))
+                }
+                feed.finish()
+            }
+            let ticker = Task {
+                while !Task.isCancelled {
+                    do { try await clock.sleep(for: interval) } catch { return }
+                    feed.yield(.tick)
+                }
+            }
+            defer {
+                ticker.cancel()
+                hold.release()
+            }
+            var line = log
+            do {
+                try await writer.write(ByteBuffer(string: ": qie is editing\n\n"))
+                for await item in items {
+                    switch item {
+                    case .tick:
+                        try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    case .done(let outcome, let ended):
+                        line = ended
+                        ticker.cancel()
+                        switch outcome {
+                        case .success(let answer): try await answer.write(to: &writer)
+                        case .failure(let error):
+                            try await writer.write(ByteBuffer(string: "event: error\ndata: \(String(decoding: error.body, as: UTF8.self))\n\n"))
+                        }
+                    }
+                }
+                try await writer.finish(nil)
+            } catch {
+                // The client went away mid-stream: the edit ends as it would
+                // have (given up unless it has an Idempotency-Key), and its line says how.
+                ticker.cancel()
+                for await case .done(_, let ended) in items { line = ended }
+                line.end(to: logger)
+                _ = editing
+                throw error
+            }
+            line.end(to: logger)
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", Self.noBufferingHeader: "no"], body: body)
+    }
+
+    /// Asks proxies (nginx) not to buffer a streamed answer.
+    static let noBufferingHeader = HTTPField.Name("X-Accel-Buffering")!
 
     // MARK: Answers
 
@@ -436,11 +535,43 @@ struct EditsService: Sendable {
     }
 }
 
+/// What one request's edit did with money, as its requests moved: whether
+/// anything was sent, what each request was or may have been billed, and
+/// the endpoint routing sent it to last.
+final class EditWatch: Sendable {
+    let sent = Atomic<Bool>(false)
+    let money = Mutex<[Int: RequestMoney]>([:])
+    let routedTo = Mutex<String?>(nil)
+}
+
+/// What a request holds until its answer is written (its places in the
+/// gateway, its uploaded files): given back once, in reverse order, at the
+/// end of the request or of its streamed body.
+final class RequestHold: Sendable {
+    private let releases = Mutex<[@Sendable () -> Void]>([])
+
+    func add(_ release: @escaping @Sendable () -> Void) { releases.withLock { $0.append(release) } }
+
+    func release() {
+        let all = releases.withLock { releases in
+            defer { releases = [] }
+            return releases
+        }
+        for release in all.reversed() { release() }
+    }
+
+    deinit { release() }
+}
+
 /// One log line per request: who, what, how it ended, how long, what it cost.
 /// What the client chose (the model's name) is cut to 100 characters; the
 /// handler escapes what could end the line.
 struct RequestLog {
     var requestID: String
+    /// When the request came.
+    var started = Date()
+    /// Answered as a stream: the line is written when the stream ends.
+    var streamed = false
     var key = "-"
     var model: String?
     /// The end user the client named (`user`).
@@ -460,6 +591,13 @@ struct RequestLog {
     var readSeconds: Double?
     var timings: EditTimings?
     var answerSeconds: Double?
+
+    /// Writes the line, its time measured to now.
+    func end(to logger: Logger) {
+        var line = self
+        line.seconds = Date().timeIntervalSince(started)
+        line.write(to: logger)
+    }
 
     func write(to logger: Logger) {
         var metadata: Logger.Metadata = [
@@ -685,28 +823,33 @@ struct InlineImagesBody {
     }
 
     var body: ResponseBody {
-        let pieces = self.pieces
+        let answer = self
         return ResponseBody(contentLength: contentLength) { writer in
-            for piece in pieces {
-                switch piece {
-                case .text(let buffer):
-                    try await writer.write(buffer)
-                case .image(let data):
-                    var start = 0
-                    while start < data.count {
-                        let end = min(data.count, start + Self.chunk)
-                        var buffer = ByteBufferAllocator().buffer(capacity: Base64Encoder.encodedCount(end - start))
-                        data[data.startIndex + start..<data.startIndex + end].withUnsafeBytes { input in
-                            _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Base64Encoder.encodedCount(input.count)) {
-                                Base64Encoder.encode(input, into: $0)
-                            }
+            try await answer.write(to: &writer)
+            try await writer.finish(nil)
+        }
+    }
+
+    /// Writes the answer, its images as base64 a chunk at a time.
+    func write(to writer: inout any ResponseBodyWriter) async throws {
+        for piece in pieces {
+            switch piece {
+            case .text(let buffer):
+                try await writer.write(buffer)
+            case .image(let data):
+                var start = 0
+                while start < data.count {
+                    let end = min(data.count, start + Self.chunk)
+                    var buffer = ByteBufferAllocator().buffer(capacity: Base64Encoder.encodedCount(end - start))
+                    data[data.startIndex + start..<data.startIndex + end].withUnsafeBytes { input in
+                        _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Base64Encoder.encodedCount(input.count)) {
+                            Base64Encoder.encode(input, into: $0)
                         }
-                        try await writer.write(buffer)
-                        start = end
                     }
+                    try await writer.write(buffer)
+                    start = end
                 }
             }
-            try await writer.finish(nil)
         }
     }
 }

@@ -144,7 +144,7 @@ public struct Gateway: Sendable {
                 configuration: configuration, profiles: profiles, editors: editors, store: store, budget: budget,
                 admission: Turnstile(capacity: configuration.concurrency),
                 intake: Intake(limit: configuration.concurrency + configuration.queueLimit),
-                address: { address.withLock { $0 } }, logger: logger)
+                address: { address.withLock { $0 } }, logger: logger, clock: clock)
             let deadlines = configuration.clientDeadlines
             let clock = self.clock
             // Headers are bounded in size and count, and every connection in pace.

@@ -103,6 +103,10 @@ public struct GatewayConfiguration: Sendable {
     public var publicURL: String?
     /// Spending limit per UTC day across all clients, USD; nil: none.
     public var maxCostPerDay: Decimal?
+    /// With `stream=true`, seconds between the comment lines that keep the
+    /// connection alive while the endpoint works (proxies cut connections
+    /// idle for a minute).
+    public var streamKeepAlive: Double = 5
     /// Where the gateway keeps its state (idempotency keys, result files, the
     /// day's spending): a folder, created when missing. With `stateURL` the
     /// state is in PostgreSQL and the folder only holds uploads while they

@@ -85,6 +85,39 @@ struct GatewayIntakeTests {
         }
     }
 
+    @Test("stream=true: headers and a first line at once, a keep-alive comment while the endpoint works, then the events; a failure is an error event; each logged when its stream ends")
+    func streamsWhileEditing() async throws {
+        let input = try photo(64, 48)
+        let form = multipart { $0.file("image", input); $0.field("prompt", "x"); $0.field("stream", "true") }
+        let log = CapturedLog()
+        try await withLiveGateway(logger: log.logger, configure: { $0.streamKeepAlive = 0.05 }) { emulator, _, port in
+            let runpod = ProviderProfile.runpodQwenImageEdit2511
+            emulator.hold()
+            let connection = try sendWhole(form, port: port)
+            // The endpoint is held: what arrives now was sent before the edit ended.
+            let (head, _) = await connection.readResponseHead()
+            let text = String(decoding: head, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.1 200") && text.lowercased().contains("content-type: text/event-stream"), "\(text)")
+            #expect(text.lowercased().contains("x-accel-buffering: no"), "\(text)")
+            let (alive, _) = await connection.read(until: ": keep-alive")
+            #expect(String(decoding: alive, as: UTF8.self).contains(": keep-alive"))
+            #expect(emulator.submissions(to: runpod) <= 1 && !log.all.contains { $0.contains("outcome=") })
+            emulator.release()
+            let (rest, _) = await connection.read(until: "\"qie\"")
+            let events = String(decoding: rest, as: UTF8.self)
+            #expect(events.contains("event: image_edit.completed") && events.contains("\"b64_json\""), "\(events.prefix(300))")
+            await log.wait(for: "outcome=200")
+
+            // A failure after the headers went out is an error event, in OpenAI's error shape.
+            emulator.inject([.jobFailure("content flagged")])
+            let failing = try sendWhole(form, port: port)
+            let (failed, _) = await failing.read(until: "content flagged")
+            let failure = String(decoding: failed, as: UTF8.self)
+            #expect(failure.contains("event: error\ndata: {\"error\":"), "\(failure)")
+            await log.wait(for: "outcome=502")
+        }
+    }
+
     @Test("A client that goes away from an edit sent without an Idempotency-Key: its accepted job is cancelled at the endpoint, and the money held for it released")
     func clientGoneCancels() async throws {
         let input = try photo(64, 48)

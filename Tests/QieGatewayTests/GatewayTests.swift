@@ -476,7 +476,10 @@ struct GatewayTests {
         try await withGateway { _, client in
             let response = try await edit(client, form)
             #expect(response.status == .ok && response.headers[.contentType] == "text/event-stream")
-            let events = String(buffer: response.body).components(separatedBy: "\n\n").filter { !$0.isEmpty }
+            let blocks = String(buffer: response.body).components(separatedBy: "\n\n").filter { !$0.isEmpty }
+            // Comment lines (the first, and keep-alives) are what SSE clients skip.
+            #expect(blocks.first == ": qie is editing")
+            let events = blocks.filter { !$0.hasPrefix(":") }
             #expect(events.count == 2)
             for event in events {
                 let lines = event.split(separator: "\n")

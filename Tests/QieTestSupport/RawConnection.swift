@@ -63,6 +63,11 @@ public final class RawConnection: @unchecked Sendable {
         await onThread { self.readBlocking(until: { $0.range(of: Data("\r\n\r\n".utf8)) != nil }) }
     }
 
+    /// Reads until `text` has arrived (with what came before it), or the connection closed.
+    public func read(until text: String) async -> (data: Data, closed: Bool) {
+        await onThread { self.readBlocking(until: { $0.range(of: Data(text.utf8)) != nil }) }
+    }
+
     private func readBlocking(until done: (Data) -> Bool) -> (data: Data, closed: Bool) {
         var all = Data()
         var buffer = [UInt8](repeating: 0, count: 65536)
