@@ -8,8 +8,12 @@ result. Prints the wall time in seconds and the polls sent.
 
 POLL_TEMPLATE is the endpoint's status path with {id} (omit for synchronous
 routes). A job is done when its answer holds a result URL (a /files/ path),
-failed when its status says so.
+failed when its status says so. Where a finished job's result is fetched
+apart, QIE_REPLAY_RESULT is that path with {id}: a poll that says the job
+completed without a result URL is followed by one GET of it. The key is sent
+as `Authorization: SCHEME KEY`, SCHEME from QIE_REPLAY_AUTH (Bearer by default).
 """
+import os
 import json
 import sys
 import threading
@@ -18,13 +22,15 @@ import urllib.request
 
 base, key, bodies, concurrency, poll = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
 template = sys.argv[6] if len(sys.argv) > 6 else None
+result_template = os.environ.get("QIE_REPLAY_RESULT") or None
+scheme = os.environ.get("QIE_REPLAY_AUTH") or "Bearer"
 entries = [json.loads(line) for line in open(f"{bodies}/index.jsonl") if line.strip()]
 payloads = [(e["path"], e["contentType"], open(f"{bodies}/{e['file']}", "rb").read()) for e in entries]
 
 
 def call(method, url, body=None, content_type=None):
     request = urllib.request.Request(url, data=body, method=method)
-    request.add_header("Authorization", f"Bearer {key}")
+    request.add_header("Authorization", f"{scheme} {key}")
     if content_type:
         request.add_header("Content-Type", content_type)
     with urllib.request.urlopen(request, timeout=120) as response:
@@ -49,7 +55,7 @@ def find(value, test):
 
 def job_id(answer):
     if isinstance(answer, dict):
-        for name in ("id", "generation_id"):
+        for name in ("id", "generation_id", "request_id"):
             if isinstance(answer.get(name), str):
                 return answer[name]
         for item in answer.values():
@@ -90,6 +96,12 @@ def edit(index):
         if str(find(answer, lambda v: isinstance(v, str) and v.lower() in ("failed", "error"))).lower() in ("failed", "error"):
             raise RuntimeError(f"job failed: {answer}")
         url = result_url(answer)
+        finished = str(answer.get("status", "")).lower() in ("completed", "succeeded", "success") if isinstance(answer, dict) else False
+        if url is None and result_template and finished:
+            answer = json.loads(call("GET", base + result_template.replace("{id}", ident)))
+            url = result_url(answer)
+            if url is None:
+                raise RuntimeError(f"finished without a result: {answer}")
     urllib.request.urlopen(url, timeout=120).read()
 
 

@@ -316,7 +316,7 @@ public final class EditClient: Sendable {
             tries += 1
             attempts += 1
             var outgoing = HTTPClientRequest(url: request.url)
-            outgoing.method = request.method == "GET" ? .GET : .POST
+            outgoing.method = .init(rawValue: request.method)
             for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
             if case .empty = request.body {} else { outgoing.body = try Self.streamed(request.body) }
             var wait: Double? = nil
@@ -437,6 +437,11 @@ public final class EditClient: Sendable {
             return .accepted(
                 id: id, status: status, submissions: submissions, submittedAt: instants.instant(submitted),
                 acceptedAt: instants.instant(clock.now()))
+        case .finished(let id):
+            // Taken and already done: its results are fetched by waiting for it.
+            return .accepted(
+                id: id, status: "finished", submissions: submissions, submittedAt: instants.instant(submitted),
+                acceptedAt: instants.instant(clock.now()))
         }
     }
 
@@ -556,7 +561,7 @@ public final class EditClient: Sendable {
                             throw ClientError(
                                 kind: .rejected, message: "\(profile.id): job \(id) failed: \(message)", endpoint: profile.id,
                                 jobID: id)
-                        case .pending:
+                        case .pending, .finished:
                             break
                         }
                     }
@@ -597,7 +602,7 @@ public final class EditClient: Sendable {
                     kind: .rejected,
                     message: "\(profile.id): the endpoint no longer knows job \(id) (HTTP 404 when polled)")
             }
-            let outcome: ResponseOutcome
+            var outcome: ResponseOutcome
             var warnings: [String] = []
             do {
                 outcome = try ResponseReader.read(answer.body, status: answer.status, from: profile, jobID: id) {
@@ -607,6 +612,11 @@ public final class EditClient: Sendable {
                 // An unreadable poll answer is another failed poll: keep asking.
                 interval = min(policy.maxInterval, interval * 1.5)
                 continue
+            }
+            var settled = answer
+            if case .finished = outcome {
+                // Finished: its results, or its failure, are fetched apart.
+                (outcome, settled) = try await results(of: id, asking: request, on: profile) { warnings.append($0) }
             }
             switch outcome {
             case .completed(let images, let cost, _):
@@ -626,20 +636,54 @@ public final class EditClient: Sendable {
                     images: images, reportedCost: cost, requestID: id, submissions: 0, polls: polls, signalled: signalled,
                     warnings: warnings + (fellBack.map { [$0] } ?? []))
             case .failed(let message, _):
-                if !(200..<300).contains(answer.status) {
+                if !(200..<300).contains(settled.status) {
                     throw ClientError(
                         kind: .rejected, message: "\(message) (asking about job \(id))", endpoint: profile.id, jobID: id,
-                        status: answer.status)
+                        status: settled.status)
                 }
                 throw ClientError(
                     kind: .rejected, message: "\(profile.id): job \(id) failed: \(message)", endpoint: profile.id, jobID: id,
-                    status: answer.status)
+                    status: settled.status)
+            case .finished:
+                throw ClientError(
+                    kind: .badResponse, message: "\(profile.id): job \(id) finished, and fetching its results said only that again",
+                    endpoint: profile.id, jobID: id, status: settled.status)
             case .pending(_, let status):
                 lastStatus = status
                 if let asking { seenRunning = asking }
                 asked = answer.retryAfter ?? 0
                 if listening == nil { interval = min(policy.maxInterval, interval * 1.5) }
             }
+        }
+    }
+
+    /// Fetches the results of job `id`, which a poll (`asking`) said has
+    /// finished, from the endpoint's result route, where and as the poll was
+    /// sent: what it says, and its answer. Tried again within the retry
+    /// policy (a fetch is free); a network failure leaves the job to be asked
+    /// about again (`.network`, with its id), never sent again.
+    private func results(
+        of id: String, asking request: BuiltRequest, on profile: ProviderProfile, warn: (String) -> Void
+    ) async throws -> (ResponseOutcome, Answer) {
+        guard let fetch = RequestBuilder.result(id: id, for: profile, following: request) else {
+            throw ClientError(
+                kind: .badResponse, message: "\(profile.id): job \(id) finished and the endpoint documents no way to fetch its results",
+                endpoint: profile.id, jobID: id)
+        }
+        var attempts = 0
+        let answer: Answer
+        do {
+            answer = try await exchange(fetch, profile: profile, what: "fetching the results of job \(id)", attempts: &attempts)
+        } catch var error as ClientError {
+            error.jobID = id
+            throw error
+        }
+        do {
+            return (try ResponseReader.read(answer.body, status: answer.status, from: profile, jobID: id, warn: warn), answer)
+        } catch {
+            throw ClientError(
+                kind: .badResponse, message: "\(error.message) (fetching the results of job \(id))", endpoint: profile.id, jobID: id,
+                status: answer.status)
         }
     }
 

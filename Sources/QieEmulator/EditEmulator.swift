@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
@@ -416,9 +417,17 @@ public final class EditEmulator: Sendable {
     func router() -> Router<BasicRequestContext> {
         let router = Router()
         if let requestLog { router.add(middleware: RequestLine(write: requestLog)) }
+        for host in ProviderCatalog.hosts {
+            for (path, body) in host.emulatedDocuments(secret: signingSecret) {
+                let document = jsonData(body)
+                router.get(RouterPath(path)) { _, _ in
+                    Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: document)))
+                }
+            }
+        }
         for profile in Self.profiles {
             let synchronous = profile.flow.contains(.synchronous)
-            router.post(RouterPath(profile.routes.submit)) { [self] request, _ in
+            router.post(RouterPath(ProviderProfile.Routes.path(onOneAddress: profile.routes.submit))) { [self] request, _ in
                 try await self.submit(request, profile: profile, asJob: !synchronous)
             }
             if let enqueue = profile.routes.enqueue {
@@ -432,8 +441,16 @@ public final class EditEmulator: Sendable {
                 }
             }
             if let cancel = profile.routes.cancel {
-                router.post(RouterPath(cancel.replacingOccurrences(of: "{id}", with: ":id"))) { [self] request, context in
+                router.on(
+                    RouterPath(cancel.replacingOccurrences(of: "{id}", with: ":id")),
+                    method: HTTPRequest.Method(profile.routes.cancelMethod) ?? .post
+                ) { [self] request, context in
                     try await self.cancel(request, id: context.parameters.get("id") ?? "", profile: profile)
+                }
+            }
+            if let result = profile.routes.result {
+                router.get(RouterPath(result.replacingOccurrences(of: "{id}", with: ":id"))) { [self] request, context in
+                    try await self.result(request, id: context.parameters.get("id") ?? "", profile: profile)
                 }
             }
             if let events = profile.routes.events {
@@ -462,7 +479,7 @@ public final class EditEmulator: Sendable {
         let began = ContinuousClock.now
         // The key is checked before the body is read, as a real endpoint's
         // gateway does: an unauthenticated caller cannot make it buffer anything.
-        guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+        guard authorized(request, profile) else {
             count(.submissions, of: profile)
             if !asJob { try await Task.sleep(until: began + latency) }
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
@@ -494,7 +511,9 @@ public final class EditEmulator: Sendable {
         }
         let edit: EmulatedRequest
         do {
-            edit = try EmulatedRequest.parse(data, contentType: request.headers[.contentType] ?? "", profile: profile)
+            edit = try EmulatedRequest.parse(
+                data, contentType: request.headers[.contentType] ?? "", profile: profile,
+                query: request.uri.queryParameters.reduce(into: [:]) { $0[String($1.key)] = String($1.value) })
         } catch let error as EmulatorRejection {
             if !asJob { try await Task.sleep(until: began + latency) }
             return errorResponse(profile, status: error.status, error.message, param: error.param)
@@ -715,7 +734,7 @@ public final class EditEmulator: Sendable {
         }
         count(.polls, of: profile)
         if let fault, let response = play(fault, profile: profile) { return response }
-        guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+        guard authorized(request, profile) else {
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
         }
         guard let job = state.withLock({ $0.jobs[id] }), job.profile.id == profile.id else {
@@ -724,11 +743,28 @@ public final class EditEmulator: Sendable {
         return json(profile.host.emulatedDescription(of: job.job, for: profile, asCallback: false), status: .ok)
     }
 
+    /// The results of job `id`, as its host answers a fetch of them.
+    private func result(_ request: Request, id: String, profile: ProviderProfile) async throws -> Response {
+        guard authorized(request, profile) else {
+            return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
+        }
+        guard let job = state.withLock({ $0.jobs[id] }), job.profile.id == profile.id else {
+            return errorResponse(profile, status: .notFound, "Not found: no job \(id)")
+        }
+        return answer(profile.host.emulatedResult(of: job.job, for: profile))
+    }
+
+    /// Whether `request` carries the key as `profile` sends it.
+    private func authorized(_ request: Request, _ profile: ProviderProfile) -> Bool {
+        guard let name = HTTPField.Name(profile.auth.header) else { return false }
+        return request.headers[name] == "\(profile.auth.scheme) \(apiKey)"
+    }
+
     /// Cancels job `id`: one still queued never runs; one running is ended
     /// where it stands (its host says whether it had started); one that has
     /// ended stays as it ended.
     private func cancel(_ request: Request, id: String, profile: ProviderProfile) async throws -> Response {
-        guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+        guard authorized(request, profile) else {
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
         }
         let cancelled = state.withLock { state -> (EmulatedJob, Bool)? in
@@ -779,7 +815,7 @@ public final class EditEmulator: Sendable {
     }
 
     private func events(_ request: Request, profile: ProviderProfile) -> Response {
-        guard request.headers[.authorization] == "Bearer \(apiKey)" else {
+        guard authorized(request, profile) else {
             return errorResponse(profile, status: .unauthorized, "Unauthorized: missing or invalid bearer token")
         }
         let id = UUID()
@@ -870,7 +906,7 @@ public final class EditEmulator: Sendable {
     private func errorResponse(
         _ profile: ProviderProfile, status: HTTPResponse.Status, _ message: String, param: String? = nil
     ) -> Response {
-        json(profile.host.emulatedError(message, param: param, for: profile), status: status)
+        answer(profile.host.emulatedRefusal(message, param: param, status: Int(status.code), for: profile))
     }
 
     private func answer(_ answer: EmulatedAnswer) -> Response {

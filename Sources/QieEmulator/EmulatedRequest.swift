@@ -47,13 +47,27 @@ struct EmulatedRequest: Sendable {
         }
     }
 
-    static func parse(_ body: Data, contentType: String, profile: ProviderProfile) throws -> EmulatedRequest {
+    static func parse(_ body: Data, contentType: String, profile: ProviderProfile, query: [String: String] = [:]) throws
+        -> EmulatedRequest
+    {
         var fields: [String: Any]
         var images: [Data]
         var callbackURL: String? = nil
         var metadata: Data? = nil
+        // Fields the endpoint takes in the submission's URL.
+        for (name, value) in query {
+            guard let field = profile.fields.first(where: { $0.inQuery && $0.name == name }) else {
+                throw EmulatorRejection.bad("Unknown query parameter: \(name)", param: name)
+            }
+            if field.option == .callbackURL {
+                guard let url = URL(string: value), ["http", "https"].contains(url.scheme ?? "") else {
+                    throw EmulatorRejection.bad("\(name) must be an http(s) URL", param: name)
+                }
+                callbackURL = value
+            }
+        }
         switch profile.envelope {
-        case .inputObject, .flatJSON:
+        case .inputObject, .flatJSON, .routedJSON:
             guard contentType.lowercased().hasPrefix("application/json") else {
                 throw EmulatorRejection(status: .unsupportedMediaType, message: "Content-Type must be application/json")
             }
@@ -80,6 +94,8 @@ struct EmulatedRequest: Sendable {
                     }
                     metadata = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                 }
+            } else if profile.envelope == .routedJSON {
+                fields = object
             } else {
                 fields = object
                 guard fields.removeValue(forKey: "model") as? String == profile.model else {
@@ -130,7 +146,8 @@ struct EmulatedRequest: Sendable {
         var syncMode = false
         for (name, value) in fields {
             let topLevelOnly: Set<EditOption> = profile.envelope == .inputObject ? [.callbackURL, .metadata] : []
-            guard let field = profile.fields.first(where: { $0.name == name && !topLevelOnly.contains($0.option) }) else {
+            guard let field = profile.fields.first(where: { $0.name == name && !topLevelOnly.contains($0.option) && !$0.inQuery })
+            else {
                 throw EmulatorRejection.bad("Unknown field: \(name)", param: name)
             }
             try check(value, field: field, multipart: profile.envelope == .multipart)
@@ -206,6 +223,18 @@ struct EmulatedRequest: Sendable {
             return input
         case .followsInput:
             return input
+        case .sizeObject(let field, let maxSide, let presets):
+            guard let value = fields.removeValue(forKey: field), !(value is NSNull) else { return input }
+            if let name = value as? String, let preset = presets.first(where: { $0.name == name }) { return preset.size }
+            guard let object = value as? [String: Any], Set(object.keys) == ["width", "height"],
+                let width = object["width"] as? Int, let height = object["height"] as? Int,
+                (1...maxSide).contains(width), (1...maxSide).contains(height)
+            else {
+                throw EmulatorRejection.bad(
+                    "\(field) must be one of \(presets.map(\.name).joined(separator: ", ")) or {width, height} from 1 to \(maxSide)",
+                    param: field)
+            }
+            return PixelSize(width: width, height: height)
         }
     }
 
@@ -227,6 +256,10 @@ struct EmulatedRequest: Sendable {
                 default: "\(field.kind)"
                 }
             throw EmulatorRejection.bad("\(field.name) must be \(expected)", param: field.name)
+        }
+        if let range = field.range, let number = Double(text), !range.contains(number) {
+            throw EmulatorRejection.bad(
+                "\(field.name) must be from \(range.lowerBound) to \(range.upperBound), not \(text)", param: field.name)
         }
     }
 

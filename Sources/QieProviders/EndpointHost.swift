@@ -80,6 +80,15 @@ public protocol EndpointHost: Sendable {
     /// The headers of a callback delivery of `body` (a signature when
     /// `secret` is set).
     func emulatedCallbackHeaders(for body: Data, secret: String?, at time: Date) -> [(String, String)]
+    /// The answer to a fetch of `job`'s results (`ProviderProfile.Routes.result`).
+    func emulatedResult(of job: EmulatedJob, for profile: ProviderProfile) -> EmulatedAnswer
+    /// A refusal with HTTP `status` in the host's shape and with the status
+    /// it uses for it (`param`: the field at fault, where the host names it).
+    func emulatedRefusal(_ message: String, param: String?, status: Int, for profile: ProviderProfile) -> EmulatedAnswer
+    /// JSON documents the host publishes beside its endpoints, by path on
+    /// the emulator's address (such as the public keys its callbacks are
+    /// signed with, from the emulator's `secret`).
+    func emulatedDocuments(secret: String?) -> [(path: String, body: [String: Any])]
 }
 
 extension EndpointHost {
@@ -109,6 +118,19 @@ extension EndpointHost {
 
     /// No headers of its own.
     public func emulatedCallbackHeaders(for body: Data, secret: String?, at time: Date) -> [(String, String)] { [] }
+
+    /// The job as a poll describes it.
+    public func emulatedResult(of job: EmulatedJob, for profile: ProviderProfile) -> EmulatedAnswer {
+        EmulatedAnswer(status: 200, body: emulatedDescription(of: job, for: profile, asCallback: false))
+    }
+
+    /// `status` with the host's error shape.
+    public func emulatedRefusal(_ message: String, param: String?, status: Int, for profile: ProviderProfile) -> EmulatedAnswer {
+        EmulatedAnswer(status: status, body: emulatedError(message, param: param, for: profile))
+    }
+
+    /// None.
+    public func emulatedDocuments(secret: String?) -> [(path: String, body: [String: Any])] { [] }
 }
 
 /// A request's fields, built and checked by `RequestBuilder`, before a host
@@ -147,6 +169,10 @@ public struct RequestFields: Sendable {
             let fields: [(String, JSONValue)] =
                 [("model", .string(model)), ("prompt", .string(prompt)), (imageField, imageValue)] + sizeFields + options
                 + beside + formatField
+            return .json(.object(fields))
+        case .routedJSON:
+            let fields: [(String, JSONValue)] =
+                [("prompt", .string(prompt)), (imageField, imageValue)] + sizeFields + options + beside + formatField
             return .json(.object(fields))
         case .multipart:
             var parts: [MultipartPart] = [.field(name: "model", value: model), .field(name: "prompt", value: prompt)]
@@ -292,9 +318,36 @@ public protocol CallbackVerifier: Sendable {
     /// What a valid, recent signature of `body` vouches for; nil when the
     /// signature (`header(name)`) is missing, wrong or stale.
     func verify(header: (String) -> String?, body: Data, now: Date) -> SignedDelivery?
+    /// Where the public keys signatures are checked against are published,
+    /// when they are (the listener fetches them, keeps them for
+    /// `keySetLifetime` seconds and checks with `verifying(withKeySet:)`).
+    var keySetURL: String? { get }
+    /// How long fetched keys are kept before they are fetched again, in seconds.
+    var keySetLifetime: Double { get }
+    /// The check against the keys in `document` (as fetched from
+    /// `keySetURL`); nil when it holds no usable key.
+    func verifying(withKeySet document: Data) -> (any CallbackVerifier)?
+}
+
+extension CallbackVerifier {
+    /// No published keys: the check needs nothing fetched.
+    public var keySetURL: String? { nil }
+    /// A day.
+    public var keySetLifetime: Double { 86_400 }
+    /// The check as it is.
+    public func verifying(withKeySet document: Data) -> (any CallbackVerifier)? { self }
 }
 
 extension JSONValue {
+    /// The value as a number, when it is one.
+    var numericValue: Double? {
+        switch self {
+        case .integer(let number): Double(number)
+        case .number(let number): number
+        default: nil
+        }
+    }
+
     /// The value as a form field's text.
     var formText: String {
         switch self {

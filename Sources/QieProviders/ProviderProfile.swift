@@ -1,3 +1,4 @@
+import Foundation
 import QieCore
 
 /// Everything qie knows about one hosted edit endpoint, as data, from its
@@ -65,6 +66,11 @@ public struct ProviderProfile: Sendable {
         public var events: String?
         /// Cancelling a submitted job; `{id}` is replaced by its id.
         public var cancel: String?
+        /// Fetching a finished job's results, where a poll only says that it
+        /// finished (`ResponseOutcome.finished`); `{id}` is replaced by its id.
+        public var result: String? = nil
+        /// The HTTP method of `cancel`.
+        public var cancelMethod = "POST"
 
         /// The routes of an endpoint.
         public init(submit: String, poll: String? = nil, enqueue: String? = nil, events: String? = nil, cancel: String? = nil) {
@@ -73,6 +79,34 @@ public struct ProviderProfile: Sendable {
             self.enqueue = enqueue
             self.events = events
             self.cancel = cancel
+        }
+
+        /// The routes of an endpoint whose finished jobs' results are
+        /// fetched at `result`, and whose cancel is sent with `cancelMethod`.
+        public init(
+            submit: String, poll: String?, enqueue: String?, result: String?, cancel: String?, cancelMethod: String
+        ) {
+            self.init(submit: submit, poll: poll, enqueue: enqueue, cancel: cancel)
+            self.result = result
+            self.cancelMethod = cancelMethod
+        }
+
+        /// The full URL of `route` on `base`. A route may be an absolute URL
+        /// on another host than the base (a host that answers synchronous
+        /// edits on a host of their own): it is used as it is, unless the
+        /// base was pointed elsewhere (`pointedElsewhere`: an emulator, a
+        /// proxy), where it is reached at `BASE/HOST/PATH`.
+        public static func url(_ route: String, base: String, pointedElsewhere: Bool) -> String {
+            let base = base.hasSuffix("/") ? String(base.dropLast()) : base
+            guard route.contains("://") else { return base + route }
+            return pointedElsewhere ? base + path(onOneAddress: route) : route
+        }
+
+        /// The path at which `route` is served when every route is on one
+        /// address: a relative route as it is, an absolute one as `/HOST/PATH`.
+        public static func path(onOneAddress route: String) -> String {
+            guard let url = URL(string: route), let host = url.host, route.contains("://") else { return route }
+            return "/" + host + url.path
         }
     }
 
@@ -92,6 +126,9 @@ public struct ProviderProfile: Sendable {
         case inputObject
         /// All fields at the top level of one JSON object.
         case flatJSON
+        /// All fields at the top level of one JSON object with no `model`
+        /// field: the route names the model.
+        case routedJSON
         /// multipart/form-data (OpenAI Images API).
         case multipart
     }
@@ -154,6 +191,10 @@ public struct ProviderProfile: Sendable {
         public var secretVariable: String
         /// The payload's job id field.
         public var idField: String
+        /// What stands for the secret when its variable is unset (where
+        /// deliveries are checked against keys the host publishes: their
+        /// address); nil leaves deliveries unchecked.
+        public var defaultSecret: String? = nil
     }
 
     /// A server-sent events stream announcing finished jobs.
@@ -225,6 +266,10 @@ public struct ProviderProfile: Sendable {
         public var kind: Kind
         /// The documented default, as text, for listings.
         public var defaultValue: String?
+        /// The documented range of a number, checked before sending.
+        public var range: ClosedRange<Double>? = nil
+        /// Sent as a query parameter of the submission's URL, not in its body.
+        public var inQuery = false
 
         /// The type of value a field takes.
         public enum Kind: Sendable, Equatable {

@@ -15,6 +15,8 @@ public struct ProviderSummary: Sendable, Codable, Equatable {
         public var poll: String?
         /// The server-sent event stream (GET).
         public var events: String?
+        /// Where a finished job's results are fetched (GET), where a poll does not carry them.
+        public var result: String? = nil
     }
 
     /// How the key is sent.
@@ -110,7 +112,8 @@ public struct ProviderSummary: Sendable, Codable, Equatable {
         baseURL = profile.baseURL
         baseURLVariable = profile.baseURLVariable
         routes = Routes(
-            submit: profile.routes.submit, enqueue: profile.routes.enqueue, poll: profile.routes.poll, events: profile.routes.events)
+            submit: profile.routes.submit, enqueue: profile.routes.enqueue, poll: profile.routes.poll, events: profile.routes.events,
+            result: profile.routes.result)
         auth = Auth(header: profile.auth.header, scheme: profile.auth.scheme, keyVariable: profile.auth.keyVariable)
         images = Images(
             field: profile.images.field, isArray: profile.images.isArray, maxCount: profile.images.maxCount,

@@ -172,6 +172,7 @@ public enum RequestBuilder {
         // Options: each must be a field of the endpoint, or emulated.
         var optionFields: [(String, JSONValue)] = []
         var topLevel: [(String, JSONValue)] = []
+        var query: [(String, String)] = []
         for (option, value) in request.setOptions {
             if let field = profile.field(for: option) {
                 if case .oneOf(let allowed) = field.kind, case .string(let text) = value, !allowed.contains(text) {
@@ -179,7 +180,16 @@ public enum RequestBuilder {
                         .invalidOption,
                         SettingError(option.setting, value: SettingError.quoted(text), .notOffered(by: name, offered: allowed)))
                 }
-                if option == .callbackURL || option == .metadata, profile.envelope == .inputObject {
+                if let range = field.range, let number = value.numericValue, !range.contains(number) {
+                    throw ProvidersError(
+                        .invalidOption,
+                        SettingError(
+                            option.setting, value: value.formText,
+                            .invalid(expected: "from \(Self.spelled(range.lowerBound)) to \(Self.spelled(range.upperBound)) at \(name)")))
+                }
+                if field.inQuery {
+                    query.append((field.name, value.formText))
+                } else if option == .callbackURL || option == .metadata, profile.envelope == .inputObject {
                     topLevel.append((field.name, value))
                 } else {
                     optionFields.append((field.name, value))
@@ -213,9 +223,39 @@ public enum RequestBuilder {
             headers.insert((profile.auth.header, "\(profile.auth.scheme) \(apiKey)"), at: 0)
         }
         let route = flow.isAsynchronous ? (profile.routes.enqueue ?? profile.routes.submit) : profile.routes.submit
+        var address = url(route, baseURL, profile)
+        if !query.isEmpty {
+            var allowed = CharacterSet.urlQueryAllowed
+            allowed.remove(charactersIn: "&=+?/:#")
+            address += "?" + query.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }.joined(separator: "&")
+        }
         return BuiltRequest(
-            method: "POST", url: base(baseURL, profile) + route, headers: headers, body: body, emulations: emulations,
+            method: "POST", url: address, headers: headers, body: body, emulations: emulations,
             nativeFormat: native, authHeader: profile.auth.header)
+    }
+
+    /// A bound of a range as written in a message: `4`, `0.5`.
+    private static func spelled(_ number: Double) -> String {
+        number == number.rounded() && abs(number) < 1e15 ? String(Int(number)) : String(number)
+    }
+
+    /// The GET that fetches finished job `id`'s results, or nil when the
+    /// endpoint's polls carry them (no `Routes.result`).
+    public static func result(id: String, for profile: ProviderProfile, apiKey: String?, baseURL: String? = nil) -> BuiltRequest? {
+        profile.routes.result.map {
+            bodiless("GET", route: $0, id: id, accept: "application/json", for: profile, apiKey: apiKey, baseURL: baseURL)
+        }
+    }
+
+    /// The GET that fetches finished job `id`'s results, sent where and as
+    /// `poll` (the job's status GET) is: its base URL and its key.
+    public static func result(id: String, for profile: ProviderProfile, following poll: BuiltRequest) -> BuiltRequest? {
+        guard let route = profile.routes.result, let pollRoute = profile.routes.poll else { return nil }
+        let asked = path(pollRoute, id: id)
+        guard let end = poll.url.range(of: asked, options: .backwards) else { return nil }
+        var request = poll
+        request.url = String(poll.url[..<end.lowerBound]) + path(route, id: id)
+        return request
     }
 
     /// The GET that asks about job `id`, or nil when the endpoint documents no polling.
@@ -228,7 +268,7 @@ public enum RequestBuilder {
     /// The POST that cancels job `id`, or nil when the endpoint has no cancel route.
     public static func cancel(id: String, for profile: ProviderProfile, apiKey: String?, baseURL: String? = nil) -> BuiltRequest? {
         profile.routes.cancel.map {
-            bodiless("POST", route: $0, id: id, accept: "application/json", for: profile, apiKey: apiKey, baseURL: baseURL)
+            bodiless(profile.routes.cancelMethod, route: $0, id: id, accept: "application/json", for: profile, apiKey: apiKey, baseURL: baseURL)
         }
     }
 
@@ -245,20 +285,23 @@ public enum RequestBuilder {
         _ method: String, route: String, id: String?, accept: String, for profile: ProviderProfile, apiKey: String?,
         baseURL: String?
     ) -> BuiltRequest {
-        var path = route
-        if let id {
-            let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? id
-            path = route.replacingOccurrences(of: "{id}", with: escaped)
-        }
         var headers: [(String, String)] = [("Accept", accept)]
         if let apiKey { headers.insert((profile.auth.header, "\(profile.auth.scheme) \(apiKey)"), at: 0) }
         return BuiltRequest(
-            method: method, url: base(baseURL, profile) + path, headers: headers, body: .empty, emulations: [],
-            nativeFormat: profile.outputFormat.defaultFormat, authHeader: profile.auth.header)
+            method: method, url: url(id.map { path(route, id: $0) } ?? route, baseURL, profile), headers: headers, body: .empty,
+            emulations: [], nativeFormat: profile.outputFormat.defaultFormat, authHeader: profile.auth.header)
     }
 
-    private static func base(_ baseURL: String?, _ profile: ProviderProfile) -> String {
-        let base = baseURL ?? profile.baseURL
-        return base.hasSuffix("/") ? String(base.dropLast()) : base
+    /// `route` with `{id}` replaced by `id`, escaped.
+    private static func path(_ route: String, id: String) -> String {
+        let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? id
+        return route.replacingOccurrences(of: "{id}", with: escaped)
+    }
+
+    /// The URL of `route` on the base URL in use (see `ProviderProfile.Routes.url`).
+    private static func url(_ route: String, _ baseURL: String?, _ profile: ProviderProfile) -> String {
+        func trimmed(_ base: String) -> String { base.hasSuffix("/") ? String(base.dropLast()) : base }
+        let elsewhere = baseURL.map { trimmed($0) != trimmed(profile.baseURL) } ?? false
+        return ProviderProfile.Routes.url(route, base: baseURL ?? profile.baseURL, pointedElsewhere: elsewhere)
     }
 }

@@ -18,6 +18,9 @@ public enum ResponseOutcome: Sendable, Equatable {
     case pending(requestID: String, status: String)
     /// The endpoint says it failed, with its own words.
     case failed(message: String, requestID: String?)
+    /// Finished, and its results (or its failure) are fetched apart, at the
+    /// profile's `Routes.result`: the job is not sent again.
+    case finished(requestID: String)
 }
 
 /// Reads each endpoint's documented response shapes.
@@ -149,11 +152,24 @@ public enum ResponseReader {
                 said = error["message"] as? String
             } else {
                 said = (object["error"] as? String) ?? (object["error_message"] as? String)
-                    ?? (object["message"] as? String) ?? (object["detail"] as? String)
+                    ?? (object["message"] as? String) ?? (object["detail"] as? String) ?? validationErrors(object["detail"])
             }
         }
         let words = said.map { Sanitized.text($0) } ?? (body.isEmpty ? "an empty body" : describe(body))
         return "\(profile.id) answered HTTP \(status): \(words)"
+    }
+
+    /// A validation error list as FastAPI and pydantic write it
+    /// (`[{"loc": ["body", "field"], "msg": "...", "type": "..."}]`), as
+    /// `field: msg; ...`; nil for anything else.
+    static func validationErrors(_ value: Any?) -> String? {
+        guard let items = value as? [[String: Any]], !items.isEmpty else { return nil }
+        let lines = items.compactMap { item -> String? in
+            guard let message = item["msg"] as? String else { return nil }
+            let place = ((item["loc"] as? [Any]) ?? []).map { "\($0)" }.filter { $0 != "body" }.joined(separator: ".")
+            return place.isEmpty ? message : "\(place): \(message)"
+        }
+        return lines.isEmpty ? nil : lines.joined(separator: "; ")
     }
 
     /// A short, safe description of a non-JSON body.

@@ -175,6 +175,19 @@ public enum SizePlanner {
             case .tier(let tier, _):
                 throw unsupported(name, "resolution \(tier)", rule, .resolution)
             }
+        case .sizeObject(let field, let maxSide, _):
+            let target: PixelSize
+            switch request {
+            case .automatic: target = freeSize(ratio: input.aspectRatio)
+            case .size(let size):
+                guard (1...maxSide).contains(size.width), (1...maxSide).contains(size.height) else {
+                    throw unsupported(name, "size \(size)", rule, .size)
+                }
+                target = size
+            case .aspectRatio(let ratio): target = freeSize(ratio: ratio.value)
+            case .tier(let tier, _): throw unsupported(name, "resolution \(tier)", rule, .resolution)
+            }
+            return (target, target, [SizeField(name: field, value: "\(target.width)x\(target.height)")])
         }
     }
 

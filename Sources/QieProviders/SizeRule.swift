@@ -55,6 +55,9 @@ public enum SizeRule: Sendable {
     case sizeOrTier(sizeField: String, ratioField: String, tierField: String, table: [TierSize], maxSide: Int)
     /// No size field: the output follows the input image.
     case followsInput
+    /// An exact size sent in `field` as the object `{"width": W, "height": H}`,
+    /// 1 to `maxSide` a side; the endpoint also takes the named `presets`.
+    case sizeObject(field: String, maxSide: Int, presets: [(name: String, size: PixelSize)])
 
     /// What users may ask for, for listings and error messages.
     public var summary: String {
@@ -72,6 +75,9 @@ public enum SizeRule: Sendable {
                 + table.map { "\($0.ratio)=\($0.size)" }.joined(separator: ", ") + ")"
         case .followsInput:
             return "the input's own size (about 1 megapixel, sides a multiple of 16, recommended)"
+        case .sizeObject(_, let maxSide, let presets):
+            return "any WxH from 1 to \(maxSide) a side, sent as {width, height} (about 1 megapixel at the input's shape by default)"
+                + (presets.isEmpty ? "" : "; presets " + presets.map { "\($0.name)=\($0.size)" }.joined(separator: ", "))
         }
     }
 }

@@ -33,16 +33,21 @@ public final class CallbackListener: Sendable {
     /// signed, not how the header spelled it), with when: a replay is
     /// acknowledged and ignored.
     private let seen = Mutex<[String: Date]>([:])
+    /// The check against the host's published keys, with when they were
+    /// fetched, where signatures are checked against such keys.
+    private let keyed = Mutex<(fetched: Date, check: any CallbackVerifier)?>(nil)
 
     /// A listener on `host`:`port` that posts each delivery to `signals`,
-    /// checking signatures when `signingSecret` is set and not empty.
+    /// checking signatures when `signingSecret` is set and not empty (or the
+    /// endpoint's callback has a `defaultSecret`).
     public init(
         profile: ProviderProfile, host: String = "127.0.0.1", port: Int, signingSecret: String?, signals: JobSignals
     ) {
         self.profile = profile
         self.host = host
         self.port = port
-        self.signature = signingSecret.flatMap { $0.isEmpty ? nil : profile.host.callbackVerifier(secret: $0) }
+        self.signature = (signingSecret.flatMap { $0.isEmpty ? nil : $0 } ?? profile.callback?.defaultSecret)
+            .flatMap { profile.host.callbackVerifier(secret: $0) }
         self.signals = signals
     }
 
@@ -78,8 +83,10 @@ public final class CallbackListener: Sendable {
             return Self.refusal(.contentTooLarge, "too large")
         }
         var trusted = false
-        if let signature {
+        if let unkeyed = signature {
             let now = Date()
+            // Unavailable keys: the sender is asked to deliver again later.
+            guard let signature = await check(unkeyed, now: now) else { return Self.refusal(.serviceUnavailable, "signing keys unavailable") }
             let headers = request.headers
             guard let delivery = signature.verify(header: { HTTPField.Name($0).flatMap { headers[$0] } }, body: body, now: now) else {
                 return Self.refusal(.unauthorized, "bad signature")
@@ -101,6 +108,19 @@ public final class CallbackListener: Sendable {
         }
         signals.post(id, JobSignal(payload: trusted ? body : nil))
         return Response(status: .ok)
+    }
+
+    /// `signature`, or where it checks against keys its host publishes, the
+    /// check with those keys: fetched once and kept for `keySetLifetime`
+    /// seconds; nil when they cannot be had.
+    private func check(_ signature: any CallbackVerifier, now: Date) async -> (any CallbackVerifier)? {
+        guard let url = signature.keySetURL else { return signature }
+        if let kept = keyed.withLock({ $0 }), now.timeIntervalSince(kept.fetched) < signature.keySetLifetime { return kept.check }
+        guard let document = try? await PublishedDocument.fetch(url), let check = signature.verifying(withKeySet: document) else {
+            return nil
+        }
+        keyed.withLock { $0 = (now, check) }
+        return check
     }
 
     private static func refusal(_ status: HTTPResponse.Status, _ text: String) -> Response {

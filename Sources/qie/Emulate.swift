@@ -89,11 +89,12 @@ struct Emulate: AsyncParsableCommand {
             var lines = ["qie emulator listening on http://127.0.0.1:\(bound) (Ctrl-C to stop)"]
             for profile in EditEmulator.profiles {
                 let routes = profile.routes
-                var paths = ["POST \(routes.submit)"]
+                var paths = ["POST \(ProviderProfile.Routes.path(onOneAddress: routes.submit))"]
                 if let enqueue = routes.enqueue { paths.append("POST \(enqueue)") }
                 if let poll = routes.poll { paths.append("GET \(poll)") }
                 if let events = routes.events { paths.append("GET \(events)") }
-                if let cancel = routes.cancel { paths.append("POST \(cancel)") }
+                if let result = routes.result { paths.append("GET \(result)") }
+                if let cancel = routes.cancel { paths.append("\(routes.cancelMethod) \(cancel)") }
                 lines.append("  \(profile.id): \(paths.joined(separator: ", "))")
                 lines.append("      \(profile.baseURLVariable)=http://127.0.0.1:\(bound)")
             }

@@ -133,9 +133,10 @@ struct Providers: ParsableCommand {
         var out = LineBuffer()
         for profile in summaries {
             out.add("\(profile.id)  (\(([profile.provider + " " + profile.model] + profile.aliases.map { "alias " + $0 }).joined(separator: ", ")))")
-            out.add("  endpoint: POST \(profile.baseURL)\(profile.routes.submit)  (base URL from \(profile.baseURLVariable) if set)")
+            out.add("  endpoint: POST \(ProviderProfile.Routes.url(profile.routes.submit, base: profile.baseURL, pointedElsewhere: false))  (base URL from \(profile.baseURLVariable) if set)")
             if let enqueue = profile.routes.enqueue { out.add("  queue:    POST \(enqueue)") }
             if let poll = profile.routes.poll { out.add("  poll:     GET \(poll)") }
+            if let result = profile.routes.result { out.add("  result:   GET \(result)") }
             if let events = profile.routes.events { out.add("  events:   GET \(events) (server-sent events)") }
             out.add("  auth:     \(profile.auth.header): \(profile.auth.scheme) $\(profile.auth.keyVariable)")
             let images = profile.images

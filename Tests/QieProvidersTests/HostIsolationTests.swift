@@ -16,7 +16,7 @@ struct HostIsolationTests {
     ]
 
     /// qie's own words, in its ledgers, manifests and sidecars.
-    static let ownVocabulary: Set<String> = ["images", "outputs", "metadata", "format"]
+    static let ownVocabulary: Set<String> = ["images", "outputs", "metadata", "format", "request_id"]
 
     /// Where `Sources/` is, from this file's place in `Tests/`.
     static var sources: URL {
@@ -102,7 +102,7 @@ struct HostIsolationTests {
             names.insert(profile.auth.keyVariable)
             if let base = URL(string: profile.baseURL)?.host { names.insert(base) }
             let routes = profile.routes
-            for route in [routes.submit, routes.poll, routes.enqueue, routes.events, routes.cancel].compactMap({ $0 }) {
+            for route in [routes.submit, routes.poll, routes.enqueue, routes.events, routes.cancel, routes.result].compactMap({ $0 }) {
                 names.insert(route)
             }
             if let callback = profile.callback {
@@ -124,6 +124,7 @@ struct HostIsolationTests {
             case .fixedSizes(let field, _, _, _): fields.insert(field)
             case .aspectRatios(let field, _, _): fields.insert(field)
             case .sizeOrTier(let sizeField, let ratioField, let tierField, _, _): fields.formUnion([sizeField, ratioField, tierField])
+            case .sizeObject(let field, _, _): fields.insert(field)
             default: break
             }
             switch profile.result {
@@ -137,13 +138,17 @@ struct HostIsolationTests {
         return fields
     }
 
-    /// Whether `text` holds `name` as a word of its own: not the tail of a
-    /// longer identifier (`defaultRunFlow` does not name Runflow).
+    /// Whether `text` holds `name` (in any case) as a word of its own: not
+    /// the tail of a longer identifier (`defaultRunFlow` does not name
+    /// Runflow), nor the head of a longer lowercase word (`false` does not
+    /// name fal.ai; `falQwen...` and `fal-2511` do).
     static func mentions(_ text: String, _ name: String) -> Bool {
         var searched = text[...]
-        while let found = searched.range(of: name) {
+        while let found = searched.range(of: name, options: .caseInsensitive) {
             let before = found.lowerBound == text.startIndex ? nil : text[text.index(before: found.lowerBound)]
-            if !(before?.isLetter ?? false) { return true }
+            let after = found.upperBound == text.endIndex ? nil : text[found.upperBound]
+            let continues = (after?.isLowercase ?? false) && (name.last?.isLetter ?? false)
+            if !(before?.isLetter ?? false) && !continues { return true }
             searched = text[found.upperBound...]
         }
         return false
@@ -170,8 +175,8 @@ struct HostIsolationTests {
                 for (line, code, literals) in Self.code(text) {
                     // The one list of hosts.
                     if path == "QieProviders/ProviderCatalog.swift", code.contains("static let hosts") { continue }
-                    let lowered = (code + " " + literals.joined(separator: " ")).lowercased()
-                    for name in names where Self.mentions(lowered, name) {
+                    let text = code + " " + literals.joined(separator: " ")
+                    for name in names where Self.mentions(text, name) {
                         misplaced.append("\(path):\(line) names \(host.name) (\(name))")
                     }
                     for literal in literals where own.contains(literal) {
@@ -198,7 +203,9 @@ struct HostIsolationTests {
         #expect(lines.contains { $0.literals == ["delayTime"] && !$0.code.contains("runflow") })
         #expect(lines.contains { $0.literals.contains { $0.contains("Oxen's queue") } })
         #expect(lines.contains { $0.code.lowercased().contains("runpod") })
-        #expect(Self.mentions("profile.runpodqwenimageedit2511", "runpod"))
-        #expect(!Self.mentions("defaultrunflow", "runflow"))
+        #expect(Self.mentions("profile.runpodQwenImageEdit2511", "runpod"))
+        #expect(!Self.mentions("defaultrunflow", "runflow") && !Self.mentions("defaultRunFlow", "runflow"))
+        #expect(Self.mentions("ProviderProfile.falQwenImageEdit2511", "fal") && Self.mentions("\"fal-2511\"", "fal"))
+        #expect(!Self.mentions("return false", "fal") && !Self.mentions("fallBack = nil", "fal"))
     }
 }
