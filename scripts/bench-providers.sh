@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: data-URI encoding throughput (qie vs swift-extras-base64 vs
-# Foundation, one core) and `qie cost` over a folder of the corpus copied to
-# COUNT files (default 10,000), in files per second.
+# Foundation, one core), `qie cost` over a folder of the corpus copied to
+# COUNT files (default 10,000), in files per second, and routing by price
+# over the corpus (scripts/route-check.py: per release, each priced endpoint
+# alone and routed; the routed total must be each image's cheapest price).
 #
 #   scripts/bench-providers.sh [--quick]
 #
@@ -31,6 +33,7 @@ if [ "${1:-}" = "--quick" ]; then
   files=$(find "$folder/in" -type f | wc -l)
   hyperfine --style basic --runs 1 --export-json "$folder/cost.json" "$qie cost $folder/in --provider runpod-qwen-image-edit-2511 >/dev/null"
   figure "qie cost over $files files (files/s)" "$(python3 -c "import json,sys; print($files / json.load(open(sys.argv[1]))['results'][0]['min'])" "$folder/cost.json")" "" ">= 5000 files/s"
+  python3 scripts/route-check.py "$qie" samples "${QIE_BENCH_FIGURES:-}"
   exit 0
 fi
 
@@ -39,6 +42,9 @@ if [ ! -s "$corpus/MANIFEST.tsv" ]; then
   "$root/../shared/corpus/fetch-corpus.sh" "$corpus"
 fi
 build_release qie qie-bench
+
+echo "== routing by price over the corpus ($corpus/images): each endpoint alone, then --route cheapest"
+python3 scripts/route-check.py .build/release/qie "$corpus/images" "${QIE_BENCH_FIGURES:-}"
 
 echo "== data-URI encoding"
 .build/release/qie-bench | tee /tmp/qie-bench-base64.out

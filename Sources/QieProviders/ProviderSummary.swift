@@ -17,6 +17,8 @@ public struct ProviderSummary: Sendable, Codable, Equatable {
         public var events: String?
         /// Where a finished job's results are fetched (GET), where a poll does not carry them.
         public var result: String? = nil
+        /// How a job given up is cancelled, as method and route (`POST /v2/.../cancel/{id}`), where the endpoint can cancel.
+        public var cancel: String? = nil
     }
 
     /// How the key is sent.
@@ -69,6 +71,8 @@ public struct ProviderSummary: Sendable, Codable, Equatable {
     public var provider: String
     /// The model it serves.
     public var model: String
+    /// The model release it runs: endpoints of one release can be routed among.
+    public var version: ModelVersion
     /// The document the profile follows.
     public var document: String
     /// The documented base URL.
@@ -113,7 +117,8 @@ public struct ProviderSummary: Sendable, Codable, Equatable {
         baseURLVariable = profile.baseURLVariable
         routes = Routes(
             submit: profile.routes.submit, enqueue: profile.routes.enqueue, poll: profile.routes.poll, events: profile.routes.events,
-            result: profile.routes.result)
+            result: profile.routes.result, cancel: profile.routes.cancel.map { "\(profile.routes.cancelMethod) \($0)" })
+        version = profile.version
         auth = Auth(header: profile.auth.header, scheme: profile.auth.scheme, keyVariable: profile.auth.keyVariable)
         images = Images(
             field: profile.images.field, isArray: profile.images.isArray, maxCount: profile.images.maxCount,

@@ -138,6 +138,8 @@ struct Providers: ParsableCommand {
             if let poll = profile.routes.poll { out.add("  poll:     GET \(poll)") }
             if let result = profile.routes.result { out.add("  result:   GET \(result)") }
             if let events = profile.routes.events { out.add("  events:   GET \(events) (server-sent events)") }
+            if let cancel = profile.routes.cancel { out.add("  cancel:   \(cancel)") }
+            out.add("  release:  \(profile.version.rawValue) (route among endpoints of one release with --provider a,b)")
             out.add("  auth:     \(profile.auth.header): \(profile.auth.scheme) $\(profile.auth.keyVariable)")
             let images = profile.images
             out.add(
