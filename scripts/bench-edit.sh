@@ -54,6 +54,7 @@ flows=(
   "runpod-poll|--provider runpod|RUNPOD_API_KEY|/v2/qwen-image-edit-2511/status/{id}"
   "runflow-poll|--provider runflow|RUNFLOW_API_KEY|/v1/runs/{id}"
   "oxen-poll|--provider oxen --flow poll|OXEN_API_KEY|/api/ai/queue/{id}"
+  "dashscope-sync|--provider dashscope|DASHSCOPE_API_KEY|"
 )
 : >"$work/figures.tsv"
 for flow in "${flows[@]}"; do

@@ -55,6 +55,11 @@ public enum SizeRule: Sendable {
     case sizeOrTier(sizeField: String, ratioField: String, tierField: String, table: [TierSize], maxSide: Int)
     /// No size field: the output follows the input image.
     case followsInput
+    /// About one megapixel at the aspect ratio of the last image sent,
+    /// whatever the images' sizes (sides a multiple of 16, the shape kept
+    /// within what `sides` allows), unless an exact `W<separator>H` with
+    /// each side in `sides` is asked in `sizeField`, where there is one.
+    case aboutOneMegapixel(sizeField: String?, separator: String, sides: ClosedRange<Int>)
 
     /// What users may ask for, for listings and error messages.
     public var summary: String {
@@ -72,6 +77,11 @@ public enum SizeRule: Sendable {
                 + table.map { "\($0.ratio)=\($0.size)" }.joined(separator: ", ") + ")"
         case .followsInput:
             return "the input's own size (about 1 megapixel, sides a multiple of 16, recommended)"
+        case .aboutOneMegapixel(let sizeField, let separator, let sides):
+            let widest = String(format: "%g", Double(sides.upperBound) / Double(sides.lowerBound))
+            let shape = "about 1 megapixel at the last image's aspect ratio (sides a multiple of 16, from 1:\(widest) to \(widest):1)"
+            guard sizeField != nil else { return shape + "; aspect ratios, not exact sizes" }
+            return "any W\(separator)H from \(sides.lowerBound) to \(sides.upperBound) a side, or by default " + shape
         }
     }
 }
