@@ -266,7 +266,7 @@ extension DashScope {
         "The prompt is refused over 800 characters and --negative-prompt over 500 (counted in Unicode code points) before anything is sent, since the host would cut them silently; --seed must be from 0 to 2147483647.",
         "watermark is always sent false (no mark is ever added).",
         "The output is about 1 megapixel at the last image's aspect ratio, assumed rounded to sides that are multiples of 16 (the document's 1248x832 example is); the input is prepared at exactly that size and shape (kept from 1:4 to 4:1), so that is the output planned. With reference images of another shape the output takes the last reference's shape.",
-        "Results are PNG only (other formats are converted locally); result links are valid 24 hours and are downloaded at once.",
+        "Results are PNG only and the request has no format field (the format listed is qie's own, never sent): other formats are converted locally. Result links are valid 24 hours and are downloaded at once.",
         "Each image may be at most 10 MB and no body limit is published: qie keeps each request within 10 MB, encoding images again when needed. BMP, TIFF and GIF are also read by the host; qie sends JPEG, PNG or WebP. References go at their own size (384-3072 px a side is recommended).",
         "Errors are assumed to be HTTP errors with {code, message, request_id}: InvalidParameter (400), InvalidApiKey (401), AccessDenied (403), Throttling (429, sent again after its pause), InternalError (5xx); a 2xx answer carrying a code is read as a failure.",
     ]
