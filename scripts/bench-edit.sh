@@ -56,6 +56,7 @@ flows=(
   "runflow-poll|--provider runflow|RUNFLOW_API_KEY|/v1/runs/{id}"
   "oxen-poll|--provider oxen --flow poll|OXEN_API_KEY|/api/ai/queue/{id}"
   "fal-poll|--provider fal --flow poll|FAL_KEY|/fal-ai/qwen-image-edit-2511/requests/{id}/status|/fal-ai/qwen-image-edit-2511/requests/{id}|Key"
+  "dashscope-sync|--provider dashscope|DASHSCOPE_API_KEY|"
 )
 : >"$work/figures.tsv"
 for flow in "${flows[@]}"; do

@@ -427,8 +427,12 @@ public final class EditEmulator: Sendable {
         }
         for profile in Self.profiles {
             let synchronous = profile.flow.contains(.synchronous)
-            router.post(RouterPath(ProviderProfile.Routes.path(onOneAddress: profile.routes.submit))) { [self] request, _ in
-                try await self.submit(request, profile: profile, asJob: !synchronous)
+            // Endpoints that share a submit route are told apart by the model the body names.
+            let sharing = Self.profiles.filter { $0.routes.submit == profile.routes.submit }
+            if sharing.first?.id == profile.id {
+                router.post(RouterPath(ProviderProfile.Routes.path(onOneAddress: profile.routes.submit))) { [self] request, _ in
+                    try await self.submit(request, profile: profile, asJob: !synchronous, sharing: sharing)
+                }
             }
             if let enqueue = profile.routes.enqueue {
                 router.post(RouterPath(enqueue)) { [self] request, _ in
@@ -473,9 +477,9 @@ public final class EditEmulator: Sendable {
 
     // MARK: Submissions
 
-    private func submit(_ request: Request, profile: ProviderProfile, asJob: Bool, enqueued: Bool = false) async throws
-        -> Response
-    {
+    private func submit(
+        _ request: Request, profile: ProviderProfile, asJob: Bool, enqueued: Bool = false, sharing: [ProviderProfile] = []
+    ) async throws -> Response {
         let began = ContinuousClock.now
         // The key is checked before the body is read, as a real endpoint's
         // gateway does: an unauthenticated caller cannot make it buffer anything.
@@ -496,6 +500,7 @@ public final class EditEmulator: Sendable {
                 "Payload too large: the request body exceeds \(limit.map { "\($0 / 1_000_000) MB" } ?? "the limit")")
         }
         let data = Data(buffer: body)
+        let profile = Self.profile(namedIn: data, among: sharing) ?? profile
         defer { state.withLock { $0.submitting[profile.id, default: 1] -= 1 } }
         let (fault, watchers) = state.withLock { state -> (EmulatedFault?, [CheckedContinuation<Void, Never>]) in
             let watchers = state.counted.count(.submissions, profile.id)
@@ -540,6 +545,12 @@ public final class EditEmulator: Sendable {
         var cost: String? = nil
         if case .reportedCost(let value) = fault { cost = value }
         return success(profile, urls: urls, inline: inline, edit: edit, cost: cost)
+    }
+
+    /// The endpoint among those sharing a route whose model the JSON body names.
+    private static func profile(namedIn body: Data, among sharing: [ProviderProfile]) -> ProviderProfile? {
+        guard sharing.count > 1, let model = StrictJSON.object(body)?["model"] as? String else { return nil }
+        return sharing.first { $0.model == model }
     }
 
     private static func render(_ edit: EmulatedRequest, effect: EmulatedEffect) async throws -> [PreparedImage] {
@@ -897,9 +908,10 @@ public final class EditEmulator: Sendable {
     private func success(
         _ profile: ProviderProfile, urls: [String], inline: [Data], edit: EmulatedRequest, cost reported: String? = nil
     ) -> Response {
-        let results = EmulatedResults(
+        var results = EmulatedResults(
             urls: urls, inline: inline, prompt: edit.prompt, returnsBase64: edit.returnsBase64,
             cost: CostEstimator.estimate(profile, outputSize: edit.outputSize).total ?? 0, reportedCost: reported)
+        results.outputSize = edit.outputSize
         return json(profile.host.emulatedSuccess(results, for: profile), status: .ok)
     }
 

@@ -74,7 +74,9 @@ struct EmulatedRequest: Sendable {
             guard let object = StrictJSON.object(body) else {
                 throw EmulatorRejection.bad("Request body is not a JSON object")
             }
-            if profile.envelope == .inputObject {
+            if let laidOut = try hostFields(object, profile: profile) {
+                fields = laidOut
+            } else if profile.envelope == .inputObject {
                 let topLevel = Set(["input"] + profile.fields.filter { [.callbackURL, .metadata].contains($0.option) }.map(\.name))
                 if let extra = object.keys.first(where: { !topLevel.contains($0) }) {
                     throw EmulatorRejection.bad("Unknown field: \(extra)", param: extra)
@@ -138,7 +140,8 @@ struct EmulatedRequest: Sendable {
 
         let inputInfo = try? ImageProbe.probe(data: images[0])
         let inputSize = inputInfo?.displaySize ?? PixelSize(width: 1024, height: 1024)
-        let outputSize = try size(&fields, rule: profile.sizes, input: inputSize)
+        let lastSize = images.count > 1 ? (try? ImageProbe.probe(data: images[images.count - 1]))?.displaySize : nil
+        let outputSize = try size(&fields, rule: profile.sizes, input: inputSize, last: lastSize ?? inputSize)
 
         // Optional fields: known names, right types, allowed values.
         var count = 1
@@ -159,6 +162,15 @@ struct EmulatedRequest: Sendable {
         return EmulatedRequest(
             prompt: prompt, input: images[0], outputSize: outputSize, format: format, count: count, returnsBase64: base64,
             callbackURL: callbackURL, metadata: metadata, syncMode: syncMode)
+    }
+
+    /// The body's fields as its host reads them back, when it is not in a standard envelope.
+    private static func hostFields(_ object: [String: Any], profile: ProviderProfile) throws -> [String: Any]? {
+        do throws(EmulatedRefusal) {
+            return try profile.host.emulatedFields(of: object, for: profile)
+        } catch {
+            throw EmulatorRejection(status: HTTPResponse.Status(code: error.status), message: error.message, param: error.param)
+        }
     }
 
     private static func jsonImages(_ value: Any?, profile: ProviderProfile) throws -> [Data] {
@@ -183,7 +195,7 @@ struct EmulatedRequest: Sendable {
         }
     }
 
-    private static func size(_ fields: inout [String: Any], rule: SizeRule, input: PixelSize) throws -> PixelSize {
+    private static func size(_ fields: inout [String: Any], rule: SizeRule, input: PixelSize, last: PixelSize) throws -> PixelSize {
         switch rule {
         case .fixedSizes(let field, let sizes, let separator, let defaultSize):
             guard let value = fields.removeValue(forKey: field) else { return defaultSize }
@@ -233,6 +245,17 @@ struct EmulatedRequest: Sendable {
                 throw EmulatorRejection.bad(
                     "\(field) must be one of \(presets.map(\.name).joined(separator: ", ")) or {width, height} from 1 to \(maxSide)",
                     param: field)
+            }
+            return PixelSize(width: width, height: height)
+        case .aboutOneMegapixel(let sizeField, let separator, let sides):
+            guard let sizeField, let value = fields.removeValue(forKey: sizeField) else {
+                return SizePlanner.freeSize(ratio: last.aspectRatio, sides: sides)
+            }
+            let parts = ((value as? String) ?? "").components(separatedBy: separator).map { Int($0) }
+            guard parts.count == 2, let width = parts[0], let height = parts[1], sides.contains(width), sides.contains(height)
+            else {
+                throw EmulatorRejection.bad(
+                    "\(sizeField) must be W\(separator)H with each side from \(sides.lowerBound) to \(sides.upperBound)", param: sizeField)
             }
             return PixelSize(width: width, height: height)
         }

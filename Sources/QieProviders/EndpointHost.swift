@@ -35,6 +35,11 @@ public protocol EndpointHost: Sendable {
     /// them. The default lays them out in `profile.envelope`.
     func body(_ fields: RequestFields, for profile: ProviderProfile) -> RequestBody
 
+    /// Refuses, before anything is sent, a request the endpoint would refuse
+    /// or quietly change (a value out of its range, text it would cut) where
+    /// the profile's data cannot say so. The default refuses nothing.
+    func check(_ request: EditRequest, plan: SizePlan, for profile: ProviderProfile) throws(ProvidersError)
+
     /// Reads a 2xx answer that is a JSON object: a submission's answer, a
     /// poll's, a callback's or an event's payload. `jobID` is the id already
     /// known (when polling). Errors are `ProvidersError.invalidResponse`.
@@ -71,6 +76,16 @@ public protocol EndpointHost: Sendable {
     func emulatedSuccess(_ results: EmulatedResults, for profile: ProviderProfile) -> [String: Any]
     /// An error answer in the host's shape (`param`: the field at fault, where the host names it).
     func emulatedError(_ message: String, param: String?, for profile: ProviderProfile) -> [String: Any]
+    /// An error answer in the host's shape for HTTP `status`, for hosts whose
+    /// error body names the kind of error. The default is `emulatedError(_:param:for:)`.
+    func emulatedError(_ message: String, param: String?, status: Int, for profile: ProviderProfile) -> [String: Any]
+    /// A JSON submission's fields as the emulator checks them, for a host
+    /// whose body is not in one of the standard envelopes: the prompt as
+    /// `prompt`, the images at `profile.images.field`, the optional fields
+    /// by name, as `.flatJSON` lays them out without `model`. A body the
+    /// host would refuse for its shape throws, in the host's words. nil (the
+    /// default) when the body is in `profile.envelope`, which the emulator reads.
+    func emulatedFields(of body: [String: Any], for profile: ProviderProfile) throws(EmulatedRefusal) -> [String: Any]?
     /// The answer to a cancel of `job`, which the emulator has just ended
     /// (`wasRunning`: it had started).
     func emulatedCancel(of job: EmulatedJob, for profile: ProviderProfile, wasRunning: Bool) -> EmulatedAnswer
@@ -95,6 +110,19 @@ extension EndpointHost {
     /// The body laid out in the profile's envelope.
     public func body(_ fields: RequestFields, for profile: ProviderProfile) -> RequestBody {
         fields.laidOut(in: profile.envelope, model: profile.model)
+    }
+
+    /// Nothing refused beyond what the profile says.
+    public func check(_ request: EditRequest, plan: SizePlan, for profile: ProviderProfile) throws(ProvidersError) {}
+
+    /// The error shape without the status.
+    public func emulatedError(_ message: String, param: String?, status: Int, for profile: ProviderProfile) -> [String: Any] {
+        emulatedError(message, param: param, for: profile)
+    }
+
+    /// The body is in the profile's envelope.
+    public func emulatedFields(of body: [String: Any], for profile: ProviderProfile) throws(EmulatedRefusal) -> [String: Any]? {
+        nil
     }
 
     /// No duration reported.
@@ -126,7 +154,7 @@ extension EndpointHost {
 
     /// `status` with the host's error shape.
     public func emulatedRefusal(_ message: String, param: String?, status: Int, for profile: ProviderProfile) -> EmulatedAnswer {
-        EmulatedAnswer(status: status, body: emulatedError(message, param: param, for: profile))
+        EmulatedAnswer(status: status, body: emulatedError(message, param: param, status: status, for: profile))
     }
 
     /// None.
@@ -276,6 +304,8 @@ public struct EmulatedResults: Sendable {
     public var cost: Decimal
     /// A cost to report instead, as the JSON text a fault injected.
     public var reportedCost: String?
+    /// The size of each result, where the emulator knows it.
+    public var outputSize: PixelSize? = nil
 
     /// Results with these parts.
     public init(urls: [String], inline: [Data], prompt: String, returnsBase64: Bool, cost: Decimal, reportedCost: String?) {
@@ -291,6 +321,24 @@ public struct EmulatedResults: Sendable {
     public var costValue: Any {
         reportedCost.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
             ?? NSDecimalNumber(decimal: cost)
+    }
+}
+
+/// A submission the emulator refuses for its shape, as its host would:
+/// HTTP status, message and the field at fault.
+public struct EmulatedRefusal: Error, Sendable {
+    /// The HTTP status.
+    public var status: Int
+    /// The host's words.
+    public var message: String
+    /// The field at fault, where the host names it.
+    public var param: String?
+
+    /// A refusal with `status` (400 unless given), `message` and `param`.
+    public init(_ message: String, param: String? = nil, status: Int = 400) {
+        self.status = status
+        self.message = message
+        self.param = param
     }
 }
 

@@ -213,6 +213,10 @@ public struct ProviderProfile: Sendable {
         case urlArray(path: [String], key: String)
         /// OpenAI-style `data[].url` or `data[].b64_json`.
         case openAIData
+        /// Every URL (or data URI) at this path, where a step ending in `[]`
+        /// is each element of the array under that name
+        /// (`output.choices[].message.content[].image`).
+        case urls(path: [String])
 
         /// The location as a path, such as `output.outputs[].url`.
         public var description: String {
@@ -220,6 +224,7 @@ public struct ProviderProfile: Sendable {
             case .url(let path): path.joined(separator: ".")
             case .urlArray(let path, let key): path.joined(separator: ".") + "[]." + key
             case .openAIData: "data[].url | data[].b64_json"
+            case .urls(let path): path.joined(separator: ".")
             }
         }
     }

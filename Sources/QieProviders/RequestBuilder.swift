@@ -207,6 +207,7 @@ public enum RequestBuilder {
                 .invalidOption,
                 SettingError(.outputCompression, value: String(compression), .invalid(expected: "from 0 to 100")))
         }
+        try profile.host.check(request, plan: plan, for: profile)
 
         // Sent when the user chose a format (or one is needed for a local
         // conversion); otherwise the endpoint's default applies.

@@ -131,6 +131,16 @@ public enum ResponseReader {
                 }
             }
             return images
+        case .urls(let path):
+            var values: [Any] = [object]
+            for step in path {
+                let name = step.hasSuffix("[]") ? String(step.dropLast(2)) : step
+                values = values.compactMap { ($0 as? [String: Any])?[name] }
+                if step.hasSuffix("[]") { values = values.flatMap { ($0 as? [Any]) ?? [] } }
+            }
+            var images: [ResultImage] = []
+            for case let text as String in values { images.append(try image(fromURLOrDataURI: text, profile)) }
+            return images
         }
     }
 

@@ -77,6 +77,13 @@ public enum SizePlanner {
         return PixelSize(width: max(16, Int((width / 16).rounded()) * 16), height: max(16, Int((height / 16).rounded()) * 16))
     }
 
+    /// About one megapixel at `ratio`, both sides a multiple of 16, the
+    /// shape kept within what `sides` allows (from 1:4 to 4:1 for 512-2048).
+    public static func freeSize(ratio: Double, sides: ClosedRange<Int>) -> PixelSize {
+        let widest = Double(sides.upperBound) / Double(sides.lowerBound)
+        return freeSize(ratio: min(max(ratio, 1 / widest), widest))
+    }
+
     /// The candidate closest in shape to `input`: smallest distance of log
     /// aspect ratios; ties go to the larger area, then to less upscaling.
     public static func closest<T>(to input: PixelSize, among candidates: [T], size: (T) -> PixelSize) -> T? {
@@ -188,6 +195,22 @@ public enum SizePlanner {
             case .tier(let tier, _): throw unsupported(name, "resolution \(tier)", rule, .resolution)
             }
             return (target, target, [SizeField(name: field, value: "\(target.width)x\(target.height)")])
+        case .aboutOneMegapixel(let sizeField, let separator, let sides):
+            switch request {
+            case .automatic:
+                let target = freeSize(ratio: input.aspectRatio, sides: sides)
+                return (target, target, [])
+            case .aspectRatio(let ratio):
+                let target = freeSize(ratio: ratio.value, sides: sides)
+                return (target, target, [])
+            case .size(let size):
+                guard let sizeField, sides.contains(size.width), sides.contains(size.height) else {
+                    throw unsupported(name, "size \(size)", rule, .size)
+                }
+                return (size, size, [SizeField(name: sizeField, value: "\(size.width)\(separator)\(size.height)")])
+            case .tier(let tier, _):
+                throw unsupported(name, "resolution \(tier)", rule, .resolution)
+            }
         }
     }
 

@@ -58,6 +58,11 @@ public enum SizeRule: Sendable {
     /// An exact size sent in `field` as the object `{"width": W, "height": H}`,
     /// 1 to `maxSide` a side; the endpoint also takes the named `presets`.
     case sizeObject(field: String, maxSide: Int, presets: [(name: String, size: PixelSize)])
+    /// About one megapixel at the aspect ratio of the last image sent,
+    /// whatever the images' sizes (sides a multiple of 16, the shape kept
+    /// within what `sides` allows), unless an exact `W<separator>H` with
+    /// each side in `sides` is asked in `sizeField`, where there is one.
+    case aboutOneMegapixel(sizeField: String?, separator: String, sides: ClosedRange<Int>)
 
     /// What users may ask for, for listings and error messages.
     public var summary: String {
@@ -78,6 +83,11 @@ public enum SizeRule: Sendable {
         case .sizeObject(_, let maxSide, let presets):
             return "any WxH from 1 to \(maxSide) a side, sent as {width, height} (about 1 megapixel at the input's shape by default)"
                 + (presets.isEmpty ? "" : "; presets " + presets.map { "\($0.name)=\($0.size)" }.joined(separator: ", "))
+        case .aboutOneMegapixel(let sizeField, let separator, let sides):
+            let widest = String(format: "%g", Double(sides.upperBound) / Double(sides.lowerBound))
+            let shape = "about 1 megapixel at the last image's aspect ratio (sides a multiple of 16, from 1:\(widest) to \(widest):1)"
+            guard sizeField != nil else { return shape + "; aspect ratios, not exact sizes" }
+            return "any W\(separator)H from \(sides.lowerBound) to \(sides.upperBound) a side, or by default " + shape
         }
     }
 }
