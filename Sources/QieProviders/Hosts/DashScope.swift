@@ -259,11 +259,11 @@ extension DashScope {
 
     /// What both endpoints assume.
     static let notes = [
-        "Region: Singapore (international, https://dashscope-intl.aliyuncs.com) by default; for Beijing set QIE_DASHSCOPE_BASE_URL=https://dashscope.aliyuncs.com (or --base-url) with a Beijing key in DASHSCOPE_API_KEY: keys work only in their own region.",
+        "Region: Singapore (international, https://dashscope-intl.aliyuncs.com) by default; for Beijing set QIE_DASHSCOPE_BASE_URL=https://dashscope.aliyuncs.com (or the base URL setting) with a Beijing key in DASHSCOPE_API_KEY: keys work only in their own region.",
         "Synchronous only (no job id, polling, webhook or cancel): an edit whose answer is lost (a killed run, a dropped connection, a 500) is left uncertain, as it may have been made and billed.",
         "Billed per image made; failures are free.",
         "Images go as data URIs in input.messages[0].content, input first, then references (Image 1, 2, 3 in the prompt), then the prompt as the one text item.",
-        "The prompt is refused over 800 characters and --negative-prompt over 500 (counted in Unicode code points) before anything is sent, since the host would cut them silently; --seed must be from 0 to 2147483647.",
+        "The prompt is refused over 800 characters and the negative prompt over 500 (counted in Unicode code points) before anything is sent, since the host would cut them silently; the seed must be from 0 to 2147483647.",
         "watermark is always sent false (no mark is ever added).",
         "The output is about 1 megapixel at the last image's aspect ratio, assumed rounded to sides that are multiples of 16 (the document's 1248x832 example is); the input is prepared at exactly that size and shape (kept from 1:4 to 4:1), so that is the output planned. With reference images of another shape the output takes the last reference's shape.",
         "Results are PNG only and the request has no format field (the format listed is qie's own, never sent): other formats are converted locally. Result links are valid 24 hours and are downloaded at once.",
@@ -300,10 +300,10 @@ extension ProviderProfile {
         fields: [.init(option: .numImages, name: DashScope.count, kind: .integer, defaultValue: "1")],
         price: Decimal(3) / 100,
         notes: [
-            "$0.03 per image is derived: the price list gives international prices in CNY (0.220177 per image), converted at the 7.339 CNY per USD the same page uses (qwen3-max $1.2 = 8.807); Beijing bills 0.2 CNY per image (100 images free): set --price-per-image to match.",
+            "$0.03 per image is derived: the price list gives international prices in CNY (0.220177 per image), converted at the 7.339 CNY per USD the same page uses (qwen3-max $1.2 = 8.807); Beijing bills 0.2 CNY per image (100 images free): set a price per image to match.",
             "qwen-image-edit-plus is the host's name for its 2025-10-30 snapshot; which open release runs (2509 or 2511) is not stated.",
             "prompt_extend is always sent false: the host's default (true) has a language model rewrite the prompt, so the edit would be neither the one asked for nor repeatable.",
-            "n takes 1 to 6 (--num-images). size (W*H, 512-2048 a side) is sent only when --size is given, and only with n = 1: the document's SDK sample says a size with n > 1 is an error (unconfirmed), so that is refused before sending.",
+            "n takes 1 to 6 (the number of images). size (W*H, 512-2048 a side) is sent only when an exact size is asked, and only with n = 1: the document's SDK sample says a size with n > 1 is an error (unconfirmed), so that is refused before sending.",
         ])
 
     /// Model Studio `qwen-image-edit` (dashscope.md).
@@ -311,8 +311,8 @@ extension ProviderProfile {
         id: "dashscope-qwen-image-edit", aliases: ["dashscope-edit"], model: "qwen-image-edit", version: .edit,
         sizeField: nil, fields: [], price: Decimal(45) / 1000,
         notes: [
-            "$0.045 per image is derived: the price list gives international prices in CNY (0.330266 per image), converted at the 7.339 CNY per USD the same page uses (qwen3-max $1.2 = 8.807); Beijing bills 0.3 CNY per image (100 images free): set --price-per-image to match.",
-            "One image per request (n = 1 only): --num-images sends that many requests. No size and no prompt_extend: --size is refused, --aspect-ratio shapes the input.",
+            "$0.045 per image is derived: the price list gives international prices in CNY (0.330266 per image), converted at the 7.339 CNY per USD the same page uses (qwen3-max $1.2 = 8.807); Beijing bills 0.3 CNY per image (100 images free): set a price per image to match.",
+            "One image per request (n = 1 only): several images are that many requests. No size and no prompt_extend: an exact size is refused, an aspect ratio shapes the input.",
             "Whether this model takes 2 or 3 images is unconfirmed (the Chinese page says it fuses several): 3 are allowed, as on the plus series.",
         ])
 }
