@@ -656,6 +656,9 @@ public final class EditEmulator: Sendable {
     }
 
     /// Writes an accepted body for replay, when asked to.
+    /// Held while a line is added to the recorded bodies' index.
+    private let indexWriting = Mutex(())
+
     private func record(_ body: Data, path: String, contentType: String) {
         guard let folder = recordBodies else { return }
         let number = state.withLock { state -> Int in
@@ -665,13 +668,17 @@ public final class EditEmulator: Sendable {
         let name = "\(number).body"
         try? body.write(to: URL(fileURLWithPath: folder + "/" + name))
         let line = (try? JSONSerialization.data(withJSONObject: ["path": path, "contentType": contentType, "file": name])) ?? Data()
-        if let handle = FileHandle(forWritingAtPath: folder + "/index.jsonl") ?? {
-            FileManager.default.createFile(atPath: folder + "/index.jsonl", contents: nil)
-            return FileHandle(forWritingAtPath: folder + "/index.jsonl")
-        }() {
-            handle.seekToEndOfFile()
-            handle.write(line + Data("\n".utf8))
-            try? handle.close()
+        // One writer at a time: submissions taken at once would otherwise
+        // create the index over each other, or append at the same offset.
+        indexWriting.withLock { _ in
+            if let handle = FileHandle(forWritingAtPath: folder + "/index.jsonl") ?? {
+                FileManager.default.createFile(atPath: folder + "/index.jsonl", contents: nil)
+                return FileHandle(forWritingAtPath: folder + "/index.jsonl")
+            }() {
+                handle.seekToEndOfFile()
+                handle.write(line + Data("\n".utf8))
+                try? handle.close()
+            }
         }
     }
 
