@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: qie edit against qie emulate on 127.0.0.1, every flow.
 #  1. For each flow (RunPod runsync, RunPod /run + status, Runflow runs,
-#     Oxen's queue): 64 images, 4 s of latency per request, --concurrency
+#     Oxen's queue, Replicate's predictions polled): 64 images, 4 s of latency per request, --concurrency
 #     16. qie's wall time against the ideal 64 / 16 x 4 s = 16 s, and against
 #     a reference client (scripts/bench-edit-replay.py) that replays qie's own
 #     request bodies (recorded by the emulator) on the same emulator, 16 at a
@@ -54,6 +54,7 @@ flows=(
   "runpod-poll|--provider runpod|RUNPOD_API_KEY|/v2/qwen-image-edit-2511/status/{id}"
   "runflow-poll|--provider runflow|RUNFLOW_API_KEY|/v1/runs/{id}"
   "oxen-poll|--provider oxen --flow poll|OXEN_API_KEY|/api/ai/queue/{id}"
+  "replicate-poll|--provider replicate|REPLICATE_API_TOKEN|/v1/predictions/{id}"
 )
 : >"$work/figures.tsv"
 for flow in "${flows[@]}"; do

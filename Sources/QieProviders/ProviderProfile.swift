@@ -172,6 +172,8 @@ public struct ProviderProfile: Sendable {
         case urlArray(path: [String], key: String)
         /// OpenAI-style `data[].url` or `data[].b64_json`.
         case openAIData
+        /// An array of URL (or data URI) strings at this JSON path (`output[]`).
+        case urlList(path: [String])
 
         /// The location as a path, such as `output.outputs[].url`.
         public var description: String {
@@ -179,6 +181,7 @@ public struct ProviderProfile: Sendable {
             case .url(let path): path.joined(separator: ".")
             case .urlArray(let path, let key): path.joined(separator: ".") + "[]." + key
             case .openAIData: "data[].url | data[].b64_json"
+            case .urlList(let path): path.joined(separator: ".") + "[]"
             }
         }
     }

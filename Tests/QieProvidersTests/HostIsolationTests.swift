@@ -12,7 +12,7 @@ struct HostIsolationTests {
     /// so a host that shares them (an OpenAI-compatible one) does not own them.
     static let openAIVocabulary: Set<String> = [
         "image", "prompt", "model", "n", "size", "response_format", "output_format", "output_compression", "url",
-        "b64_json", "data", "mask", "quality", "background", "user", "seed",
+        "b64_json", "data", "mask", "quality", "background", "user", "seed", "id",
     ]
 
     /// qie's own words, in its ledgers, manifests and sidecars.
@@ -130,6 +130,7 @@ struct HostIsolationTests {
             case .url(let path): fields.formUnion(path)
             case .urlArray(let path, let key): fields.formUnion(path + [key])
             case .openAIData: break
+            case .urlList(let path): fields.formUnion(path)
             }
             if let callback = profile.callback { fields.insert(callback.idField) }
             if let events = profile.events { fields.insert(events.idField) }
