@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: qie edit against qie emulate on 127.0.0.1, every flow.
 #  1. For each flow (RunPod runsync, RunPod /run + status, Runflow runs,
-#     Oxen's queue, fal.ai's queue with its separate result fetch): 64 images, 4 s of latency per request, --concurrency
+#     Oxen's queue, fal.ai's queue with its separate result fetch, Replicate's predictions polled): 64 images, 4 s of latency per request, --concurrency
 #     16. qie's wall time against the ideal 64 / 16 x 4 s = 16 s, and against
 #     a reference client (scripts/bench-edit-replay.py) that replays qie's own
 #     request bodies (recorded by the emulator) on the same emulator, 16 at a
@@ -57,6 +57,7 @@ flows=(
   "oxen-poll|--provider oxen --flow poll|OXEN_API_KEY|/api/ai/queue/{id}"
   "fal-poll|--provider fal --flow poll|FAL_KEY|/fal-ai/qwen-image-edit-2511/requests/{id}/status|/fal-ai/qwen-image-edit-2511/requests/{id}|Key"
   "dashscope-sync|--provider dashscope|DASHSCOPE_API_KEY|"
+  "replicate-poll|--provider replicate|REPLICATE_API_TOKEN|/v1/predictions/{id}"
 )
 : >"$work/figures.tsv"
 for flow in "${flows[@]}"; do

@@ -211,6 +211,8 @@ public final class EditEmulator: Sendable {
         var recorded = 0
         /// While set, answers and job ends wait here for `release()`.
         var held: [CheckedContinuation<Void, Never>]? = nil
+        /// Submissions waiting for their job to end, by job id.
+        var endWaiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
     }
 
     let state = Mutex(State())
@@ -439,17 +441,23 @@ public final class EditEmulator: Sendable {
                     try await self.submit(request, profile: profile, asJob: true, enqueued: true)
                 }
             }
-            if let poll = profile.routes.poll {
+            // A status or cancel route several endpoints share is served
+            // once, for the endpoint the job was sent to.
+            if let poll = profile.routes.poll, !Self.profiles.prefix(while: { $0.id != profile.id }).contains(where: { $0.routes.poll == poll }) {
+                let sharing = Self.profiles.filter { $0.routes.poll == poll }
                 router.get(RouterPath(poll.replacingOccurrences(of: "{id}", with: ":id"))) { [self] request, context in
-                    try await self.poll(request, id: context.parameters.get("id") ?? "", profile: profile)
+                    let id = context.parameters.get("id") ?? ""
+                    return try await self.poll(request, id: id, profile: self.owner(of: id, among: sharing))
                 }
             }
-            if let cancel = profile.routes.cancel {
+            if let cancel = profile.routes.cancel, !Self.profiles.prefix(while: { $0.id != profile.id }).contains(where: { $0.routes.cancel == cancel }) {
+                let sharing = Self.profiles.filter { $0.routes.cancel == cancel }
                 router.on(
                     RouterPath(cancel.replacingOccurrences(of: "{id}", with: ":id")),
                     method: HTTPRequest.Method(profile.routes.cancelMethod) ?? .post
                 ) { [self] request, context in
-                    try await self.cancel(request, id: context.parameters.get("id") ?? "", profile: profile)
+                    let id = context.parameters.get("id") ?? ""
+                    return try await self.cancel(request, id: id, profile: self.owner(of: id, among: sharing))
                 }
             }
             if let result = profile.routes.result {
@@ -475,12 +483,21 @@ public final class EditEmulator: Sendable {
         return router
     }
 
+    /// The endpoint among `profiles` (which share a route) that job `id` was sent to; the first when none.
+    private func owner(of id: String, among profiles: [ProviderProfile]) -> ProviderProfile {
+        let sent = state.withLock { $0.jobs[id]?.profile.id }
+        return profiles.first { $0.id == sent } ?? profiles[0]
+    }
+
     // MARK: Submissions
 
     private func submit(
         _ request: Request, profile: ProviderProfile, asJob: Bool, enqueued: Bool = false, sharing: [ProviderProfile] = []
     ) async throws -> Response {
         let began = ContinuousClock.now
+        // What the submission's headers ask: a wait for the result, a deadline.
+        let terms = profile.host.emulatedTerms(header: { HTTPField.Name($0).flatMap { request.headers[$0] } }, for: profile)
+        let asJob = asJob || terms.wait != nil
         // The key is checked before the body is read, as a real endpoint's
         // gateway does: an unauthenticated caller cannot make it buffer anything.
         guard authorized(request, profile) else {
@@ -514,6 +531,9 @@ public final class EditEmulator: Sendable {
             if !asJob { try await Task.sleep(until: began + latency) }
             return response
         }
+        if let refusal = terms.refusal {
+            return errorResponse(profile, status: .badRequest, refusal)
+        }
         let edit: EmulatedRequest
         do {
             edit = try EmulatedRequest.parse(
@@ -533,7 +553,12 @@ public final class EditEmulator: Sendable {
             delay = drawLatency()
         }
         if asJob || fault == .acceptedPending || fault == .staysQueued || fault.isJobFailure {
-            let job = startJob(edit, profile: profile, began: began, latency: delay, fault: fault)
+            let job = startJob(edit, profile: profile, began: began, latency: delay, fault: fault, deadline: terms.deadline)
+            if let wait = terms.wait, wait > .zero {
+                // Answered once the job ends, or as it stands when the wait is over.
+                let now = await jobAfterWaiting(for: job.id, until: began + wait) ?? job
+                return answer(profile.host.emulatedAcceptance(of: now, for: profile, enqueued: enqueued))
+            }
             return answer(profile.host.emulatedAcceptance(of: job, for: profile, enqueued: enqueued))
         }
         // Synchronous: the images are made off the server's threads, within
@@ -682,9 +707,61 @@ public final class EditEmulator: Sendable {
         }
     }
 
+    /// The job as it stands once it has ended, or at `instant`, whichever comes first.
+    private func jobAfterWaiting(for id: String, until instant: ContinuousClock.Instant) async -> EmulatedJob? {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.waitForEnd(of: id) }
+            group.addTask { try? await Task.sleep(until: instant) }
+            await group.next()
+            group.cancelAll()
+        }
+        return state.withLock { $0.jobs[id]?.job }
+    }
+
+    /// Returns once job `id` has ended (at once when it has, or is
+    /// unknown), or when the task is cancelled.
+    private func waitForEnd(of id: String) async {
+        let token = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let waiting = state.withLock { state -> Bool in
+                    guard !Task.isCancelled, let job = state.jobs[id], !job.job.phase.isTerminal else { return false }
+                    state.endWaiters[id, default: [:]][token] = continuation
+                    return true
+                }
+                if !waiting { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.endWaiters[id]?.removeValue(forKey: token) }?.resume()
+        }
+    }
+
+    /// Wakes whoever waits for job `id` to end.
+    private func wakeWaiters(of id: String) {
+        for waiter in state.withLock({ $0.endWaiters.removeValue(forKey: id).map { Array($0.values) } ?? [] }) { waiter.resume() }
+    }
+
+    /// Ends job `id` where it stands when `deadline` (from `began`) passes before it ended.
+    private func endAtDeadline(_ id: String, profile: ProviderProfile, began: ContinuousClock.Instant, deadline: Duration) {
+        Task { [self] in
+            try? await Task.sleep(until: began + deadline)
+            let expired = state.withLock { state -> Bool in
+                guard var job = state.jobs[id], !job.job.phase.isTerminal else { return false }
+                job.job.phase = .cancelled
+                job.job.endedByDeadline = true
+                job.job.completedAt = Date()
+                state.jobs[id] = job
+                return true
+            }
+            guard expired else { return }
+            count(.endedJobs, of: profile)
+            wakeWaiters(of: id)
+        }
+    }
+
     private func startJob(
         _ edit: EmulatedRequest, profile: ProviderProfile, began: ContinuousClock.Instant, latency: Duration,
-        fault: EmulatedFault?
+        fault: EmulatedFault?, deadline: Duration? = nil
     ) -> EmulatedJob {
         let host = profile.host
         let now = Date()
@@ -707,6 +784,7 @@ public final class EditEmulator: Sendable {
             }
             state.jobs[id] = job
         }
+        if let deadline { endAtDeadline(id, profile: profile, began: began, deadline: deadline) }
         guard !job.staysQueued else { return accepted }
         let failure: String? = if case .jobFailure(let message) = fault { message } else { nil }
         Task { [self] in
@@ -734,6 +812,7 @@ public final class EditEmulator: Sendable {
             }
             guard let finished else { return }
             count(.endedJobs, of: profile)
+            wakeWaiters(of: id)
             if let (name, data) = host.emulatedEvent(for: finished, profile: profile) {
                 if case .oversizedEvent(let bytes, let inOneLine)? = fault { broadcast(.oversized(bytes: bytes, inOneLine: inOneLine)) }
                 broadcast(.text("event: \(name)\ndata: \(String(decoding: jsonData(data), as: UTF8.self))\n\n"))
@@ -800,6 +879,7 @@ public final class EditEmulator: Sendable {
             return errorResponse(profile, status: .notFound, "Not found: no job \(id)")
         }
         count(.cancels, of: profile)
+        wakeWaiters(of: id)
         return answer(profile.host.emulatedCancel(of: job, for: profile, wasRunning: wasRunning))
     }
 

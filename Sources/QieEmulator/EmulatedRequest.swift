@@ -71,8 +71,11 @@ struct EmulatedRequest: Sendable {
             guard contentType.lowercased().hasPrefix("application/json") else {
                 throw EmulatorRejection(status: .unsupportedMediaType, message: "Content-Type must be application/json")
             }
-            guard let object = StrictJSON.object(body) else {
+            guard var object = StrictJSON.object(body) else {
                 throw EmulatorRejection.bad("Request body is not a JSON object")
+            }
+            if let refusal = profile.host.emulatedCheck(&object, for: profile) {
+                throw EmulatorRejection.bad(refusal.message, param: refusal.param)
             }
             if let laidOut = try hostFields(object, profile: profile) {
                 fields = laidOut

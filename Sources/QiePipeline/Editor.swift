@@ -623,7 +623,7 @@ public final class Editor: Sendable {
                 request.images = prepared.payload
                 var sending = try RequestBuilder.build(
                     request, plan: prepared.plan, for: profile, apiKey: context.access.apiKey, baseURL: context.access.baseURL,
-                    flow: context.flow)
+                    flow: context.flow, timeout: options.timeouts.overall)
                 if let limit = profile.requestLimits.limit(for: context.flow) {
                     let length = try sending.body.contentLength()
                     if length > limit {
@@ -857,7 +857,7 @@ public final class Editor: Sendable {
             smaller.images = images
             let built = try RequestBuilder.build(
                 smaller, plan: plan, for: profile, apiKey: context.access.apiKey, baseURL: context.access.baseURL,
-                flow: context.flow)
+                flow: context.flow, timeout: context.options.timeouts.overall)
             let length = try built.body.contentLength()
             if length <= limit { return (built, "\(format == .jpeg ? "JPEG" : "WebP") quality \(quality)") }
             smallest = min(smallest, length)

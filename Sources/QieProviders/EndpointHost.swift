@@ -104,6 +104,21 @@ public protocol EndpointHost: Sendable {
     /// the emulator's address (such as the public keys its callbacks are
     /// signed with, from the emulator's `secret`).
     func emulatedDocuments(secret: String?) -> [(path: String, body: [String: Any])]
+
+    // MARK: Per-request headers, and how the emulator reads them
+
+    /// Headers of the host's own that a submission in `flow` carries (a
+    /// synchronous wait, a deadline from the edit's `timeout` in seconds,
+    /// when known); none by default.
+    func requestHeaders(for flow: ProviderProfile.Flow, timeout: Double?, profile: ProviderProfile) -> [(String, String)]
+    /// What a submission's headers (`header(name)`) ask of the emulator:
+    /// how long it waits for the result and when the job is ended where it
+    /// stands. By default the route decides and nothing is asked.
+    func emulatedTerms(header: (String) -> String?, for profile: ProviderProfile) -> EmulatedTerms
+    /// Checks the fields of a JSON submission (the whole body) that only
+    /// the host knows, removing those it checked: its refusal, or nil. By
+    /// default every field is left to the profile's own checks.
+    func emulatedCheck(_ body: inout [String: Any], for profile: ProviderProfile) -> EmulatedRefusal?
 }
 
 extension EndpointHost {
@@ -159,6 +174,35 @@ extension EndpointHost {
 
     /// None.
     public func emulatedDocuments(secret: String?) -> [(path: String, body: [String: Any])] { [] }
+
+    /// No headers of its own.
+    public func requestHeaders(for flow: ProviderProfile.Flow, timeout: Double?, profile: ProviderProfile) -> [(String, String)] { [] }
+
+    /// The route decides; no deadline.
+    public func emulatedTerms(header: (String) -> String?, for profile: ProviderProfile) -> EmulatedTerms { EmulatedTerms() }
+
+    /// Nothing of its own to check.
+    public func emulatedCheck(_ body: inout [String: Any], for profile: ProviderProfile) -> EmulatedRefusal? { nil }
+}
+
+/// What a submission's headers ask of the emulator (`EndpointHost.emulatedTerms`).
+public struct EmulatedTerms: Sendable, Equatable {
+    /// Set: the submission is taken as a job and answered when it ends or
+    /// after this long, whichever comes first (zero: at once), whatever its
+    /// route. Nil: a synchronous route waits for the result, another answers at once.
+    public var wait: Duration?
+    /// Set: a job not ended this long after its submission is ended where
+    /// it stands (`EmulatedJob.endedByDeadline`).
+    public var deadline: Duration?
+    /// Set: the headers are refused with this message (HTTP 400 in the host's shape).
+    public var refusal: String?
+
+    /// Terms with these parts.
+    public init(wait: Duration? = nil, deadline: Duration? = nil, refusal: String? = nil) {
+        self.wait = wait
+        self.deadline = deadline
+        self.refusal = refusal
+    }
 }
 
 /// A request's fields, built and checked by `RequestBuilder`, before a host
@@ -270,6 +314,9 @@ public struct EmulatedJob: Sendable {
     public var seed: Int
     /// What it costs at the host's published price, USD.
     public var cost: Decimal
+    /// Whether it was ended where it stood because its deadline
+    /// (`EmulatedTerms.deadline`) passed.
+    public var endedByDeadline = false
 
     /// A job with these parts.
     public init(

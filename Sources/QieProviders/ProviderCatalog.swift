@@ -2,7 +2,7 @@
 /// and one entry in `hosts`.
 public enum ProviderCatalog {
     /// Every host, in listing order.
-    public static let hosts: [any EndpointHost] = [RunPod(), Runflow(), Oxen(), Lumenfall(), Fal(), DashScope()]
+    public static let hosts: [any EndpointHost] = [RunPod(), Runflow(), Oxen(), Lumenfall(), Fal(), DashScope(), Replicate()]
 
     /// Every endpoint profile, in listing order: each host's in turn.
     public static let all: [ProviderProfile] = hosts.flatMap(\.profiles)

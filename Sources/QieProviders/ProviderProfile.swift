@@ -217,6 +217,8 @@ public struct ProviderProfile: Sendable {
         /// is each element of the array under that name
         /// (`output.choices[].message.content[].image`).
         case urls(path: [String])
+        /// An array of URL (or data URI) strings at this JSON path (`output[]`).
+        case urlList(path: [String])
 
         /// The location as a path, such as `output.outputs[].url`.
         public var description: String {
@@ -225,6 +227,7 @@ public struct ProviderProfile: Sendable {
             case .urlArray(let path, let key): path.joined(separator: ".") + "[]." + key
             case .openAIData: "data[].url | data[].b64_json"
             case .urls(let path): path.joined(separator: ".")
+            case .urlList(let path): path.joined(separator: ".") + "[]"
             }
         }
     }

@@ -125,9 +125,12 @@ public enum RequestBuilder {
     /// option against what the endpoint takes. `apiKey` goes in the auth header
     /// (nil leaves the header out, for showing a request).
     /// `flow` picks the submit route (Oxen's queue for polling and events).
+    /// `timeout` (seconds, the edit's overall timeout) goes to the host's
+    /// own headers where it takes a deadline.
     public static func build(
         _ request: EditRequest, plan: SizePlan, for profile: ProviderProfile, apiKey: String?,
-        baseURL: String? = nil, flow: ProviderProfile.Flow? = nil, boundary: String = "qie-" + UUID().uuidString
+        baseURL: String? = nil, flow: ProviderProfile.Flow? = nil, boundary: String = "qie-" + UUID().uuidString,
+        timeout: Double? = nil
     ) throws(ProvidersError) -> BuiltRequest {
         let name = profile.id
         let flow = flow ?? profile.defaultFlow
@@ -220,6 +223,7 @@ public enum RequestBuilder {
         let body = profile.host.body(fields, for: profile)
 
         var headers: [(String, String)] = [("Content-Type", body.contentType), ("Accept", "application/json")]
+        headers += profile.host.requestHeaders(for: flow, timeout: timeout, profile: profile)
         if let apiKey {
             headers.insert((profile.auth.header, "\(profile.auth.scheme) \(apiKey)"), at: 0)
         }

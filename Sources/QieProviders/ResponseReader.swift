@@ -118,6 +118,10 @@ public enum ResponseReader {
                 if let text = entry[key] as? String { images.append(try image(fromURLOrDataURI: text, profile)) }
             }
             return images
+        case .urlList(let path):
+            var images: [ResultImage] = []
+            for case let text as String in (value(path) as? [Any]) ?? [] { images.append(try image(fromURLOrDataURI: text, profile)) }
+            return images
         case .openAIData:
             var images: [ResultImage] = []
             for entry in (object["data"] as? [[String: Any]]) ?? [] {

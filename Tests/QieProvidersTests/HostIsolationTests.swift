@@ -12,7 +12,7 @@ struct HostIsolationTests {
     /// so a host that shares them (an OpenAI-compatible one) does not own them.
     static let openAIVocabulary: Set<String> = [
         "image", "prompt", "model", "n", "size", "response_format", "output_format", "output_compression", "url",
-        "b64_json", "data", "mask", "quality", "background", "user", "seed", "message",
+        "b64_json", "data", "mask", "quality", "background", "user", "seed", "message", "id",
     ]
 
     /// qie's own words, in its ledgers, manifests and sidecars.
@@ -132,6 +132,7 @@ struct HostIsolationTests {
             case .urlArray(let path, let key): fields.formUnion(path + [key])
             case .openAIData: break
             case .urls(let path): fields.formUnion(path.map { $0.hasSuffix("[]") ? String($0.dropLast(2)) : $0 })
+            case .urlList(let path): fields.formUnion(path)
             }
             if let callback = profile.callback { fields.insert(callback.idField) }
             if let events = profile.events { fields.insert(events.idField) }
@@ -149,7 +150,9 @@ struct HostIsolationTests {
             let before = found.lowerBound == text.startIndex ? nil : text[text.index(before: found.lowerBound)]
             let after = found.upperBound == text.endIndex ? nil : text[found.upperBound]
             let continues = (after?.isLowercase ?? false) && (name.last?.isLetter ?? false)
-            if !(before?.isLetter ?? false) && !continues { return true }
+            // Part of a longer hyphenated word (another host's `X-Fal-Webhook-Signature` holds `webhook-signature`): not this name.
+            let joined = (before?.isLetter ?? false) || before == "-"
+            if !joined && !continues { return true }
             searched = text[found.upperBound...]
         }
         return false
