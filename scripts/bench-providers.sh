@@ -45,6 +45,8 @@ build_release qie qie-bench
 
 echo "== routing by price over the corpus ($corpus/images): each endpoint alone, then --route cheapest"
 python3 scripts/route-check.py .build/release/qie "$corpus/images" "${QIE_BENCH_FIGURES:-}"
+# A size RunPod's list lacks, where per-megapixel prices win on small outputs.
+python3 scripts/route-check.py .build/release/qie "$corpus/images" "${QIE_BENCH_FIGURES:-}" -- --size 768x768
 
 echo "== data-URI encoding"
 .build/release/qie-bench | tee /tmp/qie-bench-base64.out
