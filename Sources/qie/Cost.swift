@@ -79,16 +79,9 @@ struct Cost: ParsableCommand {
                 "total\t\(total.files) files\t\(String(format: "%.2f", inputMegapixels))\t\(total.outputImages) images\t\(total.outputMegapixels)\t\(total.outputImages)\t\(totalText)"
             )
             if let route = total.route {
-                out.add("routed (\(route.rawValue)) among \(total.endpoints.map(\.endpoint).joined(separator: ", ")); each alone:")
-                for one in total.endpoints {
-                    var words = one.costUSD.map { "$" + $0 } ?? "unknown"
-                    if one.unpriced > 0 && one.costUSD != nil { words += " + \(one.unpriced) unknown" }
-                    if one.refused > 0 { words += ", cannot take \(one.refused) file\(one.refused == 1 ? "" : "s")" }
-                    if let saving = one.savingUSD { words += "; routing saves $\(saving)" }
-                    out.add("  \(one.endpoint): \(words) (\(one.rule == PricingRule.unpublished.summary ? priceSummary(.unpublished) : one.rule))")
-                }
+                for line in routeLines(total.endpoints, policy: route) { out.add(line) }
             } else if let one = total.endpoints.first {
-                out.add("priced at \(one.rule == PricingRule.unpublished.summary ? priceSummary(.unpublished) : one.rule) on \(one.endpoint)")
+                out.add("priced at \(ruleWords(one.rule)) on \(one.endpoint)")
             }
         }
         out.flush()

@@ -373,12 +373,7 @@ struct Edit: AsyncParsableCommand {
         out.add(
             "dry run: \(requests) request\(requests == 1 ? "" : "s") for \(planned) image\(planned == 1 ? "" : "s") \(on), estimated \(money)\(unpriced > 0 && unpriced < planned ? " (\(unpriced) unpriced)" : ""); nothing sent"
         )
-        for one in estimate.endpoints {
-            var words = one.costUSD.map { "$" + $0 } ?? "unknown"
-            if one.refused > 0 { words += ", cannot take \(one.refused) file\(one.refused == 1 ? "" : "s")" }
-            if let saving = one.savingUSD { words += "; routing saves $\(saving)" }
-            out.add("  \(one.endpoint) alone: \(words)")
-        }
+        if let route = estimate.route { for line in routeLines(estimate.endpoints, policy: route).dropFirst() { out.add(line) } }
         out.flush()
         if estimate.failed > 0 { throw ExitCode(1) }
     }

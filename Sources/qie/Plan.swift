@@ -63,6 +63,11 @@ struct Plan: ParsableCommand {
                 out.add(skipped ? "\(path): skipped, not an image" : "\(path): error: \(reason(error))")
             }
         }
+        if let routing = options.routing {
+            // What each image's pick saves against each endpoint alone.
+            let report = try Flags.validating { try CostReport(files, options: options, naming: Flags.name) }
+            for line in routeLines(report.total.endpoints, policy: routing.policy) { out.add(line) }
+        }
         out.flush()
         if failed > 0 { throw ExitCode(1) }
     }

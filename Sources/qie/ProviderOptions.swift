@@ -111,6 +111,22 @@ func reason(_ error: any Error) -> String {
     return Flags.message(error)
 }
 
+/// Each endpoint of a route as if every file went there, one line each:
+/// its total, the files it cannot take, what routing saves against it, its rule.
+func routeLines(_ endpoints: [CostReport.EndpointTotal], policy: Routing.Policy) -> [String] {
+    ["routed (\(policy.rawValue)) among \(endpoints.map(\.endpoint).joined(separator: ", ")); each alone:"]
+        + endpoints.map { one in
+            var words = one.costUSD.map { "$" + $0 } ?? "unknown"
+            if one.unpriced > 0 && one.costUSD != nil { words += " + \(one.unpriced) unknown" }
+            if one.refused > 0 { words += ", cannot take \(one.refused) file\(one.refused == 1 ? "" : "s")" }
+            if let saving = one.savingUSD { words += "; routing saves $\(saving)" }
+            return "  \(one.endpoint): \(words) (\(ruleWords(one.rule)))"
+        }
+}
+
+/// A price rule's words, with what to set where the endpoint publishes none.
+func ruleWords(_ rule: String) -> String { rule == PricingRule.unpublished.summary ? priceSummary(.unpublished) : rule }
+
 /// The price rule in words, with what to set where the endpoint publishes none.
 func priceSummary(_ rule: PricingRule) -> String {
     rule == .unpublished ? "\(rule.summary) (set --price-per-image or --price-per-megapixel)" : rule.summary
