@@ -36,7 +36,8 @@ public final class OutputFolder: Sendable {
         do {
             try Platform.makeFolder(path, mode: 0o700)
         } catch {
-            throw OutputError(path: path, reason: "cannot create the output folder: \(error.text)")
+            let hint = error.isMissing ? " (the folder it goes in, \((path as NSString).deletingLastPathComponent), does not exist: create it first)" : ""
+            throw OutputError(path: path, reason: "cannot create the output folder: \(error.text)\(hint)")
         }
         do {
             descriptor = try Platform.openFolder(path)

@@ -126,6 +126,8 @@ struct RoutingCLITests {
             (["emulate", "--port", "70000"], "--port must be 0 to 65535"),
             (["emulate", "--latency", "2", "--latency-max", "1"], "--latency-max must be at least the latency"),
             (["emulate", "--retention", "0"], "--retention must be positive"),
+            // Not a flag's check, but the same promise: the message says what to do.
+            (["prepare", root + "/a.jpg", "--out", root + "/missing/o"], "\(root)/missing, does not exist: create it first"),
         ]
         for (arguments, message) in cases {
             let result = try QieBinary.run(arguments)
