@@ -190,6 +190,9 @@ func describe(_ event: EditRunEvent) -> String? {
     // A link leading outside the inputs is not read (EditRunConfiguration.followLinks follows it).
     case .linkSkipped(let link): "warning \(link)"
     case .jobStarted(let job): "start \(job.input.relativePath)"
+    // With several endpoints (EditOptions.routing): where the job goes, and the one that refused it before taking it.
+    case .routed(let job, let endpoint, let after):
+        "routed \(job.input.relativePath) to \(endpoint)" + (after.map { " after \($0.endpoint) refused it: \($0.reason)" } ?? "")
     case .sent(let job, let jobID): "sent \(job.input.relativePath): job \(jobID)"
     case .done(let job, let output):
         // One file per result (one here), and a JSON sidecar saying how it was made.
