@@ -301,12 +301,15 @@ public final class Editor: Sendable {
     let signals: JobSignals?
     /// One image per core in decode, resize and encode, first come first served.
     private let imaging = Turnstile(capacity: ProcessInfo.processInfo.activeProcessorCount)
-    /// Seconds each endpoint (by id) took per completed edit, for routing's `fastest`.
-    private let durations = Mutex<[String: [Double]]>([:])
+    /// Seconds each endpoint (by id) took over the edits it completed, and
+    /// how many, for routing's `fastest` (a sum, so a long-lived editor keeps no history).
+    private let durations = Mutex<[String: (seconds: Double, edits: Int)]>([:])
 
-    /// Seconds each endpoint (by id) took with the requests of each edit it
-    /// completed through this editor, in order.
-    public var measuredDurations: [String: [Double]] { durations.withLock { $0 } }
+    /// The mean seconds each endpoint (by id) took with the requests of the
+    /// edits it completed through this editor.
+    public var meanDurations: [String: Double] {
+        durations.withLock { $0.mapValues { $0.seconds / Double(max(1, $0.edits)) } }
+    }
 
     private init(options: EditOptions, client: EditClient, environment: [String: String], signals: JobSignals?) {
         self.options = options
@@ -525,7 +528,7 @@ public final class Editor: Sendable {
         guard options.routing != nil else { return try await perform(input, options: options, hooks: hooks) }
         let size = try await routedSize(of: input)
         let offers: [EndpointOffer]
-        do { offers = try options.offers(for: size, durations: measuredDurations) } catch { throw EditError.setting(error) }
+        do { offers = try options.offers(for: size, meanDurations: meanDurations) } catch { throw EditError.setting(error) }
         let usable = offers.filter(\.isPlanned)
         guard !usable.isEmpty else {
             if case .failure(let error) = offers.first?.plan { throw EditError.request(error) }
@@ -706,7 +709,10 @@ public final class Editor: Sendable {
                 estimatedCost: estimate.map { $0 * Decimal(count) },
                 reportedCost: reported.count == answers.count && !reported.isEmpty ? reported.reduce(0, +) : nil,
                 timings: timings, warnings: answers.flatMap(\.warnings), requestEncoding: requestEncoding)
-            durations.withLock { $0[profile.id, default: []].append(timings.endpoint) }
+            durations.withLock { measured in
+                let before = measured[profile.id] ?? (0, 0)
+                measured[profile.id] = (before.seconds + timings.endpoint, before.edits + 1)
+            }
             let outputs = try await hooks.deliver?(result) ?? []
             await run.feedAll(.delivered(outputs: outputs))
             return EditOutcome(result: .success(result), mayHaveBeenBilled: true)

@@ -114,21 +114,21 @@ extension EditOptions {
 
     /// Every candidate endpoint's offer for an input of `size` (as displayed),
     /// best first as `routing`'s policy ranks them, those that cannot take it
-    /// last. `durations`: seconds each endpoint (by id) took per job in this
-    /// run, for `fastest`.
-    public func offers(for size: PixelSize, durations: [String: [Double]] = [:]) throws(SettingError) -> [EndpointOffer] {
+    /// last. `meanDurations`: the mean seconds each endpoint (by id) took per
+    /// edit in this run, for `fastest`.
+    public func offers(for size: PixelSize, meanDurations: [String: Double] = [:]) throws(SettingError) -> [EndpointOffer] {
         let offers = try candidateProfiles().map { profile in
             let plan = Result { () throws(ProvidersError) -> SizePlan in try self.plan(size, on: profile) }
             return EndpointOffer(
                 profile: profile, plan: plan, requests: requestsPerInput(on: profile),
                 estimate: (try? plan.get()).map { estimate($0, on: profile) })
         }
-        return Self.rank(offers, policy: routing?.policy ?? .order, durations: durations)
+        return Self.rank(offers, policy: routing?.policy ?? .order, meanDurations: meanDurations)
     }
 
     /// `offers` (in listed order) ranked by `policy`; the sort is stable, so
     /// ties keep the listed order.
-    static func rank(_ offers: [EndpointOffer], policy: Routing.Policy, durations: [String: [Double]]) -> [EndpointOffer] {
+    static func rank(_ offers: [EndpointOffer], policy: Routing.Policy, meanDurations: [String: Double]) -> [EndpointOffer] {
         let listed = offers.enumerated().map { (index: $0.offset, offer: $0.element) }
         func key(_ item: (index: Int, offer: EndpointOffer)) -> (Int, Decimal, Double, Int) {
             guard item.offer.isPlanned else { return (2, 0, 0, item.index) }
@@ -139,8 +139,8 @@ extension EditOptions {
                 guard let cost = item.offer.cost else { return (1, 0, 0, item.index) }
                 return (0, cost, 0, item.index)
             case .fastest:
-                guard let seen = durations[item.offer.profile.id], !seen.isEmpty else { return (0, 0, -1, item.index) }
-                return (0, 0, seen.reduce(0, +) / Double(seen.count), item.index)
+                guard let mean = meanDurations[item.offer.profile.id] else { return (0, 0, -1, item.index) }
+                return (0, 0, mean, item.index)
             }
         }
         return listed.sorted { key($0) < key($1) }.map(\.offer)

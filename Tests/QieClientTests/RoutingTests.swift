@@ -62,9 +62,9 @@ struct RoutingTests {
 
         // Fastest: the unmeasured first (so each is measured), then by mean duration.
         options.routing?.policy = .fastest
-        let measured = [Self.runpod.id: [2.0, 4.0], Self.runflow.id: [1.0], "oxen-qwen-image-edit-2511": [9.0]]
-        #expect(try options.offers(for: size, durations: measured).map(\.profile.id) == [Self.runflow.id, Self.runpod.id, "oxen-qwen-image-edit-2511"])
-        #expect(try options.offers(for: size, durations: [Self.runflow.id: [1.0]]).map(\.profile.id).first == "oxen-qwen-image-edit-2511")
+        let measured = [Self.runpod.id: 3.0, Self.runflow.id: 1.0, "oxen-qwen-image-edit-2511": 9.0]
+        #expect(try options.offers(for: size, meanDurations: measured).map(\.profile.id) == [Self.runflow.id, Self.runpod.id, "oxen-qwen-image-edit-2511"])
+        #expect(try options.offers(for: size, meanDurations: [Self.runflow.id: 1.0]).map(\.profile.id).first == "oxen-qwen-image-edit-2511")
 
         // A size RunPod's list does not have: it cannot take the image, so Runflow is picked.
         options.routing?.policy = .cheapest
