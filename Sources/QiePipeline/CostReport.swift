@@ -129,9 +129,8 @@ public struct CostReport: Sendable, Codable, Equatable {
         let profiles = try options.candidateProfiles()
         let probes = ProbeBatch(files: files).run()
         var lines: [File] = []
-        // Per endpoint: its sum over the files it prices, and its counts.
-        var alone = profiles.map { EndpointTotal(endpoint: $0.id, rule: Self.rule($0, options: options), priced: 0, unpriced: 0, refused: 0) }
-        var sums = [Decimal](repeating: 0, count: profiles.count)
+        // Every file's offers, for each endpoint's totals.
+        var offered: [[EndpointOffer]] = []
         var routedSum = Decimal(0)
         var megapixels = Decimal(0)
         var planned = 0
@@ -151,15 +150,7 @@ public struct CostReport: Sendable, Codable, Equatable {
                 line.input = "\(info.displaySize)"
                 line.inputMegapixels = info.megapixels
                 let offers = try options.offers(for: info.displaySize)
-                for offer in offers {
-                    guard let index = profiles.firstIndex(where: { $0.id == offer.profile.id }) else { continue }
-                    if !offer.isPlanned { alone[index].refused += 1 } else if let cost = offer.cost {
-                        alone[index].priced += 1
-                        sums[index] += cost
-                    } else {
-                        alone[index].unpriced += 1
-                    }
-                }
+                offered.append(offers)
                 line.offers = profiles.compactMap { profile in
                     offers.first { $0.profile.id == profile.id }.map { Self.offer($0, naming: naming) }
                 }
@@ -185,18 +176,12 @@ public struct CostReport: Sendable, Codable, Equatable {
                 lines.append(line)
             }
         }
-        for index in alone.indices {
-            alone[index].costUSD = alone[index].priced > 0 ? "\(sums[index])" : nil
-            if options.routing != nil, unpriced == 0, planned > 0, alone[index].priced == planned {
-                alone[index].savingUSD = "\(sums[index] - routedSum)"
-            }
-        }
         self.files = lines
         total = Total(
             files: planned, failed: failed, outputImages: images, outputMegapixels: "\(megapixels)",
             costUSD: unpriced == 0 && planned > 0 ? "\(routedSum)" : (planned == 0 ? "0" : nil),
             pricedUSD: unpriced > 0 && unpriced < planned ? "\(routedSum)" : nil, unpriced: unpriced,
-            route: options.routing?.policy, endpoints: alone)
+            route: options.routing?.policy, endpoints: try options.endpointTotals(offered))
     }
 
     private static func offer(_ offer: EndpointOffer, naming: (Setting) -> String) -> Offer {
@@ -211,7 +196,7 @@ public struct CostReport: Sendable, Codable, Equatable {
     }
 
     /// The price rule of `profile` as these options apply it, in words.
-    private static func rule(_ profile: ProviderProfile, options: EditOptions) -> String {
+    static func rule(_ profile: ProviderProfile, options: EditOptions) -> String {
         let estimate = CostEstimator.estimate(profile, outputSize: PixelSize(width: 1, height: 1), override: options.price)
         return profile.pricing == .unpublished && estimate.total == nil ? profile.pricing.summary : estimate.rule
     }

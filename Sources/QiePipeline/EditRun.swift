@@ -576,7 +576,7 @@ public struct EditRun: Sendable {
         if let routing = options.routing {
             // Each endpoint alone, beside the routed total: what routing saves.
             estimate.route = routing.policy
-            do { estimate.endpoints = try CostReport(files, options: options).total.endpoints } catch { throw .setting(error) }
+            do { estimate.endpoints = try options.endpointTotals(planned.map(\.offers).filter { !$0.isEmpty }) } catch { throw .setting(error) }
         }
         return estimate
     }
@@ -828,6 +828,8 @@ public struct PlannedInput: Sendable {
     public var skipped: Bool
     /// The endpoint it is planned for (with routing, the one ranked first for it).
     public var endpoint: String? = nil
+    /// With routing, every endpoint's offer for it, best first (see `EditOptions.endpointTotals`).
+    public var offers: [EndpointOffer] = []
 }
 
 extension EditOptions {
@@ -844,15 +846,14 @@ extension EditOptions {
                 return PlannedInput(input: file, plan: .failure(.input(error)), skipped: file.isSkippable(error))
             case .success(let info):
                 if candidates.count > 1 {
+                    // The candidates are checked above: ranking them cannot fail.
                     let offers = (try? offers(for: info.displaySize)) ?? []
-                    guard let pick = offers.first else {
-                        return PlannedInput(input: file, plan: .failure(.setting(SettingError(.endpoint, .missing(hint: "none")))), skipped: false)
-                    }
-                    switch pick.plan {
+                    switch offers[0].plan {
                     case .success(let plan):
-                        return PlannedInput(input: file, plan: .success((info, plan)), skipped: false, endpoint: pick.profile.id)
+                        return PlannedInput(
+                            input: file, plan: .success((info, plan)), skipped: false, endpoint: offers[0].profile.id, offers: offers)
                     case .failure(let error):
-                        return PlannedInput(input: file, plan: .failure(.request(error)), skipped: false)
+                        return PlannedInput(input: file, plan: .failure(.request(error)), skipped: false, offers: offers)
                     }
                 }
                 do {

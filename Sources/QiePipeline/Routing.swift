@@ -126,6 +126,28 @@ extension EditOptions {
         return Self.rank(offers, policy: routing?.policy ?? .order, meanDurations: meanDurations)
     }
 
+    /// Each candidate endpoint as if every file went there, from each
+    /// file's `offers` (as `offers(for:)` ranks them): its total over the
+    /// files it prices, its counts, and with routing what routing saves
+    /// against it (its total less the sum of each file's pick, when both
+    /// price every file planned).
+    public func endpointTotals(_ offered: [[EndpointOffer]]) throws(SettingError) -> [CostReport.EndpointTotal] {
+        let picks = offered.compactMap { $0.first }.filter(\.isPlanned)
+        let routed = picks.compactMap(\.cost).reduce(0, +)
+        let allPriced = !picks.isEmpty && picks.allSatisfy { $0.cost != nil }
+        return try candidateProfiles().map { profile in
+            let offers = offered.compactMap { $0.first { $0.profile.id == profile.id } }
+            let prices = offers.filter(\.isPlanned).compactMap(\.cost)
+            let sum = prices.reduce(0, +)
+            var total = CostReport.EndpointTotal(
+                endpoint: profile.id, rule: CostReport.rule(profile, options: self), priced: prices.count,
+                unpriced: offers.filter { $0.isPlanned && $0.cost == nil }.count, refused: offers.filter { !$0.isPlanned }.count,
+                costUSD: prices.isEmpty ? nil : "\(sum)")
+            if routing != nil, allPriced, prices.count == picks.count { total.savingUSD = "\(sum - routed)" }
+            return total
+        }
+    }
+
     /// `offers` (in listed order) ranked by `policy`; the sort is stable, so
     /// ties keep the listed order.
     static func rank(_ offers: [EndpointOffer], policy: Routing.Policy, meanDurations: [String: Double]) -> [EndpointOffer] {

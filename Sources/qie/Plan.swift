@@ -46,7 +46,8 @@ struct Plan: ParsableCommand {
         var out = LineBuffer()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        for item in try Flags.validating({ try options.plan(files) }) {
+        let planned = try Flags.validating { try options.plan(files) }
+        for item in planned {
             let file = item.input
             let path = DisplayPath.escape(file.path)
             switch item.plan {
@@ -65,8 +66,8 @@ struct Plan: ParsableCommand {
         }
         if let routing = options.routing {
             // What each image's pick saves against each endpoint alone.
-            let report = try Flags.validating { try CostReport(files, options: options, naming: Flags.name) }
-            for line in routeLines(report.total.endpoints, policy: routing.policy) { out.add(line) }
+            let totals = try Flags.validating { try options.endpointTotals(planned.map(\.offers).filter { !$0.isEmpty }) }
+            for line in routeLines(totals, policy: routing.policy) { out.add(line) }
         }
         out.flush()
         if failed > 0 { throw ExitCode(1) }
