@@ -211,6 +211,8 @@ public final class EditEmulator: Sendable {
         var recorded = 0
         /// While set, answers and job ends wait here for `release()`.
         var held: [CheckedContinuation<Void, Never>]? = nil
+        /// Tests waiting for as many answers or jobs to be held.
+        var heldWatchers: [(count: Int, waiter: CheckedContinuation<Void, Never>)] = []
         /// Submissions waiting for their job to end, by job id.
         var endWaiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
     }
@@ -306,14 +308,44 @@ public final class EditEmulator: Sendable {
         for waiter in waiting { waiter.resume() }
     }
 
+    /// Lets the answer or job held longest go on, and goes on holding the
+    /// others and any that come: a test decides the order in which results
+    /// come out. False when none is held.
+    @discardableResult
+    public func releaseOne() -> Bool {
+        let first = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let held = state.held, !held.isEmpty else { return nil }
+            return state.held?.removeFirst()
+        }
+        first?.resume()
+        return first != nil
+    }
+
+    /// Returns once `count` answers or jobs are held at the same moment
+    /// (see `hold()`): every one of them is done but for being let go.
+    public func waitForHeld(_ count: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let reached = state.withLock { state -> Bool in
+                guard (state.held?.count ?? 0) < count else { return true }
+                state.heldWatchers.append((count, continuation))
+                return false
+            }
+            if reached { continuation.resume() }
+        }
+    }
+
     /// Waits here while the emulator is held.
     private func passHold() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let free = state.withLock { state -> Bool in
-                guard state.held != nil else { return true }
+            let (free, woken) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
+                guard state.held != nil else { return (true, []) }
                 state.held?.append(continuation)
-                return false
+                let now = state.held?.count ?? 0
+                let woken = state.heldWatchers.filter { $0.count <= now }.map(\.waiter)
+                state.heldWatchers.removeAll { $0.count <= now }
+                return (false, woken)
             }
+            for watcher in woken { watcher.resume() }
             if free { continuation.resume() }
         }
     }

@@ -265,6 +265,9 @@ struct EditsService: Sendable {
         let input = EditInput(
             image: .file(asked.images[0]), references: asked.images.dropFirst().map { .file($0) }, prompt: asked.prompt,
             seed: asked.seed, negativePrompt: asked.negativePrompt, size: asked.size, mask: asked.mask.map { .file($0) })
+        // With stream=true, each image finished while others are still with
+        // the endpoint is sent at once, as its own event.
+        let early = asked.stream ? EarlyImages(asked: asked, service: self) : nil
         var hooks = EditHooks(budget: budget)
         // Whether anything was sent (an idempotent retry sends nothing and
         // is charged nothing), and what each request was or may have been billed.
@@ -282,6 +285,10 @@ struct EditsService: Sendable {
             case .moved(let index, let move):
                 if case .sending = move { watch.sent.store(true, ordering: .relaxed) }
                 watch.money.withLock { _ = $0[index, default: RequestMoney()].apply(move) }
+            case .imageReady(let ready):
+                // Streamed as soon as it is ready; the last one goes with the edit's account.
+                guard let early, !ready.isLast else { break }
+                await early.send(ready)
             case .prepared, .fetched:
                 break
             }
@@ -312,20 +319,21 @@ struct EditsService: Sendable {
             [hooks, options] log throws(GatewayError) in
             try await perform(
                 editor: editor, input: input, options: options, hooks: hooks, asked: asked, context: context, place: place,
-                watch: watch, log: &log)
+                watch: watch, sentEarly: early, log: &log)
         }
-        guard asked.stream else {
+        guard let early else {
             let (headers, body) = try await run(&log)
             return Response(status: .ok, headers: headers, body: body.body)
         }
         log.streamed = true
-        return streamed(run, hold: hold, log: log)
+        return streamed(run, early: early, hold: hold, log: log)
     }
 
     /// The edit sent, waited for and answered: its answer's headers and body.
     private func perform(
         editor: Editor, input: EditInput, options: EditOptions, hooks: EditHooks, asked: EditsRequest,
-        context: GatewayRequestContext, place: AdmissionPlace, watch: EditWatch, log: inout RequestLog
+        context: GatewayRequestContext, place: AdmissionPlace, watch: EditWatch, sentEarly: EarlyImages?,
+        log: inout RequestLog
     ) async throws(GatewayError) -> (headers: HTTPFields, body: InlineImagesBody) {
         let result: EditResult
         let clientGone = Atomic<Bool>(false)
@@ -373,7 +381,7 @@ struct EditsService: Sendable {
         log.size = result.images.first.map { "\($0.size.width)x\($0.size.height)" }
         let answering = Date()
         defer { log.answerSeconds = Date().timeIntervalSince(answering) }
-        return try await answer(result, asked: asked, replayed: replayed)
+        return try await answer(result, asked: asked, replayed: replayed, skipping: sentEarly?.sent ?? [])
     }
 
     /// 429: the gateway is full.
@@ -384,56 +392,74 @@ struct EditsService: Sendable {
             type: "rate_limit_error", code: "gateway_queue_full", retryAfter: 1)
     }
 
-    /// The edit's answer in OpenAI's shape, or as server-sent events when asked.
-    private func answer(_ result: EditResult, asked: EditsRequest, replayed: Bool) async throws(GatewayError)
+    /// An image as the answer holds it: a link to a result file, or (with
+    /// `b64_json`) `marker` and its index in `inline`, where its base64 is
+    /// written as the body is sent, a chunk at a time.
+    func item(for image: EditedImage, asked: EditsRequest, marker: String, inline: inout [Data]) async throws(GatewayError)
+        -> ImagesAnswer.Item
+    {
+        switch asked.responseFormat {
+        case .url:
+            do {
+                let id = try await store.addFile(image, lifetime: configuration.fileLifetime)
+                return ImagesAnswer.Item(url: address() + configuration.filesPath + "/\(id).\(image.format.fileExtension)")
+            } catch {
+                throw GatewayError(status: 500, message: "the result could not be stored: \(error)", type: "server_error", mayRetry: false)
+            }
+        case .base64:
+            inline.append(image.data)
+            return ImagesAnswer.Item(b64_json: marker + String(inline.count - 1))
+        }
+    }
+
+    /// One `image_edit.completed` event for `image`, with the edit's account when it is the last.
+    static func event(
+        _ item: ImagesAnswer.Item, image: EditedImage, asked: EditsRequest, created: Int, qie: ImagesAnswer.Qie?
+    ) -> String {
+        let event = ImagesAnswer.StreamEvent(
+            item: item, created_at: created, size: "\(image.size.width)x\(image.size.height)", quality: asked.quality,
+            output_format: image.format.rawValue, usage: .init(images: [image]), qie: qie)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let json = (try? encoder.encode(event)) ?? Data("{}".utf8)
+        return "event: image_edit.completed\ndata: \(String(decoding: json, as: UTF8.self))\n\n"
+    }
+
+    /// The edit's answer in OpenAI's shape, or as server-sent events when
+    /// asked (without the events of the images in `skipping`, streamed already).
+    private func answer(_ result: EditResult, asked: EditsRequest, replayed: Bool, skipping: Set<Int>) async throws(GatewayError)
         -> (headers: HTTPFields, body: InlineImagesBody)
     {
         var data: [ImagesAnswer.Item] = []
-        // Images answered inline are written into the body as it is sent,
-        // base64 a chunk at a time: the JSON holds a marker in their place.
         var inline: [Data] = []
         let marker = InlineImagesBody.newMarker()
-        for image in result.images {
-            switch asked.responseFormat {
-            case .url:
-                do {
-                    let id = try await store.addFile(image, lifetime: configuration.fileLifetime)
-                    data.append(ImagesAnswer.Item(url: address() + configuration.filesPath + "/\(id).\(image.format.fileExtension)"))
-                } catch {
-                    throw GatewayError(status: 500, message: "the result could not be stored: \(error)", type: "server_error", mayRetry: false)
-                }
-            case .base64:
-                data.append(ImagesAnswer.Item(b64_json: marker + String(inline.count)))
-                inline.append(image.data)
+        let created = Int(Date().timeIntervalSince1970)
+        let qie = ImagesAnswer.Qie(result, replayed: replayed)
+        var events = ""
+        let left = result.images.indices.filter { !skipping.contains($0) }
+        for (index, image) in result.images.enumerated() {
+            if asked.stream {
+                guard left.contains(index) else { continue }
+                let item = try await item(for: image, asked: asked, marker: marker, inline: &inline)
+                events += Self.event(item, image: image, asked: asked, created: created, qie: index == left.last ? qie : nil)
+            } else {
+                data.append(try await item(for: image, asked: asked, marker: marker, inline: &inline))
             }
         }
-        let first = result.images.first
-        let megapixels = result.images.reduce(0.0) { $0 + Double($1.size.width * $1.size.height) / 1_000_000 }
-        let answer = ImagesAnswer(
-            created: Int(Date().timeIntervalSince1970), data: data,
-            output_format: first?.format.rawValue ?? asked.outputFormat?.rawValue ?? "png",
-            size: first.map { "\($0.size.width)x\($0.size.height)" } ?? "", quality: asked.quality,
-            usage: .init(images: result.images.count, output_megapixels: (megapixels * 1000).rounded() / 1000),
-            qie: .init(result, replayed: replayed))
         var headers: HTTPFields = [:]
         if replayed {
             headers[Self.costHeader] = "0"
         } else if let cost = result.cost {
             headers[Self.costHeader] = "\(cost)"
         }
+        if asked.stream { return (headers, InlineImagesBody(text: events, marker: marker, images: inline)) }
+        let first = result.images.first
+        let answer = ImagesAnswer(
+            created: created, data: data, output_format: first?.format.rawValue ?? asked.outputFormat?.rawValue ?? "png",
+            size: first.map { "\($0.size.width)x\($0.size.height)" } ?? "", quality: asked.quality,
+            usage: .init(images: result.images), qie: qie)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        if asked.stream {
-            var events = ""
-            for (index, item) in answer.data.enumerated() {
-                let event = ImagesAnswer.StreamEvent(
-                    item: item, created_at: answer.created, size: answer.size, quality: answer.quality,
-                    output_format: answer.output_format, usage: answer.usage, qie: index == answer.data.count - 1 ? answer.qie : nil)
-                let json = (try? encoder.encode(event)) ?? Data("{}".utf8)
-                events += "event: image_edit.completed\ndata: \(String(decoding: json, as: UTF8.self))\n\n"
-            }
-            return (headers, InlineImagesBody(text: events, marker: marker, images: inline))
-        }
         headers[.contentType] = "application/json"
         let body = (try? encoder.encode(answer)) ?? Data("{}".utf8)
         let text = String(decoding: body, as: UTF8.self)
@@ -447,15 +473,11 @@ struct EditsService: Sendable {
     /// is written, and what it holds given back, when the stream ends.
     private func streamed(
         _ run: @escaping @Sendable (inout RequestLog) async throws(GatewayError) -> (headers: HTTPFields, body: InlineImagesBody),
-        hold: RequestHold, log: RequestLog
+        early: EarlyImages, hold: RequestHold, log: RequestLog
     ) -> Response {
         let (clock, interval, logger) = (clock, configuration.streamKeepAlive, logger)
+        let (items, feed) = (early.items, early.feed)
         let body = ResponseBody { writer in
-            enum Item: Sendable {
-                case tick
-                case done(Result<InlineImagesBody, GatewayError>, RequestLog)
-            }
-            let (items, feed) = AsyncStream.makeStream(of: Item.self)
             let editing = Task {
                 var line = log
                 do throws(GatewayError) {
@@ -484,6 +506,8 @@ struct EditsService: Sendable {
                     switch item {
                     case .tick:
                         try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    case .image(let event):
+                        try await event.write(to: &writer)
                     case .done(let outcome, let ended):
                         line = ended
                         ticker.cancel()
@@ -648,6 +672,13 @@ struct ImagesAnswer: Encodable {
         var input_tokens_details = Details()
         var images: Int
         var output_megapixels: Double
+
+        /// What `images` make: their count and megapixels (to three decimals).
+        init(images: [EditedImage]) {
+            self.images = images.count
+            let megapixels = images.reduce(0.0) { $0 + Double($1.size.width * $1.size.height) / 1_000_000 }
+            output_megapixels = (megapixels * 1000).rounded() / 1000
+        }
     }
 
     /// The endpoint, its request ids, the plan and the cost ("unknown", never 0, without a price).
@@ -724,6 +755,47 @@ struct ImagesAnswer: Encodable {
         self.quality = quality
         self.usage = usage
         self.qie = qie
+    }
+}
+
+/// What a streamed answer sends, in order.
+enum StreamItem: Sendable {
+    /// A keep-alive comment is due.
+    case tick
+    /// An image's event, sent as soon as the image is ready.
+    case image(InlineImagesBody)
+    /// The edit ended: its remaining events (the last with its account), or its error.
+    case done(Result<InlineImagesBody, GatewayError>, RequestLog)
+}
+
+/// The images of a streamed edit sent before the edit ends, each as its
+/// own `image_edit.completed` event the moment it is finished, and which
+/// of the result's images they were (the answer leaves them out).
+final class EarlyImages: Sendable {
+    let items: AsyncStream<StreamItem>
+    let feed: AsyncStream<StreamItem>.Continuation
+    private let asked: EditsRequest
+    private let service: EditsService
+    private let sentIndices = Mutex<Set<Int>>([])
+
+    init(asked: EditsRequest, service: EditsService) {
+        (items, feed) = AsyncStream.makeStream(of: StreamItem.self)
+        self.asked = asked
+        self.service = service
+    }
+
+    /// The result's images sent already.
+    var sent: Set<Int> { sentIndices.withLock { $0 } }
+
+    /// Sends `ready` as an event now; one that cannot be (its result file
+    /// not stored) is left to the answer, which says why.
+    func send(_ ready: ReadyImage) async {
+        var inline: [Data] = []
+        let marker = InlineImagesBody.newMarker()
+        guard let item = try? await service.item(for: ready.image, asked: asked, marker: marker, inline: &inline) else { return }
+        let text = EditsService.event(item, image: ready.image, asked: asked, created: Int(Date().timeIntervalSince1970), qie: nil)
+        sentIndices.withLock { _ = $0.insert(ready.index) }
+        feed.yield(.image(InlineImagesBody(text: text, marker: marker, images: inline)))
     }
 }
 

@@ -179,6 +179,14 @@ actor EditRequests {
     /// Every downloaded result, in request order.
     func downloads() -> [Data] { machines.indices.flatMap { fetched[$0] ?? [] } }
 
+    /// Request `index`'s downloaded results.
+    func downloads(of index: Int) -> [Data] { fetched[index] ?? [] }
+
+    /// Whether request `index` has its results and is finishing.
+    func isFinishing(_ index: Int) -> Bool {
+        if case .finishing = machines[index].state { true } else { false }
+    }
+
     /// The answers of the requests that are finishing, in request order.
     func answers() -> [EndpointAnswer] {
         machines.compactMap { if case .finishing(let answer) = $0.state { answer } else { nil } }

@@ -161,7 +161,7 @@ struct RunContext: Sendable {
             let limiter = self.limiter
             hooks.events = { event in
                 switch event {
-                case .started, .waitingForKey:
+                case .started, .waitingForKey, .imageReady:
                     break
                 case .routed(let endpoint, let after):
                     // The refusal ended the job (and its lease): taken again

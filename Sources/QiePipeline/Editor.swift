@@ -226,6 +226,32 @@ public enum EditEvent: Sendable {
     /// local work. A caller that limits the edits on the wire frees the
     /// edit's place here.
     case fetched
+    /// One result is converted and restored, before the edit's others may
+    /// be: an edit of several requests (`numImages` on an endpoint without
+    /// a count field) finishes each request's results as soon as they are
+    /// downloaded, while the others are still with the endpoint, so a
+    /// caller streaming results can send each one as it is ready. The edit
+    /// may still fail afterwards (another request failing, its delivery);
+    /// the image was billed either way. Thrown errors are ignored.
+    case imageReady(ReadyImage)
+}
+
+/// A result finished before the whole edit is (`EditEvent.imageReady`).
+public struct ReadyImage: Sendable {
+    /// Its place in `EditResult.images`.
+    public var index: Int
+    /// The image, converted and restored as the edit's result will hold it.
+    public var image: EditedImage
+    /// No other result of the edit is still to come: the edit's result
+    /// follows (unless it fails).
+    public var isLast: Bool
+
+    /// A finished result.
+    public init(index: Int, image: EditedImage, isLast: Bool) {
+        self.index = index
+        self.image = image
+        self.isLast = isLast
+    }
 }
 
 /// The key and address an endpoint is called with, from the environment.
@@ -676,8 +702,30 @@ public final class Editor: Sendable {
             checks: ResultChecks(
                 maxBytes: options.maxResultBytes, deadline: options.timeouts.download,
                 allowPrivateAddresses: options.allowPrivateResults, endpoint: context.access.baseURL ?? profile.baseURL))
+        // A request that ends while others are still with the endpoint has
+        // its results finished at once (and announced); the last one's wait
+        // until every result is in, as a single request's always do.
+        let finished = FinishedResults(driving: count)
+        let imagesPerRequest = options.imagesPerRequest(on: profile)
         await withTaskGroup(of: Void.self) { group in
-            for index in 0..<count { group.addTask { await run.drive(index, stages) } }
+            for index in 0..<count {
+                group.addTask {
+                    await run.drive(index, stages)
+                    guard finished.driveEnded(), await run.isFinishing(index) else { return }
+                    for (offset, data) in await run.downloads(of: index).enumerated() {
+                        let image: EditedImage
+                        do {
+                            image = try await self.finish(data, input: input, prepared: prepared, options: options)
+                        } catch {
+                            finished.fail(error)
+                            return
+                        }
+                        let position = index * imagesPerRequest + offset
+                        finished.keep(image, at: position)
+                        try? await events(.imageReady(ReadyImage(index: position, image: image, isLast: false)))
+                    }
+                }
+            }
         }
         timings.endpoint = Date().timeIntervalSince(sent)
         guard await run.all({ if case .finishing = $0.state { true } else { false } }) else {
@@ -693,9 +741,18 @@ public final class Editor: Sendable {
         // Convert and restore on the local cores, then deliver.
         do {
             let finishing = Date()
+            if let failure = finished.failure { throw failure }
             var images: [EditedImage] = []
-            for data in await run.downloads() {
-                images.append(try await finish(data, input: input, prepared: prepared, options: options))
+            let downloads = await run.downloads()
+            let lastToFinish = downloads.indices.last { finished.image(at: $0) == nil }
+            for (position, data) in downloads.enumerated() {
+                if let image = finished.image(at: position) {
+                    images.append(image)
+                    continue
+                }
+                let image = try await finish(data, input: input, prepared: prepared, options: options)
+                images.append(image)
+                try? await events(.imageReady(ReadyImage(index: position, image: image, isLast: position == lastToFinish)))
             }
             timings.finish = Date().timeIntervalSince(finishing)
             timings.total = Date().timeIntervalSince(start)
@@ -720,6 +777,27 @@ public final class Editor: Sendable {
             await run.feedAll(.failed(EditError.wrapping(error)))
             return await failed(run)
         }
+    }
+
+    /// Results finished while other requests of the edit are still with the
+    /// endpoint, by their place in the edit's result.
+    final class FinishedResults: Sendable {
+        private let state: Mutex<(driving: Int, images: [Int: EditedImage], failure: (any Error)?)>
+
+        init(driving: Int) { state = Mutex((driving, [:], nil)) }
+
+        /// A request's I/O ended: whether others are still driving (its results are finished now).
+        func driveEnded() -> Bool {
+            state.withLock { state in
+                state.driving -= 1
+                return state.driving > 0
+            }
+        }
+
+        func keep(_ image: EditedImage, at position: Int) { state.withLock { $0.images[position] = image } }
+        func image(at position: Int) -> EditedImage? { state.withLock { $0.images[position] } }
+        func fail(_ error: any Error) { state.withLock { $0.failure = $0.failure ?? error } }
+        var failure: (any Error)? { state.withLock { $0.failure } }
     }
 
     /// One result converted and restored as the options ask, and composited

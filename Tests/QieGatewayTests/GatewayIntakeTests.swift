@@ -118,6 +118,42 @@ struct GatewayIntakeTests {
         }
     }
 
+    @Test("stream=true with n=3 on an endpoint without n: each image's event is sent as that image is ready, the edit's account with the last")
+    func streamsEachImageWhenReady() async throws {
+        let input = try photo(64, 48)
+        let form = multipart { $0.file("image", input); $0.field("prompt", "x"); $0.field("n", "3"); $0.field("stream", "true") }
+        try await withLiveGateway(configure: { $0.streamKeepAlive = 0.05 }) { emulator, _, port in
+            emulator.hold()
+            let connection = try sendWhole(form, port: port)
+            // Three jobs, each done but held: the test lets them end one at a time.
+            await emulator.waitForHeld(3)
+            let end = "\"total_tokens\":0}}\n\n"
+            var seen: [String] = []
+            for round in 1...3 {
+                #expect(emulator.releaseOne())
+                let (data, closed) = await connection.read(until: end)
+                let text = String(decoding: data, as: UTF8.self)
+                #expect(!closed, "round \(round): \(text.suffix(300))")
+                seen.append(text)
+                // Exactly one new event, and the account only with the last.
+                #expect(text.components(separatedBy: "event: image_edit.completed").count == 2, "round \(round): \(text.suffix(300))")
+                #expect(text.contains("\"qie\":") == (round == 3), "round \(round)")
+            }
+            let body = String(decoding: RawConnection.chunkedBody(of: Data(seen.joined().utf8)), as: UTF8.self)
+            let lines = body.split(separator: "\n").filter { $0.hasPrefix("data: {") }
+            #expect(lines.count == 3)
+            for line in lines {
+                let event = try #require(try JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: Any])
+                let bytes = try #require(Data(base64Encoded: event["b64_json"] as? String ?? ""))
+                let image = try Image.decode(data: bytes)
+                #expect(image.width == 64 && image.height == 48)
+                #expect((event["usage"] as? [String: Any])?["images"] as? Int == 1)
+            }
+            #expect(lines.last?.contains("\"cost_usd\":\"0.06\"") == true, "\(lines.last?.suffix(400) ?? "")")
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 3)
+        }
+    }
+
     @Test("A client that goes away from an edit sent without an Idempotency-Key: its accepted job is cancelled at the endpoint, and the money held for it released")
     func clientGoneCancels() async throws {
         let input = try photo(64, 48)

@@ -68,6 +68,25 @@ public final class RawConnection: @unchecked Sendable {
         await onThread { self.readBlocking(until: { $0.range(of: Data(text.utf8)) != nil }) }
     }
 
+    /// The body of a raw HTTP/1.1 response (`head`, blank line, body) sent
+    /// with `Transfer-Encoding: chunked`, its chunks joined: as much as
+    /// arrived whole.
+    public static func chunkedBody(of response: Data) -> Data {
+        guard let split = response.range(of: Data("\r\n\r\n".utf8)) else { return Data() }
+        var rest = response[split.upperBound...]
+        var body = Data()
+        while let line = rest.range(of: Data("\r\n".utf8)),
+            let size = Int(String(decoding: rest[..<line.lowerBound], as: UTF8.self), radix: 16), size > 0,
+            rest.distance(from: line.upperBound, to: rest.endIndex) >= size + 2
+        {
+            let start = line.upperBound
+            let end = rest.index(start, offsetBy: size)
+            body.append(rest[start..<end])
+            rest = rest[rest.index(end, offsetBy: 2)...]
+        }
+        return body
+    }
+
     private func readBlocking(until done: (Data) -> Bool) -> (data: Data, closed: Bool) {
         var all = Data()
         var buffer = [UInt8](repeating: 0, count: 65536)
