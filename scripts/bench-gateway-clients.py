@@ -2,6 +2,8 @@
 
   load SERVED CLIENTS EDITS LATENCY         wall time of EDITS edits against the ideal
   memory SERVED CLIENTS SMALL LARGE PID     peak RSS of PID after SMALL and after LARGE edits
+  stream SERVED N LATENCY                   a stream=true edit of N images: time to first byte,
+                                            longest gap between bytes, when each event came
 """
 import os
 import io
@@ -87,7 +89,54 @@ def run_processes(served, clients, total, processes=4):
     return max(end for _, end, _ in outcomes) - min(start for start, _, _ in outcomes), sum((f for _, _, f in outcomes), [])
 
 
-mode, served, clients = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def stream(served, n, latency):
+    """One stream=true edit of `n` images over a plain socket: when each byte
+    arrived, from the moment the request was written."""
+    import socket, urllib.parse
+    address = urllib.parse.urlparse(served)
+    boundary = b"qie-bench-stream"
+    fields = ((b"prompt", b"bench"), (b"model", b"runpod"), (b"n", str(n).encode()), (b"stream", b"true"))
+    body = b"".join(b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (boundary, name, value)
+                    for name, value in fields)
+    body += (b"--%s\r\nContent-Disposition: form-data; name=\"image\"; filename=\"photo.jpg\"\r\n"
+             b"Content-Type: image/jpeg\r\n\r\n" % boundary) + photo + b"\r\n--%s--\r\n" % boundary
+    head = ("POST /v1/images/edits HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer bench-gateway\r\n"
+            "Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n"
+            % (address.hostname, address.port, boundary.decode(), len(body))).encode()
+    connection = socket.create_connection((address.hostname, address.port))
+    connection.sendall(head + body)
+    sent = time.perf_counter()
+    arrivals, received, events = [], b"", []
+    while True:
+        chunk = connection.recv(1 << 16)
+        if not chunk:
+            break
+        now = time.perf_counter() - sent
+        arrivals.append(now)
+        before = received.count(b"event: image_edit.completed")
+        received += chunk
+        events += [now] * (received.count(b"event: image_edit.completed") - before)
+        if received.endswith(b"0\r\n\r\n") or b"event: error" in received:
+            break
+    connection.close()
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])] or [0]
+    ok = len(events) == n and b'"qie":' in received
+    print("== 4. streaming: stream=true, n=%d on RunPod (n requests), %.0f s endpoint latency" % (n, latency))
+    print("  time to first byte: %.1f ms (goal < 100 ms)" % (arrivals[0] * 1000))
+    print("  longest gap between bytes: %.2f s (goal < 15 s; keep-alive every 5 s)" % max(gaps))
+    print("  image events at: %s s; whole edit %.2f s%s" % (", ".join("%.2f" % t for t in events), arrivals[-1],
+                                                          "" if ok else "  (INCOMPLETE: %d events)" % len(events)))
+    figure("stream time to first byte (ms)", round(arrivals[0] * 1000, 1), None, "< 100 ms")
+    figure("stream longest gap between bytes (s)", round(max(gaps), 2), None, "< 15 s")
+    if not ok:
+        sys.exit(1)
+
+
+mode, served = sys.argv[1], sys.argv[2]
+if mode == "stream":
+    stream(served, int(sys.argv[3]), float(sys.argv[4]))
+    sys.exit(0)
+clients = int(sys.argv[3])
 if mode == "load":
     edits, latency = int(sys.argv[4]), float(sys.argv[5])
     wall, failures = run_processes(served, clients, edits)

@@ -9,11 +9,14 @@
 #     gateway pads to 1280x1024 and restores (its image work, measured);
 #  2. load: 64 concurrent OpenAI SDK clients, 2 s endpoint latency, 256 edits:
 #     wall time against the ideal 256 / 64 x 2 s = 8 s;
-#  3. memory: peak RSS of a fresh gateway after 64 and after 640 edits.
+#  3. memory: peak RSS of a fresh gateway after 64 and after 640 edits;
+#  4. streaming: a stream=true edit of 3 images at 20 s endpoint latency:
+#     time to first byte and the longest gap between bytes (keep-alive
+#     comments while the endpoint works), and when each image's event came.
 #   scripts/bench-gateway.sh [--quick]
 # --quick (run by `make test`, so the script keeps working) uses the debug
 # build, 20 edits for 1, 16 clients x 32 edits at 0.5 s for 2, and 16 / 64
-# edits for 3; its figures are not the benchmark's.
+# edits for 3, 2 s latency for 4; its figures are not the benchmark's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
@@ -53,8 +56,8 @@ start() {  # latency concurrency
 
 rss() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$gateway/status"; }
 
-if [ $quick -eq 1 ]; then overhead_n=20; clients=16; edits=32; latency=0.5; small=16; large=64
-else overhead_n=300; clients=64; edits=256; latency=2; small=64; large=640; fi
+if [ $quick -eq 1 ]; then overhead_n=20; clients=16; edits=32; latency=0.5; small=16; large=64; stream_latency=2
+else overhead_n=300; clients=64; edits=256; latency=2; small=64; large=640; stream_latency=20; fi
 
 start 0 8
 "$python" - "$served" "$endpoint" "$overhead_n" <<'PY'
@@ -143,3 +146,8 @@ PY
 # A fresh gateway, so its peak memory covers only the edits counted.
 start 0 "$clients"
 "$python" scripts/bench-gateway-clients.py memory "$served" "$clients" "$small" "$large" "$gateway"
+
+# A long edit, streamed: the client hears from the gateway at once and every
+# few seconds, whatever the endpoint's latency.
+start "$stream_latency" 4
+"$python" scripts/bench-gateway-clients.py stream "$served" 3 "$stream_latency"
