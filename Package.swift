@@ -194,6 +194,7 @@ let package = Package(
             name: "QieGatewayTests",
             dependencies: [
                 "QieGateway", "QieEmulator", "QiePipeline", "QieTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -29,6 +29,20 @@ public struct ResultChecks: Sendable, Equatable {
     /// link-local address (a local emulator, a proxy on the user's network),
     /// its results may be too.
     public var endpoint: String?
+    /// What is fetched: an endpoint's result, or an input image given as a
+    /// URL (`EditClient.fetchImage`), which messages and hints name as such.
+    public var subject = Subject.result
+
+    /// What a download fetches.
+    public enum Subject: Sendable, Equatable {
+        /// An endpoint's result.
+        case result
+        /// An input image given as a URL.
+        case input
+    }
+
+    /// The thing fetched, as messages name it.
+    var noun: String { subject == .result ? "result" : "image" }
 
     /// The formats results from `profile` may be in: JPEG, PNG, WebP, and any
     /// other its output format field offers; a result in any other (TIFF,
@@ -68,13 +82,13 @@ public struct ResultChecks: Sendable, Equatable {
         let shown = Self.shown(address)
         func refuse(_ why: String, hint: Phrase? = nil) -> ClientError {
             ClientError(
-                kind: .badResponse, message: "\(endpoint): the result address \(shown) is refused: \(why)", endpoint: endpoint,
+                kind: .badResponse, message: "\(endpoint): the \(noun) address \(shown) is refused: \(why)", endpoint: endpoint,
                 hint: hint)
         }
         guard let url = URL(string: address), let scheme = url.scheme?.lowercased() else {
             throw refuse("it is not a URL")
         }
-        guard scheme == "http" || scheme == "https" else { throw refuse("results are fetched over http or https only, not \(scheme)") }
+        guard scheme == "http" || scheme == "https" else { throw refuse("\(noun)s are fetched over http or https only, not \(scheme)") }
         guard url.user == nil && url.password == nil else { throw refuse("it carries a user name or password") }
         // The host exactly as the HTTP client reads it (brackets trimmed).
         guard let given = url.host, !given.isEmpty else { throw refuse("it names no host") }
@@ -90,10 +104,13 @@ public struct ResultChecks: Sendable, Equatable {
             if endpointPrivate == nil { endpointPrivate = self.endpoint.map { Self.endpointIsPrivate($0, resolver: resolver) } ?? false }
             return endpointPrivate ?? false
         }
-        let hint: Phrase = "\(setting: .allowPrivateResults) fetches it anyway, if you trust the endpoint"
+        let hint: Phrase =
+            subject == .result
+            ? "\(setting: .allowPrivateResults) fetches it anyway, if you trust the endpoint"
+            : "\(setting: .allowPrivateInputs) fetches it anyway, if you trust the address"
         let literal = NetworkAddress.scope(of: host) != nil
         if !literal && NetworkAddress.isLoopback(host: host) && !allowed() {
-            throw refuse("\(named) is this machine; results are fetched from public addresses only", hint: hint)
+            throw refuse("\(named) is this machine; \(noun)s are fetched from public addresses only", hint: hint)
         }
         let addresses: [String]
         if literal {
@@ -106,7 +123,7 @@ public struct ResultChecks: Sendable, Equatable {
             let scope = NetworkAddress.scope(of: address) ?? .special
             if scope != .publicInternet && !allowed() {
                 throw refuse(
-                    "\(named) is a \(scope.rawValue) address (\(Sanitized.text(address, limit: 100))); results are fetched from public addresses only",
+                    "\(named) is a \(scope.rawValue) address (\(Sanitized.text(address, limit: 100))); \(noun)s are fetched from public addresses only",
                     hint: hint)
             }
         }
@@ -115,11 +132,11 @@ public struct ResultChecks: Sendable, Equatable {
 
     /// An address as messages show it: control characters stripped, a user
     /// name or password replaced by `…`, at most 200 characters.
-    static func shown(_ address: String) -> String {
+    public static func shown(_ address: String) -> String {
         Sanitized.text(address.replacing(/:\/\/[^\/?#]*@/) { _ in "://…@" }, limit: 200)
     }
 
-    /// A result (`what`: "the result at URL", "an inline result") over `maxBytes`, `size` said how.
+    /// A result or image (`what`: "the result at URL", "an inline result") over `maxBytes`, `size` said how.
     func tooLarge(_ what: String, size: String, endpoint: String) -> ClientError {
         ClientError(
             kind: .badResponse, message: "\(endpoint): \(what) is over the \(maxBytes)-byte limit (\(size)); it was not kept",
@@ -189,13 +206,29 @@ extension EditClient {
     /// at the deadline (on the client's clock). The bytes are returned mapped
     /// from that file, which is already unlinked.
     func download(_ address: String, from profile: ProviderProfile, checks: ResultChecks) async throws -> Data {
+        try await download(address, label: profile.id, checks: checks)
+    }
+
+    /// An input image given as a URL (`https://...`), fetched as results are
+    /// (`download`): the address and every redirect checked before
+    /// connecting (public addresses only unless `checks` allows private
+    /// ones), at most `maxBytes`, within the deadline; network errors, 5xx
+    /// and 429 tried again. `label` starts each message ("image 2"). The
+    /// bytes are not checked to be an image: the caller probes them.
+    public func fetchImage(_ address: String, label: String, checks: ResultChecks) async throws -> Data {
+        var checks = checks
+        checks.subject = .input
+        return try await download(address, label: label, checks: checks)
+    }
+
+    private func download(_ address: String, label: String, checks: ResultChecks) async throws -> Data {
         let deadline = clock.now().addingTimeInterval(checks.deadline)
-        let downloaded = try await clock.value(of: { try await self.following(address, from: profile, checks: checks) }, before: deadline)
+        let downloaded = try await clock.value(of: { try await self.following(address, label: label, checks: checks) }, before: deadline)
         guard let data = downloaded else {
             throw ClientError(
                 kind: .network,
-                message: "\(profile.id): the result at \(ResultChecks.shown(address)) did not arrive within \(Self.seconds(checks.deadline)); it was cut off",
-                endpoint: profile.id, hint: "\(setting: .downloadTimeout) gives downloads longer")
+                message: "\(label): the \(checks.noun) at \(ResultChecks.shown(address)) did not arrive within \(Self.seconds(checks.deadline)); it was cut off",
+                endpoint: label, hint: "\(setting: .downloadTimeout) gives downloads longer")
         }
         return data
     }
@@ -218,7 +251,7 @@ extension EditClient {
     /// 429 are tried again (a download costs nothing). Each hop is checked
     /// once, its name resolved once, and every try of it connects only to
     /// the addresses that check saw (the next one after a network error).
-    private func following(_ address: String, from profile: ProviderProfile, checks: ResultChecks) async throws -> Data {
+    private func following(_ address: String, label: String, checks: ResultChecks) async throws -> Data {
         var current = address
         var hops = 0
         var tries = 0
@@ -231,7 +264,7 @@ extension EditClient {
                 checked = target
             } else {
                 checked = try await NIOThreadPool.singleton.runIfActive { [resolver] in
-                    try checks.check(hop, endpoint: profile.id, resolver: resolver)
+                    try checks.check(hop, endpoint: label, resolver: resolver)
                 }
                 target = checked
             }
@@ -249,22 +282,22 @@ extension EditClient {
                             let next = URL(string: location, relativeTo: URL(string: hop))?.absoluteURL.absoluteString
                         else {
                             throw ClientError(
-                                kind: .badResponse, message: "\(profile.id): the result at \(shown) redirects nowhere (HTTP \(status))",
-                                endpoint: profile.id, status: status)
+                                kind: .badResponse, message: "\(label): the \(checks.noun) at \(shown) redirects nowhere (HTTP \(status))",
+                                endpoint: label, status: status)
                         }
                         return Answer.redirected(to: next, status: status)
                     }
                     if (200..<300).contains(status) {
                         if let length = response.headers.first(name: "Content-Length").flatMap(Int.init), length > checks.maxBytes {
-                            throw checks.tooLarge("the result at \(shown)", size: "\(length) bytes", endpoint: profile.id)
+                            throw checks.tooLarge("the \(checks.noun) at \(shown)", size: "\(length) bytes", endpoint: label)
                         }
-                        return Answer.saved(try await save(response.body, shown: shown, profile: profile, checks: checks))
+                        return Answer.saved(try await save(response.body, shown: shown, label: label, checks: checks))
                     }
                     guard RetryPolicy.shouldRetry(status: status), tries < retry.maxAttempts else {
                         throw ClientError(
                             kind: .badResponse,
-                            message: "\(profile.id): the result at \(shown) answered HTTP \(status)\([403, 404, 410].contains(status) ? " (expired or removed)" : "")",
-                            endpoint: profile.id, status: status)
+                            message: "\(label): the \(checks.noun) at \(shown) answered HTTP \(status)\([403, 404, 410].contains(status) ? " (expired or removed)" : "")",
+                            endpoint: label, status: status)
                     }
                     return Answer.retry(after: RetryPolicy.parseRetryAfter(response.headers.first(name: "Retry-After"), now: clock.now()))
                 }
@@ -276,8 +309,8 @@ extension EditClient {
                     guard hops <= checks.maxRedirects else {
                         throw ClientError(
                             kind: .badResponse,
-                            message: "\(profile.id): the result at \(ResultChecks.shown(address)) redirects more than \(checks.maxRedirects) times",
-                            endpoint: profile.id, status: status)
+                            message: "\(label): the \(checks.noun) at \(ResultChecks.shown(address)) redirects more than \(checks.maxRedirects) times",
+                            endpoint: label, status: status)
                     }
                     current = next
                     target = nil
@@ -294,8 +327,8 @@ extension EditClient {
                 guard tries < retry.maxAttempts else {
                     throw ClientError(
                         kind: .network,
-                        message: "\(profile.id): the result at \(shown) could not be downloaded after \(tries) attempt\(tries == 1 ? "" : "s") (\(Self.describe(error)))",
-                        endpoint: profile.id)
+                        message: "\(label): the \(checks.noun) at \(shown) could not be downloaded after \(tries) attempt\(tries == 1 ? "" : "s") (\(Self.describe(error)))",
+                        endpoint: label)
                 }
             }
             try await clock.sleep(for: retry.delay(after: tries, retryAfter: wait))
@@ -319,14 +352,14 @@ extension EditClient {
     /// and returns its bytes mapped from the file (removed at once: the
     /// mapping outlives the name).
     private func save(
-        _ body: HTTPClientResponse.Body, shown: String, profile: ProviderProfile, checks: ResultChecks
+        _ body: HTTPClientResponse.Body, shown: String, label: String, checks: ResultChecks
     ) async throws -> Data {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("qie-result-\(UUID().uuidString)").path
         // A new name, never a file or link that was there first.
         guard let handle = try? PrivateFile.createNew(path) else {
             throw ClientError(
-                kind: .badResponse, message: "\(profile.id): no temporary file for the result at \(shown) (\(path))",
-                endpoint: profile.id)
+                kind: .badResponse, message: "\(label): no temporary file for the \(checks.noun) at \(shown) (\(path))",
+                endpoint: label)
         }
         defer { try? FileManager.default.removeItem(atPath: path) }
         var written = 0
@@ -335,7 +368,7 @@ extension EditClient {
             for try await chunk in body {
                 written += chunk.readableBytes
                 if written > checks.maxBytes {
-                    throw checks.tooLarge("the result at \(shown)", size: "more than that arrived", endpoint: profile.id)
+                    throw checks.tooLarge("the \(checks.noun) at \(shown)", size: "more than that arrived", endpoint: label)
                 }
                 try handle.write(contentsOf: chunk.readableBytesView)
             }

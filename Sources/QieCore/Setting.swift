@@ -20,6 +20,8 @@ public enum Setting: String, Sendable, Codable, CaseIterable {
     case retryUncertain, allowInsecureHTTP
     /// What results from an endpoint must pass: where they come from, their size, their download time, their bytes.
     case allowPrivateResults, maxResultBytes, downloadTimeout, keepResultBytes
+    /// Where input images given as URLs may be fetched from.
+    case allowPrivateInputs
     /// How much of an endpoint's event stream is held: its longest line and its largest event.
     case maxEventLineBytes, maxEventBytes
     /// What inputs may be: references outside the run's folders, file sizes,

@@ -21,9 +21,9 @@ final class EditsForm {
     }
 
     /// File parts in the order they came.
-    private(set) var files: [FilePart] = []
+    var files: [FilePart] = []
     /// Text fields: the last value of each name wins, as with the OpenAI API.
-    private(set) var fields: [String: String] = [:]
+    var fields: [String: String] = [:]
     /// The folder holding the file parts; removed by `remove()`.
     let folder: String
 
@@ -41,7 +41,7 @@ final class EditsForm {
     /// Bytes of a file part gathered before they are written.
     static let writeSize = 1 << 20
 
-    private init(folder: String) { self.folder = folder }
+    init(folder: String) { self.folder = folder }
 
     /// Deletes the file parts.
     func remove() { try? FileManager.default.removeItem(atPath: folder) }
@@ -59,10 +59,8 @@ final class EditsForm {
         return nil
     }
 
-    /// Reads `body` with `boundary`, at most `limit` bytes, into files under `directory`.
-    static func read<Body: AsyncSequence>(
-        _ body: Body, boundary: String, limit: Int, directory: String
-    ) async throws(GatewayError) -> EditsForm where Body.Element == ByteBuffer {
+    /// A form with no fields or files yet, its folder made under `directory`.
+    static func empty(in directory: String) throws(GatewayError) -> EditsForm {
         let folder = directory + "/upload-" + UUID().uuidString
         do {
             try FileManager.default.createDirectory(
@@ -70,7 +68,14 @@ final class EditsForm {
         } catch {
             throw GatewayError(status: 500, message: "cannot store the upload: \(error.localizedDescription)", type: "server_error")
         }
-        let form = EditsForm(folder: folder)
+        return EditsForm(folder: folder)
+    }
+
+    /// Reads `body` with `boundary`, at most `limit` bytes, into files under `directory`.
+    static func read<Body: AsyncSequence>(
+        _ body: Body, boundary: String, limit: Int, directory: String
+    ) async throws(GatewayError) -> EditsForm where Body.Element == ByteBuffer {
+        let form = try empty(in: directory)
         let reader = PartReader(form: form)
         let parser = MultipartParser(boundary: boundary)
         parser.onHeader = { name, value in reader.header(name, value) }

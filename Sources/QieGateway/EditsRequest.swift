@@ -58,8 +58,9 @@ struct EditsRequest {
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
-    /// The most images one request takes, as OpenAI's `image[]`.
-    static let maxImages = 10
+    /// The most images one request takes, as OpenAI's `image[]` (and its
+    /// JSON form's `images`); each endpoint's own limit applies after it.
+    static let maxImages = 16
 
     /// The first image's size as shown (orientation applied): the size of
     /// each result when no `size` is asked.

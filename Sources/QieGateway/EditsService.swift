@@ -15,6 +15,8 @@ struct EditsService: Sendable {
     let configuration: GatewayConfiguration
     let profiles: [ProviderProfile]
     let editors: [String: Editor]
+    /// The HTTP client the editors share; it fetches images given as URLs.
+    let client: EditClient
     /// Idempotency keys, result files and spending: SQLite or PostgreSQL.
     let store: any GatewayStore
     let budget: (any EditBudget)?
@@ -194,12 +196,15 @@ struct EditsService: Sendable {
     private func edit(
         _ request: Request, context: GatewayRequestContext, log: inout RequestLog
     ) async throws(GatewayError) -> Response {
-        let client = authenticate(request)
-        log.key = client.keyID
-        if let failure = client.failure { throw failure }
-        guard let boundary = EditsForm.boundary(contentType: request.headers[.contentType]) else {
+        let caller = authenticate(request)
+        log.key = caller.keyID
+        if let failure = caller.failure { throw failure }
+        let contentType = request.headers[.contentType]
+        let boundary = EditsForm.boundary(contentType: contentType)
+        guard boundary != nil || EditsJSON.isJSON(contentType: contentType) else {
             throw .invalid(
-                nil, "send the edit as multipart/form-data (the OpenAI SDK's images.edit does); got \(request.headers[.contentType] ?? "no content type")",
+                nil,
+                "send the edit as multipart/form-data (the OpenAI SDK's images.edit does) or as application/json with images as image_url objects; got \(contentType ?? "no content type")",
                 code: "invalid_content_type")
         }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
@@ -223,8 +228,18 @@ struct EditsService: Sendable {
         log.queueSeconds = Date().timeIntervalSince(queued)
         logger.debug("reading the body", metadata: ["request": "\(log.requestID)"])
         let reading = Date()
-        let form = try await EditsForm.read(
-            request.body, boundary: boundary, limit: configuration.maxBodyBytes, directory: configuration.stateDirectory)
+        let form: EditsForm
+        if let boundary {
+            form = try await EditsForm.read(
+                request.body, boundary: boundary, limit: configuration.maxBodyBytes, directory: configuration.stateDirectory)
+        } else {
+            let (client, options) = (client, configuration.options)
+            let checks = ResultChecks(
+                maxBytes: options.maxResultBytes, deadline: options.timeouts.download, allowPrivateAddresses: options.allowPrivateInputs)
+            form = try await EditsJSON.read(
+                request.body, limit: configuration.maxBodyBytes, directory: configuration.stateDirectory,
+                fetch: { address, label in try await client.fetchImage(address, label: label, checks: checks) })
+        }
         let uploads = form.folder
         hold.add { try? FileManager.default.removeItem(atPath: uploads) }
         let asked = try EditsRequest(
@@ -297,7 +312,7 @@ struct EditsService: Sendable {
             // Keys are the client's own: two clients never share one. A key
             // stands for one request: reused for another, it is refused
             // rather than answered with the first request's images.
-            let scoped = client.keyID + "\n" + key
+            let scoped = caller.keyID + "\n" + key
             let bound: Bool
             do {
                 bound = try await store.bind(scoped, to: try asked.fingerprint(model: routed.isEmpty ? profile.id : profile.version.rawValue))

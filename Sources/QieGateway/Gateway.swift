@@ -141,7 +141,7 @@ public struct Gateway: Sendable {
             profiles[...], options: configuration.options, environment: environment, client: client, opened: [:]
         ) { editors in
             let service = EditsService(
-                configuration: configuration, profiles: profiles, editors: editors, store: store, budget: budget,
+                configuration: configuration, profiles: profiles, editors: editors, client: client, store: store, budget: budget,
                 admission: Turnstile(capacity: configuration.concurrency),
                 intake: Intake(limit: configuration.concurrency + configuration.queueLimit),
                 address: { address.withLock { $0 } }, logger: logger, clock: clock)

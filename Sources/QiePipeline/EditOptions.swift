@@ -64,6 +64,12 @@ public struct EditOptions: Sendable, Codable, Equatable {
     /// when the endpoint itself is on the public internet. Off: such result
     /// addresses (and redirects to them) are refused before connecting.
     public var allowPrivateResults = false
+    /// Fetch input images given as URLs (`ImageSource.url`, the gateway's
+    /// `image_url`) from loopback, private and link-local addresses. Off:
+    /// such addresses (and redirects to them) are refused before connecting;
+    /// inputs are otherwise fetched as results are (`maxResultBytes`, the
+    /// download deadline).
+    public var allowPrivateInputs = false
     /// Largest result accepted, in bytes (64 MiB).
     public var maxResultBytes = 64 << 20
     /// The longest line read from an endpoint's event stream, in bytes
@@ -114,6 +120,7 @@ public struct EditOptions: Sendable, Codable, Equatable {
         try take(.rounding, \.rounding)
         try take(.allowInsecureHTTP, \.allowInsecureHTTP)
         try take(.allowPrivateResults, \.allowPrivateResults)
+        try take(.allowPrivateInputs, \.allowPrivateInputs)
         try take(.maxResultBytes, \.maxResultBytes)
         try take(.keepResultBytes, \.keepResultBytes)
         try take(.maxEventLineBytes, \.maxEventLineBytes)

@@ -63,6 +63,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Per-edit time limit in seconds, from submission to result.")
     var timeout = defaults.options.timeouts.overall
 
+    @Flag(
+        name: .customLong("allow-private-inputs"),
+        help: "Fetch image_url addresses on loopback, private and link-local addresses too (off: only public ones).")
+    var allowPrivateInputs = defaults.options.allowPrivateInputs
+
     @Option(name: .customLong("file-lifetime"), help: "Seconds a result asked for as a URL stays downloadable.")
     var fileLifetime = defaults.fileLifetime
 
@@ -119,6 +124,7 @@ struct Serve: AsyncParsableCommand {
             configuration.maxCostPerDay = try Flags.validating { try Decimal(usd: maxCostPerDay, for: .maxCost, positive: true) }
         }
         configuration.options.timeouts.overall = timeout
+        configuration.options.allowPrivateInputs = allowPrivateInputs
         configuration.options.price = try price.override()
         configuration.options.rounding = try price.megapixelRounding()
         do {
