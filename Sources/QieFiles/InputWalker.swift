@@ -24,8 +24,30 @@ public struct InputProblem: Sendable, Equatable, CustomStringConvertible {
     public var path: String
     /// Why it could not be walked.
     public var reason: String
-    /// The path (escaped for one line) and the reason.
-    public var description: String { "\(DisplayPath.escape(path)): \(reason)" }
+    /// A setting that would let it be used, by its library name (a
+    /// `Setting`'s raw value), and what it does: each front end spells the
+    /// setting its own way (`message(naming:)`).
+    public var hint: (setting: String, does: String)?
+    /// The path (escaped for one line), the reason, and the hint with the setting's library name.
+    public var description: String { message(naming: { $0 }) }
+
+    /// The path (escaped for one line), the reason, and the hint, its setting spelled by `naming`.
+    public func message(naming: (String) -> String) -> String {
+        let hinted = hint.map { "; \(naming($0.setting)) \($0.does)" } ?? ""
+        return "\(DisplayPath.escape(path)): \(reason)\(hinted)"
+    }
+
+    /// `path` (an argument, an entry, an address), why it could not be used,
+    /// and the setting that would let it be.
+    public init(path: String, reason: String, hint: (setting: String, does: String)? = nil) {
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+    }
+
+    public static func == (a: InputProblem, b: InputProblem) -> Bool {
+        a.path == b.path && a.reason == b.reason && a.hint?.setting == b.hint?.setting && a.hint?.does == b.hint?.does
+    }
 }
 
 /// A symbolic link found among the inputs whose target lies outside them:

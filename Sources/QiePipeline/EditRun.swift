@@ -159,7 +159,9 @@ public struct EditRunConfiguration: Sendable, Codable, Equatable {
         }
         let outputParent = (Self.absolute(resolve(output)) as NSString).deletingLastPathComponent
         let folders = ([outputParent] + trust.folders).map(Self.absolute)
-        for path in (inputs + references + [manifest].compactMap { $0 }).map({ Self.absolute(resolve($0)) }) {
+        // Inputs given as addresses are fetched with the address checks, never read from disk as named.
+        let paths = inputs.filter { !Self.isRemote($0) } + references + [manifest].compactMap { $0 }
+        for path in paths.map({ Self.absolute(resolve($0)) }) {
             guard folders.contains(where: { path == $0 || path.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
                 throw .untrustedInput(folder: folder, path: path, folders: folders)
             }
@@ -526,7 +528,17 @@ public struct EditRun: Sendable {
         }
         var excluded = [config.resolve(config.output)]
         if let manifest = config.manifest { excluded.append(config.resolve(manifest)) }
-        var walk = InputWalker(excluding: excluded, followsLinks: config.followLinks).walk(config.inputs.map(config.resolve))
+        // Inputs given as addresses are walked as the files they were fetched to.
+        var unfetched: [InputProblem] = []
+        let local = config.inputs.compactMap { input -> String? in
+            guard EditRunConfiguration.isRemote(input) else { return config.resolve(input) }
+            let path = config.remoteInputPath(input)
+            if FileManager.default.fileExists(atPath: path) { return path }
+            unfetched.append(config.remoteInputFailure(input) ?? InputProblem(path: input, reason: "is an address, not fetched yet"))
+            return nil
+        }
+        var walk = InputWalker(excluding: excluded, followsLinks: config.followLinks).walk(local)
+        walk.problems += unfetched
         walk.files.removeAll(where: PromptManifest.isPromptFile(among: walk.files))
         prompts.bounds = walk.bounds
         // A prompt file beside a file named directly is not walked: judged here.
@@ -597,6 +609,8 @@ public struct EditRun: Sendable {
         stop: BatchCancellation = BatchCancellation(), events: @escaping @Sendable (EditRunEvent) -> Void = { _ in }
     ) async throws(EditError) -> EditRunSummary {
         let settings = settings ?? RunStoreSettings(environment: environment)
+        // Inputs given as addresses are fetched first; those that cannot be are input problems.
+        _ = await fetchRemoteInputs()
         let (profile, prompts, files, problems, skippedLinks, naming) = try start()
         // Folder runs poll where the endpoint can: the job's id is recorded
         // milliseconds after sending, so a kill never pays twice.

@@ -120,7 +120,12 @@ struct Edit: AsyncParsableCommand {
         help: "Fetch results from loopback, private and link-local addresses even when the endpoint is public.")
     var allowPrivateResults = false
 
-    @Option(name: .customLong("max-result-bytes"), help: "Largest result accepted, in bytes.")
+    @Flag(
+        name: .customLong("allow-private-inputs"),
+        help: "Fetch inputs given as addresses from loopback, private and link-local addresses too (off: only public ones).")
+    var allowPrivateInputs = false
+
+    @Option(name: .customLong("max-result-bytes"), help: "Largest result (and input fetched from an address) accepted, in bytes.")
     var maxResultBytes = defaults.options.maxResultBytes
 
     @Option(name: .customLong("download-timeout"), help: "Longest one result download may take, start to end, in seconds.")
@@ -214,6 +219,7 @@ struct Edit: AsyncParsableCommand {
         options.baseURL = baseURL
         options.allowInsecureHTTP = allowInsecureHTTP
         options.allowPrivateResults = allowPrivateResults
+        options.allowPrivateInputs = allowPrivateInputs
         options.maxResultBytes = maxResultBytes
         options.maxEventLineBytes = maxEventLineBytes
         options.maxEventBytes = maxEventBytes
@@ -242,6 +248,8 @@ struct Edit: AsyncParsableCommand {
         configuration.commandLine = Array(CommandLine.arguments.dropFirst())
         let run = EditRun(configuration)
         if dryRun {
+            // Inputs given as addresses are fetched to be planned (fetching costs nothing).
+            _ = await run.fetchRemoteInputs()
             try dryRunReport(run)
             return
         }
@@ -342,7 +350,7 @@ struct Edit: AsyncParsableCommand {
             throw ExitCode(2)
         }
         var out = LineBuffer()
-        for problem in estimate.problems { TextStream.standardError.write("error \(problem)\n") }
+        for problem in estimate.problems { TextStream.standardError.write("error \(problem.message(naming: Flags.name(setting:)))\n") }
         for link in estimate.skippedLinks { TextStream.standardError.write(LinkOptions.warning(link)) }
         for item in estimate.items where !item.skipped {
             if case .failure(let error) = item.plan {
@@ -406,7 +414,7 @@ final class EditProgress: Sendable {
         case .started(let total, _):
             reporter.start(total: total)
         case .inputProblem(let problem):
-            TextStream.standardError.write("error \(problem)\n")
+            TextStream.standardError.write("error \(problem.message(naming: Flags.name(setting:)))\n")
         case .linkSkipped(let link):
             TextStream.standardError.write(LinkOptions.warning(link))
         case .jobStarted(let job):

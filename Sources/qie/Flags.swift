@@ -7,6 +7,9 @@ import QiePipeline
 /// The command line's spelling of each setting: library errors name settings
 /// as data, and the command line words them with its flags.
 enum Flags {
+    /// A setting named by its library name, as the command line spells it.
+    static func name(setting name: String) -> String { Setting(rawValue: name).map(Self.name) ?? name }
+
     static func name(_ setting: Setting) -> String {
         switch setting {
         case .inputs: "the inputs"

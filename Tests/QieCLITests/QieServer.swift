@@ -23,12 +23,7 @@ class QieServer: @unchecked Sendable {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        var banner = ""
-        while !banner.contains("\n") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            banner += String(decoding: chunk, as: UTF8.self)
-        }
+        let banner = firstLine(of: out)
         guard let found = banner.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix("http://127.0.0.1:") })
         else {
             if process.isRunning { process.terminate() }
@@ -92,4 +87,15 @@ func offThePool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
         Thread.detachNewThread { continuation.resume(returning: work()) }
     }
+}
+
+/// What a process printed to `pipe` up to its first line's end (or until it closed).
+func firstLine(of pipe: Pipe) -> String {
+    var banner = ""
+    while !banner.contains("\n") {
+        let chunk = pipe.fileHandleForReading.availableData
+        if chunk.isEmpty { break }
+        banner += String(decoding: chunk, as: UTF8.self)
+    }
+    return banner
 }
