@@ -27,14 +27,14 @@ struct EditsRequest {
     var seed: Int?
     var negativePrompt: String?
     var stream: Bool
-    /// The end user the client names (`user`), for the log.
+    /// The end user the client names (`safety_identifier`, else `user`), for the log.
     var user: String?
 
     /// The text fields OpenAI's edits endpoint takes, and qie's own
     /// (`seed`, `negative_prompt`).
     static let textFields: Set<String> = [
         "prompt", "model", "n", "size", "response_format", "output_format", "output_compression", "background", "quality",
-        "input_fidelity", "stream", "partial_images", "user", "seed", "negative_prompt",
+        "input_fidelity", "stream", "partial_images", "user", "safety_identifier", "seed", "negative_prompt",
     ]
     /// The file fields it takes.
     static let fileFields: Set<String> = ["image", "image[]", "mask"]
@@ -185,8 +185,10 @@ struct EditsRequest {
         case let value?:
             throw .invalid("input_fidelity", "input_fidelity must be high or low; got \(value)")
         }
-        if let user = text("user") {
-            guard user.count <= 256 else { throw .invalid("user", "user is longer than 256 characters") }
+        // OpenAI's `safety_identifier` names the end user; `user` is its older name, used when it is absent.
+        for field in ["safety_identifier", "user"] {
+            guard self.user == nil, let user = text(field) else { continue }
+            guard user.count <= 256 else { throw .invalid(field, "\(field) is longer than 256 characters") }
             self.user = user
         }
 

@@ -58,7 +58,8 @@ extension GatewayTests {
             let response = try await editJSON(
                 client,
                 [
-                    "model": "runpod", "prompt": "make it night", "n": 2, "output_format": "webp",
+                    "model": "runpod", "prompt": "make it night", "n": 2, "output_format": "webp", "safety_identifier": "team-a",
+                    "user": "older-name",
                     "images": [["image_url": dataURL(input)]],
                 ])
             #expect(response.status == .ok, "\(String(buffer: response.body))")
@@ -128,6 +129,7 @@ extension GatewayTests {
                 (["prompt": "x", "images": [["image_url": "ftp://example.com/a.jpg"]]], "images[0].image_url", "https URL or a data URL"),
                 (["prompt": "x", "images": Array(repeating: image, count: 17)], "images", "at most 16 images"),
                 (["prompt": "x", "images": [image], "n": 11], "n", "from 1 to 10"),
+                (["prompt": "x", "images": [image], "safety_identifier": String(repeating: "a", count: 300)], "safety_identifier", "longer than 256"),
             ]
             for (body, param, text) in cases {
                 let response = try await editJSON(client, body)
