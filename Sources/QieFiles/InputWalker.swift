@@ -45,6 +45,7 @@ public struct InputProblem: Sendable, Equatable, CustomStringConvertible {
         self.hint = hint
     }
 
+    /// The same path, reason and hint.
     public static func == (a: InputProblem, b: InputProblem) -> Bool {
         a.path == b.path && a.reason == b.reason && a.hint?.setting == b.hint?.setting && a.hint?.does == b.hint?.does
     }

@@ -26,6 +26,9 @@ final class EditsForm {
     var fields: [String: String] = [:]
     /// The folder holding the file parts; removed by `remove()`.
     let folder: String
+    /// The request field the images came in, as errors name it: `image`
+    /// (multipart), or `images` (the JSON form).
+    var imageParam = "image"
 
     /// The longest text field, bytes (a prompt of 32,000 characters fits).
     static let fieldLimit = 256 << 10

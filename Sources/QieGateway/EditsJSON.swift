@@ -165,6 +165,7 @@ struct EditsJSON: Decodable {
             throw error as? GatewayError ?? GatewayError.invalid(nil, "\(error)", code: "invalid_image_url")
         }
         form.fields = parsed.fields
+        form.imageParam = "images"
         return form
     }
 

@@ -14,6 +14,8 @@ struct EditsRequest {
 
     /// The images, as files: the first is edited, the others are references.
     var images: [String]
+    /// The field that holds them: `image` in the multipart form, `images` in the JSON one.
+    var imageParam = "image"
     /// The mask, as a file: checked against the first image before anything is sent.
     var mask: String?
     var prompt: String
@@ -98,15 +100,19 @@ struct EditsRequest {
         // Images: `image` once, or `image[]` repeated (the SDK sends a list of one that way too).
         let imageParts = form.files.filter { $0.field == "image" || $0.field == "image[]" }
         guard !imageParts.isEmpty else {
-            throw .invalid("image", "image is required: send the image to edit as a file", code: "missing_required_parameter")
+            throw .invalid(
+                form.imageParam, "\(form.imageParam) is required: send the image to edit", code: "missing_required_parameter")
         }
         guard imageParts.count <= Self.maxImages else {
-            throw .invalid("image", "at most \(Self.maxImages) images per request; got \(imageParts.count)")
+            throw .invalid(form.imageParam, "at most \(Self.maxImages) images per request; got \(imageParts.count)")
         }
+        imageParam = form.imageParam
         for (index, part) in imageParts.enumerated() {
             let label = imageParts.count == 1 ? "image" : "image \(index + 1)"
             let named = part.filename.map { " (\($0))" } ?? ""
-            guard part.byteCount > 0 else { throw .invalid("image", "\(label)\(named) is empty") }
+            // The JSON form names each image by its place in the list.
+            let param = form.imageParam == "images" ? "images[\(index)]" : "image"
+            guard part.byteCount > 0 else { throw .invalid(param, "\(label)\(named) is empty") }
             // The format is read from the bytes: the SDK labels raw bytes application/octet-stream.
             do throws(ImagingError) {
                 let info = try ImageProbe.probe(file: part.path)
@@ -114,7 +120,7 @@ struct EditsRequest {
                 if index == 0 { inputSize = info.displaySize }
             } catch {
                 let code = error.kind == .tooLarge ? "image_too_large" : "invalid_image"
-                throw .invalid("image", "\(label)\(named): \(error.reason)", code: code)
+                throw .invalid(param, "\(label)\(named): \(error.reason)", code: code)
             }
         }
         images = imageParts.map(\.path)

@@ -267,6 +267,15 @@ struct EditsService: Sendable {
         }
         log.model = profile.id
         guard let editor = editors[profile.id] else { throw .unknownModel(profile.id, offered: profiles.map(\.id)) }
+        // The endpoint's own limit on images, said before anything is prepared.
+        let takers = routed.isEmpty ? [profile] : routed
+        if let most = takers.map(\.images.maxCount).max(), asked.images.count > most {
+            let name = routed.isEmpty ? profile.id : "every endpoint of \(asked.model ?? profile.id)"
+            throw .invalid(
+                asked.imageParam,
+                "\(name) takes at most \(most) image\(most == 1 ? "" : "s") (the first is edited, the others go along as references); got \(asked.images.count)",
+                code: "too_many_images")
+        }
 
         var options = configuration.options
         options.endpoint = profile.id

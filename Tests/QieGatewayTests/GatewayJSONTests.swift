@@ -143,7 +143,10 @@ extension GatewayTests {
             // Within 16, but more than the endpoint takes: said with its limit, nothing sent.
             let many = try await editJSON(client, ["prompt": "x", "images": Array(repeating: image, count: 12)])
             #expect(many.status == .badRequest, "\(String(buffer: many.body))")
-            #expect((errorObject(many)["message"] as? String)?.contains("takes at most") == true, "\(errorObject(many))")
+            #expect(errorObject(many)["param"] as? String == "images" && errorObject(many)["code"] as? String == "too_many_images")
+            #expect(
+                (errorObject(many)["message"] as? String)?.contains("runpod-qwen-image-edit-2511 takes at most 3 images") == true,
+                "\(errorObject(many))")
             #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 0)
         }
     }
