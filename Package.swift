@@ -196,6 +196,8 @@ let package = Package(
                 "QieGateway", "QieEmulator", "QiePipeline", "QieTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                // A state file as an earlier gateway wrote it, for the migration tests.
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]),
     ]
 )

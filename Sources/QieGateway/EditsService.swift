@@ -15,9 +15,12 @@ struct EditsService: Sendable {
     let configuration: GatewayConfiguration
     let profiles: [ProviderProfile]
     let editors: [String: Editor]
-    /// Idempotency keys, result files and spending: SQLite or PostgreSQL.
+    /// Idempotency keys, result files, spending and requests' records: SQLite or PostgreSQL.
     let store: any GatewayStore
-    let budget: (any EditBudget)?
+    /// The day's budget and each user's; each request reserves with its own.
+    let budgets: GatewayBudgets
+    /// Keeps each request's record once its log line is written.
+    let recorder: RequestRecorder
     /// Edits running at once; `configuration.queueLimit` more wait, the rest get 429.
     let admission: Turnstile
     /// Requests inside the gateway (reading, queued, running or waiting on a
@@ -83,6 +86,7 @@ struct EditsService: Sendable {
                 status: .ok, headers: [.contentType: found.contentType, .cacheControl: "private, max-age=3600"],
                 body: .init(byteBuffer: found.body))
         }
+        addPageRoutes(to: router)
         return router
     }
 
@@ -105,12 +109,12 @@ struct EditsService: Sendable {
     }
 
     /// The offered endpoints a release stands for, when `name` is one.
-    private func release(named name: String) -> [ProviderProfile]? {
+    func release(named name: String) -> [ProviderProfile]? {
         guard let release = ModelVersion(rawValue: name.lowercased()) else { return nil }
         return configuration.releases(among: profiles).first { $0.release == release }?.endpoints
     }
 
-    private func profile(named name: String) throws -> ProviderProfile {
+    func profile(named name: String) throws -> ProviderProfile {
         let profile = try ProviderCatalog.profile(named: name)
         guard profiles.contains(where: { $0.id == profile.id }) else { throw GatewayError.unknownModel(name, offered: []) }
         return profile
@@ -118,14 +122,14 @@ struct EditsService: Sendable {
 
     // MARK: Client keys
 
-    private struct Authentication {
+    struct Authentication {
         var keyID: String
         var failure: GatewayError?
     }
 
     /// The client's key id, or why it is refused. Without keys configured the
     /// gateway listens on loopback only and takes any (or no) key.
-    private func authenticate(_ request: Request) -> Authentication {
+    func authenticate(_ request: Request) -> Authentication {
         guard !configuration.keys.isEmpty else {
             // Without keys only this machine's own programs are served. A web
             // page open in a browser here is not one of them: its cross-site
@@ -176,6 +180,7 @@ struct EditsService: Sendable {
     private func edits(_ request: Request, context: GatewayRequestContext) async -> Response {
         let requestID = "req_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         var line = RequestLog(requestID: requestID)
+        line.recorder = recorder
         let response: Response
         do {
             response = try await edit(request, context: context, log: &line)
@@ -231,6 +236,7 @@ struct EditsService: Sendable {
             form: form, limits: configuration.options.limits, maxOutputMegapixels: configuration.maxOutputMegapixels)
         log.readSeconds = Date().timeIntervalSince(reading)
         log.model = asked.model
+        log.modelAsked = asked.model
         log.user = asked.user
         log.n = asked.n
         if asked.responseFormat == .url && !configuration.servesResultLinks {
@@ -265,7 +271,8 @@ struct EditsService: Sendable {
         let input = EditInput(
             image: .file(asked.images[0]), references: asked.images.dropFirst().map { .file($0) }, prompt: asked.prompt,
             seed: asked.seed, negativePrompt: asked.negativePrompt, size: asked.size, mask: asked.mask.map { .file($0) })
-        var hooks = EditHooks(budget: budget)
+        // The day's budget and the user's (a per-user budget refuses a request without user).
+        var hooks = EditHooks(budget: try budgets.budget(for: asked.user))
         // Whether anything was sent (an idempotent retry sends nothing and
         // is charged nothing), and what each request was or may have been billed.
         let watch = EditWatch()
@@ -363,7 +370,7 @@ struct EditsService: Sendable {
                 // No one hears the answer; the log says why the edit ended (nginx's 499).
                 throw GatewayError(status: 499, message: "the client closed the connection", type: "client_closed_request")
             }
-            throw GatewayError(error as? EditError ?? .ledger("\(error)"))
+            throw GatewayError(error as? EditError ?? .ledger("\(error)"), budget: hooks.budget)
         }
         let replayed = hooks.idempotency != nil && !watch.sent.load(ordering: .relaxed)
         log.model = result.endpoint
@@ -371,6 +378,7 @@ struct EditsService: Sendable {
         log.endpointSeconds = replayed ? nil : result.timings.endpoint
         log.cost = replayed ? "0" : result.cost.map { "\($0)" } ?? "unknown"
         log.size = result.images.first.map { "\($0.size.width)x\($0.size.height)" }
+        log.results = result.images  // thumbnails for the request's record
         let answering = Date()
         defer { log.answerSeconds = Date().timeIntervalSince(answering) }
         return try await answer(result, asked: asked, replayed: replayed)
@@ -591,12 +599,19 @@ struct RequestLog {
     var readSeconds: Double?
     var timings: EditTimings?
     var answerSeconds: Double?
+    /// The model the client asked for (`model` is the endpoint it ran on), for the record.
+    var modelAsked: String?
+    /// The results, for the thumbnails of the request's record (never logged).
+    var results: [EditedImage] = []
+    /// Keeps the request's record when the line is written.
+    var recorder: RequestRecorder?
 
-    /// Writes the line, its time measured to now.
+    /// Writes the line, its time measured to now, and keeps the request's record.
     func end(to logger: Logger) {
         var line = self
         line.seconds = Date().timeIntervalSince(started)
         line.write(to: logger)
+        recorder?.record(line)
     }
 
     func write(to logger: Logger) {
