@@ -197,6 +197,8 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                // A state file as an earlier gateway wrote it, for the migration tests.
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]),
     ]
 )

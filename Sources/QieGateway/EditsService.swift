@@ -17,9 +17,12 @@ struct EditsService: Sendable {
     let editors: [String: Editor]
     /// The HTTP client the editors share; it fetches images given as URLs.
     let client: EditClient
-    /// Idempotency keys, result files and spending: SQLite or PostgreSQL.
+    /// Idempotency keys, result files, spending and requests' records: SQLite or PostgreSQL.
     let store: any GatewayStore
-    let budget: (any EditBudget)?
+    /// The day's budget and each user's; each request reserves with its own.
+    let budgets: GatewayBudgets
+    /// Keeps each request's record once its log line is written.
+    let recorder: RequestRecorder
     /// Edits running at once; `configuration.queueLimit` more wait, the rest get 429.
     let admission: Turnstile
     /// Requests inside the gateway (reading, queued, running or waiting on a
@@ -85,6 +88,7 @@ struct EditsService: Sendable {
                 status: .ok, headers: [.contentType: found.contentType, .cacheControl: "private, max-age=3600"],
                 body: .init(byteBuffer: found.body))
         }
+        addPageRoutes(to: router)
         return router
     }
 
@@ -107,12 +111,12 @@ struct EditsService: Sendable {
     }
 
     /// The offered endpoints a release stands for, when `name` is one.
-    private func release(named name: String) -> [ProviderProfile]? {
+    func release(named name: String) -> [ProviderProfile]? {
         guard let release = ModelVersion(rawValue: name.lowercased()) else { return nil }
         return configuration.releases(among: profiles).first { $0.release == release }?.endpoints
     }
 
-    private func profile(named name: String) throws -> ProviderProfile {
+    func profile(named name: String) throws -> ProviderProfile {
         let profile = try ProviderCatalog.profile(named: name)
         guard profiles.contains(where: { $0.id == profile.id }) else { throw GatewayError.unknownModel(name, offered: []) }
         return profile
@@ -120,14 +124,14 @@ struct EditsService: Sendable {
 
     // MARK: Client keys
 
-    private struct Authentication {
+    struct Authentication {
         var keyID: String
         var failure: GatewayError?
     }
 
     /// The client's key id, or why it is refused. Without keys configured the
     /// gateway listens on loopback only and takes any (or no) key.
-    private func authenticate(_ request: Request) -> Authentication {
+    func authenticate(_ request: Request) -> Authentication {
         guard !configuration.keys.isEmpty else {
             // Without keys only this machine's own programs are served. A web
             // page open in a browser here is not one of them: its cross-site
@@ -178,6 +182,7 @@ struct EditsService: Sendable {
     private func edits(_ request: Request, context: GatewayRequestContext) async -> Response {
         let requestID = "req_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         var line = RequestLog(requestID: requestID)
+        line.recorder = recorder
         let response: Response
         do {
             response = try await edit(request, context: context, log: &line)
@@ -246,6 +251,7 @@ struct EditsService: Sendable {
             form: form, limits: configuration.options.limits, maxOutputMegapixels: configuration.maxOutputMegapixels)
         log.readSeconds = Date().timeIntervalSince(reading)
         log.model = asked.model
+        log.modelAsked = asked.model
         log.user = asked.user
         log.n = asked.n
         if asked.responseFormat == .url && !configuration.servesResultLinks {
@@ -292,7 +298,8 @@ struct EditsService: Sendable {
         // With stream=true, each image finished while others are still with
         // the endpoint is sent at once, as its own event.
         let early = asked.stream ? EarlyImages(asked: asked, service: self) : nil
-        var hooks = EditHooks(budget: budget)
+        // The day's budget and the user's (a per-user budget refuses a request without user).
+        var hooks = EditHooks(budget: try budgets.budget(for: asked.user))
         // Whether anything was sent (an idempotent retry sends nothing and
         // is charged nothing), and what each request was or may have been billed.
         let watch = EditWatch()
@@ -395,7 +402,7 @@ struct EditsService: Sendable {
                 // No one hears the answer; the log says why the edit ended (nginx's 499).
                 throw GatewayError(status: 499, message: "the client closed the connection", type: "client_closed_request")
             }
-            throw GatewayError(error as? EditError ?? .ledger("\(error)"))
+            throw GatewayError(error as? EditError ?? .ledger("\(error)"), budget: hooks.budget)
         }
         let replayed = hooks.idempotency != nil && !watch.sent.load(ordering: .relaxed)
         log.model = result.endpoint
@@ -403,6 +410,7 @@ struct EditsService: Sendable {
         log.endpointSeconds = replayed ? nil : result.timings.endpoint
         log.cost = replayed ? "0" : result.cost.map { "\($0)" } ?? "unknown"
         log.size = result.images.first.map { "\($0.size.width)x\($0.size.height)" }
+        log.results = result.images  // thumbnails for the request's record
         let answering = Date()
         defer { log.answerSeconds = Date().timeIntervalSince(answering) }
         return try await answer(result, asked: asked, replayed: replayed, skipping: sentEarly?.sent ?? [])
@@ -524,6 +532,7 @@ struct EditsService: Sendable {
                 hold.release()
             }
             var line = log
+            var logged = false
             do {
                 try await writer.write(ByteBuffer(string: ": qie is editing\n\n"))
                 for await item in items {
@@ -542,17 +551,21 @@ struct EditsService: Sendable {
                         }
                     }
                 }
+                // Its line (and record) is written as the last event is sent, before the stream closes.
+                line.end(to: logger)
+                logged = true
                 try await writer.finish(nil)
             } catch {
                 // The client went away mid-stream: the edit ends as it would
                 // have (given up unless it has an Idempotency-Key), and its line says how.
                 ticker.cancel()
-                for await case .done(_, let ended) in items { line = ended }
-                line.end(to: logger)
+                if !logged {
+                    for await case .done(_, let ended) in items { line = ended }
+                    line.end(to: logger)
+                }
                 _ = editing
                 throw error
             }
-            line.end(to: logger)
         }
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", Self.noBufferingHeader: "no"], body: body)
@@ -639,12 +652,19 @@ struct RequestLog {
     var readSeconds: Double?
     var timings: EditTimings?
     var answerSeconds: Double?
+    /// The model the client asked for (`model` is the endpoint it ran on), for the record.
+    var modelAsked: String?
+    /// The results, for the thumbnails of the request's record (never logged).
+    var results: [EditedImage] = []
+    /// Keeps the request's record when the line is written.
+    var recorder: RequestRecorder?
 
-    /// Writes the line, its time measured to now.
+    /// Writes the line, its time measured to now, and keeps the request's record.
     func end(to logger: Logger) {
         var line = self
         line.seconds = Date().timeIntervalSince(started)
         line.write(to: logger)
+        recorder?.record(line)
     }
 
     func write(to logger: Logger) {

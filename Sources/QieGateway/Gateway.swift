@@ -75,7 +75,10 @@ public struct Gateway: Sendable {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await parts.sweeper.run() }
                 defer { group.cancelAll() }
-                return try await body(parts.application)
+                let result = try await body(parts.application)
+                // Records of the requests answered are written before the state closes.
+                await parts.state.recorder.flush()
+                return result
             }
         }
     }
@@ -130,9 +133,8 @@ public struct Gateway: Sendable {
         _ body: @Sendable (Parts) async throws -> T
     ) async throws -> T {
         let profiles = try configuration.profiles()
-        var daily: (any EditBudget)? = nil
-        if let limit = configuration.maxCostPerDay { daily = try await store.dailyBudget(limit: limit, clock: clock) }
-        let budget = daily
+        let budgets = GatewayBudgets(ledger: store.budgetLedger, limits: BudgetLimits(configuration), clock: clock)
+        let recorder = RequestRecorder(store: store, clock: clock, thumbnailLifetime: configuration.fileLifetime, logger: logger)
         let host = configuration.host
         let port = configuration.port
         let configuredURL = configuration.publicURL
@@ -141,7 +143,8 @@ public struct Gateway: Sendable {
             profiles[...], options: configuration.options, environment: environment, client: client, opened: [:]
         ) { editors in
             let service = EditsService(
-                configuration: configuration, profiles: profiles, editors: editors, client: client, store: store, budget: budget,
+                configuration: configuration, profiles: profiles, editors: editors, client: client, store: store, budgets: budgets,
+                recorder: recorder,
                 admission: Turnstile(capacity: configuration.concurrency),
                 intake: Intake(limit: configuration.concurrency + configuration.queueLimit),
                 address: { address.withLock { $0 } }, logger: logger, clock: clock)
@@ -163,8 +166,10 @@ public struct Gateway: Sendable {
                 },
                 logger: Logger(label: "qie-serve.http", factory: { _ in SwiftLogNoOpLogHandler() }))
             let sweeper = StateSweeper(
-                store: store, keyLifetime: configuration.keyLifetime, interval: configuration.sweepInterval, clock: clock)
-            return try await body(Parts(application: application, sweeper: sweeper, state: StateService(store: store)))
+                store: store, keyLifetime: configuration.keyLifetime, recordLifetime: configuration.recordLifetime,
+                interval: configuration.sweepInterval, clock: clock)
+            return try await body(
+                Parts(application: application, sweeper: sweeper, state: StateService(store: store, recorder: recorder)))
         }
     }
 
@@ -193,6 +198,8 @@ public struct Gateway: Sendable {
 struct StateSweeper: Service {
     let store: any GatewayStore
     let keyLifetime: TimeInterval
+    /// How long requests' records are kept (their thumbnails expire as files do).
+    let recordLifetime: TimeInterval
     let interval: TimeInterval
     let clock: any QieClock
 
@@ -200,6 +207,7 @@ struct StateSweeper: Service {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try? await store.sweep(keyLifetime: keyLifetime)
+                try? await store.sweepRecords(olderThan: recordLifetime)
                 try? await clock.sleep(for: interval)
             }
         }
@@ -211,9 +219,12 @@ struct StateSweeper: Service {
 /// of its own still running as possibly charged, and leaves).
 struct StateService: Service {
     let store: any GatewayStore
+    /// Requests' records still being written are written before the state closes.
+    let recorder: RequestRecorder
 
     func run() async throws {
         try? await gracefulShutdown()
+        await recorder.flush()
         await store.close()
     }
 }

@@ -103,6 +103,19 @@ public struct GatewayConfiguration: Sendable {
     public var publicURL: String?
     /// Spending limit per UTC day across all clients, USD; nil: none.
     public var maxCostPerDay: Decimal?
+    /// Spending limit per UTC day for each end user (the request's `user`),
+    /// USD; nil: none. Reserved and settled as `maxCostPerDay` is, in the
+    /// same transaction: an edit must fit both. While it is set, a request
+    /// without `user` is refused (400): its money could be charged to no
+    /// one's budget. Users are named by the clients, across every key: an
+    /// application that must not share its users' budgets with another's
+    /// gives them names of its own (`app1:alice`).
+    public var maxCostPerUserPerDay: Decimal?
+    /// How long each request's record (the page's list of requests, and
+    /// the day's spending by key, model and user) is kept, seconds: 7 days.
+    /// The thumbnails of its results last as long as result files
+    /// (`fileLifetime`).
+    public var recordLifetime: TimeInterval = 7 * 86400
     /// With `stream=true`, seconds between the comment lines that keep the
     /// connection alive while the endpoint works (proxies cut connections
     /// idle for a minute).
@@ -119,7 +132,7 @@ public struct GatewayConfiguration: Sendable {
     public var stateURL: String?
     /// How often expired files and keys are deleted: twice per the shorter
     /// lifetime, and at least once a minute.
-    var sweepInterval: TimeInterval { max(0.5, min(60, fileLifetime / 2, keyLifetime / 2)) }
+    var sweepInterval: TimeInterval { max(0.5, min(60, fileLifetime / 2, keyLifetime / 2, recordLifetime / 2)) }
     /// With `stateURL`: seconds a replica may miss its heartbeat before the
     /// edits it was running count as stopped (their keys then answer that the
     /// endpoint may have charged, without sending again).
@@ -228,6 +241,8 @@ public struct GatewayConfiguration: Sendable {
         if fileLifetime <= 0 { throw .invalid("file lifetime", "more than 0 seconds") }
         if keyLifetime < 1 { throw .invalid("key lifetime", "at least 1 second") }
         if let limit = maxCostPerDay, limit <= 0 { throw .invalid("max cost per day", "more than 0") }
+        if let limit = maxCostPerUserPerDay, limit <= 0 { throw .invalid("max cost per user per day", "more than 0") }
+        if recordLifetime < 1 { throw .invalid("record lifetime", "at least 1 second") }
         if let url = stateURL {
             do {
                 _ = try PostgresURL(url, environment: [:])
@@ -239,8 +254,9 @@ public struct GatewayConfiguration: Sendable {
         let segments = filesPath.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         guard filesPath.hasPrefix("/"), !filesPath.hasSuffix("/"), !segments.isEmpty,
             segments.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(":") && $0 != "*" && $0 != "**" }),
-            !["/v1/images/edits", "/v1/images/generations", "/v1/models"].contains(filesPath)
-        else { throw .invalid("files path", "a path such as /v1/files or /results, apart from the API's own routes") }
+            !["/v1/images/edits", "/v1/images/generations", "/v1/models", GatewayPage.path].contains(filesPath),
+            !filesPath.hasPrefix(GatewayPage.path + "/")
+        else { throw .invalid("files path", "a path such as /v1/files or /results, apart from the API's own routes and the page's") }
         if let url = publicURL {
             let parsed = URLComponents(string: url)
             let host = parsed?.host ?? ""

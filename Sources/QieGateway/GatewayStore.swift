@@ -10,22 +10,23 @@ import Synchronization
 
 /// What the gateway keeps beyond one request: idempotency keys with the
 /// requests they were first used with and their outcomes, result files
-/// served by URL, and the day's spending. `SQLiteGatewayStore` keeps them in
-/// the state folder for one gateway; `PostgresGatewayStore` in a database
-/// shared by replicas behind a load balancer.
-protocol GatewayStore: ResultFiles {
+/// served by URL, the day's spending (and each user's), and each request's
+/// record. `SQLiteGatewayStore` keeps them in the state folder for one
+/// gateway; `PostgresGatewayStore` in a database shared by replicas behind
+/// a load balancer.
+protocol GatewayStore: ResultFiles, RequestRecords {
     /// Idempotency keys and their outcomes.
     var idempotency: any IdempotencyStore { get }
     /// Binds an idempotency key to the request it was first sent with: true
     /// when `fingerprint` is that request's (or the key is new), false when
     /// the key was used with another request.
     func bind(_ key: String, to fingerprint: String) async throws -> Bool
-    /// The daily spending limit across every client (and replica), its
-    /// UTC days read from `clock`. Both stores mean the same by it: a day's
-    /// spending plus its open reservations never pass the limit, and
+    /// Where the daily budgets keep their money, across every client (and
+    /// replica). Both stores mean the same by it: a day's spending plus its
+    /// open reservations never pass a limit (the day's, or a user's), and
     /// reservations a stopped gateway left open stay counted (they may have
     /// been billed).
-    func dailyBudget(limit: Decimal, clock: any QieClock) async throws -> any EditBudget
+    var budgetLedger: any BudgetLedger { get }
     /// Deletes expired result files, and idempotency keys (with their
     /// answers) older than `keyLifetime` seconds whose edit has ended.
     func sweep(keyLifetime: TimeInterval) async throws
@@ -137,6 +138,8 @@ final class SQLiteGatewayStore: GatewayStore {
                 }
                 try db.drop(table: "spending")
             }
+            migrator.registerMigration("v5: requests' records, each user's spending", migrate: Self.migrateRecords)
+            migrator.registerMigration("v6: budget reservations name their user", migrate: SQLiteBudgetLedger.migrate)
             try migrator.migrate(database)
             files = SQLiteResultFiles(folder: folder, database: database, clock: clock)
             idempotency = KeyedEdits(
@@ -312,73 +315,7 @@ extension SQLiteGatewayStore {
         for name in expired { try? FileManager.default.removeItem(atPath: folder + "/files/" + name) }
     }
 
-    func dailyBudget(limit: Decimal, clock: any QieClock) async throws -> any EditBudget {
-        DailyBudget(limit: limit, database: database, clock: clock)
-    }
+    var budgetLedger: any BudgetLedger { SQLiteBudgetLedger(database: database) }
 
     func close() async {}
-}
-
-/// A spending limit per UTC day across every client, kept in the SQLite
-/// state file: each reservation is a row until it settles, so a restart
-/// neither resets the day's spending nor forgets money in flight.
-final class DailyBudget: EditBudget {
-    let limit: Decimal
-    private let database: DatabaseQueue
-    private let clock: any QieClock
-
-    init(limit: Decimal, database: DatabaseQueue, clock: any QieClock) {
-        self.limit = limit
-        self.database = database
-        self.clock = clock
-    }
-
-    /// The UTC day `date` falls on, as `yyyy-MM-dd`.
-    static func dayKey(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC") ?? .current
-        let parts = calendar.dateComponents([.year, .month, .day], from: date)
-        return String(format: "%04d-%02d-%02d", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0)
-    }
-
-    func reserve(_ amounts: [Decimal]) async throws -> BudgetDecision {
-        let day = Self.dayKey(clock.now())
-        let limit = MicroDollars.from(self.limit)
-        let micros = amounts.map { MicroDollars.from($0) }
-        return try await database.write { db in
-            let spent = try Int64.fetchOne(db, sql: "SELECT spentMicros FROM budget_days WHERE day = ?", arguments: [day]) ?? 0
-            let held = try Int64.fetchOne(
-                db, sql: "SELECT COALESCE(SUM(micros), 0) FROM budget_reservations WHERE day = ?", arguments: [day]) ?? 0
-            let asked = micros.reduce(0, +)
-            guard spent + held + asked <= limit else {
-                return .refused(
-                    BudgetRefusal(
-                        limit: self.limit, spent: MicroDollars.decimal(spent), inFlight: MicroDollars.decimal(held),
-                        estimate: MicroDollars.decimal(asked)))
-            }
-            var reservations: [BudgetReservation] = []
-            for (amount, micro) in zip(amounts, micros) {
-                let reservation = BudgetReservation(id: BudgetReservation.newID(), amount: amount)
-                try db.execute(
-                    sql: "INSERT INTO budget_reservations (id, day, micros) VALUES (?, ?, ?)", arguments: [reservation.id, day, micro])
-                reservations.append(reservation)
-            }
-            return .reserved(reservations)
-        }
-    }
-
-    func settle(_ reservation: BudgetReservation, spent: Decimal) async {
-        let micros = MicroDollars.from(spent)
-        // Not recorded: the reservation stays counted, never under the limit's side.
-        _ = try? await database.write { db in
-            guard let day = try String.fetchOne(db, sql: "SELECT day FROM budget_reservations WHERE id = ?", arguments: [reservation.id])
-            else { return }
-            try db.execute(sql: "DELETE FROM budget_reservations WHERE id = ?", arguments: [reservation.id])
-            try db.execute(
-                sql: """
-                    INSERT INTO budget_days (day, spentMicros) VALUES (?, ?)
-                    ON CONFLICT(day) DO UPDATE SET spentMicros = spentMicros + excluded.spentMicros
-                    """, arguments: [day, micros])
-        }
-    }
 }

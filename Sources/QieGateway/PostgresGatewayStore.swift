@@ -108,6 +108,7 @@ final class PostgresGatewayStore: GatewayStore {
                 "DROP TABLE qie_gateway_spending",
             ]
         ),
+        ("v3", recordsMigration + PostgresBudgetLedger.migration),
     ]
 
     func bind(_ key: String, to fingerprint: String) async throws -> Bool {
@@ -130,9 +131,7 @@ final class PostgresGatewayStore: GatewayStore {
         try await PostgresResultFiles(database: database, clock: clock).file(id)
     }
 
-    func dailyBudget(limit: Decimal, clock: any QieClock) async throws -> any EditBudget {
-        PostgresDailyBudget(limit: limit, database: database, replica: replica, clock: clock)
-    }
+    var budgetLedger: any BudgetLedger { PostgresBudgetLedger(database: database, replica: replica) }
 
     // Every replica sweeps: each statement is safe to run twice.
     func sweep(keyLifetime: TimeInterval) async throws {
@@ -253,85 +252,6 @@ struct PostgresKeyRecords: KeyRecords {
             } catch {
                 if pause == 0 || Task.isCancelled { return }
                 try? await clock.sleep(for: pause)
-            }
-        }
-    }
-}
-
-/// The daily spending limit in PostgreSQL, across every replica: each
-/// reservation is a row until it settles, taken under a lock on the day's
-/// row, so replicas together never pass the limit. A replica that stops with
-/// edits in flight leaves their reservations counted (they may have been
-/// billed), as the SQLite state does.
-final class PostgresDailyBudget: EditBudget {
-    let limit: Decimal
-    let database: QieStore.PostgresDatabase
-    let replica: String
-    let clock: any QieClock
-
-    init(limit: Decimal, database: QieStore.PostgresDatabase, replica: String, clock: any QieClock) {
-        self.limit = limit
-        self.database = database
-        self.replica = replica
-        self.clock = clock
-    }
-
-    func reserve(_ amounts: [Decimal]) async throws -> BudgetDecision {
-        let day = DailyBudget.dayKey(clock.now())
-        let ceiling = MicroDollars.from(limit)
-        let micros = amounts.map { MicroDollars.from($0) }
-        let asked = micros.reduce(0, +)
-        let (limit, replica, logger) = (limit, replica, database.logger)
-        return try await database.transaction { connection in
-            try await connection.query(
-                "INSERT INTO qie_gateway_budget_days (day) VALUES (\(day)) ON CONFLICT (day) DO NOTHING", logger: logger)
-            var spent: Int64 = 0
-            for try await value in try await connection.query(
-                "SELECT spent_micros FROM qie_gateway_budget_days WHERE day = \(day) FOR UPDATE", logger: logger
-            ).decode(Int64.self) {
-                spent = value
-            }
-            var held: Int64 = 0
-            for try await value in try await connection.query(
-                "SELECT COALESCE(SUM(micros), 0)::bigint FROM qie_gateway_budget_reservations WHERE day = \(day)", logger: logger
-            ).decode(Int64.self) {
-                held = value
-            }
-            guard spent + held + asked <= ceiling else {
-                return .refused(
-                    BudgetRefusal(
-                        limit: limit, spent: MicroDollars.decimal(spent), inFlight: MicroDollars.decimal(held),
-                        estimate: MicroDollars.decimal(asked)))
-            }
-            var reservations: [BudgetReservation] = []
-            for (amount, micro) in zip(amounts, micros) {
-                let reservation = BudgetReservation(id: BudgetReservation.newID(), amount: amount)
-                try await connection.query(
-                    """
-                    INSERT INTO qie_gateway_budget_reservations (id, day, micros, replica)
-                    VALUES (\(reservation.id), \(day), \(micro), \(replica))
-                    """, logger: logger)
-                reservations.append(reservation)
-            }
-            return .reserved(reservations)
-        }
-    }
-
-    func settle(_ reservation: BudgetReservation, spent: Decimal) async {
-        let micros = MicroDollars.from(spent)
-        let logger = database.logger
-        // Not recorded: the reservation stays counted, never under the limit's side.
-        _ = try? await database.transaction { connection in
-            var days: [String] = []
-            for try await day in try await connection.query(
-                "DELETE FROM qie_gateway_budget_reservations WHERE id = \(reservation.id) RETURNING day", logger: logger
-            ).decode(String.self) {
-                days.append(day)
-            }
-            for day in days {
-                try await connection.query(
-                    "UPDATE qie_gateway_budget_days SET spent_micros = spent_micros + \(micros) WHERE day = \(day)",
-                    logger: logger)
             }
         }
     }

@@ -83,6 +83,14 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-cost-per-day"), help: "Spending limit per UTC day across all clients, USD.")
     var maxCostPerDay: String?
 
+    @Option(
+        name: .customLong("max-cost-per-user-per-day"),
+        help: "Spending limit per UTC day for each end user (the request's user field), USD; requests without user are then refused.")
+    var maxCostPerUserPerDay: String?
+
+    @Option(name: .customLong("record-lifetime"), help: "Seconds each request's record is kept for the page (/gateway).")
+    var recordLifetime = defaults.recordLifetime
+
     @Option(name: .customLong("log-format"), help: "text or json: one line per request on standard error.")
     var logFormat = GatewayLogHandler.Format.text
 
@@ -123,6 +131,14 @@ struct Serve: AsyncParsableCommand {
         if let maxCostPerDay {
             configuration.maxCostPerDay = try Flags.validating { try Decimal(usd: maxCostPerDay, for: .maxCost, positive: true) }
         }
+        if let maxCostPerUserPerDay {
+            do {
+                configuration.maxCostPerUserPerDay = try Decimal(usd: maxCostPerUserPerDay, for: .maxCost, positive: true)
+            } catch {
+                throw ValidationError(error.message { _ in "--max-cost-per-user-per-day" })
+            }
+        }
+        configuration.recordLifetime = recordLifetime
         configuration.options.timeouts.overall = timeout
         configuration.options.allowPrivateInputs = allowPrivateInputs
         configuration.options.price = try price.override()
