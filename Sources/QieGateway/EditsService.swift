@@ -41,73 +41,71 @@ struct EditsService: Sendable {
 
     func router() -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
-        router.get("/v1/models") { request, _ in
-            if let failure = authenticate(request).failure { return Self.response(failure) }
-            return Self.json(models(), status: .ok)
-        }
-        router.get("/v1/models/:model") { request, context in
-            if let failure = authenticate(request).failure { return Self.response(failure) }
-            let name = context.parameters.get("model") ?? ""
-            if let endpoints = release(named: name), let release = ModelVersion(rawValue: name.lowercased()) {
-                return Self.json(model((release, endpoints)), status: .ok)
-            }
-            guard let profile = try? profile(named: name) else {
-                return Self.response(.unknownModel(name, offered: profiles.map(\.id)))
-            }
-            return Self.json(model(profile), status: .ok)
-        }
-        router.post("/v1/images/edits") { request, context in await edits(request, context: context) }
-        router.post("/v1/images/generations") { request, _ in
-            Self.response(
-                GatewayError(
-                    status: 404,
-                    message: "this gateway edits images (POST /v1/images/edits); the Qwen Image Edit endpoints do not generate from text alone",
-                    type: "invalid_request_error", code: "unknown_url"))
+        let keys = GatewayKeyMiddleware(keys: GatewayKeys(keys: configuration.keys))
+        router.group("/v1/models").add(middleware: keys)
+            .get { _, _ in models() }
+            .get(":model") { _, context in try model(named: context.parameters.get("model") ?? "") }
+        // Each edits request has its log line and id, its key checked inside them.
+        router.group("/v1/images/edits").add(middleware: RequestLogMiddleware(logger: logger, recorder: recorder)).add(middleware: keys)
+            .post { request, context in try await edits(request, context: context) }
+        router.post("/v1/images/generations") { _, _ -> Response in
+            throw GatewayError(
+                status: 404,
+                message: "this gateway edits images (POST /v1/images/edits); the Qwen Image Edit endpoints do not generate from text alone",
+                type: "invalid_request_error", code: "unknown_url")
         }
         // Result files are reached by their unguessable id alone, like the
         // signed URLs endpoints return: no key, so any client can fetch them.
-        router.get(RouterPath(configuration.filesPath + "/:id")) { _, context in
-            let id = context.parameters.get("id") ?? ""
-            let stem = id.split(separator: ".").first.map(String.init) ?? id
-            let stored: (body: ByteBuffer, contentType: String)?
-            do {
-                stored = try await store.file(stem)
-            } catch {
-                return Self.response(
-                    GatewayError(
-                        status: 503, message: "the result store cannot be read just now; try again shortly", type: "server_error",
-                        code: "store_unavailable", retryAfter: 1))
-            }
-            guard let found = stored else {
-                return Self.response(
-                    GatewayError(
-                        status: 404, message: "no such file, or it has expired (results are kept \(Int(configuration.fileLifetime)) s)",
-                        type: "invalid_request_error", code: "file_not_found"))
-            }
-            return Response(
-                status: .ok, headers: [.contentType: found.contentType, .cacheControl: "private, max-age=3600"],
-                body: .init(byteBuffer: found.body))
-        }
-        addPageRoutes(to: router)
+        router.get(RouterPath(configuration.filesPath + "/:id")) { _, context in try await resultFile(context.parameters.get("id") ?? "") }
+        addPageRoutes(to: router, keys: keys)
         return router
+    }
+
+    /// A result file asked for as a URL, while it lasts.
+    private func resultFile(_ id: String) async throws(GatewayError) -> Response {
+        let stem = id.split(separator: ".").first.map(String.init) ?? id
+        let stored: (body: ByteBuffer, contentType: String)?
+        do {
+            stored = try await store.file(stem)
+        } catch {
+            throw GatewayError(
+                status: 503, message: "the result store cannot be read just now; try again shortly", type: "server_error",
+                code: "store_unavailable", retryAfter: 1)
+        }
+        guard let found = stored else {
+            throw GatewayError(
+                status: 404, message: "no such file, or it has expired (results are kept \(Int(configuration.fileLifetime)) s)",
+                type: "invalid_request_error", code: "file_not_found")
+        }
+        return Response(
+            status: .ok, headers: [.contentType: found.contentType, .cacheControl: "private, max-age=3600"],
+            body: .init(byteBuffer: found.body))
     }
 
     // MARK: Models
 
-    private func models() -> [String: Any] {
-        ["object": "list", "data": profiles.map(model) + configuration.releases(among: profiles).map(model)]
+    /// Every offered endpoint, then each release offered as a model.
+    private func models() -> ModelList {
+        ModelList(data: profiles.map(model) + configuration.releases(among: profiles).map(model))
     }
 
-    private func model(_ profile: ProviderProfile) -> [String: Any] {
-        ["id": profile.id, "object": "model", "created": 0, "owned_by": profile.provider, "aliases": profile.aliases]
+    /// One model by its id or alias: an endpoint, or a release.
+    private func model(named name: String) throws(GatewayError) -> ModelList.Model {
+        if let endpoints = release(named: name), let release = ModelVersion(rawValue: name.lowercased()) {
+            return model((release, endpoints))
+        }
+        guard let profile = try? profile(named: name) else { throw .unknownModel(name, offered: profiles.map(\.id)) }
+        return model(profile)
+    }
+
+    private func model(_ profile: ProviderProfile) -> ModelList.Model {
+        ModelList.Model(id: profile.id, owned_by: profile.provider, aliases: profile.aliases)
     }
 
     /// A release as a model: it stands for its endpoints, routed per request.
-    private func model(_ release: (release: ModelVersion, endpoints: [ProviderProfile])) -> [String: Any] {
-        [
-            "id": release.release.rawValue, "object": "model", "created": 0, "owned_by": "qie",
-            "endpoints": release.endpoints.map(\.id), "route": configuration.route.rawValue,
-        ]
+    private func model(_ release: (release: ModelVersion, endpoints: [ProviderProfile])) -> ModelList.Model {
+        ModelList.Model(
+            id: release.release.rawValue, owned_by: "qie", endpoints: release.endpoints.map(\.id), route: configuration.route.rawValue)
     }
 
     /// The offered endpoints a release stands for, when `name` is one.
@@ -122,88 +120,19 @@ struct EditsService: Sendable {
         return profile
     }
 
-    // MARK: Client keys
-
-    struct Authentication {
-        var keyID: String
-        var failure: GatewayError?
-    }
-
-    /// The client's key id, or why it is refused. Without keys configured the
-    /// gateway listens on loopback only and takes any (or no) key.
-    func authenticate(_ request: Request) -> Authentication {
-        guard !configuration.keys.isEmpty else {
-            // Without keys only this machine's own programs are served. A web
-            // page open in a browser here is not one of them: its cross-site
-            // POST (a multipart form needs no preflight) says where it comes
-            // from in Origin, and a name rebound to 127.0.0.1 arrives as the Host.
-            if let origin = request.headers[.origin], !Self.isLocal(origin: origin) {
-                return Authentication(keyID: "-", failure: .notLocal("a web page at \(origin)"))
-            }
-            if let authority = request.head.authority, !NetworkAddress.isLoopback(host: Self.hostName(authority)) {
-                return Authentication(keyID: "-", failure: .notLocal("the name \(authority)"))
-            }
-            return Authentication(keyID: "local")
-        }
-        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
-            return Authentication(
-                keyID: "-",
-                failure: .unauthorized("no gateway key: send Authorization: Bearer KEY with one of the keys qie serve was started with"))
-        }
-        let given = Data(header.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces).utf8)
-        let givenHash = Data(SHA256.hash(data: given))
-        // Hashes compared in constant time: the key's length and content do not show in timing.
-        for key in configuration.keys {
-            let expected = Data(SHA256.hash(data: Data(key.secret.utf8)))
-            var difference: UInt8 = 0
-            for (a, b) in zip(givenHash, expected) { difference |= a ^ b }
-            if difference == 0 { return Authentication(keyID: key.id) }
-        }
-        return Authentication(keyID: "-", failure: .unauthorized("the gateway key is not one of this gateway's keys"))
-    }
-
-    /// Whether an `Origin` is a page served from this machine.
-    static func isLocal(origin: String) -> Bool {
-        guard let host = URLComponents(string: origin)?.host, !host.isEmpty else { return false }
-        return NetworkAddress.isLoopback(host: host)
-    }
-
-    /// The host of a `Host` header (`name`, `name:port`, `[v6]:port`).
-    static func hostName(_ authority: String) -> String {
-        if authority.hasPrefix("["), let end = authority.firstIndex(of: "]") {
-            return String(authority[...end])
-        }
-        let parts = authority.split(separator: ":", omittingEmptySubsequences: false)
-        return parts.count == 2 ? String(parts[0]) : authority
-    }
-
     // MARK: Edits
 
-    private func edits(_ request: Request, context: GatewayRequestContext) async -> Response {
-        let requestID = "req_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        var line = RequestLog(requestID: requestID)
-        line.recorder = recorder
-        let response: Response
-        do {
-            response = try await edit(request, context: context, log: &line)
-        } catch {
-            line.streamed = false
-            line.outcome = "\(error.status) \(error.code ?? error.type)"
-            response = Self.response(error)
-        }
-        // A streamed answer writes its line when it ends.
-        if !line.streamed { line.end(to: logger) }
-        var answered = response
-        answered.headers[Self.requestIDHeader] = requestID
-        return answered
+    /// The edit, its log line filled in as it goes (`RequestLogMiddleware` writes it).
+    private func edits(_ request: Request, context: GatewayRequestContext) async throws(GatewayError) -> Response {
+        guard let box = context.requestLog else { throw GatewayError(status: 500, message: "no request log", type: "server_error") }
+        var line = box.value
+        defer { box.value = line }
+        return try await edit(request, context: context, log: &line)
     }
 
     private func edit(
         _ request: Request, context: GatewayRequestContext, log: inout RequestLog
     ) async throws(GatewayError) -> Response {
-        let caller = authenticate(request)
-        log.key = caller.keyID
-        if let failure = caller.failure { throw failure }
         let contentType = request.headers[.contentType]
         let boundary = EditsForm.boundary(contentType: contentType)
         guard boundary != nil || EditsJSON.isJSON(contentType: contentType) else {
@@ -328,7 +257,7 @@ struct EditsService: Sendable {
             // Keys are the client's own: two clients never share one. A key
             // stands for one request: reused for another, it is refused
             // rather than answered with the first request's images.
-            let scoped = caller.keyID + "\n" + key
+            let scoped = context.keyID + "\n" + key
             let bound: Bool
             do {
                 bound = try await store.bind(scoped, to: try asked.fingerprint(model: routed.isEmpty ? profile.id : profile.version.rawValue))
@@ -516,7 +445,7 @@ struct EditsService: Sendable {
                     let (_, body) = try await run(&line)
                     feed.yield(.done(.success(body), line))
                 } catch {
-                    line.outcome = "\(error.status) \(error.code ?? error.type)"
+                    line.outcome = "\(error.statusCode) \(error.code ?? error.type)"
                     feed.yield(.done(.failure(error), line))
                 }
                 feed.finish()
@@ -581,19 +510,25 @@ struct EditsService: Sendable {
         if let seconds = error.retryAfter { headers[.retryAfter] = String(seconds) }
         if !error.mayRetry { headers[retryHeader] = "false" }
         return Response(
-            status: HTTPResponse.Status(code: error.status), headers: headers,
-            body: .init(byteBuffer: ByteBuffer(data: error.body)))
+            status: error.status, headers: headers, body: .init(byteBuffer: ByteBuffer(data: error.body)))
+    }
+}
+
+/// `GET /v1/models` as OpenAI answers it; a release offered as a model
+/// also names its endpoints and the route among them.
+struct ModelList: ResponseEncodable {
+    struct Model: ResponseEncodable {
+        var id: String
+        var object = "model"
+        var created = 0
+        var owned_by: String
+        var aliases: [String]?
+        var endpoints: [String]?
+        var route: String?
     }
 
-    static func json(_ object: [String: Any], status: HTTPResponse.Status) -> Response {
-        Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(data: jsonData(object))))
-    }
-
-    static func jsonData(_ object: [String: Any]) -> Data {
-        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-    }
+    var object = "list"
+    var data: [Model]
 }
 
 /// What one request's edit did with money, as its requests moved: whether

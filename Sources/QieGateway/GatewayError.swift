@@ -7,8 +7,8 @@ import QiePipeline
 /// exception types (400 `BadRequestError`, 401 `AuthenticationError`, 404
 /// `NotFoundError`, 413, 429 `RateLimitError`, 5xx `InternalServerError`).
 public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The HTTP status.
-    public var status: Int
+    /// The HTTP status code (`status` is the same, as Hummingbird takes it).
+    public var statusCode: Int
     /// What went wrong and what to do, for people. Never holds a key.
     public var message: String
     /// OpenAI's error type (`invalid_request_error`, `authentication_error`, ...).
@@ -28,7 +28,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         status: Int, message: String, type: String, param: String? = nil, code: String? = nil, retryAfter: Int? = nil,
         mayRetry: Bool = true
     ) {
-        self.status = status
+        self.statusCode = status
         self.message = message
         self.type = type
         self.param = param
@@ -38,7 +38,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 
     /// The status, type, field and message on one line.
-    public var description: String { "\(status) \(type)\(param.map { " (\($0))" } ?? ""): \(message)" }
+    public var description: String { "\(statusCode) \(type)\(param.map { " (\($0))" } ?? ""): \(message)" }
 
     /// 403: a request to a gateway without keys that did not come from a
     /// program on this machine (`source` says what it came from).

@@ -150,7 +150,7 @@ struct PagePrice: Codable, Equatable {
 
 extension EditsService {
     /// Adds the page and its JSON routes.
-    func addPageRoutes(to router: Router<GatewayRequestContext>) {
+    func addPageRoutes(to router: Router<GatewayRequestContext>, keys: GatewayKeyMiddleware) {
         let page = GatewayPage.path
         router.get(RouterPath(page)) { _, _ in
             Response(
@@ -162,51 +162,36 @@ extension EditsService {
                 ],
                 body: .init(byteBuffer: ByteBuffer(string: GatewayPageHTML.document)))
         }
-        router.get(RouterPath(page + "/api/summary")) { request, _ in
-            await answering(request) { client throws(GatewayError) in try await summary(request, caller: client) }
-        }
-        router.get(RouterPath(page + "/api/requests")) { request, _ in
-            await answering(request) { _ throws(GatewayError) in try await requests(request) }
-        }
-        router.get(RouterPath(page + "/api/requests/:id/thumbnails/:index")) { request, context in
-            let client = authenticate(request)
-            if let failure = client.failure { return Self.response(failure) }
+        // The data, for key holders only.
+        let api = router.group(RouterPath(page + "/api")).add(middleware: keys)
+        api.get("summary") { request, context in try await answering { () throws(GatewayError) in try await summary(request, caller: context.keyID) } }
+        api.get("requests") { request, _ in try await answering { () throws(GatewayError) in try await requests(request) } }
+        api.get("requests/:id/thumbnails/:index") { _, context in
             let id = context.parameters.get("id") ?? ""
-            guard let index = context.parameters.get("index").flatMap(Int.init), index >= 0 else {
-                return Self.response(Self.noThumbnail)
-            }
+            guard let index = context.parameters.get("index").flatMap(Int.init), index >= 0 else { throw Self.noThumbnail }
             await recorder.flush()
             let found: Data?
-            do { found = try await store.thumbnail(request: id, index: index) } catch { return Self.response(Self.storeUnavailable) }
-            guard let found else { return Self.response(Self.noThumbnail) }
+            do { found = try await store.thumbnail(request: id, index: index) } catch { throw Self.storeUnavailable }
+            guard let found else { throw Self.noThumbnail }
             return Response(
                 status: .ok, headers: [.contentType: "image/jpeg", .cacheControl: "private, max-age=600"],
                 body: .init(byteBuffer: ByteBuffer(data: found)))
         }
-        router.get(RouterPath(page + "/api/price")) { request, _ in
-            await answering(request) { _ throws(GatewayError) in try price(request) }
-        }
+        api.get("price") { request, _ in try await answering { () throws(GatewayError) in try price(request) } }
     }
 
-    /// Authenticates `request` and answers with what `body` returns, as
-    /// JSON; an error in OpenAI's shape otherwise.
-    private func answering<T: Encodable>(
-        _ request: Request, _ body: (String) async throws(GatewayError) -> T
-    ) async -> Response {
-        let client = authenticate(request)
-        if let failure = client.failure { return Self.response(failure) }
+    /// What `body` returns, as JSON (its keys in snake case).
+    private func answering<T: Encodable>(_ body: () async throws(GatewayError) -> T) async throws(GatewayError) -> Response {
+        let answer = try await body()
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         do {
-            let answer = try await body(client.keyID)
-            let encoder = JSONEncoder()
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             return Response(
                 status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
                 body: .init(byteBuffer: ByteBuffer(data: try encoder.encode(answer))))
-        } catch let error as GatewayError {
-            return Self.response(error)
         } catch {
-            return Self.response(GatewayError(status: 500, message: "the answer could not be written: \(error)", type: "server_error"))
+            throw GatewayError(status: 500, message: "the answer could not be written: \(error)", type: "server_error")
         }
     }
 

@@ -9,6 +9,11 @@ public struct GatewayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The client's connection.
     let channel: any Channel
+    /// The id of the gateway key the request came with (`local` without
+    /// keys configured), once `GatewayKeyMiddleware` has checked it.
+    var keyID = "-"
+    /// The edits request's log line, which `RequestLogMiddleware` writes.
+    var requestLog: RequestLogBox?
 
     /// The context of a request that came in on `source`'s channel.
     public init(source: ApplicationRequestContextSource) {
