@@ -155,7 +155,10 @@ final class RequestRecorder: Sendable {
     /// How long thumbnails are kept: as long as result files.
     let thumbnailLifetime: TimeInterval
     let logger: Logger
-    private let pending = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
+    /// Records being written, and the last one handed over: each is
+    /// written after the one before it, so records keep the order their
+    /// requests ended in, whatever their thumbnails took.
+    private let pending = Mutex<(next: Int, tasks: [Int: Task<Void, Never>], last: Task<Void, Never>?)>((0, [:], nil))
 
     init(store: any RequestRecords, clock: any QieClock, thumbnailLifetime: TimeInterval, logger: Logger) {
         self.store = store
@@ -175,12 +178,14 @@ final class RequestRecorder: Sendable {
         pending.withLock { pending in
             let id = pending.next
             pending.next += 1
-            pending.tasks[id] = Task {
+            let previous = pending.last
+            let task = Task {
                 var thumbnails: [Data] = []
                 for image in results {
                     guard let made = try? await ImagingRuntime.offload({ Thumbnail.make(image) }) else { break }
                     thumbnails.append(made)
                 }
+                await previous?.value
                 do {
                     try await store.addRecord(record, thumbnails: thumbnails, lifetime: lifetime)
                 } catch {
@@ -188,6 +193,8 @@ final class RequestRecorder: Sendable {
                 }
                 _ = self.pending.withLock { $0.tasks.removeValue(forKey: id) }
             }
+            pending.tasks[id] = task
+            pending.last = task
         }
     }
 
