@@ -564,8 +564,11 @@ final class RequestHold: Sendable {
 /// handler escapes what could end the line.
 struct RequestLog {
     var requestID: String
-    /// When the request came.
+    /// When the request came, for its duration.
     var started = Date()
+    /// When the request came by the gateway's clock: its record's time, so
+    /// records list in the order their requests came whatever each took.
+    var arrived: Date
     /// Answered as a stream: the line is written when the stream ends.
     var streamed = false
     var key = "-"

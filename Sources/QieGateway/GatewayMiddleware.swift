@@ -53,7 +53,7 @@ struct RequestLogMiddleware: RouterMiddleware {
         _ request: Request, context: GatewayRequestContext, next: (Request, GatewayRequestContext) async throws -> Response
     ) async throws -> Response {
         let requestID = "req_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        var line = RequestLog(requestID: requestID)
+        var line = RequestLog(requestID: requestID, arrived: recorder.clock.now())
         line.recorder = recorder
         let box = RequestLogBox(line)
         var context = context

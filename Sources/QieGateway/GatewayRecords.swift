@@ -48,10 +48,10 @@ struct RequestRecord: Sendable, Equatable {
     /// Thumbnails of its results still kept (read back; they last as result files do).
     var thumbnails: Int = 0
 
-    /// The record of `line` (its time measured already), ended at `ended` by the gateway's clock.
-    init(_ line: RequestLog, ended: Date) {
+    /// The record of `line` (its time measured already).
+    init(_ line: RequestLog) {
         id = line.requestID
-        time = ended.addingTimeInterval(-line.seconds)
+        time = line.arrived
         day = BudgetDay.key(time)
         key = line.key
         user = line.user
@@ -172,7 +172,7 @@ final class RequestRecorder: Sendable {
     /// is not kept for anyone to read.
     func record(_ line: RequestLog) {
         guard line.key != "-" else { return }
-        let record = RequestRecord(line, ended: clock.now())
+        let record = RequestRecord(line)
         let results = line.results
         let (store, lifetime, logger) = (store, thumbnailLifetime, logger)
         pending.withLock { pending in
