@@ -45,11 +45,13 @@ public enum ImagingRuntime {
 
     /// Runs blocking image work on a Dispatch thread, so async callers do not
     /// hold a cooperative-pool thread during a decode or encode, and frees the
-    /// thread's libvips buffers afterwards.
+    /// thread's libvips buffers afterwards. The work counts towards the
+    /// caller's `ImagingCount`, if it has one.
     public static func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
+        let count = ImagingCount.current
+        return try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                continuation.resume(with: Result { try work() })
+                continuation.resume(with: Result { try ImagingCount.with(count, work) })
                 endOfJobOnThisThread()
             }
         }
@@ -124,6 +126,7 @@ struct EncodedSource {
     /// error with the decoder's message. Decodes the whole input again, so it
     /// belongs on failure paths only.
     func decodeFailure() -> ImagingError? {
+        ImagingCount.current?.countDecode()
         let status = withExtendedLifetime(bytes) { qie_vips_decodes(bytes.base, bytes.count, failOn) }
         guard status != 0 else { return nil }
         let failure = VipsFailure.take()
