@@ -128,6 +128,7 @@ extension VipsImageHandle {
     /// Every pixel computed now and copied out, interleaved, rows top to
     /// bottom. Damage met in the input is reported as such, as `inMemory` does.
     func pixels(_ what: String) throws(ImagingError) -> Data {
+        sharingCores()
         var buffer: UnsafeMutableRawPointer? = nil
         var length = 0
         let status = withExtendedLifetime(self) { qie_vips_to_pixels(pointer, &buffer, &length) }

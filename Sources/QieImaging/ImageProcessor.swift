@@ -408,6 +408,7 @@ public enum ImageProcessor {
         }
         let keepICC = options.keepICCProfile
         image = try image.apply("removing metadata") { qie_vips_strip_metadata($0, $1, 0) }
+        image.sharingCores()
         let profile: String? = keepICC ? "srgb" : nil
         let quality = Int32(options.effectiveQuality)
         let progressive: Int32 = options.progressive ? 1 : 0
