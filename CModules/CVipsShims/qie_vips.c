@@ -350,6 +350,12 @@ int qie_vips_from_pixels(const uint8_t *pixels, size_t length, int width, int he
     return leave(*out != NULL ? 0 : -1, QIE_STAGE_TRANSFORM, "new_from_memory");
 }
 
+int qie_vips_to_pixels(VipsImage *in, void **buffer, size_t *length) {
+    enter();
+    *buffer = vips_image_write_to_memory(in, length);
+    return leave(*buffer != NULL ? 0 : -1, QIE_STAGE_TRANSFORM, "write_to_memory");
+}
+
 int qie_vips_getpoint(VipsImage *in, int x, int y, double *values, int capacity, int *count) {
     enter();
     double *vector = NULL;

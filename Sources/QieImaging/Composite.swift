@@ -96,7 +96,7 @@ extension ImageProcessor {
         }
     }
 
-    private static func noAlphaError() -> ImagingError {
+    static func noAlphaError() -> ImagingError {
         ImagingError(
             .invalidOption,
             "the mask has no alpha channel: transparent pixels mark where to edit; save it as a PNG with transparency")
@@ -104,7 +104,7 @@ extension ImageProcessor {
 
     /// `weight`/255 of `original` plus the rest of `edited`, per channel. With
     /// alpha in either image, both get alpha and are blended premultiplied.
-    private static func blend(_ original: VipsImageHandle, over edited: VipsImageHandle, weight: VipsImageHandle)
+    static func blend(_ original: VipsImageHandle, over edited: VipsImageHandle, weight: VipsImageHandle)
         throws(ImagingError) -> VipsImageHandle
     {
         let withAlpha = original.hasAlpha || edited.hasAlpha
@@ -129,7 +129,7 @@ extension ImageProcessor {
 }
 
 /// One of a composite's three inputs, with what its errors call it.
-private struct CompositeInput {
+struct CompositeInput {
     /// How errors name it: "the mask".
     let name: String
     /// The file it was read from, when it was.
@@ -182,6 +182,19 @@ private struct CompositeInput {
     func decoded(to size: PixelSize?, flattenOnto: Colour?) throws(ImagingError) -> VipsImageHandle {
         try attributing { () throws(ImagingError) -> VipsImageHandle in
             try rendered(to: size, flattenOnto: flattenOnto).inMemory(decoding)
+        }
+    }
+
+    /// The original as an edit was given it: fitted into `frame` (when
+    /// given), then scaled to `size` and flattened onto `flattenOnto` as
+    /// `decoded(to:flattenOnto:)` does, every pixel decoded into memory.
+    func framed(_ frame: ResizeOptions?, to size: PixelSize, flattenOnto: Colour?) throws(ImagingError) -> VipsImageHandle {
+        guard let frame else { return try decoded(to: size, flattenOnto: flattenOnto) }
+        return try attributing { () throws(ImagingError) -> VipsImageHandle in
+            var (image, _) = try ImageProcessor.render(bytes, info: info, resize: frame)
+            if let flattenOnto, image.hasAlpha { image = try ImageProcessor.flatten(image, onto: flattenOnto) }
+            image = try ImageProcessor.exactSize(try ImageProcessor.scaled(image, to: size), size)
+            return try image.inMemory(decoding)
         }
     }
 

@@ -92,6 +92,12 @@ public final class Image {
         return values.prefix(Int(count)).map { UInt8(clamping: Int($0.rounded())) }
     }
 
+    /// Every pixel, interleaved (`channels` bytes each), rows top to bottom:
+    /// what `init(pixels:size:channels:)` takes.
+    public func pixels() throws(ImagingError) -> [UInt8] {
+        [UInt8](try handle.pixels("reading the pixels"))
+    }
+
     /// Encodes the image.
     public func encoded(_ options: EncodeOptions) throws(ImagingError) -> Data {
         try options.checked()

@@ -14,7 +14,12 @@ public struct PreparedImage: Sendable {
     /// The input's header.
     public var source: ImageInfo
     /// The resize, crop and padding applied, in displayed (upright) pixels.
+    /// For an image fitted into a frame first, the resize of that frame:
+    /// undoing it gives the frame back.
     public var geometry: ResizeGeometry
+    /// How the input was fitted into the frame asked for before `geometry`
+    /// was applied; nil when no frame was asked.
+    public var framing: ResizeGeometry? = nil
 }
 
 /// One-shot processing: header check, shrink-on-load decode, normalisation,
@@ -50,11 +55,8 @@ public enum ImageProcessor {
         file path: String, limits: ImageLimits = .default, reusingUnchanged: Bool = false,
         choosing choose: (ImageInfo) throws(ImagingError) -> (ResizeOptions?, EncodeOptions)
     ) throws(ImagingError) -> PreparedImage {
-        do {
-            var source = try FileBytes(path: path, prefix: ImageProbe.headerWindow)
-            return try prepare(&source, limits: limits, reusingUnchanged: reusingUnchanged, choosing: choose)
-        } catch {
-            throw error.attributed(to: path)
+        try FileBytes.opening(path) { (source) throws(ImagingError) in
+            try prepare(&source, limits: limits, reusingUnchanged: reusingUnchanged, choosing: choose)
         }
     }
 
@@ -70,25 +72,60 @@ public enum ImageProcessor {
         _ source: inout FileBytes, limits: ImageLimits, reusingUnchanged: Bool = false,
         choosing choose: (ImageInfo) throws(ImagingError) -> (ResizeOptions?, EncodeOptions)
     ) throws(ImagingError) -> PreparedImage {
+        try prepare(&source, framedIn: nil, limits: limits, reusingUnchanged: reusingUnchanged) {
+            (info, _) throws(ImagingError) in try choose(info)
+        }
+    }
+
+    /// The one pass behind every prepare: the header read and checked, the
+    /// input decoded once, fitted into `frame` when given and then resized
+    /// as `choose` asks (from the header and the size of what it resizes:
+    /// the frame's, or the input's as displayed), encoded once.
+    static func prepare(
+        _ source: inout FileBytes, framedIn frame: ResizeOptions?, limits: ImageLimits, reusingUnchanged: Bool = false,
+        choosing choose: (ImageInfo, PixelSize) throws(ImagingError) -> (ResizeOptions?, EncodeOptions)
+    ) throws(ImagingError) -> PreparedImage {
         let info = try ImageProbe.probe(&source)
-        let (resize, encode) = try choose(info)
+        let display = info.displaySize
+        let framing = frame.map { ResizeGeometry.plan(source: display, target: $0.size, fit: $0.fit, position: $0.position) }
+        // A frame the input already fills changes nothing: it is left out.
+        let reframes = framing.map { !$0.isIdentity } ?? false
+        let (resize, encode) = try choose(info, framing?.output ?? display)
         try encode.checked()
+        // The frame is held in memory with its alpha, as a lossless image would keep it.
+        try frame?.checked(for: .png)
         try resize?.checked(for: encode.format)
         try limits.check(info)
         try source.readAll()
-        if reusingUnchanged, info.format == .jpeg, encode.format == .jpeg, resize.map({ $0.size == info.displaySize }) ?? true,
+        if reusingUnchanged, !reframes, info.format == .jpeg, encode.format == .jpeg,
+            resize.map({ $0.size == display }) ?? true,
             info.orientation <= 1, info.colourModel == "ycbcr", info.bitDepth == 8, !info.hasICCProfile, !encode.keepICCProfile,
             let kept = MetadataScrub.jpegWithoutMetadata(Data(source.bytes.buffer))
         {
-            let size = info.displaySize
-            let geometry = ResizeGeometry(fit: resize?.fit ?? .fill, source: size, resized: size, crop: nil, padding: .none, output: size)
-            return PreparedImage(data: kept, format: .jpeg, size: size, source: info, geometry: geometry)
+            let geometry = ResizeGeometry.identity(resize?.fit ?? .fill, display)
+            return PreparedImage(
+                data: kept, format: .jpeg, size: display, source: info, geometry: geometry, framing: framing)
         }
-        let (image, geometry) = try render(
-            source.bytes, info: info, resize: resize,
-            flattenOnto: encode.format.supportsAlpha ? nil : encode.flattenBackground)
+        let flattenOnto = encode.format.supportsAlpha ? nil : encode.flattenBackground
+        let image: VipsImageHandle
+        let geometry: ResizeGeometry
+        if let frame, let framing, reframes {
+            // The frame is computed as the input is decoded, and resized for
+            // the receiver on the way to the encoder: no pixels are encoded
+            // in between.
+            var (framed, _) = try render(source.bytes, info: info, resize: frame)
+            if let flattenOnto, framed.hasAlpha { framed = try flatten(framed, onto: flattenOnto) }
+            if let resize {
+                (image, geometry) = try reshaped(framed, resize: resize)
+            } else {
+                (image, geometry) = (framed, .identity(.fill, framing.output))
+            }
+        } else {
+            (image, geometry) = try render(source.bytes, info: info, resize: resize, flattenOnto: flattenOnto)
+        }
         let data = try encodeImage(image, options: encode)
-        return PreparedImage(data: data, format: encode.format, size: image.size, source: info, geometry: geometry)
+        return PreparedImage(
+            data: data, format: encode.format, size: image.size, source: info, geometry: geometry, framing: framing)
     }
 
     /// Decodes to an upright, 8-bit sRGB (or sRGB + alpha) image, resized and
@@ -106,7 +143,7 @@ public enum ImageProcessor {
         let display = info.displaySize
         var geometry =
             resize.map { ResizeGeometry.plan(source: display, target: $0.size, fit: $0.fit, position: $0.position) }
-            ?? ResizeGeometry(fit: .fill, source: display, resized: display, crop: nil, padding: .none, output: display)
+            ?? .identity(.fill, display)
 
         // Shrink-on-load straight to the scaled size, in stored orientation.
         let stored =
@@ -120,6 +157,28 @@ public enum ImageProcessor {
         image = try eightBitSRGB(image)
 
         guard let resize else { return (image, geometry) }
+        image = try croppedAndPadded(image, geometry: &geometry, resize: resize)
+        return (image, geometry)
+    }
+
+    /// An upright 8-bit sRGB image (decoded, or computed from one) resized
+    /// as `resize` asks, as `render` resizes what it decodes: scaled
+    /// (premultiplied when it has alpha), then cropped or padded.
+    static func reshaped(_ image: VipsImageHandle, resize: ResizeOptions) throws(ImagingError)
+        -> (VipsImageHandle, ResizeGeometry)
+    {
+        var geometry = ResizeGeometry.plan(source: image.size, target: resize.size, fit: resize.fit, position: resize.position)
+        var result = try exactSize(try scaled(image, to: geometry.resized), geometry.resized)
+        result = try croppedAndPadded(result, geometry: &geometry, resize: resize)
+        return (result, geometry)
+    }
+
+    /// `image`, at `geometry.resized`, cropped and padded as `geometry` says;
+    /// a content-aware crop is chosen here and written back into `geometry`.
+    private static func croppedAndPadded(_ image: VipsImageHandle, geometry: inout ResizeGeometry, resize: ResizeOptions)
+        throws(ImagingError) -> VipsImageHandle
+    {
+        var image = image
         if let crop = geometry.crop {
             if resize.position.isContentAware {
                 var left: Int32 = 0, top: Int32 = 0
@@ -139,7 +198,7 @@ public enum ImageProcessor {
         if !geometry.padding.isEmpty {
             image = try pad(image, geometry: geometry, fill: resize.fill)
         }
-        return (image, geometry)
+        return image
     }
 
     static func flatten(_ image: VipsImageHandle, onto colour: Colour) throws(ImagingError)
@@ -161,6 +220,7 @@ public enum ImageProcessor {
     ) throws(ImagingError) -> VipsImageHandle {
         let bytes = source.bytes, failOn = source.failOn
         let what = "decoding the \(info.format.displayName)"
+        ImagingCount.current?.countDecode()
         var loaded: VipsImageHandle
         switch info.format {
         case .jpeg:
@@ -195,16 +255,22 @@ public enum ImageProcessor {
         if let flattenOnto, loaded.hasAlpha, loaded.bands == 4 {
             loaded = try flatten(loaded, onto: flattenOnto)
         }
-        guard loaded.size != size else { return loaded }
-        let hscale = Double(size.width) / Double(loaded.width)
-        let vscale = Double(size.height) / Double(loaded.height)
-        if loaded.hasAlpha {
-            // Resize premultiplied so transparent pixels do not bleed their colour.
-            var premultiplied = try loaded.apply("premultiplying alpha") { qie_vips_premultiply($0, $1) }
+        return try scaled(loaded, to: size)
+    }
+
+    /// `image` scaled to about `size` (Lanczos down, bicubic up; libvips
+    /// may round a side: `exactSize` settles it), premultiplied when it has
+    /// alpha so transparent pixels do not bleed their colour.
+    static func scaled(_ image: VipsImageHandle, to size: PixelSize) throws(ImagingError) -> VipsImageHandle {
+        guard image.size != size else { return image }
+        let hscale = Double(size.width) / Double(image.width)
+        let vscale = Double(size.height) / Double(image.height)
+        if image.hasAlpha {
+            var premultiplied = try image.apply("premultiplying alpha") { qie_vips_premultiply($0, $1) }
             premultiplied = try premultiplied.apply("resizing") { qie_vips_resize($0, $1, hscale, vscale) }
             return try premultiplied.apply("unpremultiplying alpha") { qie_vips_unpremultiply($0, $1) }
         }
-        return try loaded.apply("resizing") { qie_vips_resize($0, $1, hscale, vscale) }
+        return try image.apply("resizing") { qie_vips_resize($0, $1, hscale, vscale) }
     }
 
     /// CMYK (with its profile, or libvips' fallback CMYK profile) and images
@@ -335,12 +401,14 @@ public enum ImageProcessor {
     /// fails here too: it is reported as corrupt (stage `.load`) when the input
     /// does not decode on its own, and as an encoder failure otherwise.
     static func encodeImage(_ image: VipsImageHandle, options: EncodeOptions) throws(ImagingError) -> Data {
+        ImagingCount.current?.countEncode()
         var image = image
         if !options.format.supportsAlpha && image.hasAlpha {
             image = try flatten(image, onto: options.flattenBackground)
         }
         let keepICC = options.keepICCProfile
         image = try image.apply("removing metadata") { qie_vips_strip_metadata($0, $1, 0) }
+        image.sharingCores()
         let profile: String? = keepICC ? "srgb" : nil
         let quality = Int32(options.effectiveQuality)
         let progressive: Int32 = options.progressive ? 1 : 0

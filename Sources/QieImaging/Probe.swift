@@ -210,6 +210,17 @@ struct FileBytes {
         bytes = try FileBytes.read(descriptor, count: wanted)
     }
 
+    /// `body` run on the file at `path`, opened with its header window read;
+    /// errors, the file's own and `body`'s, name the file.
+    static func opening<T>(_ path: String, _ body: (inout FileBytes) throws(ImagingError) -> T) throws(ImagingError) -> T {
+        do {
+            var source = try FileBytes(path: path, prefix: ImageProbe.headerWindow)
+            return try body(&source)
+        } catch {
+            throw error.attributed(to: path)
+        }
+    }
+
     mutating func readAll() throws(ImagingError) {
         guard !isComplete, let path else { return }
         self = try FileBytes(path: path, prefix: nil)

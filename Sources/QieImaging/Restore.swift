@@ -24,7 +24,20 @@ extension ImageProcessor {
     ) throws(ImagingError) -> PreparedImage {
         try encode.checked()
         let (bytes, info) = try checkedBytes(data, limits: limits)
-        var (image, _) = try render(bytes, info: info, resize: nil)
+        let (image, _) = try render(bytes, info: info, resize: nil)
+        let (restored, resize) = try restored(image, geometry: geometry, mode: mode)
+        let encoded = try encodeImage(restored, options: encode)
+        return PreparedImage(data: encoded, format: encode.format, size: restored.size, source: info, geometry: resize)
+    }
+
+    /// `image`, an edited result decoded, with `geometry` undone as
+    /// `restore(data:geometry:mode:encode:limits:)` undoes it; and that
+    /// restore's own geometry: the final resize, from the content cropped
+    /// out of the result.
+    static func restored(_ image: VipsImageHandle, geometry: ResizeGeometry, mode: RestoreMode) throws(ImagingError)
+        -> (VipsImageHandle, ResizeGeometry)
+    {
+        var image = image
         let resultSize = image.size
         let content = geometry.contentRect(inResultOf: resultSize)
         if content.size != resultSize || content.x != 0 || content.y != 0 {
@@ -50,11 +63,9 @@ extension ImageProcessor {
             image = try image.apply("resizing back") { qie_vips_resize($0, $1, hscale, vscale) }
             image = try exactSize(image, target)
         }
-        let encoded = try encodeImage(image, options: encode)
-        // The geometry returned is the final resize, from the content cropped out of the result.
         let resize = ResizeGeometry(
             fit: .fill, source: content.size, resized: target, crop: nil, padding: .none, output: target)
-        return PreparedImage(data: encoded, format: encode.format, size: target, source: info, geometry: resize)
+        return (image, resize)
     }
 }
 

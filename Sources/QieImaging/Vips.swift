@@ -7,17 +7,29 @@ internal import CVipsShims
 public enum ImagingRuntime {
     /// libvips starts with one worker thread per image pipeline: qie runs one
     /// image per core, which measures faster than sharing cores inside each
-    /// pipeline. `setThreadsPerImage` changes it. Holds why libvips did not
-    /// start (nil when it did), taken on the thread that ran the start-up.
+    /// pipeline. Work handed to `offload(_:)` shares out the cores no other
+    /// offloaded image is using (an image alone has them all); `setThreadsPerImage`
+    /// fixes the count instead. Holds why libvips did not start (nil when
+    /// it did), taken on the thread that ran the start-up.
     private static let startFailure: VipsFailure? = qie_vips_start("qie", 1) == 0 ? nil : VipsFailure.take()
     /// Set once libvips is running: per-thread clean-up must not touch it before.
     private static let running = Atomic<Bool>(false)
+    /// The count `setThreadsPerImage` fixed; 0: offloaded work shares out the cores.
+    private static let fixedThreads = Atomic<Int>(0)
+    /// Jobs running in `offload(_:)` now.
+    private static let offloaded = Atomic<Int>(0)
+    private static let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
-    /// Worker threads libvips gives each image pipeline.
+    /// Worker threads libvips gives each image pipeline, offloaded work included.
     public static func setThreadsPerImage(_ count: Int) throws(ImagingError) {
         try start()
+        fixedThreads.store(max(1, count), ordering: .relaxed)
         vips_concurrency_set(Int32(max(1, count)))
     }
+
+    /// Worker threads for the pipelines of the work running here, when it
+    /// was offloaded: its share of the cores. Nil: libvips' own count.
+    @TaskLocal static var threadsHere: Int?
 
     /// Starts libvips (once). Throws when libvips cannot start.
     static func start() throws(ImagingError) {
@@ -45,11 +57,21 @@ public enum ImagingRuntime {
 
     /// Runs blocking image work on a Dispatch thread, so async callers do not
     /// hold a cooperative-pool thread during a decode or encode, and frees the
-    /// thread's libvips buffers afterwards.
+    /// thread's libvips buffers afterwards. The work counts towards the
+    /// caller's `ImagingCount`, if it has one.
     public static func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
+        let count = ImagingCount.current
+        return try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                continuation.resume(with: Result { try work() })
+                // The cores shared out among the jobs running when this one
+                // starts: alone, its pipelines run on every core; among as
+                // many jobs as cores, on one each, as before.
+                let jobs = offloaded.add(1, ordering: .relaxed).newValue
+                let fixed = fixedThreads.load(ordering: .relaxed)
+                let threads = fixed > 0 ? nil : max(1, cores / jobs)
+                let result = Result { try ImagingCount.with(count) { try $threadsHere.withValue(threads, operation: work) } }
+                offloaded.subtract(1, ordering: .relaxed)
+                continuation.resume(with: result)
                 endOfJobOnThisThread()
             }
         }
@@ -124,6 +146,7 @@ struct EncodedSource {
     /// error with the decoder's message. Decodes the whole input again, so it
     /// belongs on failure paths only.
     func decodeFailure() -> ImagingError? {
+        ImagingCount.current?.countDecode()
         let status = withExtendedLifetime(bytes) { qie_vips_decodes(bytes.base, bytes.count, failOn) }
         guard status != 0 else { return nil }
         let failure = VipsFailure.take()
@@ -187,6 +210,15 @@ final class VipsImageHandle {
         }
     }
 
+    /// Asks libvips to compute this image's pixels on the work's share of
+    /// the cores (`ImagingRuntime.threadsHere`), when it has one. Called on
+    /// an image about to be computed (saved, copied to memory), which no
+    /// other pipeline shares.
+    func sharingCores() {
+        guard let threads = ImagingRuntime.threadsHere else { return }
+        vips_image_set_int(pointer, "concurrency", Int32(threads))
+    }
+
     /// Runs one `qie_vips_*` call producing an image; failure becomes an
     /// `ImagingError` typed by the stage the shim recorded (a failing loader
     /// means a corrupt input), with libvips' message.
@@ -224,7 +256,8 @@ final class VipsImageHandle {
     /// Computes every pixel now and holds them in memory. This is where a lazy
     /// decode meets damage in the input, which is then reported as such.
     func inMemory(_ what: String) throws(ImagingError) -> VipsImageHandle {
-        try withExtendedLifetime(self) { () throws(ImagingError) -> VipsImageHandle in
+        sharingCores()
+        return try withExtendedLifetime(self) { () throws(ImagingError) -> VipsImageHandle in
             try VipsImageHandle.make(keeping: source, { qie_vips_copy_memory(pointer, $0) }) {
                 $0.error(what, computingPixelsOf: source)
             }

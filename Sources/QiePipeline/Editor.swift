@@ -801,33 +801,20 @@ public final class Editor: Sendable {
     }
 
     /// One result converted and restored as the options ask, and composited
-    /// through the mask when there is one.
+    /// through the mask when there is one: decoded once, encoded once.
     private func finish(_ data: Data, input: EditInput, prepared: Prepared, options: EditOptions) async throws -> EditedImage {
         let geometry = prepared.geometry
         var delivered = options
         if input.size != nil { delivered.restore = .exact }  // back to the frame: exactly the size asked
         let finishOptions = delivered
-        var image = try await imagingWork { try Self.finish(data, geometry: geometry, options: finishOptions) }
-        guard let mask = prepared.mask else { return image }
         // Composited here: the edit where the mask is clear, the input where it is opaque.
-        let finished = image
-        let original = prepared.original
-        image = try await imagingWork { () throws(EditError) -> EditedImage in
-            let encode = EncodeOptions(format: finished.format, quality: options.quality)
-            do throws(ImagingError) {
-                let composed: PreparedImage
-                switch original {
-                case .data(let bytes):
-                    composed = try ImageProcessor.composite(edited: finished.data, original: bytes, mask: mask, encode: encode)
-                case .file(let path):
-                    composed = try ImageProcessor.composite(edited: finished.data, originalFile: path, mask: mask, encode: encode)
-                }
-                return EditedImage(data: composed.data, format: composed.format, size: composed.size)
-            } catch {
-                throw .result(error)
+        let layers: CompositeLayers? = prepared.mask.map { mask in
+            switch prepared.original {
+            case .data(let bytes): CompositeLayers(original: bytes, framedIn: prepared.frame, mask: mask)
+            case .file(let path): CompositeLayers(originalFile: path, framedIn: prepared.frame, mask: mask)
             }
         }
-        return image
+        return try await imagingWork { try Self.finish(data, geometry: geometry, layers: layers, options: finishOptions) }
     }
 
     /// How the I/O steps of a request are carried out: send, poll, fetch.
@@ -964,92 +951,90 @@ public final class Editor: Sendable {
     /// the payload images (input first, then references).
     struct Prepared: Sendable {
         var plan: SizePlan
+        /// How the frame (the input, or its frame at the size asked) was
+        /// resized for the endpoint: undone on each result.
         var geometry: ResizeGeometry
+        /// The input's own header.
         var source: ImageInfo
         var payload: [PayloadImage]
-        /// The image the results stand for: the input, or its frame at the size asked.
+        /// The input, which the results are composited over.
         var original: ImageSource
-        /// The mask's bytes, checked.
-        var mask: Data?
+        /// The frame the input was fitted into (the size asked); nil: none.
+        var frame: ResizeOptions?
+        /// The mask, checked, decoded and fitted as the input was.
+        var mask: MaskWeights?
     }
 
     private func prepare(_ input: EditInput, context: Context) async throws -> Prepared {
         let options = context.options
-        var image = input.image
-        var inputHeader: ImageInfo? = nil  // the input's own header, when it was framed
-        if let size = input.size, case let original = input.image {
-            // The frame the results are delivered at: the input fitted into
-            // it, kept lossless until it is prepared for the endpoint.
-            let framed = try await imagingWork(urgent: true) { () throws(EditError) -> PreparedImage in
-                do throws(ImagingError) {
-                    return try Self.frame(original, into: size, fill: options.background, options: options)
-                } catch {
-                    throw .input(error)
-                }
-            }
-            image = .data(framed.data)
-            inputHeader = framed.source
+        // The frame the results are delivered at: the input is fitted into
+        // it and resized for the endpoint in one pass (decoded once, encoded
+        // once).
+        let frame = input.size.map {
+            ResizeOptions(size: $0, fit: options.fit, position: options.position, fill: options.background)
         }
-        let source = image
-        let (main, plan) = try await imagingWork(urgent: true) { try Self.prepare(source, context: context, plan: true) }
+        let source = input.image
+        let (main, plan) = try await imagingWork(urgent: true) {
+            try Self.prepare(source, framedIn: frame, context: context, plan: true)
+        }
         var payload: [PayloadImage] = [
             .bytes(main.data, format: main.format, filename: "input.\(main.format.fileExtension)")
         ]
         for reference in input.references {
-            let (prepared, _) = try await imagingWork(urgent: true) { try Self.prepare(reference, context: context, plan: false) }
+            let (prepared, _) = try await imagingWork(urgent: true) {
+                try Self.prepare(reference, framedIn: nil, context: context, plan: false)
+            }
             payload.append(
                 .bytes(prepared.data, format: prepared.format, filename: "reference.\(prepared.format.fileExtension)"))
         }
         guard let plan else { throw EditError.request(ProvidersError(.invalidOption, "no size plan for the input")) }
-        var mask: Data? = nil
-        if let source = input.mask {
-            // Made for the input: checked against its header (already read),
-            // then, with a size, fitted into the frame exactly as the input
-            // was, its padding transparent (outside the input there is
-            // nothing to keep).
-            let original = inputHeader ?? main.source
-            let size = input.size
-            mask = try await imagingWork(urgent: true) { () throws(EditError) -> Data in
-                let checked = try Self.checkedMask(source, original: original, limits: options.limits)
-                guard let size else { return checked }
+        var mask: MaskWeights? = nil
+        if let maskSource = input.mask {
+            // Made for the input: checked against its header (already read)
+            // before it is decoded, then fitted as the input was, with a size
+            // into the frame, its padding transparent (outside the input
+            // there is nothing to keep); only its alpha is kept.
+            let original = main.source
+            mask = try await imagingWork(urgent: true) { () throws(EditError) -> MaskWeights in
                 do throws(ImagingError) {
-                    return try Self.frame(.data(checked), into: size, fill: .colour(.transparent), options: options).data
+                    switch maskSource {
+                    case .data(let data):
+                        return try ImageProcessor.maskWeights(
+                            data: data, for: original, framedIn: frame, limits: options.limits)
+                    case .file(let path):
+                        return try ImageProcessor.maskWeights(
+                            file: path, for: original, framedIn: frame, limits: options.limits)
+                    }
                 } catch {
                     throw .mask(error)
                 }
             }
         }
         return Prepared(
-            plan: plan, geometry: main.geometry, source: main.source, payload: payload, original: image, mask: mask)
+            plan: plan, geometry: main.geometry, source: main.source, payload: payload, original: input.image, frame: frame,
+            mask: mask)
     }
 
-    /// `source` fitted into `size` as the options fit and place it, `fill`
-    /// in its padding, kept lossless (PNG).
-    private static func frame(_ source: ImageSource, into size: PixelSize, fill: PaddingFill, options: EditOptions)
-        throws(ImagingError) -> PreparedImage
+    /// Prepares an input (fitted into `frame` when given, then planned for
+    /// the endpoint) or a reference (only normalised), in a format the
+    /// endpoint decodes: the input's own where the endpoint takes it, else
+    /// PNG, and PNG where the frame's padding is transparent and that format
+    /// has no alpha.
+    private static func prepare(_ source: ImageSource, framedIn frame: ResizeOptions?, context: Context, plan: Bool) throws
+        -> (PreparedImage, SizePlan?)
     {
-        let resize = ResizeOptions(size: size, fit: options.fit, position: options.position, fill: fill)
-        let encode = EncodeOptions(format: .png, compression: 1)
-        switch source {
-        case .file(let path): return try ImageProcessor.prepare(file: path, resize: resize, encode: encode, limits: options.limits)
-        case .data(let data): return try ImageProcessor.prepare(data: data, resize: resize, encode: encode, limits: options.limits)
-        }
-    }
-
-    /// Prepares an input (planned for the endpoint) or a reference (only
-    /// normalised), in a format the endpoint decodes.
-    private static func prepare(_ source: ImageSource, context: Context, plan: Bool) throws -> (PreparedImage, SizePlan?) {
         let options = context.options
         let profile = context.profile
         var planned: SizePlan? = nil
         var refusal: ProvidersError? = nil
-        let choose: (ImageInfo) throws(ImagingError) -> (ResizeOptions?, EncodeOptions) = { info throws(ImagingError) in
+        let choose: (ImageInfo, PixelSize) throws(ImagingError) -> (ResizeOptions?, EncodeOptions) = { info, size throws(ImagingError) in
             let accepts = profile.images.accepts
-            let format = accepts.contains(info.format.defaultOutput) ? info.format.defaultOutput : .png
+            var format = accepts.contains(info.format.defaultOutput) ? info.format.defaultOutput : .png
+            if case .colour(let fill)? = frame?.fill, !fill.isOpaque, !format.supportsAlpha { format = .png }
             let encode = EncodeOptions(format: format, quality: format == .png ? nil : 95)
             guard plan else { return (nil, encode) }
             do throws(ProvidersError) {
-                let sized = try options.plan(info.displaySize, on: profile)
+                let sized = try options.plan(size, on: profile)
                 planned = sized
                 return (
                     ResizeOptions(size: sized.target, fit: sized.fit, position: options.position, fill: options.background),
@@ -1066,9 +1051,11 @@ public final class Editor: Sendable {
             // The endpoint needs an image it accepts, not a quality: a JPEG
             // already at the planned size goes as it is, metadata removed.
             case .file(let path):
-                prepared = try ImageProcessor.prepare(file: path, limits: options.limits, reusingUnchanged: true, choosing: choose)
+                prepared = try ImageProcessor.prepare(
+                    file: path, framedIn: frame, limits: options.limits, reusingUnchanged: true, choosing: choose)
             case .data(let data):
-                prepared = try ImageProcessor.prepare(data: data, limits: options.limits, reusingUnchanged: true, choosing: choose)
+                prepared = try ImageProcessor.prepare(
+                    data: data, framedIn: frame, limits: options.limits, reusingUnchanged: true, choosing: choose)
             }
             return (prepared, planned)
         } catch {
@@ -1077,39 +1064,27 @@ public final class Editor: Sendable {
         }
     }
 
-    /// The mask's bytes, once it is known to be usable with `original`.
-    private static func checkedMask(_ mask: ImageSource, original: ImageInfo, limits: ImageLimits) throws(EditError) -> Data {
-        do throws(ImagingError) {
-            let data: Data
-            switch mask {
-            case .data(let bytes): data = bytes
-            case .file(let path):
-                guard let bytes = FileManager.default.contents(atPath: path) else {
-                    throw ImagingError(.unreadable, "cannot be read", file: path)
-                }
-                data = bytes
-            }
-            let maskInfo = try ImageProbe.probe(data: data)
-            try limits.check(maskInfo)
-            try ImageProcessor.checkMask(maskInfo, for: original)
-            return data
-        } catch {
-            throw .mask(error)
-        }
-    }
-
     /// Converts and/or restores a result to what the options ask for. Every
     /// result is checked against `limits` from its header and decoded in
     /// full before anything is written; by default it is encoded again from
     /// its pixels (no metadata of the endpoint's survives). With
     /// `keepResultBytes`, a result needing no change keeps its own bytes
-    /// once it has decoded cleanly.
-    private static func finish(_ result: Data, geometry: ResizeGeometry, options: EditOptions) throws -> EditedImage {
+    /// once it has decoded cleanly. With `layers`, the result is restored
+    /// and composited through the mask over its original in the same pass.
+    private static func finish(_ result: Data, geometry: ResizeGeometry, layers: CompositeLayers?, options: EditOptions) throws
+        -> EditedImage
+    {
         do {
             let info = try ImageProbe.probe(data: result)
             try options.limits.check(info)
             let wanted = options.format ?? OutputFormat(name: info.format.rawValue) ?? .png
             let encode = EncodeOptions(format: wanted, quality: options.quality)
+            if let layers {
+                let finished = try ImageProcessor.finish(
+                    result: result, restoring: options.restore.map { _ in geometry }, mode: options.restore ?? .exact,
+                    compositing: layers, encode: encode, limits: options.limits)
+                return EditedImage(data: finished.data, format: wanted, size: finished.size)
+            }
             let size = info.displaySize
             var unchanged = wanted.rawValue == info.format.rawValue && options.quality == nil && info.orientation == 1
             if let mode = options.restore {

@@ -120,6 +120,10 @@ int qie_vips_blend(VipsImage *weight, VipsImage *in1, VipsImage *in2, VipsImage 
 int qie_vips_from_pixels(const uint8_t *pixels, size_t length, int width, int height, int bands,
                          VipsImage **out);
 int qie_vips_getpoint(VipsImage *in, int x, int y, double *values, int capacity, int *count);
+/* Every pixel of `in`, computed and interleaved into a new buffer (rows top to
+ * bottom) that the caller frees with g_free(): the inverse of
+ * qie_vips_from_pixels for an 8-bit image. */
+int qie_vips_to_pixels(VipsImage *in, void **buffer, size_t *length);
 
 /* Removes every metadata item except the ICC profile (when keep_icc is set), so
  * savers write no EXIF, XMP, IPTC or comments. */
