@@ -89,6 +89,11 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var price: PriceOptions
 
+    @Flag(
+        name: .customLong("litellm-config"),
+        help: "Print a LiteLLM proxy model_list (YAML) for the gateway these options start, and exit: one model per model it offers, at its address (--public-url, else --host and --port).")
+    var liteLLMConfig = false
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         var configuration = GatewayConfiguration.fromEnvironment(environment, state: state)
@@ -123,6 +128,10 @@ struct Serve: AsyncParsableCommand {
         configuration.options.rounding = try price.megapixelRounding()
         do {
             try configuration.validate()
+            if liteLLMConfig {
+                TextStream.standardOutput.write(try LiteLLMConfig(configuration).yaml)
+                return
+            }
         } catch {
             throw ValidationError("\(error)")
         }
