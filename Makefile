@@ -42,6 +42,7 @@ samples: deps
 test: deps example
 	@scripts/ensure-deps.sh chromium python3 postgresql
 	@scripts/ensure-openai-sdk.sh
+	@scripts/ensure-litellm.sh
 	$(BUILD) --build-tests
 	$(SWIFT) test --skip-build --skip QieCLITests
 	$(SWIFT) test --skip-build --filter QieCLITests

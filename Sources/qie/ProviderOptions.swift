@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import QieGateway
 import QieImaging
 import QiePipeline
 import QieProviders
@@ -140,7 +141,21 @@ struct Providers: ParsableCommand {
     @Flag(help: "A JSON array: one object per endpoint.")
     var json = false
 
+    @Flag(
+        name: .customLong("litellm-config"),
+        help: "Print a LiteLLM proxy model_list (YAML) for qie serve at its defaults (every endpoint, 127.0.0.1:8080); qie serve --litellm-config takes serve's options.")
+    var liteLLMConfig = false
+
     func run() throws {
+        if liteLLMConfig {
+            let configuration = GatewayConfiguration.fromEnvironment(ProcessInfo.processInfo.environment)
+            do {
+                TextStream.standardOutput.write(try LiteLLMConfig(configuration).yaml)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            return
+        }
         let summaries = ProviderSummary.all
         if json {
             TextStream.standardOutput.write(try JSONText.document(summaries))

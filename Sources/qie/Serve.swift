@@ -102,6 +102,11 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var price: PriceOptions
 
+    @Flag(
+        name: .customLong("litellm-config"),
+        help: "Print a LiteLLM proxy model_list (YAML) for the gateway these options start, and exit: one model per model it offers, at its address (--public-url, else --host and --port).")
+    var liteLLMConfig = false
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         var configuration = GatewayConfiguration.fromEnvironment(environment, state: state)
@@ -145,6 +150,10 @@ struct Serve: AsyncParsableCommand {
         configuration.options.rounding = try price.megapixelRounding()
         do {
             try configuration.validate()
+            if liteLLMConfig {
+                TextStream.standardOutput.write(try LiteLLMConfig(configuration).yaml)
+                return
+            }
         } catch {
             throw ValidationError("\(error)")
         }

@@ -41,20 +41,13 @@ struct GatewaySDKTests {
         }
         let gateway = try GatewayProcess(serving: ["--state", work + "/state"], environment: environment)
 
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: python)
-        check.arguments = [Self.root + "/Tests/QieCLITests/OpenAISDK/check_gateway.py"]
-        check.environment = [
-            "QIE_GATEWAY_URL": gateway.address, "QIE_GATEWAY_KEY": "sdk-gateway-key", "QIE_ENDPOINT_KEY": "cli-key",
-            "QIE_IMAGES": work + "/images", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
-        ]
-        let pipe = Pipe()
-        check.standardOutput = pipe
-        check.standardError = pipe
-        try check.run()
-        let printed = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        check.waitUntilExit()
-        #expect(check.terminationStatus == 0, "\(printed)\n--- qie serve:\n\(gateway.output)")
+        let (status, printed) = try runToEnd(
+            python, [Self.root + "/Tests/QieCLITests/OpenAISDK/check_gateway.py"],
+            environment: [
+                "QIE_GATEWAY_URL": gateway.address, "QIE_GATEWAY_KEY": "sdk-gateway-key", "QIE_ENDPOINT_KEY": "cli-key",
+                "QIE_IMAGES": work + "/images", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+            ])
+        #expect(status == 0, "\(printed)\n--- qie serve:\n\(gateway.output)")
         let names = [
             "one image", "list of one", "three images", "n=3", "url", "webp converted", "size 1024x1536", "errors", "idempotency",
             "stream", "mask", "models",

@@ -78,22 +78,15 @@ struct ProviderCLITests {
         let root = try folder()
         defer { try? FileManager.default.removeItem(atPath: root) }
         try writeImage(600, 300, to: root + "/wide.jpg")
-        let process = Process()
-        process.executableURL = QieBinary.url
-        process.arguments = [
-            "prepare", root + "/wide.jpg", "--provider", "lumenfall", "--out", root + "/out", "--emit-requests",
-            "--prompt", "Add snow", "--result-format", "avif",
-        ]
         var environment = ProcessInfo.processInfo.environment
         environment["LUMENFALL_API_KEY"] = "lf-SECRET-123"
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+        let (status, output) = try runToEnd(
+            QieBinary.url.path,
+            [
+                "prepare", root + "/wide.jpg", "--provider", "lumenfall", "--out", root + "/out", "--emit-requests",
+                "--prompt", "Add snow", "--result-format", "avif",
+            ], environment: environment)
+        #expect(status == 0, "\(output)")
         #expect(!output.contains("SECRET"))
         let info = try ImageProbe.probe(file: root + "/out/wide.jpg")
         #expect(info.width == 1365 && info.height == 768)

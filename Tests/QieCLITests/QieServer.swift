@@ -5,15 +5,9 @@ import Foundation
 /// across threads: what it printed is behind a lock, and its process and
 /// address do not change once it started.
 class QieServer: @unchecked Sendable {
-    /// What the server printed, filled by reader threads.
-    private final class Log: @unchecked Sendable {
-        let lock = NSLock()
-        var text = ""
-    }
-
     let process = Process()
     let address: String
-    private let log = Log()
+    private let log = OutputLog()
 
     init(_ arguments: [String], environment extra: [String: String]) throws {
         process.executableURL = QieBinary.url
@@ -31,23 +25,15 @@ class QieServer: @unchecked Sendable {
             throw ServerStartError(description: "qie \(arguments.first ?? "") printed no address: \(banner) \(errors)")
         }
         address = String(found)
-        log.text = banner
-        for handle in [out.fileHandleForReading, err.fileHandleForReading] {
-            Thread.detachNewThread { [log] in
-                while true {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { return }
-                    log.lock.withLock { log.text += String(decoding: chunk, as: UTF8.self) }
-                }
-            }
-        }
+        log.append(banner)
+        log.read([out.fileHandleForReading, err.fileHandleForReading])
     }
 
     /// Everything the server printed so far.
-    var output: String { log.lock.withLock { log.text } }
+    var output: String { log.text }
 
     /// How many times `text` occurs in what the server printed.
-    func count(of text: String) -> Int { log.lock.withLock { log.text.components(separatedBy: text).count - 1 } }
+    func count(of text: String) -> Int { log.count(of: text) }
 
     /// Waits until what the server printed holds `text` `count` times (an
     /// event); `seconds` only guards against a server that never prints it.
@@ -74,6 +60,56 @@ class QieServer: @unchecked Sendable {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
     }
+}
+
+/// What a process prints, read as it comes by a thread per output, and
+/// whether it has closed them all (it ended).
+final class OutputLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var printed = ""
+    private var open = 0
+
+    /// Reads each of `handles` to its end on a thread of its own.
+    func read(_ handles: [FileHandle]) {
+        lock.withLock { open += handles.count }
+        for handle in handles {
+            Thread.detachNewThread { [self] in
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    append(String(decoding: chunk, as: UTF8.self))
+                }
+                lock.withLock { open -= 1 }
+            }
+        }
+    }
+
+    func append(_ text: String) { lock.withLock { printed += text } }
+
+    /// Everything read so far.
+    var text: String { lock.withLock { printed } }
+
+    /// How many times `text` occurs in what was read.
+    func count(of text: String) -> Int { lock.withLock { printed.components(separatedBy: text).count - 1 } }
+
+    /// Whether every output read has reached its end.
+    var ended: Bool { lock.withLock { open == 0 } }
+}
+
+/// Runs `executable` to its end with exactly `environment`; what it prints
+/// on its outputs, together.
+func runToEnd(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = environment
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
 }
 
 struct ServerStartError: Error, CustomStringConvertible {
