@@ -140,7 +140,7 @@ public struct ResultChecks: Sendable, Equatable {
     func tooLarge(_ what: String, size: String, endpoint: String) -> ClientError {
         ClientError(
             kind: .badResponse, message: "\(endpoint): \(what) is over the \(maxBytes)-byte limit (\(size)); it was not kept",
-            endpoint: endpoint, hint: "raise \(setting: .maxResultBytes) only if you expect results this large")
+            endpoint: endpoint, hint: "raise \(setting: .maxResultBytes) only if you expect \(noun)s this large")
     }
 
     /// Whether results from an endpoint at `baseURL` may come from private

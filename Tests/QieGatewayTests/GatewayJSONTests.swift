@@ -111,6 +111,19 @@ extension GatewayTests {
                 }
                 #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 1)
             }
+            // An image over the size cap results have is refused by its length, naming the image and the cap.
+            try await withGateway(configure: {
+                $0.options.allowPrivateInputs = true
+                $0.options.maxResultBytes = 1024
+            }) { emulator, client in
+                let tooLarge = try await editJSON(client, ["prompt": "x", "images": [["image_url": base + "/files/photo.jpg"]]])
+                #expect(tooLarge.status == .badRequest, "\(String(buffer: tooLarge.body))")
+                let error = errorObject(tooLarge)
+                let message = error["message"] as? String ?? ""
+                #expect(error["param"] as? String == "images[0].image_url", "\(error)")
+                #expect(message.contains("over the 1024-byte limit (\(input.count) bytes"), "\(message)")
+                #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 0)
+            }
         }
     }
 
