@@ -1,5 +1,6 @@
 #include "qie_vips.h"
 
+#include <math.h>
 #include <string.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -223,6 +224,182 @@ int qie_vips_cast_uchar(VipsImage *in, VipsImage **out) {
 int qie_vips_resize(VipsImage *in, VipsImage **out, double hscale, double vscale) {
     enter();
     return leave(vips_resize(in, out, hscale, "vscale", vscale, NULL), QIE_STAGE_TRANSFORM, "resize");
+}
+
+/* Enlarging, separably. libvips 8.14 enlarges through vips_affine, which
+ * evaluates its interpolator pixel by pixel: about 90 ms of CPU to take a
+ * 1024x768 photo to 1280x960 with bicubic, 45 ms even with nearest, where
+ * shrinking the same photo with Lanczos 3 takes 24 ms. The same Catmull-Rom
+ * cubic as libvips' bicubic interpolator, applied as two one-dimensional
+ * passes in 14-bit fixed point, takes a fraction of that. Sample centres are
+ * aligned (x_in = (x_out + 0.5) / scale - 0.5) and edges extend by copying,
+ * as vips_resize does. */
+
+enum { TAP_BITS = 14, TAP_ONE = 1 << TAP_BITS };
+
+typedef struct {
+    int index[4];  /* source indices, clamped to the image */
+    int weight[4]; /* TAP_BITS fixed point, summing to TAP_ONE */
+} qie_taps;
+
+static qie_taps *cubic_taps(int in_size, int out_size) {
+    qie_taps *taps = g_new(qie_taps, out_size);
+    double scale = (double) in_size / out_size;
+    for (int o = 0; o < out_size; o++) {
+        double x = (o + 0.5) * scale - 0.5;
+        double base = floor(x);
+        double t = x - base;
+        double w[4] = {
+            ((-t + 2) * t - 1) * t / 2,
+            ((3 * t - 5) * t * t + 2) / 2,
+            ((-3 * t + 4) * t + 1) * t / 2,
+            (t - 1) * t * t / 2,
+        };
+        int sum = 0;
+        for (int k = 0; k < 4; k++) {
+            int i = (int) base - 1 + k;
+            taps[o].index[k] = i < 0 ? 0 : i >= in_size ? in_size - 1 : i;
+            taps[o].weight[k] = (int) lround(w[k] * TAP_ONE);
+            sum += taps[o].weight[k];
+        }
+        taps[o].weight[1] += TAP_ONE - sum;
+    }
+    return taps;
+}
+
+static inline VipsPel clamp_pel(int sum) {
+    int v = (sum + TAP_ONE / 2) >> TAP_BITS;
+    return (VipsPel) (v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+typedef struct {
+    const VipsPel *in;
+    VipsPel *middle;
+    VipsPel *out;
+    int in_width, in_height, out_width, out_height, bands;
+    const qie_taps *across;
+    const qie_taps *down;
+    int first, last; /* rows this worker computes, of the pass */
+    int vertical;
+} enlarge_work;
+
+/* One row across: `bands` is a constant where this is inlined, so each
+ * width gets its own unrolled loop. */
+static inline void enlarge_across(const VipsPel *row, VipsPel *target, const qie_taps *taps, int width, const int bands) {
+    for (int x = 0; x < width; x++, target += bands) {
+        const qie_taps *tap = &taps[x];
+        const VipsPel *p0 = row + tap->index[0] * bands, *p1 = row + tap->index[1] * bands;
+        const VipsPel *p2 = row + tap->index[2] * bands, *p3 = row + tap->index[3] * bands;
+        const int w0 = tap->weight[0], w1 = tap->weight[1], w2 = tap->weight[2], w3 = tap->weight[3];
+        for (int b = 0; b < bands; b++) target[b] = clamp_pel(w0 * p0[b] + w1 * p1[b] + w2 * p2[b] + w3 * p3[b]);
+    }
+}
+
+/* Where the compiler and the machine allow it, an AVX2 build of the passes
+ * beside the baseline one, chosen when the library loads. */
+#if defined(__x86_64__) && defined(__clang__) && defined(__linux__)
+#define QIE_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define QIE_CLONES
+#endif
+
+QIE_CLONES static void enlarge_rows_across(const enlarge_work *work) {
+    for (int y = work->first; y < work->last; y++) {
+        const VipsPel *row = work->in + (size_t) y * work->in_width * work->bands;
+        VipsPel *target = work->middle + (size_t) y * work->out_width * work->bands;
+        switch (work->bands) {
+        case 1: enlarge_across(row, target, work->across, work->out_width, 1); break;
+        case 2: enlarge_across(row, target, work->across, work->out_width, 2); break;
+        case 3: enlarge_across(row, target, work->across, work->out_width, 3); break;
+        default: enlarge_across(row, target, work->across, work->out_width, 4); break;
+        }
+    }
+}
+
+QIE_CLONES static void enlarge_rows_down(const enlarge_work *work) {
+    const size_t stride = (size_t) work->out_width * work->bands;
+    for (int y = work->first; y < work->last; y++) {
+        const qie_taps *tap = &work->down[y];
+        const VipsPel *r0 = work->middle + tap->index[0] * stride, *r1 = work->middle + tap->index[1] * stride;
+        const VipsPel *r2 = work->middle + tap->index[2] * stride, *r3 = work->middle + tap->index[3] * stride;
+        const int w0 = tap->weight[0], w1 = tap->weight[1], w2 = tap->weight[2], w3 = tap->weight[3];
+        VipsPel *target = work->out + (size_t) y * stride;
+        for (size_t i = 0; i < stride; i++) target[i] = clamp_pel(w0 * r0[i] + w1 * r1[i] + w2 * r2[i] + w3 * r3[i]);
+    }
+}
+
+static gpointer enlarge_rows(gpointer data) {
+    const enlarge_work *work = data;
+    if (work->vertical) enlarge_rows_down(work);
+    else enlarge_rows_across(work);
+    return NULL;
+}
+
+/* One pass over `rows` rows, shared among `threads` threads (this one among them). */
+static void enlarge_pass(enlarge_work work, int rows, int threads) {
+    if (threads > rows / 64) threads = MAX(1, rows / 64);
+    if (threads > 16) threads = 16;
+    enlarge_work parts[16];
+    GThread *workers[16];
+    for (int t = 0; t < threads; t++) {
+        parts[t] = work;
+        parts[t].first = (int) ((long) rows * t / threads);
+        parts[t].last = (int) ((long) rows * (t + 1) / threads);
+        workers[t] = t == 0 ? NULL : g_thread_new("qie-enlarge", enlarge_rows, &parts[t]);
+    }
+    enlarge_rows(&parts[0]);
+    for (int t = 1; t < threads; t++) g_thread_join(workers[t]);
+}
+
+static void free_pixels(VipsImage *image, gpointer pixels) { g_free(pixels); }
+
+static void *copy_metadata(VipsImage *in, const char *name, GValue *value, void *out) {
+    /* The header's own fields are the new image's; only attached metadata moves. */
+    static const char *const fields[] = {"width", "height", "bands", "format", "coding", "interpretation", "xoffset",
+                                         "yoffset", "xres", "yres", "filename", "mode", "scale", "offset", NULL};
+    for (int i = 0; fields[i]; i++)
+        if (strcmp(name, fields[i]) == 0) return NULL;
+    vips_image_set(out, name, value);
+    return NULL;
+}
+
+int qie_vips_enlarge(VipsImage *in, VipsImage **out, int width, int height, int threads) {
+    *out = NULL;
+    if (in->BandFmt != VIPS_FORMAT_UCHAR || in->Coding != VIPS_CODING_NONE || in->Bands < 1 || in->Bands > 4 ||
+        width < in->Xsize || height < in->Ysize) {
+        remember(QIE_STAGE_TRANSFORM, "enlarge", "enlarging takes an 8-bit image to a size at least its own");
+        return -1;
+    }
+    enter();
+    if (vips_image_wio_input(in)) return leave(-1, QIE_STAGE_TRANSFORM, "enlarge");
+    enlarge_work work = {
+        .in = VIPS_IMAGE_ADDR(in, 0, 0), .in_width = in->Xsize, .in_height = in->Ysize,
+        .out_width = width, .out_height = height, .bands = in->Bands,
+    };
+    qie_taps *across = cubic_taps(in->Xsize, width), *down = cubic_taps(in->Ysize, height);
+    work.across = across;
+    work.down = down;
+    size_t length = (size_t) width * height * in->Bands;
+    work.middle = g_malloc((size_t) width * in->Ysize * in->Bands);
+    work.out = g_malloc(length);
+    if (threads < 1) threads = vips_concurrency_get();
+    enlarge_pass(work, in->Ysize, threads);
+    work.vertical = 1;
+    enlarge_pass(work, height, threads);
+    g_free(work.middle);
+    g_free(across);
+    g_free(down);
+    *out = vips_image_new_from_memory(work.out, length, width, height, in->Bands, VIPS_FORMAT_UCHAR);
+    if (*out == NULL) {
+        g_free(work.out);
+        return leave(-1, QIE_STAGE_TRANSFORM, "enlarge");
+    }
+    g_signal_connect(*out, "postclose", G_CALLBACK(free_pixels), work.out);
+    (*out)->Type = in->Type;
+    (*out)->Xres = in->Xres * width / in->Xsize;
+    (*out)->Yres = in->Yres * height / in->Ysize;
+    vips_image_map(in, copy_metadata, *out);
+    return leave(0, QIE_STAGE_TRANSFORM, "enlarge");
 }
 
 int qie_vips_premultiply(VipsImage *in, VipsImage **out) {

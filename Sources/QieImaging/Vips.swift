@@ -194,6 +194,10 @@ final class VipsImageHandle {
         }
         return 1
     }
+    /// Uncoded unsigned 8-bit samples.
+    var isPlainUchar: Bool {
+        vips_image_get_format(pointer) == VIPS_FORMAT_UCHAR && vips_image_get_coding(pointer) == VIPS_CODING_NONE
+    }
     var bitsPerSample: Int {
         switch vips_image_get_format(pointer) {
         case VIPS_FORMAT_UCHAR, VIPS_FORMAT_CHAR: 8

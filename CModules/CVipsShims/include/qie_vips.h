@@ -89,6 +89,12 @@ int qie_vips_copy_memory(VipsImage *in, VipsImage **out);
 int qie_vips_to_srgb(VipsImage *in, VipsImage **out);
 int qie_vips_cast_uchar(VipsImage *in, VipsImage **out);
 int qie_vips_resize(VipsImage *in, VipsImage **out, double hscale, double vscale);
+/* `in` (8-bit, 1-4 bands, pixels in memory or computed first) enlarged to
+ * exactly width x height (each at least its own) with the Catmull-Rom cubic
+ * of libvips' bicubic interpolator, in two separable passes shared among
+ * `threads` threads (0: libvips' concurrency). Much faster than vips_resize's
+ * affine enlargement; its attached metadata is kept. */
+int qie_vips_enlarge(VipsImage *in, VipsImage **out, int width, int height, int threads);
 int qie_vips_premultiply(VipsImage *in, VipsImage **out);
 /* Undoes qie_vips_premultiply, casting back to 8 bits. */
 int qie_vips_unpremultiply(VipsImage *in, VipsImage **out);

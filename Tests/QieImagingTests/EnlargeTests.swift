@@ -1,0 +1,97 @@
+import Foundation
+import QieImaging
+import Testing
+
+/// A smooth 97x61 image (sums of low-frequency waves, well inside 0...255,
+/// so the cubic's overshoot is never clipped): what a photo looks like to a
+/// resampler.
+private func smooth(_ x: Int, _ y: Int) -> [UInt8] {
+    let (u, v) = (Double(x), Double(y))
+    return [
+        128 + 60 * sin(u / 9) * cos(v / 13),
+        128 + 50 * cos(u / 17 + v / 11),
+        90 + Double(x + y) * 0.5,
+    ].map { UInt8($0.rounded()) }
+}
+
+/// The Catmull-Rom cubic (libvips' bicubic interpolator), sampled with
+/// centres aligned and edges extended, in double precision and without
+/// rounding between the axes: the reference for the separable enlarger.
+private func reference(width: Int, height: Int, from source: [UInt8], size: PixelSize, channels: Int) -> [UInt8] {
+    func taps(_ out: Int, _ inSize: Int, _ outSize: Int) -> [(Int, Double)] {
+        let x = (Double(out) + 0.5) * Double(inSize) / Double(outSize) - 0.5
+        let base = x.rounded(.down), t = x - base
+        let weights = [
+            ((-t + 2) * t - 1) * t / 2, ((3 * t - 5) * t * t + 2) / 2, ((-3 * t + 4) * t + 1) * t / 2, (t - 1) * t * t / 2,
+        ]
+        return (0..<4).map { k in (min(max(Int(base) - 1 + k, 0), inSize - 1), weights[k]) }
+    }
+    var out: [UInt8] = []
+    for y in 0..<size.height {
+        let down = taps(y, height, size.height)
+        for x in 0..<size.width {
+            let across = taps(x, width, size.width)
+            for c in 0..<channels {
+                var sum = 0.0
+                for (row, wy) in down {
+                    for (column, wx) in across { sum += wy * wx * Double(source[(row * width + column) * channels + c]) }
+                }
+                out.append(UInt8(min(max(sum.rounded(), 0), 255)))
+            }
+        }
+    }
+    return out
+}
+
+@Suite("Enlarging: libvips' bicubic, in two separable passes")
+struct EnlargeTests {
+    @Test(
+        "An enlarged image is the Catmull-Rom cubic of its pixels, exactly at the size asked, within one level of the double-precision reference",
+        arguments: [PixelSize(width: 121, height: 76), PixelSize(width: 233, height: 150), PixelSize(width: 97, height: 200)])
+    func matchesReference(_ size: PixelSize) throws {
+        let source = Make.pixels(97, 61, paint: smooth)
+        let input = try Make.encoded(97, 61, format: .png, paint: smooth)
+        let prepared = try ImageProcessor.prepare(
+            data: input, resize: ResizeOptions(size: size, fit: .fill), encode: EncodeOptions(format: .png))
+        let image = try Image.decode(data: prepared.data)
+        #expect(image.size == size && prepared.size == size)
+        let pixels = try image.pixels()
+        let expected = reference(width: 97, height: 61, from: source, size: size, channels: 3)
+        let differences = zip(pixels, expected).map { abs(Int($0) - Int($1)) }
+        #expect(pixels.count == expected.count)
+        #expect(differences.max() ?? 0 <= 1, "largest difference \(differences.max() ?? 0)")
+        // The first and last pixels take the edge's own samples (extended, not black).
+        #expect(abs(Int(pixels[0]) - Int(source[0])) <= 2 && abs(Int(pixels.last!) - Int(source.last!)) <= 2)
+    }
+
+    @Test("An enlarged image keeps its metadata: a Display P3 photo is still converted to sRGB after enlarging")
+    func keepsProfile() throws {
+        let prepared = try ImageProcessor.prepare(
+            file: Fixture.path("p3-green.png"), resize: ResizeOptions(size: PixelSize(width: 80, height: 64), fit: .fill),
+            encode: EncodeOptions(format: .png))
+        let image = try Image.decode(data: prepared.data)
+        #expect(image.size == PixelSize(width: 80, height: 64))
+        // Stored as P3 (117, 251, 76); sRGB green once its profile is applied.
+        try expectPixel(image, 40, 32, [0, 255, 0], tolerance: 6)
+    }
+
+    @Test("Grey and padded inputs enlarge too; one side up and the other down goes through libvips' own resize")
+    func otherShapes() throws {
+        let grey = try Make.encoded(40, 30, channels: 1, format: .png) { x, _ in [UInt8(x * 6)] }
+        let up = try Image.decode(
+            data: try ImageProcessor.prepare(
+                data: grey, resize: ResizeOptions(size: PixelSize(width: 80, height: 60), fit: .fill),
+                encode: EncodeOptions(format: .png)
+            ).data)
+        #expect(up.size == PixelSize(width: 80, height: 60))
+        // A ramp stays a ramp: 6 levels per source pixel, 3 per enlarged one.
+        let row = try up.pixels().prefix(up.size.width * up.channels)
+        let samples = stride(from: 0, to: row.count, by: up.channels).map { Int(row[row.startIndex + $0]) }
+        #expect(samples[40] - samples[20] >= 55 && samples[40] - samples[20] <= 65, "\(samples)")
+
+        let mixed = try ImageProcessor.prepare(
+            data: try Make.encoded(97, 61, format: .png, paint: smooth),
+            resize: ResizeOptions(size: PixelSize(width: 150, height: 40), fit: .fill), encode: EncodeOptions(format: .png))
+        #expect(mixed.size == PixelSize(width: 150, height: 40))
+    }
+}
