@@ -262,26 +262,39 @@ public enum ImageProcessor {
     /// may round a side: `exactSize` settles it), premultiplied when it has
     /// alpha so transparent pixels do not bleed their colour.
     ///
-    /// An 8-bit image without alpha enlarged on both sides takes the same
-    /// bicubic (Catmull-Rom) in two separable passes (`qie_vips_enlarge`):
-    /// libvips 8.14 enlarges through its affine transform, several times
-    /// slower, and a photo padded to an endpoint's size is enlarged on
-    /// every edit.
+    /// An 8-bit image without alpha enlarged on both sides takes
+    /// `enlarged(_:to:)`, the same bicubic several times faster.
     static func scaled(_ image: VipsImageHandle, to size: PixelSize) throws(ImagingError) -> VipsImageHandle {
         guard image.size != size else { return image }
+        if let enlarged = try enlarged(image, to: size) { return enlarged }
         let hscale = Double(size.width) / Double(image.width)
         let vscale = Double(size.height) / Double(image.height)
-        if hscale >= 1, vscale >= 1, !image.hasAlpha, image.isPlainUchar, image.bands <= 4 {
-            let pixels = try image.inMemory("decoding")
-            let threads = Int32(ImagingRuntime.threadsHere ?? 0)
-            return try pixels.apply("enlarging") { qie_vips_enlarge($0, $1, Int32(size.width), Int32(size.height), threads) }
-        }
         if image.hasAlpha {
             var premultiplied = try image.apply("premultiplying alpha") { qie_vips_premultiply($0, $1) }
             premultiplied = try premultiplied.apply("resizing") { qie_vips_resize($0, $1, hscale, vscale) }
             return try premultiplied.apply("unpremultiplying alpha") { qie_vips_unpremultiply($0, $1) }
         }
         return try image.apply("resizing") { qie_vips_resize($0, $1, hscale, vscale) }
+    }
+
+    /// `image` enlarged to exactly `size` with libvips' bicubic (the
+    /// Catmull-Rom cubic) in two separable passes (`qie_vips_enlarge`); nil
+    /// where that does not apply: a side that shrinks, alpha, more than 8
+    /// bits, or more than 16 MP out (the passes hold the whole image in
+    /// memory, where libvips streams it into the encoder a strip at a time).
+    /// libvips 8.14 enlarges through its affine transform, which evaluates
+    /// the interpolator pixel by pixel: 90 ms of CPU to take a 1024x768
+    /// photo to 1280x960, against 8 ms here, and a photo padded to an
+    /// endpoint's size is enlarged on every edit. Shrinking stays with
+    /// libvips' reduce: it streams from the decoder, which a pass over the
+    /// whole image in memory would not.
+    static func enlarged(_ image: VipsImageHandle, to size: PixelSize) throws(ImagingError) -> VipsImageHandle? {
+        guard size.width >= image.width, size.height >= image.height, size != image.size, !image.hasAlpha,
+            image.isPlainUchar, image.bands <= 4, size.width * size.height <= 16_000_000
+        else { return nil }
+        let pixels = try image.inMemory("decoding")
+        let threads = Int32(ImagingRuntime.threadsHere ?? 0)
+        return try pixels.apply("enlarging") { qie_vips_enlarge($0, $1, Int32(size.width), Int32(size.height), threads) }
     }
 
     /// CMYK (with its profile, or libvips' fallback CMYK profile) and images

@@ -58,10 +58,14 @@ extension ImageProcessor {
                 height: max(1, Int((Double(shown.height) * scale).rounded())))
         }
         if image.size != target {
-            let hscale = Double(target.width) / Double(image.width)
-            let vscale = Double(target.height) / Double(image.height)
-            image = try image.apply("resizing back") { qie_vips_resize($0, $1, hscale, vscale) }
-            image = try exactSize(image, target)
+            if let enlarged = try ImageProcessor.enlarged(image, to: target) {
+                image = enlarged
+            } else {
+                let hscale = Double(target.width) / Double(image.width)
+                let vscale = Double(target.height) / Double(image.height)
+                image = try image.apply("resizing back") { qie_vips_resize($0, $1, hscale, vscale) }
+                image = try exactSize(image, target)
+            }
         }
         let resize = ResizeGeometry(
             fit: .fill, source: content.size, resized: target, crop: nil, padding: .none, output: target)
