@@ -39,6 +39,16 @@ extension EditRunConfiguration {
         return (remoteInputFolder as NSString).appendingPathComponent(digest + "/" + Self.fileName(of: address))
     }
 
+    /// How the input at `path` is named to the user: the address it was
+    /// fetched from when it is the file an input given as an address was
+    /// fetched to (without a user name or password), else the path itself.
+    public func shownInput(_ path: String) -> String {
+        for input in inputs where Self.isRemote(input) && remoteInputPath(input) == path {
+            return ResultChecks.shown(input)
+        }
+        return path
+    }
+
     /// Why the input at `address` could not be fetched, as the last attempt found.
     func remoteInputFailure(_ address: String) -> InputProblem? {
         let path = (remoteInputPath(address) as NSString).deletingLastPathComponent + ".failed"

@@ -354,7 +354,8 @@ struct Edit: AsyncParsableCommand {
         for link in estimate.skippedLinks { TextStream.standardError.write(LinkOptions.warning(link)) }
         for item in estimate.items where !item.skipped {
             if case .failure(let error) = item.plan {
-                TextStream.standardError.write("error \(DisplayPath.escape(item.input.path)): \(error.reason(naming: Flags.name))\n")
+                TextStream.standardError.write(
+                    "error \(DisplayPath.escape(run.configuration.shownInput(item.input.path))): \(error.reason(naming: Flags.name))\n")
             }
         }
         if json {
@@ -368,7 +369,7 @@ struct Edit: AsyncParsableCommand {
             let asked = item.prompt ?? "(no prompt)"
             let names = item.outputs.map(DisplayPath.escape).joined(separator: ", ")
             out.add(
-                "would edit \(DisplayPath.escape(item.input.path)) as \(names): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(item.cost.map { "~$\($0)" } ?? "price unknown")\(estimate.route != nil ? " on " + (item.endpoint ?? "") : "") \"\(asked.prefix(60))\""
+                "would edit \(DisplayPath.escape(run.configuration.shownInput(item.input.path))) as \(names): \(plan.input) -> \(plan.target)\(copies > 1 ? " x\(copies)" : "") \(item.cost.map { "~$\($0)" } ?? "price unknown")\(estimate.route != nil ? " on " + (item.endpoint ?? "") : "") \"\(asked.prefix(60))\""
             )
         }
         let planned = estimate.planned

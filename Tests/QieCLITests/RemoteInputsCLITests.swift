@@ -71,8 +71,13 @@ struct RemoteInputsCLITests {
         // Picked up again: done in the earlier run, and not fetched again.
         let (againStatus, again) = try runQie(["edit", photo, "--out", root + "/out", "--allow-private-inputs"] + common, environment: key)
         #expect(againStatus == 0 && again.contains("1 done in an earlier run"), "\(again)")
+        // A plan into another folder fetches the address for it, and names the address, not the file.
+        let (planStatus, plan) = try runQie(
+            ["edit", photo, "--out", root + "/plan", "--allow-private-inputs", "--dry-run"] + common, environment: key)
+        #expect(planStatus == 0 && plan.contains("would edit \(photo) as ") && !plan.contains(".qie-inputs"), "\(plan)")
         let requests = site.stop()
-        #expect(requests.filter { $0.contains("red%20barn.jpg") }.count == 1, "\(requests)")
+        // Fetched once for the output folder, and once more for the plan's own.
+        #expect(requests.filter { $0.contains("red%20barn.jpg") }.count == 2, "\(requests)")
         #expect(emulator.count(of: "POST /v2/qwen-image-edit-2511/run -> 200") == 1, "\(emulator.output)")
     }
 }
