@@ -161,8 +161,8 @@ pairs = [(timed(direct), timed(gateway)) for _ in range(n)]
 with_sdk = [timed(sdk) for _ in range(max(5, n // 10))]
 padded = multipart(jpeg(1024, 768))
 masked = multipart(jpeg(1024, 768), mask_png(1024, 768))
-for form in (padded, masked):  # warm both
-    for _ in range(3): gateway(form)
+for body in (padded, masked):  # warm both
+    for _ in range(3): gateway(body)
 resized = [timed(lambda: gateway(padded)) for _ in range(max(5, n // 5))]
 composited = [timed(lambda: gateway(masked)) for _ in range(max(5, n // 5))]
 # The proxy (uvicorn) closes a connection idle for 5 s, as this one has been: a new one, warmed.

@@ -276,7 +276,7 @@ typedef struct {
     const VipsPel *in;
     VipsPel *middle;
     VipsPel *out;
-    int in_width, in_height, out_width, out_height, bands;
+    int in_width, out_width, bands;
     const qie_taps *across;
     const qie_taps *down;
     int first, last; /* rows this worker computes, of the pass */
@@ -373,8 +373,7 @@ int qie_vips_enlarge(VipsImage *in, VipsImage **out, int width, int height, int 
     enter();
     if (vips_image_wio_input(in)) return leave(-1, QIE_STAGE_TRANSFORM, "enlarge");
     enlarge_work work = {
-        .in = VIPS_IMAGE_ADDR(in, 0, 0), .in_width = in->Xsize, .in_height = in->Ysize,
-        .out_width = width, .out_height = height, .bands = in->Bands,
+        .in = VIPS_IMAGE_ADDR(in, 0, 0), .in_width = in->Xsize, .out_width = width, .bands = in->Bands,
     };
     qie_taps *across = cubic_taps(in->Xsize, width), *down = cubic_taps(in->Ysize, height);
     work.across = across;

@@ -42,15 +42,10 @@ final class LiteLLMProxy: @unchecked Sendable {
         // uvicorn says where it listens once the application has started;
         // the proxy ending first (both its outputs closed) is the other event.
         let announced = /Uvicorn running on (http:\/\/127\.0\.0\.1:[0-9]+)/
-        let deadline = Date().addingTimeInterval(300)  // a guard: the line or the exit is the event
-        while Date() < deadline {
-            if let found = output.firstMatch(of: announced) {
-                address = String(found.1)
-                break
-            }
-            if log.ended { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
+        address =
+            log.wait(seconds: 300) { printed, ended in
+                printed.firstMatch(of: announced).map { String($0.1) } ?? (ended ? "" : nil)
+            } ?? ""
         guard !address.isEmpty else {
             throw ServerStartError(description: "the LiteLLM proxy did not start:\n\(output.suffix(3000))")
         }

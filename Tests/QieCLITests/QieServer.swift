@@ -38,12 +38,9 @@ class QieServer: @unchecked Sendable {
     /// Waits until what the server printed holds `text` `count` times (an
     /// event); `seconds` only guards against a server that never prints it.
     func waitForLog(_ text: String, count: Int = 1, seconds: Double = 300) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if self.count(of: text) >= count { return true }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return false
+        log.wait(seconds: seconds) { printed, ended in
+            printed.components(separatedBy: text).count - 1 >= count ? true : ended ? false : nil
+        } ?? false
     }
 
     /// `waitForLog` for async tests: the wait blocks a thread of its own,
@@ -63,15 +60,16 @@ class QieServer: @unchecked Sendable {
 }
 
 /// What a process prints, read as it comes by a thread per output, and
-/// whether it has closed them all (it ended).
+/// whether it has closed them all (it ended). Each chunk read, and each
+/// output closed, wakes whoever waits on it (`wait(seconds:for:)`).
 final class OutputLog: @unchecked Sendable {
-    private let lock = NSLock()
+    private let condition = NSCondition()
     private var printed = ""
     private var open = 0
 
     /// Reads each of `handles` to its end on a thread of its own.
     func read(_ handles: [FileHandle]) {
-        lock.withLock { open += handles.count }
+        changing { open += handles.count }
         for handle in handles {
             Thread.detachNewThread { [self] in
                 while true {
@@ -79,21 +77,42 @@ final class OutputLog: @unchecked Sendable {
                     if chunk.isEmpty { break }
                     append(String(decoding: chunk, as: UTF8.self))
                 }
-                lock.withLock { open -= 1 }
+                changing { open -= 1 }
             }
         }
     }
 
-    func append(_ text: String) { lock.withLock { printed += text } }
+    func append(_ text: String) { changing { printed += text } }
+
+    private func changing(_ change: () -> Void) {
+        condition.withLock {
+            change()
+            condition.broadcast()
+        }
+    }
 
     /// Everything read so far.
-    var text: String { lock.withLock { printed } }
+    var text: String { condition.withLock { printed } }
 
     /// How many times `text` occurs in what was read.
-    func count(of text: String) -> Int { lock.withLock { printed.components(separatedBy: text).count - 1 } }
+    func count(of text: String) -> Int { condition.withLock { printed.components(separatedBy: text).count - 1 } }
 
     /// Whether every output read has reached its end.
-    var ended: Bool { lock.withLock { open == 0 } }
+    var ended: Bool { condition.withLock { open == 0 } }
+
+    /// Waits until `found` answers for what was read and whether every
+    /// output ended (it is asked again each time either changes: the
+    /// event), and returns its answer; nil once `seconds` pass, which only
+    /// guard against a process that never prints what is awaited.
+    func wait<T>(seconds: Double, for found: (_ printed: String, _ ended: Bool) -> T?) -> T? {
+        let deadline = Date().addingTimeInterval(seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if let answer = found(printed, open == 0) { return answer }
+            if !condition.wait(until: deadline) { return found(printed, open == 0) }
+        }
+    }
 }
 
 /// Runs `executable` to its end with exactly `environment`; what it prints
