@@ -177,7 +177,7 @@ let package = Package(
             name: "QieStoreTests",
             dependencies: ["QieStore", "QieCore", "QieTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "QieCoreTests", dependencies: ["QieCore"]),
-        .testTarget(name: "QieImagingTests", dependencies: ["QieImaging"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "QieImagingTests", dependencies: ["QieImaging", "QieTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "QiePipelineTests", dependencies: ["QiePipeline", "QieImaging", "QieProviders", "QieFiles", "QieTestSupport"]),
         .testTarget(name: "QieProvidersTests", dependencies: ["QieProviders", "QieImaging"]),
@@ -185,7 +185,7 @@ let package = Package(
             name: "QieClientTests",
             dependencies: [
                 "QieClient", "QieWebhooks", "QieEmulator", "QieProviders", "QieImaging", "QiePipeline", "QieStore",
-                "QieFiles", "QieReport", .product(name: "NIOCore", package: "swift-nio"),
+                "QieFiles", "QieReport", "QieTestSupport", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ], resources: [.copy("Fixtures")]),

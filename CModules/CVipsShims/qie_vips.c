@@ -651,3 +651,104 @@ int qie_limit_malloc_arenas(int arenas) {
     return -1;
 #endif
 }
+
+/* The pass-through of qie_vips_tee: each region asked of it is asked of the
+ * input, handed on unchanged, and copied into the memory image `b`. */
+static int tee_generate(VipsRegion *out_region, void *seq, void *a, void *b, gboolean *stop) {
+    VipsRegion *in_region = seq;
+    VipsImage *memory = b;
+    const VipsRect *area = &out_region->valid;
+    if (vips_region_prepare(in_region, area)) return -1;
+    const size_t line = (size_t) VIPS_IMAGE_SIZEOF_PEL(memory) * area->width;
+    for (int y = area->top; y < VIPS_RECT_BOTTOM(area); y++)
+        memcpy(VIPS_IMAGE_ADDR(memory, area->left, y), VIPS_REGION_ADDR(in_region, area->left, y), line);
+    return vips_region_region(out_region, in_region, area, area->left, area->top);
+}
+
+int qie_vips_tee(VipsImage *in, VipsImage **out, VipsImage **memory) {
+    *out = NULL;
+    *memory = NULL;
+    if (in->Coding != VIPS_CODING_NONE) {
+        remember(QIE_STAGE_TRANSFORM, "tee", "only uncoded pixels can be kept while they are computed");
+        return -1;
+    }
+    enter();
+    const size_t length = VIPS_IMAGE_SIZEOF_IMAGE(in);
+    void *pixels = g_try_malloc(length);
+    if (pixels == NULL) {
+        vips_error("tee", "out of memory for a %d x %d copy", in->Xsize, in->Ysize);
+        return leave(-1, QIE_STAGE_TRANSFORM, "tee");
+    }
+    VipsImage *kept = vips_image_new_from_memory(pixels, length, in->Xsize, in->Ysize, in->Bands, in->BandFmt);
+    if (kept == NULL) {
+        g_free(pixels);
+        return leave(-1, QIE_STAGE_TRANSFORM, "tee");
+    }
+    g_signal_connect(kept, "postclose", G_CALLBACK(free_pixels), pixels);
+    kept->Type = in->Type;
+    kept->Xres = in->Xres;
+    kept->Yres = in->Yres;
+    vips_image_map(in, copy_metadata, kept);
+
+    VipsImage *passed = vips_image_new();
+    /* The pass-through holds its own reference to the copy it writes into. */
+    g_object_ref(kept);
+    vips_object_local(passed, kept);
+    if (vips_image_pipelinev(passed, VIPS_DEMAND_STYLE_ANY, in, NULL) ||
+        vips_image_generate(passed, vips_start_one, tee_generate, vips_stop_one, in, kept)) {
+        g_object_unref(passed);
+        g_object_unref(kept);
+        return leave(-1, QIE_STAGE_TRANSFORM, "tee");
+    }
+    *out = passed;
+    *memory = kept;
+    return leave(0, QIE_STAGE_TRANSFORM, "tee");
+}
+
+QIE_CLONES static void add_row(uint32_t *sums, const VipsPel *row, size_t length) {
+    for (size_t i = 0; i < length; i++) sums[i] += row[i];
+}
+
+int qie_vips_box_shrink(VipsImage *in, VipsImage **out, int out_width, int out_height) {
+    *out = NULL;
+    if (in->BandFmt != VIPS_FORMAT_UCHAR || in->Coding != VIPS_CODING_NONE || in->Bands < 1 || in->Bands > 4 ||
+        out_width < 1 || out_height < 1 || out_width > in->Xsize || out_height > in->Ysize ||
+        in->Xsize / out_width > 64 || in->Ysize / out_height > 64) {
+        remember(QIE_STAGE_TRANSFORM, "box_shrink", "box shrinking takes an 8-bit image to a size at most its own, at most 64 times smaller");
+        return -1;
+    }
+    enter();
+    if (vips_image_wio_input(in)) return leave(-1, QIE_STAGE_TRANSFORM, "box_shrink");
+    const int bands = in->Bands, width = in->Xsize, height = in->Ysize;
+    const size_t row_length = (size_t) width * bands;
+    uint32_t *sums = g_malloc(row_length * sizeof(uint32_t));
+    const size_t length = (size_t) out_width * out_height * bands;
+    VipsPel *pixels = g_malloc(length);
+    for (int oy = 0; oy < out_height; oy++) {
+        const int top = (int) ((long) oy * height / out_height), bottom = (int) ((long) (oy + 1) * height / out_height);
+        memset(sums, 0, row_length * sizeof(uint32_t));
+        for (int y = top; y < bottom; y++) add_row(sums, VIPS_IMAGE_ADDR(in, 0, y), row_length);
+        VipsPel *target = pixels + (size_t) oy * out_width * bands;
+        for (int ox = 0; ox < out_width; ox++) {
+            const int left = (int) ((long) ox * width / out_width), right = (int) ((long) (ox + 1) * width / out_width);
+            const uint32_t count = (uint32_t) ((bottom - top) * (right - left));
+            for (int b = 0; b < bands; b++) {
+                uint32_t sum = 0;
+                for (int x = left; x < right; x++) sum += sums[(size_t) x * bands + b];
+                target[(size_t) ox * bands + b] = (VipsPel) ((sum + count / 2) / count);
+            }
+        }
+    }
+    g_free(sums);
+    *out = vips_image_new_from_memory(pixels, length, out_width, out_height, bands, VIPS_FORMAT_UCHAR);
+    if (*out == NULL) {
+        g_free(pixels);
+        return leave(-1, QIE_STAGE_TRANSFORM, "box_shrink");
+    }
+    g_signal_connect(*out, "postclose", G_CALLBACK(free_pixels), pixels);
+    (*out)->Type = in->Type;
+    (*out)->Xres = in->Xres * out_width / width;
+    (*out)->Yres = in->Yres * out_height / height;
+    vips_image_map(in, copy_metadata, *out);
+    return leave(0, QIE_STAGE_TRANSFORM, "box_shrink");
+}

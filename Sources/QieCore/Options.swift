@@ -205,6 +205,38 @@ public struct EncodeOptions: Sendable, Equatable, Codable {
     }
 }
 
+/// A small copy of an image, made beside it for showing (a page, a contact
+/// sheet): fitted inside `side` x `side` pixels, never enlarged, and encoded
+/// as `encode` asks. Made from pixels already decoded for the image itself,
+/// it costs a shrink and a small encode, not another decode.
+public struct PreviewOptions: Sendable, Equatable, Codable {
+    /// The longest side, pixels (1 to `ResizeOptions.maxSide`).
+    public var side: Int
+    /// How the copy is encoded.
+    public var encode: EncodeOptions
+
+    /// A copy at most `side` pixels a side; by default 256, as a JPEG of quality 80.
+    public init(side: Int = 256, encode: EncodeOptions = EncodeOptions(format: .jpeg, quality: 80)) {
+        self.side = side
+        self.encode = encode
+    }
+
+    /// The box an image of `size` is shrunk into: `side` x `side`, but
+    /// never more than the image's own width and height.
+    public func box(for size: PixelSize) -> PixelSize {
+        PixelSize(width: min(side, max(1, size.width)), height: min(side, max(1, size.height)))
+    }
+
+    /// Checks the side and the encoding before any native code runs.
+    public func validate() throws(SettingError) {
+        if !(1...ResizeOptions.maxSide).contains(side) {
+            throw SettingError(
+                .size, value: String(side), .invalid(expected: "a preview side from 1 to \(ResizeOptions.maxSide) pixels"))
+        }
+        try encode.validate()
+    }
+}
+
 /// A target size and how to reach it.
 public struct ResizeOptions: Sendable, Equatable, Codable {
     /// The target width and height.

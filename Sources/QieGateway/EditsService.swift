@@ -221,6 +221,8 @@ struct EditsService: Sendable {
         options.quality = asked.compression
         options.restore = .exact
         options.flow = nil
+        // Thumbnails for the request's record, made beside the results.
+        options.preview = RequestRecorder.keepsRecord(ofKey: context.keyID) ? Thumbnail.preview : nil
         let input = EditInput(
             image: .file(asked.images[0]), references: asked.images.dropFirst().map { .file($0) }, prompt: asked.prompt,
             seed: asked.seed, negativePrompt: asked.negativePrompt, size: asked.size, mask: asked.mask.map { .file($0) })

@@ -131,15 +131,19 @@ protocol RequestRecords: Sendable {
 /// Thumbnails of results, as the page shows them: JPEG, at most 256
 /// pixels a side, never enlarged.
 enum Thumbnail {
-    /// The longest side, pixels.
-    static let side = 256
+    /// What the editor is asked to make beside each result of a request
+    /// whose record is kept (`EditOptions.preview`): from the pixels it
+    /// decodes anyway, so no result is decoded again for its thumbnail.
+    static let preview = PreviewOptions(side: 256, encode: EncodeOptions(format: .jpeg, quality: 80))
 
-    /// A thumbnail of `image`; nil when it cannot be made (the record is kept without it).
+    /// `image`'s thumbnail: the preview made beside it, or (a result
+    /// without one, such as an idempotent replay's) made from its bytes;
+    /// nil when it cannot be made (the record is kept without it).
     static func make(_ image: EditedImage) -> Data? {
-        let box = PixelSize(width: min(side, max(1, image.size.width)), height: min(side, max(1, image.size.height)))
+        if let made = image.preview { return made }
         return try? ImageProcessor.prepare(
-            data: image.data, resize: ResizeOptions(size: box, fit: .inside, fill: .colour(.white)),
-            encode: EncodeOptions(format: .jpeg, quality: 80)
+            data: image.data, resize: ResizeOptions(size: preview.box(for: image.size), fit: .inside),
+            encode: preview.encode
         ).data
     }
 }
@@ -170,8 +174,12 @@ final class RequestRecorder: Sendable {
     /// Keeps `line`'s record (its time measured). A request that was not
     /// authenticated (no key id) has its log line only: nobody's request, it
     /// is not kept for anyone to read.
+    /// Whether a request by `key` (its id; "-" before one is known) has
+    /// its record kept.
+    static func keepsRecord(ofKey key: String) -> Bool { key != "-" }
+
     func record(_ line: RequestLog) {
-        guard line.key != "-" else { return }
+        guard Self.keepsRecord(ofKey: line.key) else { return }
         let record = RequestRecord(line)
         let results = line.results
         let (store, lifetime, logger) = (store, thumbnailLifetime, logger)
@@ -182,7 +190,9 @@ final class RequestRecorder: Sendable {
             let task = Task {
                 var thumbnails: [Data] = []
                 for image in results {
-                    guard let made = try? await ImagingRuntime.offload({ Thumbnail.make(image) }) else { break }
+                    // Made beside the result as a rule; made here only for one without.
+                    let made = image.preview != nil ? image.preview : try? await ImagingRuntime.offload({ Thumbnail.make(image) })
+                    guard let made else { break }
                     thumbnails.append(made)
                 }
                 await previous?.value

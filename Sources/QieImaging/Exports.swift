@@ -9,6 +9,13 @@ extension EncodeOptions {
     }
 }
 
+extension PreviewOptions {
+    /// `validate()` as an imaging error, for calls that throw `ImagingError`.
+    func checked() throws(ImagingError) {
+        do { try validate() } catch { throw ImagingError(error) }
+    }
+}
+
 extension ResizeOptions {
     /// `validate(for:)` as an imaging error, for calls that throw `ImagingError`.
     func checked(for output: OutputFormat) throws(ImagingError) {

@@ -103,4 +103,11 @@ public final class Image {
         try options.checked()
         return try ImageProcessor.encodeImage(handle, options: options)
     }
+
+    /// A small copy of the image, as `options` ask: fitted inside their
+    /// side, never enlarged, encoded small.
+    public func preview(_ options: PreviewOptions) throws(ImagingError) -> Data {
+        try options.checked()
+        return try ImageProcessor.previewData(handle, options: options)
+    }
 }

@@ -20,6 +20,10 @@ public struct PreparedImage: Sendable {
     /// How the input was fitted into the frame asked for before `geometry`
     /// was applied; nil when no frame was asked.
     public var framing: ResizeGeometry? = nil
+    /// A small copy of the encoded image, when one was asked
+    /// (`finish(result:restoring:mode:compositing:encode:limits:preview:)`)
+    /// and could be made.
+    public var preview: Data? = nil
 }
 
 /// One-shot processing: header check, shrink-on-load decode, normalisation,

@@ -257,6 +257,20 @@ final class VipsImageHandle {
         }
     }
 
+    /// This image passed on unchanged, and a copy in memory that fills as
+    /// the pass-through is computed: once the pass-through has been computed
+    /// in full (encoded), the copy holds every pixel, and a second output
+    /// (a preview) is made from it without computing the pipeline again.
+    /// Read the copy only after that.
+    func teed() throws(ImagingError) -> (passing: VipsImageHandle, copy: VipsImageHandle) {
+        try withExtendedLifetime(self) { () throws(ImagingError) -> (VipsImageHandle, VipsImageHandle) in
+            var copy: UnsafeMutablePointer<VipsImage>? = nil
+            let passing = try VipsImageHandle.make("keeping a copy of the pixels", keeping: source) { qie_vips_tee(pointer, $0, &copy) }
+            guard let copy else { throw ImagingError(.processingFailed, "keeping a copy of the pixels failed") }
+            return (passing, VipsImageHandle(taking: copy, keeping: nil))
+        }
+    }
+
     /// Computes every pixel now and holds them in memory. This is where a lazy
     /// decode meets damage in the input, which is then reported as such.
     func inMemory(_ what: String) throws(ImagingError) -> VipsImageHandle {

@@ -83,6 +83,11 @@ public struct EditOptions: Sendable, Codable, Equatable {
     /// after the same checks (decoded in full within `limits`). Off: every
     /// result is re-encoded from its pixels, without the endpoint's metadata.
     public var keepResultBytes = false
+    /// With a value, each result also gets a small copy for showing
+    /// (`EditedImage.preview`), made from the pixels its finishing decodes
+    /// anyway: a shrink and a small encode, never a second decode. Nil (the
+    /// default): no preview.
+    public var preview: PreviewOptions?
 
     /// Options for `endpoint` with every default.
     public init(endpoint: String) { self.endpoint = endpoint }
@@ -123,6 +128,7 @@ public struct EditOptions: Sendable, Codable, Equatable {
         try take(.allowPrivateInputs, \.allowPrivateInputs)
         try take(.maxResultBytes, \.maxResultBytes)
         try take(.keepResultBytes, \.keepResultBytes)
+        try take(.preview, \.preview)
         try take(.maxEventLineBytes, \.maxEventLineBytes)
         try take(.maxEventBytes, \.maxEventBytes)
         self = options

@@ -218,6 +218,8 @@ struct RunContext: Sendable {
                 options = options.on(sentTo)
             }
             if job.copy > 0 { options.numImages = 1 }
+            // The report's thumbnail of the first result, made beside it when it is finished.
+            if rowNumber != nil { options.preview = RunReport.thumbnailPreview }
             var inputBytes = identity.bytes
             if inputBytes == nil {
                 // Known from an earlier run by size and time; read now, and
@@ -287,7 +289,7 @@ struct RunContext: Sendable {
             // a failure here costs only the picture.
             let names = RunReport.thumbnailNames(job: rowID)
             let thumbnails = try? await ImagingRuntime.offload {
-                (try RunReport.thumbnail(file: input.path), try RunReport.thumbnail(data: first.data))
+                (try RunReport.thumbnail(file: input.path), try first.preview ?? RunReport.thumbnail(data: first.data))
             }
             if let (before, after) = thumbnails {
                 _ = try? folder.write(before, to: names.before, isPrivate: true)

@@ -64,13 +64,19 @@ public struct EditedImage: Sendable, Codable, Equatable {
     public var format: OutputFormat
     /// Their size in pixels.
     public var size: PixelSize
+    /// A small copy for showing, when `EditOptions.preview` asked for one
+    /// and it could be made. Not stored: a result read back has none.
+    public var preview: Data?
 
-    /// An image of `format` and `size`.
-    public init(data: Data, format: OutputFormat, size: PixelSize) {
+    /// An image of `format` and `size`, with `preview` when one was made.
+    public init(data: Data, format: OutputFormat, size: PixelSize, preview: Data? = nil) {
         self.data = data
         self.format = format
         self.size = size
+        self.preview = preview
     }
+
+    private enum CodingKeys: String, CodingKey { case data, format, size }
 }
 
 /// Seconds spent in each step of an edit.
@@ -1079,32 +1085,27 @@ public final class Editor: Sendable {
             try options.limits.check(info)
             let wanted = options.format ?? OutputFormat(name: info.format.rawValue) ?? .png
             let encode = EncodeOptions(format: wanted, quality: options.quality)
-            if let layers {
-                let finished = try ImageProcessor.finish(
-                    result: result, restoring: options.restore.map { _ in geometry }, mode: options.restore ?? .exact,
-                    compositing: layers, encode: encode, limits: options.limits)
-                return EditedImage(data: finished.data, format: wanted, size: finished.size)
-            }
             let size = info.displaySize
+            var restoring: ResizeGeometry? = nil
             var unchanged = wanted.rawValue == info.format.rawValue && options.quality == nil && info.orientation == 1
             if let mode = options.restore {
                 let content = geometry.contentRect(inResultOf: size)
-                unchanged =
-                    unchanged && content == PixelRect(x: 0, y: 0, width: size.width, height: size.height)
-                    && (mode == .aspect || geometry.sourceRect.size == size)
-                if !unchanged {
-                    let restored = try ImageProcessor.restore(
-                        data: result, geometry: geometry, mode: mode, encode: encode, limits: options.limits)
-                    return EditedImage(data: restored.data, format: wanted, size: restored.size)
-                }
+                let restores =
+                    content != PixelRect(x: 0, y: 0, width: size.width, height: size.height)
+                    || (mode == .exact && geometry.sourceRect.size != size)
+                unchanged = unchanged && !restores
+                if restores { restoring = geometry }
             }
-            if unchanged && options.keepResultBytes {
-                // The endpoint's bytes, kept only once every pixel decoded.
-                _ = try Image.decode(data: result, limits: options.limits)
-                return EditedImage(data: result, format: wanted, size: size)
+            if layers == nil && unchanged && options.keepResultBytes {
+                // The endpoint's bytes, kept only once every byte of them decoded.
+                let preview = try ImageProcessor.verify(data: result, limits: options.limits, preview: options.preview)
+                return EditedImage(data: result, format: wanted, size: size, preview: preview)
             }
-            let converted = try ImageProcessor.prepare(data: result, resize: nil, encode: encode, limits: options.limits)
-            return EditedImage(data: converted.data, format: wanted, size: converted.size)
+            // Decoded once, restored and composited as asked, encoded once.
+            let finished = try ImageProcessor.finish(
+                result: result, restoring: restoring, mode: options.restore ?? .exact, compositing: layers, encode: encode,
+                limits: options.limits, preview: options.preview)
+            return EditedImage(data: finished.data, format: wanted, size: finished.size, preview: finished.preview)
         } catch {
             throw EditError.result(error)
         }

@@ -120,9 +120,13 @@ public struct RunReport: Sendable {
         try ImageProcessor.prepare(data: data, resize: thumbnailResize, encode: thumbnailEncode).data
     }
 
+    /// The contact sheet's thumbnails, as an edit makes them beside its
+    /// results (`EditOptions.preview`): at most `thumbnailSide` a side, JPEG.
+    public static let thumbnailPreview = PreviewOptions(side: thumbnailSide, encode: EncodeOptions(format: .jpeg, quality: 80))
+
     private static let thumbnailResize = ResizeOptions(
         size: PixelSize(width: thumbnailSide, height: thumbnailSide), fit: .inside, fill: .colour(.white))
-    private static let thumbnailEncode = EncodeOptions(format: .jpeg, quality: 80)
+    private static var thumbnailEncode: EncodeOptions { thumbnailPreview.encode }
 
     /// Writes both files atomically into `output`, streaming: memory stays
     /// the same whatever the number of jobs.

@@ -1,6 +1,7 @@
 import Foundation
 import QieEmulator
 import QiePipeline
+import QieTestSupport
 import Synchronization
 import Testing
 
@@ -212,6 +213,75 @@ struct OnePassEditTests {
                 let (sent, header) = try sentImage(emulator, 1)
                 #expect(header == "data:image/jpeg;base64" && sent == taken)
             }
+        }
+    }
+
+    /// How a result is finished, for the preview test.
+    struct FinishCase: Sendable, CustomTestStringConvertible {
+        var testDescription: String
+        var size: PixelSize? = nil
+        var mask = false
+        var restore: RestoreMode? = nil
+        var format: OutputFormat? = .png
+        var keepResultBytes = false
+
+        static let all: [FinishCase] = [
+            FinishCase(testDescription: "framed, restored and composited", size: PixelSize(width: 240, height: 120), mask: true),
+            FinishCase(testDescription: "padded and restored", restore: .exact),
+            FinishCase(testDescription: "encoded again from its pixels"),
+            FinishCase(testDescription: "converted to JPEG", format: .jpeg),
+            FinishCase(testDescription: "the endpoint's own bytes kept", format: nil, keepResultBytes: true),
+        ]
+    }
+
+    @Test("A preview beside each result, on every way a result is finished: the result's bytes unchanged, no decode added, the preview the result shrunk",
+          arguments: FinishCase.all)
+    func preview(_ example: FinishCase) async throws {
+        let input = try detailedPNG()
+        let mask = try rampMask(160, 120)
+        try await withNegativeEmulator { _, base in
+            var options = testOptions(.runpodQwenImageEdit2511, base: base)
+            options.format = example.format
+            options.restore = example.restore
+            options.keepResultBytes = example.keepResultBytes
+            let edit = EditInput(image: .data(input), size: example.size, mask: example.mask ? .data(mask) : nil)
+            let (plain, plainCounts) = try await Editor.with(options, environment: testEnvironment()) { editor in
+                try await countedEdit(editor, edit)
+            }
+            // Lossless, so it can be compared with the result shrunk sample for sample.
+            options.preview = PreviewOptions(side: 64, encode: EncodeOptions(format: .png))
+            let (shown, counts) = try await Editor.with(options, environment: testEnvironment()) { editor in
+                try await countedEdit(editor, edit)
+            }
+            #expect(plain.images[0].preview == nil)
+            #expect(shown.images[0].data == plain.images[0].data, "the result is what it is without a preview")
+            #expect(counts.finish.decodes == plainCounts.finish.decodes, "\(counts) against \(plainCounts)")
+            #expect(counts.finish.encodes == plainCounts.finish.encodes + 1, "\(counts) against \(plainCounts)")
+
+            let result = shown.images[0]
+            let preview = try #require(result.preview)
+            let info = try ImageProbe.probe(data: preview)
+            let box = try #require(options.preview).box(for: result.size)
+            #expect(info.format == .png)
+            #expect(max(info.displaySize.width, info.displaySize.height) == 64)
+            #expect(info.displaySize.width <= box.width && info.displaySize.height <= box.height)
+            if example.keepResultBytes {
+                // Checked at the fraction of its size the preview needs, and shrunk as a prepare shrinks.
+                let shrunk = try ImageProcessor.prepare(
+                    data: result.data, resize: ResizeOptions(size: box, fit: .inside), encode: EncodeOptions(format: .png))
+                #expect(try largestDifference(preview, shrunk.data) <= 1)
+                return
+            }
+            // The result as delivered, each preview pixel the mean of the block it covers.
+            let delivered = try Image.decode(data: result.data)
+            let averaged = boxAverage(
+                try delivered.pixels(), width: delivered.width, height: delivered.height, channels: delivered.channels,
+                to: (info.displaySize.width, info.displaySize.height))
+            let samples = try Image.decode(data: preview).pixels()
+            #expect(samples.count == averaged.count)
+            // Made from the pixels before they were encoded: a JPEG's own loss, averaged, is all that differs.
+            let largest = zip(samples, averaged).map { abs(Int($0) - Int($1)) }.max() ?? .max
+            #expect(largest <= (result.format == .jpeg ? 4 : 1), "\(largest)")
         }
     }
 }

@@ -92,8 +92,9 @@ struct GatewayPageTests {
             #expect(message.contains("user \"alice\"") && message.contains("$0.02 spent") && message.contains("00:00 UTC"), "\(message)")
             #expect(errorObject(over)["code"] as? String == "gateway_budget_reached" && over.headers[.retryAfter].flatMap(Int.init) != nil)
             clock.advance(by: 1)
-            // Bob has his own budget.
-            let bob = try await edit(client, key: Self.keyB, image: red, user: "bob")
+            // Bob has his own budget. His result is a JPEG, whose thumbnail
+            // is made from its bytes; Alice's PNG's is made beside it.
+            let bob = try await edit(client, key: Self.keyB, image: red, user: "bob", fields: ["output_format": "jpeg"])
             #expect(bob.status == .ok, "\(String(buffer: bob.body))")
             clock.advance(by: 1)
             // Without user, a per-user budget cannot charge anyone: 400, nothing sent.
@@ -141,7 +142,8 @@ struct GatewayPageTests {
             let onlyA = try decode(PageRequests.self, try await get(client, "/gateway/api/requests?key=\(idA)&limit=1", key: Self.keyA))
             #expect(onlyA.requests.map(\.outcome) == ["429 gateway_budget_reached"])
 
-            // The thumbnail is the result's: the red input's negative, cyan, at most 256 pixels a side.
+            // The thumbnail is the result's, however it was made: the red
+            // input's negative, cyan, at most 256 pixels a side.
             for item in list.requests where !item.thumbnails.isEmpty {
                 let thumbnail = try await get(client, item.thumbnails[0], key: Self.keyA)
                 #expect(thumbnail.status == .ok && thumbnail.headers[.contentType] == "image/jpeg")

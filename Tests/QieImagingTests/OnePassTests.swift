@@ -1,5 +1,6 @@
 import Foundation
 import QieImaging
+import QieTestSupport
 import Testing
 
 /// A 160x120 input with detail everywhere (so every resize shows), PNG.
@@ -258,5 +259,109 @@ struct OnePassTests {
         }
         #expect(result?.kind == .corrupt && result?.stage == .load)
         #expect(result?.reason.hasPrefix("corrupt or truncated PNG") == true, "\(String(describing: result))")
+    }
+
+    @Test("A preview made beside a finished result from the same pixels: no decode added, the result's bytes unchanged, never enlarged")
+    func finishPreview() async throws {
+        let input = try detailed()
+        let weights = try ImageProcessor.maskWeights(data: try rampMask(160, 120), for: try ImageProbe.probe(data: input), framedIn: nil)
+        let layers = CompositeLayers(original: input, framedIn: nil, mask: weights)
+        // The endpoint's answer: the negative, at twice the size, padded to a square.
+        let geometry = ResizeGeometry.plan(source: PixelSize(width: 160, height: 120), target: PixelSize(width: 320, height: 320), fit: .contain)
+        let edited = try ImageProcessor.negative(
+            data: input, resize: ResizeOptions(size: PixelSize(width: 320, height: 320), fit: .contain), encode: EncodeOptions(format: .png)
+        ).data
+        for (side, expected) in [(40, PixelSize(width: 40, height: 30)), (1000, PixelSize(width: 160, height: 120))] {
+            let preview = PreviewOptions(side: side, encode: EncodeOptions(format: .png))
+            for composite in [false, true] {
+                let finish = { (preview: PreviewOptions?) throws -> PreparedImage in
+                    try ImageProcessor.finish(
+                        result: edited, restoring: geometry, compositing: composite ? layers : nil, encode: EncodeOptions(format: .png),
+                        preview: preview)
+                }
+                let (plain, plainDecodes, plainEncodes) = try await counted { try finish(nil) }
+                let (shown, decodes, encodes) = try await counted { try finish(preview) }
+                #expect(plain.preview == nil && shown.data == plain.data)
+                #expect(decodes == plainDecodes && encodes == plainEncodes + 1)
+                let made = try #require(shown.preview)
+                #expect(try ImageProbe.probe(data: made).displaySize == expected, "side \(side)")
+                // The result as delivered, each preview pixel the mean of the block it covers.
+                let delivered = try Image.decode(data: shown.data)
+                let averaged = boxAverage(
+                    try delivered.pixels(), width: delivered.width, height: delivered.height, channels: delivered.channels,
+                    to: (expected.width, expected.height))
+                let samples = try Image.decode(data: made).pixels()
+                #expect(samples.count == averaged.count)
+                #expect(zip(samples, averaged).allSatisfy { abs(Int($0) - Int($1)) <= 1 })
+            }
+        }
+    }
+
+    @Test("A preview side out of range is refused before anything is decoded")
+    func previewSide() async throws {
+        let count = ImagingCount()
+        let error = await #expect(throws: ImagingError.self) {
+            try await count.counting {
+                _ = try ImageProcessor.finish(
+                    result: try detailed(), restoring: nil, compositing: nil, encode: EncodeOptions(format: .png),
+                    preview: PreviewOptions(side: 0))
+            }
+        }
+        #expect(error?.reason.contains("a preview side from 1 to 16384 pixels") == true, "\(String(describing: error))")
+        #expect(count.decodes == 0)
+    }
+
+    @Test("A preview of an image with alpha keeps it where its format can (PNG), and is flattened onto the background before averaging where it cannot (JPEG)")
+    func previewWithAlpha() throws {
+        // Left half opaque red, right half fully transparent green.
+        let pixels = (0..<(120 * 80)).flatMap { i -> [UInt8] in i % 120 < 60 ? [220, 20, 20, 255] : [0, 255, 0, 0] }
+        let image = try Image(pixels: pixels, size: PixelSize(width: 120, height: 80), channels: 4)
+
+        let png = try Image.decode(data: try image.preview(PreviewOptions(side: 30, encode: EncodeOptions(format: .png))))
+        #expect(png.size == PixelSize(width: 30, height: 20) && png.channels == 4)
+        #expect(try png.pixel(x: 5, y: 10) == [220, 20, 20, 255])
+        #expect(try png.pixel(x: 25, y: 10)[3] == 0, "transparent stays transparent")
+
+        let jpeg = try Image.decode(data: try image.preview(PreviewOptions(side: 30, encode: EncodeOptions(format: .jpeg, quality: 95))))
+        #expect(jpeg.size == PixelSize(width: 30, height: 20) && jpeg.channels == 3)
+        // The transparent half is the background (white), not its hidden green.
+        let right = try jpeg.pixel(x: 25, y: 10), left = try jpeg.pixel(x: 5, y: 10)
+        #expect(right.allSatisfy { $0 >= 245 }, "\(right)")
+        #expect(abs(Int(left[0]) - 220) <= 6 && left[1] <= 30 && left[2] <= 30, "\(left)")
+    }
+
+    @Test("Kept bytes checked with a preview at a fraction of their size find the same damage as a full decode", arguments: [OutputFormat.jpeg, .webp, .png])
+    func verifyFindsDamage(_ format: OutputFormat) throws {
+        let intact = try Make.encoded(640, 480, format: format, quality: 90) { x, y in
+            [UInt8((x * 3 + y) & 255), UInt8((x ^ y) & 255), UInt8((x * y / 7) & 255)]
+        }
+        let preview = PreviewOptions(side: 64)
+        let made = try #require(try ImageProcessor.verify(data: intact, preview: preview))
+        #expect(try ImageProbe.probe(data: made).displaySize == PixelSize(width: 64, height: 48))
+        #expect(try ImageProcessor.verify(data: intact) == nil)
+
+        // Cut short at several points, and bytes of the compressed data overwritten.
+        var damaged: [(String, Data)] = [0.3, 0.6, 0.9, 0.99].map { ("cut at \($0)", intact.prefix(Int(Double(intact.count) * $0))) }
+        for at in [0.4, 0.7] {
+            var bytes = intact
+            let start = Int(Double(bytes.count) * at)
+            for i in start..<(start + 48) { bytes[i] = 0xFF }
+            damaged.append(("overwritten at \(at)", bytes))
+        }
+        var refused = 0
+        for (what, bytes) in damaged {
+            let whole = Result { () throws(ImagingError) in _ = try Image.decode(data: bytes) }
+            let checked = Result { () throws(ImagingError) in _ = try ImageProcessor.verify(data: bytes, preview: preview) }
+            switch (whole, checked) {
+            case (.success, .success):
+                break
+            case (.failure, .failure(let error)):
+                refused += 1
+                #expect(error.kind == .corrupt, "\(format) \(what): \(error)")
+            default:
+                Issue.record("\(format) \(what): a full decode \(whole), the check with a preview \(checked)")
+            }
+        }
+        #expect(refused >= 4, "\(format): the damage is found at all")
     }
 }

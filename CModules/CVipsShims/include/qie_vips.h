@@ -89,12 +89,27 @@ int qie_vips_copy_memory(VipsImage *in, VipsImage **out);
 int qie_vips_to_srgb(VipsImage *in, VipsImage **out);
 int qie_vips_cast_uchar(VipsImage *in, VipsImage **out);
 int qie_vips_resize(VipsImage *in, VipsImage **out, double hscale, double vscale);
+/* `in` (8-bit, 1-4 bands without alpha, pixels in memory or computed
+ * first) shrunk to `width` x `height` (each at most `in`'s, at most 64 times
+ * smaller) by averaging: each pixel out is the mean of the block of pixels in
+ * that it covers (blocks of whole pixels, their edges rounded down), in one
+ * pass over memory. For previews: libvips' shrink and reduce run the same
+ * through their pipeline several times slower on an image already in
+ * memory. Attached metadata is kept. */
+int qie_vips_box_shrink(VipsImage *in, VipsImage **out, int width, int height);
 /* `in` (8-bit, 1-4 bands, pixels in memory or computed first) enlarged to
  * exactly width x height (each at least its own) with the Catmull-Rom cubic
  * of libvips' bicubic interpolator, in two separable passes shared among
  * `threads` threads (0: libvips' concurrency). Much faster than vips_resize's
  * affine enlargement; its attached metadata is kept. */
 int qie_vips_enlarge(VipsImage *in, VipsImage **out, int width, int height, int threads);
+
+/* `in` passed on unchanged as `out`, and `memory`: an image of `in`'s size and
+ * format in memory, into which every region of `out` is copied as it is
+ * computed. Once `out` has been computed in full (saved), `memory` holds every
+ * pixel: a second output of the same pipeline without computing it again.
+ * Read `memory` only after that. */
+int qie_vips_tee(VipsImage *in, VipsImage **out, VipsImage **memory);
 int qie_vips_premultiply(VipsImage *in, VipsImage **out);
 /* Undoes qie_vips_premultiply, casting back to 8 bits. */
 int qie_vips_unpremultiply(VipsImage *in, VipsImage **out);
