@@ -85,11 +85,20 @@ extension ImageProcessor {
         }
         let flattenOnto = encode.format.supportsAlpha ? nil : encode.flattenBackground
         if let flattenOnto, image.hasAlpha { image = try flatten(image, onto: flattenOnto) }
-        // Each input is decoded into memory at the output's size, so damage is
-        // found while it is known which input it is in.
-        let edited = try image.inMemory("decoding the \(info.format.displayName)")
-        let size = edited.size
-        let originalImage = try original.framed(layers.frame, to: size, flattenOnto: flattenOnto)
+        // Each input is decoded into memory at the output's size (known
+        // before any pixel is), so damage is found while it is known which
+        // input it is in; the original on another thread meanwhile, each
+        // decoder on its own core.
+        let size = image.size
+        let frame = layers.frame
+        let framing = ConcurrentImageWork { () throws(ImagingError) in
+            try original.framed(frame, to: size, flattenOnto: flattenOnto)
+        }
+        let decoded = Result { () throws(ImagingError) in try image.inMemory("decoding the \(info.format.displayName)") }
+        // Both have ended before either error is thrown; the result's first.
+        let framed = Result { () throws(ImagingError) in try framing.value() }
+        let edited = try decoded.get()
+        let originalImage = try framed.get()
         let weight: VipsImageHandle
         do {
             weight = try layers.mask.image(at: size)

@@ -83,6 +83,39 @@ public enum ImagingRuntime {
     }
 }
 
+/// Blocking image work started on another thread now and waited for
+/// later, within one call: the two inputs of a composite decode at once,
+/// each decoder on its own core. The work keeps the caller's
+/// `ImagingCount` and share of the cores.
+final class ConcurrentImageWork<T>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    /// Written once by the worker before `done` is signalled, read after.
+    private var result: Result<T, ImagingError>?
+
+    init(_ work: @escaping () throws(ImagingError) -> T) {
+        let count = ImagingCount.current
+        let threads = ImagingRuntime.threadsHere
+        let unchecked = UncheckedWork(work: work)
+        DispatchQueue.global().async { [self] in
+            result = ImagingCount.with(count) {
+                ImagingRuntime.$threadsHere.withValue(threads) { Result { () throws(ImagingError) in try unchecked.work() } }
+            }
+            ImagingRuntime.endOfJobOnThisThread()
+            done.signal()
+        }
+    }
+
+    /// Waits for the work to end: what it made, or its error.
+    func value() throws(ImagingError) -> T {
+        done.wait()
+        return try result!.get()
+    }
+
+    private struct UncheckedWork: @unchecked Sendable {
+        let work: () throws(ImagingError) -> T
+    }
+}
+
 /// A failed `qie_vips_*` call, as the shim recorded it on this thread.
 struct VipsFailure {
     /// Nil only when the shim recorded nothing, which a failing wrapper never does.

@@ -980,6 +980,9 @@ public final class Editor: Sendable {
             ResizeOptions(size: $0, fit: options.fit, position: options.position, fill: options.background)
         }
         let source = input.image
+        // The mask is decoded while the input is: each decoder runs on one
+        // core, so the two overlap where one after the other they would not.
+        async let weights = preparedMask(input.mask, of: source, framedIn: frame, options: options)
         let (main, plan) = try await imagingWork(urgent: true) {
             try Self.prepare(source, framedIn: frame, context: context, plan: true)
         }
@@ -994,31 +997,44 @@ public final class Editor: Sendable {
                 .bytes(prepared.data, format: prepared.format, filename: "reference.\(prepared.format.fileExtension)"))
         }
         guard let plan else { throw EditError.request(ProvidersError(.invalidOption, "no size plan for the input")) }
-        var mask: MaskWeights? = nil
-        if let maskSource = input.mask {
-            // Made for the input: checked against its header (already read)
-            // before it is decoded, then fitted as the input was, with a size
-            // into the frame, its padding transparent (outside the input
-            // there is nothing to keep); only its alpha is kept.
-            let original = main.source
-            mask = try await imagingWork(urgent: true) { () throws(EditError) -> MaskWeights in
-                do throws(ImagingError) {
-                    switch maskSource {
-                    case .data(let data):
-                        return try ImageProcessor.maskWeights(
-                            data: data, for: original, framedIn: frame, limits: options.limits)
-                    case .file(let path):
-                        return try ImageProcessor.maskWeights(
-                            file: path, for: original, framedIn: frame, limits: options.limits)
-                    }
-                } catch {
-                    throw .mask(error)
-                }
-            }
-        }
+        // The input's errors come first, the mask's after them.
+        let mask = try await weights
         return Prepared(
             plan: plan, geometry: main.geometry, source: main.source, payload: payload, original: input.image, frame: frame,
             mask: mask)
+    }
+
+    /// A mask made for `source`: checked against the input's header before
+    /// it is decoded, then fitted as the input is, with a size into the
+    /// frame, its padding transparent (outside the input there is nothing to
+    /// keep); only its alpha is kept. Nil without a mask.
+    private func preparedMask(_ mask: ImageSource?, of source: ImageSource, framedIn frame: ResizeOptions?, options: EditOptions)
+        async throws -> MaskWeights?
+    {
+        guard let mask else { return nil }
+        let limits = options.limits
+        return try await imagingWork(urgent: true) { () throws(EditError) -> MaskWeights in
+            let original: ImageInfo
+            do throws(ImagingError) {
+                // Read here too (a header, no pixels): the input's own errors are its prepare's.
+                switch source {
+                case .data(let data): original = try ImageProbe.probe(data: data)
+                case .file(let path): original = try ImageProbe.probe(file: path)
+                }
+            } catch {
+                throw .input(error)
+            }
+            do throws(ImagingError) {
+                switch mask {
+                case .data(let data):
+                    return try ImageProcessor.maskWeights(data: data, for: original, framedIn: frame, limits: limits)
+                case .file(let path):
+                    return try ImageProcessor.maskWeights(file: path, for: original, framedIn: frame, limits: limits)
+                }
+            } catch {
+                throw .mask(error)
+            }
+        }
     }
 
     /// Prepares an input (fitted into `frame` when given, then planned for

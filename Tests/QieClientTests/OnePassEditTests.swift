@@ -179,6 +179,30 @@ struct OnePassEditTests {
         }
     }
 
+    @Test("The mask decodes beside the input: a damaged mask is refused before anything is sent; with the input damaged too, the input's error is the one said")
+    func damagedMask() async throws {
+        let input = try detailedPNG()
+        let mask = try rampMask(160, 120)
+        let cutMask = mask.prefix(mask.count / 2), cutInput = input.prefix(input.count / 2)
+        try await withNegativeEmulator { emulator, base in
+            let options = testOptions(.runpodQwenImageEdit2511, base: base)
+            try await Editor.with(options, environment: testEnvironment()) { editor in
+                let maskError = await #expect(throws: EditError.self) {
+                    _ = try await editor.edit(EditInput(image: .data(input), size: PixelSize(width: 240, height: 120), mask: .data(Data(cutMask))))
+                }
+                guard case .mask(let cause)? = maskError else { Issue.record("\(String(describing: maskError))"); return }
+                #expect(cause.kind == .corrupt && cause.reason.contains("corrupt or truncated PNG"), "\(cause)")
+
+                let inputError = await #expect(throws: EditError.self) {
+                    _ = try await editor.edit(EditInput(image: .data(Data(cutInput)), size: PixelSize(width: 240, height: 120), mask: .data(Data(cutMask))))
+                }
+                guard case .input(let cause)? = inputError else { Issue.record("\(String(describing: inputError))"); return }
+                #expect(cause.kind == .corrupt, "\(cause)")
+            }
+            #expect(emulator.submissions(to: .runpodQwenImageEdit2511) == 0, "nothing is sent, nothing paid")
+        }
+    }
+
     @Test("A JPEG asked at a size goes to the endpoint as JPEG, framed and planned in one pass")
     func jpegAtASize() async throws {
         let input = try photo(400, 300)

@@ -259,6 +259,14 @@ struct OnePassTests {
         }
         #expect(result?.kind == .corrupt && result?.stage == .load)
         #expect(result?.reason.hasPrefix("corrupt or truncated PNG") == true, "\(String(describing: result))")
+
+        // Both damaged (they decode at once): the result's error is the one said.
+        let both = #expect(throws: ImagingError.self) {
+            _ = try ImageProcessor.finish(
+                result: Data(cut), restoring: nil, compositing: CompositeLayers(originalFile: path, framedIn: nil, mask: weights),
+                encode: png)
+        }
+        #expect(both?.reason.hasPrefix("corrupt or truncated PNG") == true && both?.file == nil, "\(String(describing: both))")
     }
 
     @Test("A preview made beside a finished result from the same pixels: no decode added, the result's bytes unchanged, never enlarged")
