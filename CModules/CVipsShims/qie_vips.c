@@ -1,5 +1,7 @@
 #include "qie_vips.h"
 
+#include <dlfcn.h>
+
 #include <math.h>
 #include <string.h>
 #if defined(__GLIBC__)
@@ -116,6 +118,54 @@ typedef struct {
     int worker_threads;
 } start_arguments;
 
+/* libvips 8.14 compiles a liborc program each time it builds a Lanczos
+ * reduce (and a convolution or morphology), and frees it when the operation
+ * is finalized. liborc 0.4.33 allocates code memory holding its global mutex
+ * but frees it without: a reduce finalized on one thread while another is
+ * built on a second corrupts liborc's list of code chunks, and the process
+ * segfaults in orc_code_allocate_codemem (seen once in 640 concurrent
+ * gateway edits). The finalizers of those operations are wrapped here to
+ * hold liborc's own mutex while they free, so frees and allocations take
+ * turns. liborc's free path does not take that mutex itself, so this cannot
+ * deadlock. Without liborc (libvips 8.15 and later use highway) nothing is
+ * wrapped. */
+typedef void (*orc_mutex_call)(void);
+static orc_mutex_call orc_lock, orc_unlock;
+static int orc_frees_locked;
+
+#define QIE_ORC_LOCKED_FINALIZE(n)                                        \
+    static GObjectFinalizeFunc orc_finalize_##n;                          \
+    static void orc_locked_finalize_##n(GObject *object) {                \
+        orc_lock();                                                       \
+        orc_finalize_##n(object);                                         \
+        orc_unlock();                                                     \
+    }
+QIE_ORC_LOCKED_FINALIZE(0)
+QIE_ORC_LOCKED_FINALIZE(1)
+QIE_ORC_LOCKED_FINALIZE(2)
+
+static void lock_orc_frees(void) {
+    void *self = dlopen(NULL, RTLD_LAZY);
+    if (self == NULL) return;
+    orc_lock = (orc_mutex_call) dlsym(self, "orc_global_mutex_lock");
+    orc_unlock = (orc_mutex_call) dlsym(self, "orc_global_mutex_unlock");
+    if (orc_lock == NULL || orc_unlock == NULL) return;
+    const char *const classes[] = {"VipsReducev", "VipsConvi", "VipsMorph"};
+    GObjectFinalizeFunc *const kept[] = {&orc_finalize_0, &orc_finalize_1, &orc_finalize_2};
+    const GObjectFinalizeFunc wrappers[] = {orc_locked_finalize_0, orc_locked_finalize_1, orc_locked_finalize_2};
+    for (int i = 0; i < 3; i++) {
+        GType type = g_type_from_name(classes[i]);
+        if (type == 0) continue;
+        /* Held for the life of the process, so the class and its finalizer stay. */
+        GObjectClass *class = g_type_class_ref(type);
+        *kept[i] = class->finalize;
+        class->finalize = wrappers[i];
+        orc_frees_locked++;
+    }
+}
+
+int qie_vips_orc_frees_locked(void) { return orc_frees_locked; }
+
 static gpointer start_vips(gpointer data) {
     start_arguments *arguments = (start_arguments *)data;
     if (VIPS_INIT(arguments->program_name ? arguments->program_name : "qie") != 0) {
@@ -135,6 +185,7 @@ static gpointer start_vips(gpointer data) {
     vips_cache_set_max_mem(0);
     vips_cache_set_max_files(0);
     if (arguments->worker_threads > 0) vips_concurrency_set(arguments->worker_threads);
+    lock_orc_frees();
     start_result = 0;
     return NULL;
 }

@@ -77,6 +77,14 @@ public enum ImagingRuntime {
         }
     }
 
+    /// How many libvips operation classes free their liborc code under
+    /// liborc's mutex (`qie_vips_orc_frees_locked`): three with libvips 8.14
+    /// and liborc, none without liborc.
+    static var orcFreesLocked: Int {
+        _ = try? start()
+        return Int(qie_vips_orc_frees_locked())
+    }
+
     /// The libvips version this build runs against, for version listings.
     public static var libvipsVersion: String {
         String(cString: vips_version_string())

@@ -64,6 +64,10 @@ int qie_vips_decodes(const void *data, size_t length, int fail_on);
  * per-image worker threads. Safe to call more than once. */
 int qie_vips_start(const char *program_name, int worker_threads);
 
+/* How many libvips operation classes have their finalizer wrapped to free
+ * liborc code under liborc's mutex (see qie_vips.c); 0 without liborc. */
+int qie_vips_orc_frees_locked(void);
+
 /* Lazily opens an image from memory (header read now, pixels on demand).
  * `fail_on` is a VipsFailOn value; `sequential` selects VIPS_ACCESS_SEQUENTIAL. */
 int qie_vips_open_buffer(const void *data, size_t length, int fail_on, int sequential, VipsImage **out);
