@@ -28,9 +28,7 @@ private func link(_ path: String, to target: String) throws {
 private func runBriefly(_ arguments: [String]) throws -> (status: Int32, output: String) {
     let output = Pipe()
     let process = try startQie(arguments, environment: ["RUNPOD_API_KEY": "k"], output: output)
-    let guardline = Date().addingTimeInterval(60)
-    waitUntil { !process.isRunning || Date() > guardline }
-    if process.isRunning { process.terminate() }
+    if !waitForExit(process, seconds: 60) { process.terminate() }
     let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     return (process.terminationReason == .uncaughtSignal ? -1 : process.terminationStatus, text)

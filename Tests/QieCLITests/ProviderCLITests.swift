@@ -99,14 +99,6 @@ struct ProviderCLITests {
     }
 }
 
-/// Waits, without a deadline of its own, until `condition` holds: tests
-/// wait on what happens, not on how long it takes. A guard of ten minutes
-/// keeps a broken run from hanging the suite.
-func waitUntil(_ condition: () -> Bool) {
-    let guardline = Date().addingTimeInterval(600)
-    while !condition() && Date() < guardline { Thread.sleep(forTimeInterval: 0.01) }
-}
-
 /// Presses Ctrl-C on a running `qie edit` twice, the second once the first
 /// was heard (two at once may arrive as one); everything it printed, once it ended.
 func interruptTwice(_ process: Process, output: Pipe) -> String {
@@ -335,13 +327,13 @@ struct EditCLITests {
                 "--num-images", "2", "--base-url", emulator.address, "--poll-interval", "0.2",
             ], environment: ["RUNPOD_API_KEY": "cli-key"], output: pipe)
         // Each job is polled only once its acceptance is recorded: two job ids polled.
-        func polledJobs() -> Set<String> {
-            let lines = emulator.output.split(separator: "\n").filter { $0.hasPrefix("GET /v2/qwen-image-edit-2511/status/") && $0.contains(" -> ") }
+        func polledJobs(_ printed: String) -> Set<String> {
+            let lines = printed.split(separator: "\n").filter { $0.hasPrefix("GET /v2/qwen-image-edit-2511/status/") && $0.contains(" -> ") }
             return Set(lines.compactMap { $0.split(separator: "/status/").last?.split(separator: " ").first.map(String.init) })
         }
-        waitUntil { polledJobs().count >= 2 || !process.isRunning }
+        emulator.waitForOutput(until: { polledJobs($0).count >= 2 }, orEndOf: process)
         let heard = interruptTwice(process, output: pipe)
-        let jobs = polledJobs()
+        let jobs = polledJobs(emulator.output)
         #expect(jobs.count == 2, "\(emulator.output)")
         #expect(process.terminationStatus == 130, "\(heard)")
         #expect(heard.contains("stopping now"), "\(heard)")
@@ -468,7 +460,8 @@ struct EditCLITests {
             let before = emulator.count(of: kase.accepted)
             let process = try startQie(arguments, environment: environment)
             let target = before + 1 + Int(generator.next() % 4)
-            waitUntil { emulator.count(of: kase.accepted) >= target || !process.isRunning }
+            let accepted = kase.accepted
+            emulator.waitForOutput(until: { $0.components(separatedBy: accepted).count - 1 >= target }, orEndOf: process)
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             if process.terminationReason == .exit {

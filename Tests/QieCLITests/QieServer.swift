@@ -43,6 +43,15 @@ class QieServer: @unchecked Sendable {
         } ?? false
     }
 
+    /// Waits until what the server printed satisfies `done`, or `client` (a
+    /// process run against the server) has ended: each is an event (a chunk
+    /// printed, the client's exit), and `done` is asked again at each. Ten
+    /// minutes only guard against a broken run hanging the suite.
+    func waitForOutput(until done: @escaping (String) -> Bool, orEndOf client: Process) {
+        client.terminationHandler = { [log] _ in log.wake() }
+        _ = log.wait(seconds: 600) { printed, _ in done(printed) || !client.isRunning ? true : nil }
+    }
+
     /// `waitForLog` for async tests: the wait blocks a thread of its own,
     /// never one of the few the tests' tasks share, so tasks the test started
     /// (a request in flight) go on meanwhile.
@@ -84,6 +93,10 @@ final class OutputLog: @unchecked Sendable {
 
     func append(_ text: String) { changing { printed += text } }
 
+    /// Wakes the waiters to ask again: something they watch besides the
+    /// output changed (a process ended).
+    func wake() { changing {} }
+
     private func changing(_ change: () -> Void) {
         condition.withLock {
             change()
@@ -113,6 +126,15 @@ final class OutputLog: @unchecked Sendable {
             if !condition.wait(until: deadline) { return found(printed, open == 0) }
         }
     }
+}
+
+/// Waits for `process` to end (its exit is the event); false once `seconds`
+/// pass without it.
+func waitForExit(_ process: Process, seconds: Double) -> Bool {
+    let ended = DispatchSemaphore(value: 0)
+    process.terminationHandler = { _ in ended.signal() }
+    // An exit before the handler was set is seen here; one after, signalled.
+    return !process.isRunning || ended.wait(timeout: .now() + seconds) == .success
 }
 
 /// Runs `executable` to its end with exactly `environment`; what it prints

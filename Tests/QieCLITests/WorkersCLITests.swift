@@ -53,7 +53,7 @@ struct WorkersCLITests {
         var generator = SeededGenerator(seed: SeededGenerator.seed(printedAs: "threeWorkersTwoKilled"))
         for process in doomed {
             let target = emulator.count(of: accepted) + 20 + Int(generator.next() % 80)
-            waitUntil { emulator.count(of: accepted) >= target || !process.isRunning }
+            emulator.waitForOutput(until: { $0.components(separatedBy: accepted).count - 1 >= target }, orEndOf: process)
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             #expect(process.terminationReason == .uncaughtSignal)
