@@ -1106,11 +1106,11 @@ public final class Editor: Sendable {
             var unchanged = wanted.rawValue == info.format.rawValue && options.quality == nil && info.orientation == 1
             if let mode = options.restore {
                 let content = geometry.contentRect(inResultOf: size)
-                let restores =
-                    content != PixelRect(x: 0, y: 0, width: size.width, height: size.height)
-                    || (mode == .exact && geometry.sourceRect.size != size)
-                unchanged = unchanged && !restores
-                if restores { restoring = geometry }
+                unchanged =
+                    unchanged && content == PixelRect(x: 0, y: 0, width: size.width, height: size.height)
+                    && (mode == .aspect || geometry.sourceRect.size == size)
+                // Undone unless nothing about the result changes, and always under a composite.
+                if layers != nil || !unchanged { restoring = geometry }
             }
             if layers == nil && unchanged && options.keepResultBytes {
                 // The endpoint's bytes, kept only once every byte of them decoded.
