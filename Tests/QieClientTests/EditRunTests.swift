@@ -1,7 +1,9 @@
 import Foundation
 import QieEmulator
 import QiePipeline
+import QieReport
 import QieStore
+import QieTestSupport
 import Synchronization
 import Testing
 
@@ -49,6 +51,30 @@ struct EditRunTests {
             #expect(error.kind == .notAnImage)
             #expect(run.failures["broken.jpg"]?.contains("not an image") == true)
             #expect(run.summary.report == root + "/out/report.html")
+
+            // The report's after-thumbnails: each result as written, shrunk
+            // to at most 256 px (made beside it, from the same pixels).
+            let thumbs = root + "/out/report-thumbs"
+            let after = try FileManager.default.contentsOfDirectory(atPath: thumbs).filter { $0.hasSuffix("-after.jpg") }
+            #expect(after.count == 2)
+            var shapes: Set<String> = []
+            for name in after {
+                let thumbnail = try Image.decode(data: try Data(contentsOf: URL(fileURLWithPath: thumbs + "/" + name)))
+                let output = try Image.decode(file: root + (thumbnail.width > thumbnail.height ? "/out/wide.png" : "/out/sub/tall.png"))
+                shapes.insert("\(thumbnail.width)x\(thumbnail.height)")
+                let averaged = boxAverage(
+                    try output.pixels(), width: output.width, height: output.height, channels: output.channels,
+                    to: (thumbnail.width, thumbnail.height))
+                // Encoded as the report's thumbnails are (JPEG quality 80), the two are the same image.
+                let expected = try Image.decode(
+                    data: try Image(pixels: averaged, size: thumbnail.size, channels: output.channels)
+                        .encoded(RunReport.thumbnailPreview.encode))
+                let samples = try thumbnail.pixels()
+                try #require(samples.count == averaged.count)
+                let largest = zip(samples, try expected.pixels()).map { abs(Int($0) - Int($1)) }.max() ?? .max
+                #expect(largest <= 2, "\(name): largest difference \(largest)")
+            }
+            #expect(shapes == ["256x192", "154x256"])
         }
     }
 
