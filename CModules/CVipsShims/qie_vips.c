@@ -414,6 +414,24 @@ static void *copy_metadata(VipsImage *in, const char *name, GValue *value, void 
     return NULL;
 }
 
+/* `pixels` (g_malloc'd, `length` bytes, `width` x `height` of `like`'s bands
+ * and format) as an image that frees them when it closes, described as
+ * `like` is: its interpretation, its resolution scaled to the new size, its
+ * attached metadata. NULL (the pixels freed) when it cannot be made. */
+static VipsImage *image_owning(void *pixels, size_t length, int width, int height, VipsImage *like) {
+    VipsImage *image = vips_image_new_from_memory(pixels, length, width, height, like->Bands, like->BandFmt);
+    if (image == NULL) {
+        g_free(pixels);
+        return NULL;
+    }
+    g_signal_connect(image, "postclose", G_CALLBACK(free_pixels), pixels);
+    image->Type = like->Type;
+    image->Xres = like->Xres * width / like->Xsize;
+    image->Yres = like->Yres * height / like->Ysize;
+    vips_image_map(like, copy_metadata, image);
+    return image;
+}
+
 int qie_vips_enlarge(VipsImage *in, VipsImage **out, int width, int height, int threads) {
     *out = NULL;
     if (in->BandFmt != VIPS_FORMAT_UCHAR || in->Coding != VIPS_CODING_NONE || in->Bands < 1 || in->Bands > 4 ||
@@ -439,17 +457,8 @@ int qie_vips_enlarge(VipsImage *in, VipsImage **out, int width, int height, int 
     g_free(work.middle);
     g_free(across);
     g_free(down);
-    *out = vips_image_new_from_memory(work.out, length, width, height, in->Bands, VIPS_FORMAT_UCHAR);
-    if (*out == NULL) {
-        g_free(work.out);
-        return leave(-1, QIE_STAGE_TRANSFORM, "enlarge");
-    }
-    g_signal_connect(*out, "postclose", G_CALLBACK(free_pixels), work.out);
-    (*out)->Type = in->Type;
-    (*out)->Xres = in->Xres * width / in->Xsize;
-    (*out)->Yres = in->Yres * height / in->Ysize;
-    vips_image_map(in, copy_metadata, *out);
-    return leave(0, QIE_STAGE_TRANSFORM, "enlarge");
+    *out = image_owning(work.out, length, width, height, in);
+    return leave(*out ? 0 : -1, QIE_STAGE_TRANSFORM, "enlarge");
 }
 
 int qie_vips_premultiply(VipsImage *in, VipsImage **out) {
@@ -730,16 +739,8 @@ int qie_vips_tee(VipsImage *in, VipsImage **out, VipsImage **memory) {
         vips_error("tee", "out of memory for a %d x %d copy", in->Xsize, in->Ysize);
         return leave(-1, QIE_STAGE_TRANSFORM, "tee");
     }
-    VipsImage *kept = vips_image_new_from_memory(pixels, length, in->Xsize, in->Ysize, in->Bands, in->BandFmt);
-    if (kept == NULL) {
-        g_free(pixels);
-        return leave(-1, QIE_STAGE_TRANSFORM, "tee");
-    }
-    g_signal_connect(kept, "postclose", G_CALLBACK(free_pixels), pixels);
-    kept->Type = in->Type;
-    kept->Xres = in->Xres;
-    kept->Yres = in->Yres;
-    vips_image_map(in, copy_metadata, kept);
+    VipsImage *kept = image_owning(pixels, length, in->Xsize, in->Ysize, in);
+    if (kept == NULL) return leave(-1, QIE_STAGE_TRANSFORM, "tee");
 
     VipsImage *passed = vips_image_new();
     /* The pass-through holds its own reference to the copy it writes into. */
@@ -791,15 +792,6 @@ int qie_vips_box_shrink(VipsImage *in, VipsImage **out, int out_width, int out_h
         }
     }
     g_free(sums);
-    *out = vips_image_new_from_memory(pixels, length, out_width, out_height, bands, VIPS_FORMAT_UCHAR);
-    if (*out == NULL) {
-        g_free(pixels);
-        return leave(-1, QIE_STAGE_TRANSFORM, "box_shrink");
-    }
-    g_signal_connect(*out, "postclose", G_CALLBACK(free_pixels), pixels);
-    (*out)->Type = in->Type;
-    (*out)->Xres = in->Xres * out_width / width;
-    (*out)->Yres = in->Yres * out_height / height;
-    vips_image_map(in, copy_metadata, *out);
-    return leave(0, QIE_STAGE_TRANSFORM, "box_shrink");
+    *out = image_owning(pixels, length, out_width, out_height, in);
+    return leave(*out ? 0 : -1, QIE_STAGE_TRANSFORM, "box_shrink");
 }

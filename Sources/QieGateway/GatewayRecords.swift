@@ -136,15 +136,11 @@ enum Thumbnail {
     /// decodes anyway, so no result is decoded again for its thumbnail.
     static let preview = PreviewOptions(side: 256, encode: EncodeOptions(format: .jpeg, quality: 80))
 
-    /// `image`'s thumbnail: the preview made beside it, or (a result
-    /// without one, such as an idempotent replay's) made from its bytes;
-    /// nil when it cannot be made (the record is kept without it).
+    /// `image`'s thumbnail made from its bytes, for a result without a
+    /// preview (an idempotent replay's); nil when it cannot be made (the
+    /// record is kept without it).
     static func make(_ image: EditedImage) -> Data? {
-        if let made = image.preview { return made }
-        return try? ImageProcessor.prepare(
-            data: image.data, resize: ResizeOptions(size: preview.box(for: image.size), fit: .inside),
-            encode: preview.encode
-        ).data
+        (try? ImageProcessor.verify(data: image.data, preview: preview)) ?? nil
     }
 }
 
@@ -191,7 +187,7 @@ final class RequestRecorder: Sendable {
                 var thumbnails: [Data] = []
                 for image in results {
                     // Made beside the result as a rule; made here only for one without.
-                    let made = image.preview != nil ? image.preview : try? await ImagingRuntime.offload({ Thumbnail.make(image) })
+                    let made = if let preview = image.preview { preview } else { try? await ImagingRuntime.offload { Thumbnail.make(image) } }
                     guard let made else { break }
                     thumbnails.append(made)
                 }

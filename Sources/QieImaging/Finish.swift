@@ -118,9 +118,9 @@ extension ImageProcessor {
     /// made). JPEG and WebP are then decoded at the largest fraction of
     /// their size that still covers the preview, as `prepare` decodes them
     /// for a smaller size: their decoders still read every byte of the
-    /// compressed data, so damage is found as it is at full size (a 1.3 MP
-    /// JPEG: about 4 ms with its preview, where a full decode alone takes
-    /// 9). Other formats are decoded whole.
+    /// compressed data, so damage is found as it is at full size, and the
+    /// check with its preview takes about what a full decode alone does.
+    /// Other formats are decoded whole.
     public static func verify(data: Data, limits: ImageLimits = .default, preview: PreviewOptions? = nil)
         throws(ImagingError) -> Data?
     {
@@ -158,7 +158,7 @@ extension ImageProcessor {
     /// inside the preview's box, never enlarged, encoded as it asks. An
     /// 8-bit image without alpha is averaged straight to the preview's size
     /// in one pass over memory (a box filter, as a JPEG decoded at a
-    /// fraction of its size is): about 2 ms for a 1.3 MP result, where
+    /// fraction of its size is): 2-3 ms for a 1.3 MP result, where
     /// libvips' Lanczos reduce over the whole image costs more than
     /// decoding it. Others take libvips' resize, premultiplied.
     static func previewData(_ image: VipsImageHandle, options: PreviewOptions) throws(ImagingError) -> Data {
