@@ -626,13 +626,13 @@ int qie_vips_strip_metadata(VipsImage *in, VipsImage **out, int keep_icc) {
  * profile the image is saved unstripped: the caller has already removed all
  * other metadata, and removes the EXIF block the saver rebuilds. */
 int qie_vips_jpegsave(VipsImage *in, void **buffer, size_t *length, int quality, int progressive,
-                      int subsample, const char *profile) {
+                      int subsample, int optimize_coding, const char *profile) {
     enter();
     int status = vips_jpegsave_buffer(in, buffer, length,
                                       "Q", quality,
                                       "subsample_mode", subsample ? VIPS_FOREIGN_SUBSAMPLE_ON : VIPS_FOREIGN_SUBSAMPLE_OFF,
                                       "interlace", progressive ? TRUE : FALSE,
-                                      "optimize_coding", TRUE,
+                                      "optimize_coding", optimize_coding ? TRUE : FALSE,
                                       "strip", profile ? FALSE : TRUE,
                                       "profile", profile,
                                       NULL);

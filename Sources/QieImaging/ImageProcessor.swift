@@ -447,7 +447,8 @@ public enum ImageProcessor {
             switch options.format {
             case .jpeg:
                 qie_vips_jpegsave(
-                    image.pointer, &buffer, &length, quality, progressive, options.chromaSubsampling ? 1 : 0, profile)
+                    image.pointer, &buffer, &length, quality, progressive, options.chromaSubsampling ? 1 : 0,
+                    options.optimizeCoding ? 1 : 0, profile)
             case .png:
                 qie_vips_pngsave(image.pointer, &buffer, &length, Int32(options.compression ?? 6), progressive, profile)
             case .webp:

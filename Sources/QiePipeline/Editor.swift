@@ -1053,7 +1053,8 @@ public final class Editor: Sendable {
             let accepts = profile.images.accepts
             var format = accepts.contains(info.format.defaultOutput) ? info.format.defaultOutput : .png
             if case .colour(let fill)? = frame?.fill, !fill.isOpaque, !format.supportsAlpha { format = .png }
-            let encode = EncodeOptions(format: format, quality: format == .png ? nil : 95)
+            // Decoded once by the endpoint: no second pass for smaller Huffman tables.
+            let encode = EncodeOptions(format: format, quality: format == .png ? nil : 95, optimizeCoding: false)
             guard plan else { return (nil, encode) }
             do throws(ProvidersError) {
                 let sized = try options.plan(size, on: profile)

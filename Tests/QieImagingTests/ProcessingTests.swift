@@ -227,6 +227,33 @@ struct EncodingTests {
         #expect(low.data.count < high.data.count)
     }
 
+    @Test("A JPEG without optimised Huffman tables has libjpeg's standard ones and the same pixels; optimised is smaller")
+    func huffmanTables() throws {
+        let noise = { (x: Int, y: Int) -> [UInt8] in
+            (0..<3).map { c in UInt8(truncatingIfNeeded: (x &* 73 &+ y &* 151 &+ c &* 29) &* 2_654_435_761 >> 13) }
+        }
+        let source = try Make.encoded(160, 120, format: .png, paint: noise)
+        let optimised = try ImageProcessor.prepare(data: source, resize: nil, encode: EncodeOptions(format: .jpeg, quality: 95))
+        let standard = try ImageProcessor.prepare(
+            data: source, resize: nil, encode: EncodeOptions(format: .jpeg, quality: 95, optimizeCoding: false))
+        #expect(optimised.data.count < standard.data.count)
+        // Tables only: the coefficients, and so every pixel, are the same.
+        #expect(try Image.decode(data: optimised.data).pixels() == (try Image.decode(data: standard.data).pixels()))
+        // The luminance DC table of the JPEG standard's annex K (K.3), as libjpeg writes it unoptimised.
+        let standardDC: [UInt8] = [0xFF, 0xC4, 0x00, 0x1F, 0x00, 0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]
+        #expect(standard.data.range(of: Data(standardDC)) != nil)
+        #expect(optimised.data.range(of: Data(standardDC)) == nil)
+    }
+
+    @Test("Encoding settings stored before optimizeCoding existed read with it on")
+    func storedSettings() throws {
+        let stored = #"{"format":"jpeg","quality":80,"progressive":false,"lossless":false,"chromaSubsampling":true,"keepICCProfile":false,"flattenBackground":{"red":255,"green":255,"blue":255,"alpha":255}}"#
+        let decoded = try JSONDecoder().decode(EncodeOptions.self, from: Data(stored.utf8))
+        #expect(decoded == EncodeOptions(format: .jpeg, quality: 80))
+        let off = EncodeOptions(format: .jpeg, optimizeCoding: false)
+        #expect(try JSONDecoder().decode(EncodeOptions.self, from: JSONEncoder().encode(off)) == off)
+    }
+
     @Test("Out-of-range options are refused before any work, with the value in the message")
     func invalidOptions() throws {
         let source = try Make.solid(8, 8, [1, 2, 3], format: .png)

@@ -157,9 +157,10 @@ int qie_vips_strip_metadata(VipsImage *in, VipsImage **out, int keep_icc);
 /* Encoders. Metadata is always stripped; `profile` (NULL for none) names an
  * ICC profile to embed, such as libvips' built-in "srgb". The returned buffer
  * is owned by the caller and freed with g_free(). */
-/* `subsample`: 4:2:0 chroma when set, 4:4:4 otherwise. */
+/* `subsample`: 4:2:0 chroma when set, 4:4:4 otherwise; `optimize_coding`:
+ * Huffman tables made for the image (a second pass over its coefficients). */
 int qie_vips_jpegsave(VipsImage *in, void **buffer, size_t *length, int quality, int progressive,
-                      int subsample, const char *profile);
+                      int subsample, int optimize_coding, const char *profile);
 int qie_vips_pngsave(VipsImage *in, void **buffer, size_t *length, int compression, int progressive,
                      const char *profile);
 int qie_vips_webpsave(VipsImage *in, void **buffer, size_t *length, int quality, int lossless, int effort,
