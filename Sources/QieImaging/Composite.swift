@@ -104,10 +104,31 @@ extension ImageProcessor {
 
     /// `weight`/255 of `original` plus the rest of `edited`, per channel. With
     /// alpha in either image, both get alpha and are blended premultiplied.
+    /// `original` and `weight` must be in memory; `edited` may be computed
+    /// lazily. Without alpha, where the weight is 255 the original is kept
+    /// as it is, so only the rectangle holding every weight below 255 is
+    /// blended, and only that part of `edited` is computed (a restored
+    /// result is resized only where the edit shows): the pixels are those
+    /// of blending the whole.
     static func blend(_ original: VipsImageHandle, over edited: VipsImageHandle, weight: VipsImageHandle)
         throws(ImagingError) -> VipsImageHandle
     {
         let withAlpha = original.hasAlpha || edited.hasAlpha
+        if !withAlpha, let shown = try weight.bounds(below: 255),
+            shown != PixelRect(x: 0, y: 0, width: weight.width, height: weight.height)
+        {
+            func part(_ image: VipsImageHandle) throws(ImagingError) -> VipsImageHandle {
+                try image.apply("taking the part the edit shows in") {
+                    qie_vips_extract_area($0, $1, Int32(shown.x), Int32(shown.y), Int32(shown.width), Int32(shown.height))
+                }
+            }
+            let blended = try blended(try part(original), over: try part(edited), weight: try part(weight))
+            return try withExtendedLifetime(blended) { () throws(ImagingError) -> VipsImageHandle in
+                try original.apply("compositing through the mask") {
+                    qie_vips_insert($0, blended.pointer, $1, Int32(shown.x), Int32(shown.y))
+                }
+            }
+        }
         func prepared(_ image: VipsImageHandle) throws(ImagingError) -> VipsImageHandle {
             guard withAlpha else { return image }
             var result = image
@@ -116,15 +137,34 @@ extension ImageProcessor {
             }
             return try result.apply("premultiplying alpha") { qie_vips_premultiply($0, $1) }
         }
-        let first = try prepared(original), second = try prepared(edited)
-        // Every input is in memory: the result reads no encoded bytes.
-        let blended = try withExtendedLifetime((first, second, weight)) { () throws(ImagingError) -> VipsImageHandle in
+        // Where the weight is 255 throughout a region, libvips computes only
+        // the original's side of it.
+        let blended = try blended(try prepared(original), over: try prepared(edited), weight: weight)
+        guard withAlpha else { return blended }
+        return try blended.apply("unpremultiplying alpha") { qie_vips_unpremultiply($0, $1) }
+    }
+
+    private static func blended(_ first: VipsImageHandle, over second: VipsImageHandle, weight: VipsImageHandle)
+        throws(ImagingError) -> VipsImageHandle
+    {
+        try withExtendedLifetime((first, second, weight)) { () throws(ImagingError) -> VipsImageHandle in
             try VipsImageHandle.make("compositing through the mask", keeping: nil) {
                 qie_vips_blend(weight.pointer, first.pointer, second.pointer, $0)
             }
         }
-        guard withAlpha else { return blended }
-        return try blended.apply("unpremultiplying alpha") { qie_vips_unpremultiply($0, $1) }
+    }
+}
+
+extension VipsImageHandle {
+    /// The smallest rectangle holding every pixel below `below` of this
+    /// one-band 8-bit image (computed first when it is not in memory); nil
+    /// when there is none.
+    func bounds(below: Int) throws(ImagingError) -> PixelRect? {
+        var left: Int32 = 0, top: Int32 = 0, width: Int32 = 0, height: Int32 = 0
+        let status = withExtendedLifetime(self) { qie_vips_bounds_below(pointer, Int32(below), &left, &top, &width, &height) }
+        guard status == 0 else { throw VipsFailure.take().error("finding where the mask lets the edit show") }
+        guard width > 0, height > 0 else { return nil }
+        return PixelRect(x: Int(left), y: Int(top), width: Int(width), height: Int(height))
     }
 }
 

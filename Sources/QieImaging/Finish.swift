@@ -76,29 +76,32 @@ extension ImageProcessor {
         // Headers first: nothing is decoded until every input is acceptable.
         let (bytes, info) = try checkedBytes(data, limits: limits)
         let original = try layers?.openOriginal(limits: limits)
-        var (image, resize) = try render(bytes, info: info, resize: nil)
-        if let geometry { (image, resize) = try restored(image, geometry: geometry, mode: mode) }
+        let (rendered, identity) = try render(bytes, info: info, resize: nil)
         guard let layers, let original else {
+            var (image, resize) = (rendered, identity)
+            if let geometry { (image, resize) = try restored(image, geometry: geometry, mode: mode) }
             let (encoded, small) = try encodeImage(image, options: encode, preview: preview)
             return PreparedImage(
                 data: encoded, format: encode.format, size: image.size, source: info, geometry: resize, preview: small)
         }
         let flattenOnto = encode.format.supportsAlpha ? nil : encode.flattenBackground
-        if let flattenOnto, image.hasAlpha { image = try flatten(image, onto: flattenOnto) }
-        // Each input is decoded into memory at the output's size (known
-        // before any pixel is), so damage is found while it is known which
-        // input it is in; the original on another thread meanwhile, each
-        // decoder on its own core.
-        let size = image.size
+        // The result is decoded into memory whole (damage is found while it
+        // is known which input it is in), and restored from there only
+        // where the mask lets the edit show (`blend`); meanwhile the
+        // original is decoded on another thread at the restored size (known
+        // before any pixel is), each decoder on its own core.
+        let size = geometry.map { restorePlan(resultSize: rendered.size, geometry: $0, mode: mode).target } ?? rendered.size
         let frame = layers.frame
         let framing = ConcurrentImageWork { () throws(ImagingError) in
             try original.framed(frame, to: size, flattenOnto: flattenOnto)
         }
-        let decoded = Result { () throws(ImagingError) in try image.inMemory("decoding the \(info.format.displayName)") }
+        let decoded = Result { () throws(ImagingError) in try rendered.inMemory("decoding the \(info.format.displayName)") }
         // Both have ended before either error is thrown; the result's first.
         let framed = Result { () throws(ImagingError) in try framing.value() }
-        let edited = try decoded.get()
+        var (edited, resize) = (try decoded.get(), identity)
         let originalImage = try framed.get()
+        if let geometry { (edited, resize) = try restored(edited, geometry: geometry, mode: mode) }
+        if let flattenOnto, edited.hasAlpha { edited = try flatten(edited, onto: flattenOnto) }
         let weight: VipsImageHandle
         do {
             weight = try layers.mask.image(at: size)

@@ -39,27 +39,17 @@ extension ImageProcessor {
     {
         var image = image
         let resultSize = image.size
-        let content = geometry.contentRect(inResultOf: resultSize)
+        let (content, target) = restorePlan(resultSize: resultSize, geometry: geometry, mode: mode)
         if content.size != resultSize || content.x != 0 || content.y != 0 {
             image = try image.apply("cropping the padding") {
                 qie_vips_extract_area($0, $1, Int32(content.x), Int32(content.y), Int32(content.width), Int32(content.height))
             }
         }
-        let shown = geometry.sourceRect.size
-        let target: PixelSize
-        switch mode {
-        case .exact:
-            target = shown
-        case .aspect:
-            // The input's shape at the content's own scale (same pixel count).
-            let scale = (Double(content.width * content.height) / Double(shown.width * shown.height)).squareRoot()
-            target = PixelSize(
-                width: max(1, Int((Double(shown.width) * scale).rounded())),
-                height: max(1, Int((Double(shown.height) * scale).rounded())))
-        }
         if image.size != target {
             if let enlarged = try ImageProcessor.enlarged(image, to: target) {
                 image = enlarged
+            } else if let shrunk = try ImageProcessor.shrunk(image, to: target) {
+                image = shrunk
             } else {
                 let hscale = Double(target.width) / Double(image.width)
                 let vscale = Double(target.height) / Double(image.height)
@@ -74,6 +64,27 @@ extension ImageProcessor {
 }
 
 extension ImageProcessor {
+    /// Where a result of `resultSize` holds the input's content (the
+    /// padding cropped off), and the size that content is restored to:
+    /// known before any pixel is.
+    static func restorePlan(resultSize: PixelSize, geometry: ResizeGeometry, mode: RestoreMode)
+        -> (content: PixelRect, target: PixelSize)
+    {
+        let content = geometry.contentRect(inResultOf: resultSize)
+        let shown = geometry.sourceRect.size
+        switch mode {
+        case .exact:
+            return (content, shown)
+        case .aspect:
+            // The input's shape at the content's own scale (same pixel count).
+            let scale = (Double(content.width * content.height) / Double(shown.width * shown.height)).squareRoot()
+            let target = PixelSize(
+                width: max(1, Int((Double(shown.width) * scale).rounded())),
+                height: max(1, Int((Double(shown.height) * scale).rounded())))
+            return (content, target)
+        }
+    }
+
     /// Bytes in memory, their header read and checked against `limits`, ready to render.
     static func checkedBytes(_ data: Data, limits: ImageLimits) throws(ImagingError) -> (PinnedBytes, ImageInfo) {
         var source = FileBytes(data: data)

@@ -241,3 +241,70 @@ struct CompositeTests {
         }
     }
 }
+
+/// A result restored and composited in one pass is computed only where the
+/// mask lets the edit show; every pixel must still be the blend of the whole.
+@Suite("Compositing a restored result where the mask shows it")
+struct PartialCompositeTests {
+    /// A deterministic texture, so that any pixel restored or blended wrongly shows.
+    static func texture(_ width: Int, _ height: Int, seed: Int) throws -> Data {
+        try Make.encoded(width, height, format: .png) { x, y in
+            (0..<3).map { c in UInt8(truncatingIfNeeded: (x &* 73 &+ y &* 151 &+ c &* 29 &+ seed) &* 2_654_435_761 >> 13) }
+        }
+    }
+
+    /// A mask opaque (keep) everywhere but a soft clear disc, or all one alpha.
+    static func mask(_ width: Int, _ height: Int, alpha: (Int, Int) -> UInt8) throws -> Data {
+        try Make.encoded(width, height, channels: 4, format: .png) { x, y in [0, 0, 0, alpha(x, y)] }
+    }
+
+    @Test(
+        "Each pixel is the original where the mask is opaque, the restored result where it is clear, and libvips' blend between",
+        arguments: ["disc", "opaque", "clear"])
+    func blendOfTheWhole(mask kind: String) throws {
+        let (width, height) = (200, 150)
+        let original = try Self.texture(width, height, seed: 1)
+        // Padded into 256x256 for the endpoint, which answers at that size.
+        let sent = try ImageProcessor.prepare(
+            data: original, framedIn: nil,
+            choosing: { _, _ in (ResizeOptions(size: PixelSize(width: 256, height: 256)), EncodeOptions(format: .png)) })
+        let edited = try Self.texture(256, 256, seed: 7)
+        let maskData = try Self.mask(width, height) { x, y in
+            switch kind {
+            case "opaque": return 255
+            case "clear": return 0
+            default:
+                let distance = (Double((x - 60) * (x - 60) + (y - 50) * (y - 50))).squareRoot()
+                return UInt8(max(0, min(255, (distance - 14) * 32)))
+            }
+        }
+        let weights = try ImageProcessor.maskWeights(data: maskData, for: try ImageProbe.probe(data: original), framedIn: nil)
+        let finished = try ImageProcessor.finish(
+            result: edited, restoring: sent.geometry,
+            compositing: CompositeLayers(original: original, framedIn: nil, mask: weights), encode: EncodeOptions(format: .png))
+        #expect(finished.size == PixelSize(width: width, height: height))
+
+        let restored = try Image.decode(
+            data: try ImageProcessor.restore(data: edited, geometry: sent.geometry, encode: EncodeOptions(format: .png)).data
+        ).pixels()
+        let kept = try Image.decode(data: original).pixels()
+        let output = try Image.decode(data: finished.data).pixels()
+        let weight = [UInt8](weights.alpha)
+        try #require(output.count == kept.count && restored.count == kept.count && weight.count * 3 == kept.count)
+        var wrong = 0, firstWrong: (Int, Int)? = nil
+        for index in 0..<output.count {
+            let v = Int(weight[index / 3])
+            let expected = (v * Int(kept[index]) + (255 - v) * Int(restored[index]) + 128) / 255
+            if Int(output[index]) != expected {
+                wrong += 1
+                if firstWrong == nil { firstWrong = ((index / 3) % width, (index / 3) / width) }
+            }
+        }
+        #expect(wrong == 0, "\(wrong) samples differ from the whole blend, the first at \(String(describing: firstWrong))")
+        if kind == "disc" {
+            // The disc is the only part edited: the rest is the original.
+            #expect(weight.contains(0) && weight.contains(255))
+            #expect(output[0..<(width * 3 * 20)] == kept[0..<(width * 3 * 20)])
+        }
+    }
+}

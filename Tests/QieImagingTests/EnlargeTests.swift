@@ -14,18 +14,25 @@ private func smooth(_ x: Int, _ y: Int) -> [UInt8] {
     ].map { UInt8($0.rounded()) }
 }
 
-/// The Catmull-Rom cubic (libvips' bicubic interpolator), sampled with
-/// centres aligned and edges extended, in double precision, without
-/// rounding between the axes: the reference for the separable enlarger.
-private func reference(width: Int, height: Int, from source: [UInt8], size: PixelSize, channels: Int) -> [UInt8] {
+/// The Catmull-Rom cubic (libvips' bicubic interpolator), or Lanczos 3,
+/// sampled with centres aligned and edges extended, in double precision,
+/// without rounding between the axes: the reference for the separable
+/// resampler.
+private func reference(
+    width: Int, height: Int, from source: [UInt8], size: PixelSize, channels: Int, lanczos: Bool = false
+) -> [UInt8] {
     func taps(_ out: Int, _ inSize: Int, _ outSize: Int) -> [(Int, Double)] {
-        let centre = (Double(out) + 0.5) * Double(inSize) / Double(outSize) - 0.5
+        let scale = Double(inSize) / Double(outSize), stretch = max(1, scale)
+        let centre = (Double(out) + 0.5) * scale - 0.5
         func kernel(_ d: Double) -> Double {
             let x = abs(d)
+            if lanczos { return x == 0 ? 1 : x < 3 ? 3 * sin(.pi * x) * sin(.pi * x / 3) / (.pi * .pi * x * x) : 0 }
             return x < 1 ? (1.5 * x - 2.5) * x * x + 1 : x < 2 ? ((-0.5 * x + 2.5) * x - 4) * x + 2 : 0
         }
-        let near = Int((centre - 2).rounded(.up))...Int((centre + 2).rounded(.down))
-        let weights = near.map { kernel(Double($0) - centre) }
+        // A side that shrinks widens the kernel by its factor.
+        let support = (lanczos ? 3 : 2) * stretch
+        let near = Int((centre - support).rounded(.up))...Int((centre + support).rounded(.down))
+        let weights = near.map { kernel((Double($0) - centre) / stretch) }
         let total = weights.reduce(0, +)
         return zip(near, weights).map { (min(max($0, 0), inSize - 1), $1 / total) }
     }
@@ -96,5 +103,51 @@ struct EnlargeTests {
             data: try Make.encoded(97, 61, format: .png, paint: smooth),
             resize: ResizeOptions(size: PixelSize(width: 150, height: 40), fit: .fill), encode: EncodeOptions(format: .png))
         #expect(mixed.size == PixelSize(width: 150, height: 40))
+    }
+}
+
+@Suite("Shrinking a result back: Lanczos 3, in two separable passes")
+struct ShrinkBackTests {
+    @Test(
+        "A result restored to a smaller input is the Lanczos 3 of its pixels, exactly at the input's size, within one level of the double-precision reference",
+        arguments: [PixelSize(width: 160, height: 100), PixelSize(width: 121, height: 77), PixelSize(width: 291, height: 183)])
+    func matchesReference(_ resultSize: PixelSize) throws {
+        // The input was 97x61, sent stretched to the result's size.
+        let input = try Make.encoded(97, 61, format: .png, paint: smooth)
+        let sent = try ImageProcessor.prepare(
+            data: input, resize: ResizeOptions(size: resultSize, fit: .fill), encode: EncodeOptions(format: .png))
+        let result = Make.pixels(resultSize.width, resultSize.height) { x, y in smooth(x * 2 / 3, y * 3 / 4) }
+        let restored = try ImageProcessor.restore(
+            data: try Image(pixels: result, size: resultSize, channels: 3).encoded(EncodeOptions(format: .png)),
+            geometry: sent.geometry, encode: EncodeOptions(format: .png))
+        let image = try Image.decode(data: restored.data)
+        #expect(image.size == PixelSize(width: 97, height: 61))
+        let expected = reference(
+            width: resultSize.width, height: resultSize.height, from: result, size: image.size, channels: 3, lanczos: true)
+        let pixels = try image.pixels()
+        #expect(pixels.count == expected.count)
+        let differences = zip(pixels, expected).map { abs(Int($0) - Int($1)) }
+        #expect(differences.max() ?? 0 <= 1, "largest difference \(differences.max() ?? 0)")
+    }
+
+    @Test("A grey result shrinks the same way")
+    func grey() throws {
+        let sent = try ImageProcessor.prepare(
+            data: try Make.encoded(40, 30, channels: 1, format: .png) { x, _ in [UInt8(x * 6)] },
+            resize: ResizeOptions(size: PixelSize(width: 100, height: 75), fit: .fill), encode: EncodeOptions(format: .png))
+        let ramp = Make.pixels(100, 75, channels: 1) { x, _ in [UInt8(x * 255 / 99)] }
+        let restored = try Image.decode(
+            data: try ImageProcessor.restore(
+                data: try Image(pixels: ramp, size: PixelSize(width: 100, height: 75), channels: 1).encoded(
+                    EncodeOptions(format: .png)),
+                geometry: sent.geometry, encode: EncodeOptions(format: .png)
+            ).data)
+        #expect(restored.size == PixelSize(width: 40, height: 30))
+        let expected = reference(width: 100, height: 75, from: ramp, size: restored.size, channels: 1, lanczos: true)
+        // Every band of each pixel is the grey shrunk.
+        let pixels = try restored.pixels(), bands = restored.channels
+        #expect(pixels.count == expected.count * bands)
+        let differences = pixels.indices.map { abs(Int(pixels[$0]) - Int(expected[$0 / bands])) }
+        #expect(differences.max() ?? 0 <= 1, "largest difference \(differences.max() ?? 0)")
     }
 }

@@ -101,19 +101,29 @@ int qie_vips_resize(VipsImage *in, VipsImage **out, double hscale, double vscale
  * through their pipeline several times slower on an image already in
  * memory. Attached metadata is kept. */
 int qie_vips_box_shrink(VipsImage *in, VipsImage **out, int width, int height);
-/* `in` (8-bit, 1-4 bands, pixels in memory or computed first) enlarged to
- * exactly width x height (each at least its own) with the Catmull-Rom cubic
- * of libvips' bicubic interpolator, in two separable passes shared among
- * `threads` threads (0: libvips' concurrency). Much faster than vips_resize's
- * affine enlargement; its attached metadata is kept. */
-int qie_vips_enlarge(VipsImage *in, VipsImage **out, int width, int height, int threads);
 
+/* Kernels of qie_vips_resample. */
+enum { QIE_KERNEL_CUBIC = 0, QIE_KERNEL_LANCZOS3 = 1 };
+/* `in` (8-bit, 1-4 bands, any pixels) resampled to exactly width x height
+ * with `kernel` (the Catmull-Rom cubic of libvips' bicubic, or Lanczos 3,
+ * widened by the factor on a side that shrinks), centres aligned and edges
+ * extended, as vips_resize does. Lazy like a libvips operation: computed
+ * region by region on libvips' worker threads, streaming from `in`, and
+ * several times faster than libvips 8.14's reduce and affine enlargement.
+ * Each side at most 8 times smaller; attached metadata is kept. */
+int qie_vips_resample(VipsImage *in, VipsImage **out, int width, int height, int kernel);
 /* `in` passed on unchanged as `out`, and `memory`: an image of `in`'s size and
  * format in memory, into which every region of `out` is copied as it is
  * computed. Once `out` has been computed in full (saved), `memory` holds every
  * pixel: a second output of the same pipeline without computing it again.
  * Read `memory` only after that. */
 int qie_vips_tee(VipsImage *in, VipsImage **out, VipsImage **memory);
+/* The smallest rectangle holding every pixel of `in` (8-bit, one band,
+ * pixels in memory or computed first) whose value is below `below`, in
+ * `left`, `top`, `width`, `height`; a width and height of 0 when there is
+ * none. For a mask's weights: where none is below 255, a composite keeps
+ * the original as it is. */
+int qie_vips_bounds_below(VipsImage *in, int below, int *left, int *top, int *width, int *height);
 int qie_vips_premultiply(VipsImage *in, VipsImage **out);
 /* Undoes qie_vips_premultiply, casting back to 8 bits. */
 int qie_vips_unpremultiply(VipsImage *in, VipsImage **out);
