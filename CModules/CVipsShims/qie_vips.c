@@ -709,7 +709,7 @@ int qie_vips_bounds_below(VipsImage *in, int below, int *left, int *top, int *wi
  * are TAP_BITS fixed point; the row between the passes is rounded to 8 bits. */
 
 typedef struct {
-    int n;       /* taps per output sample, even */
+    int n;       /* taps per output sample, a multiple of 4 */
     int *start;  /* the first input index of each output sample, before clamping */
     int *weight; /* n per output sample, summing to TAP_ONE */
     int32_t *pairs; /* weight[2k] in the low half, weight[2k+1] in the high: n / 2 per sample */
@@ -742,8 +742,9 @@ enum { QIE_RESAMPLE_MAX_TAPS = 64 };
 static qie_axis *axis_taps(int kernel, int in_size, int out_size) {
     const double scale = (double) in_size / out_size, stretch = scale > 1 ? scale : 1;
     const double support = (kernel == QIE_KERNEL_CUBIC ? 2 : 3) * stretch;
+    /* Whole groups of four taps (the AVX2 pass sums four at a time); the extra ones weigh 0. */
     int n = (int) ceil(2 * support);
-    n += n % 2;
+    n = (n + 3) & ~3;
     qie_axis *axis = g_new0(qie_axis, 1);
     axis->n = n;
     axis->start = g_new(int, out_size);
@@ -837,6 +838,16 @@ static void resample_across_plain(const VipsPel *wide, VipsPel *target, const in
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
+/* One output pixel's bands from the low bytes of `pixel`. Three bands are
+ * stored as four bytes where another pixel follows (it overwrites the
+ * fourth): one store instead of three. */
+static inline void store_pixel(VipsPel *target, uint32_t pixel, int bands, int followed) {
+    if (bands == 4 || (bands == 3 && followed)) {
+        memcpy(target, &pixel, 4);
+        return;
+    }
+    for (int b = 0; b < bands; b++) target[b] = (VipsPel) (pixel >> (8 * b));
+}
 /* Two taps of one pixel at a time: its two input pixels' 8 bytes shuffled
  * into 16-bit (first, second) pairs per band, multiplied by the taps'
  * weights and summed in pairs (pmaddwd), four bands at once. */
@@ -856,25 +867,133 @@ __attribute__((target("ssse3"))) static void resample_across_ssse3(const VipsPel
         sums = _mm_srai_epi32(sums, TAP_BITS);
         const __m128i narrow = _mm_packs_epi32(sums, sums);
         const uint32_t pixel = (uint32_t) _mm_cvtsi128_si32(_mm_packus_epi16(narrow, narrow));
-        for (int b = 0; b < bands; b++) target[b] = (VipsPel) (pixel >> (8 * b));
+        store_pixel(target, pixel, bands, x + 1 < width);
     }
+}
+/* Four taps of one pixel at a time: its four input pixels' 16 bytes
+ * shuffled into (first, second) pairs in the low lane and (third, fourth)
+ * in the high one, multiplied by the taps' weights and summed in pairs,
+ * the lanes added at the end. */
+__attribute__((target("avx2"))) static void resample_across_avx2(const VipsPel *wide, VipsPel *target,
+                                                                   const int *start, const int32_t *pairs,
+                                                                   int half, int width, int bands) {
+    const __m256i order = _mm256_setr_epi8(0, -1, 4, -1, 1, -1, 5, -1, 2, -1, 6, -1, 3, -1, 7, -1, 8, -1, 12, -1, 9,
+                                           -1, 13, -1, 10, -1, 14, -1, 11, -1, 15, -1);
+    const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    const __m128i half_one = _mm_set1_epi32(TAP_ONE / 2);
+    for (int x = 0; x < width; x++, target += bands) {
+        const VipsPel *p = wide + (size_t) start[x] * 4;
+        const int32_t *w = pairs + (size_t) x * half;
+        __m256i sums = _mm256_setzero_si256();
+        for (int k = 0; k < half; k += 2, p += 16) {
+            const __m256i four = _mm256_shuffle_epi8(
+                _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *) p)), order);
+            const __m256i weights =
+                _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *) (w + k))), spread);
+            sums = _mm256_add_epi32(sums, _mm256_madd_epi16(four, weights));
+        }
+        __m128i total = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+        total = _mm_srai_epi32(_mm_add_epi32(total, half_one), TAP_BITS);
+        const __m128i narrow = _mm_packs_epi32(total, total);
+        const uint32_t pixel = (uint32_t) _mm_cvtsi128_si32(_mm_packus_epi16(narrow, narrow));
+        store_pixel(target, pixel, bands, x + 1 < width);
+    }
+}
+static int has_avx2(void) {
+    static int known = -1;
+    if (known < 0) known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return known;
 }
 static int has_ssse3(void) {
     static int known = -1;
     if (known < 0) known = __builtin_cpu_supports("ssse3") ? 1 : 0;
     return known;
 }
+/* Four 3-byte pixels at a time into 4-byte ones; the last few in plain C,
+ * so no load reads past the line. */
+__attribute__((target("ssse3"))) static void widen_three_ssse3(const VipsPel *line, VipsPel *wide, int count) {
+    const __m128i spread = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+    int i = 0;
+    for (; i + 6 <= count; i += 4, line += 12, wide += 16)
+        _mm_storeu_si128((__m128i *) wide, _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *) line), spread));
+    for (; i < count; i++, line += 3, wide += 4) {
+        wide[0] = line[0];
+        wide[1] = line[1];
+        wide[2] = line[2];
+        wide[3] = 0;
+    }
+}
 #endif
+
+static void widen_three_plain(const VipsPel *line, VipsPel *wide, int count) {
+    for (int i = 0; i < count; i++, line += 3, wide += 4) {
+        wide[0] = line[0];
+        wide[1] = line[1];
+        wide[2] = line[2];
+        wide[3] = 0;
+    }
+}
+
+static void widen_three(const VipsPel *line, VipsPel *wide, int count) {
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+    if (has_ssse3()) {
+        widen_three_ssse3(line, wide, count);
+        return;
+    }
+#endif
+    widen_three_plain(line, wide, count);
+}
+
+/* The across pass chosen for tests (qie_vips_resample_use); 0: the fastest. */
+static int chosen_pass;
+
+int qie_vips_resample_use(int pass) {
+    int available = pass == 0 || pass == 1;
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+    if (pass == 2) available = has_ssse3();
+    if (pass == 3) available = has_avx2();
+#endif
+    if (!available) return -1;
+    __atomic_store_n(&chosen_pass, pass, __ATOMIC_RELAXED);
+    return 0;
+}
 
 static void resample_across(const VipsPel *wide, VipsPel *target, const int *start, const int32_t *pairs, int half,
                             int width, int bands) {
+    const int pass = __atomic_load_n(&chosen_pass, __ATOMIC_RELAXED);
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-    if (has_ssse3()) {
+    if (pass == 3 || (pass == 0 && has_avx2())) {
+        resample_across_avx2(wide, target, start, pairs, half, width, bands);
+        return;
+    }
+    if (pass == 2 || (pass == 0 && has_ssse3())) {
         resample_across_ssse3(wide, target, start, pairs, half, width, bands);
         return;
     }
 #endif
+    (void) pass;
     resample_across_plain(wide, target, start, pairs, half, width, bands);
+}
+
+/* `line` (input columns x0..x1, `bands` bytes a pixel) as 4 bytes a pixel
+ * over columns low..high, the columns outside x0..x1 copies of its edges. */
+static void widen(const VipsPel *line, VipsPel *wide, int low, int high, int x0, int x1, int bands) {
+    VipsPel edge[4] = {0, 0, 0, 0};
+    memcpy(edge, line, bands);
+    for (int c = low; c < x0; c++, wide += 4) memcpy(wide, edge, 4);
+    const int count = x1 - x0 + 1;
+    if (bands == 4) {
+        memcpy(wide, line, (size_t) count * 4);
+    } else if (bands == 3) {
+        widen_three(line, wide, count);
+    } else {
+        for (int i = 0; i < count; i++)
+            for (int b = 0; b < 4; b++) wide[i * 4 + b] = b < bands ? line[i * bands + b] : 0;
+    }
+    wide += (size_t) count * 4;
+    memset(edge, 0, sizeof(edge));
+    memcpy(edge, line + (size_t) (count - 1) * bands, bands);
+    for (int c = x1 + 1; c <= high; c++, wide += 4) memcpy(wide, edge, 4);
 }
 
 static int resample_generate(VipsRegion *out_region, void *vsequence, void *a, void *b, gboolean *stop) {
@@ -912,11 +1031,7 @@ static int resample_generate(VipsRegion *out_region, void *vsequence, void *a, v
             rows[k] = VIPS_REGION_ADDR(sequence->region, x0, clamp_index(down->start[y] + k, in->Ysize));
         resample_down(rows, weight, down->n, sequence->sums, sequence->line, columns * bands);
         /* The row across every column the taps reach, 4 bytes a pixel, edges extended. */
-        VipsPel *wide = sequence->wide;
-        for (int c = low; c <= high; c++, wide += 4) {
-            const VipsPel *p = sequence->line + (size_t) (clamp_index(c, in->Xsize) - x0) * bands;
-            for (int band = 0; band < 4; band++) wide[band] = band < bands ? p[band] : 0;
-        }
+        widen(sequence->line, sequence->wide, low, high, x0, x1, bands);
         /* Each output pixel's first tap, relative to the row's first column. */
         VipsPel *target = VIPS_REGION_ADDR(out_region, area->left, y);
         int offsets[64];

@@ -281,6 +281,18 @@ public enum ImageProcessor {
         return try image.apply("resizing") { qie_vips_resize($0, $1, hscale, vscale) }
     }
 
+    /// The ways `qie_vips_resample` sums a row across, fastest last.
+    enum ResamplePass: Int32, CaseIterable {
+        case fastest = 0, plain, ssse3, avx2
+    }
+
+    /// Makes every resample sum its rows across as `pass` does (false, and
+    /// nothing changed, when the CPU lacks it). Each pass computes the same
+    /// integers: for tests that check so.
+    static func useResamplePass(_ pass: ResamplePass) -> Bool {
+        qie_vips_resample_use(pass.rawValue) == 0
+    }
+
     /// `image` shrunk to exactly `size` with Lanczos 3, as libvips' resize
     /// shrinks, computed lazily by `qie_vips_resample` at a fraction of
     /// libvips 8.14's cost (its horizontal reduce is scalar); nil where that

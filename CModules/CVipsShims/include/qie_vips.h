@@ -112,6 +112,11 @@ enum { QIE_KERNEL_CUBIC = 0, QIE_KERNEL_LANCZOS3 = 1 };
  * several times faster than libvips 8.14's reduce and affine enlargement.
  * Each side at most 8 times smaller; attached metadata is kept. */
 int qie_vips_resample(VipsImage *in, VipsImage **out, int width, int height, int kernel);
+/* Which of qie_vips_resample's across passes runs: 0 the fastest the CPU
+ * has (the default), 1 plain C, 2 SSSE3, 3 AVX2; -1 (nothing changed) when
+ * the CPU lacks it. For tests: every pass computes the same integers, so
+ * the pixels are the same whichever runs. */
+int qie_vips_resample_use(int pass);
 /* `in` passed on unchanged as `out`, and `memory`: an image of `in`'s size and
  * format in memory, into which every region of `out` is copied as it is
  * computed. Once `out` has been computed in full (saved), `memory` holds every
