@@ -47,6 +47,7 @@ test: deps example
 	$(SWIFT) test --skip-build --skip QieCLITests
 	$(SWIFT) test --skip-build --filter QieCLITests
 	.build/debug/qie-bench stream 1
+	.build/debug/qie-bench finishing quick
 	scripts/bench.sh --quick
 
 # Builds the example as a user's package would be built, and runs it: it edits

@@ -105,6 +105,12 @@ case "stream":
 case "stream-once":
     let arguments = Array(CommandLine.arguments.dropFirst(2))
     try await streamOnce(buffered: arguments.first == "buffered", inputMegabytes: Int(arguments.dropFirst().first ?? "") ?? 20)
+case "finishing":
+    // qie-bench finishing [ROUNDS | quick]
+    let argument = CommandLine.arguments.dropFirst(2).first
+    let rounds = argument == "quick" ? 3 : Int(argument ?? "") ?? 60
+    try resamplingRatios(rounds: rounds)
+    try await finishingSteps(rounds: rounds)
 case "base64":
     try base64Throughput(quick: CommandLine.arguments.dropFirst(2).first == "quick")
 default:

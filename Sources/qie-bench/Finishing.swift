@@ -1,0 +1,137 @@
+import CVips
+import CVipsShims
+import Foundation
+import QieImaging
+
+/// The image work of one padded edit through the gateway, step by step and
+/// in-process, as `scripts/bench-gateway.sh` measures it end to end: a
+/// 1024x768 photo prepared for an endpoint that takes 1280x1024 (decoded,
+/// enlarged with the cubic, padded, encoded as the request's JPEG), a mask
+/// made for it (a PNG with a soft clear ellipse) read into weights, and the
+/// endpoint's 1280x1024 JPEG finished: restored to 1024x768 with Lanczos 3,
+/// encoded for the client with a 256-pixel preview, and the same composited
+/// through the mask over the original. Each step is offloaded as the
+/// gateway offloads it (alone, it has every core). Prints the median and
+/// the fastest of each step over `rounds` (`quick`: 3 rounds, to keep it
+/// running).
+func finishingSteps(rounds: Int) async throws {
+    let (width, height) = (1024, 768)
+    // A photo-like texture: smooth waves plus fine detail, so every codec
+    // and resampler does real work.
+    var pixels = [UInt8](repeating: 0, count: width * height * 3)
+    for y in 0..<height {
+        for x in 0..<width {
+            let (u, v) = (Double(x), Double(y))
+            let base = (y * width + x) * 3
+            pixels[base] = UInt8(128 + 90 * sin(u / 37) * cos(v / 23))
+            pixels[base + 1] = UInt8(128 + 80 * cos(u / 19 + v / 41))
+            pixels[base + 2] = UInt8((x ^ y) & 0xFF)
+        }
+    }
+    let photo = try Image(pixels: pixels, size: PixelSize(width: width, height: height), channels: 3)
+        .encoded(EncodeOptions(format: .jpeg, quality: 90))
+    // An OpenAI-style mask: opaque (keep) but for a clear ellipse (edit) with a soft edge.
+    var mask = [UInt8](repeating: 0, count: width * height * 4)
+    for y in 0..<height {
+        for x in 0..<width {
+            let dx = Double(x - width / 2) / Double(width / 4), dy = Double(y - height / 2) / Double(height / 4)
+            let edge = ((dx * dx + dy * dy).squareRoot() - 1) * 40
+            mask[(y * width + x) * 4 + 3] = UInt8(max(0, min(255, 128 + edge * 127)))
+        }
+    }
+    let maskData = try Image(pixels: mask, size: PixelSize(width: width, height: height), channels: 4)
+        .encoded(EncodeOptions(format: .png))
+    let info = try ImageProbe.probe(data: photo)
+    let frame = PixelSize(width: 1280, height: 1024)
+    let request = EncodeOptions(format: .jpeg, quality: 95, optimizeCoding: false)
+    let answer = EncodeOptions(format: .jpeg)
+    let prepare: @Sendable () throws -> PreparedImage = {
+        try ImageProcessor.prepare(data: photo, framedIn: nil, reusingUnchanged: true) { _, _ in
+            (ResizeOptions(size: frame, fit: .contain), request)
+        }
+    }
+    let sent = try prepare()
+    let weights = try ImageProcessor.maskWeights(data: maskData, for: info, framedIn: nil)
+    // The endpoint's answer: the frame sent, as an endpoint that changed nothing would return it.
+    let result = sent.data
+    let steps: [(String, @Sendable () throws -> Void)] = [
+        ("prepare: decode, enlarge, pad, encode", { _ = try prepare() }),
+        ("mask weights", { _ = try ImageProcessor.maskWeights(data: maskData, for: info, framedIn: nil) }),
+        ("finish: decode, restore, encode, preview", {
+            _ = try ImageProcessor.finish(
+                result: result, restoring: sent.geometry, compositing: nil, encode: answer, preview: PreviewOptions())
+        }),
+        ("finish through the mask", {
+            _ = try ImageProcessor.finish(
+                result: result, restoring: sent.geometry,
+                compositing: CompositeLayers(original: photo, framedIn: nil, mask: weights), encode: answer,
+                preview: PreviewOptions())
+        }),
+    ]
+    print("the gateway's image work for a 1024x768 photo padded to 1280x1024, in-process (ms, \(rounds) rounds)")
+    print("  step                                        median   fastest")
+    for (name, step) in steps {
+        var times: [Double] = []
+        for _ in 0..<rounds {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try await ImagingRuntime.offload(step)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+        }
+        times.sort()
+        print(String(format: "  %@ %8.2f  %8.2f", name.padding(toLength: 42, withPad: " ", startingAt: 0), times[times.count / 2], times[0]))
+    }
+}
+
+/// qie's Lanczos 3 shrink (`qie_vips_resample`) beside libvips 8.14's own
+/// (`vips_resize`, whose default kernel is Lanczos 3), on the same image in
+/// memory, in one run, on one worker thread and on two; and qie's cubic
+/// enlargement. The restore of a padded result is such a shrink.
+func resamplingRatios(rounds: Int) throws {
+    guard qie_vips_start("qie-bench", 1) == 0 else { throw BenchFailure("libvips did not start") }
+    let (width, height) = (1280, 960)
+    var pixels = [UInt8](repeating: 0, count: width * height * 3)
+    for y in 0..<height {
+        for x in 0..<width {
+            let base = (y * width + x) * 3
+            pixels[base] = UInt8(128 + 90 * sin(Double(x) / 37) * cos(Double(y) / 23))
+            pixels[base + 1] = UInt8(128 + 80 * cos(Double(x) / 19 + Double(y) / 41))
+            pixels[base + 2] = UInt8((x ^ y) & 0xFF)
+        }
+    }
+    var source: UnsafeMutablePointer<VipsImage>? = nil
+    guard qie_vips_from_pixels(pixels, pixels.count, Int32(width), Int32(height), 3, &source) == 0, let source else {
+        throw BenchFailure("the image could not be made")
+    }
+    defer { g_object_unref(source) }
+    /// The median time of making an image with `body` and computing it into memory.
+    func median(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<VipsImage>?>) -> Int32) throws -> Double {
+        var times: [Double] = []
+        for _ in 0..<rounds {
+            let start = DispatchTime.now().uptimeNanoseconds
+            var made: UnsafeMutablePointer<VipsImage>? = nil
+            guard body(&made) == 0, let made, let computed = vips_image_copy_memory(made) else {
+                throw BenchFailure("resampling failed")
+            }
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            g_object_unref(computed)
+            g_object_unref(made)
+        }
+        return times.sorted()[times.count / 2]
+    }
+    print("resampling a 1280x960 image in memory (ms, median of \(rounds))")
+    print("                                   threads       qie   libvips  qie/libvips")
+    for threads in [1, 2] {
+        vips_concurrency_set(Int32(threads))
+        let qie = try median { qie_vips_resample(source, $0, 1024, 768, Int32(QIE_KERNEL_LANCZOS3)) }
+        let libvips = try median { qie_vips_resize(source, $0, 0.8, 0.8) }
+        print(String(format: "  Lanczos 3 to 1024x768 %15d %9.2f %9.2f %11.2fx", threads, qie, libvips, qie / libvips))
+        let enlarge = try median { qie_vips_resample(source, $0, 1600, 1200, Int32(QIE_KERNEL_CUBIC)) }
+        print(String(format: "  cubic to 1600x1200 %18d %9.2f", threads, enlarge))
+    }
+    vips_concurrency_set(1)
+}
+
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
