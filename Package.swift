@@ -154,7 +154,7 @@ let package = Package(
         .executableTarget(
             name: "qie-bench",
             dependencies: [
-                "QieProviders", "QieImaging", "QiePipeline", "QieClient", "QieStore", "CVips", "CVipsShims",
+                "QieProviders", "QieImaging", "QiePipeline", "QieClient", "QieStore",
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,5 +1,3 @@
-import CVips
-import CVipsShims
 import Foundation
 import QieImaging
 
@@ -82,56 +80,19 @@ func finishingSteps(rounds: Int) async throws {
     }
 }
 
-/// qie's Lanczos 3 shrink (`qie_vips_resample`) beside libvips 8.14's own
-/// (`vips_resize`, whose default kernel is Lanczos 3), on the same image in
-/// memory, in one run, on one worker thread and on two; and qie's cubic
-/// enlargement. The restore of a padded result is such a shrink.
+/// qie's Lanczos 3 shrink beside libvips 8.14's own (`vips_resize`, whose
+/// default kernel is Lanczos 3) on the same image in memory, in one run, on
+/// one worker thread and on two; and qie's cubic enlargement. The restore
+/// of a padded result is such a shrink.
 func resamplingRatios(rounds: Int) throws {
-    guard qie_vips_start("qie-bench", 1) == 0 else { throw BenchFailure("libvips did not start") }
-    let (width, height) = (1280, 960)
-    var pixels = [UInt8](repeating: 0, count: width * height * 3)
-    for y in 0..<height {
-        for x in 0..<width {
-            let base = (y * width + x) * 3
-            pixels[base] = UInt8(128 + 90 * sin(Double(x) / 37) * cos(Double(y) / 23))
-            pixels[base + 1] = UInt8(128 + 80 * cos(Double(x) / 19 + Double(y) / 41))
-            pixels[base + 2] = UInt8((x ^ y) & 0xFF)
-        }
-    }
-    var source: UnsafeMutablePointer<VipsImage>? = nil
-    guard qie_vips_from_pixels(pixels, pixels.count, Int32(width), Int32(height), 3, &source) == 0, let source else {
-        throw BenchFailure("the image could not be made")
-    }
-    defer { g_object_unref(source) }
-    /// The median time of making an image with `body` and computing it into memory.
-    func median(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<VipsImage>?>) -> Int32) throws -> Double {
-        var times: [Double] = []
-        for _ in 0..<rounds {
-            let start = DispatchTime.now().uptimeNanoseconds
-            var made: UnsafeMutablePointer<VipsImage>? = nil
-            guard body(&made) == 0, let made, let computed = vips_image_copy_memory(made) else {
-                throw BenchFailure("resampling failed")
-            }
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
-            g_object_unref(computed)
-            g_object_unref(made)
-        }
-        return times.sorted()[times.count / 2]
-    }
     print("resampling a 1280x960 image in memory (ms, median of \(rounds))")
     print("                                   threads       qie   libvips  qie/libvips")
     for threads in [1, 2] {
-        vips_concurrency_set(Int32(threads))
-        let qie = try median { qie_vips_resample(source, $0, 1024, 768, Int32(QIE_KERNEL_LANCZOS3)) }
-        let libvips = try median { qie_vips_resize(source, $0, 0.8, 0.8) }
-        print(String(format: "  Lanczos 3 to 1024x768 %15d %9.2f %9.2f %11.2fx", threads, qie, libvips, qie / libvips))
-        let enlarge = try median { qie_vips_resample(source, $0, 1600, 1200, Int32(QIE_KERNEL_CUBIC)) }
-        print(String(format: "  cubic to 1600x1200 %18d %9.2f", threads, enlarge))
+        let timing = try ResamplingTiming.measure(rounds: rounds, threads: threads)
+        print(
+            String(
+                format: "  Lanczos 3 to 1024x768 %15d %9.2f %9.2f %11.2fx", threads, timing.shrink, timing.libvipsShrink,
+                timing.shrink / timing.libvipsShrink))
+        print(String(format: "  cubic to 1600x1200 %18d %9.2f", threads, timing.enlarge))
     }
-    vips_concurrency_set(1)
-}
-
-struct BenchFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
