@@ -79,11 +79,10 @@ public struct ResultChecks: Sendable, Equatable {
     public func check(_ address: String, endpoint: String, resolver: HostResolver = .system) throws(ClientError)
         -> ResultTarget
     {
-        let shown = Self.shown(address)
         func refuse(_ why: String, hint: Phrase? = nil) -> ClientError {
             ClientError(
-                kind: .badResponse, message: "\(endpoint): the \(noun) address \(shown) is refused: \(why)", endpoint: endpoint,
-                hint: hint)
+                kind: .badResponse, message: "\(endpoint): the \(noun) address \(Self.shown(address)) is refused: \(why)",
+                endpoint: endpoint, hint: hint)
         }
         guard let url = URL(string: address), let scheme = url.scheme?.lowercased() else {
             throw refuse("it is not a URL")
@@ -133,7 +132,22 @@ public struct ResultChecks: Sendable, Equatable {
     /// An address as messages show it: control characters stripped, a user
     /// name or password replaced by `…`, at most 200 characters.
     public static func shown(_ address: String) -> String {
-        Sanitized.text(address.replacing(/:\/\/[^\/?#]*@/) { _ in "://…@" }, limit: 200)
+        // Whatever stands before an "@" in an authority (between "://" and
+        // the next "/", "?" or "#") is a user name or password, wherever a
+        // URL appears in the text (one may sit in another's query).
+        var shown = ""
+        var rest = Substring(address)
+        while let scheme = rest.range(of: "://") {
+            shown += rest[..<scheme.upperBound]
+            rest = rest[scheme.upperBound...]
+            let authority = rest.prefix { !"/?#".contains($0) }
+            if let at = authority.lastIndex(of: "@") {
+                shown += "…"
+                rest = rest[at...]
+            }
+        }
+        shown += rest
+        return Sanitized.text(shown, limit: 200)
     }
 
     /// A result or image (`what`: "the result at URL", "an inline result") over `maxBytes`, `size` said how.

@@ -41,6 +41,18 @@ struct ResultAddressTests {
         "1.2.3.4.5", "256.0.0.1", "example.123", "example.0x1",  // ends in a number, yet no address
     ]
 
+    @Test("An address in a message hides a user name or password in any URL it holds, and nothing else")
+    func shownAddresses() {
+        let cases = [
+            ("https://user:secret@cdn.example.com/r.png", "https://…@cdn.example.com/r.png"),
+            ("https://cdn.example.com/a@b.png?x=1#y@z", "https://cdn.example.com/a@b.png?x=1#y@z"),
+            ("https://a:b@x.example/p?next=http://c:d@y.example/q", "https://…@x.example/p?next=http://…@y.example/q"),
+            ("https://token@x.example", "https://…@x.example"),
+            ("not a url @ all", "not a url @ all"),
+        ]
+        for (address, shown) in cases { #expect(ResultChecks.shown(address) == shown, "\(address)") }
+    }
+
     @Test("IPv4 addresses spelled other than as four decimal numbers are refused, naming the host; nothing is resolved")
     func ambiguousSpellings() throws {
         let played = RecordingResolver(answer: ["203.0.113.7"])
