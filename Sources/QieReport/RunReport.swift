@@ -110,22 +110,27 @@ public struct RunReport: Sendable {
         ("\(thumbnailFolder)/\(job)-before.jpg", "\(thumbnailFolder)/\(job)-after.jpg")
     }
 
-    /// A small JPEG of an image (file or bytes), for the contact sheet.
+    /// A small JPEG of an image file, for the contact sheet: fitted inside
+    /// `thumbnailSide` x `thumbnailSide`, never enlarged (as the results'
+    /// previews are not), so a small input shows at its own size.
     public static func thumbnail(file: String) throws -> Data {
-        try ImageProcessor.prepare(file: file, resize: thumbnailResize, encode: thumbnailEncode).data
+        try ImageProcessor.prepare(file: file) { info in (thumbnailResize(for: info), thumbnailEncode) }.data
     }
 
-    /// A small JPEG of an image held in memory.
+    /// A small JPEG of an image held in memory, as `thumbnail(file:)`.
     public static func thumbnail(data: Data) throws -> Data {
-        try ImageProcessor.prepare(data: data, resize: thumbnailResize, encode: thumbnailEncode).data
+        let info = try ImageProbe.probe(data: data)
+        return try ImageProcessor.prepare(data: data, resize: thumbnailResize(for: info), encode: thumbnailEncode).data
     }
 
     /// The contact sheet's thumbnails, as an edit makes them beside its
     /// results (`EditOptions.preview`): at most `thumbnailSide` a side, JPEG.
     public static let thumbnailPreview = PreviewOptions(side: thumbnailSide, encode: EncodeOptions(format: .jpeg, quality: 80))
 
-    private static let thumbnailResize = ResizeOptions(
-        size: PixelSize(width: thumbnailSide, height: thumbnailSide), fit: .inside, fill: .colour(.white))
+    /// The box an image of `info`'s size is shrunk into, never enlarged.
+    private static func thumbnailResize(for info: ImageInfo) -> ResizeOptions {
+        ResizeOptions(size: thumbnailPreview.box(for: info.displaySize), fit: .inside, fill: .colour(.white))
+    }
     private static var thumbnailEncode: EncodeOptions { thumbnailPreview.encode }
 
     /// Writes both files atomically into `output`, streaming: memory stays

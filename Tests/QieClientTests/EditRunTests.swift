@@ -78,6 +78,23 @@ struct EditRunTests {
         }
     }
 
+    @Test("The report's before-thumbnails fit inside 256 px and, as the results' previews, never enlarge a small input")
+    func beforeThumbnails() throws {
+        let root = try folder()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for (name, width, height) in [("small", 100, 80), ("wide", 400, 300), ("tall", 300, 500)] {
+            try write(width, height, to: root + "/\(name).jpg")
+        }
+        let expected = ["small": PixelSize(width: 100, height: 80), "wide": PixelSize(width: 256, height: 192),
+                        "tall": PixelSize(width: 154, height: 256)]
+        for (name, size) in expected {
+            let path = root + "/\(name).jpg"
+            #expect(try Image.decode(data: try RunReport.thumbnail(file: path)).size == size, "\(name) from its file")
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            #expect(try Image.decode(data: try RunReport.thumbnail(data: bytes)).size == size, "\(name) from memory")
+        }
+    }
+
     @Test("Events: started, each job started, sent with its id, done, cost with the running total")
     func events() async throws {
         let root = try folder()
