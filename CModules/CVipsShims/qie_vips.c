@@ -874,9 +874,10 @@ __attribute__((target("ssse3"))) static void resample_across_ssse3(const VipsPel
  * shuffled into (first, second) pairs in the low lane and (third, fourth)
  * in the high one, multiplied by the taps' weights and summed in pairs,
  * the lanes added at the end. */
-__attribute__((target("avx2"))) static void resample_across_avx2(const VipsPel *wide, VipsPel *target,
-                                                                   const int *start, const int32_t *pairs,
-                                                                   int half, int width, int bands) {
+__attribute__((target("avx2"), always_inline)) static inline void across_avx2(const VipsPel *wide, VipsPel *target,
+                                                                               const int *start, const int32_t *pairs,
+                                                                               const int half, int width,
+                                                                               const int bands) {
     const __m256i order = _mm256_setr_epi8(0, -1, 4, -1, 1, -1, 5, -1, 2, -1, 6, -1, 3, -1, 7, -1, 8, -1, 12, -1, 9,
                                            -1, 13, -1, 10, -1, 14, -1, 11, -1, 15, -1);
     const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
@@ -898,6 +899,16 @@ __attribute__((target("avx2"))) static void resample_across_avx2(const VipsPel *
         const uint32_t pixel = (uint32_t) _mm_cvtsi128_si32(_mm_packus_epi16(narrow, narrow));
         store_pixel(target, pixel, bands, x + 1 < width);
     }
+}
+/* The commonest shapes with their counts known to the compiler (no loop
+ * over the taps, one store per pixel): colour, 4 taps (the cubic enlarging,
+ * Lanczos 3 up to a third smaller) or 8 (Lanczos 3 up to two thirds). */
+__attribute__((target("avx2"))) static void resample_across_avx2(const VipsPel *wide, VipsPel *target,
+                                                                   const int *start, const int32_t *pairs,
+                                                                   int half, int width, int bands) {
+    if (bands == 3 && half == 2) across_avx2(wide, target, start, pairs, 2, width, 3);
+    else if (bands == 3 && half == 4) across_avx2(wide, target, start, pairs, 4, width, 3);
+    else across_avx2(wide, target, start, pairs, half, width, bands);
 }
 static int has_avx2(void) {
     static int known = -1;
