@@ -12,20 +12,28 @@ package struct ResamplingTiming {
     /// qie's cubic from 1280x960 to 1600x1200.
     package var enlarge: Double
 
+    /// A photo-like 8-bit RGB texture: smooth waves plus fine detail, so
+    /// every codec and resampler does real work.
+    package static func texture(width: Int, height: Int) -> [UInt8] {
+        var pixels = [UInt8](repeating: 0, count: width * height * 3)
+        for y in 0..<height {
+            for x in 0..<width {
+                let (u, v) = (Double(x), Double(y))
+                let base = (y * width + x) * 3
+                pixels[base] = UInt8(128 + 90 * sin(u / 37) * cos(v / 23))
+                pixels[base + 1] = UInt8(128 + 80 * cos(u / 19 + v / 41))
+                pixels[base + 2] = UInt8((x ^ y) & 0xFF)
+            }
+        }
+        return pixels
+    }
+
     /// Each of the three made `rounds` times from a photo-like 1280x960
     /// image in memory and computed into memory on `threads` worker threads.
     package static func measure(rounds: Int, threads: Int) throws(ImagingError) -> ResamplingTiming {
         try ImagingRuntime.start()
         let (width, height) = (1280, 960)
-        var pixels = [UInt8](repeating: 0, count: width * height * 3)
-        for y in 0..<height {
-            for x in 0..<width {
-                let base = (y * width + x) * 3
-                pixels[base] = UInt8(128 + 90 * sin(Double(x) / 37) * cos(Double(y) / 23))
-                pixels[base + 1] = UInt8(128 + 80 * cos(Double(x) / 19 + Double(y) / 41))
-                pixels[base + 2] = UInt8((x ^ y) & 0xFF)
-            }
-        }
+        let pixels = texture(width: width, height: height)
         let source = try Image(pixels: pixels, size: PixelSize(width: width, height: height), channels: 3).handle
         let previous = vips_concurrency_get()
         vips_concurrency_set(Int32(threads))

@@ -119,8 +119,7 @@ public struct RunReport: Sendable {
 
     /// A small JPEG of an image held in memory, as `thumbnail(file:)`.
     public static func thumbnail(data: Data) throws -> Data {
-        let info = try ImageProbe.probe(data: data)
-        return try ImageProcessor.prepare(data: data, resize: thumbnailResize(for: info), encode: thumbnailEncode).data
+        try ImageProcessor.prepare(data: data, framedIn: nil) { info, _ in (thumbnailResize(for: info), thumbnailEncode) }.data
     }
 
     /// The contact sheet's thumbnails, as an edit makes them beside its

@@ -14,18 +14,7 @@ import QieImaging
 /// running).
 func finishingSteps(rounds: Int) async throws {
     let (width, height) = (1024, 768)
-    // A photo-like texture: smooth waves plus fine detail, so every codec
-    // and resampler does real work.
-    var pixels = [UInt8](repeating: 0, count: width * height * 3)
-    for y in 0..<height {
-        for x in 0..<width {
-            let (u, v) = (Double(x), Double(y))
-            let base = (y * width + x) * 3
-            pixels[base] = UInt8(128 + 90 * sin(u / 37) * cos(v / 23))
-            pixels[base + 1] = UInt8(128 + 80 * cos(u / 19 + v / 41))
-            pixels[base + 2] = UInt8((x ^ y) & 0xFF)
-        }
-    }
+    let pixels = ResamplingTiming.texture(width: width, height: height)
     let photo = try Image(pixels: pixels, size: PixelSize(width: width, height: height), channels: 3)
         .encoded(EncodeOptions(format: .jpeg, quality: 90))
     // An OpenAI-style mask: opaque (keep) but for a clear ellipse (edit) with a soft edge.
